@@ -1,0 +1,44 @@
+# inflab — the two commands a newcomer needs are `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.test-installed
+
+.PHONY: install lab test system-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+lab: install
+	$(BIN)/inflab new --sandbox
+
+# System packages the test suite needs (tmux for terminal checks, OpenSSH for the
+# remote-host tests). Installed only when missing; needs root or sudo.
+system-deps:
+	@missing=""; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+test: $(TSTAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/startup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,360 @@
+"""The ``inflab`` command.
+
+Start-up stays light: click and the standard library only at import time; boto3,
+moto and Textual load inside the commands that need them.
+
+Exit codes: 0 done, 1 a step failed (or cleanup left something), 2 bad input, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import click
+
+from .config import ConfigError, validate_session_name
+from .lab_steps import STEP_IDS, STEP_TITLES
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+
+
+class InputError(click.UsageError):
+    """Bad input found after parsing (config, names); shown as one line, exit 2."""
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors are one line on stderr and exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            msg = e.format_message().replace("\n", " ")
+            click.echo(f"inflab: error: {msg}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.exceptions.Abort:
+            click.echo("inflab: aborted", err=True)
+            sys.exit(EXIT_CANCELLED)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"inflab: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+
+
+def _store():
+    from .session import Store
+
+    return Store()
+
+
+def _load_config(path: str | None, sandbox: bool):
+    from . import config
+
+    try:
+        return config.load(path, sandbox=sandbox)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def _name(name: str, flag: str = "--name") -> str:
+    try:
+        return validate_session_name(name, flag)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def _existing(store, name: str, flag: str = "NAME"):
+    from .session import SessionNotFound
+
+    _name(name, flag)
+    try:
+        return store.get_session(name)
+    except SessionNotFound:
+        raise InputError(f"{flag}: no session named {name!r} (see: inflab sessions)") from None
+
+
+def _default_name(store) -> str:
+    base = time.strftime("lab-%Y%m%d-%H%M")
+    name, n = base, 1
+    while store.has_session(name):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@click.group(cls=OneLineGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="inflab", message="inflab %(version)s")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """inflab — a terminal lab for ML inference on AWS Inferentia.
+
+    Run with no command to pick a saved session or start a new one. Add --sandbox to
+    `new` or `run` to use an emulated AWS on this machine (no account needed).
+    """
+    if ctx.invoked_subcommand is None:
+        from .tui import run_app
+
+        run_app(_store(), mode="picker")
+
+
+@main.command()
+@click.option("--sandbox", is_flag=True, help="Use the local sandbox cloud instead of AWS.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Lab configuration (TOML).")
+@click.option("--name", help="Session name (default: lab-DATE-TIME).")
+def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
+    """Open the lab on a new session."""
+    store = _store()
+    cfg = _load_config(config_path, sandbox)
+    if name:
+        _name(name)
+        if store.has_session(name):
+            raise InputError(f"--name: a session named {name!r} exists already (resume it: inflab resume {name})")
+    else:
+        name = _default_name(store)
+    from .tui import run_app
+
+    run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox)
+
+
+@main.command()
+@click.argument("name", required=False)
+def resume(name: str | None) -> None:
+    """Open the lab on a saved session (the most recent if NAME is left out)."""
+    store = _store()
+    if name is None:
+        sessions = store.list_sessions()
+        if not sessions:
+            raise InputError("NAME: there are no saved sessions (start one: inflab new --sandbox)")
+        name = sessions[0].name
+    else:
+        _existing(store, name)
+    from .tui import run_app
+
+    run_app(store, mode="resume", name=name)
+
+
+def _open_or_create(store, name: str, sandbox: bool, config_path: str | None):
+    """The session to run: an existing one (its saved config) or a new one."""
+    if store.has_session(name):
+        info = store.get_session(name)
+        if sandbox and not info.sandbox:
+            raise InputError(f"--sandbox: session {name!r} runs against AWS, not the sandbox; use another --name")
+        if config_path is not None:
+            cfg = _load_config(config_path, info.sandbox)
+            if cfg.data != info.config:
+                raise InputError(f"--config: session {name!r} was started with a different config; use another --name")
+        return info
+    cfg = _load_config(config_path, sandbox)
+    return store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
+
+
+def _check_until(until: str | None) -> None:
+    if until is None:
+        return
+    from .lab_steps import available_steps
+
+    ids = [s.id for s in available_steps()]
+    if until not in ids:
+        raise InputError(f"--until: step {until!r} is not available in this version (available: {', '.join(ids)})")
+
+
+@main.command()
+@click.option("--name", required=True, help="Session name; created if it does not exist.")
+@click.option("--sandbox", is_flag=True, help="Use the local sandbox cloud instead of AWS.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Lab configuration (TOML).")
+@click.option("--until", type=click.Choice(STEP_IDS), help="Stop after this step (default: every available step).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; progress goes to stderr.")
+def run(name: str, sandbox: bool, config_path: str | None, until: str | None, as_json: bool) -> None:
+    """Run the lab's steps headless, creating or continuing session NAME."""
+    _name(name)
+    _check_until(until)
+    store = _store()
+    info = _open_or_create(store, name, sandbox, config_path)
+
+    from .engine import Engine
+
+    out = sys.stderr if as_json else sys.stdout
+    tty = out.isatty()
+
+    def listener(ev):
+        if ev.kind == "state":
+            mark = {"running": "▶", "done": "✓", "failed": "✗", "cancelled": "■", "skipped": "·", "undone": "↺"}.get(ev.state, " ")
+            line = f"{mark} {ev.step:<16} {ev.state}"
+            if ev.state == "running":
+                line = f"{mark} {ev.step:<16} {STEP_TITLES.get(ev.step, '')}"
+            if ev.message and ev.state != "running":
+                line += f": {ev.message}"
+            click.echo(("\r\033[K" if tty else "") + line, file=out)
+        elif ev.kind == "log":
+            click.echo(("\r\033[K" if tty else "") + f"    {ev.message}", file=out)
+        elif ev.kind == "progress" and tty:
+            click.echo(f"\r\033[K    {ev.message}", file=out, nl=False)
+
+    engine = Engine(store, info.name, listener=listener)
+    signal.signal(signal.SIGINT, lambda *_: engine.cancel())
+    signal.signal(signal.SIGTERM, lambda *_: engine.cancel())
+    result = engine.run(until)
+    states = {sid: st["state"] for sid, st in engine.states().items()}
+    if as_json:
+        click.echo(json.dumps({"session": info.name, "sandbox": info.sandbox, "ok": result.ok, "failed_step": None if result.ok else result.step,
+                               "error": result.error or None, "steps": states, "host": store.get(info.name, "host")}, indent=2))
+    elif result.ok:
+        click.echo(f"Session {info.name}: done up to {until or engine.steps[-1].id}.")
+    if result.cancelled:
+        sys.exit(EXIT_CANCELLED)
+    if not result.ok:
+        if not as_json:
+            click.echo(f"inflab: step {result.step} failed: {result.error}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def sessions(as_json: bool) -> None:
+    """List saved sessions."""
+    from .lab_steps import available_steps
+
+    store = _store()
+    ids = [s.id for s in available_steps()]
+    rows = []
+    for s in store.list_sessions():
+        states = store.step_states(s.name)
+        done = [i for i in ids if states.get(i, {}).get("state") in ("done", "skipped")]
+        nxt = next((i for i in ids if i not in done), None)
+        rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track, "region": s.config["aws"]["region"],
+                     "instance_type": s.config["instance"]["type"], "created": s.created, "updated": s.updated,
+                     "steps_done": len(done), "steps_total": len(ids), "next_step": nxt})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No saved sessions. Start one: inflab new --sandbox")
+        return
+    click.echo(f"{'NAME':<24} {'WHERE':<8} {'REGION':<12} {'TYPE':<14} {'PROGRESS':<9} NEXT")
+    for r in rows:
+        where = "sandbox" if r["sandbox"] else "aws"
+        click.echo(f"{r['name']:<24} {where:<8} {r['region']:<12} {r['instance_type']:<14} {r['steps_done']}/{r['steps_total']:<7} {r['next_step'] or 'finished'}")
+
+
+@main.command()
+def steps() -> None:
+    """List the lab's step ids (for --until) and what each does."""
+    from .lab_steps import available_steps
+
+    ids = {s.id for s in available_steps()}
+    for i, sid in enumerate(STEP_IDS, 1):
+        note = "" if sid in ids else "  (coming later)"
+        click.echo(f"{i:>2}. {sid:<17} {STEP_TITLES[sid]}{note}")
+
+
+def _engine(store, name):
+    from .engine import Engine
+
+    return Engine(store, name)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def resources(name: str, as_json: bool) -> None:
+    """What AWS has for session NAME, found by its inflab:session tag."""
+    store = _store()
+    _existing(store, name)
+    from .aws import inventory
+    from .engine import describe_exception
+
+    engine = _engine(store, name)
+    try:
+        found = inventory.session_resources(engine.aws, name)
+    except Exception as e:
+        click.echo(f"inflab: {describe_exception(e)}", err=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    elif not found:
+        click.echo(f"Nothing in {engine.config.region} is tagged inflab:session={name}.")
+    else:
+        for r in found:
+            extra = f" [{r['state']}]" if r.get("state") else ""
+            click.echo(f"{r['type']:<22} {r['id']:<26} {r['name']}{extra}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cleanup(name: str, yes: bool) -> None:
+    """Delete everything session NAME created, then verify by tag that nothing is left."""
+    store = _store()
+    info = _existing(store, name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("--yes: cleanup deletes AWS resources; pass --yes to confirm when not at a terminal")
+        where = "the sandbox" if info.sandbox else f"AWS ({info.config['aws']['region']})"
+        click.confirm(f"Terminate and delete everything session {name} created in {where}?", abort=True)
+
+    def listener(ev):
+        if ev.kind == "log":
+            click.echo(f"    {ev.message}")
+        elif ev.kind == "state" and ev.state == "failed":
+            click.echo(f"✗ {ev.step}: {ev.message}")
+
+    from .engine import Engine
+
+    engine = Engine(store, name, listener=listener)
+    errors, leftovers = engine.cleanup()
+    if errors or leftovers:
+        for e in errors:
+            click.echo(f"inflab: {e}", err=True)
+        for r in leftovers:
+            click.echo(f"inflab: still there: {r['type']} {r['id']} {r['name']}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"Session {name}: everything it created is gone.")
+
+
+@main.group()
+def sandbox() -> None:
+    """The local sandbox cloud (AWS emulated on loopback)."""
+
+
+@sandbox.command("start")
+def sandbox_start() -> None:
+    """Start the sandbox daemon (does nothing if it is running)."""
+    from . import sandbox as sb
+
+    store = _store()
+    try:
+        info = sb.ensure_running(store.home)
+    except sb.SandboxError as e:
+        click.echo(f"inflab: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"sandbox running at {info.endpoint} (pid {info.pid})")
+
+
+@sandbox.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def sandbox_status(as_json: bool) -> None:
+    """Is the sandbox running? Exit 0 if so, 1 if not."""
+    from . import sandbox as sb
+
+    info = sb.status(_store().home)
+    if as_json:
+        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None}))
+    else:
+        click.echo(f"sandbox running at {info.endpoint} (pid {info.pid})" if info else "sandbox not running")
+    sys.exit(0 if info else 1)
+
+
+@sandbox.command("stop")
+def sandbox_stop() -> None:
+    """Stop the sandbox daemon. Its emulated resources are forgotten."""
+    from . import sandbox as sb
+
+    click.echo("sandbox stopped" if sb.stop(_store().home) else "sandbox was not running")
+
+
+if __name__ == "__main__":
+    main()

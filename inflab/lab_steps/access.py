@@ -1,0 +1,309 @@
+"""Steps `keypair`, `security-group` and `instance-profile`: how you (and the instance) get in."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+from ..aws import error_code, inventory
+from .base import Step, StepContext, StepError
+
+CHECKIP_URL = "https://checkip.amazonaws.com"
+
+
+def key_name(ctx: StepContext) -> str:
+    return ctx.prefix
+
+
+def key_path(ctx: StepContext) -> Path:
+    return ctx.session_dir / f"{key_name(ctx)}.pem"
+
+
+class KeyPair(Step):
+    id = "keypair"
+    title = "Create an SSH key pair"
+
+    def cli(self, ctx):
+        return [
+            f"aws ec2 create-key-pair --key-name {key_name(ctx)} --key-type ed25519 "
+            f"--tag-specifications 'ResourceType=key-pair,Tags=[{{Key=inflab:session,Value={ctx.name}}}]' "
+            f"--query KeyMaterial --output text > {key_path(ctx)}",
+            f"chmod 600 {key_path(ctx)}",
+        ]
+
+    def _exists(self, ctx) -> bool:
+        try:
+            ctx.aws.client("ec2").describe_key_pairs(KeyNames=[key_name(ctx)])
+            return True
+        except Exception as e:
+            if error_code(e) == "InvalidKeyPair.NotFound":
+                return False
+            raise
+
+    def check(self, ctx):
+        return key_path(ctx).exists() and self._exists(ctx)
+
+    def apply(self, ctx):
+        ec2 = ctx.aws.client("ec2")
+        path = key_path(ctx)
+        if self._exists(ctx):
+            # The private half is only handed out at creation; without it the pair is useless.
+            ctx.log(f"Key pair {key_name(ctx)} exists but its private key is not in {path.parent}: recreating it")
+            ec2.delete_key_pair(KeyName=key_name(ctx))
+        rid = ctx.intend("ec2:key-pair", key_name(ctx))
+        resp = ec2.create_key_pair(
+            KeyName=key_name(ctx), KeyType="ed25519", TagSpecifications=[ctx.tag_spec("key-pair")]
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(resp["KeyMaterial"].rstrip("\n") + "\n")
+        os.chmod(path, 0o600)
+        ctx.store.mark_created(rid, resp.get("KeyPairId", key_name(ctx)), {"fingerprint": resp.get("KeyFingerprint", "")})
+        ctx.log(f"Created key pair {key_name(ctx)}; private key saved to {path} (mode 600)")
+
+    def undo(self, ctx):
+        if self._exists(ctx):
+            ctx.aws.client("ec2").delete_key_pair(KeyName=key_name(ctx))
+            ctx.log(f"Deleted key pair {key_name(ctx)}")
+        key_path(ctx).unlink(missing_ok=True)
+        ctx.store.mark_deleted(ctx.name, "ec2:key-pair")
+
+
+def caller_cidr(ctx: StepContext) -> str:
+    """Where SSH may come from: the config's CIDR, loopback in the sandbox, else your public IP /32."""
+    configured = ctx.config["instance"]["ssh_cidr"]
+    if configured:
+        return configured
+    if ctx.sandbox:
+        return "127.0.0.1/32"
+    try:
+        with urllib.request.urlopen(CHECKIP_URL, timeout=10) as r:
+            ip = ipaddress.ip_address(r.read().decode().strip())
+    except (OSError, ValueError):
+        raise StepError(
+            f"Could not find your public IP address ({CHECKIP_URL} did not answer). "
+            "Set instance.ssh_cidr in the config (like 203.0.113.7/32)"
+        ) from None
+    return f"{ip}/32"
+
+
+def sg_name(ctx: StepContext) -> str:
+    return f"{ctx.prefix}-ssh"
+
+
+class SecurityGroup(Step):
+    id = "security-group"
+    title = "Open SSH to your address only"
+
+    def cli(self, ctx):
+        cidr = ctx.get("ssh_cidr") or "<your-ip>/32"
+        vpc = (ctx.get("preflight") or {}).get("vpc_id", "<vpc-id>")
+        return [
+            f"aws ec2 create-security-group --group-name {sg_name(ctx)} --vpc-id {vpc} "
+            f"--description 'inflab SSH for session {ctx.name}'",
+            f"aws ec2 authorize-security-group-ingress --group-id <sg-id> --protocol tcp --port 22 --cidr {cidr}",
+        ]
+
+    def _find(self, ctx) -> dict | None:
+        groups = [g for g in inventory.security_groups(ctx.aws, ctx.name) if g["GroupName"] == sg_name(ctx)]
+        return groups[0] if groups else None
+
+    @staticmethod
+    def _ssh_cidrs(group: dict) -> set[str]:
+        out = set()
+        for perm in group.get("IpPermissions", []):
+            if perm.get("IpProtocol") == "tcp" and perm.get("FromPort") == 22 and perm.get("ToPort") == 22:
+                out |= {r["CidrIp"] for r in perm.get("IpRanges", [])}
+        return out
+
+    def check(self, ctx):
+        group = self._find(ctx)
+        if not group:
+            return False
+        cidr = caller_cidr(ctx)
+        return self._ssh_cidrs(group) == {cidr}
+
+    def apply(self, ctx):
+        ec2 = ctx.aws.client("ec2")
+        cidr = caller_cidr(ctx)
+        ctx.put("ssh_cidr", cidr)
+        group = self._find(ctx)
+        if group is None:
+            vpc_id = ctx.get("preflight")["vpc_id"]
+            rid = ctx.intend("ec2:security-group", sg_name(ctx))
+            gid = ec2.create_security_group(
+                GroupName=sg_name(ctx),
+                Description=f"inflab SSH for session {ctx.name}",
+                VpcId=vpc_id,
+                TagSpecifications=[ctx.tag_spec("security-group")],
+            )["GroupId"]
+            ctx.store.mark_created(rid, gid)
+            ctx.log(f"Created security group {sg_name(ctx)} ({gid}) in {vpc_id}")
+            group = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
+        gid = group["GroupId"]
+        ctx.put("security_group_id", gid)
+        stale = self._ssh_cidrs(group) - {cidr}
+        if stale:
+            ec2.revoke_security_group_ingress(
+                GroupId=gid,
+                IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": c} for c in sorted(stale)]}],
+            )
+            ctx.log(f"Removed SSH access from {', '.join(sorted(stale))} (no longer your address)")
+        if cidr not in self._ssh_cidrs(group):
+            ec2.authorize_security_group_ingress(
+                GroupId=gid,
+                IpPermissions=[
+                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr, "Description": "inflab: SSH from you"}]}
+                ],
+            )
+            ctx.log(f"Allowed SSH (tcp/22) from {cidr} only")
+
+    def undo(self, ctx):
+        group = self._find(ctx)
+        if group:
+            ec2 = ctx.aws.client("ec2")
+            for attempt in range(30):  # an instance that is still shutting down keeps the group in use
+                try:
+                    ec2.delete_security_group(GroupId=group["GroupId"])
+                    break
+                except Exception as e:
+                    if error_code(e) != "DependencyViolation" or attempt == 29:
+                        raise
+                    ctx.progress(None, "Waiting for the instance to let go of the security group…")
+                    ctx.sleep(5)
+            ctx.log(f"Deleted security group {group['GroupName']} ({group['GroupId']})")
+        ctx.store.mark_deleted(ctx.name, "ec2:security-group")
+
+
+def role_name(ctx: StepContext) -> str:
+    return f"{ctx.prefix}-instance"
+
+
+SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def lab_access_policy(ctx: StepContext, account: str) -> dict:
+    """Only what the lab needs: its own ECR repository, S3 bucket and log group."""
+    region, prefix = ctx.region, ctx.prefix
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {
+                "Sid": "EcrLabRepository",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                    "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
+                ],
+                "Resource": f"arn:aws:ecr:{region}:{account}:repository/{prefix}*",
+            },
+            {
+                "Sid": "S3LabBucket",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{prefix}-*", f"arn:aws:s3:::{prefix}-*/*"],
+            },
+            {
+                "Sid": "LabLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"arn:aws:logs:{region}:{account}:log-group:/inflab/{ctx.name}*",
+            },
+        ],
+    }
+
+
+class InstanceProfile(Step):
+    id = "instance-profile"
+    title = "Give the instance a role"
+
+    def cli(self, ctx):
+        r = role_name(ctx)
+        return [
+            f"aws iam create-role --role-name {r} --path /inflab/ --assume-role-policy-document file://trust-ec2.json",
+            f"aws iam attach-role-policy --role-name {r} --policy-arn {SSM_CORE}",
+            f"aws iam put-role-policy --role-name {r} --policy-name inflab-lab-access --policy-document file://lab-access.json",
+            f"aws iam create-instance-profile --instance-profile-name {r} --path /inflab/",
+            f"aws iam add-role-to-instance-profile --instance-profile-name {r} --role-name {r}",
+            f"aws iam wait instance-profile-exists --instance-profile-name {r}",
+        ]
+
+    def _profile(self, ctx) -> dict | None:
+        try:
+            return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=role_name(ctx))["InstanceProfile"]
+        except Exception as e:
+            if error_code(e) == "NoSuchEntity":
+                return None
+            raise
+
+    def _role_exists(self, ctx) -> bool:
+        try:
+            ctx.aws.client("iam").get_role(RoleName=role_name(ctx))
+            return True
+        except Exception as e:
+            if error_code(e) == "NoSuchEntity":
+                return False
+            raise
+
+    def check(self, ctx):
+        prof = self._profile(ctx)
+        return bool(prof) and any(r["RoleName"] == role_name(ctx) for r in prof.get("Roles", []))
+
+    def apply(self, ctx):
+        iam = ctx.aws.client("iam")
+        name = role_name(ctx)
+        account = (ctx.get("identity") or {}).get("account") or ctx.aws.client("sts").get_caller_identity()["Account"]
+        if not self._role_exists(ctx):
+            rid = ctx.intend("iam:role", name)
+            role = iam.create_role(
+                RoleName=name,
+                Path="/inflab/",
+                AssumeRolePolicyDocument=json.dumps(TRUST),
+                Description=f"inflab instance role for session {ctx.name}",
+                Tags=ctx.tags(),
+            )["Role"]
+            ctx.store.mark_created(rid, role["Arn"])
+            ctx.log(f"Created role {name}")
+        iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        iam.attach_role_policy(RoleName=name, PolicyArn=SSM_CORE)
+        iam.put_role_policy(RoleName=name, PolicyName="inflab-lab-access", PolicyDocument=json.dumps(lab_access_policy(ctx, account)))
+        ctx.log("Attached AmazonSSMManagedInstanceCore and a policy scoped to this lab's ECR repository, S3 bucket and logs")
+        ctx.check_cancel()
+        prof = self._profile(ctx)
+        if prof is None:
+            rid = ctx.intend("iam:instance-profile", name)
+            prof = iam.create_instance_profile(InstanceProfileName=name, Path="/inflab/", Tags=ctx.tags())["InstanceProfile"]
+            ctx.store.mark_created(rid, prof["Arn"])
+            ctx.log(f"Created instance profile {name}")
+        if not any(r["RoleName"] == name for r in prof.get("Roles", [])):
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        ctx.progress(None, "Waiting for IAM to publish the instance profile…")
+        iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        ctx.put("instance_profile", {"name": name, "arn": prof["Arn"]})
+
+    def undo(self, ctx):
+        iam = ctx.aws.client("iam")
+        name = role_name(ctx)
+        prof = self._profile(ctx)
+        if prof:
+            for r in prof.get("Roles", []):
+                iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=r["RoleName"])
+            iam.delete_instance_profile(InstanceProfileName=name)
+            ctx.log(f"Deleted instance profile {name}")
+        if self._role_exists(ctx):
+            for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                iam.detach_role_policy(RoleName=name, PolicyArn=p["PolicyArn"])
+            for p in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                iam.delete_role_policy(RoleName=name, PolicyName=p)
+            iam.delete_role(RoleName=name)
+            ctx.log(f"Deleted role {name}")
+        ctx.store.mark_deleted(ctx.name, "iam:instance-profile")
+        ctx.store.mark_deleted(ctx.name, "iam:role")

@@ -1,0 +1,129 @@
+"""What a step is, and what it gets to work with.
+
+A step is one readable unit: instructions (Markdown in ``assets/steps/<id>.md``), the
+AWS CLI commands it stands for, ``check`` (already done? — makes resume idempotent),
+``apply`` and ``undo``. Steps never touch the UI: they log, report progress and read
+the cancel flag through their :class:`StepContext`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..aws import Aws, tags
+from ..config import LabConfig
+from ..session import Store
+
+
+class StepError(RuntimeError):
+    """A step failed in a way the user can understand; the message says what to do."""
+
+
+class Cancelled(RuntimeError):
+    """The user asked to stop."""
+
+
+@dataclass
+class StepContext:
+    name: str
+    config: LabConfig
+    sandbox: bool
+    store: Store
+    aws: Aws
+    step_id: str = ""
+    log: Callable[[str], None] = print
+    progress: Callable[[float | None, str], None] = lambda f, m: None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    # -- names -------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return f"inflab-{self.name}"
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def session_dir(self) -> Path:
+        return self.store.session_dir(self.name)
+
+    def tags(self, **extra: str) -> list[dict[str, str]]:
+        return tags(self.name, self.config.track, **extra)
+
+    def tag_spec(self, resource_type: str, **extra: str) -> dict[str, Any]:
+        return {"ResourceType": resource_type, "Tags": self.tags(Name=f"{self.prefix}", **extra)}
+
+    # -- state -------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.store.get(self.name, key, default)
+
+    def put(self, key: str, value: Any) -> None:
+        self.store.put(self.name, key, value)
+
+    def intend(self, kind: str, name: str, detail: dict | None = None) -> int:
+        return self.store.intend(self.name, self.step_id, kind, name, self.region, detail)
+
+    # -- control -----------------------------------------------------------------
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled("cancelled")
+
+    def wait_for(self, client, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900, **kwargs) -> None:
+        """Run a boto3 waiter, one poll at a time, so progress shows and cancel works."""
+        from botocore.exceptions import WaiterError
+
+        waiter = client.get_waiter(waiter_name)
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            self.check_cancel()
+            attempt += 1
+            try:
+                waiter.wait(WaiterConfig={"Delay": 1, "MaxAttempts": 1}, **kwargs)
+                self.progress(1.0, f"{what}: done")
+                return
+            except WaiterError as e:
+                reason = str(e.last_response.get("Error", {}).get("Message", "")) if e.last_response else ""
+                if "terminal failure state" in str(e):
+                    raise StepError(f"{what}: AWS reports a failure state ({reason or e})") from None
+            elapsed = time.monotonic() - start
+            if elapsed > timeout:
+                raise StepError(f"{what}: still not done after {timeout:.0f} s")
+            self.progress(None, f"{what}… {elapsed:.0f} s")
+            self.sleep(delay)
+
+
+class Step:
+    id: str = ""
+    title: str = ""
+    #: asks for confirmation in the TUI before apply (e.g. terminate)
+    destructive: bool = False
+
+    def instructions(self) -> str:
+        try:
+            return resources.files("inflab.assets").joinpath("steps", f"{self.id}.md").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return f"# {self.title}\n"
+
+    def cli(self, ctx: StepContext) -> list[str]:
+        """The AWS CLI commands this step stands for, with this session's values."""
+        return []
+
+    def check(self, ctx: StepContext) -> bool:
+        raise NotImplementedError
+
+    def apply(self, ctx: StepContext) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: StepContext) -> None:
+        """Remove what apply made. Must be safe to call when nothing is there."""

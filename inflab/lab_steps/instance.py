@@ -1,0 +1,229 @@
+"""Steps `launch-template`, `launch` and `wait-running`: the instance itself."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..aws import error_code, error_message, inventory, tag_dict
+from .access import key_name, role_name
+from .base import Step, StepContext, StepError
+
+CAPACITY_ERRORS = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity"}
+QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeAddressesInSubnet"}
+PROFILE_NOT_READY = "Invalid IAM Instance Profile"
+
+
+def template_name(ctx: StepContext) -> str:
+    return ctx.prefix
+
+
+def metadata_options() -> dict:
+    # IMDSv2 only: a token is required for every metadata call.
+    return {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2}
+
+
+class LaunchTemplate(Step):
+    id = "launch-template"
+    title = "Write the launch template"
+
+    def cli(self, ctx):
+        return [
+            f"aws ec2 create-launch-template --launch-template-name {template_name(ctx)} "
+            "--launch-template-data file://launch-template.json",
+            f"aws ec2 describe-launch-template-versions --launch-template-name {template_name(ctx)}",
+        ]
+
+    def data(self, ctx) -> dict:
+        pf = ctx.get("preflight") or {}
+        inst = ctx.config["instance"]
+        return {
+            "ImageId": pf.get("ami", {}).get("id", "<ami-id>"),
+            "InstanceType": inst["type"],
+            "KeyName": key_name(ctx),
+            "SecurityGroupIds": [ctx.get("security_group_id") or "<sg-id>"],
+            "IamInstanceProfile": {"Name": role_name(ctx)},
+            "MetadataOptions": metadata_options(),
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": pf.get("ami", {}).get("root_device", "/dev/sda1"),
+                    "Ebs": {
+                        "VolumeSize": inst["volume_size_gb"],
+                        "VolumeType": inst["volume_type"],
+                        "Encrypted": True,
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
+            "TagSpecifications": [ctx.tag_spec("instance"), ctx.tag_spec("volume")],
+        }
+
+    def _find(self, ctx) -> dict | None:
+        found = [t for t in inventory.launch_templates(ctx.aws, ctx.name) if t["LaunchTemplateName"] == template_name(ctx)]
+        return found[0] if found else None
+
+    def check(self, ctx):
+        return self._find(ctx) is not None
+
+    def apply(self, ctx):
+        if not ctx.get("preflight") or not ctx.get("security_group_id"):
+            raise StepError("Run the preflight and security-group steps first")
+        ec2 = ctx.aws.client("ec2")
+        rid = ctx.intend("ec2:launch-template", template_name(ctx))
+        lt = ec2.create_launch_template(
+            LaunchTemplateName=template_name(ctx),
+            VersionDescription=f"inflab session {ctx.name}",
+            LaunchTemplateData=self.data(ctx),
+            TagSpecifications=[ctx.tag_spec("launch-template")],
+        )["LaunchTemplate"]
+        ctx.store.mark_created(rid, lt["LaunchTemplateId"])
+        ctx.log(
+            f"Created launch template {template_name(ctx)} ({lt['LaunchTemplateId']}): {ctx.config.instance_type}, "
+            f"IMDSv2 required, {ctx.config['instance']['volume_size_gb']} GB encrypted {ctx.config['instance']['volume_type']}"
+        )
+
+    def undo(self, ctx):
+        t = self._find(ctx)
+        if t:
+            ctx.aws.client("ec2").delete_launch_template(LaunchTemplateId=t["LaunchTemplateId"])
+            ctx.log(f"Deleted launch template {t['LaunchTemplateName']}")
+        ctx.store.mark_deleted(ctx.name, "ec2:launch-template")
+
+
+def client_token(ctx: StepContext, subnet_id: str) -> str:
+    # Same session and subnet → same token, so a retried call cannot start a second instance.
+    digest = hashlib.sha256(f"{ctx.name}:{subnet_id}:{ctx.get('launch_generation', 0)}".encode()).hexdigest()[:24]
+    return f"inflab-{digest}"
+
+
+class Launch(Step):
+    id = "launch"
+    title = "Launch the instance"
+
+    def cli(self, ctx):
+        subnets = (ctx.get("preflight") or {}).get("subnets") or [{"id": "<subnet-id>"}]
+        return [
+            f"aws ec2 run-instances --launch-template LaunchTemplateName={template_name(ctx)} "
+            f"--subnet-id {subnets[0]['id']} --count 1 --client-token <token> "
+            "--metadata-options HttpTokens=required,HttpEndpoint=enabled",
+        ]
+
+    def check(self, ctx):
+        live = inventory.instances(ctx.aws, ctx.name, ["pending", "running"])
+        if live:
+            ctx.put("instance", {"id": live[0]["InstanceId"], "zone": live[0]["Placement"]["AvailabilityZone"]})
+            return True
+        return False
+
+    def apply(self, ctx):
+        ec2 = ctx.aws.client("ec2")
+        subnets = ctx.get("preflight")["subnets"]
+        failed: list[str] = []
+        for i, sub in enumerate(subnets):
+            ctx.check_cancel()
+            ctx.progress(i / len(subnets), f"Launching in {sub['zone']}…")
+            token = client_token(ctx, sub["id"])
+            rid = ctx.intend("ec2:instance", token, {"subnet": sub["id"], "zone": sub["zone"]})
+            try:
+                inst = self._run(ctx, ec2, sub, token)
+            except Exception as e:
+                ctx.store.mark_deleted(ctx.name, "ec2:instance", token)
+                code = error_code(e)
+                if code in CAPACITY_ERRORS:
+                    failed.append(f"{sub['zone']} ({code})")
+                    ctx.log(f"No {ctx.config.instance_type} capacity in {sub['zone']} ({code}); trying the next zone")
+                    continue
+                if code in QUOTA_ERRORS:
+                    raise StepError(
+                        f"Your account's quota stops this launch ({code}: {error_message(e)}). In Service Quotas, "
+                        "request more 'Running On-Demand Inf instances' vCPUs for EC2 in this region, then run this step again"
+                    ) from None
+                raise
+            ctx.store.mark_created(rid, inst["InstanceId"], {"subnet": sub["id"], "zone": sub["zone"]})
+            ctx.put("instance", {"id": inst["InstanceId"], "zone": sub["zone"]})
+            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub['zone']} from template {template_name(ctx)}")
+            if failed:
+                ctx.log(f"Zones without capacity: {', '.join(failed)}")
+            return
+        raise StepError(
+            f"No zone of {ctx.region} had {ctx.config.instance_type} capacity: {', '.join(failed)}. "
+            "Nothing was launched. Try again in a few minutes, or choose another region or instance type"
+        )
+
+    def _run(self, ctx, ec2, sub, token) -> dict:
+        for attempt in range(12):
+            try:
+                return ec2.run_instances(
+                    LaunchTemplate={"LaunchTemplateName": template_name(ctx), "Version": "$Latest"},
+                    SubnetId=sub["id"],
+                    MinCount=1,
+                    MaxCount=1,
+                    ClientToken=token,
+                    # Also given here: some EC2 implementations do not copy it from the template.
+                    MetadataOptions=metadata_options(),
+                    TagSpecifications=[ctx.tag_spec("instance"), ctx.tag_spec("volume")],
+                )["Instances"][0]
+            except Exception as e:
+                # A new instance profile takes a few seconds to be usable by EC2.
+                if error_code(e) == "InvalidParameterValue" and PROFILE_NOT_READY in error_message(e) and attempt < 11:
+                    ctx.progress(None, "Waiting for IAM to propagate the instance profile…")
+                    ctx.sleep(5)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def undo(self, ctx):
+        ec2 = ctx.aws.client("ec2")
+        live = inventory.instances(ctx.aws, ctx.name)
+        if live:
+            ids = [i["InstanceId"] for i in live]
+            ec2.terminate_instances(InstanceIds=ids)
+            ctx.log(f"Terminating {', '.join(ids)}…")
+            ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
+            ctx.log(f"Terminated {', '.join(ids)}")
+            ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
+        ctx.store.mark_deleted(ctx.name, "ec2:instance")
+        ctx.store.delete(ctx.name, "instance")
+
+
+class WaitRunning(Step):
+    id = "wait-running"
+    title = "Wait until it is running"
+
+    def cli(self, ctx):
+        iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
+        return [
+            f"aws ec2 wait instance-running --instance-ids {iid}",
+            f"aws ec2 describe-instances --instance-ids {iid} --query 'Reservations[].Instances[].PublicIpAddress'",
+        ]
+
+    def _describe(self, ctx) -> dict | None:
+        inst = ctx.get("instance")
+        if not inst:
+            return None
+        try:
+            res = ctx.aws.client("ec2").describe_instances(InstanceIds=[inst["id"]])["Reservations"]
+        except Exception as e:
+            if error_code(e) == "InvalidInstanceID.NotFound":
+                return None
+            raise
+        return res[0]["Instances"][0] if res else None
+
+    def check(self, ctx):
+        d = self._describe(ctx)
+        return bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress")) and bool(ctx.get("host"))
+
+    def apply(self, ctx):
+        inst = ctx.get("instance")
+        if not inst:
+            raise StepError("No instance to wait for: run the launch step first")
+        ec2 = ctx.aws.client("ec2")
+        ctx.wait_for(ec2, "instance_running", f"Instance {inst['id']} starting", InstanceIds=[inst["id"]], delay=5)
+        d = self._describe(ctx)
+        ip = d.get("PublicIpAddress")
+        if not ip:
+            raise StepError(f"{inst['id']} is running but has no public IP: its subnet does not map public addresses")
+        ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config["instance"]["ssh_user"],
+                         "name": tag_dict(d.get("Tags")).get("Name", "")})
+        ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
+        if not ctx.sandbox:
+            ctx.log("Give it about 3 minutes to boot fully before connecting.")

@@ -1,0 +1,313 @@
+"""The session store: one SQLite file (mode 0600) for every saved session.
+
+It holds each session's config snapshot, step states with timestamps and errors, the
+resource ledger (written *before* each create call), remote job records, results, a
+small key/value state, and an event log. Secrets never go in here: AWS keys stay in
+the credential chain, and the SSH private key is a 0600 file in the session directory.
+
+Each call opens its own connection, so the store is safe to use from the TUI's worker
+threads and from several processes at once (WAL journal, busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    sandbox INTEGER NOT NULL,
+    track TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    session TEXT NOT NULL,
+    step TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started REAL,
+    finished REAL,
+    error TEXT,
+    PRIMARY KEY (session, step)
+);
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    step TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    physical_id TEXT,
+    region TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS state (
+    session TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (session, key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    ts REAL NOT NULL,
+    step TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    session TEXT NOT NULL,
+    job TEXT NOT NULL,
+    host TEXT NOT NULL,
+    job_dir TEXT NOT NULL,
+    offset INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    PRIMARY KEY (session, job)
+);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events (session, id);
+CREATE INDEX IF NOT EXISTS resources_by_session ON resources (session, id);
+"""
+
+# Step states, as shown in the TUI and `inflab steps`/`sessions`.
+PENDING, RUNNING, DONE, SKIPPED, FAILED, UNDONE, CANCELLED = (
+    "pending",
+    "running",
+    "done",
+    "skipped",
+    "failed",
+    "undone",
+    "cancelled",
+)
+
+# Ledger statuses.
+INTENDED, CREATED, DELETED = "intended", "created", "deleted"
+
+
+def default_home() -> Path:
+    env = os.environ.get("INFLAB_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("inflab", appauthor=False)
+
+
+class SessionNotFound(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    name: str
+    created: float
+    updated: float
+    sandbox: bool
+    track: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: int
+    session: str
+    step: str
+    kind: str
+    name: str
+    physical_id: str | None
+    region: str
+    status: str
+    detail: dict[str, Any]
+
+
+class Store:
+    """Access to the session database under ``home``."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home) if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.home / "inflab.db"
+        fresh = not self.path.exists()
+        if fresh:
+            # Create the file 0600 before SQLite opens it, so it is never readable by others.
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            yield conn
+        finally:
+            conn.close()
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists() and (side.stat().st_mode & 0o077):
+                os.chmod(side, 0o600)
+
+    # -- sessions --------------------------------------------------------------------
+    def session_dir(self, name: str) -> Path:
+        d = self.home / "sessions" / name
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return d
+
+    def create_session(self, name: str, config: dict[str, Any], *, sandbox: bool, track: str) -> SessionInfo:
+        now = time.time()
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO sessions (name, created, updated, sandbox, track, config) VALUES (?,?,?,?,?,?)",
+                (name, now, now, int(sandbox), track, json.dumps(config)),
+            )
+        self.session_dir(name)
+        self.event(name, None, "session", f"session {name} created ({'sandbox' if sandbox else 'AWS'})")
+        return self.get_session(name)
+
+    def get_session(self, name: str) -> SessionInfo:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM sessions WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise SessionNotFound(name)
+        return SessionInfo(row["name"], row["created"], row["updated"], bool(row["sandbox"]), row["track"], json.loads(row["config"]))
+
+    def has_session(self, name: str) -> bool:
+        with self._conn() as c:
+            return c.execute("SELECT 1 FROM sessions WHERE name=?", (name,)).fetchone() is not None
+
+    def list_sessions(self) -> list[SessionInfo]:
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM sessions ORDER BY updated DESC").fetchall()
+        return [SessionInfo(r["name"], r["created"], r["updated"], bool(r["sandbox"]), r["track"], json.loads(r["config"])) for r in rows]
+
+    def touch(self, name: str) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE sessions SET updated=? WHERE name=?", (time.time(), name))
+
+    # -- steps -----------------------------------------------------------------------
+    def set_step(self, session: str, step: str, state: str, error: str | None = None) -> None:
+        now = time.time()
+        with self._conn() as c:
+            if state == RUNNING:
+                c.execute(
+                    "INSERT INTO steps (session, step, state, started, finished, error) VALUES (?,?,?,?,NULL,NULL) "
+                    "ON CONFLICT(session, step) DO UPDATE SET state=excluded.state, started=excluded.started, "
+                    "finished=NULL, error=NULL",
+                    (session, step, state, now),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO steps (session, step, state, started, finished, error) VALUES (?,?,?,NULL,?,?) "
+                    "ON CONFLICT(session, step) DO UPDATE SET state=excluded.state, finished=excluded.finished, "
+                    "error=excluded.error",
+                    (session, step, state, now, error),
+                )
+            c.execute("UPDATE sessions SET updated=? WHERE name=?", (now, session))
+
+    def step_states(self, session: str) -> dict[str, dict[str, Any]]:
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM steps WHERE session=?", (session,)).fetchall()
+        return {r["step"]: dict(r) for r in rows}
+
+    # -- resource ledger ---------------------------------------------------------------
+    def intend(self, session: str, step: str, kind: str, name: str, region: str, detail: dict | None = None) -> int:
+        """Record that we are about to create a resource. Call *before* the create call."""
+        now = time.time()
+        with self._conn() as c:
+            cur = c.execute(
+                "INSERT INTO resources (session, step, kind, name, physical_id, region, status, created, updated, detail) "
+                "VALUES (?,?,?,?,NULL,?,?,?,?,?)",
+                (session, step, kind, name, region, INTENDED, now, now, json.dumps(detail or {})),
+            )
+            return int(cur.lastrowid)
+
+    def mark_created(self, rid: int, physical_id: str, detail: dict | None = None) -> None:
+        with self._conn() as c:
+            if detail is None:
+                c.execute("UPDATE resources SET status=?, physical_id=?, updated=? WHERE id=?", (CREATED, physical_id, time.time(), rid))
+            else:
+                c.execute(
+                    "UPDATE resources SET status=?, physical_id=?, updated=?, detail=? WHERE id=?",
+                    (CREATED, physical_id, time.time(), json.dumps(detail), rid),
+                )
+
+    def mark_deleted(self, session: str, kind: str, name: str | None = None) -> None:
+        with self._conn() as c:
+            if name is None:
+                c.execute("UPDATE resources SET status=?, updated=? WHERE session=? AND kind=? AND status!=?", (DELETED, time.time(), session, kind, DELETED))
+            else:
+                c.execute(
+                    "UPDATE resources SET status=?, updated=? WHERE session=? AND kind=? AND (name=? OR physical_id=?) AND status!=?",
+                    (DELETED, time.time(), session, kind, name, name, DELETED),
+                )
+
+    def ledger(self, session: str, *, live_only: bool = False) -> list[Resource]:
+        q = "SELECT * FROM resources WHERE session=?" + (" AND status!='deleted'" if live_only else "") + " ORDER BY id"
+        with self._conn() as c:
+            rows = c.execute(q, (session,)).fetchall()
+        return [
+            Resource(r["id"], r["session"], r["step"], r["kind"], r["name"], r["physical_id"], r["region"], r["status"], json.loads(r["detail"] or "{}"))
+            for r in rows
+        ]
+
+    # -- key/value state -----------------------------------------------------------------
+    def put(self, session: str, key: str, value: Any) -> None:
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO state (session, key, value) VALUES (?,?,?) ON CONFLICT(session, key) DO UPDATE SET value=excluded.value",
+                (session, key, json.dumps(value)),
+            )
+
+    def get(self, session: str, key: str, default: Any = None) -> Any:
+        with self._conn() as c:
+            row = c.execute("SELECT value FROM state WHERE session=? AND key=?", (session, key)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def delete(self, session: str, key: str) -> None:
+        with self._conn() as c:
+            c.execute("DELETE FROM state WHERE session=? AND key=?", (session, key))
+
+    # -- events ----------------------------------------------------------------------------
+    def event(self, session: str, step: str | None, kind: str, message: str) -> None:
+        with self._conn() as c:
+            c.execute("INSERT INTO events (session, ts, step, kind, message) VALUES (?,?,?,?,?)", (session, time.time(), step, kind, message))
+
+    def events(self, session: str, *, since_id: int = 0) -> list[dict[str, Any]]:
+        with self._conn() as c:
+            rows = c.execute("SELECT * FROM events WHERE session=? AND id>? ORDER BY id", (session, since_id)).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- results -----------------------------------------------------------------------------
+    def add_result(self, session: str, kind: str, data: dict[str, Any]) -> None:
+        with self._conn() as c:
+            c.execute("INSERT INTO results (session, ts, kind, data) VALUES (?,?,?,?)", (session, time.time(), kind, json.dumps(data)))
+
+    def results(self, session: str, kind: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM results WHERE session=?", [session]
+        if kind:
+            q += " AND kind=?"
+            args.append(kind)
+        with self._conn() as c:
+            rows = c.execute(q + " ORDER BY id", args).fetchall()
+        return [{"ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
