@@ -1,0 +1,156 @@
+"""The session picker and the config review screen."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Label, Static, TextArea
+
+from ..config import ConfigError, from_dict, validate_session_name
+
+
+def _ago(ts: float) -> str:
+    s = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{int(s // size)}{unit} ago"
+    return "just now"
+
+
+class SessionPicker(Screen):
+    """Resume a saved session or start a new one."""
+
+    BINDINGS = [
+        Binding("enter", "resume", "Resume", show=True),
+        Binding("n", "new(True)", "New sandbox session"),
+        Binding("w", "new(False)", "New AWS session"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="picker"):
+            yield Static("[b]inflab[/b] — learn and measure ML inference on AWS Inferentia", id="picker-title")
+            yield Label("Saved sessions", classes="section")
+            yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="picker-empty")
+            with Horizontal(id="picker-buttons"):
+                yield Button("New sandbox session", id="new-sandbox", variant="primary")
+                yield Button("New AWS session", id="new-aws")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "inflab"
+        self.sub_title = "sessions"
+        self.refresh_sessions()
+
+    def refresh_sessions(self) -> None:
+        from ..lab_steps import available_steps
+
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        table.add_columns("Name", "Where", "Region", "Instance", "Progress", "Next step", "Last used")
+        ids = [s.id for s in available_steps()]
+        sessions = self.app.store.list_sessions()
+        for s in sessions:
+            states = self.app.store.step_states(s.name)
+            done = [i for i in ids if states.get(i, {}).get("state") in ("done", "skipped")]
+            nxt = next((i for i in ids if i not in done), "finished")
+            table.add_row(s.name, "sandbox" if s.sandbox else "AWS", s.config["aws"]["region"], s.config["instance"]["type"],
+                          f"{len(done)}/{len(ids)}", nxt, _ago(s.updated), key=s.name)
+        empty = self.query_one("#picker-empty", Static)
+        empty.update("" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed).")
+        if sessions:
+            table.focus()
+        else:
+            self.query_one("#new-sandbox", Button).focus()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_session(event.row_key.value)
+
+    def action_resume(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            self.app.open_session(key)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_new(event.button.id == "new-sandbox")
+
+    def action_new(self, sandbox: bool) -> None:
+        from .. import config
+
+        self.app.push_screen(ConfigReview(self.app.new_session_name(), config.load(None, sandbox=sandbox), sandbox))
+
+
+class ConfigReview(Screen):
+    """Review (and edit) the lab configuration before anything is created."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start the lab", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, name: str, config, sandbox: bool):
+        super().__init__()
+        self.session_name = name
+        self.config = config
+        self.sandbox = sandbox
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="review"):
+            where = "the sandbox — AWS emulated on this machine, nothing is billed" if self.sandbox else "your AWS account — this creates billed resources"
+            yield Static(f"New session [b]{self.session_name}[/b] in {where}.", id="review-where")
+            yield Static(
+                "This is the lab's configuration (TOML). Change what you need, then press [b]Ctrl+S[/b] "
+                "or Start. Nothing is created until you start.",
+                id="review-help",
+            )
+            yield TextArea(self.config.to_toml(), id="config-text", show_line_numbers=True)
+            yield Static("", id="config-error")
+            with Horizontal(id="review-buttons"):
+                yield Button("Start", id="start", variant="success")
+                yield Button("Back", id="back")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "review the configuration"
+        self.query_one("#start", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+        else:
+            self.action_back()
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
+    def action_start(self) -> None:
+        error = self.query_one("#config-error", Static)
+        text = self.query_one("#config-text", TextArea).text
+        try:
+            validate_session_name(self.session_name)
+            cfg = from_dict(tomllib.loads(text), sandbox=self.sandbox)
+        except tomllib.TOMLDecodeError as e:
+            error.update(f"[b red]Not valid TOML:[/] {escape(str(e))}")
+            return
+        except ConfigError as e:
+            error.update(f"[b red]{escape(str(e))}[/]")
+            return
+        store = self.app.store
+        if store.has_session(self.session_name):
+            error.update(f"[b red]A session named {self.session_name} exists already.[/]")
+            return
+        store.create_session(self.session_name, cfg.data, sandbox=self.sandbox, track=cfg.track)
+        self.app.open_session(self.session_name)

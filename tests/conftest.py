@@ -1,0 +1,130 @@
+"""Shared fixtures: one sandbox cloud (a real moto server daemon) for the whole test run.
+
+Every test gets its own session name, so tests do not see each other's resources even
+though they share the daemon and the INFLAB_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def inflab_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("inflab-home")
+    os.environ["INFLAB_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sandbox(inflab_home):
+    from inflab import sandbox as sb
+
+    info = sb.ensure_running(inflab_home)
+    yield info
+    sb.set_faults(info, {})
+    sb.stop(inflab_home)
+
+
+@pytest.fixture
+def faults(sandbox):
+    """Set sandbox faults for one test; cleared afterwards."""
+    from inflab import sandbox as sb
+
+    def set_(table: dict) -> None:
+        sb.set_faults(sandbox, table)
+
+    yield set_
+    sb.set_faults(sandbox, {})
+
+
+@pytest.fixture
+def name() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def store(inflab_home):
+    from inflab.session import Store
+
+    return Store(inflab_home)
+
+
+def run_cli(*args: str, home: Path, timeout: float = 180, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ, INFLAB_HOME=str(home), PYTHONUNBUFFERED="1")
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "inflab.cli", *args],
+        capture_output=True, text=True, timeout=timeout, input=input, env=e, cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def cli(inflab_home):
+    def call(*args: str, **kw) -> subprocess.CompletedProcess:
+        return run_cli(*args, home=inflab_home, **kw)
+
+    return call
+
+
+@pytest.fixture
+def aws(sandbox):
+    """boto3 clients on the sandbox endpoint, to look at what the lab made."""
+    import boto3
+
+    def client(service: str, region: str = "us-west-2"):
+        return boto3.client(service, endpoint_url=sandbox.endpoint, region_name=region,
+                            aws_access_key_id="inflab-sandbox", aws_secret_access_key="inflab-sandbox")
+
+    return client
+
+
+@pytest.fixture
+def tagged(aws):
+    """What boto3 itself finds in the sandbox for a session: by its inflab:session tag or its inflab-NAME names.
+
+    Returns a function NAME -> {"instances": [...], "key_pairs": [...], "security_groups": [...],
+    "launch_templates": [...], "roles": [...], "instance_profiles": [...]}; terminated instances are left out.
+    """
+
+    def find(session: str) -> dict[str, list[dict]]:
+        ec2, iam = aws("ec2"), aws("iam")
+        prefix = f"inflab-{session}"
+
+        def ours(item: dict, name: str) -> bool:
+            tags = {t["Key"]: t["Value"] for t in item.get("Tags") or []}
+            return tags.get("inflab:session") == session or name == prefix or name.startswith(prefix + "-")
+
+        instances = [
+            i
+            for r in ec2.describe_instances()["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] != "terminated" and ours(i, "")
+        ]
+        roles = []
+        for page in iam.get_paginator("list_roles").paginate():
+            for r in page["Roles"]:
+                tags = iam.list_role_tags(RoleName=r["RoleName"])["Tags"]
+                if ours({"Tags": tags}, r["RoleName"]):
+                    roles.append(r)
+        profiles = []
+        for page in iam.get_paginator("list_instance_profiles").paginate():
+            profiles += [p for p in page["InstanceProfiles"] if ours(p, p["InstanceProfileName"])]
+        return {
+            "instances": instances,
+            "key_pairs": [k for k in ec2.describe_key_pairs()["KeyPairs"] if ours(k, k["KeyName"])],
+            "security_groups": [g for g in ec2.describe_security_groups()["SecurityGroups"] if ours(g, g["GroupName"])],
+            "launch_templates": [t for t in ec2.describe_launch_templates()["LaunchTemplates"] if ours(t, t["LaunchTemplateName"])],
+            "roles": roles,
+            "instance_profiles": profiles,
+        }
+
+    return find

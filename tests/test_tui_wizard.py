@@ -1,0 +1,139 @@
+"""Drive the TUI with Textual's Pilot against the sandbox cloud."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Markdown, OptionList, Static
+
+from inflab import config
+from inflab.aws import inventory
+from inflab.engine import Engine
+from inflab.tui.app import InflabApp
+from inflab.tui.screens import ConfigReview, SessionPicker
+from inflab.tui.widgets import ConfirmModal, LogPane
+from inflab.tui.wizard import Wizard
+
+PROVISIONING = ["credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template", "launch", "wait-running"]
+
+
+async def wait_idle(pilot, wizard: Wizard, timeout: float = 120) -> None:
+    """Wait until the wizard's engine worker is done and its messages are handled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    await pilot.pause()
+    while wizard.busy and loop.time() < deadline:
+        await pilot.pause(0.1)
+    assert not wizard.busy, f"still busy with {wizard.busy}"
+    await pilot.pause(0.2)  # let the log pane flush
+
+
+def step_prompts(wizard: Wizard) -> dict[str, str]:
+    steps = wizard.query_one("#steps", OptionList)
+    return {steps.get_option_at_index(i).id: str(steps.get_option_at_index(i).prompt) for i in range(steps.option_count)}
+
+
+async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name, aws):
+    cfg = config.load(None, sandbox=True)
+    app = InflabApp(store, mode="new", name=name, config=cfg, sandbox=True)
+    async with app.run_test(size=(140, 45)) as pilot:
+        assert isinstance(app.screen, ConfigReview)
+        assert not store.has_session(name), "the review screen must not create anything"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        wizard = app.screen
+        assert isinstance(wizard, Wizard)
+        assert wizard.selected == "credentials"
+        assert "credentials" in str(wizard.query_one("#instructions", Markdown).source).lower()
+        assert "aws sts get-caller-identity" in str(wizard.query_one("#cli", Static).render())
+
+        # Highlight security-group and run up to it.
+        steps = wizard.query_one("#steps", OptionList)
+        steps.highlighted = steps.get_option_index("security-group")
+        await pilot.press("t")
+        await wait_idle(pilot, wizard)
+        prompts = step_prompts(wizard)
+        for sid in PROVISIONING[:4]:
+            assert prompts[sid].count("✓"), f"{sid} should show done: {prompts[sid]}"
+        for sid in PROVISIONING[4:]:
+            assert "○" in prompts[sid], f"{sid} should still be pending: {prompts[sid]}"
+        log = wizard.query_one(LogPane)
+        assert any("Allowed SSH (tcp/22) from 127.0.0.1/32 only" in line for line in log.history)
+        assert any("Created key pair" in line for line in log.history)
+
+    # A new app on the same session starts at the first step not done.
+    app2 = InflabApp(store, mode="resume", name=name)
+    async with app2.run_test(size=(140, 45)) as pilot:
+        wizard = app2.screen
+        assert isinstance(wizard, Wizard)
+        assert wizard.selected == "instance-profile"
+        assert "role" in str(wizard.query_one("#instructions", Markdown).source).lower()
+        await pilot.press("a")
+        await wait_idle(pilot, wizard)
+        prompts = step_prompts(wizard)
+        assert all("✓" in prompts[s] for s in PROVISIONING), prompts
+        history = wizard.query_one(LogPane).history
+        # The steps done in the first app were checked, not redone.
+        assert any(line.startswith("[keypair] Already done") for line in history)
+        assert any("Launched i-" in line for line in history)
+        host = store.get(name, "host")
+        assert host and host["public_ip"] in str(wizard.query_one("#session-info", Static).render())
+
+    instances = inventory.instances(Engine(store, name).aws, name)
+    assert len(instances) == 1 and instances[0]["State"]["Name"] == "running"
+    assert len(aws("ec2").describe_key_pairs(KeyNames=[f"inflab-{name}"])["KeyPairs"]) == 1
+
+
+async def test_undo_asks_first_and_no_keeps_everything(sandbox, store, name, aws):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track="inf1")
+    Engine(store, name).run("keypair")
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(140, 45)) as pilot:
+        wizard = app.screen
+        steps = wizard.query_one("#steps", OptionList)
+        steps.highlighted = steps.get_option_index("keypair")
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, Wizard)
+        assert aws("ec2").describe_key_pairs(KeyNames=[f"inflab-{name}"])["KeyPairs"]
+
+        await pilot.press("u")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_idle(pilot, wizard)
+        assert "↺" in step_prompts(wizard)["keypair"]
+        assert not aws("ec2").describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"inflab-{name}"]}])["KeyPairs"]
+        assert not (store.session_dir(name) / f"inflab-{name}.pem").exists()
+
+
+async def test_picker_lists_sessions_and_opens_one(sandbox, store, name):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track="inf1")
+    app = InflabApp(store, mode="picker")
+    async with app.run_test(size=(140, 45)) as pilot:
+        assert isinstance(app.screen, SessionPicker)
+        table = app.screen.query_one("#sessions")
+        keys = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+        assert name in keys
+        table.move_cursor(row=keys.index(name))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Wizard)
+        assert app.screen.session_name == name
+
+
+async def test_review_screen_rejects_bad_config_without_creating(sandbox, store, name):
+    cfg = config.load(None, sandbox=True)
+    app = InflabApp(store, mode="new", name=name, config=cfg, sandbox=True)
+    async with app.run_test(size=(140, 45)) as pilot:
+        area = app.screen.query_one("#config-text")
+        area.text = area.text.replace('region = "us-west-2"', 'region = "mars-north-1"')
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfigReview)
+        assert "aws.region" in str(app.screen.query_one("#config-error", Static).render())
+        assert not store.has_session(name)
