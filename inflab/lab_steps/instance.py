@@ -158,8 +158,10 @@ class Launch(Step):
                     MinCount=1,
                     MaxCount=1,
                     ClientToken=token,
-                    # Also given here: some EC2 implementations do not copy it from the template.
+                    # Also given here (same values as the template): some EC2 implementations
+                    # do not copy these from the template.
                     MetadataOptions=metadata_options(),
+                    IamInstanceProfile={"Name": role_name(ctx)},
                     TagSpecifications=[ctx.tag_spec("instance"), ctx.tag_spec("volume")],
                 )["Instances"][0]
             except Exception as e:
