@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 
 import click
 
@@ -77,15 +76,6 @@ def _existing(store, name: str, flag: str = "NAME"):
         raise InputError(f"{flag}: no session named {name!r} (see: inflab sessions)") from None
 
 
-def _default_name(store) -> str:
-    base = time.strftime("lab-%Y%m%d-%H%M")
-    name, n = base, 1
-    while store.has_session(name):
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
 @click.group(cls=OneLineGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="inflab", message="inflab %(version)s")
 @click.pass_context
@@ -114,7 +104,7 @@ def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
         if store.has_session(name):
             raise InputError(f"--name: a session named {name!r} exists already (resume it: inflab resume {name})")
     else:
-        name = _default_name(store)
+        name = store.new_session_name()
     from .tui import run_app
 
     run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox)
@@ -205,6 +195,7 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, as
     elif result.ok:
         click.echo(f"Session {info.name}: done up to {until or engine.steps[-1].id}.")
     if result.cancelled:
+        click.echo(f"inflab: cancelled at step {result.step}; run the same command again to go on", err=True)
         sys.exit(EXIT_CANCELLED)
     if not result.ok:
         if not as_json:
@@ -222,12 +213,10 @@ def sessions(as_json: bool) -> None:
     ids = [s.id for s in available_steps()]
     rows = []
     for s in store.list_sessions():
-        states = store.step_states(s.name)
-        done = [i for i in ids if states.get(i, {}).get("state") in ("done", "skipped")]
-        nxt = next((i for i in ids if i not in done), None)
+        done, nxt = store.progress(s.name, ids)
         rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track, "region": s.config["aws"]["region"],
                      "instance_type": s.config["instance"]["type"], "created": s.created, "updated": s.updated,
-                     "steps_done": len(done), "steps_total": len(ids), "next_step": nxt})
+                     "steps_done": done, "steps_total": len(ids), "next_step": nxt})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

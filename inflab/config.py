@@ -163,7 +163,7 @@ def _merge(user: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _check_instance_type(key: str, value: str) -> None:
-    m = _INSTANCE_TYPE_RE.match(value)
+    m = _INSTANCE_TYPE_RE.fullmatch(value)
     if not m:
         raise ConfigError(f"{key}: {value!r} is not an EC2 instance type (like inf1.2xlarge)")
     if m.group("family") not in INSTANCE_FAMILIES:
@@ -234,7 +234,7 @@ def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
     if sandbox:
         inst["ami_ssm_parameter"] = SANDBOX_AMI_SSM
         return
-    family = _INSTANCE_TYPE_RE.match(inst["type"]).group("family")  # validated already
+    family = _INSTANCE_TYPE_RE.fullmatch(inst["type"]).group("family")  # validated already
     kind = INSTANCE_FAMILIES[family]
     inst.update(DEFAULT_AMI["inf1" if kind == "inf1" else "inf2"])
 
@@ -287,7 +287,7 @@ def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
 
 
 def validate_session_name(name: str, flag: str = "--name") -> str:
-    if not SESSION_NAME_RE.match(name or ""):
+    if not SESSION_NAME_RE.fullmatch(name or ""):
         raise ConfigError(
             f"{flag}: {name!r} is not a session name (lowercase letters, digits and '-', up to 31 characters)"
         )

@@ -141,6 +141,7 @@ class Engine:
                     self._set(step.id, DONE)
                     return RunResult(True, step.id)
             self._set(step.id, RUNNING)
+            ctx.check_cancel()
             started = time.monotonic()
             step.apply(ctx)
             self._log(step.id, f"Finished in {time.monotonic() - started:.1f} s")

@@ -201,6 +201,21 @@ class Store:
             rows = c.execute("SELECT * FROM sessions ORDER BY updated DESC").fetchall()
         return [SessionInfo(r["name"], r["created"], r["updated"], bool(r["sandbox"]), r["track"], json.loads(r["config"])) for r in rows]
 
+    def new_session_name(self) -> str:
+        """A free default name: lab-YYYYMMDD-HHMM, with -2, -3… if taken."""
+        base = time.strftime("lab-%Y%m%d-%H%M")
+        name, n = base, 1
+        while self.has_session(name):
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def progress(self, name: str, step_ids: list[str]) -> tuple[int, str | None]:
+        """(steps done or skipped, the first one that is not) by the record."""
+        states = self.step_states(name)
+        done = [i for i in step_ids if states.get(i, {}).get("state") in (DONE, SKIPPED)]
+        return len(done), next((i for i in step_ids if i not in done), None)
+
     def touch(self, name: str) -> None:
         with self._conn() as c:
             c.execute("UPDATE sessions SET updated=? WHERE name=?", (time.time(), name))

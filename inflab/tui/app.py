@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 from textual.app import App
@@ -75,14 +74,6 @@ class InflabApp(App):
             self.open_session(self.start_name)
         else:
             self.push_screen(SessionPicker())
-
-    def new_session_name(self) -> str:
-        base = time.strftime("lab-%Y%m%d-%H%M")
-        name, n = base, 1
-        while self.store.has_session(name):
-            n += 1
-            name = f"{base}-{n}"
-        return name
 
     def open_session(self, name: str) -> None:
         wizard = Wizard(self.store, name)

@@ -59,11 +59,9 @@ class SessionPicker(Screen):
         ids = [s.id for s in available_steps()]
         sessions = self.app.store.list_sessions()
         for s in sessions:
-            states = self.app.store.step_states(s.name)
-            done = [i for i in ids if states.get(i, {}).get("state") in ("done", "skipped")]
-            nxt = next((i for i in ids if i not in done), "finished")
+            done, nxt = self.app.store.progress(s.name, ids)
             table.add_row(s.name, "sandbox" if s.sandbox else "AWS", s.config["aws"]["region"], s.config["instance"]["type"],
-                          f"{len(done)}/{len(ids)}", nxt, _ago(s.updated), key=s.name)
+                          f"{done}/{len(ids)}", nxt or "finished", _ago(s.updated), key=s.name)
         empty = self.query_one("#picker-empty", Static)
         empty.update("" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed).")
         if sessions:
@@ -86,7 +84,7 @@ class SessionPicker(Screen):
     def action_new(self, sandbox: bool) -> None:
         from .. import config
 
-        self.app.push_screen(ConfigReview(self.app.new_session_name(), config.load(None, sandbox=sandbox), sandbox))
+        self.app.push_screen(ConfigReview(self.app.store.new_session_name(), config.load(None, sandbox=sandbox), sandbox))
 
 
 class ConfigReview(Screen):

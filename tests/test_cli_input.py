@@ -1,0 +1,125 @@
+"""Bad input through the real CLI: exit code 2, one line on stderr naming the key or flag,
+no traceback, and nothing created — no session, no session directory, nothing in the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# (id, config file text or None, extra args — "{name}" and "{config}" are filled in, expected substring)
+# A config of None means no --config is given unless the args name one.
+CASES = [
+    ("wrong-type", '[instance]\nvolume_size_gb = "big"\n', None, "instance.volume_size_gb"),
+    ("bool-for-int", "[instance]\nvolume_size_gb = true\n", None, "instance.volume_size_gb"),
+    ("unknown-key", "[instance]\nsize = 3\n", None, "instance.size"),
+    ("unknown-section", '[network]\nvpc = "vpc-1"\n', None, "network"),
+    ("bad-region", '[aws]\nregion = "us-west-9"\n', None, "aws.region"),
+    ("bad-type-size", '[instance]\ntype = "inf1.huge"\n', None, "instance.type"),
+    ("bad-type-family", '[instance]\ntype = "foo.large"\n', None, "instance.type"),
+    ("empty-batch-sizes", "[batch]\nsizes = []\n", None, "batch.sizes"),
+    ("duplicate-batch-size", "[batch]\nsizes = [2, 4, 2]\n", None, "batch.sizes"),
+    ("zero-batch-size", "[batch]\nsizes = [0, 2]\n", None, "batch.sizes"),
+    ("malformed-toml", "[instance\nvolume_size_gb = 3\n", None, "--config"),
+    ("ssh-to-the-world", '[instance]\nssh_cidr = "0.0.0.0/0"\n', None, "instance.ssh_cidr"),
+    ("ssh-cidr-not-cidr", '[instance]\nssh_cidr = "my laptop"\n', None, "instance.ssh_cidr"),
+    ("bad-volume-type", '[instance]\nvolume_type = "st1"\n', None, "instance.volume_type"),
+    ("missing-config-file", None, ["run", "--sandbox", "--name", "{name}", "--config", "{missing}"], "--config"),
+    ("bad-config-json-mode", '[instance]\nvolume_size_gb = "big"\n',
+     ["run", "--sandbox", "--json", "--name", "{name}", "--config", "{config}"], "instance.volume_size_gb"),
+    ("bad-name", None, ["run", "--sandbox", "--name", "Bad_Name"], "--name"),
+    ("name-too-long", None, ["run", "--sandbox", "--name", "x" * 40], "--name"),
+    ("name-with-newline", None, ["run", "--sandbox", "--name", "{name}\n", "--until", "credentials"], "--name"),
+    ("type-with-newline", '[instance]\ntype = "inf1.2xlarge\\n"\n',
+     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "credentials"], "instance.type"),
+    ("missing-name", None, ["run", "--sandbox"], "--name"),
+    ("unknown-until", None, ["run", "--sandbox", "--name", "{name}", "--until", "bogus"], "--until"),
+    ("until-not-available", None, ["run", "--sandbox", "--name", "{name}", "--until", "connect"], "--until"),
+    ("unknown-flag", None, ["run", "--sandbox", "--name", "{name}", "--frobnicate"], "--frobnicate"),
+    ("unknown-flag-sessions", None, ["sessions", "--frobnicate"], "--frobnicate"),
+    ("resources-no-session", None, ["resources", "{name}"], "NAME"),
+    ("resources-bad-name", None, ["resources", "Bad_Name"], "NAME"),
+    ("cleanup-no-session", None, ["cleanup", "{name}", "--yes"], "NAME"),
+    ("cleanup-no-session-no-yes", None, ["cleanup", "{name}"], "NAME"),
+    ("resume-no-session", None, ["resume", "{name}"], "NAME"),
+]
+
+
+def _sessions(cli) -> list[str]:
+    r = cli("sessions", "--json")
+    assert r.returncode == 0, r.stderr
+    return [s["name"] for s in json.loads(r.stdout)]
+
+
+def _assert_one_line_error(r, expected: str) -> None:
+    assert "Traceback" not in r.stdout and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"stderr is not one line: {r.stderr!r}"
+    assert expected in lines[0], lines[0]
+    assert r.stdout == "", r.stdout
+
+
+def _session_dirs(inflab_home) -> set[str]:
+    d = inflab_home / "sessions"
+    return {p.name for p in d.iterdir()} if d.exists() else set()
+
+
+def _assert_nothing_for(name: str, cli, tagged, inflab_home, sessions_before, dirs_before) -> None:
+    after = _sessions(cli)
+    assert name not in after
+    assert set(after) == set(sessions_before)
+    assert not (inflab_home / "sessions" / name).exists()
+    assert _session_dirs(inflab_home) == dirs_before
+    found = tagged(name)
+    assert all(not v for v in found.values()), {k: len(v) for k, v in found.items()}
+
+
+@pytest.mark.parametrize("case_id, toml, args, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(case_id, toml, args, expected, name, tmp_path, cli, sandbox, tagged, inflab_home):
+    cfg = tmp_path / "lab.toml"
+    if toml is not None:
+        cfg.write_text(toml)
+    if args is None:
+        args = ["run", "--sandbox", "--name", "{name}", "--config", "{config}"]
+    argv = [a.format(name=name, config=str(cfg), missing=str(tmp_path / "no-such.toml")) for a in args]
+
+    sessions_before, dirs_before = _sessions(cli), _session_dirs(inflab_home)
+
+    r = cli(*argv, input="")
+
+    _assert_one_line_error(r, expected)
+    _assert_nothing_for(name, cli, tagged, inflab_home, sessions_before, dirs_before)
+
+
+def test_cleanup_without_yes_and_no_terminal_refuses_and_deletes_nothing(name, cli, sandbox, tagged):
+    r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
+    assert r.returncode == 0, r.stderr
+    assert len(tagged(name)["key_pairs"]) == 1
+
+    r = cli("cleanup", name, input="")  # stdin is a pipe, not a terminal
+
+    _assert_one_line_error(r, "--yes")
+    assert len(tagged(name)["key_pairs"]) == 1
+    assert name in _sessions(cli)
+
+
+def test_rerun_with_a_different_config_is_refused(name, tmp_path, cli, sandbox, tagged):
+    r = cli("run", "--sandbox", "--name", name, "--until", "credentials")
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("[instance]\nvolume_size_gb = 100\n")
+
+    r = cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "keypair")
+
+    _assert_one_line_error(r, "--config")
+    assert not tagged(name)["key_pairs"]
+
+
+def test_new_with_an_existing_name_is_refused(name, cli, sandbox):
+    r = cli("run", "--sandbox", "--name", name, "--until", "credentials")
+    assert r.returncode == 0, r.stderr
+
+    r = cli("new", "--sandbox", "--name", name, input="")
+
+    _assert_one_line_error(r, "--name")
