@@ -137,3 +137,23 @@ async def test_review_screen_rejects_bad_config_without_creating(sandbox, store,
         assert isinstance(app.screen, ConfigReview)
         assert "aws.region" in str(app.screen.query_one("#config-error", Static).render())
         assert not store.has_session(name)
+
+
+async def test_clean_up_from_the_wizard_removes_everything(sandbox, store, name):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track="inf1")
+    engine = Engine(store, name)
+    assert engine.run("wait-running").ok
+    ip = store.get(name, "host")["public_ip"]
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(140, 45)) as pilot:
+        wizard = app.screen
+        assert ip in str(wizard.query_one("#session-info", Static).render())
+        await pilot.press("C")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        await wait_idle(pilot, wizard)
+        assert ip not in str(wizard.query_one("#session-info", Static).render())
+        assert any("Verified: nothing tagged" in line for line in wizard.query_one(LogPane).history)
+    assert inventory.session_resources(engine.aws, name) == []

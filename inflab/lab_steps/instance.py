@@ -185,6 +185,7 @@ class Launch(Step):
             ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
         ctx.store.mark_deleted(ctx.name, "ec2:instance")
         ctx.store.delete(ctx.name, "instance")
+        ctx.store.delete(ctx.name, "host")
 
 
 class WaitRunning(Step):
