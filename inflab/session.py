@@ -164,9 +164,13 @@ class Store:
         finally:
             conn.close()
         for suffix in ("-wal", "-shm"):
-            side = Path(str(self.path) + suffix)
-            if side.exists() and (side.stat().st_mode & 0o077):
-                os.chmod(side, 0o600)
+            # SQLite's side files get the process umask; keep them private too. Another
+            # connection may remove them at any moment, so a vanished file is fine.
+            try:
+                if os.stat(str(self.path) + suffix).st_mode & 0o077:
+                    os.chmod(str(self.path) + suffix, 0o600)
+            except FileNotFoundError:
+                pass
 
     # -- sessions --------------------------------------------------------------------
     def session_dir(self, name: str) -> Path:

@@ -162,7 +162,7 @@ def test_killed_run_resumes_to_exactly_one_instance(point, name, cli, tagged, fa
     assert (inflab_home / "sessions" / name / f"inflab-{name}.pem").exists()
 
     sessions = {s["name"]: s for s in json.loads(cli("sessions", "--json").stdout)}
-    assert sessions[name]["next_step"] is None
+    assert sessions[name]["next_step"] == "connect"  # everything up to wait-running is done
 
     # And cleanup still finds everything, including what the killed run made.
     r = cli("cleanup", name, "--yes")

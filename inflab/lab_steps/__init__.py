@@ -39,6 +39,8 @@ def available_steps():
     """The steps this version can run, in track order."""
     from .access import InstanceProfile, KeyPair, SecurityGroup
     from .account import Credentials, Preflight
+    from .connect import Connect
     from .instance import Launch, LaunchTemplate, WaitRunning
 
-    return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning()]
+    return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning(),
+            Connect()]

@@ -79,7 +79,17 @@ class Preflight(Step):
 
     def check(self, ctx):
         pf = ctx.get("preflight")
-        return bool(pf) and pf.get("fingerprint") == self._fingerprint(ctx)
+        if not pf or pf.get("fingerprint") != self._fingerprint(ctx):
+            return False
+        # What was found must still be there (a default VPC can be deleted and remade).
+        try:
+            ctx.aws.client("ec2").describe_subnets(SubnetIds=[s["id"] for s in pf["subnets"]])
+        except Exception as e:
+            if error_code(e).startswith("InvalidSubnetID"):
+                ctx.log("The subnets found earlier are gone: looking again")
+                return False
+            raise
+        return True
 
     def _resolve_ami(self, ctx) -> dict:
         ec2 = ctx.aws.client("ec2")

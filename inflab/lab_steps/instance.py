@@ -213,7 +213,9 @@ class WaitRunning(Step):
 
     def check(self, ctx):
         d = self._describe(ctx)
-        return bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress")) and bool(ctx.get("host"))
+        host = ctx.get("host") or {}
+        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress"))
+                and host.get("instance_id") == d["InstanceId"] and host.get("public_ip") == d["PublicIpAddress"])
 
     def apply(self, ctx):
         inst = ctx.get("instance")

@@ -28,6 +28,7 @@ class SandboxError(RuntimeError):
 class SandboxInfo:
     pid: int
     port: int
+    ssh_port: int = 0
 
     @property
     def endpoint(self) -> str:
@@ -41,7 +42,7 @@ def state_dir(home: Path) -> Path:
 def _read_state(home: Path) -> SandboxInfo | None:
     try:
         data = json.loads((state_dir(home) / "state.json").read_text())
-        return SandboxInfo(int(data["pid"]), int(data["port"]))
+        return SandboxInfo(int(data["pid"]), int(data["port"]), int(data.get("ssh_port", 0)))
     except (OSError, ValueError, KeyError):
         return None
 

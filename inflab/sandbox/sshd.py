@@ -1,0 +1,225 @@
+"""The sandbox instance: an SSH server on loopback whose sessions run on this machine.
+
+It lives in the sandbox daemon, beside the AWS emulator, and reads the emulator's state
+to decide who may log in: a client key must be the public half of an EC2 key pair used by
+a *running* emulated instance. That instance's directory
+(``<INFLAB_HOME>/sandbox/instances/<instance-id>``) is the session's home and working
+directory. Commands run through bash with real pipes, or on a real pty when the client
+asks for one (``top``, ``htop`` and shells need that). SFTP is served too.
+
+Anyone can reach it the usual way: ``ssh -p PORT -i KEY user@127.0.0.1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import pty
+import struct
+import termios
+from pathlib import Path
+from typing import Callable
+
+import asyncssh
+
+ACCOUNT = "123456789012"
+
+
+def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    return key
+
+
+def running_instance_for_key(key: asyncssh.SSHKey) -> str | None:
+    """The id of a running emulated instance launched with this public key, if any."""
+    from moto.ec2.models import ec2_backends
+
+    wanted = key.export_public_key("openssh").decode().split()[:2]
+    for region, backend in ec2_backends[ACCOUNT].items():
+        names = {
+            kp.key_name
+            for kp in backend.key_pairs.values()
+            if kp.material_public and kp.material_public.decode().split()[:2] == wanted
+        }
+        if not names:
+            continue
+        for reservation in backend.reservations.values():
+            for inst in reservation.instances:
+                if inst.key_name in names and inst.state == "running":
+                    return inst.id
+    return None
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, instances_dir: Path):
+        self.instances_dir = instances_dir
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        iid = running_instance_for_key(key)
+        if iid is None:
+            return False
+        home = self.instances_dir / iid
+        home.mkdir(parents=True, exist_ok=True)
+        self.conn.set_extra_info(inflab_instance=iid, inflab_home=str(home))
+        return True
+
+
+def _set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
+    cols, rows = size[0] or 80, size[1] or 24
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+async def _pump_reader(reader, write: Callable[[bytes], None]) -> None:
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        write(data)
+
+
+async def _run_pipes(process: asyncssh.SSHServerProcess, argv: list[str], env: dict, cwd: str) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=cwd, env=env, start_new_session=True,
+    )
+
+    async def feed_stdin():
+        try:
+            while True:
+                data = await process.stdin.read(65536)
+                if not data:
+                    break
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError, asyncssh.Error):
+            pass
+        finally:
+            if proc.stdin and not proc.stdin.is_closing():
+                proc.stdin.close()
+
+    feeder = asyncio.create_task(feed_stdin())
+    # Copy both output streams to the end, then exit: exiting early loses output.
+    await asyncio.gather(_pump_reader(proc.stdout, process.stdout.write), _pump_reader(proc.stderr, process.stderr.write))
+    code = await proc.wait()
+    feeder.cancel()
+    return code
+
+
+async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dict, cwd: str) -> int:
+    loop = asyncio.get_running_loop()
+    master, slave = pty.openpty()
+    _set_winsize(master, process.term_size)
+    env["TERM"] = process.term_type or "xterm-256color"
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(slave)
+    done = asyncio.Event()
+
+    def readable():
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            data = b""
+        if data:
+            process.stdout.write(data)
+        else:
+            loop.remove_reader(master)
+            done.set()
+
+    loop.add_reader(master, readable)
+
+    async def feed():
+        while True:
+            try:
+                data = await process.stdin.read(4096)
+            except asyncssh.TerminalSizeChanged as e:
+                _set_winsize(master, (e.width, e.height, e.pixwidth, e.pixheight))
+                continue
+            except asyncssh.Error:
+                break
+            if not data:
+                break
+            try:
+                os.write(master, data)
+            except OSError:
+                break
+
+    feeder = asyncio.create_task(feed())
+    code = await proc.wait()
+    try:
+        await asyncio.wait_for(done.wait(), 2)
+    except asyncio.TimeoutError:
+        loop.remove_reader(master)
+    feeder.cancel()
+    os.close(master)
+    return code
+
+
+def _process_factory(default_path: str):
+    async def handle(process: asyncssh.SSHServerProcess) -> None:
+        home = process.get_extra_info("inflab_home")
+        env = {
+            "HOME": home,
+            "PATH": default_path,
+            "USER": process.get_extra_info("username") or "ubuntu",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "INFLAB_SANDBOX_INSTANCE": process.get_extra_info("inflab_instance"),
+        }
+        env.update(process.env or {})
+        command = process.command
+        argv = ["/bin/bash", "-c", command] if command else ["/bin/bash", "-l"]
+        try:
+            if process.term_type:
+                code = await _run_pty(process, argv, env, home)
+            else:
+                code = await _run_pipes(process, argv, env, home)
+        except Exception as e:  # report, do not kill the server
+            process.stderr.write(f"inflab sandbox: {e}\n")
+            code = 255
+        process.exit(code if code >= 0 else 128 - code)
+
+    return handle
+
+
+async def start_server(state_dir: Path, port: int = 0) -> asyncssh.SSHAcceptor:
+    instances = state_dir / "instances"
+    instances.mkdir(parents=True, exist_ok=True)
+    host_key = load_or_create_host_key(state_dir / "ssh_host_ed25519_key")
+    return await asyncssh.create_server(
+        lambda: _Server(instances),
+        "127.0.0.1",
+        port,
+        server_host_keys=[host_key],
+        process_factory=_process_factory(os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")),
+        sftp_factory=True,
+        allow_scp=True,
+        encoding=None,
+        keepalive_interval=30,
+    )
+
+
+def host_key_fingerprints(state_dir: Path) -> list[str]:
+    """The host key line as an EC2 console would print it, for pinning."""
+    key = load_or_create_host_key(state_dir / "ssh_host_ed25519_key")
+    return [f"256 {key.get_fingerprint('sha256')} root@sandbox (ED25519)"]
