@@ -317,6 +317,31 @@ class Store:
             rows = c.execute("SELECT * FROM events WHERE session=? AND id>? ORDER BY id", (session, since_id)).fetchall()
         return [dict(r) for r in rows]
 
+    # -- remote jobs ---------------------------------------------------------------------------
+    def job_record(self, session: str, job: str, host: str, job_dir: str) -> dict[str, Any]:
+        """Record a remote job (kept as it is if known: its offset survives restarts)."""
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO jobs (session, job, host, job_dir, offset, status) VALUES (?,?,?,?,0,'running') "
+                "ON CONFLICT(session, job) DO NOTHING",
+                (session, job, host, job_dir),
+            )
+        return self.job(session, job)
+
+    def job(self, session: str, job: str) -> dict[str, Any] | None:
+        with self._conn() as c:
+            row = c.execute("SELECT * FROM jobs WHERE session=? AND job=?", (session, job)).fetchone()
+        return dict(row) if row else None
+
+    def job_offset(self, session: str, job: str, offset: int) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE jobs SET offset=? WHERE session=? AND job=? AND offset<?", (offset, session, job, offset))
+
+    def job_finished(self, session: str, job: str, exit_code: int) -> None:
+        with self._conn() as c:
+            c.execute("UPDATE jobs SET status=?, exit_code=? WHERE session=? AND job=?",
+                      ("succeeded" if exit_code == 0 else "failed", exit_code, session, job))
+
     # -- results -----------------------------------------------------------------------------
     def add_result(self, session: str, kind: str, data: dict[str, Any]) -> None:
         with self._conn() as c:

@@ -1,0 +1,133 @@
+"""Detached remote jobs: cut connections and restarted clients reattach with no lost or repeated byte."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from inflab import config
+from inflab.remote import jobs
+from inflab.remote.ssh import HostKeyPin, connect
+from inflab.session import Store
+from test_remote_ssh import sshd  # noqa: F401  (fixture: a real OpenSSH server on loopback)
+
+# ~3,000 lines over about a second and a half, a progress-bar redraw, and a last line with no newline.
+NOISY = (
+    "for i in $(seq 1 3000); do echo \"line $i $(printf '%*s' $((i % 70)) '' | tr ' ' x)\"; "
+    "[ $((i % 200)) = 0 ] && sleep 0.1; done; printf '50%%\\r100%%\\n'; echo to-stderr >&2; printf 'the end, no newline'"
+)
+
+
+@pytest.fixture
+def session(inflab_home, name):
+    store = Store(inflab_home)
+    store.create_session(name, config.load(None, sandbox=True).data, sandbox=True, track="inf1")
+    return name
+
+
+async def test_a_cut_connection_reattaches_byte_for_byte(sshd, tmp_path, inflab_home, session):  # noqa: F811
+    base = str(tmp_path / "jobs")
+    store = Store(inflab_home)
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    jdir = await jobs.start(conn, "noisy", NOISY, base=base)
+    store.job_record(session, "noisy", "127.0.0.1", jdir)
+    received: list[bytes] = []
+    cuts = 0
+
+    def on_lines(lines, offset):
+        nonlocal cuts
+        received.extend(lines)
+        store.job_offset(session, "noisy", offset)
+        if len(received) > 400 * (cuts + 1) and cuts < 3:
+            cuts += 1
+            conn.abort()  # the network drops mid-stream
+
+    code = None
+    for _ in range(10):
+        try:
+            code = await jobs.follow(conn, jdir, store.job(session, "noisy")["offset"], on_lines)
+            break
+        except (OSError, EOFError, Exception) as e:  # the dropped connection surfaces as an error
+            if "noisy" in str(e) and isinstance(e, FileNotFoundError):
+                raise
+            conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    assert cuts == 3, "the connection should have been cut three times"
+    assert code == 0
+    log = (tmp_path / "jobs" / "noisy" / "out.log").read_bytes()
+    assert b"\n".join(received) == log
+    assert received[-1] == b"the end, no newline"
+    store.job_finished(session, "noisy", code)
+    assert store.job(session, "noisy")["status"] == "succeeded"
+
+
+async def test_a_restarted_client_continues_where_the_last_one_stopped(sshd, tmp_path, inflab_home, session):  # noqa: F811
+    base = str(tmp_path / "jobs")
+    first_store = Store(inflab_home)
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    jdir = await jobs.start(conn, "noisy", NOISY, base=base)
+    first_store.job_record(session, "noisy", "127.0.0.1", jdir)
+    shown: list[bytes] = []
+
+    class Quit(Exception):
+        pass
+
+    def first_app(lines, offset):
+        shown.extend(lines)
+        first_store.job_offset(session, "noisy", offset)
+        if len(shown) > 1000:
+            raise Quit  # the user quits the app mid-stream
+
+    with pytest.raises(Quit):
+        await jobs.follow(conn, jdir, 0, first_app)
+    conn.close()
+    del first_store
+
+    # A new app: new store object, new connection; only the database remembers.
+    store = Store(inflab_home)
+    rec = store.job(session, "noisy")
+    assert 0 < rec["offset"] and rec["job_dir"] == jdir
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    again = await jobs.start(conn, "noisy", "echo this must not run", base=base)  # idempotent: not restarted
+    assert again == jdir
+    code = await jobs.follow(conn, jdir, rec["offset"], lambda lines, off: (shown.extend(lines), store.job_offset(session, "noisy", off)))
+    conn.close()
+    assert code == 0
+    assert b"\n".join(shown) == (tmp_path / "jobs" / "noisy" / "out.log").read_bytes()
+
+
+async def test_cancel_stops_the_whole_process_group(sshd, tmp_path):  # noqa: F811
+    base = str(tmp_path / "jobs")
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    async with conn:
+        jdir = await jobs.start(conn, "sleepy", "sleep 300 & sleep 301; echo never", base=base)
+        await asyncio.sleep(0.5)
+        st = await jobs.status(conn, jdir)
+        assert st.running and st.exit_code is None
+        await jobs.cancel(conn, jdir)
+        for _ in range(50):
+            st = await jobs.status(conn, jdir)
+            if not st.running:
+                break
+            await asyncio.sleep(0.1)
+        assert not st.running and st.exit_code != 0
+        left = await conn.run("pgrep -f 'sleep 30[01]' || true", check=False)
+        assert left.stdout.strip() == ""
+        assert b"never" not in (tmp_path / "jobs" / "sleepy" / "out.log").read_bytes()
+
+
+async def test_a_job_runs_detached_on_the_sandbox_instance(name, cli, store, sandbox):
+    from inflab.remote.ssh import Target
+
+    r = cli("run", "--sandbox", "--name", name, "--until", "connect")
+    assert r.returncode == 0, r.stderr
+    host = store.get(name, "host")
+    target = Target("127.0.0.1", sandbox.ssh_port, host["user"], str(store.session_dir(name) / f"inflab-{name}.pem"))
+    conn = await connect(target, HostKeyPin(fingerprint=store.get(name, "host_key")["fingerprint"]), timeout=20)
+    async with conn:
+        jdir = await jobs.start(conn, "hello", "echo hello; sleep 0.3; echo $HOME")
+        lines: list[bytes] = []
+        code = await jobs.follow(conn, jdir, 0, lambda ls, off: lines.extend(ls))
+    assert code == 0
+    assert lines[0] == b"hello"
+    assert lines[1].decode().endswith(host["instance_id"])  # the instance's own home directory
