@@ -1,0 +1,120 @@
+"""Live panes: streamed job output."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from .widgets import ANSI_RE, LogPane
+
+
+class JobOutput(Vertical):
+    """A remote job's output as it streams in.
+
+    - bytes may arrive cut anywhere; a line is shown once its newline arrives;
+    - progress-bar redraws (``\\r``) collapse to one updating line under the log;
+    - ANSI escapes are stripped; writes are batched (see :class:`LogPane`);
+    - memory is bounded (``max_lines``); ``/`` searches, ``n`` finds the next match,
+      ``f`` toggles follow mode (scrolling up also stops following).
+    """
+
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("n", "next_match", "Next match", show=False),
+        Binding("f", "toggle_follow", "Follow"),
+    ]
+
+    DEFAULT_CSS = """
+    JobOutput { height: 1fr; }
+    JobOutput LogPane { height: 1fr; }
+    JobOutput #live { height: 1; color: $warning; }
+    """
+
+    def __init__(self, *, max_lines: int = 20_000, id: str | None = None):
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self._partial = ""
+        self._query = ""
+        self._match_from = 0
+
+    def compose(self) -> ComposeResult:
+        # Hidden and disabled (so it never takes focus) until "/" opens it.
+        yield Input(placeholder="search the output (Enter: find, n: next)", id="search", disabled=True)
+        yield LogPane(max_lines=self.max_lines)
+        yield Static("", id="live", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+
+    @property
+    def log(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    @property
+    def follow(self) -> bool:
+        return self.log.auto_scroll
+
+    def feed(self, text: str) -> None:
+        """Add streamed text, cut anywhere."""
+        data = self._partial + text
+        cut = data.rfind("\n")
+        if cut >= 0:
+            self.log.push(data[:cut])
+            data = data[cut + 1:]
+        self._partial = data
+        if "\r" in data or "\x1b" in data:
+            shown = ANSI_RE.sub("", data).split("\r")
+            shown = [s for s in shown if s]
+            self.query_one("#live", Static).update(shown[-1] if shown else "")
+        elif data:
+            self.query_one("#live", Static).update(data)
+        else:
+            self.query_one("#live", Static).update("")
+
+    def finish(self) -> None:
+        """The stream ended: the last partial line becomes a line."""
+        if self._partial:
+            self.log.push(self._partial)
+            self._partial = ""
+        self.query_one("#live", Static).update("")
+        self.log.flush()
+
+    # -- follow, search --------------------------------------------------------------
+    def action_toggle_follow(self) -> None:
+        self.log.auto_scroll = not self.log.auto_scroll
+        if self.log.auto_scroll:
+            self.log.scroll_end(animate=False)
+        self.notify("Following the output" if self.follow else "Not following (f to follow again)", timeout=2)
+
+    def on_mouse_scroll_up(self) -> None:
+        self.log.auto_scroll = False
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.disabled = False
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._query = event.value
+        self._match_from = 0
+        event.input.display = False
+        event.input.disabled = True
+        self.log.focus()
+        self.action_next_match()
+
+    def action_next_match(self) -> None:
+        if not self._query:
+            return
+        lines = self.log.lines
+        for i in range(self._match_from, len(lines)):
+            if self._query in lines[i]:
+                self.log.auto_scroll = False
+                self.log.scroll_to(y=max(0, i - 2), animate=False)
+                self._match_from = i + 1
+                self.notify(f"line {i + 1}: {lines[i][:60]}", timeout=3)
+                return
+        self._match_from = 0
+        self.notify(f"'{self._query}' not found below; n starts again from the top", severity="warning", timeout=3)
