@@ -61,3 +61,65 @@ async def test_search_jumps_to_the_match_and_stops_following():
         await pilot.press("f")
         await pilot.pause(0.1)
         assert pane.follow
+
+
+# -- monitor ---------------------------------------------------------------------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from textual.widgets import Label  # noqa: E402
+
+from inflab.remote import monitor  # noqa: E402
+from inflab.tui.panes import MonitorPane  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+AGENT = Path(__file__).parent.parent / "inflab" / "remote" / "payload" / "monitor.py"
+
+
+class MonitorApp(App):
+    def compose(self) -> ComposeResult:
+        yield MonitorPane()
+
+
+async def test_a_recorded_neuron_monitor_report_renders_per_core():
+    report = json.loads((DATA / "neuron-monitor-report.json").read_text())
+    line = json.dumps({"source": "neuron-monitor", "ts": 0, "report": report})
+    app = MonitorApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        pane = app.query_one(MonitorPane)
+        pane.show(monitor.parse(line))
+        await pilot.pause()
+        assert str(pane.query_one("#monitor-source", Label).render()) == "NeuronCores via neuron-monitor"
+        rows = pane.rows_text()
+        assert len(rows) == 4  # one device with 4 NeuronCores; NC2 and NC3 idle
+        assert rows[0].startswith("NC0") and rows[0].endswith("37.5%")
+        assert rows[1].startswith("NC1") and rows[1].endswith("82.2%") or rows[1].endswith("82.3%")
+        assert rows[3].startswith("NC3") and rows[3].endswith("0.0%")
+        memory = str(pane.query_one("#monitor-memory", Static).render())
+        assert "3.7 GiB of 15.3 GiB" in memory and "p50 58.0 ms" in memory
+
+
+async def test_a_proc_sample_from_the_real_agent_renders_host_cpus():
+    out = subprocess.run([sys.executable, str(AGENT), "--count", "2", "--interval", "0.2", "--no-neuron"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    assert len(out) == 2
+    app = MonitorApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        pane = app.query_one(MonitorPane)
+        for line in out:
+            pane.show(monitor.parse(line))
+        await pilot.pause()
+        assert str(pane.query_one("#monitor-source", Label).render()) == "host CPU — no Neuron devices on this host"
+        rows = pane.rows_text()
+        assert len(rows) == len(json.loads(out[0])["cpu_percent"]) >= 1
+        assert rows[0].startswith("cpu0") and rows[0].endswith("%")
+        assert len(pane.history["cpu0"]) == 2  # the sparkline keeps the history
+
+
+def test_partial_and_odd_reports_do_not_break_parsing():
+    assert monitor.parse("not json") is None
+    assert monitor.parse('{"source": "something else"}') is None
+    s = monitor.parse({"source": "neuron-monitor", "report": {"neuron_runtime_data": [{"report": None}], "system_data": None}})
+    assert s.source == "NeuronCores via neuron-monitor" and s.cores == [] and "no NeuronCore in use yet" in s.notes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -103,7 +104,7 @@ class StepContext:
             self.sleep(delay)
 
 
-class Step:
+class Step(ABC):
     id: str = ""
     title: str = ""
     #: asks for confirmation in the TUI before apply (e.g. terminate)
@@ -119,11 +120,13 @@ class Step:
         """The AWS CLI commands this step stands for, with this session's values."""
         return []
 
+    @abstractmethod
     def check(self, ctx: StepContext) -> bool:
-        raise NotImplementedError
+        """True when the step's work is already done (then apply is not called)."""
 
+    @abstractmethod
     def apply(self, ctx: StepContext) -> None:
-        raise NotImplementedError
+        """Do the work; raise StepError with an actionable message on failure."""
 
     def undo(self, ctx: StepContext) -> None:
         """Remove what apply made. Must be safe to call when nothing is there."""

@@ -1,11 +1,13 @@
-"""Live panes: streamed job output."""
+"""Live panes: streamed job output, and the host monitor."""
 
 from __future__ import annotations
 
+from collections import deque
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import Input, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Sparkline, Static
 
 from .widgets import ANSI_RE, LogPane
 
@@ -118,3 +120,61 @@ class JobOutput(Vertical):
                 return
         self._match_from = 0
         self.notify(f"'{self._query}' not found below; n starts again from the top", severity="warning", timeout=3)
+
+
+def gauge(pct: float, width: int = 20) -> str:
+    pct = max(0.0, min(100.0, pct))
+    full = int(round(pct / 100 * width))
+    return "█" * full + "░" * (width - full) + f" {pct:5.1f}%"
+
+
+def _gib(n: int | None) -> str:
+    return f"{n / 2**30:.1f} GiB" if n else "?"
+
+
+class MonitorPane(Vertical):
+    """Per-core gauges and sparklines from the monitor agent, naming where they come from."""
+
+    DEFAULT_CSS = """
+    MonitorPane { height: 1fr; padding: 0 1; }
+    MonitorPane #monitor-source { text-style: bold; color: $accent; }
+    MonitorPane .core-row { height: 1; }
+    MonitorPane .core-name { width: 8; }
+    MonitorPane .core-gauge { width: 30; }
+    MonitorPane Sparkline { width: 1fr; height: 1; }
+    """
+
+    HISTORY = 60
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.history: dict[str, deque] = {}
+        self._rows: dict[str, tuple[Label, Static, Sparkline]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label("waiting for the first sample…", id="monitor-source")
+        yield Vertical(id="monitor-rows")
+        yield Static("", id="monitor-memory", markup=False)
+
+    def show(self, sample) -> None:
+        """Draw one :class:`inflab.remote.monitor.Sample`."""
+        self.query_one("#monitor-source", Label).update(sample.source)
+        rows = self.query_one("#monitor-rows", Vertical)
+        for name, pct in sample.cores:
+            hist = self.history.setdefault(name, deque(maxlen=self.HISTORY))
+            hist.append(pct)
+            if name not in self._rows:
+                widgets = (Label(name, classes="core-name"), Static(gauge(pct), classes="core-gauge", markup=False),
+                           Sparkline(list(hist), summary_function=max))
+                self._rows[name] = widgets
+                rows.mount(Horizontal(*widgets, classes="core-row"))
+            else:
+                _, bar, spark = self._rows[name]
+                bar.update(gauge(pct))
+                spark.data = list(hist)
+        mem = f"memory {_gib(sample.memory_used)} of {_gib(sample.memory_total)}" if sample.memory_total else ""
+        self.query_one("#monitor-memory", Static).update("   ".join(x for x in [mem, *sample.notes] if x))
+
+    def rows_text(self) -> list[str]:
+        """What the rows say, for tests and screen readers."""
+        return [f"{name} {bar.render()}" for name, (_, bar, _) in self._rows.items()]
