@@ -123,3 +123,15 @@ def test_partial_and_odd_reports_do_not_break_parsing():
     assert monitor.parse('{"source": "something else"}') is None
     s = monitor.parse({"source": "neuron-monitor", "report": {"neuron_runtime_data": [{"report": None}], "system_data": None}})
     assert s.source == "NeuronCores via neuron-monitor" and s.cores == [] and "no NeuronCore in use yet" in s.notes
+
+
+def test_neuron_ls_json_becomes_a_device_table():
+    from inflab.lab_steps.monitor import device_table, parse_neuron_ls
+
+    text = json.dumps([{"neuron_device": 0, "bdf": "00:1f.0", "connected_to": None, "nc_count": 4,
+                        "memory_size": 8589934592, "neuron_processes": [{"pid": 4321, "command": "python3"}]}])
+    rows = parse_neuron_ls(text)
+    assert rows == [{"device": 0, "cores": 4, "memory": 8589934592, "bdf": "00:1f.0", "processes": "4321"}]
+    table = device_table(rows)
+    assert table[1].split()[:4] == ["0", "4", "8", "GiB"]
+    assert parse_neuron_ls("neuron-ls: command not found") == []

@@ -157,3 +157,39 @@ async def test_clean_up_from_the_wizard_removes_everything(sandbox, store, name)
         assert ip not in str(wizard.query_one("#session-info", Static).render())
         assert any("Verified: nothing tagged" in line for line in wizard.query_one(LogPane).history)
     assert inventory.session_resources(engine.aws, name) == []
+
+
+async def wait_for(pilot, predicate, timeout: float = 20) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await pilot.pause(0.1)
+    return predicate()
+
+
+async def test_monitor_and_terminal_tabs_stream_from_the_instance(sandbox, store, name, cli):
+    from textual.widgets import Label
+
+    from inflab.tui.panes import MonitorPane
+    from inflab.tui.terminal import TerminalPane
+
+    r = cli("run", "--sandbox", "--name", name, "--until", "monitor")
+    assert r.returncode == 0, r.stdout + r.stderr
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(140, 50)) as pilot:
+        wizard = app.screen
+        await pilot.press("2")
+        pane = wizard.query_one(MonitorPane)
+        source = pane.query_one("#monitor-source", Label)
+        assert await wait_for(pilot, lambda: len(pane.history.get("cpu0", ())) >= 2), "two live samples"
+        assert str(source.render()) == "host CPU — no Neuron devices on this host"
+        assert pane.rows_text()[0].startswith("cpu0")
+
+        await pilot.press("3")
+        term = wizard.query_one(TerminalPane)
+        assert await wait_for(pilot, lambda: "load average" in term.text), term.text
+        assert "PID" in term.text
+        await pilot.press("q")  # typed into top, which quits
+        assert await wait_for(pilot, lambda: "the program ended" in term.text), term.text

@@ -41,6 +41,7 @@ def available_steps():
     from .account import Credentials, Preflight
     from .connect import Connect
     from .instance import Launch, LaunchTemplate, WaitRunning
+    from .monitor import Monitor
 
     return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning(),
-            Connect()]
+            Connect(), Monitor()]

@@ -30,5 +30,44 @@ def pin_for(ctx: StepContext) -> HostKeyPin:
 
 def save_pin(ctx: StepContext, pin: HostKeyPin) -> None:
     host = ctx.get("host") or {}
+    old = ctx.get("host_key") or {}
     ctx.put("host_key", {"instance_id": host.get("instance_id"), "fingerprint": pin.seen,
-                         "source": pin.source if pin.source != "pinned" else (ctx.get("host_key") or {}).get("source", "pinned")})
+                         "public_key": pin.seen_key or old.get("public_key"),
+                         "source": pin.source if pin.source != "pinned" else old.get("source", "pinned")})
+
+
+def known_hosts_file(ctx: StepContext) -> str | None:
+    """Write the pinned host key where OpenSSH can check it (for "open in my terminal")."""
+    key = (ctx.get("host_key") or {}).get("public_key")
+    if not key:
+        return None
+    t = target(ctx)
+    name = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
+    path = ctx.session_dir / "known_hosts"
+    path.write_text(f"{name} {key}\n")
+    return str(path)
+
+
+def ssh_command(ctx: StepContext, *remote: str) -> list[str]:
+    """The OpenSSH command line that reaches the instance with the session's key and pin."""
+    t = target(ctx)
+    kh = known_hosts_file(ctx)
+    opts = ["-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes"] if kh else []
+    return ["ssh", "-p", str(t.port), "-i", t.key_path, "-o", "IdentitiesOnly=yes", *opts, f"{t.user}@{t.host}", *remote]
+
+
+async def open_connection(ctx: StepContext, timeout: float = 60):
+    """An SSH connection to the instance, checked against the pinned host key."""
+    from .ssh import ConnectFailed, HostKeyMismatch, connect
+
+    pin = pin_for(ctx)
+    if not pin.fingerprint:
+        raise StepError("The host key is not pinned yet: run the connect step first")
+    try:
+        return await connect(target(ctx), pin, timeout=timeout, progress=lambda m: ctx.progress(None, m),
+                             cancelled=ctx.cancel.is_set)
+    except HostKeyMismatch as e:
+        raise StepError(str(e)) from None
+    except ConnectFailed as e:
+        ctx.check_cancel()
+        raise StepError(f"Could not connect: {e}") from None

@@ -51,6 +51,7 @@ class HostKeyPin:
     fingerprint: str | None = None  # pinned earlier (session)
     console: tuple[str, ...] = ()  # from the console output
     seen: str | None = None  # filled in by the check
+    seen_key: str | None = None  # the key itself, OpenSSH format (for a known_hosts file)
     source: str = ""
 
 
@@ -61,6 +62,7 @@ class _Client(asyncssh.SSHClient):
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         fp = key.get_fingerprint("sha256")
         self.pin.seen = fp
+        self.pin.seen_key = key.export_public_key("openssh").decode().strip()
         if self.pin.fingerprint:
             self.pin.source = "pinned"
             return fp == self.pin.fingerprint

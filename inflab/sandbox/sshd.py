@@ -83,6 +83,17 @@ class _Server(asyncssh.SSHServer):
         return True
 
 
+class _SFTPServer(asyncssh.SFTPServer):
+    """SFTP as on an instance: relative paths start in the user's home (the instance directory)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel):
+        super().__init__(chan)
+        self.home = os.fsencode(chan.get_extra_info("inflab_home"))
+
+    def map_path(self, path: bytes) -> bytes:
+        return path if path.startswith(b"/") else os.path.join(self.home, path)
+
+
 def _set_winsize(fd: int, size: tuple[int, int, int, int]) -> None:
     cols, rows = size[0] or 80, size[1] or 24
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -212,7 +223,7 @@ async def start_server(state_dir: Path, port: int = 0) -> asyncssh.SSHAcceptor:
         port,
         server_host_keys=[host_key],
         process_factory=_process_factory(os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")),
-        sftp_factory=True,
+        sftp_factory=_SFTPServer,
         allow_scp=True,
         encoding=None,
         keepalive_interval=30,

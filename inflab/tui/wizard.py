@@ -8,12 +8,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Markdown, OptionList, ProgressBar, Static
+from textual.widgets import Footer, Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from ..engine import Engine, EngineEvent
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE
+from .panes import MonitorPane
+from .terminal import TerminalPane
 from .widgets import ConfirmModal, LogPane
+
+TOP_COMMAND = "if command -v neuron-top >/dev/null; then exec neuron-top; elif command -v htop >/dev/null; then exec htop; else exec top; fi"
 
 ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■"}
 STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan"}
@@ -42,6 +46,11 @@ class Wizard(Screen):
         Binding("u", "undo", "Undo"),
         Binding("c", "cancel", "Cancel"),
         Binding("C", "cleanup", "Clean up all", show=False),
+        Binding("1", "tab('tab-log')", "Log", show=False),
+        Binding("2", "tab('tab-monitor')", "Monitor"),
+        Binding("3", "tab('tab-terminal')", "Terminal"),
+        Binding("o", "open_terminal", "ssh in my terminal", show=False),
+        Binding("z", "zoom", "Zoom pane", show=False),
         Binding("escape", "back", "Sessions", show=False),
     ]
 
@@ -67,7 +76,13 @@ class Wizard(Screen):
                 with Horizontal(id="progress-row"):
                     yield ProgressBar(total=1, show_eta=False, id="progress")
                     yield Label("", id="progress-label")
-                yield LogPane(id="log", max_lines=10_000)
+                with TabbedContent(id="bottom", initial="tab-log"):
+                    with TabPane("Log", id="tab-log"):
+                        yield LogPane(id="log", max_lines=10_000)
+                    with TabPane("Monitor", id="tab-monitor"):
+                        yield MonitorPane(id="monitor")
+                    with TabPane("Terminal", id="tab-terminal"):
+                        yield TerminalPane(id="terminal")
         yield Footer()
 
     def _prompt(self, step, state: str, error: str | None = None) -> str:
@@ -267,3 +282,97 @@ class Wizard(Screen):
             self.notify(f"Busy with {self.busy}; cancel it first", severity="warning")
             return
         self.app.show_picker()
+
+
+    # -- live panes: monitor and terminal over SSH -----------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#bottom", TabbedContent).active = tab
+        if tab == "tab-terminal":
+            self.query_one(TerminalPane).focus()
+
+    def action_zoom(self) -> None:
+        if self.maximized is None:
+            self.maximize(self.query_one("#bottom", TabbedContent))
+        else:
+            self.minimize()
+
+    @on(TabbedContent.TabActivated, "#bottom")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-monitor":
+            self._stream_monitor()
+        elif event.pane.id == "tab-terminal":
+            self._run_terminal()
+
+    def _remote_ready(self, what: str) -> bool:
+        if not (self.app_store.get(self.session_name, "host_key") or {}).get("fingerprint"):
+            self.notify(f"{what}: run the connect step first", severity="warning")
+            return False
+        return True
+
+    @work(exclusive=True, group="monitor", exit_on_error=False)
+    async def _stream_monitor(self) -> None:
+        import asyncio
+
+        from ..remote import monitor
+        from ..remote.host import open_connection
+        from ..lab_steps.monitor import PAYLOAD_DIR
+
+        if not self._remote_ready("Monitor"):
+            return
+        if not self.app_store.get(self.session_name, "monitor"):
+            self.notify("Monitor: run the monitor step first (it installs the agent)", severity="warning")
+            return
+        pane = self.query_one(MonitorPane)
+        ctx = self._offline_context(self.engine.step("monitor"))
+        try:
+            conn = await asyncio.wait_for(open_connection(ctx, timeout=30), 40)
+        except Exception as e:
+            self.notify(f"Monitor: {e}", severity="error", markup=False)
+            return
+        async with conn:
+            proc = await conn.create_process(f"exec python3 {PAYLOAD_DIR}/monitor.py --interval 1")
+            async for line in proc.stdout:
+                sample = monitor.parse(line)
+                if sample:
+                    pane.show(sample)
+
+    @work(exclusive=True, group="terminal", exit_on_error=False)
+    async def _run_terminal(self) -> None:
+        import asyncio
+
+        from ..remote.host import open_connection
+
+        if not self._remote_ready("Terminal"):
+            return
+        term = self.query_one(TerminalPane)
+        ctx = self._offline_context(self.engine.step("monitor"))
+        try:
+            conn = await asyncio.wait_for(open_connection(ctx, timeout=30), 40)
+        except Exception as e:
+            self.notify(f"Terminal: {e}", severity="error", markup=False)
+            return
+        async with conn:
+            cols, rows = term.screen_model.columns, term.screen_model.lines
+            proc = await conn.create_process(TOP_COMMAND, term_type="xterm-256color", term_size=(cols, rows), encoding=None)
+            term.send = proc.stdin.write
+            term.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
+            while True:
+                data = await proc.stdout.read(65536)
+                if not data:
+                    break
+                term.feed(data)
+        term.send = lambda b: None
+        term.feed(b"\r\n[the program ended: press 3 to start it again]\r\n")
+
+    def action_open_terminal(self) -> None:
+        """Suspend the lab and run the real ssh, checked against the pinned host key."""
+        import subprocess
+
+        from ..remote.host import ssh_command
+
+        if not self._remote_ready("ssh"):
+            return
+        cmd = ssh_command(self._offline_context(self.engine.step("connect")))
+        with self.app.suspend():
+            print(f"$ {' '.join(cmd)}\n(exit the shell to come back to inflab)", flush=True)
+            subprocess.run(cmd)

@@ -1,0 +1,95 @@
+"""Step `monitor`: list the Neuron devices and make sure the monitor agent runs on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+
+from .base import Step, StepContext, StepError
+
+PAYLOAD_DIR = ".inflab/payload"
+
+
+def parse_neuron_ls(text: str) -> list[dict]:
+    """Rows from `neuron-ls --json-output` (field names vary a little by version)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    rows = []
+    for d in data if isinstance(data, list) else []:
+        if not isinstance(d, dict):
+            continue
+        procs = d.get("neuron_processes") or []
+        rows.append({
+            "device": d.get("neuron_device", d.get("device", "?")),
+            "cores": d.get("nc_count", d.get("neuroncore_count", "?")),
+            "memory": d.get("memory_size", d.get("memory", "?")),
+            "bdf": d.get("bdf", ""),
+            "processes": ", ".join(str(p.get("pid", p)) if isinstance(p, dict) else str(p) for p in procs),
+        })
+    return rows
+
+
+def device_table(rows: list[dict]) -> list[str]:
+    out = [f"{'DEVICE':<7} {'CORES':<6} {'MEMORY':<12} {'PCI BDF':<14} PROCESSES"]
+    for r in rows:
+        mem = r["memory"]
+        mem = f"{mem / 2**30:.0f} GiB" if isinstance(mem, (int, float)) else str(mem)
+        out.append(f"{r['device']!s:<7} {r['cores']!s:<6} {mem:<12} {r['bdf']:<14} {r['processes'] or '-'}")
+    return out
+
+
+class Monitor(Step):
+    id = "monitor"
+    title = "Watch the NeuronCores"
+
+    def cli(self, ctx):
+        from ..remote.host import ssh_command
+
+        try:
+            ssh = " ".join(ssh_command(ctx))
+        except StepError:
+            ssh = "ssh -i <key> ubuntu@<public-ip>"
+        return [f"{ssh} neuron-ls", f"{ssh} -t neuron-top", f"{ssh} -t htop"]
+
+    def check(self, ctx):
+        info = ctx.get("monitor") or {}
+        return info.get("instance_id") == (ctx.get("host") or {}).get("instance_id") and bool(info.get("source"))
+
+    def apply(self, ctx: StepContext):
+        from ..remote import monitor as parse_monitor
+        from ..remote.host import open_connection
+
+        agent = resources.files("inflab.remote.payload").joinpath("monitor.py").read_bytes()
+
+        async def go():
+            conn = await open_connection(ctx)
+            async with conn:
+                await conn.run(f"mkdir -p {PAYLOAD_DIR}", check=True)
+                async with conn.start_sftp_client() as sftp:
+                    async with sftp.open(f"{PAYLOAD_DIR}/monitor.py", "wb") as f:
+                        await f.write(agent)
+                ls = await conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False)
+                sample = await conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False)
+                return ls, sample
+
+        ls, sample = asyncio.run(go())
+        devices = parse_neuron_ls(ls.stdout or "") if ls.exit_status == 0 else []
+        if devices:
+            ctx.log(f"{len(devices)} Neuron device(s):")
+            for line in device_table(devices):
+                ctx.log("  " + line)
+        else:
+            ctx.log("neuron-ls: no Neuron devices on this host" + (" (the Neuron tools are not installed)" if ls.exit_status else ""))
+        parsed = parse_monitor.parse((sample.stdout or "").strip().splitlines()[-1]) if (sample.stdout or "").strip() else None
+        if sample.exit_status != 0 or parsed is None:
+            raise StepError(f"The monitor agent did not run on the host: {(sample.stderr or '').strip()[:300] or 'no output'}")
+        ctx.put("monitor", {"instance_id": ctx.get("host")["instance_id"], "source": parsed.source, "devices": devices,
+                            "agent": f"{PAYLOAD_DIR}/monitor.py"})
+        ctx.log(f"Monitor agent running: {parsed.source}, {len(parsed.cores)} gauges")
+        ctx.log("Open the Monitor and Terminal tabs below to watch the host live (neuron-top or htop in the terminal).")
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "monitor")
