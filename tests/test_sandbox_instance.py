@@ -56,3 +56,38 @@ async def test_a_terminated_instance_refuses_the_key(connected, name, store):
     with pytest.raises(ConnectFailed) as err:
         await connect(target, HostKeyPin(), timeout=2)
     assert "refused the session's key" in str(err.value)
+
+
+def test_real_ssh_command_uses_the_pinned_host_key(connected, name, store):
+    from inflab.engine import Engine
+    from inflab.remote.host import ssh_command
+
+    engine = Engine(store, name)
+    ctx = engine.context(engine.step("connect"))
+    cmd = ssh_command(ctx, "echo", "pinned-ok")
+    assert "StrictHostKeyChecking=yes" in cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "pinned-ok"
+    # With a different key in the known_hosts file, OpenSSH refuses, as it should.
+    kh = store.session_dir(name) / "known_hosts"
+    host = kh.read_text().split(" ", 1)[0]
+    other = store.session_dir(name) / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key_b64 = other.with_suffix(".pub").read_text().split()[:2]
+    kh.write_text(f"{host} {key_type} {key_b64}\n")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "HOST IDENTIFICATION HAS CHANGED" in r.stderr.upper()
+
+
+def test_connect_replaces_a_stale_ssh_rule(connected, name, store, aws):
+    """An SSH rule for an address that is no longer yours is removed when the group is checked again."""
+    from inflab.engine import Engine
+
+    ec2 = aws("ec2")
+    gid = store.get(name, "security_group_id")
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.9/32"}]}])
+    assert Engine(store, name).run_one("security-group").ok
+    perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"]
+    assert [r["CidrIp"] for p in perms for r in p["IpRanges"]] == ["127.0.0.1/32"]
