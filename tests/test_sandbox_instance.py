@@ -91,3 +91,19 @@ def test_connect_replaces_a_stale_ssh_rule(connected, name, store, aws):
     assert Engine(store, name).run_one("security-group").ok
     perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"]
     assert [r["CidrIp"] for p in perms for r in p["IpRanges"]] == ["127.0.0.1/32"]
+
+
+async def test_a_key_registered_only_through_the_emulator_is_refused(sandbox, aws, tmp_path):
+    """The emulated EC2 API has no authentication: registering a key there must not open a shell."""
+    ec2 = aws("ec2")
+    key = tmp_path / "intruder"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ec2.import_key_pair(KeyName=f"intruder-{tmp_path.name}", PublicKeyMaterial=key.with_suffix(".pub").read_bytes())
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    inst = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName=f"intruder-{tmp_path.name}")["Instances"][0]
+    try:
+        with pytest.raises(ConnectFailed) as err:
+            await connect(Target("127.0.0.1", sandbox.ssh_port, "ubuntu", str(key)), HostKeyPin(), timeout=2)
+        assert "refused the session's key" in str(err.value)
+    finally:
+        ec2.terminate_instances(InstanceIds=[inst["InstanceId"]])

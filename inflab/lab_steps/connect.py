@@ -63,7 +63,7 @@ class Connect(Step):
         target = rhost.target(ctx)
         pin = rhost.pin_for(ctx)
         if not pin.fingerprint:
-            pin.console = tuple(_console_fps(ctx))
+            pin.console = tuple(self._wait_for_console(ctx, timeout if not ctx.sandbox else 0))
 
         async def go():
             conn = await connect(target, pin, timeout=timeout, progress=lambda m: ctx.progress(None, m),
@@ -80,6 +80,21 @@ class Connect(Step):
                 ctx.check_cancel()
             return None, pin, str(e)
         return result, pin, ""
+
+    def _wait_for_console(self, ctx: StepContext, timeout: float) -> list[str]:
+        """The host key fingerprints from the console; a new instance prints them a minute or two after boot."""
+        import time
+
+        deadline = time.monotonic() + min(timeout, 180)
+        while True:
+            fps = _console_fps(ctx)
+            if fps or time.monotonic() >= deadline:
+                break
+            ctx.progress(None, "Waiting for the instance to print its host key fingerprints to the console…")
+            ctx.sleep(10)
+        if not fps:
+            ctx.log("The console shows no host key fingerprints yet: the host key will be trusted on first use and pinned")
+        return fps
 
     def apply(self, ctx):
         if not ctx.sandbox:

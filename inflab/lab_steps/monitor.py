@@ -71,11 +71,14 @@ class Monitor(Step):
                 async with conn.start_sftp_client() as sftp:
                     async with sftp.open(f"{PAYLOAD_DIR}/monitor.py", "wb") as f:
                         await f.write(agent)
-                ls = await conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False)
-                sample = await conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False)
+                ls = await asyncio.wait_for(conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False), 60)
+                sample = await asyncio.wait_for(conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False), 60)
                 return ls, sample
 
-        ls, sample = asyncio.run(go())
+        try:
+            ls, sample = asyncio.run(go())
+        except asyncio.TimeoutError:
+            raise StepError("The host did not answer within 60 s (neuron-ls or the monitor agent hung)") from None
         devices = parse_neuron_ls(ls.stdout or "") if ls.exit_status == 0 else []
         if devices:
             ctx.log(f"{len(devices)} Neuron device(s):")

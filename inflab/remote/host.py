@@ -52,8 +52,10 @@ def ssh_command(ctx: StepContext, *remote: str) -> list[str]:
     """The OpenSSH command line that reaches the instance with the session's key and pin."""
     t = target(ctx)
     kh = known_hosts_file(ctx)
-    opts = ["-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes"] if kh else []
-    return ["ssh", "-p", str(t.port), "-i", t.key_path, "-o", "IdentitiesOnly=yes", *opts, f"{t.user}@{t.host}", *remote]
+    if not kh:
+        raise StepError("The host key is not pinned yet: run the connect step first")
+    return ["ssh", "-p", str(t.port), "-i", t.key_path, "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={kh}",
+            "-o", "StrictHostKeyChecking=yes", f"{t.user}@{t.host}", *remote]
 
 
 async def open_connection(ctx: StepContext, timeout: float = 60):

@@ -74,13 +74,18 @@ async def status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
     d = _q(jdir)
     r = await _sh(conn, (
         f"cd {d} || exit 3; size=$(stat -c %s out.log 2>/dev/null || echo 0); "
-        "if [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
-        "elif kill -0 $(cat pid) 2>/dev/null; then echo \"running - $size\"; "
+        # alive first: a job that ends between the two tests is then seen as done, not lost
+        "if kill -0 $(cat pid) 2>/dev/null; then echo \"running - $size\"; "
+        "elif [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
         "else echo \"lost - $size\"; fi"
     ))
     if r.exit_status == 3:
         raise FileNotFoundError(f"no job directory {jdir} on the host")
-    state, code, size = (r.stdout or "").split()
+    try:
+        state, code, size = (r.stdout or "").split()
+        int(size)
+    except ValueError:
+        raise RuntimeError(f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}") from None
     return JobStatus(running=state == "running", exit_code=int(code) if state == "done" else (None if state == "running" else -1),
                      size=int(size))
 
@@ -90,7 +95,7 @@ async def cancel(conn: asyncssh.SSHClientConnection, jdir: str) -> None:
     d = _q(jdir)
     await _sh(conn, (
         f"cd {d} || exit 0; p=$(cat pid); kill -TERM -- -$p 2>/dev/null || exit 0; "
-        "for i in $(seq 50); do kill -0 $p 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -$p 2>/dev/null; true"
+        "for i in $(seq 50); do kill -0 -- -$p 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -$p 2>/dev/null; true"
     ))
 
 

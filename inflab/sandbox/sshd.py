@@ -16,6 +16,7 @@ import asyncio
 import fcntl
 import os
 import pty
+import signal
 import struct
 import termios
 from pathlib import Path
@@ -36,23 +37,39 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     return key
 
 
+def lab_keys(home: Path) -> set[tuple[str, str]]:
+    """Public halves of the session keys under INFLAB_HOME (files only the lab's user can read)."""
+    out = set()
+    for pem in (home / "sessions").glob("*/*.pem"):
+        try:
+            out.add(tuple(asyncssh.read_private_key(str(pem)).export_public_key("openssh").decode().split()[:2]))
+        except (OSError, ValueError, asyncssh.KeyImportError):
+            continue
+    return out
+
+
 def running_instance_for_key(key: asyncssh.SSHKey) -> str | None:
     """The id of a running emulated instance launched with this public key, if any."""
     from moto.ec2.models import ec2_backends
 
     wanted = key.export_public_key("openssh").decode().split()[:2]
-    for region, backend in ec2_backends[ACCOUNT].items():
-        names = {
-            kp.key_name
-            for kp in backend.key_pairs.values()
-            if kp.material_public and kp.material_public.decode().split()[:2] == wanted
-        }
-        if not names:
+    for _ in range(3):  # the emulator's threads may change these dicts while we read them
+        try:
+            for backend in list(ec2_backends[ACCOUNT].values()):
+                names = {
+                    kp.key_name
+                    for kp in list(backend.key_pairs.values())
+                    if kp.material_public and kp.material_public.decode().split()[:2] == wanted
+                }
+                if not names:
+                    continue
+                for reservation in list(backend.reservations.values()):
+                    for inst in list(reservation.instances):
+                        if inst.key_name in names and inst.state == "running":
+                            return inst.id
+            return None
+        except RuntimeError:
             continue
-        for reservation in backend.reservations.values():
-            for inst in reservation.instances:
-                if inst.key_name in names and inst.state == "running":
-                    return inst.id
     return None
 
 
@@ -74,6 +91,10 @@ class _Server(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # The emulated EC2 API has no authentication, so a key registered there is not enough:
+        # it must also be one of this lab's session keys on disk.
+        if tuple(key.export_public_key("openssh").decode().split()[:2]) not in lab_keys(self.instances_dir.parent.parent):
+            return False
         iid = running_instance_for_key(key)
         if iid is None:
             return False
@@ -104,7 +125,18 @@ async def _pump_reader(reader, write: Callable[[bytes], None]) -> None:
         data = await reader.read(65536)
         if not data:
             break
-        write(data)
+        try:
+            write(data)
+        except (OSError, asyncssh.Error):  # the client went away: stop copying
+            raise ConnectionResetError("client gone") from None
+
+
+def _kill_group(pid: int) -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
 
 
 async def _run_pipes(process: asyncssh.SSHServerProcess, argv: list[str], env: dict, cwd: str) -> int:
@@ -128,11 +160,15 @@ async def _run_pipes(process: asyncssh.SSHServerProcess, argv: list[str], env: d
                 proc.stdin.close()
 
     feeder = asyncio.create_task(feed_stdin())
-    # Copy both output streams to the end, then exit: exiting early loses output.
-    await asyncio.gather(_pump_reader(proc.stdout, process.stdout.write), _pump_reader(proc.stderr, process.stderr.write))
-    code = await proc.wait()
-    feeder.cancel()
-    return code
+    try:
+        # Copy both output streams to the end, then exit: exiting early loses output.
+        await asyncio.gather(_pump_reader(proc.stdout, process.stdout.write), _pump_reader(proc.stderr, process.stderr.write))
+        return await proc.wait()
+    except ConnectionResetError:
+        _kill_group(proc.pid)  # nobody reads its output any more
+        return await proc.wait()
+    finally:
+        feeder.cancel()
 
 
 async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dict, cwd: str) -> int:
@@ -153,10 +189,13 @@ async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dic
         except OSError:
             data = b""
         if data:
-            process.stdout.write(data)
-        else:
-            loop.remove_reader(master)
-            done.set()
+            try:
+                process.stdout.write(data)
+                return
+            except (OSError, asyncssh.Error):  # the client went away: hang up on the program
+                _kill_group(proc.pid)
+        loop.remove_reader(master)
+        done.set()
 
     loop.add_reader(master, readable)
 
@@ -170,6 +209,7 @@ async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dic
             except asyncssh.Error:
                 break
             if not data:
+                _kill_group(proc.pid)  # the client closed: like a dropped terminal
                 break
             try:
                 os.write(master, data)
@@ -177,14 +217,18 @@ async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dic
                 break
 
     feeder = asyncio.create_task(feed())
-    code = await proc.wait()
     try:
-        await asyncio.wait_for(done.wait(), 2)
-    except asyncio.TimeoutError:
+        code = await proc.wait()
+        try:
+            await asyncio.wait_for(done.wait(), 2)
+        except asyncio.TimeoutError:
+            pass
+        return code
+    finally:
         loop.remove_reader(master)
-    feeder.cancel()
-    os.close(master)
-    return code
+        feeder.cancel()
+        _kill_group(proc.pid)
+        os.close(master)
 
 
 def _process_factory(default_path: str):

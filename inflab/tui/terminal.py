@@ -51,7 +51,7 @@ class TerminalPane(Widget, can_focus=True):
         self.stream = pyte.ByteStream(self.screen_model)
         self.send: Callable[[bytes], None] = lambda b: None
         self.on_resize_pty: Callable[[int, int], None] = lambda c, r: None
-        self.title_text = ""
+        self.attached = False  # a remote program is running in the pane
 
     def feed(self, data: bytes) -> None:
         self.stream.feed(data)
@@ -79,14 +79,32 @@ class TerminalPane(Widget, can_focus=True):
                 out.append("\n")
         return out
 
-    def on_resize(self, event: events.Resize) -> None:
-        cols, rows = max(20, event.size.width), max(5, event.size.height)
+    def _sync_size(self) -> None:
+        size = self.content_size  # inside the border, which comes and goes with focus
+        cols, rows = max(20, size.width), max(5, size.height)
         if (cols, rows) != (self.screen_model.columns, self.screen_model.lines):
             self.screen_model.resize(rows, cols)
-            self.on_resize_pty(cols, rows)
+            try:
+                self.on_resize_pty(cols, rows)
+            except Exception:  # the connection is gone; the worker will say so
+                self.attached = False
             self.refresh()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._sync_size()
+
+    def on_focus(self) -> None:
+        self.call_after_refresh(self._sync_size)
+
+    def on_blur(self) -> None:
+        self.call_after_refresh(self._sync_size)
+
     def on_key(self, event: events.Key) -> None:
+        if not self.attached:  # nothing to type into: keys work as everywhere else...
+            if event.key == "q":  # ...except that q here is surely meant for a program, not "quit"
+                event.stop()
+                self.notify("No program is running here: press 3 to start one, Ctrl+O to leave", severity="warning")
+            return
         if event.key == "ctrl+o":
             event.stop()
             self.screen.focus_next()
@@ -95,7 +113,10 @@ class TerminalPane(Widget, can_focus=True):
         if data is not None:
             event.stop()
             event.prevent_default()
-            self.send(data)
+            try:
+                self.send(data)
+            except Exception:  # the connection is gone; the worker will say so
+                self.attached = False
 
 
 _NAMED = {"black", "red", "green", "brown", "blue", "magenta", "cyan", "white"}

@@ -286,7 +286,10 @@ class Wizard(Screen):
 
     # -- live panes: monitor and terminal over SSH -----------------------------------
     def action_tab(self, tab: str) -> None:
-        self.query_one("#bottom", TabbedContent).active = tab
+        tabs = self.query_one("#bottom", TabbedContent)
+        if tabs.active == tab and tab == "tab-terminal" and not self.query_one(TerminalPane).attached:
+            self._run_terminal()  # already showing, program ended: start it again
+        tabs.active = tab
         if tab == "tab-terminal":
             self.query_one(TerminalPane).focus()
 
@@ -309,25 +312,35 @@ class Wizard(Screen):
             return False
         return True
 
-    @work(exclusive=True, group="monitor", exit_on_error=False)
-    async def _stream_monitor(self) -> None:
+    async def _open_remote(self, what: str):
+        """An SSH connection for a live pane (pinned host key), or None after telling the user why."""
         import asyncio
 
-        from ..remote import monitor
-        from ..remote.host import open_connection
-        from ..lab_steps.monitor import PAYLOAD_DIR
+        from ..remote.host import open_connection, target
 
-        if not self._remote_ready("Monitor"):
-            return
+        if not self._remote_ready(what):
+            return None
+        ctx = self._offline_context(self.engine.step("connect"))
+        try:
+            t = await asyncio.to_thread(target, ctx)  # may start the sandbox daemon: not on the UI loop
+            self.notify(f"{what}: connecting to {t.user}@{t.host}:{t.port}…", timeout=3)
+            return await asyncio.wait_for(open_connection(ctx, timeout=15), 25)
+        except Exception as e:
+            self.notify(f"{what}: {e}. Is the instance still running? Press a to check every step again.",
+                        severity="error", markup=False, timeout=10)
+            return None
+
+    @work(exclusive=True, group="monitor", exit_on_error=False)
+    async def _stream_monitor(self) -> None:
+        from ..lab_steps.monitor import PAYLOAD_DIR
+        from ..remote import monitor
+
         if not self.app_store.get(self.session_name, "monitor"):
             self.notify("Monitor: run the monitor step first (it installs the agent)", severity="warning")
             return
         pane = self.query_one(MonitorPane)
-        ctx = self._offline_context(self.engine.step("monitor"))
-        try:
-            conn = await asyncio.wait_for(open_connection(ctx, timeout=30), 40)
-        except Exception as e:
-            self.notify(f"Monitor: {e}", severity="error", markup=False)
+        conn = await self._open_remote("Monitor")
+        if conn is None:
             return
         async with conn:
             proc = await conn.create_process(f"exec python3 {PAYLOAD_DIR}/monitor.py --interval 1")
@@ -338,31 +351,31 @@ class Wizard(Screen):
 
     @work(exclusive=True, group="terminal", exit_on_error=False)
     async def _run_terminal(self) -> None:
-        import asyncio
-
-        from ..remote.host import open_connection
-
-        if not self._remote_ready("Terminal"):
-            return
         term = self.query_one(TerminalPane)
-        ctx = self._offline_context(self.engine.step("monitor"))
-        try:
-            conn = await asyncio.wait_for(open_connection(ctx, timeout=30), 40)
-        except Exception as e:
-            self.notify(f"Terminal: {e}", severity="error", markup=False)
+        term.feed(b"\r\n[connecting...]\r\n")
+        conn = await self._open_remote("Terminal")
+        if conn is None:
             return
-        async with conn:
-            cols, rows = term.screen_model.columns, term.screen_model.lines
-            proc = await conn.create_process(TOP_COMMAND, term_type="xterm-256color", term_size=(cols, rows), encoding=None)
-            term.send = proc.stdin.write
-            term.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
-            while True:
-                data = await proc.stdout.read(65536)
-                if not data:
-                    break
-                term.feed(data)
-        term.send = lambda b: None
-        term.feed(b"\r\n[the program ended: press 3 to start it again]\r\n")
+        ended = "the program ended"
+        try:
+            async with conn:
+                cols, rows = term.screen_model.columns, term.screen_model.lines
+                proc = await conn.create_process(TOP_COMMAND, term_type="xterm-256color", term_size=(cols, rows), encoding=None)
+                term.send = proc.stdin.write
+                term.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
+                term.attached = True
+                while True:
+                    data = await proc.stdout.read(65536)
+                    if not data:
+                        break
+                    term.feed(data)
+        except Exception as e:  # the connection dropped
+            ended = f"the connection dropped ({e.__class__.__name__})"
+        finally:
+            term.attached = False
+            term.send = lambda b: None
+            term.on_resize_pty = lambda c, r: None
+        term.feed(f"\r\n[{ended}: press 3 to start it again]\r\n".encode())
 
     def action_open_terminal(self) -> None:
         """Suspend the lab and run the real ssh, checked against the pinned host key."""
@@ -370,9 +383,18 @@ class Wizard(Screen):
 
         from ..remote.host import ssh_command
 
+        from ..lab_steps.base import StepError
+
         if not self._remote_ready("ssh"):
             return
-        cmd = ssh_command(self._offline_context(self.engine.step("connect")))
-        with self.app.suspend():
-            print(f"$ {' '.join(cmd)}\n(exit the shell to come back to inflab)", flush=True)
-            subprocess.run(cmd)
+        try:
+            cmd = ssh_command(self._offline_context(self.engine.step("connect")))
+        except StepError as e:
+            self.notify(str(e), severity="warning", markup=False)
+            return
+        try:
+            with self.app.suspend():
+                print(f"$ {' '.join(cmd)}\n(exit the shell to come back to inflab)", flush=True)
+                subprocess.run(cmd)
+        except FileNotFoundError:
+            self.notify("No ssh client on this machine: install OpenSSH", severity="error")

@@ -110,6 +110,7 @@ def run_neuron_monitor(interval, count):
     finally:
         proc.terminate()
         os.unlink(f.name)
+    return n
 
 
 def main():
@@ -119,9 +120,10 @@ def main():
     ap.add_argument("--no-neuron", action="store_true")
     args = ap.parse_args()
     try:
+        relayed = 0
         if shutil.which("neuron-monitor") and not args.no_neuron:
-            run_neuron_monitor(args.interval, args.count)
-        else:
+            relayed = run_neuron_monitor(args.interval, args.count)
+        if not relayed:  # no neuron-monitor, or it gave nothing (no device): watch the host instead
             run_proc(args.interval, args.count)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
