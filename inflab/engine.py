@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import LabConfig
-from .lab_steps import STEP_IDS
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE, Store
 
@@ -220,7 +219,3 @@ class Engine:
         else:
             self._log(None, f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}")
         return errors, leftovers
-
-
-def step_ids_until(until: str) -> list[str]:
-    return STEP_IDS[: STEP_IDS.index(until) + 1]

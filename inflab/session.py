@@ -220,10 +220,6 @@ class Store:
         done = [i for i in step_ids if states.get(i, {}).get("state") in (DONE, SKIPPED)]
         return len(done), next((i for i in step_ids if i not in done), None)
 
-    def touch(self, name: str) -> None:
-        with self._conn() as c:
-            c.execute("UPDATE sessions SET updated=? WHERE name=?", (time.time(), name))
-
     # -- steps -----------------------------------------------------------------------
     def set_step(self, session: str, step: str, state: str, error: str | None = None) -> None:
         now = time.time()
