@@ -181,6 +181,8 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, as
             click.echo(("\r\033[K" if tty else "") + line, file=out)
         elif ev.kind == "log":
             click.echo(("\r\033[K" if tty else "") + f"    {ev.message}", file=out)
+        elif ev.kind == "output":  # a remote job's output, as it streams
+            click.echo(("\r\033[K" if tty else "") + "\n".join(f"    │ {line}" for line in ev.lines), file=out)
         elif ev.kind == "progress" and tty:
             click.echo(f"\r\033[K    {ev.message}", file=out, nl=False)
 
@@ -302,6 +304,23 @@ def cleanup(name: str, yes: bool) -> None:
             click.echo(f"inflab: still there: {r['type']} {r['id']} {r['name']}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"Session {name}: everything it created is gone.")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]), default="table", show_default=True,
+              help="Output format.")
+def report(name: str, fmt: str) -> None:
+    """Benchmark results of session NAME so far, with cost per million inferences."""
+    from . import report as rep
+
+    store = _store()
+    _existing(store, name)
+    rows = [rep.row(r["data"]) for r in store.results(name, "benchmark")]
+    if not rows and fmt == "table":
+        click.echo(f"No benchmark results in session {name} yet (run: inflab run --name {name} --until benchmark)")
+        return
+    click.echo(rep.render(rows, fmt))
 
 
 @main.group()

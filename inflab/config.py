@@ -92,9 +92,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "model": {
         "family": "bert",
-        "name": "bert-base-cased-finetuned-mrpc",
+        "name": "",  # "" = the family's workshop model (MODEL_NAMES)
         "max_length": 128,
         "image_size": 224,
+        "size": "",  # "" = "tiny" in the sandbox (a 2-core laptop), "full" on AWS
+        "offline": False,
+        "int8": True,  # CPU targets also get a dynamic-int8 copy to compare
+    },
+    "container": {
+        "source": "build",  # or "prebuilt": pull the AWS image and add the payload
+        "target": "",  # "" = from the instance type (the sandbox: cpu)
+    },
+    "bench": {
+        "batch_size": 8,
+        "n_models": 0,  # 0 = one per NeuronCore / GPU; CPU: one per 4 cores
+        "workers_per_model": 2,
+        "min_duration_s": 10,
+        "min_queries": 500,
+        "max_duration_s": 120,
+        "mode": "closed",
+        "rate": 0.0,  # open loop: queries per second across all models
     },
     "batch": {
         "sizes": [2, 4, 8],
@@ -104,6 +121,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 MODEL_FAMILIES = ("bert", "resnet")
+MODEL_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/resnet-50"}
+MODEL_SIZES = ("full", "tiny")
+CONTAINER_SOURCES = ("build", "prebuilt")
+# What the payload traces for, per container target (the Dockerfile directories).
+CONTAINER_TARGETS = {"inf1": "inf1", "inf2": "inf2", "gpu": "cuda", "cpu": "cpu"}
+BENCH_MODES = ("closed", "open")
 VOLUME_TYPES = ("gp3", "gp2", "io1", "io2")
 TRACKS = ("inf1", "inf2")
 
@@ -129,6 +152,27 @@ class LabConfig:
     def instance_type(self) -> str:
         return self.data["instance"]["type"]
 
+    # The model and container keys left empty mean "what fits this session"; resolved
+    # when used, so changing the instance type on the review screen changes them too.
+    @property
+    def model_name(self) -> str:
+        return self.data["model"]["name"] or MODEL_NAMES[self.data["model"]["family"]]
+
+    def model_size(self, sandbox: bool) -> str:
+        return self.data["model"]["size"] or ("tiny" if sandbox else "full")
+
+    def container_kind(self, sandbox: bool) -> str:
+        """Which container definition (assets/container/<kind>): inf1, inf2, gpu or cpu."""
+        if self.data["container"]["target"]:
+            return self.data["container"]["target"]
+        if sandbox:
+            return "cpu"  # the sandbox "instance" is this machine
+        return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(self.instance_type).group("family")]
+
+    def payload_target(self, sandbox: bool) -> str:
+        """What the payload traces for: inf1, inf2, cuda or cpu."""
+        return CONTAINER_TARGETS[self.container_kind(sandbox)]
+
     def to_toml(self) -> str:
         return dumps_toml(self.data)
 
@@ -141,6 +185,8 @@ def _type_name(value: Any) -> str:
 
 def _check_type(key: str, value: Any, default: Any) -> None:
     expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return  # 100 is a fine rate
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
     if not ok:
         raise ConfigError(f"{key}: expected {_type_name(default)}, got {_type_name(value)} ({value!r})")
@@ -175,6 +221,7 @@ def _check_instance_type(key: str, value: str) -> None:
 
 def _validate(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
     aws, inst, model, batch, lab = data["aws"], data["instance"], data["model"], data["batch"], data["lab"]
+    container, bench = data["container"], data["bench"]
     if aws["region"] not in REGIONS:
         raise ConfigError(f"aws.region: {aws['region']!r} is not an AWS region (like us-west-2)")
     if lab["track"] not in TRACKS:
@@ -201,8 +248,29 @@ def _validate(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
             raise ConfigError("instance.ssh_cidr: refusing to open SSH to the whole internet (/0)")
     if model["family"] not in MODEL_FAMILIES:
         raise ConfigError(f"model.family: {model['family']!r} is not one of {', '.join(MODEL_FAMILIES)}")
-    if not model["name"].strip():
-        raise ConfigError("model.name: must not be empty")
+    if model["name"] and not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", model["name"]):
+        raise ConfigError(f"model.name: {model['name']!r} is not a model id (like bert-base-cased-finetuned-mrpc or org/model)")
+    for family, default in MODEL_NAMES.items():
+        if model["name"] == default and family != model["family"]:
+            raise ConfigError(f"model.name: {default} is a {family} model; name a {model['family']} model or leave it empty")
+    if model["size"] and model["size"] not in MODEL_SIZES:
+        raise ConfigError(f"model.size: {model['size']!r} is not one of {', '.join(MODEL_SIZES)}")
+    if container["source"] not in CONTAINER_SOURCES:
+        raise ConfigError(f"container.source: {container['source']!r} is not one of {', '.join(CONTAINER_SOURCES)}")
+    if container["target"] and container["target"] not in CONTAINER_TARGETS:
+        raise ConfigError(f"container.target: {container['target']!r} is not one of {', '.join(CONTAINER_TARGETS)}")
+    for key, lo, hi in (("batch_size", 1, 1024), ("n_models", 0, 256), ("workers_per_model", 1, 64), ("min_duration_s", 1, 3600),
+                        ("min_queries", 1, 10_000_000), ("max_duration_s", 1, 86_400)):
+        if not lo <= bench[key] <= hi:
+            raise ConfigError(f"bench.{key}: {bench[key]} is outside {lo}..{hi}")
+    if bench["max_duration_s"] < bench["min_duration_s"]:
+        raise ConfigError(f"bench.max_duration_s: {bench['max_duration_s']} is less than bench.min_duration_s ({bench['min_duration_s']})")
+    if bench["mode"] not in BENCH_MODES:
+        raise ConfigError(f"bench.mode: {bench['mode']!r} is not one of {', '.join(BENCH_MODES)}")
+    if bench["mode"] == "open" and not bench["rate"] > 0:
+        raise ConfigError("bench.rate: open-loop mode needs a target rate above 0 (queries per second)")
+    if bench["rate"] < 0:
+        raise ConfigError(f"bench.rate: {bench['rate']} is negative")
     if not 8 <= model["max_length"] <= 4096:
         raise ConfigError(f"model.max_length: {model['max_length']} is outside 8..4096")
     if not 32 <= model["image_size"] <= 1024:

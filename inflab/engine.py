@@ -19,11 +19,12 @@ from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE,
 
 @dataclass(frozen=True)
 class EngineEvent:
-    kind: str  # "state", "log" or "progress"
+    kind: str  # "state", "log", "progress" or "output" (a remote job's lines)
     step: str | None
     state: str | None = None
     message: str = ""
     fraction: float | None = None
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Engine:
         self._aws = aws
         self._aws_lock = threading.Lock()
         self.cancel_event = threading.Event()
+        # Set with cancel when the app quits: remote jobs keep running and are reattached later.
+        self.detach_event = threading.Event()
         from .lab_steps import available_steps
 
         self.steps: list[Step] = available_steps()
@@ -99,7 +102,9 @@ class Engine:
             step_id=step.id,
             log=lambda msg, s=step.id: self._log(s, msg),
             progress=lambda f, msg, s=step.id: self.listener(EngineEvent("progress", s, message=msg, fraction=f)),
+            output=lambda lines, s=step.id: self.listener(EngineEvent("output", s, lines=tuple(lines))),
             cancel=self.cancel_event,
+            detach=self.detach_event,
         )
 
     def _log(self, step: str | None, message: str) -> None:
@@ -130,6 +135,11 @@ class Engine:
     def cancel(self) -> None:
         self.cancel_event.set()
 
+    def detach(self) -> None:
+        """Stop at the next safe point but leave remote jobs running (the app is quitting)."""
+        self.detach_event.set()
+        self.cancel_event.set()
+
     def run_step(self, step_id: str, *, check_first: bool = True) -> RunResult:
         step = self.step(step_id)
         try:
@@ -157,14 +167,18 @@ class Engine:
             self._set(step.id, FAILED, msg)
             return RunResult(False, step.id, msg)
 
+    def _fresh(self) -> None:
+        self.cancel_event.clear()
+        self.detach_event.clear()
+
     def run_one(self, step_id: str) -> RunResult:
         """Run a single step on its own (the TUI's "run" action)."""
-        self.cancel_event.clear()
+        self._fresh()
         return self.run_step(step_id)
 
     def run(self, until: str | None = None) -> RunResult:
         """Run every step up to and including ``until``; already-done steps are checked and skipped."""
-        self.cancel_event.clear()
+        self._fresh()
         last = self.index(until) if until else len(self.steps) - 1
         states = self.states()
         for step in self.steps[: last + 1]:
@@ -184,7 +198,7 @@ class Engine:
 
     def undo(self, step_id: str) -> RunResult:
         step = self.step(step_id)
-        self.cancel_event.clear()
+        self._fresh()
         try:
             self._set(step_id, RUNNING)
             step.undo(self.context(step))

@@ -34,7 +34,7 @@ CASES = [
      ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "credentials"], "instance.type"),
     ("missing-name", None, ["run", "--sandbox"], "--name"),
     ("unknown-until", None, ["run", "--sandbox", "--name", "{name}", "--until", "bogus"], "--until"),
-    ("until-not-available", None, ["run", "--sandbox", "--name", "{name}", "--until", "ecr-repo"], "--until"),
+    ("until-not-available", None, ["run", "--sandbox", "--name", "{name}", "--until", "batch-setup"], "--until"),
     ("unknown-flag", None, ["run", "--sandbox", "--name", "{name}", "--frobnicate"], "--frobnicate"),
     ("unknown-flag-sessions", None, ["sessions", "--frobnicate"], "--frobnicate"),
     ("resources-no-session", None, ["resources", "{name}"], "NAME"),

@@ -193,3 +193,26 @@ async def test_monitor_and_terminal_tabs_stream_from_the_instance(sandbox, store
         assert "PID" in term.text
         await pilot.press("q")  # typed into top, which quits
         assert await wait_for(pilot, lambda: "the program ended" in term.text), term.text
+
+
+async def test_run_all_asks_before_it_would_terminate_the_instance(sandbox, store, name):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(140, 45)) as pilot:
+        wizard = app.screen
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        assert "Terminate the instance" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert wizard.busy is None and Engine(store, name).states()["credentials"]["state"] == "pending"
+        # run-to-here before terminate asks nothing
+        steps = wizard.query_one("#steps", OptionList)
+        steps.highlighted = steps.get_option_index("credentials")
+        await pilot.press("t")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        await wait_idle(pilot, wizard)
+        assert Engine(store, name).states()["credentials"]["state"] == "done"

@@ -70,6 +70,25 @@ def instance_profiles(aws: Aws, session: str) -> list[dict[str, Any]]:
     return found
 
 
+def ecr_repositories(aws: Aws, session: str) -> list[dict[str, Any]]:
+    """The session's ECR repositories (named inflab-*, tagged for the session)."""
+    ecr = aws.client("ecr")
+    found = []
+    for page in ecr.get_paginator("describe_repositories").paginate():
+        for repo in page["repositories"]:
+            if not repo["repositoryName"].startswith("inflab-"):
+                continue
+            try:
+                repo_tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags")
+            except Exception as e:
+                if error_code(e) == "RepositoryNotFoundException":
+                    continue
+                raise
+            if tag_dict(repo_tags).get(TAG_SESSION) == session:
+                found.append(repo)
+    return found
+
+
 def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     """Every live resource tagged for ``session``, one flat dict each (for --json)."""
     out: list[dict[str, str]] = []
@@ -86,4 +105,6 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
         out.append({"type": "iam:instance-profile", "id": p["InstanceProfileId"], "name": p["InstanceProfileName"]})
     for r in roles(aws, session):
         out.append({"type": "iam:role", "id": r["RoleId"], "name": r["RoleName"]})
+    for r in ecr_repositories(aws, session):
+        out.append({"type": "ecr:repository", "id": r["repositoryArn"], "name": r["repositoryName"]})
     return out

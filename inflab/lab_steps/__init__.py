@@ -40,8 +40,10 @@ def available_steps():
     from .access import InstanceProfile, KeyPair, SecurityGroup
     from .account import Credentials, Preflight
     from .connect import Connect
-    from .instance import Launch, LaunchTemplate, WaitRunning
+    from .container import BuildImage, EcrRepo, PushImage
+    from .instance import Launch, LaunchTemplate, Terminate, WaitRunning
+    from .model import Benchmark, Compile
     from .monitor import Monitor
 
     return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning(),
-            Connect(), Monitor()]
+            Connect(), Monitor(), EcrRepo(), BuildImage(), PushImage(), Compile(), Benchmark(), Terminate()]

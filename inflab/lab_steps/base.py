@@ -39,7 +39,11 @@ class StepContext:
     step_id: str = ""
     log: Callable[[str], None] = print
     progress: Callable[[float | None, str], None] = lambda f, m: None
+    #: a remote job's output lines, for the live job pane (not written to the event log)
+    output: Callable[[list[str]], None] = lambda lines: None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: set with ``cancel`` when the app quits: leave remote jobs running, reattach later
+    detach: threading.Event = field(default_factory=threading.Event)
 
     # -- names -------------------------------------------------------------------
     @property

@@ -174,18 +174,29 @@ class Launch(Step):
         raise AssertionError("unreachable")
 
     def undo(self, ctx):
-        ec2 = ctx.aws.client("ec2")
-        live = inventory.instances(ctx.aws, ctx.name)
-        if live:
-            ids = [i["InstanceId"] for i in live]
-            ec2.terminate_instances(InstanceIds=ids)
-            ctx.log(f"Terminating {', '.join(ids)}…")
-            ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
-            ctx.log(f"Terminated {', '.join(ids)}")
-            ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
-        ctx.store.mark_deleted(ctx.name, "ec2:instance")
-        ctx.store.delete(ctx.name, "instance")
-        ctx.store.delete(ctx.name, "host")
+        terminate_instances(ctx)
+
+
+def terminate_instances(ctx: StepContext) -> list[str]:
+    """Terminate every live instance of the session, wait for it, forget it. Returns the ids."""
+    ec2 = ctx.aws.client("ec2")
+    live = inventory.instances(ctx.aws, ctx.name)
+    ids = [i["InstanceId"] for i in live]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+        ctx.log(f"Terminating {', '.join(ids)}…")
+        ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
+        ctx.log(f"Terminated {', '.join(ids)}")
+        ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
+        if ctx.sandbox:
+            from .. import sandbox
+
+            for iid in ids:  # the emulated instance's disk: its home directory on this machine
+                sandbox.forget_instance(ctx.store.home, iid)
+    ctx.store.mark_deleted(ctx.name, "ec2:instance")
+    ctx.store.delete(ctx.name, "instance")
+    ctx.store.delete(ctx.name, "host")
+    return ids
 
 
 class WaitRunning(Step):
@@ -232,3 +243,42 @@ class WaitRunning(Step):
         ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
         if not ctx.sandbox:
             ctx.log("Give it about 3 minutes to boot fully before connecting.")
+
+
+class Terminate(Step):
+    id = "terminate"
+    title = "Terminate the instance"
+    destructive = True
+
+    def cli(self, ctx):
+        iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
+        stop = "" if ctx.sandbox else f"docker stop $(docker ps -q --filter label=inflab.session={ctx.name}); "
+        return [f"ssh <instance> '{stop}'" if stop else "# the sandbox stops the session's jobs on its instance",
+                f"aws ec2 terminate-instances --instance-ids {iid}", f"aws ec2 wait instance-terminated --instance-ids {iid}"]
+
+    def check(self, ctx):
+        return not inventory.instances(ctx.aws, ctx.name)
+
+    def _stop_work(self, ctx) -> None:
+        """Best effort: stop the session's containers and jobs before the instance goes."""
+        if not (ctx.get("host_key") or {}).get("fingerprint") or not ctx.get("host"):
+            return
+        from .remote_job import host_run
+
+        stop = ("for p in ~/.inflab/jobs/*/pid; do [ -f \"$p\" ] && kill -TERM -- -$(cat \"$p\") 2>/dev/null; done; true"
+                if ctx.sandbox else f"docker ps -q --filter label=inflab.session={ctx.name} | xargs -r docker stop; true")
+        try:
+            host_run(ctx, lambda conn: conn.run(stop, check=False), timeout=60)
+            ctx.log("Stopped the session's " + ("jobs" if ctx.sandbox else "containers") + " on the instance")
+        except Exception as e:  # the instance may be gone or unreachable already: terminate anyway
+            ctx.log(f"Could not reach the instance to stop its work first ({e}); terminating anyway")
+
+    def apply(self, ctx):
+        self._stop_work(ctx)
+        ids = terminate_instances(ctx)
+        if not ids:
+            ctx.log("No running instance for this session")
+        ctx.log("Results stay in the session: inflab report " + ctx.name)
+
+    def undo(self, ctx):
+        """Nothing to put back: a terminated instance cannot return (launch makes a new one)."""

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from importlib import resources
-
 from .base import Step, StepContext, StepError
-
-PAYLOAD_DIR = ".inflab/payload"
+from .remote_job import PAYLOAD_DIR, upload_payload
 
 
 def parse_neuron_ls(text: str) -> list[dict]:
@@ -62,15 +59,10 @@ class Monitor(Step):
         from ..remote import monitor as parse_monitor
         from ..remote.host import open_connection
 
-        agent = resources.files("inflab.remote.payload").joinpath("monitor.py").read_bytes()
-
         async def go():
             conn = await open_connection(ctx)
             async with conn:
-                await conn.run(f"mkdir -p {PAYLOAD_DIR}", check=True)
-                async with conn.start_sftp_client() as sftp:
-                    async with sftp.open(f"{PAYLOAD_DIR}/monitor.py", "wb") as f:
-                        await f.write(agent)
+                await upload_payload(conn)
                 ls = await asyncio.wait_for(conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False), 60)
                 sample = await asyncio.wait_for(conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False), 60)
                 return ls, sample

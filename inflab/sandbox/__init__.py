@@ -142,6 +142,15 @@ def stop(home: Path) -> bool:
     return True
 
 
+def forget_instance(home: Path, instance_id: str) -> None:
+    """Remove a terminated emulated instance's disk (its home directory here)."""
+    import re
+    import shutil
+
+    if re.fullmatch(r"i-[0-9a-f]+", instance_id):
+        shutil.rmtree(state_dir(home) / "instances" / instance_id, ignore_errors=True)
+
+
 def set_faults(info: SandboxInfo, faults: dict) -> dict:
     req = urllib.request.Request(
         f"{info.endpoint}/inflab-sandbox/faults",

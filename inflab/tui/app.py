@@ -95,10 +95,11 @@ class InflabApp(App):
 
             def answered(yes: bool | None) -> None:
                 if yes:
-                    screen.engine.cancel()
+                    screen.engine.detach()
                     self.exit()
 
-            self.push_screen(ConfirmModal(f"Quit while '{screen.busy}' runs? It stops at the next safe point; resume later.",
+            self.push_screen(ConfirmModal(f"Quit while '{screen.busy}' runs? It stops at the next safe point; a job on the "
+                                          "instance keeps running and is picked up when you resume.",
                                           "Quit"), answered)
             return
         self.exit()

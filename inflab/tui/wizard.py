@@ -13,7 +13,7 @@ from textual.widgets.option_list import Option
 
 from ..engine import Engine, EngineEvent
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE
-from .panes import MonitorPane
+from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
 from .widgets import ConfirmModal, LogPane
 
@@ -49,6 +49,7 @@ class Wizard(Screen):
         Binding("1", "tab('tab-log')", "Log", show=False),
         Binding("2", "tab('tab-monitor')", "Monitor"),
         Binding("3", "tab('tab-terminal')", "Terminal"),
+        Binding("4", "tab('tab-job')", "Job output"),
         Binding("o", "open_terminal", "ssh in my terminal", show=False),
         Binding("z", "zoom", "Zoom pane", show=False),
         Binding("escape", "back", "Sessions", show=False),
@@ -60,6 +61,7 @@ class Wizard(Screen):
         self.session_name = name
         self.engine = Engine(store, name, listener=self._from_engine)
         self.busy: str | None = None
+        self._job_step: str | None = None  # the step whose job output the Job tab shows
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -83,6 +85,8 @@ class Wizard(Screen):
                         yield MonitorPane(id="monitor")
                     with TabPane("Terminal", id="tab-terminal"):
                         yield TerminalPane(id="terminal")
+                    with TabPane("Job", id="tab-job"):
+                        yield JobOutput(id="job")
         yield Footer()
 
     def _prompt(self, step, state: str, error: str | None = None) -> str:
@@ -172,12 +176,17 @@ class Wizard(Screen):
                     steps.highlighted = steps.get_option_index(ev.step)  # follow the work
             note = f": {ev.message}" if ev.message and ev.state in (FAILED, CANCELLED) else ""
             log.push(f"[{ev.step}] {ev.state}{note}")
+            if ev.step == self._job_step and ev.state != RUNNING:
+                self.query_one(JobOutput).finish()
+                self._job_step = None
             if ev.step == self.selected:
                 self._show_step(ev.step)
             if ev.state == FAILED:
                 self.notify(ev.message, title=f"{ev.step} failed", severity="error", timeout=10, markup=False)
         elif ev.kind == "log":
             log.push(f"[{ev.step or 'lab'}] {ev.message}")
+        elif ev.kind == "output":
+            self._job_output(ev)
         elif ev.kind == "progress":
             row = self.query_one("#progress-row")
             row.display = True
@@ -187,6 +196,17 @@ class Wizard(Screen):
             else:
                 bar.update(total=1, progress=ev.fraction)
             self.query_one("#progress-label", Label).update(ev.message)
+
+    def _job_output(self, ev: EngineEvent) -> None:
+        """A remote job's lines: into the Job tab, which comes forward when a job starts."""
+        pane = self.query_one(JobOutput)
+        if ev.step != self._job_step:
+            self._job_step = ev.step
+            pane.feed(f"── {ev.step} " + "─" * 40 + "\n")
+            tabs = self.query_one("#bottom", TabbedContent)
+            if tabs.active == "tab-log":  # do not pull the user away from Monitor or Terminal
+                tabs.active = "tab-job"
+        pane.feed("\n".join(ev.lines) + "\n")
 
     def on_work_finished(self, message: WorkFinished) -> None:
         self.busy = None
@@ -229,10 +249,21 @@ class Wizard(Screen):
             self._go(f"step {sid}", self.engine.run_one, sid)
 
     def action_run_to_here(self) -> None:
-        self._go(f"steps up to {self.selected}", self.engine.run, self.selected)
+        self._run_range(f"steps up to {self.selected}", self.selected)
 
     def action_run_all(self) -> None:
-        self._go("all steps", self.engine.run)
+        self._run_range("all steps", None)
+
+    def _run_range(self, what: str, until: str | None) -> None:
+        """Run steps in order; ask first when the range would do something destructive (terminate)."""
+        states = self.engine.states()
+        last = self.engine.index(until) if until else len(self.engine.steps) - 1
+        risky = [s for s in self.engine.steps[: last + 1] if s.destructive and states[s.id]["state"] not in (DONE, SKIPPED)]
+        if risky:
+            self._confirm(f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
+                          lambda: self._go(what, self.engine.run, until))
+        else:
+            self._go(what, self.engine.run, until)
 
     def _go(self, what: str, fn, *args) -> None:
         if self._start(what):

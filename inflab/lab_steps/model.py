@@ -1,0 +1,185 @@
+"""Steps `compile` and `benchmark`: trace the model for the target, then measure it.
+
+Both run the payload (``inflab/remote/payload``) as detached jobs on the instance with
+their output streamed live: on AWS inside the session's container with the Neuron
+devices passed through (``--device=/dev/neuron*``) or the GPUs (``--gpus all``); in the
+sandbox in the job virtualenv that `build-image` made. Compiled models and results stay
+on the host under ``~/.inflab/work``; the manifests and benchmark results are copied
+into the session, where ``inflab report`` reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+
+from .base import Step, StepContext, StepError
+from .container import image_uri, kind
+from .remote_job import PAYLOAD_DIR, VENV_DIR, WORK_DIR, host_run, read_file, run_job, upload_payload
+
+MODELS = "models"  # under WORK_DIR
+RESULTS = "results"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def python_prefix(ctx: StepContext, job: str) -> str:
+    """How a payload script is started: in the container on AWS, in the job virtualenv in the sandbox."""
+    if ctx.sandbox:
+        return f'cd "$HOME/{WORK_DIR}" && "$HOME/{VENV_DIR}/bin/python" -u "$HOME/{PAYLOAD_DIR}/'
+    k = kind(ctx)
+    devices = {"inf1": "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')",
+               "inf2": "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')", "gpu": "--gpus all"}.get(k, "")
+    return (f"cd \"$HOME/{WORK_DIR}\" && docker run --rm --init --name {ctx.prefix}-{job} --label inflab.session={ctx.name} "
+            f"{devices + ' ' if devices else ''}-e PYTHONUNBUFFERED=1 -v \"$HOME/{WORK_DIR}:/work\" "
+            f"-v \"$HOME/{PAYLOAD_DIR}:/opt/inflab/payload:ro\" -w /work {image_uri(ctx)} python3 -u \"/opt/inflab/payload/")
+
+
+def payload_command(ctx: StepContext, job: str, script: str, args: list[str]) -> str:
+    return python_prefix(ctx, job) + script + '" ' + " ".join(shlex.quote(a) for a in args)
+
+
+def instance_label(ctx: StepContext) -> str:
+    return "sandbox" if ctx.sandbox else ctx.config.instance_type
+
+
+def compile_args(ctx: StepContext) -> list[str]:
+    m, target = ctx.config["model"], ctx.config.payload_target(ctx.sandbox)
+    args = ["--family", m["family"], "--name", ctx.config.model_name, "--target", target,
+            "--batch-size", str(ctx.config["bench"]["batch_size"]), "--max-length", str(m["max_length"]),
+            "--image-size", str(m["image_size"]), "--size", ctx.config.model_size(ctx.sandbox),
+            "--out", MODELS, "--instance-type", instance_label(ctx)]
+    if m["offline"]:
+        args.append("--offline")
+    if m["int8"] and target == "cpu":
+        args.append("--int8")
+    return args
+
+
+def bench_args(ctx: StepContext, artifact: dict) -> list[str]:
+    b = ctx.config["bench"]
+    stem = artifact["file"].rsplit(".", 1)[0]
+    args = [f"{MODELS}/{artifact['file']}", "--workers", str(b["workers_per_model"]),
+            "--min-duration", str(b["min_duration_s"]), "--min-queries", str(b["min_queries"]),
+            "--max-duration", str(b["max_duration_s"]), "--mode", b["mode"],
+            "--instance-type", instance_label(ctx), "--out", f"{RESULTS}/{stem}.bench.json"]
+    if b["n_models"]:
+        args += ["--n-models", str(b["n_models"])]
+    if b["mode"] == "open":
+        args += ["--rate", str(b["rate"])]
+    return args
+
+
+def _instance_id(ctx: StepContext) -> str:
+    return (ctx.get("host") or {}).get("instance_id", "")
+
+
+def _need_environment(ctx: StepContext) -> None:
+    if not ctx.get("image"):
+        raise StepError("No image (or sandbox virtualenv) on the instance yet: run the build-image step first")
+
+
+class Compile(Step):
+    id = "compile"
+    title = "Compile the model"
+
+    def cli(self, ctx):
+        return [f"# on the instance{'' if ctx.sandbox else ', in the container'}:",
+                payload_command(ctx, "compile", "compile.py", compile_args(ctx))]
+
+    def check(self, ctx):
+        done = ctx.get("compile") or {}
+        if done.get("settings") != _digest(compile_args(ctx)) or done.get("instance_id") != _instance_id(ctx):
+            return False
+        index = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{MODELS}/index.json"), timeout=60)
+        return index is not None
+
+    def apply(self, ctx):
+        _need_environment(ctx)
+        args = compile_args(ctx)
+        ctx.log(f"Compiling {ctx.config.model_name} ({ctx.config.model_size(ctx.sandbox)}) for "
+                f"{ctx.config.payload_target(ctx.sandbox)}, batch {ctx.config['bench']['batch_size']}: output below")
+
+        async def ship(conn):
+            await upload_payload(conn)
+            await conn.run(f"mkdir -p {WORK_DIR}/{MODELS}", check=True)
+
+        code, tail = run_job(ctx, "compile", payload_command(ctx, "compile", "compile.py", args),
+                             env={"PYTHONUNBUFFERED": "1"}, before=ship)
+        if code != 0:
+            raise StepError(f"Compilation failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
+
+        async def fetch(conn):
+            index = json.loads(await read_file(conn, f"{WORK_DIR}/{MODELS}/index.json") or b"[]")
+            return [json.loads(await read_file(conn, f"{WORK_DIR}/{MODELS}/{name}") or b"{}") for name in index]
+
+        manifests = [m for m in host_run(ctx, fetch) if m.get("file")]
+        if not manifests:
+            raise StepError("The compile job finished but wrote no model manifest (models/index.json)")
+        for m in manifests:
+            ctx.store.add_result(ctx.name, "compile", m)
+            check = m.get("check") or {}
+            ctx.log(f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
+                    f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})")
+        ctx.put("compile", {"settings": _digest(args), "instance_id": _instance_id(ctx),
+                            "artifacts": [{k: m.get(k) for k in ("file", "family", "name", "precision", "target", "batch_size",
+                                                                 "weights")} for m in manifests]})
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "compile")  # the files live on the instance
+
+
+class Benchmark(Step):
+    id = "benchmark"
+    title = "Benchmark it"
+
+    def _artifacts(self, ctx) -> list[dict]:
+        return (ctx.get("compile") or {}).get("artifacts") or []
+
+    def cli(self, ctx):
+        arts = self._artifacts(ctx) or [{"file": "<model>.pt"}]
+        return ["# on the instance:"] + [payload_command(ctx, "bench", "bench.py", bench_args(ctx, a)) for a in arts]
+
+    def _settings(self, ctx) -> str:
+        return _digest([bench_args(ctx, a) for a in self._artifacts(ctx)] + [(ctx.get("compile") or {}).get("settings")])
+
+    def check(self, ctx):
+        done = ctx.get("benchmark") or {}
+        return bool(self._artifacts(ctx)) and done.get("settings") == self._settings(ctx) and done.get("instance_id") == _instance_id(ctx)
+
+    def apply(self, ctx):
+        arts = self._artifacts(ctx)
+        if not arts:
+            raise StepError("Nothing compiled yet: run the compile step first")
+        b = ctx.config["bench"]
+        ctx.log(f"Benchmarking {len(arts)} model(s): at least {b['min_duration_s']} s and {b['min_queries']} queries each, until "
+                f"throughput is stable ({b['mode']} loop). Watch the Monitor tab while it runs.")
+        script = [f"mkdir -p {RESULTS}"] + [payload_command(ctx, "bench", "bench.py", bench_args(ctx, a)) + " || exit $?" for a in arts]
+
+        code, tail = run_job(ctx, "benchmark", "\n".join(script), env={"PYTHONUNBUFFERED": "1"}, before=upload_payload)
+
+        async def fetch(conn):
+            out = []
+            for a in arts:
+                raw = await read_file(conn, f"{WORK_DIR}/{RESULTS}/{a['file'].rsplit('.', 1)[0]}.bench.json")
+                if raw:
+                    out.append(json.loads(raw))
+            return out
+
+        results = host_run(ctx, fetch)
+        for r in results:
+            r.update({"session": ctx.name, "sandbox": ctx.sandbox, "instance_type": instance_label(ctx)})
+            ctx.store.add_result(ctx.name, "benchmark", r)
+            ctx.log(f"{r.get('model_filename', '?')}: {r['throughput_avg']:,.1f} samples/s · p50 {r['latency_ms_p50']:.2f} ms · "
+                    f"p99 {r['latency_ms_p99']:.2f} ms · {r['n_models']}×{r['workers_per_model']} · {r.get('stop_reason')}")
+        if code != 0:
+            raise StepError(f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"
+                            + (f"; {len(results)} result(s) kept" if results else ""))
+        ctx.put("benchmark", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "results": len(results)})
+        ctx.log(f"See them with: inflab report {ctx.name}")
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "benchmark")  # results stay in the session: they are the point

@@ -1,0 +1,144 @@
+"""Long work on the host: ship the payload, run a detached job, stream its output live.
+
+A step calls :func:`run_job`; the job runs in its own process group on the host
+(:mod:`inflab.remote.jobs`), its output reaches the live job pane through
+``ctx.output`` and the byte offset reached is stored after every batch of lines. A
+dropped connection reconnects and goes on from the stored offset; a restarted app that
+runs the step again finds the job still running and reattaches to it instead of starting
+a second one. Cancelling stops the job; quitting the app (``ctx.detach``) leaves it running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from importlib import resources
+
+from .base import Cancelled, StepContext, StepError
+
+PAYLOAD_DIR = ".inflab/payload"  # on the host, relative to the login user's home
+WORK_DIR = ".inflab/work"  # compiled models and results
+VENV_DIR = ".inflab/venv"  # the sandbox's stand-in for the container image
+MAX_RECONNECTS = 5
+
+
+def payload_files() -> dict[str, bytes]:
+    """The payload's Python files by name (what runs on the host)."""
+    root = resources.files("inflab.remote.payload")
+    return {p.name: p.read_bytes() for p in root.iterdir() if p.name.endswith(".py") and p.name != "__init__.py"}
+
+
+async def upload(conn, files: dict[str, bytes], directory: str) -> None:
+    """Write ``files`` into ``directory`` on the host over SFTP (directory created if needed)."""
+    await conn.run(f"mkdir -p {directory}", check=True)
+    async with conn.start_sftp_client() as sftp:
+        for name, data in files.items():
+            async with sftp.open(f"{directory}/{name}", "wb") as f:
+                await f.write(data)
+
+
+async def upload_payload(conn) -> None:
+    await upload(conn, payload_files(), PAYLOAD_DIR)
+
+
+async def read_file(conn, path: str) -> bytes | None:
+    """A file from the host, or None when it is not there."""
+    import asyncssh
+
+    async with conn.start_sftp_client() as sftp:
+        try:
+            async with sftp.open(path, "rb") as f:
+                return await f.read()
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
+            return None
+
+
+def host_run(ctx: StepContext, fn, *, timeout: float = 120):
+    """Run ``await fn(conn)`` on a fresh connection to the host, from a step's thread."""
+    from ..remote.host import open_connection
+
+    async def go():
+        conn = await open_connection(ctx)
+        async with conn:
+            return await asyncio.wait_for(fn(conn), timeout)
+
+    try:
+        return asyncio.run(go())
+    except asyncio.TimeoutError:
+        raise StepError(f"The host did not answer within {timeout:.0f} s") from None
+
+
+def _job_id(ctx: StepContext, kind: str, instance_id: str) -> str:
+    """The job to attach to: the one still running on this instance, or a new attempt."""
+    jobs = ctx.get("jobs") or {}
+    current = jobs.get(kind)
+    rec = ctx.store.job(ctx.name, current) if current else None
+    if rec and rec["status"] == "running" and rec["host"] == instance_id:
+        return current
+    n = int(jobs.get(f"{kind}#", 0)) + 1
+    jobs.update({kind: f"{kind}-{n}", f"{kind}#": n})
+    ctx.put("jobs", jobs)
+    return jobs[kind]
+
+
+def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | None = None,
+            before=None) -> tuple[int, list[str]]:
+    """Run ``command`` as a detached job and stream it; returns (exit code, last lines).
+
+    ``before(conn)`` (async, optional) runs on the connection before the job starts —
+    e.g. to ship files. The job starts once; later calls reattach while it runs.
+    """
+    import asyncssh
+
+    from ..remote import jobs
+    from ..remote.host import open_connection
+
+    instance_id = (ctx.get("host") or {}).get("instance_id", "")
+    job_id = _job_id(ctx, kind, instance_id)
+    tail: deque[str] = deque(maxlen=40)
+
+    def on_lines(lines: list[bytes], offset: int) -> None:
+        text = [b.decode("utf-8", "replace") for b in lines]
+        tail.extend(text)
+        ctx.output(text)
+        ctx.store.job_offset(ctx.name, job_id, offset)
+
+    async def attach(first: bool) -> int:
+        conn = await open_connection(ctx)
+        async with conn:
+            if first and before is not None:
+                await before(conn)
+            jdir = await jobs.start(conn, job_id, command, env=env)
+            rec = ctx.store.job_record(ctx.name, job_id, instance_id, jdir)
+            if first:
+                ctx.log(f"Job {job_id} on the host: {jdir}" + (f" (reattached at byte {rec['offset']:,})" if rec["offset"] else ""))
+            follower = asyncio.ensure_future(jobs.follow(conn, jdir, rec["offset"], on_lines))
+            while not follower.done():
+                await asyncio.wait({follower}, timeout=0.25)
+                if ctx.cancel.is_set() and not follower.done():
+                    follower.cancel()
+                    if ctx.detach.is_set():
+                        raise Cancelled(f"detached: job {job_id} keeps running on the host")
+                    await jobs.cancel(conn, jdir)
+                    ctx.store.job_finished(ctx.name, job_id, -15)
+                    ctx.log(f"Stopped job {job_id} on the host")
+                    raise Cancelled("cancelled")
+            return follower.result()
+
+    async def go() -> int:
+        for attempt in range(MAX_RECONNECTS + 1):
+            try:
+                return await attach(first=attempt == 0)
+            except (asyncssh.Error, OSError) as e:
+                if attempt == MAX_RECONNECTS:
+                    raise StepError(f"Lost the connection to the host {attempt + 1} times ({e}); the job may still be "
+                                    "running there: run this step again to reattach") from None
+                rec = ctx.store.job(ctx.name, job_id) or {"offset": 0}
+                ctx.log(f"Connection dropped ({e.__class__.__name__}); reattaching at byte {rec['offset']:,}…")
+                await asyncio.sleep(min(2 ** attempt, 10))
+                ctx.check_cancel()
+        raise AssertionError("unreachable")
+
+    code = asyncio.run(go())
+    ctx.store.job_finished(ctx.name, job_id, code)
+    return code, list(tail)
