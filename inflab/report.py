@@ -37,8 +37,9 @@ def row(result: dict[str, Any]) -> dict[str, Any]:
     inst = result.get("instance_type") or (result.get("system") or {}).get("instance_type") or ""
     price = PRICES.get(inst)
     tput = float(result.get("throughput_avg") or 0)
+    model = result.get("name") or result.get("model_filename", "?")
     return {
-        "model": result.get("name") or result.get("model_filename", "?"),
+        "model": model + (" (tiny)" if result.get("size") == "tiny" else ""),
         "family": result.get("family", ""),
         "precision": result.get("precision", ""),
         "target": result.get("target", ""),
@@ -88,8 +89,8 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         lines += ["| " + " | ".join(c) + " |" for c in cells]
     else:
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)) for cs in cells]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
     notes = []
     if any(r["price_per_hour"] for r in rows):
         notes.append(f"Prices: {PRICE_SOURCE}.")

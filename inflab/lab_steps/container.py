@@ -51,9 +51,14 @@ def base_image(k: str) -> str:
     return m.group(1) if m else ""
 
 
+def source(ctx: StepContext) -> str:
+    """build or prebuilt; the CPU image is always built (there is no AWS CPU inference image to start from)."""
+    return "build" if kind(ctx) == "cpu" else ctx.config["container"]["source"]
+
+
 def image_hash(ctx: StepContext) -> str:
     """Changes when what the image is built from changes (definition, requirements, source)."""
-    h = hashlib.sha256(ctx.config["container"]["source"].encode())
+    h = hashlib.sha256(source(ctx).encode())
     for name, data in sorted(container_files(kind(ctx)).items()):
         h.update(name.encode() + b"\0" + data)
     return h.hexdigest()[:16]
@@ -75,15 +80,16 @@ def build_commands(ctx: StepContext) -> list[str]:
     if ctx.sandbox:
         return [
             "set -e",
+            'cd "$HOME"',
             "echo '[build] The sandbox has no docker: creating the job virtualenv from the image requirements instead'",
             f"python3 -m venv {VENV_DIR}",
             f"{VENV_DIR}/bin/python -m pip install --progress-bar off --disable-pip-version-check -r {IMAGE_DIR}/requirements.txt",
             f"echo {digest} > {VENV_DIR}/.inflab-image",
             f"echo '[build] Virtualenv ready: {VENV_DIR}'",
         ]
-    cd = f"cd {IMAGE_DIR}"
+    cd = f'cd "$HOME/{IMAGE_DIR}"'
     label = f"--label {IMAGE_LABEL}={digest}"
-    if ctx.config["container"]["source"] == "prebuilt":
+    if source(ctx) == "prebuilt":
         base = shlex.quote(base_image(kind(ctx)))
         return ["set -e", cd, f"docker pull {base}",
                 f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} {label} -t {uri} ."]
@@ -173,7 +179,7 @@ class BuildImage(Step):
     def cli(self, ctx):
         if ctx.sandbox:
             return ["# sandbox: no docker here; the same requirements go into a virtualenv on the sandbox instance",
-                    *build_commands(ctx)[2:4]]
+                    *build_commands(ctx)[3:5]]
         return [f"scp -r assets/container/{kind(ctx)} <instance>:{IMAGE_DIR}", *build_commands(ctx)[1:]]
 
     def _state_ok(self, ctx) -> bool:
@@ -199,8 +205,10 @@ class BuildImage(Step):
             ctx.log("The sandbox has no docker engine: this step creates the job virtualenv on the sandbox instance "
                     f"from assets/container/{k}/requirements.txt — the same requirements the image installs")
         else:
-            how = "pulling the prebuilt AWS image and adding the payload" if ctx.config["container"]["source"] == "prebuilt" \
+            how = "pulling the prebuilt AWS image and adding the payload" if source(ctx) == "prebuilt" \
                 else f"building assets/container/{k}/Dockerfile"
+            if source(ctx) != ctx.config["container"]["source"]:
+                ctx.log("container.source = prebuilt applies to the Neuron and GPU images; the CPU image is built")
             ctx.log(f"Image {image_uri(ctx)}: {how} on the instance (a few minutes; output below)")
 
         async def ship(conn):

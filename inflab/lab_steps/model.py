@@ -125,8 +125,8 @@ class Compile(Step):
             ctx.log(f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
                     f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})")
         ctx.put("compile", {"settings": _digest(args), "instance_id": _instance_id(ctx),
-                            "artifacts": [{k: m.get(k) for k in ("file", "family", "name", "precision", "target", "batch_size",
-                                                                 "weights")} for m in manifests]})
+                            "artifacts": [{k: m.get(k) for k in ("file", "family", "name", "size", "precision", "target",
+                                                                 "batch_size", "weights")} for m in manifests]})
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, "compile")  # the files live on the instance
@@ -170,8 +170,10 @@ class Benchmark(Step):
             return out
 
         results = host_run(ctx, fetch)
+        sizes = {a["file"]: a.get("size") for a in arts}
         for r in results:
-            r.update({"session": ctx.name, "sandbox": ctx.sandbox, "instance_type": instance_label(ctx)})
+            r.update({"session": ctx.name, "sandbox": ctx.sandbox, "instance_type": instance_label(ctx),
+                      "size": r.get("size") or sizes.get(r.get("model_filename"))})
             ctx.store.add_result(ctx.name, "benchmark", r)
             ctx.log(f"{r.get('model_filename', '?')}: {r['throughput_avg']:,.1f} samples/s · p50 {r['latency_ms_p50']:.2f} ms · "
                     f"p99 {r['latency_ms_p99']:.2f} ms · {r['n_models']}×{r['workers_per_model']} · {r.get('stop_reason')}")

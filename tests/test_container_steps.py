@@ -1,0 +1,226 @@
+"""The container and model steps on AWS, tested up to the seam: the exact commands they send
+to the instance, and that the registry password travels on stdin only.
+
+There is no docker engine and no Inferentia here, so the job runner is replaced by one that
+records what would run on the host; everything before it (ECR calls on the sandbox's
+emulated ECR, the command lines, the session record) is the real code.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from types import SimpleNamespace
+
+import pytest
+
+from inflab import config
+from inflab.lab_steps import container, model
+from inflab.lab_steps.base import StepContext, StepError
+
+ACCOUNT_URI = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
+
+
+class FakeConn:
+    """Stands in for the SSH connection in a step's ``before`` hook: records every command."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str | None]] = []
+        self.files: dict[str, bytes] = {}  # written over SFTP
+
+    async def run(self, command, input=None, check=False, **kw):
+        self.calls.append((command, input))
+        return SimpleNamespace(exit_status=0, stdout="Login Succeeded\n", stderr="")
+
+    def start_sftp_client(self):
+        conn = self
+
+        class File:
+            def __init__(self, path):
+                self.path = path
+
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return False
+
+            async def write(self, data):
+                conn.files[self.path] = data
+
+        class Sftp:
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return False
+
+            def open(self, path, mode):
+                return File(path)
+
+        return Sftp()
+
+
+@pytest.fixture
+def ctx_for(store, name):
+    def make(user_config: dict, *, sandbox: bool = False, aws=None) -> StepContext:
+        cfg = config.from_dict(user_config, sandbox=sandbox)
+        store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
+        ctx = StepContext(name=name, config=cfg, sandbox=sandbox, store=store, aws=aws, step_id="test", log=lambda m: None)
+        ctx.put("ecr", {"name": f"inflab-{name}", "uri": f"{ACCOUNT_URI}/inflab-{name}", "arn": "arn"})
+        ctx.put("host", {"instance_id": "i-0123456789abcdef0", "public_ip": "203.0.113.7", "user": "ubuntu", "zone": "us-west-2a"})
+        return ctx
+
+    return make
+
+
+@pytest.fixture
+def jobs_sent(monkeypatch):
+    """Replace the detached-job runner: record (kind, command, env) and run ``before`` on a FakeConn."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    def fake_run_job(ctx, kind, command, *, env=None, before=None):
+        conn = FakeConn()
+        if before is not None:
+            asyncio.run(before(conn))
+        sent.append({"kind": kind, "command": command, "env": env, "conn": conn})
+        return 0, ["done"]
+
+    monkeypatch.setattr(container, "run_job", fake_run_job)
+    monkeypatch.setattr(model, "run_job", fake_run_job)
+    return sent
+
+
+def test_build_on_the_instance_tags_the_ecr_uri_and_labels_the_definition(ctx_for, name):
+    ctx = ctx_for({})
+    cmds = container.build_commands(ctx)
+    digest = container.image_hash(ctx)
+    assert cmds == ["set -e", 'cd "$HOME/.inflab/image"',
+                    f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1 ."]
+
+
+def test_prebuilt_pulls_the_neuron_2_20_image_and_adds_the_payload(ctx_for, name):
+    ctx = ctx_for({"container": {"source": "prebuilt"}})
+    base = container.base_image("inf1")
+    assert "pytorch-inference-neuron" in base and "sdk2.20" in base
+    cmds = container.build_commands(ctx)
+    assert cmds[2] == f"docker pull {base}"
+    assert cmds[3].startswith(f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} ")
+    assert cmds[3].endswith(f"-t {ACCOUNT_URI}/inflab-{name}:inf1 .")
+    # the prebuilt definition only adds the payload to the base image
+    prebuilt = container.container_files("inf1")["Dockerfile.prebuilt"].decode()
+    assert "FROM ${BASE_IMAGE}" in prebuilt and "/opt/inflab/payload" in prebuilt
+
+
+def test_changing_the_definition_means_a_new_image(ctx_for, name):
+    build = container.image_hash(ctx_for({}))
+    assert container.image_hash(StepContext(name=name, config=config.from_dict({"container": {"source": "prebuilt"}}),
+                                            sandbox=False, store=None, aws=None)) != build
+
+
+def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs_sent, name):
+    ctx = ctx_for({})
+    container.BuildImage().apply(ctx)
+    job = jobs_sent[0]
+    assert job["kind"] == "build-image"
+    assert job["command"].splitlines() == container.build_commands(ctx)
+    shipped = job["conn"].files  # the build context, written before the build starts
+    assert b"torch-neuron" in shipped[".inflab/image/Dockerfile"]
+    assert ".inflab/image/requirements.txt" in shipped and ".inflab/image/payload/bench.py" in shipped
+    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:inf1"
+
+
+def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, sandbox, store, name):
+    from inflab.aws import Aws
+
+    aws = Aws(region="us-west-2", endpoint_url=sandbox.endpoint)
+    token = aws.client("ecr").get_authorization_token()["authorizationData"][0]
+    password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)[1]
+    assert len(password) > 8
+    logs: list[str] = []
+    ctx = ctx_for({}, aws=aws)
+    ctx.log = logs.append
+    ctx.put("image", {"uri": f"{ACCOUNT_URI}/inflab-{name}:inf1", "hash": container.image_hash(ctx)})
+
+    container.PushImage().apply(ctx)
+
+    job = jobs_sent[0]
+    registry = token["proxyEndpoint"].removeprefix("https://")
+    (login, given), = job["conn"].calls
+    assert login == f"docker login --username AWS --password-stdin {registry}"
+    assert given == password + "\n"  # on standard input
+    assert job["command"].splitlines() == [f"docker push {ACCOUNT_URI}/inflab-{name}:inf1", "rc=$?",
+                                           f"docker logout {ACCOUNT_URI} >/dev/null", "exit $rc"]
+    # nowhere else: not in a command line, not in the log, not in the session database
+    assert password not in login and password not in job["command"] and password not in str(job["env"])
+    assert not any(password in line for line in logs)
+    assert password.encode() not in (store.home / "inflab.db").read_bytes()
+    assert ctx.get("pushed")["pushed"] is True
+
+
+def test_push_refuses_without_an_image(ctx_for, jobs_sent):
+    with pytest.raises(StepError, match="build-image"):
+        container.PushImage().apply(ctx_for({}))
+    assert jobs_sent == []
+
+
+def _argv(command: str) -> list[str]:
+    return shlex.split(command.split(" && ", 1)[1])
+
+
+def test_compile_runs_in_the_container_with_the_neuron_devices(ctx_for, name):
+    ctx = ctx_for({})
+    argv = _argv(model.payload_command(ctx, "compile", "compile.py", model.compile_args(ctx)))
+    assert argv[:4] == ["docker", "run", "--rm", "--init"]
+    assert f"inflab.session={name}" in argv
+    # the devices are listed on the host when the job runs: every /dev/neuron* becomes --device=
+    assert "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')" in ctx_command(ctx)
+    assert f"{ACCOUNT_URI}/inflab-{name}:inf1" in argv
+    i = argv.index(f"{ACCOUNT_URI}/inflab-{name}:inf1")
+    assert argv[i + 1:i + 4] == ["python3", "-u", "/opt/inflab/payload/compile.py"]
+    args = argv[i + 4:]
+    assert args[args.index("--target") + 1] == "inf1"
+    assert args[args.index("--name") + 1] == "bert-base-cased-finetuned-mrpc"
+    assert args[args.index("--batch-size") + 1] == "8"
+    assert args[args.index("--size") + 1] == "full"
+    assert "--int8" not in args  # int8 dynamic quantization is a CPU comparison only
+
+
+def ctx_command(ctx) -> str:
+    return model.payload_command(ctx, "compile", "compile.py", model.compile_args(ctx))
+
+
+def test_gpu_and_cpu_targets(ctx_for, store, name):
+    gpu = ctx_for({"instance": {"type": "g5.xlarge"}})
+    cmd = ctx_command(gpu)
+    assert "--gpus all" in cmd and "--device" not in cmd
+    args = _argv(cmd)
+    assert args[args.index("--target") + 1] == "cuda"
+    cpu = StepContext(name=name, config=config.from_dict({"instance": {"type": "c6i.4xlarge"}}), sandbox=False, store=store, aws=None)
+    args = _argv(ctx_command(cpu))
+    assert args[args.index("--target") + 1] == "cpu" and "--int8" in args
+
+
+def test_sandbox_runs_the_payload_in_the_job_virtualenv(ctx_for):
+    ctx = ctx_for({}, sandbox=True)
+    cmd = ctx_command(ctx)
+    assert "docker" not in cmd
+    assert cmd.startswith('cd "$HOME/.inflab/work" && "$HOME/.inflab/venv/bin/python" -u "$HOME/.inflab/payload/compile.py" ')
+    args = _argv(cmd)
+    assert args[args.index("--size") + 1] == "tiny" and args[args.index("--target") + 1] == "cpu" and "--int8" in args
+    build = container.build_commands(ctx)
+    assert "python3 -m venv .inflab/venv" in build
+    assert any(c.endswith("-r .inflab/image/requirements.txt") for c in build)
+
+
+def test_benchmark_flags_follow_the_config(ctx_for):
+    ctx = ctx_for({"bench": {"n_models": 4, "workers_per_model": 2, "mode": "open", "rate": 800, "min_duration_s": 30}})
+    args = model.bench_args(ctx, {"file": "bert_inf1_fp32_128_b8.pt"})
+    assert args[0] == "models/bert_inf1_fp32_128_b8.pt"
+    pairs = dict(zip(args[1::2], args[2::2]))
+    assert pairs["--n-models"] == "4" and pairs["--workers"] == "2" and pairs["--mode"] == "open"
+    assert pairs["--rate"] == "800" and pairs["--min-duration"] == "30"
+    assert pairs["--out"] == "results/bert_inf1_fp32_128_b8.bench.json"
+    assert pairs["--instance-type"] == "inf1.2xlarge"
