@@ -241,6 +241,9 @@ def _process_factory(default_path: str):
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "INFLAB_SANDBOX_INSTANCE": process.get_extra_info("inflab_instance"),
         }
+        # pip's settings as on this machine (its index, find-links, proxy): the sandbox's
+        # build-image step installs the job virtualenv with pip.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
         env.update(process.env or {})
         command = process.command
         argv = ["/bin/bash", "-c", command] if command else ["/bin/bash", "-l"]

@@ -49,6 +49,9 @@ except ImportError:  # run as a script on the host
 
 FORMAT = "inflab-bench/1"
 STABLE_WINDOWS = 3  # stability is judged on this many most recent windows
+# Open loop: the count of Poisson arrivals in a window varies by 1/sqrt(count), so a window
+# needs ~1,000 of them (about 3%) before "three windows within 10%" can mean stable.
+OPEN_WINDOW_ARRIVALS = 1000
 PERCENTILES = (("p0", 0), ("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99.9", 99.9), ("p100", 100))
 STDERR_TAIL = 30  # lines of a failed model process's stderr to show
 
@@ -103,7 +106,8 @@ def parse_args(argv):
     p.add_argument("--min-duration", type=_number(float, 0), default=10.0, metavar="S")
     p.add_argument("--min-queries", type=_number(int, 0), default=500, metavar="Q")
     p.add_argument("--max-duration", type=_number(float, 0, inclusive=False), default=120.0, metavar="S")
-    p.add_argument("--window", type=_number(float, 0, inclusive=False), default=1.0, metavar="S")
+    p.add_argument("--window", type=_number(float, 0, inclusive=False), default=None, metavar="S",
+                   help="seconds per measuring window (default 1; open loop: long enough for ~%d arrivals)" % OPEN_WINDOW_ARRIVALS)
     p.add_argument("--stability", type=_number(float, 0), default=0.10, metavar="F")
     p.add_argument("--warmup", type=_number(int, 0), default=10, metavar="N", help="calls per worker")
     p.add_argument("--mode", choices=("closed", "open"), default="closed")
@@ -495,6 +499,12 @@ def run(args, error):
     spec, manifest = resolve_model(args, error)
     target, batch = spec["target"], spec["batch_size"]
     n = args.n_models or targets.device_count(target)
+    if args.window is None:
+        args.window = 1.0
+        if args.mode == "open" and args.rate * args.window < OPEN_WINDOW_ARRIVALS:
+            args.window = math.ceil(OPEN_WINDOW_ARRIVALS / args.rate)
+            print(f"[bench] open loop at {args.rate:g}/s: {args.window:g} s windows, so each holds about "
+                  f"{OPEN_WINDOW_ARRIVALS:,} arrivals", flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if args.out:
         out_path = Path(args.out)

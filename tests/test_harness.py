@@ -1,0 +1,283 @@
+"""The benchmark harness (inflab/remote/payload/bench.py), run the way a host runs it: as a
+script in a subprocess, on tiny models from tests/data/harness_models.py (they sleep, so their
+speed is known) and on a real TorchScript model. Durations are short (1 s, 0.25 s windows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inflab.remote.payload.bench import percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "inflab" / "remote" / "payload" / "bench.py"
+MODELS = ROOT / "tests" / "data" / "harness_models.py"
+FAST = ["--min-duration", "1", "--window", "0.25", "--min-queries", "20", "--max-duration", "10"]
+
+
+def model(func: str) -> str:
+    return f"py:{MODELS}:{func}"
+
+
+def bench(tmp_path: Path, *args: str, env: dict | None = None, out: bool = True, timeout: float = 60):
+    """Run the harness; returns (completed process, result dict or None)."""
+    result = tmp_path / "result.json"
+    cmd = [sys.executable, str(BENCH), *args] + (["--out", str(result)] if out else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env={**os.environ, **(env or {})})
+    data = json.loads(result.read_text()) if out and proc.returncode == 0 else None
+    return proc, data
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+# ---------------------------------------------------------------- percentiles
+
+def test_percentiles_match_hand_computed_values():
+    one_to_ten = list(range(1, 11))
+    expected = {0: 1, 50: 5.5, 90: 9.1, 95: 9.55, 99: 9.91, 99.9: 9.991, 100: 10}
+    for p, value in expected.items():
+        assert percentile(one_to_ten, p) == pytest.approx(value), p
+
+    uneven = [1, 2, 4, 8, 100]  # ranks 0..4; p90 -> rank 3.6 -> 8 + 0.6 * 92
+    for p, value in {10: 1.4, 25: 2, 50: 4, 90: 63.2, 99: 96.32, 100: 100}.items():
+        assert percentile(uneven, p) == pytest.approx(value), p
+
+    assert percentile([3, 3, 3, 10], 90) == pytest.approx(7.9)  # rank 2.7 -> 3 + 0.7 * 7
+    assert percentile([10, 20], 75) == pytest.approx(17.5)
+    assert percentile([7], 99.9) == 7
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+# ---------------------------------------------------------------- stop rule
+
+@pytest.fixture(scope="module")
+def steady_run(tmp_path_factory):
+    """One steady run at batch 3, shared by the tests that only read its result."""
+    proc, data = bench(tmp_path_factory.mktemp("steady"), model("steady"), *FAST, "--batch-size", "3",
+                       "--instance-type", "inf1.xlarge")
+    ok(proc)
+    return proc, data
+
+
+def test_steady_model_stops_once_stable_soon_after_min_duration(steady_run):
+    proc, data = steady_run
+    assert data["stop_reason"] == "stable" and data["stable"] is True
+    assert 1.0 <= data["duration_s"] < 4.0  # max-duration is 10: it stopped because it was stable
+    ws = [w["throughput"] for w in data["windows"][-3:]]
+    assert (max(ws) - min(ws)) / (sum(ws) / 3) <= 0.10
+    # a live log line per window, and a readable summary at the end
+    assert proc.stdout.count("samples/s  p50") == len(data["windows"])
+    assert "stopped     stable" in proc.stdout and "p99" in proc.stdout
+
+
+def test_shifting_model_runs_to_max_duration_and_says_unstable(tmp_path):
+    proc, data = bench(tmp_path, model("shifting"), "--min-duration", "1", "--max-duration", "2.5",
+                       "--window", "0.25", "--min-queries", "10")
+    ok(proc)
+    assert data["stable"] is False and data["stop_reason"] == "max-duration"
+    assert data["duration_s"] >= 2.45
+    assert "waiting for: stability" in proc.stdout
+
+
+def test_min_queries_keeps_a_slow_model_running_past_min_duration(tmp_path):
+    proc, _ = bench(tmp_path, model("slow"), "--workers", "1", "--min-duration", "0.25",
+                    "--window", "0.25", "--min-queries", "60", out=False)
+    ok(proc)
+    data = json.loads((tmp_path / "bench.json").read_text())  # a py: model's default: bench.json here
+    assert data["total_infs"] >= 60
+    assert data["duration_s"] >= 1.1  # 60 calls of 20 ms cannot fit in less
+    assert data["latency_ms_p50"] == pytest.approx(20, rel=0.25)
+
+
+# ---------------------------------------------------------------- open loop
+
+def test_open_loop_counts_queueing_delay_closed_loop_does_not(tmp_path):
+    common = [model("service10"), "--workers", "1", "--n-models", "1", *FAST]
+    proc, closed = bench(tmp_path, *common)
+    ok(proc)
+    proc, opened = bench(tmp_path, *common, "--mode", "open", "--rate", "130", "--seed", "3")
+    ok(proc)
+    assert closed["latency_ms_p50"] == pytest.approx(10, rel=0.3)  # just the service time
+    # 130 arrivals/s at a ~100/s server: the queue grows, and the wait is part of latency
+    assert opened["latency_ms_p50"] > 3 * closed["latency_ms_p50"]
+    assert opened["latency_ms_p90"] > opened["latency_ms_p50"]
+    assert opened["mode"] == "open" and opened["target_rate"] == 130
+    assert opened["throughput_avg"] < 115  # cannot serve faster than it is able to
+
+
+# ---------------------------------------------------------------- processes and pinning
+
+def _records(directory: Path) -> list[dict]:
+    return sorted((json.loads(p.read_text()) for p in directory.glob("*.json")), key=lambda r: r["pid"])
+
+
+@pytest.mark.parametrize("target", ["inf1", "cpu"])
+def test_one_pinned_process_per_model(tmp_path, target):
+    records = tmp_path / "records"
+    records.mkdir()
+    proc, data = bench(tmp_path, model("recorder"), "--target", target, "--n-models", "2", *FAST,
+                       env={"HARNESS_RECORD_DIR": str(records)})
+    ok(proc)
+    seen = _records(records)
+    assert len({r["pid"] for r in seen}) == 2 and os.getpid() not in {r["pid"] for r in seen}
+    by_pid = {r["pid"]: r for r in seen}
+    assert data["n_models"] == 2 and [m["index"] for m in data["models"]] == [0, 1]
+    for m in data["models"]:
+        got = by_pid[m["pid"]]
+        assert m["queries"] > 0
+        if target == "inf1":
+            assert got["NEURON_RT_VISIBLE_CORES"] == str(m["index"])
+            assert m["env"] == {"NEURON_RT_VISIBLE_CORES": str(m["index"])}
+        else:
+            assert m["env"] == {"INFLAB_CPU_CORES": got["INFLAB_CPU_CORES"]}
+            assert got["affinity"] == [int(c) for c in got["INFLAB_CPU_CORES"].split(",")]
+    if target == "inf1":
+        assert sorted(r["NEURON_RT_VISIBLE_CORES"] for r in seen) == ["0", "1"]
+    elif len(os.sched_getaffinity(0)) >= 2:  # each copy gets its own slice of the cores
+        slices = [set(r["affinity"]) for r in seen]
+        assert slices[0] and slices[1] and not slices[0] & slices[1]
+
+
+# ---------------------------------------------------------------- the result record
+
+KEYS = {
+    "format": str, "status": str, "model_filename": str, "target": str, "batch_size": int, "n_models": int,
+    "workers_per_model": int, "pipeline_size": int, "mode": str, "throughput_avg": float, "throughput_peak": float,
+    "latency_ms_p0": float, "latency_ms_p50": float, "latency_ms_p90": float, "latency_ms_p95": float,
+    "latency_ms_p99": float, "latency_ms_p99.9": float, "latency_ms_p100": float, "latency_ms_max": float,
+    "latency_ms_mean": float, "total_infs": int, "total_samples": int, "duration_s": float, "stable": bool,
+    "stop_reason": str, "load_avg_ms": float, "warmup_avg_ms": float, "windows": list, "models": list,
+    "system": dict, "started_at": str,
+}
+NULLABLE = ("family", "name", "precision", "weights", "target_rate", "neuronperf")
+
+
+def test_result_json_has_every_field_with_consistent_values(steady_run):
+    _, data = steady_run
+    for key, kind in KEYS.items():
+        assert isinstance(data[key], kind), (key, data[key])
+    for key in NULLABLE:
+        assert key in data and (data[key] is None or isinstance(data[key], (str, float, int)))
+    assert data["format"] == "inflab-bench/1" and data["status"] == "finished"
+    assert data["pipeline_size"] == 1 and data["workers_per_model"] == 2 and data["batch_size"] == 3
+    assert data["neuronperf"] is None and data["target_rate"] is None and data["mode"] == "closed"
+    lat = [data[f"latency_ms_{p}"] for p in ("p0", "p50", "p90", "p95", "p99", "p99.9", "max")]
+    assert lat == sorted(lat) and data["latency_ms_max"] == data["latency_ms_p100"]
+    assert data["latency_ms_p50"] == pytest.approx(2.1, rel=0.5)  # the model sleeps 2 ms
+    assert data["total_samples"] == 3 * data["total_infs"]
+    assert data["throughput_avg"] == pytest.approx(data["total_samples"] / data["duration_s"], rel=1e-6)
+    assert data["throughput_peak"] == max(w["throughput"] for w in data["windows"]) >= data["throughput_avg"] * 0.999
+    assert sum(w["queries"] for w in data["windows"]) == data["total_infs"] == sum(m["queries"] for m in data["models"])
+    assert all(set(w) == {"t", "queries", "throughput"} for w in data["windows"])
+    assert all({"index", "pid", "env", "queries"} <= set(m) for m in data["models"])
+    assert data["system"]["instance_type"] == "inf1.xlarge" and "packages" in data["system"]
+    assert data["started_at"].endswith("+00:00")
+
+
+# ---------------------------------------------------------------- a real TorchScript model
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace/save say they are deprecated
+def test_torchscript_model_with_manifest(tmp_path):
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(16, 4).eval()
+    path = tmp_path / "linear_cpu_fp32_b4.pt"
+    torch.jit.save(torch.jit.trace(net, torch.randn(4, 16)), str(path))
+    manifest = {
+        "format": "inflab-model/1", "family": "linear", "name": "tiny-linear", "size": "tiny", "weights": "random",
+        "target": "cpu", "precision": "fp32", "batch_size": 4, "file": path.name,
+        "inputs": [{"name": "x", "shape": [4, 16], "dtype": "float32"}],
+    }
+    path.with_suffix(".json").write_text(json.dumps(manifest))
+    proc, _ = bench(tmp_path, str(path), "--target", "cpu", "--workers", "1", *FAST, out=False)
+    ok(proc)
+    data = json.loads((tmp_path / "linear_cpu_fp32_b4.bench.json").read_text())  # default: beside the model
+    assert data["batch_size"] == 4 and data["total_samples"] == 4 * data["total_infs"]
+    assert data["throughput_avg"] > 0 and data["model_filename"] == path.name
+    from_manifest = (data["family"], data["name"], data["precision"], data["weights"])
+    assert from_manifest == ("linear", "tiny-linear", "fp32", "random")
+
+    # the manifest fixes target and batch size: a flag that disagrees is refused
+    proc, _ = bench(tmp_path, str(path), "--batch-size", "8", out=False)
+    assert proc.returncode == 2 and "--batch-size" in proc.stderr and "batch 4" in proc.stderr
+    path.with_suffix(".json").unlink()
+    proc, _ = bench(tmp_path, str(path), out=False)
+    assert proc.returncode == 2 and "no manifest linear_cpu_fp32_b4.json" in proc.stderr
+
+
+# ---------------------------------------------------------------- bad input and failures
+
+@pytest.mark.parametrize("args, flag", [
+    (["STEADY", "--workers", "0"], "--workers"),
+    (["STEADY", "--workers", "two"], "--workers"),
+    (["STEADY", "--target", "tpu"], "--target"),
+    (["STEADY", "--window", "-1"], "--window"),
+    (["STEADY", "--mode", "open"], "--rate"),
+    (["STEADY", "--min-duration", "5", "--max-duration", "2"], "--max-duration"),
+    (["STEADY", "--stability"], "--stability"),
+    (["STEADY", "--frobnicate"], "--frobnicate"),
+    (["missing.pt"], "MODEL"),
+    (["py:missing.py:f"], "MODEL"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, args, flag):
+    proc, _ = bench(tmp_path, *[model("steady") if a == "STEADY" else a for a in args], out=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_model_that_fails_to_load_is_a_clear_error(tmp_path):
+    proc, _ = bench(tmp_path, model("broken"), *FAST, out=False)
+    assert proc.returncode == 1
+    assert "model process 0" in proc.stderr and "weights file is corrupt" in proc.stderr
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_crash_during_measurement_shows_stderr_tail_and_ends_the_others(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    proc, _ = bench(tmp_path, model("crashes_later"), *FAST, "--n-models", "2", out=False,
+                    env={"HARNESS_RECORD_DIR": str(records)})
+    assert proc.returncode == 1
+    assert "exit code 139" in proc.stderr and "segfault in the runtime (test)" in proc.stderr
+    pids = [r["pid"] for r in _records(records)]
+    assert len(pids) == 2
+    for pid in pids:  # the copy that did not crash was ended too, not left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_sigterm_ends_every_model_process(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    cmd = [sys.executable, str(BENCH), model("recorder"), "--n-models", "2", "--min-duration", "60",
+           "--window", "0.25", "--out", str(tmp_path / "r.json")]
+    parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "HARNESS_RECORD_DIR": str(records)})
+    try:
+        for line in parent.stdout:  # wait until it is measuring
+            if "samples/s" in line:
+                break
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        parent.kill()
+    pids = [r["pid"] for r in _records(records)]
+    assert len(pids) == 2
+    time.sleep(0.2)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone (reaped by the harness, so not even a zombie)
+    assert not (tmp_path / "r.json").exists()
