@@ -68,7 +68,9 @@ async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name,
         assert isinstance(wizard, Wizard)
         assert wizard.selected == "instance-profile"
         assert "role" in str(wizard.query_one("#instructions", Markdown).source).lower()
-        await pilot.press("a")
+        steps = wizard.query_one("#steps", OptionList)
+        steps.highlighted = steps.get_option_index("wait-running")
+        await pilot.press("t")
         await wait_idle(pilot, wizard)
         prompts = step_prompts(wizard)
         assert all("✓" in prompts[s] for s in PROVISIONING), prompts
