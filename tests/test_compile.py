@@ -111,7 +111,7 @@ def test_manifest_format_index_and_loading(bert_run):
         assert m["system"]["instance_type"] == "test.large" and "torch" in m["system"]["packages"]
         loaded = targets.load("cpu", str(out / m["file"]))
         assert tuple(loaded(*inputs_from_spec(m["inputs"], 0)).shape) == (2, 2)
-    assert f"[compile] done bert_cpu_fp32_16_b2.pt" in proc.stdout
+    assert "[compile] done bert_cpu_fp32_16_b2.pt" in proc.stdout
     assert "[compile] check: max abs diff" in proc.stdout
     assert "TracerWarning" not in proc.stderr  # the known noise is filtered
 

@@ -20,7 +20,7 @@ from importlib import resources
 
 from ..aws import error_code, tag_dict
 from .base import Step, StepContext, StepError
-from .remote_job import PAYLOAD_DIR, VENV_DIR, payload_files, run_job, upload
+from .remote_job import VENV_DIR, payload_files, run_job, upload
 
 IMAGE_DIR = ".inflab/image"  # the build context on the host
 IMAGE_LABEL = "inflab.image"  # docker label holding the definition's hash
