@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -100,12 +103,24 @@ async def test_a_restarted_client_continues_where_the_last_one_stopped(sshd, tmp
     assert b"\n".join(shown) == (tmp_path / "jobs" / "noisy" / "out.log").read_bytes()
 
 
+async def live_group_members(conn, pgid: int) -> list[str]:
+    """The job's own processes (its process group) that still run: "STAT COMMAND" lines, zombies left out."""
+    r = await conn.run(f"pids=$(pgrep -d, -g {pgid}) && ps -o stat=,args= -p \"$pids\" || true", check=False)
+    return [line.strip() for line in r.stdout.splitlines() if line.strip() and not line.strip().startswith("Z")]
+
+
 async def test_cancel_stops_the_whole_process_group(sshd, tmp_path):  # noqa: F811
     base = str(tmp_path / "jobs")
     conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
     async with conn:
         jdir = await jobs.start(conn, "sleepy", "sleep 300 & sleep 301; echo never", base=base)
-        await asyncio.sleep(0.5)
+        pgid = int((tmp_path / "jobs" / "sleepy" / "pid").read_text())
+        for _ in range(50):  # both sleeps are up a moment after the start
+            members = await live_group_members(conn, pgid)
+            if sum("sleep 30" in m for m in members) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert sum("sleep 30" in m for m in members) == 2, members
         st = await jobs.status(conn, jdir)
         assert st.running and st.exit_code is None
         await jobs.cancel(conn, jdir)
@@ -116,12 +131,86 @@ async def test_cancel_stops_the_whole_process_group(sshd, tmp_path):  # noqa: F8
             await asyncio.sleep(0.1)
         assert not st.running and st.exit_code != 0
         for _ in range(30):  # a signalled process may take a moment to go on a loaded machine
-            left = await conn.run("pgrep -f 'sleep 30[01]' || true", check=False)
-            if not left.stdout.strip():
+            members = await live_group_members(conn, pgid)
+            if not members:
                 break
             await asyncio.sleep(0.1)
-        assert left.stdout.strip() == ""
+        assert members == []
         assert b"never" not in (tmp_path / "jobs" / "sleepy" / "out.log").read_bytes()
+
+
+def job_dir_by_hand(root: Path, pid: int, log: bytes) -> Path:
+    """A job directory as the host leaves it (no exit_code yet), written without starting a job."""
+    d = root / "jobs" / "byhand"
+    d.mkdir(parents=True)
+    (d / "cmd.sh").write_text("true\n")
+    (d / "out.log").write_bytes(log)
+    (d / "pid").write_text(f"{pid}\n")
+    return d
+
+
+@pytest.fixture
+def live_process():
+    """A process of our own, in its own process group, alive for the whole test."""
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+async def test_the_exit_code_file_decides_even_while_the_process_still_looks_alive(sshd, tmp_path, live_process):  # noqa: F811
+    # The job wrote exit_code and ended, but its process is still in the table (not reaped yet).
+    d = job_dir_by_hand(tmp_path, live_process, b"finished\n")
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    async with conn:
+        st = await jobs.status(conn, str(d))
+        assert st.running and st.exit_code is None  # no exit_code yet: the live process says running
+        (d / "exit_code").write_text("0\n")
+        st = await jobs.status(conn, str(d))
+        assert not st.running and st.exit_code == 0
+        (d / "exit_code").write_text("3\n")
+        assert (await jobs.status(conn, str(d))).exit_code == 3
+        lines: list[bytes] = []
+        assert await jobs.follow(conn, str(d), 0, lambda ls, off: lines.extend(ls)) == 3
+    assert lines == [b"finished"]
+
+
+async def test_a_killed_job_whose_process_is_not_reaped_yet_has_ended(sshd, tmp_path):  # noqa: F811
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        proc.kill()
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # ended, left unreaped: a zombie
+        d = job_dir_by_hand(tmp_path, proc.pid, b"")
+        conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+        async with conn:
+            st = await jobs.status(conn, str(d))
+    finally:
+        proc.wait()
+    assert not st.running and st.exit_code == jobs.LOST
+
+
+async def test_follow_waits_for_an_exit_code_written_just_after_the_process_is_gone(sshd, tmp_path, monkeypatch):  # noqa: F811
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has ended and been reaped
+    d = job_dir_by_hand(tmp_path, gone.pid, b"step 1\nstep 2\n")
+    real_status = jobs.status
+    asked: list[jobs.JobStatus] = []
+
+    async def status_then_exit_code(conn, jdir):
+        st = await real_status(conn, jdir)
+        asked.append(st)
+        if len(asked) == 1:  # the job writes exit_code right after the host was first asked
+            (d / "exit_code").write_text("0\n")
+        return st
+
+    monkeypatch.setattr(jobs, "status", status_then_exit_code)
+    conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
+    async with conn:
+        lines: list[bytes] = []
+        code = await jobs.follow(conn, str(d), 0, lambda ls, off: lines.extend(ls))
+    assert asked[0].exit_code == jobs.LOST  # the first look found the process gone and no exit_code
+    assert code == 0
+    assert lines == [b"step 1", b"step 2"]
 
 
 async def test_a_job_runs_detached_on_the_sandbox_instance(name, cli, store, sandbox):

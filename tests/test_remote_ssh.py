@@ -18,7 +18,8 @@ import pytest
 from inflab.remote.ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, Target, connect, console_fingerprints
 
 SSHD = "/usr/sbin/sshd"
-pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server is not installed (make test installs it)")
+NO_SSHD = f"openssh-server is not installed ({SSHD} is missing; make test installs it)"
+pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason=NO_SSHD)
 
 
 def free_port() -> int:
@@ -79,6 +80,9 @@ class OpenSSHServer:
 
 @pytest.fixture
 def sshd(tmp_path):
+    """A started OpenSSH server; tests in other modules that use it skip too when sshd is missing."""
+    if not os.path.exists(SSHD):
+        pytest.skip(NO_SSHD)
     server = OpenSSHServer(tmp_path)
     server.start()
     yield server

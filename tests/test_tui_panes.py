@@ -65,6 +65,7 @@ async def test_search_jumps_to_the_match_and_stops_following():
 
 # -- monitor ---------------------------------------------------------------------------------
 import json  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -92,11 +93,13 @@ async def test_a_recorded_neuron_monitor_report_renders_per_core():
         pane.show(monitor.parse(line))
         await pilot.pause()
         assert str(pane.query_one("#monitor-source", Label).render()) == "NeuronCores via neuron-monitor"
-        rows = pane.rows_text()
-        assert len(rows) == 4  # one device with 4 NeuronCores; NC2 and NC3 idle
-        assert rows[0].startswith("NC0") and rows[0].endswith("37.5%")
-        assert rows[1].startswith("NC1") and rows[1].endswith("82.2%") or rows[1].endswith("82.3%")
-        assert rows[3].startswith("NC3") and rows[3].endswith("0.0%")
+        # One device with 4 NeuronCores; NC2 and NC3 idle. Each row: the core, a 20-cell bar, the percentage.
+        assert pane.rows_text() == [
+            "NC0 " + "█" * 8 + "░" * 12 + "  37.5%",  # 37.5% of 20 cells: 7.5, drawn as 8
+            "NC1 " + "█" * 16 + "░" * 4 + "  82.2%",  # 82.25% (16.45 cells)
+            "NC2 " + "░" * 20 + "   0.0%",
+            "NC3 " + "░" * 20 + "   0.0%",
+        ]
         memory = str(pane.query_one("#monitor-memory", Static).render())
         assert "3.7 GiB of 15.3 GiB" in memory and "p50 58.0 ms" in memory
 
@@ -114,7 +117,11 @@ async def test_a_proc_sample_from_the_real_agent_renders_host_cpus():
         assert str(pane.query_one("#monitor-source", Label).render()) == "host CPU — no Neuron devices on this host"
         rows = pane.rows_text()
         assert len(rows) == len(json.loads(out[0])["cpu_percent"]) >= 1
-        assert rows[0].startswith("cpu0") and rows[0].endswith("%")
+        for i, row in enumerate(rows):  # the core, a bar as full as the percentage says, the percentage
+            m = re.fullmatch(r"cpu(\d+) (█*)(░*) +(\d+\.\d)%", row)
+            assert m, row
+            assert int(m[1]) == i and len(m[2]) + len(m[3]) == 20
+            assert abs(len(m[2]) - float(m[4]) / 5) <= 0.55
         assert len(pane.history["cpu0"]) == 2  # the sparkline keeps the history
 
 

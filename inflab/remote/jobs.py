@@ -13,10 +13,14 @@ Layout of a job directory::
                     out.log    its output (stdout and stderr)
                     pid        the process group leader
                     exit_code  written when it ends
+
+The ``exit_code`` file decides a job's state: once it is there the job is done, whatever
+the process table says (an ended process can linger as a zombie until it is reaped).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
 import shlex
@@ -26,6 +30,8 @@ from typing import Awaitable, Callable
 import asyncssh
 
 DEFAULT_BASE = "~/.inflab/jobs"
+LOST = -1  # the exit code reported for a job whose process is gone without writing exit_code
+EXIT_CODE_GRACE_S = 5.0  # how long follow() waits for exit_code once the job's process is gone
 
 
 @dataclass
@@ -73,9 +79,11 @@ async def start(conn: asyncssh.SSHClientConnection, job_id: str, command: str, *
 async def status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
     d = _q(jdir)
     r = await _sh(conn, (
-        f"cd {d} || exit 3; size=$(stat -c %s out.log 2>/dev/null || echo 0); "
-        # alive first: a job that ends between the two tests is then seen as done, not lost
-        "if kill -0 $(cat pid) 2>/dev/null; then echo \"running - $size\"; "
+        f"cd {d} || exit 3; size=$(stat -c %s out.log 2>/dev/null || echo 0); p=$(cat pid); "
+        # exit_code first; then liveness (a zombie is not alive); then exit_code again, for a
+        # job that wrote it and ended between the first two tests.
+        "if [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
+        "elif kill -0 $p 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' /proc/$p/status; then echo \"running - $size\"; "
         "elif [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
         "else echo \"lost - $size\"; fi"
     ))
@@ -86,7 +94,7 @@ async def status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
         int(size)
     except ValueError:
         raise RuntimeError(f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}") from None
-    return JobStatus(running=state == "running", exit_code=int(code) if state == "done" else (None if state == "running" else -1),
+    return JobStatus(running=state == "running", exit_code=int(code) if state == "done" else (None if state == "running" else LOST),
                      size=int(size))
 
 
@@ -109,7 +117,7 @@ async def follow(conn: asyncssh.SSHClientConnection, jdir: str, offset: int, on_
     offset just past them. A last line without a newline is delivered once the job ends.
     """
     d = _q(jdir)
-    # tail ends when the job's wrapper process is gone; by then exit_code is written.
+    # tail ends when the job's wrapper process is gone; exit_code decides how it ended.
     cmd = (f"cd {d} || exit 3; p=$(cat pid); "
            f"if [ -f exit_code ]; then tail -c +{offset + 1} out.log; "
            f"else tail -c +{offset + 1} --pid=$p -s 0.2 -f out.log; fi")
@@ -132,10 +140,22 @@ async def follow(conn: asyncssh.SSHClientConnection, jdir: str, offset: int, on_
     await proc.wait()
     if proc.exit_status == 3:
         raise FileNotFoundError(f"no job directory {jdir} on the host")
-    st = await status(conn, jdir)
+    st = await _final_status(conn, jdir)
     if pending:
         pos += len(pending)
         res = on_lines([pending], pos)
         if inspect.isawaitable(res):
             await res
-    return st.exit_code if st.exit_code is not None else -1
+    return st.exit_code if st.exit_code is not None else LOST
+
+
+async def _final_status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
+    """The status once the log's tail has ended: a process that is gone may not have
+    written ``exit_code`` yet, so give it a few seconds before calling the job lost."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EXIT_CODE_GRACE_S
+    while True:
+        st = await status(conn, jdir)
+        if st.running or st.exit_code != LOST or loop.time() >= deadline:
+            return st
+        await asyncio.sleep(0.2)
