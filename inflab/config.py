@@ -11,13 +11,20 @@ This module must stay cheap to import (no boto3): it is on the CLI's start-up pa
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import errno
 import ipaddress
+import math
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .remote.payload import limits
 
 
 class ConfigError(ValueError):
@@ -40,22 +47,15 @@ REGIONS = frozenset(
 # Instance families the lab knows how to benchmark on (accelerators and the
 # comparison targets of the workshop and its sibling labs).
 INSTANCE_FAMILIES = {
-    "inf1": "inf1",
-    "inf2": "inf2",
-    "trn1": "inf2",
-    "trn1n": "inf2",
-    "g4dn": "gpu",
-    "g5": "gpu",
-    "g6": "gpu",
-    "p3": "gpu",
-    "c5": "cpu",
-    "c6i": "cpu",
-    "c7i": "cpu",
-    "m5": "cpu",
-    "m6i": "cpu",
+    "inf1": "inf1", "inf2": "inf2", "trn1": "inf2", "trn1n": "inf2",
+    "g4dn": "gpu", "g5": "gpu", "g6": "gpu", "p3": "gpu",
+    "c5": "cpu", "c6i": "cpu", "c7i": "cpu", "m5": "cpu", "m6i": "cpu",
 }
 _INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal|\d*xlarge)$")
 SESSION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+MAX_TEXT = 255  # characters in any string value
+MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
+WIDEST_SSH_PREFIX = 24  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
 
 # AMI used when the user names none. Inf1 needs a Neuron DLAMI from before SDK 2.26.1
 # (later ones dropped Inf1), so it is found by name; Inf2/Trn1 use the current DLAMI,
@@ -71,54 +71,117 @@ DEFAULT_AMI = {
 # Amazon Linux parameter, which the emulator publishes.
 SANDBOX_AMI_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "aws": {
-        "region": "us-west-2",
-        "profile": "",
-    },
-    "lab": {
-        "track": "inf1",
-    },
-    "instance": {
-        "type": "inf1.2xlarge",
-        "ami": "",
-        "ami_ssm_parameter": "",
-        "ami_name": "",
-        "ssh_user": "ubuntu",
-        "volume_size_gb": 256,
-        "volume_type": "gp3",
-        "subnet_id": "",
-        "ssh_cidr": "",
-    },
-    "model": {
-        "family": "bert",
-        "name": "",  # "" = the family's workshop model (MODEL_NAMES)
-        "max_length": 128,
-        "image_size": 224,
-        "size": "",  # "" = "tiny" in the sandbox (a 2-core laptop), "full" on AWS
-        "offline": False,
-        "int8": True,  # CPU targets also get a dynamic-int8 copy to compare
-    },
-    "container": {
-        "source": "build",  # or "prebuilt": pull the AWS image and add the payload
-        "target": "",  # "" = from the instance type (the sandbox: cpu)
-    },
-    "bench": {
-        "batch_size": 8,
-        "n_models": 0,  # 0 = one per NeuronCore / GPU; CPU: one per 4 cores
-        "workers_per_model": 2,
-        "min_duration_s": 10,
-        "min_queries": 500,
-        "max_duration_s": 120,
-        "mode": "closed",
-        "rate": 0.0,  # open loop: queries per second across all models
-    },
-    "batch": {
-        "sizes": [2, 4, 8],
-        "instance_types": ["inf1.2xlarge"],
-        "max_vcpus": 64,
-    },
+
+# The sections, their keys and defaults (the workshop's values). Lists are tuples here and
+# lists in ``LabConfig.data``.
+@dataclass(frozen=True)
+class AwsSection:
+    region: str = "us-west-2"
+    profile: str = ""
+
+
+@dataclass(frozen=True)
+class LabSection:
+    track: str = "inf1"
+
+
+@dataclass(frozen=True)
+class InstanceSection:
+    type: str = "inf1.2xlarge"
+    ami: str = ""
+    ami_ssm_parameter: str = ""
+    ami_name: str = ""
+    ssh_user: str = "ubuntu"
+    volume_size_gb: int = 256
+    volume_type: str = "gp3"
+    subnet_id: str = ""
+    ssh_cidr: str = ""
+    allow_wide_ssh: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    family: str = "bert"
+    name: str = ""  # "" = the family's workshop model (MODEL_NAMES)
+    max_length: int = 128
+    image_size: int = 224
+    size: str = ""  # "" = "tiny" in the sandbox (a 2-core laptop), "full" on AWS
+    offline: bool = False
+    int8: bool = True  # CPU targets also get a dynamic-int8 copy to compare
+
+
+@dataclass(frozen=True)
+class ContainerSection:
+    source: str = "build"  # or "prebuilt": pull the AWS image and add the payload
+    target: str = ""  # "" = from the instance type (the sandbox: cpu)
+
+
+@dataclass(frozen=True)
+class BenchSection:
+    batch_size: int = 8
+    n_models: int = 0  # 0 = one per NeuronCore / GPU; CPU: one per 4 cores
+    workers_per_model: int = 2
+    min_duration_s: int = 10
+    min_queries: int = 500
+    max_duration_s: int = 120
+    mode: str = "closed"
+    rate: float = 0.0  # open loop: queries per second across all models
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    sizes: tuple[int, ...] = (2, 4, 8)
+    instance_types: tuple[str, ...] = ("inf1.2xlarge",)
+    max_vcpus: int = 64
+
+
+SECTIONS: dict[str, type] = {"aws": AwsSection, "lab": LabSection, "instance": InstanceSection, "model": ModelSection,
+                              "container": ContainerSection, "bench": BenchSection, "batch": BatchSection}
+
+# What the config review screen (and ``to_toml``) writes beside each key.
+COMMENTS = {
+    "aws.region": "any AWS region",
+    "aws.profile": "a named profile; empty = the default chain",
+    "lab.track": "inf1 | inf2",
+    "instance.type": "the EC2 instance type to benchmark on",
+    "instance.ami": "empty: resolved from ami_ssm_parameter, else the newest Amazon AMI named ami_name",
+    "instance.ami_ssm_parameter": "e.g. /aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id",
+    "instance.ami_name": 'inf1 default: "Deep Learning AMI Neuron (Ubuntu 22.04) 2024*" (Inf1 needs a pre-2.26.1 Neuron DLAMI)',
+    "instance.ssh_user": "the AMI's login user",
+    "instance.volume_size_gb": f"encrypted, deleted with the instance ({limits.VOLUME_SIZE_GB} GB)",
+    "instance.volume_type": "gp3 | gp2 | io1 | io2",
+    "instance.subnet_id": "empty: try every default subnet whose zone offers the type",
+    "instance.ssh_cidr": "empty: your public IP /32 (loopback in the sandbox)",
+    "instance.allow_wide_ssh": f"true: allow an ssh_cidr wider than a /{WIDEST_SSH_PREFIX} (never /0)",
+    "model.family": "bert | resnet",
+    "model.name": "empty: bert-base-cased-finetuned-mrpc (bert), microsoft/resnet-50 (resnet)",
+    "model.max_length": f"BERT sequence length ({limits.MAX_LENGTH})",
+    "model.image_size": f"ResNet input size ({limits.IMAGE_SIZE})",
+    "model.size": "full | tiny; empty: tiny in the sandbox, full on AWS",
+    "model.offline": "true: do not ask the model hub; same architecture, random weights",
+    "model.int8": "on CPU targets also compile and benchmark a dynamic-int8 copy",
+    "container.source": "build: docker build assets/container/<kind> | prebuilt: pull the AWS image, add the payload",
+    "container.target": "inf1 | inf2 | gpu | cpu; empty: from the instance type (the sandbox: cpu)",
+    "bench.batch_size": f"samples per model call ({limits.BATCH_SIZE})",
+    "bench.n_models": "0: one per NeuronCore (or GPU); on a CPU one per four cores",
+    "bench.workers_per_model": f"threads calling each model copy ({limits.WORKERS_PER_MODEL})",
+    "bench.min_duration_s": "run at least this long AND this many queries AND until stable",
+    "bench.min_queries": f"at least this many queries ({limits.MIN_QUERIES})",
+    "bench.max_duration_s": 'stop anyway (the result says "not stable")',
+    "bench.mode": "closed | open (Poisson arrivals at `rate` queries/s; latency counts queueing)",
+    "bench.rate": f"open mode: queries/s over all model copies ({limits.RATE})",
+    "batch.sizes": f"the AWS Batch sweep: one job per batch size ({limits.BATCH_SIZE})",
+    "batch.instance_types": "the instance types the sweep runs on",
+    "batch.max_vcpus": f"the Batch compute environment's vCPU limit ({limits.MAX_VCPUS})",
 }
+
+
+def _tree(section: Any) -> dict[str, Any]:
+    """A section's values as plain data (tuples as lists): what TOML and the session store hold."""
+    return {f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v for f in dataclasses.fields(section)}
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {name: _tree(cls()) for name, cls in SECTIONS.items()}
 
 MODEL_FAMILIES = ("bert", "resnet")
 MODEL_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/resnet-50"}
@@ -133,38 +196,63 @@ TRACKS = ("inf1", "inf2")
 
 @dataclass(frozen=True)
 class LabConfig:
-    """A validated configuration. ``data`` is the full key tree, defaults filled in."""
+    """A validated configuration, one typed record per section (``cfg.bench.batch_size``).
 
-    data: dict[str, dict[str, Any]]
+    Made by :func:`from_dict`, :func:`load` and :meth:`from_snapshot`, which validate.
+    """
 
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.data[section]
+    aws: AwsSection
+    lab: LabSection
+    instance: InstanceSection
+    model: ModelSection
+    container: ContainerSection
+    bench: BenchSection
+    batch: BatchSection
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any], sandbox: bool) -> LabConfig:
+        """A configuration stored with a session, validated again: a snapshot edited by hand or
+        written by an older version is refused with a :class:`ConfigError` naming the key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"the saved configuration is {_type_name(data)}, not a table")
+        return from_dict(data, sandbox=sandbox)
+
+    @property
+    def data(self) -> dict[str, dict[str, Any]]:
+        """The full key tree, defaults filled in: the session's stored snapshot (a fresh copy)."""
+        return {name: _tree(getattr(self, name)) for name in SECTIONS}
+
+    def __getitem__(self, section: str) -> Mapping[str, Any]:
+        """One section's values, read-only (``cfg["bench"]["batch_size"]``)."""
+        if section not in SECTIONS:
+            raise KeyError(section)
+        return MappingProxyType(_tree(getattr(self, section)))
 
     @property
     def region(self) -> str:
-        return self.data["aws"]["region"]
+        return self.aws.region
 
     @property
     def track(self) -> str:
-        return self.data["lab"]["track"]
+        return self.lab.track
 
     @property
     def instance_type(self) -> str:
-        return self.data["instance"]["type"]
+        return self.instance.type
 
     # The model and container keys left empty mean "what fits this session"; resolved
     # when used, so changing the instance type on the review screen changes them too.
     @property
     def model_name(self) -> str:
-        return self.data["model"]["name"] or MODEL_NAMES[self.data["model"]["family"]]
+        return self.model.name or MODEL_NAMES[self.model.family]
 
     def model_size(self, sandbox: bool) -> str:
-        return self.data["model"]["size"] or ("tiny" if sandbox else "full")
+        return self.model.size or ("tiny" if sandbox else "full")
 
     def container_kind(self, sandbox: bool) -> str:
         """Which container definition (assets/container/<kind>): inf1, inf2, gpu or cpu."""
-        if self.data["container"]["target"]:
-            return self.data["container"]["target"]
+        if self.container.target:
+            return self.container.target
         if sandbox:
             return "cpu"  # the sandbox "instance" is this machine
         return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(self.instance_type).group("family")]
@@ -174,7 +262,24 @@ class LabConfig:
         return CONTAINER_TARGETS[self.container_kind(sandbox)]
 
     def to_toml(self) -> str:
-        return dumps_toml(self.data)
+        """The whole configuration as TOML, each key with its comment (the review screen's text)."""
+        out = []
+        for section, values in self.data.items():
+            out.append(f"[{section}]")
+            for key, value in values.items():
+                line = f"{key} = {_toml_value(value)}"
+                out.append(f"{line:<26}  # {COMMENTS[f'{section}.{key}']}")
+            out.append("")
+        return "\n".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    """One value as TOML, written by tomli_w; lists on one line."""
+    import tomli_w
+
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
 
 
 def _type_name(value: Any) -> str:
@@ -183,29 +288,87 @@ def _type_name(value: Any) -> str:
     )
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key_name(key: str) -> str:
+    """A user's key as an error message names it: bare when it is a plain word, else quoted and cut short."""
+    return key if re.fullmatch(r"\w{1,60}", key, re.ASCII) else _shown(key)
+
+
+def _check_text(key: str, value: str) -> None:
+    if len(value) > MAX_TEXT:
+        raise ConfigError(f"{key}: {len(value)} characters is too long (at most {MAX_TEXT})")
+
+
 def _check_type(key: str, value: Any, default: Any) -> None:
     expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: {value} is not a finite number")
         return  # 100 is a fine rate
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{key}: expected {_type_name(default)}, got {_type_name(value)} ({value!r})")
+        raise ConfigError(f"{key}: expected {_type_name(default)}, got {_type_name(value)} ({_shown(value)})")
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str):
+            _check_text(key, text)
 
 
 def _merge(user: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    data = copy.deepcopy(DEFAULTS)
+    data = {name: _tree(cls()) for name, cls in SECTIONS.items()}  # fresh lists each time
     for section, values in user.items():
         if section not in DEFAULTS:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(DEFAULTS)})")
+            raise ConfigError(f"{_key_name(section)}: unknown section (known: {', '.join(DEFAULTS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{section}: expected a table, got {_type_name(values)}")
         for key, value in values.items():
             full = f"{section}.{key}"
             if key not in DEFAULTS[section]:
-                raise ConfigError(f"{full}: unknown key (known: {', '.join(DEFAULTS[section])})")
+                raise ConfigError(f"{section}.{_key_name(key)}: unknown key (known: {', '.join(DEFAULTS[section])})")
             _check_type(full, value, DEFAULTS[section][key])
             data[section][key] = value
     return data
+
+
+# Per-key rules. A key whose default is "" may be left empty ("what fits this session").
+_BOUNDS = {
+    "instance.volume_size_gb": limits.VOLUME_SIZE_GB, "model.max_length": limits.MAX_LENGTH,
+    "model.image_size": limits.IMAGE_SIZE, "bench.batch_size": limits.BATCH_SIZE, "bench.n_models": limits.N_MODELS,
+    "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
+    "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
+    "batch.max_vcpus": limits.MAX_VCPUS,
+}
+_CHOICES = {
+    "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
+    "container.source": CONTAINER_SOURCES, "container.target": tuple(CONTAINER_TARGETS), "bench.mode": BENCH_MODES,
+}
+_FORMATS = {  # key: (pattern, what a value must be)
+    "aws.profile": (r"[\w.+@-]+", "a profile name (letters, digits and . + @ _ -)"),
+    "instance.ami": (r"ami-[0-9a-f]{8,17}", "an AMI id (like ami-0123456789abcdef0)"),
+    "instance.ami_ssm_parameter": (r"(/[A-Za-z0-9_.-]+)+", "a parameter path (like /aws/service/...: letters, digits, _ . - and /)"),
+    # AWS allows these in AMI names; * and ? match like a shell pattern.
+    "instance.ami_name": (r"[A-Za-z0-9()\[\] ./'@_*?-]{3,128}",
+                          "an AMI name (3-128 letters, digits, spaces and ( ) [ ] . / - ' @ _, with * and ? as wildcards)"),
+    "instance.ssh_user": (r"[a-z_][a-z0-9_-]{0,31}", "a valid user name"),
+    "instance.subnet_id": (r"subnet-[0-9a-f]{8,17}", "a subnet id (like subnet-0123abcd)"),
+    # "name" or "org/name": no empty, "." or ".." parts and no leading or trailing dot or slash.
+    "model.name": (r"[A-Za-z0-9][\w-]*(\.[\w-]+)*(/[\w-]+(\.[\w-]+)*)?",
+                   "a model id (like bert-base-cased-finetuned-mrpc or org/model)"),
+}
+
+
+def _check_key(key: str, value: Any, default: Any) -> None:
+    if value == "" == default:
+        return
+    if key in _BOUNDS and not _BOUNDS[key].allows(value):
+        raise ConfigError(f"{key}: {_shown(value)} is outside {_BOUNDS[key]}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_CHOICES[key])}")
+    if key in _FORMATS and not re.fullmatch(_FORMATS[key][0], value):
+        raise ConfigError(f"{key}: {value!r} is not {_FORMATS[key][1]}")
 
 
 def _check_instance_type(key: str, value: str) -> None:
@@ -219,80 +382,58 @@ def _check_instance_type(key: str, value: str) -> None:
         )
 
 
-def _validate(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
-    aws, inst, model, batch, lab = data["aws"], data["instance"], data["model"], data["batch"], data["lab"]
-    container, bench = data["container"], data["bench"]
+def _check_ssh_cidr(cidr: str, allow_wide: bool) -> None:
+    try:
+        net = ipaddress.ip_network(cidr, strict=True)
+    except ValueError:
+        net = None
+    if net is not None and net.version == 6:
+        raise ConfigError("instance.ssh_cidr: IPv6 ingress is not supported; give an IPv4 CIDR (like 203.0.113.7/32)")
+    if net is None or "/" not in cidr:
+        raise ConfigError(f"instance.ssh_cidr: {cidr!r} is not a CIDR block (like 203.0.113.7/32)")
+    if str(net) != cidr:
+        raise ConfigError(f"instance.ssh_cidr: write {cidr!r} as {str(net)!r}")
+    if net.prefixlen == 0:
+        raise ConfigError("instance.ssh_cidr: refusing to open SSH to the whole internet (/0)")
+    if net.prefixlen < WIDEST_SSH_PREFIX and not allow_wide:
+        raise ConfigError(
+            f"instance.ssh_cidr: {cidr} opens SSH to {net.num_addresses:,} addresses; give a /{WIDEST_SSH_PREFIX} "
+            "or narrower, or set instance.allow_wide_ssh = true"
+        )
+
+
+def _validate(data: dict[str, dict[str, Any]]) -> None:
+    for section, values in data.items():
+        for key, value in values.items():
+            _check_key(f"{section}.{key}", value, DEFAULTS[section][key])
+    aws, inst, model, bench, batch = data["aws"], data["instance"], data["model"], data["bench"], data["batch"]
     if aws["region"] not in REGIONS:
         raise ConfigError(f"aws.region: {aws['region']!r} is not an AWS region (like us-west-2)")
-    if lab["track"] not in TRACKS:
-        raise ConfigError(f"lab.track: {lab['track']!r} is not a track (choose from {', '.join(TRACKS)})")
     _check_instance_type("instance.type", inst["type"])
-    if inst["ami"] and not re.fullmatch(r"ami-[0-9a-f]{8,17}", inst["ami"]):
-        raise ConfigError(f"instance.ami: {inst['ami']!r} is not an AMI id (like ami-0123456789abcdef0)")
-    if inst["ami_ssm_parameter"] and not inst["ami_ssm_parameter"].startswith("/"):
-        raise ConfigError("instance.ami_ssm_parameter: must be a parameter path starting with '/'")
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", inst["ssh_user"]):
-        raise ConfigError(f"instance.ssh_user: {inst['ssh_user']!r} is not a valid user name")
-    if not 8 <= inst["volume_size_gb"] <= 16384:
-        raise ConfigError(f"instance.volume_size_gb: {inst['volume_size_gb']} is outside 8..16384")
-    if inst["volume_type"] not in VOLUME_TYPES:
-        raise ConfigError(f"instance.volume_type: {inst['volume_type']!r} is not one of {', '.join(VOLUME_TYPES)}")
-    if inst["subnet_id"] and not re.fullmatch(r"subnet-[0-9a-f]{8,17}", inst["subnet_id"]):
-        raise ConfigError(f"instance.subnet_id: {inst['subnet_id']!r} is not a subnet id (like subnet-0123abcd)")
     if inst["ssh_cidr"]:
-        try:
-            net = ipaddress.ip_network(inst["ssh_cidr"], strict=True)
-        except ValueError:
-            raise ConfigError(f"instance.ssh_cidr: {inst['ssh_cidr']!r} is not a CIDR block (like 203.0.113.7/32)") from None
-        if net.prefixlen == 0:
-            raise ConfigError("instance.ssh_cidr: refusing to open SSH to the whole internet (/0)")
-    if model["family"] not in MODEL_FAMILIES:
-        raise ConfigError(f"model.family: {model['family']!r} is not one of {', '.join(MODEL_FAMILIES)}")
-    if model["name"] and not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", model["name"]):
-        raise ConfigError(f"model.name: {model['name']!r} is not a model id (like bert-base-cased-finetuned-mrpc or org/model)")
+        _check_ssh_cidr(inst["ssh_cidr"], inst["allow_wide_ssh"])
     for family, default in MODEL_NAMES.items():
         if model["name"] == default and family != model["family"]:
             raise ConfigError(f"model.name: {default} is a {family} model; name a {model['family']} model or leave it empty")
-    if model["size"] and model["size"] not in MODEL_SIZES:
-        raise ConfigError(f"model.size: {model['size']!r} is not one of {', '.join(MODEL_SIZES)}")
-    if container["source"] not in CONTAINER_SOURCES:
-        raise ConfigError(f"container.source: {container['source']!r} is not one of {', '.join(CONTAINER_SOURCES)}")
-    if container["target"] and container["target"] not in CONTAINER_TARGETS:
-        raise ConfigError(f"container.target: {container['target']!r} is not one of {', '.join(CONTAINER_TARGETS)}")
-    for key, lo, hi in (("batch_size", 1, 1024), ("n_models", 0, 256), ("workers_per_model", 1, 64), ("min_duration_s", 1, 3600),
-                        ("min_queries", 1, 10_000_000), ("max_duration_s", 1, 86_400)):
-        if not lo <= bench[key] <= hi:
-            raise ConfigError(f"bench.{key}: {bench[key]} is outside {lo}..{hi}")
     if bench["max_duration_s"] < bench["min_duration_s"]:
-        raise ConfigError(f"bench.max_duration_s: {bench['max_duration_s']} is less than bench.min_duration_s ({bench['min_duration_s']})")
-    if bench["mode"] not in BENCH_MODES:
-        raise ConfigError(f"bench.mode: {bench['mode']!r} is not one of {', '.join(BENCH_MODES)}")
+        raise ConfigError(
+            f"bench.max_duration_s: {bench['max_duration_s']} is less than bench.min_duration_s ({bench['min_duration_s']})"
+        )
     if bench["mode"] == "open" and not bench["rate"] > 0:
         raise ConfigError("bench.rate: open-loop mode needs a target rate above 0 (queries per second)")
-    if bench["rate"] < 0:
-        raise ConfigError(f"bench.rate: {bench['rate']} is negative")
-    if not 8 <= model["max_length"] <= 4096:
-        raise ConfigError(f"model.max_length: {model['max_length']} is outside 8..4096")
-    if not 32 <= model["image_size"] <= 1024:
-        raise ConfigError(f"model.image_size: {model['image_size']} is outside 32..1024")
-    sizes = batch["sizes"]
-    if not sizes:
+    if not batch["sizes"]:
         raise ConfigError("batch.sizes: must list at least one batch size")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 1024:
-            raise ConfigError(f"batch.sizes: {s!r} is not a batch size (an integer 1..1024)")
-    if len(set(sizes)) != len(sizes):
+    for s in batch["sizes"]:
+        if isinstance(s, bool) or not isinstance(s, int) or not limits.BATCH_SIZE.allows(s):
+            raise ConfigError(f"batch.sizes: {_shown(s)} is not a batch size (an integer {limits.BATCH_SIZE})")
+    if len(set(batch["sizes"])) != len(batch["sizes"]):
         raise ConfigError("batch.sizes: lists a batch size twice")
     if not batch["instance_types"]:
         raise ConfigError("batch.instance_types: must list at least one instance type")
     for t in batch["instance_types"]:
         if not isinstance(t, str):
-            raise ConfigError(f"batch.instance_types: {t!r} is not a string")
+            raise ConfigError(f"batch.instance_types: {_shown(t)} is not a string")
         _check_instance_type("batch.instance_types", t)
-    if not 1 <= batch["max_vcpus"] <= 10000:
-        raise ConfigError(f"batch.max_vcpus: {batch['max_vcpus']} is outside 1..10000")
-    if not sandbox and aws["profile"] and not re.fullmatch(r"[\w.+@-]+", aws["profile"]):
-        raise ConfigError(f"aws.profile: {aws['profile']!r} is not a profile name")
 
 
 def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
@@ -308,50 +449,70 @@ def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
 
 
 def from_dict(user: dict[str, Any], *, sandbox: bool = False) -> LabConfig:
+    """Validate ``user`` (parsed TOML: the keys it changes) over the defaults."""
     data = _merge(user)
-    _validate(data, sandbox)
+    _validate(data)
     _fill_ami(data, sandbox)
-    return LabConfig(data)
+    return LabConfig(**{name: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()})
+                        for name, cls in SECTIONS.items()})
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """Parse TOML text; a problem is a one-line :class:`ConfigError` worded to follow "... is "."""
+    try:
+        return tomllib.loads(text)
+    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
+        raise ConfigError(f"not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError("nested too deeply to read (arrays or tables inside each other)") from None
+
+
+_FILE_KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+               stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _FILE_KINDS.items() if test(mode)), "not a file")
+
+
+def read_config_file(path: str | Path) -> str:
+    """The text of a config file: a regular UTF-8 file of at most MAX_FILE_BYTES. Anything else
+    (a FIFO, a device, a directory, a symlink loop, ...) is a one-line :class:`ConfigError` naming
+    ``--config``. Nothing blocks: the file's type is checked before it is opened (opening a FIFO
+    waits for a writer), and it is opened non-blocking in case it was replaced in between."""
+    p = str(path)
+    try:
+        kind = _not_regular(os.stat(p).st_mode)
+        if kind is None:
+            with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
+                kind = _not_regular(os.fstat(f.fileno()).st_mode)
+                raw = b"" if kind else f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise ConfigError(f"--config: no such file: {p}") from None
+        raise ConfigError(f"--config: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
+    if kind is not None:
+        raise ConfigError(f"--config: {p} is {kind}, not a regular file")
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"--config: {p} is larger than {MAX_FILE_BYTES >> 20} MiB; a lab config is a few lines")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {p} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
 
 
 def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:
     """Load and validate a config file; ``None`` gives the defaults."""
     if path is None:
         return from_dict({}, sandbox=sandbox)
-    p = Path(path)
+    text = read_config_file(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--config: no such file: {p}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--config: cannot read {p}: {e.__class__.__name__}") from None
-    try:
-        user = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"--config: {p} is not valid TOML: {e}") from None
+        user = parse_toml(text)
+    except ConfigError as e:
+        raise ConfigError(f"--config: {path} is {e}") from None
     return from_dict(user, sandbox=sandbox)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
-    """Write the (flat, two-level) config tree as TOML."""
-    out = []
-    for section, values in data.items():
-        out.append(f"[{section}]")
-        out.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        out.append("")
-    return "\n".join(out)
 
 
 def validate_session_name(name: str, flag: str = "--name") -> str:

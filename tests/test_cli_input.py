@@ -4,8 +4,13 @@ no traceback, and nothing created — no session, no session directory, nothing 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import tempfile
+from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 # (id, config file text or None, extra args — "{name}" and "{config}" are filled in, expected substring)
 # A config of None means no --config is given unless the args name one.
@@ -24,6 +29,12 @@ CASES = [
     ("ssh-to-the-world", '[instance]\nssh_cidr = "0.0.0.0/0"\n', None, "instance.ssh_cidr"),
     ("ssh-cidr-not-cidr", '[instance]\nssh_cidr = "my laptop"\n', None, "instance.ssh_cidr"),
     ("bad-volume-type", '[instance]\nvolume_type = "st1"\n', None, "instance.volume_type"),
+    ("nan-rate", '[bench]\nmode = "open"\nrate = nan\n', None, "bench.rate"),
+    ("ipv6-ssh-cidr", '[instance]\nssh_cidr = "2001:db8::/64"\n', None, "IPv6 ingress is not supported"),
+    ("wide-ssh-cidr", '[instance]\nssh_cidr = "10.0.0.0/8"\n', None, "instance.allow_wide_ssh"),
+    ("path-model-name", '[model]\nname = "a/.."\n', None, "model.name"),
+    ("shell-profile-in-sandbox", '[aws]\nprofile = "x; rm -rf ~"\n', None, "aws.profile"),
+    ("300-characters", f'[instance]\nami_name = "{"a" * 300}"\n', None, "instance.ami_name"),
     ("missing-config-file", None, ["run", "--sandbox", "--name", "{name}", "--config", "{missing}"], "--config"),
     ("bad-config-json-mode", '[instance]\nvolume_size_gb = "big"\n',
      ["run", "--sandbox", "--json", "--name", "{name}", "--config", "{config}"], "instance.volume_size_gb"),
@@ -92,6 +103,52 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case_id, toml, args, e
     _assert_nothing_for(name, cli, tagged, inflab_home, sessions_before, dirs_before)
 
 
+def _unreadable(kind: str, d: Path) -> str:
+    """A --config path the CLI cannot use as a config file (``d`` is an empty directory)."""
+    p = d / "lab.toml"
+    if kind == "fifo":
+        os.mkfifo(p)  # opening it would wait for a writer
+    elif kind == "socket":
+        socket.socket(socket.AF_UNIX).bind(str(p))
+    elif kind == "symlink-loop":
+        os.symlink(d / "b.toml", p)
+        os.symlink(p, d / "b.toml")
+    elif kind == "directory":
+        return str(d)
+    elif kind == "long-name":
+        return str(d / ("x" * 300 + ".toml"))
+    elif kind == "not-utf8":
+        p.write_bytes(b'[aws]\nprofile = "\xff\xfe"\n')
+    elif kind == "deep-array":
+        p.write_text("[bench]\nrate = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    elif kind == "too-big":
+        p.write_text("# a comment line\n" * 70_000)
+    else:
+        return {"dev-zero": "/dev/zero", "proc-mem": "/proc/self/mem"}[kind]
+    return str(p)
+
+
+UNREADABLE = [("fifo", "FIFO"), ("dev-zero", "character device"), ("socket", "socket"), ("proc-mem", "cannot read"),
+              ("symlink-loop", "symbolic links"), ("directory", "directory"), ("long-name", "too long"),
+              ("not-utf8", "not UTF-8"), ("deep-array", "nested too deeply"), ("too-big", "larger than 1 MiB")]
+
+
+@pytest.mark.parametrize("kind, says", UNREADABLE, ids=[u[0] for u in UNREADABLE])
+def test_config_files_the_cli_cannot_read_create_nothing(kind, says, name, tmp_path):
+    home = tmp_path / "inflab-home"  # not there yet: a refused run must not make it
+    with tempfile.TemporaryDirectory(prefix="cfg") as d:  # short: socket paths are limited to ~100 bytes
+        path = _unreadable(kind, Path(d))
+
+        r = run_cli("run", "--sandbox", "--name", name, "--config", path, "--until", "credentials", home=home, timeout=60,
+                    input="")
+
+    _assert_one_line_error(r, "--config")
+    assert says in r.stderr, r.stderr
+    assert not home.exists(), sorted(p.name for p in home.iterdir())
+    r = run_cli("sessions", "--json", home=home)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout + r.stderr
+
+
 def test_cleanup_without_yes_and_no_terminal_refuses_and_deletes_nothing(name, cli, sandbox, tagged):
     r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
     assert r.returncode == 0, r.stderr
@@ -123,3 +180,28 @@ def test_new_with_an_existing_name_is_refused(name, cli, sandbox):
     r = cli("new", "--sandbox", "--name", name, input="")
 
     _assert_one_line_error(r, "--name")
+
+
+@pytest.mark.parametrize("where", ["a-file", "under-dev-null"])
+def test_an_inflab_home_that_cannot_be_a_directory_is_one_line(where, tmp_path, cli):
+    home = tmp_path / "home-file" if where == "a-file" else Path("/dev/null/inflab")
+    if where == "a-file":
+        home.write_text("not a directory")
+    for args in (["sessions"], ["run", "--sandbox", "--name", "x1", "--until", "credentials"]):
+        r = cli(*args, env={"INFLAB_HOME": str(home)}, timeout=30)
+        _assert_one_line_error(r, "INFLAB_HOME")
+        assert "is not a directory" in r.stderr
+    if where == "a-file":
+        assert home.read_text() == "not a directory"
+
+
+def test_a_corrupt_store_says_where_and_what_to_do(tmp_path, cli):
+    db = tmp_path / "inflab.db"
+    db.write_bytes(b"\x00garbage, not SQLite" * 300)
+    before = db.read_bytes()
+    r = cli("sessions", env={"INFLAB_HOME": str(tmp_path)}, timeout=30)
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert str(db) in line and "damaged" in line and "move it aside" in line
+    assert db.read_bytes() == before, "the damaged file is left as it was"

@@ -25,9 +25,9 @@ import urllib.request
 import warnings
 
 try:
-    from . import sysinfo, targets
+    from . import limits, sysinfo, targets
 except ImportError:  # run as a script on the host
-    import sysinfo, targets
+    import limits, sysinfo, targets
 
 FORMAT = "inflab-model/1"
 DEFAULT_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/resnet-50"}
@@ -73,14 +73,14 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _at_least(low: int):
+def _within(bound: limits.Bound):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        if not bound.allows(value):
+            raise argparse.ArgumentTypeError(f"must be within {bound}, not {value}")
         return value
     return parse
 
@@ -90,9 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--family", required=True, choices=("bert", "resnet"))
     p.add_argument("--name", help="Hugging Face model id or local directory (default: the family's workshop model)")
     p.add_argument("--target", required=True, choices=targets.TARGETS)
-    p.add_argument("--batch-size", required=True, type=_at_least(1))
-    p.add_argument("--max-length", type=_at_least(4), default=128, help="BERT sequence length (default 128)")
-    p.add_argument("--image-size", type=_at_least(32), default=224, help="ResNet image side (default 224)")
+    p.add_argument("--batch-size", required=True, type=_within(limits.BATCH_SIZE))
+    p.add_argument("--max-length", type=_within(limits.MAX_LENGTH), default=128, help="BERT sequence length (default 128)")
+    p.add_argument("--image-size", type=_within(limits.IMAGE_SIZE), default=224, help="ResNet image side (default 224)")
     p.add_argument("--size", choices=("full", "tiny"), default="full", help="tiny: a small config, random weights")
     p.add_argument("--offline", action="store_true", help="do not use the hub: random weights from a known config")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 model (cpu only)")
