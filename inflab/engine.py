@@ -2,7 +2,9 @@
 
 The TUI and ``inflab run`` both drive this one class. It is synchronous and blocking
 (call it from a thread in the TUI); it reports through a listener callback that receives
-:class:`EngineEvent` objects from whatever thread the engine runs on.
+the records of :mod:`inflab.events` from whatever thread the engine runs on.
+
+It picks the session's host runtime (AWS or the sandbox) once and hands it to the steps.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import LabConfig
+from .events import EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged, elapsed_text
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
-from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE, Store
+from .remote.host import Host, HostUnavailable
+from .runtime.base import HostRuntime, HostRuntimeError
+from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
 
+__all__ = ["Engine", "EngineEvent", "RunResult", "describe_exception", "CANCELLED", "FAILED", "UNDONE"]
 
-@dataclass(frozen=True)
-class EngineEvent:
-    kind: str  # "state", "log", "progress" or "output" (a remote job's lines)
-    step: str | None
-    state: str | None = None
-    message: str = ""
-    fraction: float | None = None
-    lines: tuple[str, ...] = ()
+#: errors whose message is written for the user (no class name, no traceback)
+USER_ERRORS = (StepError, HostRuntimeError, HostUnavailable)
+HEARTBEAT_S = 1.0
+QUIET_S = 10.0  # after this long without output, the progress line says so
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class RunResult:
     step: str | None = None  # the step that failed or was cancelled
     error: str = ""
     cancelled: bool = False
+    finished: bool = False  # nothing was run: the session had finished already
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -41,6 +44,8 @@ def describe_exception(exc: BaseException) -> str:
 
     from .lab_steps.account import NO_CREDENTIALS
 
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
     if isinstance(exc, EndpointConnectionError):
@@ -54,21 +59,67 @@ def describe_exception(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
+class _Heartbeat:
+    """While a step works, say every second what it is doing and for how long."""
+
+    def __init__(self, step: str, emit: Callable[[EngineEvent], None]):
+        self.step, self.emit = step, emit
+        self.started = time.monotonic()
+        self.message, self.fraction = "working", None
+        self.last_output, self.last_output_at = "", 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{step}", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2)
+
+    def progress(self, fraction: float | None, message: str) -> None:
+        self.message, self.fraction = message, fraction
+        self.tick()
+
+    def output(self, lines: list[str]) -> None:
+        shown = [line for line in lines if line.strip()]
+        if shown:
+            self.last_output, self.last_output_at = shown[-1].strip()[:120], time.monotonic()
+
+    def text(self) -> str:
+        now = time.monotonic()
+        if self.last_output_at:
+            quiet = now - self.last_output_at
+            line = f"last output: {self.last_output}"
+            return line + (f" (nothing new for {quiet:.0f} s — still working)" if quiet >= QUIET_S else "")
+        return self.message
+
+    def tick(self) -> None:
+        self.emit(StepProgress(self.step, self.text(), self.fraction, time.monotonic() - self.started))
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.tick()
+
+
 class Engine:
-    def __init__(self, store: Store, name: str, *, listener: Callable[[EngineEvent], None] | None = None, aws=None):
+    def __init__(self, store: Store, name: str, *, listener: Callable[[EngineEvent], None] | None = None, aws=None,
+                 runtime: HostRuntime | None = None):
+        from .lab_steps import available_steps
+        from .runtime.select import for_session
+
         self.store = store
         self.name = name
-        info = store.get_session(name)
-        self.info = info
-        self.config = LabConfig(info.config)
+        self.info = store.get_session(name)
+        self.config = LabConfig.from_snapshot(self.info.config, sandbox=self.info.sandbox)
+        self.runtime = runtime or for_session(self.info.sandbox, store.home)
         self.listener = listener or (lambda e: None)
         self._aws = aws
         self._aws_lock = threading.Lock()
         self.cancel_event = threading.Event()
         # Set with cancel when the app quits: remote jobs keep running and are reattached later.
         self.detach_event = threading.Event()
-        from .lab_steps import available_steps
-
         self.steps: list[Step] = available_steps()
         self._by_id = {s.id: s for s in self.steps}
 
@@ -79,12 +130,8 @@ class Engine:
             if self._aws is None:
                 from .aws import Aws
 
-                endpoint = None
-                if self.info.sandbox:
-                    from . import sandbox
-
-                    endpoint = sandbox.ensure_running(self.store.home).endpoint
-                self._aws = Aws(region=self.config.region, profile=self.config["aws"]["profile"] or None, endpoint_url=endpoint)
+                self._aws = Aws(region=self.config.region, profile=self.config["aws"]["profile"] or None,
+                                endpoint_url=self.runtime.aws_endpoint())
             return self._aws
 
     def step(self, step_id: str) -> Step:
@@ -92,29 +139,32 @@ class Engine:
             raise KeyError(step_id)
         return self._by_id[step_id]
 
-    def context(self, step: Step) -> StepContext:
+    def context(self, step: Step, heartbeat: _Heartbeat | None = None) -> StepContext:
+        def progress(fraction, message, s=step.id):
+            if heartbeat:
+                heartbeat.progress(fraction, message)
+            else:
+                self.listener(StepProgress(s, message, fraction))
+
+        def output(lines, s=step.id):
+            if heartbeat:
+                heartbeat.output(lines)
+            self.listener(JobLines(s, tuple(lines)))
+
         return StepContext(
-            name=self.name,
-            config=self.config,
-            sandbox=self.info.sandbox,
-            store=self.store,
-            aws=self.aws,
-            step_id=step.id,
-            log=lambda msg, s=step.id: self._log(s, msg),
-            progress=lambda f, msg, s=step.id: self.listener(EngineEvent("progress", s, message=msg, fraction=f)),
-            output=lambda lines, s=step.id: self.listener(EngineEvent("output", s, lines=tuple(lines))),
-            cancel=self.cancel_event,
-            detach=self.detach_event,
+            name=self.name, config=self.config, runtime=self.runtime, store=self.store, aws_factory=lambda: self.aws,
+            step_id=step.id, log=lambda msg, s=step.id: self._log(s, msg), progress=progress, output=output,
+            cancel=self.cancel_event, detach=self.detach_event,
         )
 
     def _log(self, step: str | None, message: str) -> None:
         self.store.event(self.name, step, "log", message)
-        self.listener(EngineEvent("log", step, message=message))
+        self.listener(StepLogged(step, message))
 
     def _set(self, step: str, state: str, error: str | None = None) -> None:
         self.store.set_step(self.name, step, state, error)
         self.store.event(self.name, step, "state", state + (f": {error}" if error else ""))
-        self.listener(EngineEvent("state", step, state=state, message=error or ""))
+        self.listener(StepStateChanged(step, state, error or ""))
 
     # -- queries -----------------------------------------------------------------
     def states(self) -> dict[str, dict]:
@@ -131,6 +181,14 @@ class Engine:
     def index(self, step_id: str) -> int:
         return [s.id for s in self.steps].index(step_id)
 
+    def finished(self) -> dict | None:
+        """When and how the session finished ({"step", "at"}), or None while it has not."""
+        return self.store.get(self.name, "finished")
+
+    def cli_lines(self, step_id: str) -> list[str]:
+        """The AWS CLI commands a step stands for, with this session's names (no AWS call, nothing started)."""
+        return self.step(step_id).cli(self.context(self.step(step_id)))
+
     # -- actions ------------------------------------------------------------------
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -143,29 +201,33 @@ class Engine:
     def run_step(self, step_id: str, *, check_first: bool = True) -> RunResult:
         step = self.step(step_id)
         try:
-            ctx = self.context(step)
             if check_first:
-                if step.check(ctx):
+                if step.check(self.context(step)):
                     self._log(step.id, "Already done — nothing to change")
                     self._set(step.id, DONE)
+                    self._note_finish(step)
                     return RunResult(True, step.id)
             self._set(step.id, RUNNING)
-            ctx.check_cancel()
-            started = time.monotonic()
-            step.apply(ctx)
-            self._log(step.id, f"Finished in {time.monotonic() - started:.1f} s")
+            with _Heartbeat(step.id, self.listener) as beat:
+                ctx = self.context(step, beat)
+                ctx.check_cancel()
+                step.apply(ctx)
+            took = time.monotonic() - beat.started
+            self._log(step.id, f"Finished in {took:.1f} s" if took < 60 else f"Finished in {elapsed_text(took)}")
             self._set(step.id, DONE)
+            self._note_finish(step)
             return RunResult(True, step.id)
-        except Cancelled:
-            self._set(step.id, CANCELLED, "cancelled")
+        except Cancelled as e:
+            self._set(step.id, CANCELLED, str(e) if str(e) != "cancelled" else "cancelled by you")
             return RunResult(False, step.id, "cancelled", cancelled=True)
-        except StepError as e:
-            self._set(step.id, FAILED, str(e))
-            return RunResult(False, step.id, str(e))
-        except Exception as e:  # AWS or network errors the step did not expect
+        except Exception as e:  # StepError and the like say what to do; AWS or network errors are described
             msg = describe_exception(e)
             self._set(step.id, FAILED, msg)
             return RunResult(False, step.id, msg)
+
+    def _note_finish(self, step: Step) -> None:
+        if step.destructive or step is self.steps[-1]:
+            self.store.put(self.name, "finished", {"step": step.id, "at": time.time()})
 
     def _fresh(self) -> None:
         self.cancel_event.clear()
@@ -176,17 +238,34 @@ class Engine:
         self._fresh()
         return self.run_step(step_id)
 
-    def run(self, until: str | None = None) -> RunResult:
-        """Run every step up to and including ``until``; already-done steps are checked and skipped."""
+    def run(self, until: str | None = None, *, again: bool = False, from_step: str | None = None,
+            exclude: tuple[str, ...] = ()) -> RunResult:
+        """Run every step up to and including ``until``; already-done steps are checked and skipped.
+
+        A finished session (terminated, or through its last step) runs nothing unless asked:
+        ``again`` starts over (each step checks, so what still exists is kept), ``from_step``
+        redoes that step and the ones after it even if they look done. ``exclude`` leaves
+        steps out (e.g. ``("terminate",)``: everything but terminate).
+        """
         self._fresh()
+        fin = self.finished()
+        if fin and not (again or from_step):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fin["at"]))
+            self._log(None, f"Session {self.name} finished at {when} (step {fin['step']}): nothing to do. "
+                            "To run it again: --again (or --from STEP to redo from a step)")
+            return RunResult(True, fin["step"], finished=True)
+        if fin:
+            self.store.delete(self.name, "finished")
+            self._log(None, "Running the finished session again" + (f" from {from_step}" if from_step else ""))
         last = self.index(until) if until else len(self.steps) - 1
+        first = self.index(from_step) if from_step else 0
         states = self.states()
-        for step in self.steps[: last + 1]:
+        for step in self.steps[first: last + 1]:
             if self.cancel_event.is_set():
                 return RunResult(False, step.id, "cancelled", cancelled=True)
-            if states[step.id]["state"] == SKIPPED:
+            if step.id in exclude or (states[step.id]["state"] == SKIPPED and not from_step):
                 continue
-            result = self.run_step(step.id)
+            result = self.run_step(step.id, check_first=not from_step)
             if not result.ok:
                 return result
         return RunResult(True, until)
@@ -203,13 +282,12 @@ class Engine:
             self._set(step_id, RUNNING)
             step.undo(self.context(step))
             self._set(step_id, UNDONE)
+            if (self.finished() or {}).get("step") == step_id:
+                self.store.delete(self.name, "finished")
             return RunResult(True, step_id)
         except Cancelled:
-            self._set(step_id, CANCELLED, "cancelled")
+            self._set(step_id, CANCELLED, "cancelled by you")
             return RunResult(False, step_id, "cancelled", cancelled=True)
-        except StepError as e:
-            self._set(step_id, FAILED, str(e))
-            return RunResult(False, step_id, str(e))
         except Exception as e:
             msg = describe_exception(e)
             self._set(step_id, FAILED, msg)
@@ -233,3 +311,99 @@ class Engine:
         else:
             self._log(None, f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}")
         return errors, leftovers
+
+    # -- opening a session: what is really there --------------------------------------
+    def running_job_step(self) -> str | None:
+        """The step whose remote job the record says is still running on the current instance."""
+        jobs = self.store.get(self.name, "jobs") or {}
+        host = (self.store.get(self.name, "host") or {}).get("instance_id")
+        for kind, job_id in jobs.items():
+            if kind.endswith("#") or kind not in self._by_id:
+                continue
+            rec = self.store.job(self.name, job_id)
+            if rec and rec["status"] == "running" and host and rec["host"] == host:
+                return kind
+        return None
+
+    def reconcile(self) -> list[StepFound]:
+        """Check every done step against what is really there; mark what vanished as stale.
+
+        Steps that need the instance are not probed once the instance itself is found gone.
+        A finished session is left as it is (its instance is meant to be gone).
+        """
+        self._fresh()
+        found: list[StepFound] = []
+        if self.finished():
+            return found
+        gone: str | None = None
+        states = self.states()
+        for step in self.steps:
+            if self.cancel_event.is_set():
+                break
+            if states[step.id]["state"] != DONE:
+                continue
+            if step.needs_host and gone:
+                reason = gone
+            else:
+                try:
+                    ok = step.check(self.context(step))
+                    reason = "" if ok else "what it made is no longer there"
+                except Exception as e:
+                    reason = f"could not check it ({describe_exception(e)})"
+            if not reason:
+                continue
+            if step.provides_host:
+                gone = f"the instance is gone (found at {step.id})"
+            message = f"{reason}: run it again"
+            self._set(step.id, STALE, message)
+            found.append(StepFound(step.id, STALE, message))
+            self.listener(found[-1])
+        job = self.running_job_step()
+        if job:
+            found.append(StepFound(job, RUNNING, "its job is still running on the instance: reattaching"))
+            self.listener(found[-1])
+        summary = f"{len([f for f in found if f.state == STALE])} step(s) need running again" if found else "everything is where it was"
+        self._log(None, f"Checked the session against what exists: {summary}")
+        return found
+
+    def resume(self) -> RunResult:
+        """Open the session: reconcile, then reattach to a job still running on the instance."""
+        self.reconcile()
+        job = self.running_job_step()
+        if job and not self.cancel_event.is_set():
+            self._log(job, "Reattaching to the job still running on the instance")
+            return self.run_one(job)
+        return RunResult(True)
+
+    # -- the host, for live views (monitor, terminal, ssh) ---------------------------------
+    def host(self) -> Host:
+        """The instance to watch, or HostUnavailable saying why there is none."""
+        states = self.states()
+        record = self.store.get(self.name, "host")
+        if not record:
+            if states.get("terminate", {}).get("state") == DONE:
+                raise HostUnavailable("The instance was terminated (step terminate). Run the steps from launch to get a new one")
+            raise HostUnavailable("No instance yet: run the steps up to wait-running")
+        if states.get("wait-running", {}).get("state") == STALE:
+            raise HostUnavailable("The instance is gone (terminated outside inflab, or the sandbox was stopped): "
+                                  "run the steps from launch again")
+        host = self.context(self.step("connect")).host()
+        if not host.pinned:
+            raise HostUnavailable("Run the connect step first (it checks and pins the host key)")
+        return host
+
+    async def open_host(self, timeout: float = 15):
+        """An SSH connection to the instance for a live view (host key checked)."""
+        import asyncio
+
+        from .remote.host import open_connection
+
+        host = await asyncio.to_thread(self.host)  # may start the sandbox daemon: never on the UI loop
+        return await open_connection(host, timeout=timeout)
+
+    def ssh_command(self, *remote: str) -> list[str]:
+        """The OpenSSH command line for the instance, checked against the pinned key."""
+        from .lab_steps.connect import ssh_command
+
+        self.host()
+        return ssh_command(self.context(self.step("connect")), *remote)

@@ -17,6 +17,7 @@ import pytest
 from inflab import config
 from inflab.lab_steps import container, model
 from inflab.lab_steps.base import StepContext, StepError
+from inflab.runtime.select import for_session
 
 ACCOUNT_URI = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 
@@ -66,7 +67,8 @@ def ctx_for(store, name):
     def make(user_config: dict, *, sandbox: bool = False, aws=None) -> StepContext:
         cfg = config.from_dict(user_config, sandbox=sandbox)
         store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
-        ctx = StepContext(name=name, config=cfg, sandbox=sandbox, store=store, aws=aws, step_id="test", log=lambda m: None)
+        ctx = StepContext(name=name, config=cfg, runtime=for_session(sandbox, store.home), store=store,
+                          aws_factory=(lambda: aws) if aws else None, step_id="test", log=lambda m: None)
         ctx.put("ecr", {"name": f"inflab-{name}", "uri": f"{ACCOUNT_URI}/inflab-{name}", "arn": "arn"})
         ctx.put("host", {"instance_id": "i-0123456789abcdef0", "public_ip": "203.0.113.7", "user": "ubuntu", "zone": "us-west-2a"})
         return ctx
@@ -114,10 +116,22 @@ def test_prebuilt_pulls_the_neuron_2_20_image_and_adds_the_payload(ctx_for, name
     assert "FROM ${BASE_IMAGE}" in prebuilt and "/opt/inflab/payload" in prebuilt
 
 
-def test_changing_the_definition_means_a_new_image(ctx_for, name):
-    build = container.image_hash(ctx_for({}))
-    assert container.image_hash(StepContext(name=name, config=config.from_dict({"container": {"source": "prebuilt"}}),
-                                            sandbox=False, store=None, aws=None)) != build
+def test_changing_the_definition_means_a_new_image(ctx_for, store, name, monkeypatch):
+    ctx = ctx_for({})
+    before = container.image_hash(ctx)
+    real_files, real_payload = container.container_files, container.payload_files
+    for changed in ("Dockerfile", "Dockerfile.prebuilt", "requirements.txt"):
+        monkeypatch.setattr(container, "container_files", lambda k, f=changed: {**real_files(k), f: real_files(k)[f] + b"\n# edited\n"})
+        assert container.image_hash(ctx) != before, f"editing {changed} must give a new image"
+    monkeypatch.setattr(container, "container_files", real_files)
+    # the payload is baked into the image: a job must never run stale code
+    monkeypatch.setattr(container, "payload_files", lambda: {**real_payload(), "bench.py": real_payload()["bench.py"] + b"\n# edited\n"})
+    assert container.image_hash(ctx) != before, "editing the payload must give a new image"
+    monkeypatch.setattr(container, "payload_files", real_payload)
+    assert container.image_hash(ctx) == before, "the same definition gives the same image"
+    prebuilt = StepContext(name=name, config=config.from_dict({"container": {"source": "prebuilt"}}),
+                           runtime=for_session(False, store.home), store=store)
+    assert container.image_hash(prebuilt) != before
 
 
 def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs_sent, name):
@@ -198,7 +212,8 @@ def test_gpu_and_cpu_targets(ctx_for, store, name):
     assert "--gpus all" in cmd and "--device" not in cmd
     args = _argv(cmd)
     assert args[args.index("--target") + 1] == "cuda"
-    cpu = StepContext(name=name, config=config.from_dict({"instance": {"type": "c6i.4xlarge"}}), sandbox=False, store=store, aws=None)
+    cpu = StepContext(name=name, config=config.from_dict({"instance": {"type": "c6i.4xlarge"}}), runtime=for_session(False, store.home),
+                      store=store)
     args = _argv(ctx_command(cpu))
     assert args[args.index("--target") + 1] == "cpu" and "--int8" in args
 

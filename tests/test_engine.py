@@ -6,6 +6,7 @@ import pytest
 
 from inflab import config
 from inflab.engine import Engine, EngineEvent
+from inflab.events import StepLogged, StepStateChanged
 
 STEPS = ["credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template", "launch", "wait-running"]
 
@@ -25,7 +26,7 @@ class Recorder:
         self.events.append(ev)
 
     def states(self) -> list[tuple[str, str]]:
-        return [(e.step, e.state) for e in self.events if e.kind == "state"]
+        return [(e.step, e.state) for e in self.events if isinstance(e, StepStateChanged)]
 
 
 def _key_pairs(aws, session):
@@ -46,7 +47,7 @@ def test_events_reach_the_listener_in_order(store, session, tagged):
         **{s.id: "pending" for s in engine.steps}, **{s: "done" for s in STEPS[:6]},
     }
     # Log lines carry the step they belong to and land between its running and done.
-    logs = [e for e in rec.events if e.kind == "log"]
+    logs = [e for e in rec.events if isinstance(e, StepLogged)]
     assert any(e.step == "keypair" and "Created key pair" in e.message for e in logs)
     assert len(tagged(session)["launch_templates"]) == 1
 
@@ -59,7 +60,7 @@ def test_second_run_checks_and_does_not_apply_again(store, session, tagged):
 
     assert result.ok
     assert rec.states() == [("credentials", "done"), ("preflight", "done"), ("keypair", "done")]
-    assert any("Already done" in e.message for e in rec.events if e.kind == "log")
+    assert any("Already done" in e.message for e in rec.events if isinstance(e, StepLogged))
     assert len(tagged(session)["key_pairs"]) == 1
 
 
@@ -113,7 +114,7 @@ def test_cancel_when_launch_template_starts(store, session, tagged):
     cancels = []
 
     def listener(ev: EngineEvent) -> None:
-        if ev.kind == "state" and ev.step == "launch-template" and ev.state == "running" and not cancels:
+        if isinstance(ev, StepStateChanged) and ev.step == "launch-template" and ev.state == "running" and not cancels:
             cancels.append(ev)
             engine.cancel()
 
@@ -170,7 +171,7 @@ def test_events_are_stored_in_the_event_log(store, session):
     state_rows = [(e["step"], e["message"]) for e in stored if e["kind"] == "state"]
     assert state_rows == [(s, st) for s in STEPS[:3] for st in ("running", "done")]
     stored_logs = [(e["step"], e["message"]) for e in stored if e["kind"] == "log"]
-    assert stored_logs == [(e.step, e.message) for e in rec.events if e.kind == "log"]
+    assert stored_logs == [(e.step, e.message) for e in rec.events if isinstance(e, StepLogged)]
     assert any(step == "keypair" and "Created key pair" in msg for step, msg in stored_logs)
     ids = [e["id"] for e in stored]
     assert ids == sorted(ids)

@@ -59,18 +59,18 @@ async def test_a_terminated_instance_refuses_the_key(connected, name, store):
 
 
 def test_real_ssh_command_uses_the_pinned_host_key(connected, name, store):
-    from inflab.engine import Engine
-    from inflab.remote.host import ssh_command
+    import stat
 
-    engine = Engine(store, name)
-    ctx = engine.context(engine.step("connect"))
-    cmd = ssh_command(ctx, "echo", "pinned-ok")
+    from inflab.engine import Engine
+
+    cmd = Engine(store, name).ssh_command("echo", "pinned-ok")
     assert "StrictHostKeyChecking=yes" in cmd
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "pinned-ok"
     # With a different key in the known_hosts file, OpenSSH refuses, as it should.
     kh = store.session_dir(name) / "known_hosts"
+    assert stat.S_IMODE(kh.stat().st_mode) == 0o600
     host = kh.read_text().split(" ", 1)[0]
     other = store.session_dir(name) / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)

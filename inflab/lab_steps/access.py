@@ -2,92 +2,107 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import urllib.request
 from pathlib import Path
 
+from .. import faultpoints
 from ..aws import error_code, inventory
 from .base import Step, StepContext, StepError
-
-CHECKIP_URL = "https://checkip.amazonaws.com"
-
 
 def key_name(ctx: StepContext) -> str:
     return ctx.prefix
 
 
 def key_path(ctx: StepContext) -> Path:
-    return ctx.session_dir / f"{key_name(ctx)}.pem"
+    return ctx.key_path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write-then-rename, 0600 from the first byte: a kill leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def public_half(path: Path) -> str | None:
+    """The OpenSSH public key of the private key file at ``path``, or None if it is missing or unreadable."""
+    import asyncssh
+
+    try:
+        return asyncssh.read_private_key(str(path)).export_public_key("openssh").decode().split()[1]
+    except (OSError, ValueError, asyncssh.KeyImportError):
+        return None
 
 
 class KeyPair(Step):
+    """The key is made here and only its public half goes to AWS: no AWS ever holds the private key."""
+
     id = "keypair"
     title = "Create an SSH key pair"
 
     def cli(self, ctx):
         return [
-            f"aws ec2 create-key-pair --key-name {key_name(ctx)} --key-type ed25519 "
-            f"--tag-specifications 'ResourceType=key-pair,Tags=[{{Key=inflab:session,Value={ctx.name}}}]' "
-            f"--query KeyMaterial --output text > {key_path(ctx)}",
-            f"chmod 600 {key_path(ctx)}",
+            f"ssh-keygen -t ed25519 -N '' -C {key_name(ctx)} -f {key_path(ctx)}",
+            f"aws ec2 import-key-pair --key-name {key_name(ctx)} --public-key-material fileb://{key_path(ctx)}.pub "
+            f"--tag-specifications 'ResourceType=key-pair,Tags=[{{Key=inflab:session,Value={ctx.name}}}]'",
         ]
 
-    def _exists(self, ctx) -> bool:
+    def _described(self, ctx) -> dict | None:
         try:
-            ctx.aws.client("ec2").describe_key_pairs(KeyNames=[key_name(ctx)])
-            return True
+            return ctx.aws.client("ec2").describe_key_pairs(KeyNames=[key_name(ctx)])["KeyPairs"][0]
         except Exception as e:
             if error_code(e) == "InvalidKeyPair.NotFound":
-                return False
+                return None
             raise
 
     def check(self, ctx):
-        return key_path(ctx).exists() and self._exists(ctx)
+        """Done only if the key file holds the private half of the key pair AWS has now."""
+        known = ctx.get("keypair") or {}
+        pair = self._described(ctx)
+        return (pair is not None and bool(known) and pair.get("KeyFingerprint") == known.get("fingerprint")
+                and public_half(key_path(ctx)) == known.get("public_key"))
 
     def apply(self, ctx):
+        import asyncssh
+
         ec2 = ctx.aws.client("ec2")
         path = key_path(ctx)
-        if self._exists(ctx):
-            # The private half is only handed out at creation; without it the pair is useless.
-            ctx.log(f"Key pair {key_name(ctx)} exists but its private key is not in {path.parent}: recreating it")
+        if self._described(ctx):
+            # A pair whose private half is not the file here (lost, cut short, or made elsewhere) is useless.
+            ctx.log(f"Key pair {key_name(ctx)} exists but {path.name} does not hold its private key: replacing both")
             ec2.delete_key_pair(KeyName=key_name(ctx))
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=key_name(ctx))
+        public = key.export_public_key("openssh")
+        _write_private(path, key.export_private_key("openssh"))
+        faultpoints.hit("keypair:key-written")
         rid = ctx.intend("ec2:key-pair", key_name(ctx))
-        resp = ec2.create_key_pair(
-            KeyName=key_name(ctx), KeyType="ed25519", TagSpecifications=[ctx.tag_spec("key-pair")]
-        )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(resp["KeyMaterial"].rstrip("\n") + "\n")
-        os.chmod(path, 0o600)
+        resp = ec2.import_key_pair(KeyName=key_name(ctx), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")])
+        ctx.put("keypair", {"fingerprint": resp.get("KeyFingerprint", ""), "public_key": public.decode().split()[1]})
         ctx.store.mark_created(rid, resp.get("KeyPairId", key_name(ctx)), {"fingerprint": resp.get("KeyFingerprint", "")})
-        ctx.log(f"Created key pair {key_name(ctx)}; private key saved to {path} (mode 600)")
+        ctx.log(f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {key_name(ctx)}; "
+                "the private key never leaves this machine")
 
     def undo(self, ctx):
-        if self._exists(ctx):
+        if self._described(ctx):
             ctx.aws.client("ec2").delete_key_pair(KeyName=key_name(ctx))
             ctx.log(f"Deleted key pair {key_name(ctx)}")
         key_path(ctx).unlink(missing_ok=True)
+        ctx.store.delete(ctx.name, "keypair")
         ctx.store.mark_deleted(ctx.name, "ec2:key-pair")
 
 
 def caller_cidr(ctx: StepContext) -> str:
-    """Where SSH may come from: the config's CIDR, loopback in the sandbox, else your public IP /32."""
-    configured = ctx.config["instance"]["ssh_cidr"]
-    if configured:
-        return configured
-    if ctx.sandbox:
-        return "127.0.0.1/32"
-    try:
-        with urllib.request.urlopen(CHECKIP_URL, timeout=10) as r:
-            ip = ipaddress.ip_address(r.read().decode().strip())
-    except (OSError, ValueError):
-        raise StepError(
-            f"Could not find your public IP address ({CHECKIP_URL} did not answer). "
-            "Set instance.ssh_cidr in the config (like 203.0.113.7/32)"
-        ) from None
-    return f"{ip}/32"
+    """Where SSH may come from: the config's CIDR, else what the runtime says (your public IP /32)."""
+    return ctx.config["instance"]["ssh_cidr"] or ctx.runtime.caller_cidr()
 
 
 def sg_name(ctx: StepContext) -> str:
@@ -189,9 +204,22 @@ TRUST = {
 }
 
 
+def results_bucket(session: str, account: str) -> str:
+    """The session's S3 bucket: named exactly (3-63 characters), so no other session's name can match it."""
+    return f"inflab-{session}-{account}"
+
+
+def log_group(session: str) -> str:
+    return f"/inflab/{session}"
+
+
 def lab_access_policy(ctx: StepContext, account: str) -> dict:
-    """Only what the lab needs: its own ECR repository, S3 bucket and log group."""
-    region, prefix = ctx.region, ctx.prefix
+    """Only what the lab needs: its own ECR repository, S3 bucket and log group, by exact name.
+
+    No wildcard follows a session name: session ``lab`` must get nothing of session ``lab-2``.
+    """
+    region = ctx.region
+    bucket = results_bucket(ctx.name, account)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -203,19 +231,20 @@ def lab_access_policy(ctx: StepContext, account: str) -> dict:
                     "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
                     "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
                 ],
-                "Resource": f"arn:aws:ecr:{region}:{account}:repository/{prefix}*",
+                "Resource": f"arn:aws:ecr:{region}:{account}:repository/{ctx.prefix}",
             },
             {
                 "Sid": "S3LabBucket",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{prefix}-*", f"arn:aws:s3:::{prefix}-*/*"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
             },
             {
                 "Sid": "LabLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"arn:aws:logs:{region}:{account}:log-group:/inflab/{ctx.name}*",
+                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:{log_group(ctx.name)}",
+                             f"arn:aws:logs:{region}:{account}:log-group:{log_group(ctx.name)}:*"],
             },
         ],
     }

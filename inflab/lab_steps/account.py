@@ -49,8 +49,7 @@ class Credentials(Step):
     def apply(self, ctx):
         ident = self._identity(ctx)
         ctx.put("identity", {"account": ident["Account"], "arn": ident["Arn"]})
-        where = "the sandbox (emulated AWS on this machine)" if ctx.sandbox else f"AWS account {ident['Account']}"
-        ctx.log(f"Signed in to {where} as {ident['Arn']}")
+        ctx.log(f"Signed in to {ctx.runtime.where(ident['Account'])} as {ident['Arn']}")
 
 
 class Preflight(Step):

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from ..aws import Aws, tags
 from ..config import LabConfig
+from ..remote.host import Host
+from ..runtime.base import HostRuntime
 from ..session import Store
 
 
@@ -33,9 +35,10 @@ class Cancelled(RuntimeError):
 class StepContext:
     name: str
     config: LabConfig
-    sandbox: bool
+    runtime: HostRuntime
     store: Store
-    aws: Aws
+    #: boto3 clients; made on first use (so ``cli()`` texts never reach AWS or start the sandbox)
+    aws_factory: Callable[[], Aws] | None = None
     step_id: str = ""
     log: Callable[[str], None] = print
     progress: Callable[[float | None, str], None] = lambda f, m: None
@@ -45,10 +48,31 @@ class StepContext:
     #: set with ``cancel`` when the app quits: leave remote jobs running, reattach later
     detach: threading.Event = field(default_factory=threading.Event)
 
+    @property
+    def aws(self) -> Aws:
+        if self.aws_factory is None:
+            raise StepError("No AWS connection in this context")
+        return self.aws_factory()
+
     # -- names -------------------------------------------------------------------
     @property
     def prefix(self) -> str:
         return f"inflab-{self.name}"
+
+    @property
+    def key_path(self) -> Path:
+        """The session's SSH private key (0600)."""
+        return self.session_dir / f"{self.prefix}.pem"
+
+    def host(self, *, start: bool = True) -> Host:
+        """The running instance as SSH sees it, with its pinned host key (if it is the same instance)."""
+        record = self.get("host")
+        if not record:
+            raise StepError("No running instance recorded: run the wait-running step first")
+        pin = self.get("host_key") or {}
+        if pin.get("instance_id") != record.get("instance_id"):
+            pin = {}
+        return self.runtime.host(record, str(self.key_path), pin, start=start)
 
     @property
     def region(self) -> str:
@@ -111,8 +135,12 @@ class StepContext:
 class Step(ABC):
     id: str = ""
     title: str = ""
-    #: asks for confirmation in the TUI before apply (e.g. terminate)
+    #: asks for confirmation in the TUI before apply (e.g. terminate); finishing it finishes the session
     destructive: bool = False
+    #: works on the instance over SSH (its work goes when the instance goes)
+    needs_host: bool = False
+    #: makes or finds the instance itself (when its check fails, the instance is gone)
+    provides_host: bool = False
 
     def instructions(self) -> str:
         try:

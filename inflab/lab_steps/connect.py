@@ -6,7 +6,7 @@ import asyncio
 import base64
 
 from ..aws import error_code
-from .access import SecurityGroup, key_path
+from .access import SecurityGroup
 from .base import Step, StepContext, StepError
 
 PROBE = (
@@ -35,19 +35,15 @@ def _console_fps(ctx: StepContext) -> list[str]:
 class Connect(Step):
     id = "connect"
     title = "Connect over SSH"
+    needs_host = True
 
     def cli(self, ctx):
-        host = ctx.get("host") or {}
-        iid = host.get("instance_id", "<instance-id>")
-        if ctx.sandbox:
-            from .. import sandbox
-
-            info = sandbox.status(ctx.store.home)
-            port = info.ssh_port if info else "<port>"
-            return [f"aws ec2 get-console-output --instance-id {iid} --latest --output text",
-                    f"ssh -p {port} -i {key_path(ctx)} {host.get('user', 'ubuntu')}@127.0.0.1"]
-        return [f"aws ec2 get-console-output --instance-id {iid} --latest --output text",
-                f"ssh -i {key_path(ctx)} {host.get('user', 'ubuntu')}@{host.get('public_ip', '<public-ip>')}"]
+        iid = (ctx.get("host") or {}).get("instance_id", "<instance-id>")
+        try:
+            login = ctx.host(start=False).login()
+        except StepError:
+            login = f"ssh -i {ctx.key_path} {ctx.config['instance']['ssh_user']}@<public-ip>"
+        return [f"aws ec2 get-console-output --instance-id {iid} --latest --output text", login]
 
     def check(self, ctx):
         info = ctx.get("connect") or {}
@@ -57,13 +53,13 @@ class Connect(Step):
         return self._probe(ctx, timeout=20)[0] is not None
 
     def _probe(self, ctx: StepContext, timeout: float):
-        from ..remote import host as rhost
-        from ..remote.ssh import ConnectFailed, HostKeyMismatch, connect, run
+        from ..remote.ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, connect, run
 
-        target = rhost.target(ctx)
-        pin = rhost.pin_for(ctx)
+        host = ctx.host()
+        target = host.target
+        pin = HostKeyPin(fingerprint=host.fingerprint)
         if not pin.fingerprint:
-            pin.console = tuple(self._wait_for_console(ctx, timeout if not ctx.sandbox else 0))
+            pin.console = tuple(self._wait_for_console(ctx, min(timeout, ctx.runtime.console_wait_s)))
 
         async def go():
             conn = await connect(target, pin, timeout=timeout, progress=lambda m: ctx.progress(None, m),
@@ -97,25 +93,22 @@ class Connect(Step):
         return fps
 
     def apply(self, ctx):
-        if not ctx.sandbox:
-            sg = SecurityGroup()
-            if not sg.check(ctx):  # your address changed since the group was made (new network)
-                ctx.log("Your public IP changed since the security group was made: updating the SSH rule")
-                sg.apply(ctx)
+        sg = SecurityGroup()
+        if not sg.check(ctx):  # your address changed since the group was made (new network)
+            ctx.log("Your public IP changed since the security group was made: updating the SSH rule")
+            sg.apply(ctx)
         result, pin, error = self._probe(ctx, timeout=300)
         if result is None:
             raise StepError(f"Could not connect: {error}")
         if result.exit_status != 0:
             raise StepError(f"Connected, but the probe failed: {(result.stderr or '').strip()[:300]}")
-        from ..remote import host as rhost
-
-        rhost.save_pin(ctx, pin)
+        save_pin(ctx, pin)
         lines = (result.stdout or "").splitlines()
         tools = [line[5:] for line in lines if line.startswith("tool:")]
         info = {"instance_id": ctx.get("host")["instance_id"], "uname": lines[0] if lines else "",
                 "cores": int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None, "tools": tools}
         ctx.put("connect", info)
-        target = rhost.target(ctx)
+        target = ctx.host().target
         how = {"console": "matched the instance's console output", "first-use": "trusted on first use",
                "pinned": "matches the pinned key"}.get(pin.source, pin.source)
         ctx.log(f"Connected to {target.user}@{target.host}:{target.port}; host key {pin.seen} ({how}, pinned)")
@@ -125,5 +118,45 @@ class Connect(Step):
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, "connect")
-        ctx.store.delete(ctx.name, "host_key")
+        forget_pin(ctx)
         ctx.log("Forgot the connection details and the pinned host key")
+
+
+def save_pin(ctx: StepContext, pin) -> None:
+    """Pin the host key seen for the current instance (the known_hosts file follows the pin)."""
+    host = ctx.get("host") or {}
+    old = ctx.get("host_key") or {}
+    ctx.put("host_key", {"instance_id": host.get("instance_id"), "fingerprint": pin.seen,
+                         "public_key": pin.seen_key or old.get("public_key"),
+                         "source": pin.source if pin.source != "pinned" else old.get("source", "pinned")})
+    (ctx.session_dir / "known_hosts").unlink(missing_ok=True)  # rewritten from the pin when next needed
+
+
+def known_hosts_file(ctx: StepContext) -> str:
+    """The pinned host key where OpenSSH can check it (0600, beside the session's key)."""
+    import os
+
+    from ..remote.host import known_hosts_line
+
+    line = known_hosts_line(ctx.host())
+    if not line:
+        raise StepError("The host key is not pinned yet: run the connect step first")
+    path = ctx.session_dir / "known_hosts"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(line)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def ssh_command(ctx: StepContext, *remote: str) -> list[str]:
+    """The OpenSSH command line that reaches the instance with the session's key and pinned host key."""
+    from ..remote.host import ssh_command as command
+
+    return command(ctx.host(), known_hosts_file(ctx), *remote)
+
+
+def forget_pin(ctx: StepContext) -> None:
+    ctx.store.delete(ctx.name, "host_key")
+    (ctx.session_dir / "known_hosts").unlink(missing_ok=True)

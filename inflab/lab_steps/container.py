@@ -1,13 +1,13 @@
 """Steps `ecr-repo`, `build-image`, `push-image`: the Neuron container and its registry.
 
-On AWS the image is built on the instance (docker over SSH, as a detached job with live
-output) from ``assets/container/<kind>/Dockerfile`` — or, when ``container.source =
-"prebuilt"``, the AWS image is pulled and only our payload is added — and pushed to the
-session's ECR repository. The registry password goes to ``docker login --password-stdin``
-on the host's standard input: never on a command line, never in a log.
-
-The sandbox has no docker: `build-image` creates the job virtualenv on the sandbox
-instance from the same requirements file, and `push-image` records the repository only.
+How the image is made and pushed is the host runtime's business (:mod:`inflab.runtime`):
+on AWS it is built on the instance with docker (as a detached job with live output) from
+``assets/container/<kind>/Dockerfile`` — or, with ``container.source = "prebuilt"``, the
+AWS image is pulled and only our payload is added — and pushed to the session's ECR
+repository, the registry password going to ``docker login --password-stdin`` on the
+host's standard input (never on a command line, never in a log). Where there is no docker
+the runtime stands in for the image with a job virtualenv made from the same requirements.
+These steps ship the build context, run the runtime's plan and record what was made.
 """
 
 from __future__ import annotations
@@ -15,23 +15,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import shlex
 from importlib import resources
 
 from ..aws import error_code, tag_dict
+from ..remote.paths import IMAGE_DIR
+from ..runtime.base import ImagePlan
 from .base import Step, StepContext, StepError
-from .remote_job import VENV_DIR, payload_files, run_job, upload
-
-IMAGE_DIR = ".inflab/image"  # the build context on the host
-IMAGE_LABEL = "inflab.image"  # docker label holding the definition's hash
+from .remote_job import payload_files, run_job, upload
 
 
 def repo_name(ctx: StepContext) -> str:
-    return ctx.prefix  # inflab-<session>: the instance role may push to inflab-<session>* only
+    return ctx.prefix  # inflab-<session>: the instance role may push to exactly this repository
 
 
 def kind(ctx: StepContext) -> str:
-    return ctx.config.container_kind(ctx.sandbox)
+    return ctx.runtime.container_kind(ctx.config)
 
 
 def container_files(k: str) -> dict[str, bytes]:
@@ -57,10 +55,11 @@ def source(ctx: StepContext) -> str:
 
 
 def image_hash(ctx: StepContext) -> str:
-    """Changes when what the image is built from changes (definition, requirements, source)."""
+    """Changes when what the image is built from changes (definition, requirements, source, the payload it bakes in)."""
     h = hashlib.sha256(source(ctx).encode())
-    for name, data in sorted(container_files(kind(ctx)).items()):
-        h.update(name.encode() + b"\0" + data)
+    files = {**container_files(kind(ctx)), **{f"payload/{n}": d for n, d in payload_files().items()}}
+    for name, data in sorted(files.items()):
+        h.update(name.encode() + b"\0" + data + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -70,40 +69,14 @@ def image_uri(ctx: StepContext) -> str:
     return f"{base}:{kind(ctx)}"
 
 
-def registry_of(uri: str) -> str:
-    return uri.split("/", 1)[0]
+def image_plan(ctx: StepContext) -> ImagePlan:
+    k = kind(ctx)
+    return ctx.runtime.image_plan(uri=image_uri(ctx), digest=image_hash(ctx), kind=k, source=source(ctx), base_image=base_image(k))
 
 
-# -- the commands sent to the host (plain functions: the tests read them) -------------------
 def build_commands(ctx: StepContext) -> list[str]:
-    uri, digest = image_uri(ctx), image_hash(ctx)
-    if ctx.sandbox:
-        return [
-            "set -e",
-            'cd "$HOME"',
-            "echo '[build] The sandbox has no docker: creating the job virtualenv from the image requirements instead'",
-            f"python3 -m venv {VENV_DIR}",
-            f"{VENV_DIR}/bin/python -m pip install --progress-bar off --disable-pip-version-check -r {IMAGE_DIR}/requirements.txt",
-            f"echo {digest} > {VENV_DIR}/.inflab-image",
-            f"echo '[build] Virtualenv ready: {VENV_DIR}'",
-        ]
-    cd = f'cd "$HOME/{IMAGE_DIR}"'
-    label = f"--label {IMAGE_LABEL}={digest}"
-    if source(ctx) == "prebuilt":
-        base = shlex.quote(base_image(kind(ctx)))
-        return ["set -e", cd, f"docker pull {base}",
-                f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} {label} -t {uri} ."]
-    return ["set -e", cd, f"docker build --progress=plain {label} -t {uri} ."]
-
-
-def login_command(registry: str) -> str:
-    """Reads the password from standard input: it never appears in argv or a log."""
-    return f"docker login --username AWS --password-stdin {shlex.quote(registry)}"
-
-
-def push_commands(uri: str) -> list[str]:
-    # Log out afterwards so the registry token does not stay in ~/.docker/config.json.
-    return [f"docker push {uri}", "rc=$?", f"docker logout {shlex.quote(registry_of(uri))} >/dev/null", "exit $rc"]
+    """The build job's script, line by line (what the tests read)."""
+    return image_plan(ctx).script.split("\n")
 
 
 def ecr_password(ecr) -> tuple[str, str]:
@@ -175,12 +148,10 @@ class EcrRepo(Step):
 class BuildImage(Step):
     id = "build-image"
     title = "Build the Neuron container"
+    needs_host = True
 
     def cli(self, ctx):
-        if ctx.sandbox:
-            return ["# sandbox: no docker here; the same requirements go into a virtualenv on the sandbox instance",
-                    *build_commands(ctx)[3:5]]
-        return [f"scp -r assets/container/{kind(ctx)} <instance>:{IMAGE_DIR}", *build_commands(ctx)[1:]]
+        return list(image_plan(ctx).cli)
 
     def _state_ok(self, ctx) -> bool:
         img = ctx.get("image") or {}
@@ -189,38 +160,32 @@ class BuildImage(Step):
     def check(self, ctx):
         if not self._state_ok(ctx):
             return False
-        probe = (f"cat {VENV_DIR}/.inflab-image 2>/dev/null" if ctx.sandbox else
-                 f"docker image inspect --format '{{{{index .Config.Labels \"{IMAGE_LABEL}\"}}}}' {image_uri(ctx)} 2>/dev/null")
         from .remote_job import host_run
 
+        probe = image_plan(ctx).probe
         r = host_run(ctx, lambda conn: conn.run(probe, check=False), timeout=60)
         return (r.stdout or "").strip() == image_hash(ctx)
 
     def apply(self, ctx):
-        if not ctx.get("ecr") and not ctx.sandbox:
+        plan = image_plan(ctx)
+        if plan.needs_registry and not ctx.get("ecr"):
             raise StepError("No ECR repository recorded: run the ecr-repo step first")
         k = kind(ctx)
+        if source(ctx) != ctx.config["container"]["source"]:
+            ctx.log("container.source = prebuilt applies to the Neuron and GPU images; the CPU image is built")
+        ctx.log(plan.note)
         files = container_files(k)
-        if ctx.sandbox:
-            ctx.log("The sandbox has no docker engine: this step creates the job virtualenv on the sandbox instance "
-                    f"from assets/container/{k}/requirements.txt — the same requirements the image installs")
-        else:
-            how = "pulling the prebuilt AWS image and adding the payload" if source(ctx) == "prebuilt" \
-                else f"building assets/container/{k}/Dockerfile"
-            if source(ctx) != ctx.config["container"]["source"]:
-                ctx.log("container.source = prebuilt applies to the Neuron and GPU images; the CPU image is built")
-            ctx.log(f"Image {image_uri(ctx)}: {how} on the instance (a few minutes; output below)")
 
         async def ship(conn):
             await upload(conn, files, IMAGE_DIR)
             await upload(conn, payload_files(), f"{IMAGE_DIR}/payload")
 
-        code, tail = run_job(ctx, "build-image", "\n".join(build_commands(ctx)), before=ship)
+        code, tail = run_job(ctx, "build-image", plan.script, before=ship)
         if code != 0:
             raise StepError(f"The image build failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
-        ctx.put("image", {"uri": image_uri(ctx), "hash": image_hash(ctx), "kind": k, "sandbox": ctx.sandbox,
+        ctx.put("image", {"uri": image_uri(ctx), "hash": image_hash(ctx), "kind": k, "runtime": ctx.runtime.kind,
                           "instance_id": (ctx.get("host") or {}).get("instance_id")})
-        ctx.log("Job virtualenv ready" if ctx.sandbox else f"Built {image_uri(ctx)}")
+        ctx.log(f"Ready: {image_uri(ctx)}" if plan.needs_registry else "Ready: the job virtualenv")
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, "image")  # it lives on the instance, which terminate removes
@@ -232,15 +197,17 @@ class PushImage(Step):
 
     def cli(self, ctx):
         uri = image_uri(ctx)
-        return [f"aws ecr get-login-password --region {ctx.region} | docker login --username AWS --password-stdin {registry_of(uri)}",
-                f"docker push {uri}"]
+        plan = ctx.runtime.push_plan(uri)
+        if plan.script is None:
+            return [f"# {plan.note}"]
+        return [f"aws ecr get-login-password --region {ctx.region} | {plan.login}", f"docker push {uri}"]
 
     def check(self, ctx):
         pushed = ctx.get("pushed") or {}
         if pushed.get("hash") != image_hash(ctx):
             return False
-        if ctx.sandbox:
-            return True
+        if not pushed.get("pushed"):
+            return True  # the runtime had nothing to push
         try:
             images = ctx.aws.client("ecr").describe_images(repositoryName=repo_name(ctx), imageIds=[{"imageTag": kind(ctx)}])
         except Exception as e:
@@ -253,24 +220,24 @@ class PushImage(Step):
         image = ctx.get("image")
         if not image:
             raise StepError("No image recorded: run the build-image step first")
-        if ctx.sandbox:
+        plan = ctx.runtime.push_plan(image["uri"])
+        if plan.script is None:
             ctx.put("pushed", {"uri": image["uri"], "hash": image["hash"], "pushed": False})
-            ctx.log(f"The sandbox has no docker, so there is nothing to push: recorded the repository {image['uri']} "
-                    "for the later steps. On AWS this step logs docker in to ECR (password on stdin) and pushes the image.")
+            ctx.log(plan.note)
             return
         registry, password = ecr_password(ctx.aws.client("ecr"))
 
         async def login(conn):
-            r = await conn.run(login_command(registry), input=password + "\n", check=False)
+            r = await conn.run(plan.login, input=password + "\n", check=False)
             if r.exit_status != 0:
                 raise StepError(f"docker login to {registry} failed: {(r.stderr or r.stdout or '').strip()[:300]}")
             ctx.log(f"docker logged in to {registry} (password passed on stdin)")
 
-        code, tail = run_job(ctx, "push-image", "\n".join(push_commands(image["uri"])), before=login)
+        code, tail = run_job(ctx, "push-image", plan.script, before=login)
         if code != 0:
             raise StepError(f"docker push failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
         ctx.put("pushed", {"uri": image["uri"], "hash": image["hash"], "pushed": True})
-        ctx.log(f"Pushed {image['uri']}; ECR scans it on push")
+        ctx.log(plan.note)
 
     def undo(self, ctx):
         pushed = ctx.get("pushed") or {}

@@ -98,6 +98,7 @@ def client_token(ctx: StepContext, subnet_id: str) -> str:
 class Launch(Step):
     id = "launch"
     title = "Launch the instance"
+    provides_host = True
 
     def cli(self, ctx):
         subnets = (ctx.get("preflight") or {}).get("subnets") or [{"id": "<subnet-id>"}]
@@ -188,20 +189,39 @@ def terminate_instances(ctx: StepContext) -> list[str]:
         ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
         ctx.log(f"Terminated {', '.join(ids)}")
         ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
-        if ctx.sandbox:
-            from .. import sandbox
-
-            for iid in ids:  # the emulated instance's disk: its home directory on this machine
-                sandbox.forget_instance(ctx.store.home, iid)
+        ctx.runtime.after_terminate(ids)
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
     ctx.store.delete(ctx.name, "instance")
     ctx.store.delete(ctx.name, "host")
     return ids
 
 
+def verify_launch(ctx: StepContext, described: dict) -> None:
+    """What was launched is what was asked for: IMDSv2 only, every volume encrypted."""
+    iid = described["InstanceId"]
+    tokens = (described.get("MetadataOptions") or {}).get("HttpTokens")
+    if tokens != "required":
+        raise StepError(f"{iid} was launched with instance metadata tokens {tokens!r}, not IMDSv2-only ('required'): "
+                        "terminate it (step terminate) and check the launch template")
+    requested = {((ctx.get("preflight") or {}).get("ami") or {}).get("root_device") or "/dev/sda1"}
+    ids = [b["Ebs"]["VolumeId"] for b in described.get("BlockDeviceMappings", []) if b.get("Ebs", {}).get("VolumeId")]
+    volumes = ctx.aws.client("ec2").describe_volumes(VolumeIds=ids)["Volumes"] if ids else []
+    for v in volumes:
+        device = (v.get("Attachments") or [{}])[0].get("Device", "?")
+        if v.get("Encrypted"):
+            continue
+        why = ctx.runtime.unrequested_volume(v) if device not in requested else None
+        if why is None:
+            raise StepError(f"Volume {v['VolumeId']} ({device}, {v.get('Size')} GB) of {iid} is not encrypted: "
+                            "terminate the instance (step terminate); the launch asked for encrypted volumes only")
+        ctx.log(f"Note: unencrypted volume {v['VolumeId']} ({device}, {v.get('Size')} GB) is {why}")
+    ctx.log(f"Verified {iid}: metadata IMDSv2-only, {sum(1 for v in volumes if v.get('Encrypted'))} encrypted volume(s) as asked")
+
+
 class WaitRunning(Step):
     id = "wait-running"
     title = "Wait until it is running"
+    provides_host = True
 
     def cli(self, ctx):
         iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
@@ -241,8 +261,9 @@ class WaitRunning(Step):
         ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config["instance"]["ssh_user"],
                          "name": tag_dict(d.get("Tags")).get("Name", "")})
         ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
-        if not ctx.sandbox:
-            ctx.log("Give it about 3 minutes to boot fully before connecting.")
+        verify_launch(ctx, d)
+        if ctx.runtime.boot_note:
+            ctx.log(ctx.runtime.boot_note)
 
 
 class Terminate(Step):
@@ -252,8 +273,7 @@ class Terminate(Step):
 
     def cli(self, ctx):
         iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
-        stop = "" if ctx.sandbox else f"docker stop $(docker ps -q --filter label=inflab.session={ctx.name}); "
-        return [f"ssh <instance> '{stop}'" if stop else "# the sandbox stops the session's jobs on its instance",
+        return [ctx.runtime.stop_plan(ctx.name).cli,
                 f"aws ec2 terminate-instances --instance-ids {iid}", f"aws ec2 wait instance-terminated --instance-ids {iid}"]
 
     def check(self, ctx):
@@ -265,11 +285,10 @@ class Terminate(Step):
             return
         from .remote_job import host_run
 
-        stop = ("for p in ~/.inflab/jobs/*/pid; do [ -f \"$p\" ] && kill -TERM -- -$(cat \"$p\") 2>/dev/null; done; true"
-                if ctx.sandbox else f"docker ps -q --filter label=inflab.session={ctx.name} | xargs -r docker stop; true")
+        plan = ctx.runtime.stop_plan(ctx.name)
         try:
-            host_run(ctx, lambda conn: conn.run(stop, check=False), timeout=60)
-            ctx.log("Stopped the session's " + ("jobs" if ctx.sandbox else "containers") + " on the instance")
+            host_run(ctx, lambda conn: conn.run(plan.command, check=False), timeout=60)
+            ctx.log(f"Stopped the session's {plan.what} on the instance")
         except Exception as e:  # the instance may be gone or unreachable already: terminate anyway
             ctx.log(f"Could not reach the instance to stop its work first ({e}); terminating anyway")
 

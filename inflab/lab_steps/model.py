@@ -1,9 +1,10 @@
 """Steps `compile` and `benchmark`: trace the model for the target, then measure it.
 
 Both run the payload (``inflab/remote/payload``) as detached jobs on the instance with
-their output streamed live: on AWS inside the session's container with the Neuron
-devices passed through (``--device=/dev/neuron*``) or the GPUs (``--gpus all``); in the
-sandbox in the job virtualenv that `build-image` made. Compiled models and results stay
+their output streamed live, started the way the host runtime says: on AWS inside the
+session's container with the Neuron devices passed through (``--device=/dev/neuron*``) or
+the GPUs (``--gpus all``); without docker in the job virtualenv that `build-image` made.
+Compiled models and results stay
 on the host under ``~/.inflab/work``; the manifests and benchmark results are copied
 into the session, where ``inflab report`` reads them.
 """
@@ -16,7 +17,7 @@ import shlex
 
 from .base import Step, StepContext, StepError
 from .container import image_uri, kind
-from .remote_job import PAYLOAD_DIR, VENV_DIR, WORK_DIR, host_run, read_file, run_job, upload_payload
+from .remote_job import WORK_DIR, host_run, read_file, run_job, upload_payload
 
 MODELS = "models"  # under WORK_DIR
 RESULTS = "results"
@@ -27,15 +28,8 @@ def _digest(obj) -> str:
 
 
 def python_prefix(ctx: StepContext, job: str) -> str:
-    """How a payload script is started: in the container on AWS, in the job virtualenv in the sandbox."""
-    if ctx.sandbox:
-        return f'cd "$HOME/{WORK_DIR}" && "$HOME/{VENV_DIR}/bin/python" -u "$HOME/{PAYLOAD_DIR}/'
-    k = kind(ctx)
-    devices = {"inf1": "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')",
-               "inf2": "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')", "gpu": "--gpus all"}.get(k, "")
-    return (f"cd \"$HOME/{WORK_DIR}\" && docker run --rm --init --name {ctx.prefix}-{job} --label inflab.session={ctx.name} "
-            f"{devices + ' ' if devices else ''}-e PYTHONUNBUFFERED=1 -v \"$HOME/{WORK_DIR}:/work\" "
-            f"-v \"$HOME/{PAYLOAD_DIR}:/opt/inflab/payload:ro\" -w /work {image_uri(ctx)} python3 -u \"/opt/inflab/payload/")
+    """How a payload script is started on the host (the runtime decides: a container, a virtualenv)."""
+    return ctx.runtime.payload_prefix(session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx))
 
 
 def payload_command(ctx: StepContext, job: str, script: str, args: list[str]) -> str:
@@ -43,14 +37,14 @@ def payload_command(ctx: StepContext, job: str, script: str, args: list[str]) ->
 
 
 def instance_label(ctx: StepContext) -> str:
-    return "sandbox" if ctx.sandbox else ctx.config.instance_type
+    return ctx.runtime.instance_label(ctx.config)
 
 
 def compile_args(ctx: StepContext) -> list[str]:
-    m, target = ctx.config["model"], ctx.config.payload_target(ctx.sandbox)
+    m, target = ctx.config["model"], ctx.runtime.payload_target(ctx.config)
     args = ["--family", m["family"], "--name", ctx.config.model_name, "--target", target,
             "--batch-size", str(ctx.config["bench"]["batch_size"]), "--max-length", str(m["max_length"]),
-            "--image-size", str(m["image_size"]), "--size", ctx.config.model_size(ctx.sandbox),
+            "--image-size", str(m["image_size"]), "--size", ctx.runtime.model_size(ctx.config),
             "--out", MODELS, "--instance-type", instance_label(ctx)]
     if m["offline"]:
         args.append("--offline")
@@ -79,15 +73,16 @@ def _instance_id(ctx: StepContext) -> str:
 
 def _need_environment(ctx: StepContext) -> None:
     if not ctx.get("image"):
-        raise StepError("No image (or sandbox virtualenv) on the instance yet: run the build-image step first")
+        raise StepError("No image (or job virtualenv) on the instance yet: run the build-image step first")
 
 
 class Compile(Step):
     id = "compile"
     title = "Compile the model"
+    needs_host = True
 
     def cli(self, ctx):
-        return [f"# on the instance{'' if ctx.sandbox else ', in the container'}:",
+        return ["# on the instance:",
                 payload_command(ctx, "compile", "compile.py", compile_args(ctx))]
 
     def check(self, ctx):
@@ -100,8 +95,8 @@ class Compile(Step):
     def apply(self, ctx):
         _need_environment(ctx)
         args = compile_args(ctx)
-        ctx.log(f"Compiling {ctx.config.model_name} ({ctx.config.model_size(ctx.sandbox)}) for "
-                f"{ctx.config.payload_target(ctx.sandbox)}, batch {ctx.config['bench']['batch_size']}: output below")
+        ctx.log(f"Compiling {ctx.config.model_name} ({ctx.runtime.model_size(ctx.config)}) for "
+                f"{ctx.runtime.payload_target(ctx.config)}, batch {ctx.config['bench']['batch_size']}: output below")
 
         async def ship(conn):
             await upload_payload(conn)
@@ -135,6 +130,7 @@ class Compile(Step):
 class Benchmark(Step):
     id = "benchmark"
     title = "Benchmark it"
+    needs_host = True
 
     def _artifacts(self, ctx) -> list[dict]:
         return (ctx.get("compile") or {}).get("artifacts") or []
@@ -172,7 +168,7 @@ class Benchmark(Step):
         results = host_run(ctx, fetch)
         sizes = {a["file"]: a.get("size") for a in arts}
         for r in results:
-            r.update({"session": ctx.name, "sandbox": ctx.sandbox, "instance_type": instance_label(ctx),
+            r.update({"session": ctx.name, "sandbox": ctx.runtime.kind == "sandbox", "instance_type": instance_label(ctx),
                       "size": r.get("size") or sizes.get(r.get("model_filename"))})
             ctx.store.add_result(ctx.name, "benchmark", r)
             ctx.log(f"{r.get('model_filename', '?')}: {r['throughput_avg']:,.1f} samples/s · p50 {r['latency_ms_p50']:.2f} ms · "

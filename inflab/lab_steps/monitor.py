@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+
 from .base import Step, StepContext, StepError
-from .remote_job import PAYLOAD_DIR, upload_payload
+from .remote_job import PAYLOAD_DIR, connect, upload_payload
 
 
 def parse_neuron_ls(text: str) -> list[dict]:
@@ -41,14 +42,13 @@ def device_table(rows: list[dict]) -> list[str]:
 class Monitor(Step):
     id = "monitor"
     title = "Watch the NeuronCores"
+    needs_host = True
 
     def cli(self, ctx):
-        from ..remote.host import ssh_command
-
         try:
-            ssh = " ".join(ssh_command(ctx))
+            ssh = ctx.host(start=False).login()
         except StepError:
-            ssh = "ssh -i <key> ubuntu@<public-ip>"
+            ssh = f"ssh -i {ctx.key_path} {ctx.config['instance']['ssh_user']}@<public-ip>"
         return [f"{ssh} neuron-ls", f"{ssh} -t neuron-top", f"{ssh} -t htop"]
 
     def check(self, ctx):
@@ -57,10 +57,9 @@ class Monitor(Step):
 
     def apply(self, ctx: StepContext):
         from ..remote import monitor as parse_monitor
-        from ..remote.host import open_connection
 
         async def go():
-            conn = await open_connection(ctx)
+            conn = await connect(ctx)
             async with conn:
                 await upload_payload(conn)
                 ls = await asyncio.wait_for(conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False), 60)

@@ -14,12 +14,18 @@ import asyncio
 from collections import deque
 from importlib import resources
 
+from .. import faultpoints
+from ..remote.paths import PAYLOAD_DIR, WORK_DIR
 from .base import Cancelled, StepContext, StepError
 
-PAYLOAD_DIR = ".inflab/payload"  # on the host, relative to the login user's home
-WORK_DIR = ".inflab/work"  # compiled models and results
-VENV_DIR = ".inflab/venv"  # the sandbox's stand-in for the container image
+__all__ = ["PAYLOAD_DIR", "WORK_DIR", "connect", "host_run", "read_file", "run_job", "upload", "upload_payload"]
+
 MAX_RECONNECTS = 5
+
+
+def reconnect_delay(attempt: int) -> float:
+    """Seconds to wait before reconnecting after the ``attempt``-th drop (0-based)."""
+    return min(2 ** attempt, 10)
 
 
 def payload_files() -> dict[str, bytes]:
@@ -53,12 +59,23 @@ async def read_file(conn, path: str) -> bytes | None:
             return None
 
 
+async def connect(ctx: StepContext, timeout: float = 60):
+    """An SSH connection to the session's instance, checked against its pinned host key."""
+    from ..remote.host import HostUnavailable, open_connection
+
+    try:
+        return await open_connection(ctx.host(), timeout=timeout, progress=lambda m: ctx.progress(None, m),
+                                     cancelled=ctx.cancel.is_set)
+    except HostUnavailable as e:
+        ctx.check_cancel()
+        raise StepError(str(e)) from None
+
+
 def host_run(ctx: StepContext, fn, *, timeout: float = 120):
     """Run ``await fn(conn)`` on a fresh connection to the host, from a step's thread."""
-    from ..remote.host import open_connection
 
     async def go():
-        conn = await open_connection(ctx)
+        conn = await connect(ctx)
         async with conn:
             return await asyncio.wait_for(fn(conn), timeout)
 
@@ -91,7 +108,6 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
     import asyncssh
 
     from ..remote import jobs
-    from ..remote.host import open_connection
 
     instance_id = (ctx.get("host") or {}).get("instance_id", "")
     job_id = _job_id(ctx, kind, instance_id)
@@ -104,7 +120,7 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
         ctx.store.job_offset(ctx.name, job_id, offset)
 
     async def attach(first: bool) -> int:
-        conn = await open_connection(ctx)
+        conn = await connect(ctx)
         async with conn:
             if first and before is not None:
                 await before(conn)
@@ -135,10 +151,11 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
                                     "running there: run this step again to reattach") from None
                 rec = ctx.store.job(ctx.name, job_id) or {"offset": 0}
                 ctx.log(f"Connection dropped ({e.__class__.__name__}); reattaching at byte {rec['offset']:,}…")
-                await asyncio.sleep(min(2 ** attempt, 10))
+                await asyncio.sleep(reconnect_delay(attempt))
                 ctx.check_cancel()
         raise AssertionError("unreachable")
 
     code = asyncio.run(go())
+    faultpoints.hit("job:ended")  # the job is over on the host, the session does not know yet
     ctx.store.job_finished(ctx.name, job_id, code)
     return code, list(tail)

@@ -1,75 +1,82 @@
-"""Where the lab's instance is reached: its public IP, or the sandbox's SSH port on loopback."""
+"""Where the lab's instance is, as one typed record, and how to reach it over SSH.
+
+The host runtime (:mod:`inflab.runtime`) decides the address and port — an EC2 instance's
+public IP on port 22, or the sandbox's SSH server on loopback — and hands steps a
+:class:`Host`. Everything here works from that record alone: it knows nothing of steps,
+sessions or the sandbox.
+"""
 
 from __future__ import annotations
 
-from ..lab_steps.access import key_path
-from ..lab_steps.base import StepContext, StepError
-from .ssh import HostKeyPin, Target
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, Target
 
 
-def target(ctx: StepContext) -> Target:
-    host = ctx.get("host")
-    if not host:
-        raise StepError("No running instance recorded: run the wait-running step first")
-    if ctx.sandbox:
-        from .. import sandbox
-
-        info = sandbox.ensure_running(ctx.store.home)
-        return Target("127.0.0.1", info.ssh_port, host["user"], str(key_path(ctx)))
-    return Target(host["public_ip"], 22, host["user"], str(key_path(ctx)))
+class HostUnavailable(RuntimeError):
+    """The host cannot be reached; the message says why and what to do."""
 
 
-def pin_for(ctx: StepContext) -> HostKeyPin:
-    """The session's pinned host key, if it belongs to the current instance."""
-    host = ctx.get("host") or {}
-    saved = ctx.get("host_key") or {}
-    if saved.get("instance_id") == host.get("instance_id") and saved.get("fingerprint"):
-        return HostKeyPin(fingerprint=saved["fingerprint"])
-    return HostKeyPin()
+@dataclass(frozen=True)
+class Host:
+    """The instance as SSH sees it."""
+
+    instance_id: str
+    address: str
+    port: int
+    user: str
+    key_path: str
+    #: the pinned host key: its SHA256 fingerprint and (for OpenSSH's known_hosts) the key itself
+    fingerprint: str | None = None
+    public_key: str | None = None
+
+    @property
+    def target(self) -> Target:
+        return Target(self.address, self.port, self.user, self.key_path)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.fingerprint)
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    def with_pin(self, fingerprint: str | None, public_key: str | None) -> Host:
+        return replace(self, fingerprint=fingerprint, public_key=public_key)
+
+    def login(self) -> str:
+        """The plain ssh command line a learner would type (no files written)."""
+        port = "" if self.port == 22 else f"-p {self.port} "
+        return f"ssh {port}-i {self.key_path} {self.user}@{self.address}"
 
 
-def save_pin(ctx: StepContext, pin: HostKeyPin) -> None:
-    host = ctx.get("host") or {}
-    old = ctx.get("host_key") or {}
-    ctx.put("host_key", {"instance_id": host.get("instance_id"), "fingerprint": pin.seen,
-                         "public_key": pin.seen_key or old.get("public_key"),
-                         "source": pin.source if pin.source != "pinned" else old.get("source", "pinned")})
-
-
-def known_hosts_file(ctx: StepContext) -> str | None:
-    """Write the pinned host key where OpenSSH can check it (for "open in my terminal")."""
-    key = (ctx.get("host_key") or {}).get("public_key")
-    if not key:
+def known_hosts_line(host: Host) -> str | None:
+    """A known_hosts line for the pinned key, or None when nothing is pinned."""
+    if not host.public_key:
         return None
-    t = target(ctx)
-    name = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
-    path = ctx.session_dir / "known_hosts"
-    path.write_text(f"{name} {key}\n")
-    return str(path)
+    return f"{host.known_hosts_name} {host.public_key}\n"
 
 
-def ssh_command(ctx: StepContext, *remote: str) -> list[str]:
-    """The OpenSSH command line that reaches the instance with the session's key and pin."""
-    t = target(ctx)
-    kh = known_hosts_file(ctx)
-    if not kh:
-        raise StepError("The host key is not pinned yet: run the connect step first")
-    return ["ssh", "-p", str(t.port), "-i", t.key_path, "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={kh}",
-            "-o", "StrictHostKeyChecking=yes", f"{t.user}@{t.host}", *remote]
+def ssh_command(host: Host, known_hosts_path: str, *remote: str) -> list[str]:
+    """The OpenSSH command line that reaches ``host`` with its key, checked against ``known_hosts_path``."""
+    return ["ssh", "-p", str(host.port), "-i", host.key_path, "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
+            f"{host.user}@{host.address}", *remote]
 
 
-async def open_connection(ctx: StepContext, timeout: float = 60):
-    """An SSH connection to the instance, checked against the pinned host key."""
-    from .ssh import ConnectFailed, HostKeyMismatch, connect
+async def open_connection(host: Host, *, timeout: float = 60, progress: Callable[[str], None] = lambda m: None,
+                          cancelled: Callable[[], bool] = lambda: False):
+    """An SSH connection to ``host``, checked against its pinned host key."""
+    from .ssh import connect
 
-    pin = pin_for(ctx)
-    if not pin.fingerprint:
-        raise StepError("The host key is not pinned yet: run the connect step first")
+    if not host.pinned:
+        raise HostUnavailable("The host key is not pinned yet: run the connect step first")
     try:
-        return await connect(target(ctx), pin, timeout=timeout, progress=lambda m: ctx.progress(None, m),
-                             cancelled=ctx.cancel.is_set)
+        return await connect(host.target, HostKeyPin(fingerprint=host.fingerprint), timeout=timeout,
+                             progress=progress, cancelled=cancelled)
     except HostKeyMismatch as e:
-        raise StepError(str(e)) from None
+        raise HostUnavailable(str(e)) from None
     except ConnectFailed as e:
-        ctx.check_cancel()
-        raise StepError(f"Could not connect: {e}") from None
+        raise HostUnavailable(f"Could not connect: {e}") from None

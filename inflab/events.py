@@ -1,0 +1,55 @@
+"""What the engine tells its listener (the TUI, ``inflab run``, tests): one record per kind.
+
+Events are delivered on whatever thread the engine runs on; a listener hands them on
+(the TUI posts one Textual message per kind) and never touches widgets from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepStateChanged:
+    step: str
+    state: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    step: str | None  # None: the session as a whole
+    message: str
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    step: str
+    message: str  # what the step is doing now
+    fraction: float | None = None  # None: no measure of how far (a spinner)
+    elapsed: float = 0.0  # seconds since the step started
+
+
+@dataclass(frozen=True)
+class JobLines:
+    """Lines of a remote job's output, as they stream (not written to the event log)."""
+
+    step: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StepFound:
+    """The background check of a session found a step's work gone, or a job to reattach."""
+
+    step: str
+    state: str
+    message: str
+
+
+EngineEvent = StepStateChanged | StepLogged | StepProgress | JobLines | StepFound
+
+
+def elapsed_text(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -1,0 +1,111 @@
+"""What every host runtime provides, and the typed plans it hands to steps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import LabConfig
+from ..remote.host import Host
+
+
+class HostRuntimeError(RuntimeError):
+    """The runtime cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """How the session's image (or its stand-in) is made on the host."""
+
+    script: str  # the build job's shell script
+    probe: str  # a command whose output is the built image's definition hash
+    cli: tuple[str, ...]  # what the learner would type
+    note: str  # one line for the log: what this build is
+    needs_registry: bool  # the image is tagged with the ECR repository's URI
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """How the image reaches its registry; ``script`` is None when nothing is pushed."""
+
+    script: str | None
+    login: str | None  # a command that reads the registry password on stdin
+    note: str
+
+
+@dataclass(frozen=True)
+class StopPlan:
+    command: str  # run on the host before it goes away
+    what: str  # "containers", "jobs"
+    cli: str
+
+
+class HostRuntime(ABC):
+    """Where the lab's work runs. One instance per session, shared by its steps."""
+
+    #: short name for records and reports: "aws", "sandbox"
+    kind: str = ""
+    #: seconds to wait for an instance to print its host key fingerprints to the console
+    console_wait_s: float = 180.0
+
+    # -- the cloud ----------------------------------------------------------------------
+    @abstractmethod
+    def aws_endpoint(self) -> str | None:
+        """The AWS endpoint URL (None: the real one). May start a local service."""
+
+    @abstractmethod
+    def where(self, account: str) -> str:
+        """Where the session's resources live, for the log."""
+
+    @abstractmethod
+    def caller_cidr(self) -> str:
+        """The address block SSH may come from when the config names none."""
+
+    def after_terminate(self, instance_ids: list[str]) -> None:
+        """Forget what a terminated instance left behind (nothing, on AWS)."""
+
+    boot_note: str = ""
+
+    def unrequested_volume(self, volume: dict[str, Any]) -> str | None:
+        """Why a volume the launch did not ask for is attached anyway (None: it should not be there)."""
+        return None
+
+    # -- the host -------------------------------------------------------------------------
+    @abstractmethod
+    def host(self, record: dict[str, Any], key_path: str, pin: dict[str, Any] | None, *, start: bool = True) -> Host:
+        """The host for a running instance's record (``start=False``: never start anything)."""
+
+    # -- what runs there ----------------------------------------------------------------------
+    @abstractmethod
+    def instance_label(self, config: LabConfig) -> str:
+        """The instance type results are recorded under."""
+
+    @abstractmethod
+    def container_kind(self, config: LabConfig) -> str:
+        """Which container definition (assets/container/<kind>): inf1, inf2, gpu or cpu."""
+
+    def payload_target(self, config: LabConfig) -> str:
+        from ..config import CONTAINER_TARGETS
+
+        return CONTAINER_TARGETS[self.container_kind(config)]
+
+    @abstractmethod
+    def model_size(self, config: LabConfig) -> str:
+        """full or tiny."""
+
+    @abstractmethod
+    def image_plan(self, *, uri: str, digest: str, kind: str, source: str, base_image: str) -> ImagePlan:
+        ...
+
+    @abstractmethod
+    def push_plan(self, uri: str) -> PushPlan:
+        ...
+
+    @abstractmethod
+    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
+        """The start of a command that runs a payload script: ``prefix + script + '" ' + args``."""
+
+    @abstractmethod
+    def stop_plan(self, session: str) -> StopPlan:
+        ...
