@@ -45,9 +45,15 @@ class OneLineGroup(click.Group):
 
 
 def _store():
-    from .session import Store
+    from .session import Store, StoreError
 
-    return Store()
+    try:
+        return Store()
+    except StoreError as e:
+        if e.corrupt:
+            click.echo(f"inflab: error: {e}", err=True)
+            sys.exit(EXIT_FAILED)
+        raise InputError(str(e)) from None
 
 
 def _load_config(path: str | None, sandbox: bool):
@@ -64,6 +70,16 @@ def _name(name: str, flag: str = "--name") -> str:
         return validate_session_name(name, flag)
     except ConfigError as e:
         raise InputError(str(e)) from None
+
+
+def _lock(store, name: str, command: str):
+    """Hold the session for this process, or say in one line who holds it (exit 2)."""
+    from .session import SessionBusy, SessionLock
+
+    try:
+        return SessionLock(store.home, name).acquire(command)
+    except SessionBusy as e:
+        raise InputError(f"{e}") from None
 
 
 def _existing(store, name: str, flag: str = "NAME"):
@@ -97,8 +113,8 @@ def main(ctx: click.Context) -> None:
 @click.option("--name", help="Session name (default: lab-DATE-TIME).")
 def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
     """Open the lab on a new session."""
+    cfg = _load_config(config_path, sandbox)  # before the store: a refused config creates nothing
     store = _store()
-    cfg = _load_config(config_path, sandbox)
     if name:
         _name(name)
         if store.has_session(name):
@@ -127,29 +143,61 @@ def resume(name: str | None) -> None:
     run_app(store, mode="resume", name=name)
 
 
-def _open_or_create(store, name: str, sandbox: bool, config_path: str | None):
-    """The session to run: an existing one (its saved config) or a new one."""
+def _open_or_create(store, name: str, sandbox: bool, config_path: str | None, cfg):
+    """The session to run: an existing one (its saved config) or a new one with ``cfg``."""
     if store.has_session(name):
         info = store.get_session(name)
         if sandbox and not info.sandbox:
             raise InputError(f"--sandbox: session {name!r} runs against AWS, not the sandbox; use another --name")
         if config_path is not None:
-            cfg = _load_config(config_path, info.sandbox)
-            if cfg.data != info.config:
+            from .config import ConfigError, LabConfig
+
+            if info.sandbox != sandbox:
+                cfg = _load_config(config_path, info.sandbox)
+            try:
+                saved = LabConfig.from_snapshot(info.config, sandbox=info.sandbox).data
+            except ConfigError as e:
+                raise InputError(f"session {name!r} has a stored config this version refuses ({e})") from None
+            if cfg.data != saved:
                 raise InputError(f"--config: session {name!r} was started with a different config; use another --name")
         return info
-    cfg = _load_config(config_path, sandbox)
     return store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
 
 
-def _check_until(until: str | None) -> None:
-    if until is None:
+def _check_until(step: str | None, flag: str) -> None:
+    if step is None:
         return
     from .lab_steps import available_steps
 
     ids = [s.id for s in available_steps()]
-    if until not in ids:
-        raise InputError(f"--until: step {until!r} is not available in this version (available: {', '.join(ids)})")
+    if step not in ids:
+        raise InputError(f"{flag}: step {step!r} is not available in this version (available: {', '.join(ids)})")
+
+
+MARKS = {"running": "▶", "done": "✓", "failed": "✗", "cancelled": "■", "skipped": "·", "undone": "↺", "stale": "!"}
+
+
+def _printer(out, tty: bool):
+    """A listener that prints the engine's events as lines (progress only on a terminal)."""
+    from .events import JobLines, StepFound, StepLogged, StepProgress, StepStateChanged, elapsed_text
+
+    lead = "\r\033[K" if tty else ""
+
+    def listener(ev):
+        if isinstance(ev, StepStateChanged):
+            line = f"{MARKS.get(ev.state, ' ')} {ev.step:<16} "
+            line += STEP_TITLES.get(ev.step, "") if ev.state == "running" else ev.state + (f": {ev.message}" if ev.message else "")
+            click.echo(lead + line, file=out)
+        elif isinstance(ev, StepLogged):
+            click.echo(lead + f"    {ev.message}", file=out)
+        elif isinstance(ev, StepFound):
+            click.echo(lead + f"{MARKS.get(ev.state, '!')} {ev.step:<16} {ev.message}", file=out)
+        elif isinstance(ev, JobLines):  # a remote job's output, as it streams
+            click.echo(lead + "\n".join(f"    │ {line}" for line in ev.lines), file=out)
+        elif isinstance(ev, StepProgress) and tty:
+            click.echo(f"\r\033[K    {elapsed_text(ev.elapsed)}  {ev.message}"[:200], file=out, nl=False)
+
+    return listener
 
 
 @main.command()
@@ -157,43 +205,36 @@ def _check_until(until: str | None) -> None:
 @click.option("--sandbox", is_flag=True, help="Use the local sandbox cloud instead of AWS.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Lab configuration (TOML).")
 @click.option("--until", type=click.Choice(STEP_IDS), help="Stop after this step (default: every available step).")
+@click.option("--from", "from_step", type=click.Choice(STEP_IDS), help="Redo this step and the ones after it, even if done.")
+@click.option("--again", is_flag=True, help="Run a finished session again (steps still check what exists).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; progress goes to stderr.")
-def run(name: str, sandbox: bool, config_path: str | None, until: str | None, as_json: bool) -> None:
+def run(name: str, sandbox: bool, config_path: str | None, until: str | None, from_step: str | None, again: bool,
+        as_json: bool) -> None:
     """Run the lab's steps headless, creating or continuing session NAME."""
     _name(name)
-    _check_until(until)
+    _check_until(until, "--until")
+    _check_until(from_step, "--from")
+    if until and from_step and STEP_IDS.index(from_step) > STEP_IDS.index(until):
+        raise InputError(f"--from: step {from_step!r} comes after --until {until!r}")
+    cfg = _load_config(config_path, sandbox)  # before the store: a refused config creates nothing
     store = _store()
-    info = _open_or_create(store, name, sandbox, config_path)
+    _lock(store, name, f"inflab run --name {name}")
+    info = _open_or_create(store, name, sandbox, config_path, cfg)
 
     from .engine import Engine
 
     out = sys.stderr if as_json else sys.stdout
-    tty = out.isatty()
-
-    def listener(ev):
-        if ev.kind == "state":
-            mark = {"running": "▶", "done": "✓", "failed": "✗", "cancelled": "■", "skipped": "·", "undone": "↺"}.get(ev.state, " ")
-            line = f"{mark} {ev.step:<16} {ev.state}"
-            if ev.state == "running":
-                line = f"{mark} {ev.step:<16} {STEP_TITLES.get(ev.step, '')}"
-            if ev.message and ev.state != "running":
-                line += f": {ev.message}"
-            click.echo(("\r\033[K" if tty else "") + line, file=out)
-        elif ev.kind == "log":
-            click.echo(("\r\033[K" if tty else "") + f"    {ev.message}", file=out)
-        elif ev.kind == "output":  # a remote job's output, as it streams
-            click.echo(("\r\033[K" if tty else "") + "\n".join(f"    │ {line}" for line in ev.lines), file=out)
-        elif ev.kind == "progress" and tty:
-            click.echo(f"\r\033[K    {ev.message}", file=out, nl=False)
-
-    engine = Engine(store, info.name, listener=listener)
+    engine = Engine(store, info.name, listener=_printer(out, out.isatty()))
     signal.signal(signal.SIGINT, lambda *_: engine.cancel())
     signal.signal(signal.SIGTERM, lambda *_: engine.cancel())
-    result = engine.run(until)
+    result = engine.run(until, again=again, from_step=from_step)
     states = {sid: st["state"] for sid, st in engine.states().items()}
     if as_json:
         click.echo(json.dumps({"session": info.name, "sandbox": info.sandbox, "ok": result.ok, "failed_step": None if result.ok else result.step,
-                               "error": result.error or None, "steps": states, "host": store.get(info.name, "host")}, indent=2))
+                               "error": result.error or None, "finished": bool(engine.finished()), "nothing_to_do": result.finished,
+                               "steps": states, "host": store.get(info.name, "host")}, indent=2))
+    elif result.finished:
+        click.echo(f"Session {info.name} had finished: nothing was run or created.")
     elif result.ok:
         click.echo(f"Session {info.name}: done up to {until or engine.steps[-1].id}.")
     if result.cancelled:
@@ -205,10 +246,13 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, as
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def sessions(as_json: bool) -> None:
-    """List saved sessions."""
+@click.pass_context
+def sessions(ctx: click.Context, as_json: bool) -> None:
+    """List saved sessions (or remove one: inflab sessions rm NAME)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .lab_steps import available_steps
 
     store = _store()
@@ -216,9 +260,11 @@ def sessions(as_json: bool) -> None:
     rows = []
     for s in store.list_sessions():
         done, nxt = store.progress(s.name, ids)
+        finished = store.get(s.name, "finished")
         rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track, "region": s.config["aws"]["region"],
                      "instance_type": s.config["instance"]["type"], "created": s.created, "updated": s.updated,
-                     "steps_done": done, "steps_total": len(ids), "next_step": nxt})
+                     "steps_done": done, "steps_total": len(ids), "next_step": None if finished else nxt,
+                     "finished": bool(finished)})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -228,7 +274,41 @@ def sessions(as_json: bool) -> None:
     click.echo(f"{'NAME':<24} {'WHERE':<8} {'REGION':<12} {'TYPE':<14} {'PROGRESS':<9} NEXT")
     for r in rows:
         where = "sandbox" if r["sandbox"] else "aws"
-        click.echo(f"{r['name']:<24} {where:<8} {r['region']:<12} {r['instance_type']:<14} {r['steps_done']}/{r['steps_total']:<7} {r['next_step'] or 'finished'}")
+        nxt = "finished" if r["finished"] else (r["next_step"] or "finished")
+        click.echo(f"{r['name']:<24} {where:<8} {r['region']:<12} {r['instance_type']:<14} {r['steps_done']}/{r['steps_total']:<7} {nxt}")
+
+
+@sessions.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask before deleting the session's results.")
+def sessions_rm(name: str, yes: bool) -> None:
+    """Remove session NAME from this machine (refused while anything of it exists in AWS)."""
+    from .aws import inventory
+    from .engine import describe_exception
+
+    store = _store()
+    _existing(store, name)
+    lock = _lock(store, name, f"inflab sessions rm {name}")
+    engine = _engine(store, name)
+    try:
+        found = inventory.session_resources(engine.aws, name)
+    except Exception as e:
+        click.echo(f"inflab: cannot check what session {name} still has in AWS: {describe_exception(e)}", err=True)
+        sys.exit(EXIT_FAILED)
+    if found:
+        what = ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in found[:5]) + (" …" if len(found) > 5 else "")
+        click.echo(f"inflab: session {name} still has {len(found)} resource(s) in AWS ({what}); "
+                   f"remove them first: inflab cleanup {name}", err=True)
+        sys.exit(EXIT_FAILED)
+    results = len(store.results(name))
+    if results and not yes:
+        if not sys.stdin.isatty():
+            raise InputError(f"--yes: session {name} has {results} result(s) that go with it; pass --yes to confirm")
+        click.confirm(f"Remove session {name} and its {results} result(s)?", abort=True)
+    store.delete_session(name)
+    lock.release()
+    lock.path.unlink(missing_ok=True)
+    click.echo(f"Removed session {name}" + (f" and its {results} result(s)" if results else "") + ".")
 
 
 @main.command()
@@ -281,19 +361,21 @@ def cleanup(name: str, yes: bool) -> None:
     """Delete everything session NAME created, then verify by tag that nothing is left."""
     store = _store()
     info = _existing(store, name)
+    _lock(store, name, f"inflab cleanup {name}")
     if not yes:
         if not sys.stdin.isatty():
             raise InputError("--yes: cleanup deletes AWS resources; pass --yes to confirm when not at a terminal")
         where = "the sandbox" if info.sandbox else f"AWS ({info.config['aws']['region']})"
         click.confirm(f"Terminate and delete everything session {name} created in {where}?", abort=True)
 
-    def listener(ev):
-        if ev.kind == "log":
-            click.echo(f"    {ev.message}")
-        elif ev.kind == "state" and ev.state == "failed":
-            click.echo(f"✗ {ev.step}: {ev.message}")
-
     from .engine import Engine
+    from .events import StepLogged, StepStateChanged
+
+    def listener(ev):
+        if isinstance(ev, StepLogged):
+            click.echo(f"    {ev.message}")
+        elif isinstance(ev, StepStateChanged) and ev.state == "failed":
+            click.echo(f"✗ {ev.step}: {ev.message}")
 
     engine = Engine(store, name, listener=listener)
     errors, leftovers = engine.cleanup()
@@ -339,7 +421,7 @@ def sandbox_start() -> None:
     except sb.SandboxError as e:
         click.echo(f"inflab: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"sandbox running at {info.endpoint} (pid {info.pid})")
+    click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}")
 
 
 @sandbox.command("status")
@@ -350,9 +432,13 @@ def sandbox_status(as_json: bool) -> None:
 
     info = sb.status(_store().home)
     if as_json:
-        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None}))
+        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
+                               "ssh_port": info.ssh_port if info else None}))
+    elif info:
+        click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
+                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1")
     else:
-        click.echo(f"sandbox running at {info.endpoint} (pid {info.pid})" if info else "sandbox not running")
+        click.echo("sandbox not running (it starts by itself when a sandbox session needs it: inflab sandbox start)")
     sys.exit(0 if info else 1)
 
 

@@ -80,14 +80,16 @@ CREATE TABLE IF NOT EXISTS results (
     session TEXT NOT NULL,
     ts REAL NOT NULL,
     kind TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    key TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_session ON events (session, id);
 CREATE INDEX IF NOT EXISTS resources_by_session ON resources (session, id);
 """
 
-# Step states, as shown in the TUI and `inflab steps`/`sessions`.
-PENDING, RUNNING, DONE, SKIPPED, FAILED, UNDONE, CANCELLED = (
+# Step states, as shown in the TUI and `inflab steps`/`sessions`. STALE: the step was done,
+# but what it made is no longer there (found when the session was opened).
+PENDING, RUNNING, DONE, SKIPPED, FAILED, UNDONE, CANCELLED, STALE = (
     "pending",
     "running",
     "done",
@@ -95,6 +97,7 @@ PENDING, RUNNING, DONE, SKIPPED, FAILED, UNDONE, CANCELLED = (
     "failed",
     "undone",
     "cancelled",
+    "stale",
 )
 
 # Ledger statuses.
@@ -112,6 +115,64 @@ def default_home() -> Path:
 
 class SessionNotFound(KeyError):
     pass
+
+
+class StoreError(RuntimeError):
+    """The session store cannot be used; ``corrupt`` tells a damaged file from a bad place."""
+
+    def __init__(self, message: str, *, corrupt: bool = False):
+        super().__init__(message)
+        self.corrupt = corrupt
+
+
+class SessionBusy(RuntimeError):
+    """Another process drives the session; the message says which (pid, command, since when)."""
+
+
+class SessionLock:
+    """One process drives a session at a time: an OS lock on a file, released by the kernel if the holder dies.
+
+    The holder writes who it is into the file, so a second process can say who holds it.
+    """
+
+    def __init__(self, home: Path, name: str):
+        self.path = Path(home) / "locks" / f"{name}.lock"
+        self.name = name
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        since = time.strftime("%H:%M:%S", time.localtime(info["since"])) if "since" in info else "?"
+        return f"pid {info.get('pid', '?')} ({info.get('command', 'inflab')}) since {since}"
+
+    def acquire(self, command: str) -> SessionLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SessionBusy(f"session {self.name} is in use by {self.holder()}; try again when it has finished") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -142,16 +203,35 @@ class Store:
 
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else default_home()
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        where = "INFLAB_HOME" if os.environ.get("INFLAB_HOME") else "the data directory"
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"{where}: {self.home} is not a directory") from None
+        except OSError as e:
+            raise StoreError(f"{where}: cannot create {self.home} ({e.strerror})") from None
+        if not self.home.is_dir():
+            raise StoreError(f"{where}: {self.home} is not a directory")
         self.path = self.home / "inflab.db"
-        fresh = not self.path.exists()
-        if fresh:
-            # Create the file 0600 before SQLite opens it, so it is never readable by others.
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
-        os.chmod(self.path, 0o600)
-        with self._conn() as c:
-            c.executescript(SCHEMA)
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{where}: {self.path} is not a regular file")
+        try:
+            if not self.path.exists():
+                # Create the file 0600 before SQLite opens it, so it is never readable by others.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
+        except OSError as e:
+            raise StoreError(f"{where}: cannot write {self.path} ({e.strerror})") from None
+        try:
+            with self._conn() as c:
+                c.executescript(SCHEMA)
+                if "key" not in {r["name"] for r in c.execute("PRAGMA table_info(results)")}:
+                    c.execute("ALTER TABLE results ADD COLUMN key TEXT")  # stores from before result keys
+                # A result with a key (its run id) is stored once, however often it is collected.
+                c.execute("CREATE UNIQUE INDEX IF NOT EXISTS results_once ON results (session, kind, key)")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"the session store {self.path} is damaged ({e}); move it aside to start afresh "
+                             "(your AWS resources are untouched: find them with the inflab:session tag)", corrupt=True) from None
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -204,6 +284,16 @@ class Store:
         with self._conn() as c:
             rows = c.execute("SELECT * FROM sessions ORDER BY updated DESC").fetchall()
         return [SessionInfo(r["name"], r["created"], r["updated"], bool(r["sandbox"]), r["track"], json.loads(r["config"])) for r in rows]
+
+    def delete_session(self, name: str) -> None:
+        """Forget a session: its records, results and directory (key file, known_hosts)."""
+        import shutil
+
+        with self._conn() as c:
+            for table in ("steps", "resources", "state", "events", "jobs", "results"):
+                c.execute(f"DELETE FROM {table} WHERE session=?", (name,))
+            c.execute("DELETE FROM sessions WHERE name=?", (name,))
+        shutil.rmtree(self.home / "sessions" / name, ignore_errors=True)
 
     def new_session_name(self) -> str:
         """A free default name: lab-YYYYMMDD-HHMM, with -2, -3… if taken."""
@@ -339,9 +429,12 @@ class Store:
                       ("succeeded" if exit_code == 0 else "failed", exit_code, session, job))
 
     # -- results -----------------------------------------------------------------------------
-    def add_result(self, session: str, kind: str, data: dict[str, Any]) -> None:
+    def add_result(self, session: str, kind: str, data: dict[str, Any], key: str | None = None) -> bool:
+        """Store a result; with a ``key`` (e.g. its run id) a second copy is ignored. True if stored."""
         with self._conn() as c:
-            c.execute("INSERT INTO results (session, ts, kind, data) VALUES (?,?,?,?)", (session, time.time(), kind, json.dumps(data)))
+            cur = c.execute("INSERT OR IGNORE INTO results (session, ts, kind, data, key) VALUES (?,?,?,?,?)",
+                            (session, time.time(), kind, json.dumps(data), key))
+            return cur.rowcount == 1
 
     def results(self, session: str, kind: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM results WHERE session=?", [session]

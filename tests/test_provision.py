@@ -267,9 +267,10 @@ def test_sandbox_status_and_start_are_idempotent(cli, sandbox):
     r = cli("sandbox", "status")
     assert r.returncode == 0, r.stderr
     assert f"pid {sandbox.pid}" in r.stdout
+    assert f"AWS endpoint: {sandbox.endpoint}" in r.stdout and f"port {sandbox.ssh_port}" in r.stdout
 
     r = cli("sandbox", "status", "--json")
-    assert json.loads(r.stdout) == {"running": True, "pid": sandbox.pid, "endpoint": sandbox.endpoint}
+    assert json.loads(r.stdout) == {"running": True, "pid": sandbox.pid, "endpoint": sandbox.endpoint, "ssh_port": sandbox.ssh_port}
 
     first = cli("sandbox", "start")
     second = cli("sandbox", "start")
@@ -301,7 +302,7 @@ def test_sessions_shows_where_to_resume(name, cli):
 def test_sandbox_status_without_a_daemon_exits_1(cli, tmp_path):
     r = cli("sandbox", "status", env={"INFLAB_HOME": str(tmp_path)})
     assert r.returncode == 1
-    assert r.stdout.strip() == "sandbox not running"
+    assert r.stdout.startswith("sandbox not running")
     r = cli("sandbox", "stop", env={"INFLAB_HOME": str(tmp_path)})
     assert r.returncode == 0 and r.stdout.strip() == "sandbox was not running"
 

@@ -1,0 +1,133 @@
+"""Crash windows closed and one driver per session: kills at exact points (fault points, not sleeps),
+a key file cut short, a job that ended while nobody was looking, two runs racing for one session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import ROOT, run_cli
+
+from inflab.engine import Engine
+from inflab.lab_steps import remote_job
+
+
+def _live_instances(aws, session: str) -> list[dict]:
+    res = aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]},
+                                                 {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    return [i for r in res["Reservations"] for i in r["Instances"]]
+
+
+def test_killed_between_writing_the_key_and_importing_it(name, cli, aws, store):
+    r = cli("run", "--sandbox", "--name", name, "--until", "keypair", env={"INFLAB_FAULT_POINT": "keypair:key-written"})
+    assert r.returncode == 137, r.stdout + r.stderr
+    assert (store.session_dir(name) / f"inflab-{name}.pem").exists()
+
+    r = cli("run", "--name", name, "--until", "connect")
+    assert r.returncode == 0, r.stdout + r.stderr
+    pairs = aws("ec2").describe_key_pairs(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])["KeyPairs"]
+    assert len(pairs) == 1
+    assert len(_live_instances(aws, name)) == 1
+
+
+def test_a_key_file_cut_short_is_replaced_not_trusted(name, cli, aws, store):
+    r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
+    assert r.returncode == 0, r.stderr
+    pem = store.session_dir(name) / f"inflab-{name}.pem"
+    pem.write_bytes(b"")  # what a kill between creating and writing the file used to leave
+
+    r = cli("run", "--name", name, "--until", "connect")
+
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "does not hold its private key: replacing both" in r.stdout
+    assert "Connected to" in r.stdout
+    assert os.stat(pem).st_mode & 0o777 == 0o600 and pem.stat().st_size > 100
+    pairs = aws("ec2").describe_key_pairs(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])["KeyPairs"]
+    assert len(pairs) == 1
+
+
+def test_no_private_key_is_ever_given_to_aws(name, cli, store):
+    """The key is made here; AWS gets the public half through ImportKeyPair."""
+    r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
+    assert r.returncode == 0, r.stderr
+    assert "imported its public half" in r.stdout
+    from inflab.lab_steps.access import public_half
+
+    pem = store.session_dir(name) / f"inflab-{name}.pem"
+    assert public_half(pem) == store.get(name, "keypair")["public_key"]
+
+
+JOB_SCRIPT = textwrap.dedent("""
+    import sys
+    from inflab.engine import Engine
+    from inflab.lab_steps import remote_job
+    from inflab.session import Store
+    engine = Engine(Store(), sys.argv[1])
+    ctx = engine.context(engine.step("compile"))
+    ctx.output = lambda lines: print("\\n".join(lines), flush=True)
+    print(remote_job.run_job(ctx, "probe", "echo one; echo two; echo three"))
+""")
+
+
+def test_a_kill_as_a_job_ends_is_collected_once_on_the_next_run(name, cli, store, inflab_home):
+    r = cli("run", "--sandbox", "--name", name, "--until", "connect")
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, INFLAB_HOME=str(inflab_home), INFLAB_FAULT_POINT="job:ended")
+    p = subprocess.run([sys.executable, "-c", JOB_SCRIPT, name], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert p.returncode == 137, p.stdout + p.stderr
+    assert p.stdout.split() == ["one", "two", "three"]
+    job_id = store.get(name, "jobs")["probe"]
+    assert store.job(name, job_id)["status"] == "running"  # the session did not learn that it ended
+
+    seen: list[str] = []
+    engine = Engine(store, name)
+    ctx = engine.context(engine.step("compile"))
+    ctx.output = seen.extend
+    code, _ = remote_job.run_job(ctx, "probe", "echo one; echo two; echo three")
+
+    assert code == 0, "the exit-code file decides: the job succeeded"
+    assert seen == [], "no line is delivered twice"
+    assert store.get(name, "jobs")["probe"] == job_id, "the job is not started a second time"
+    assert store.job(name, job_id)["status"] == "succeeded"
+
+
+def test_results_with_a_run_id_are_stored_once(store, name):
+    from inflab import config
+
+    store.create_session(name, config.load(None, sandbox=True).data, sandbox=True, track="inf1")
+    assert store.add_result(name, "benchmark", {"x": 1}, key="run-1")
+    assert not store.add_result(name, "benchmark", {"x": 1}, key="run-1")
+    assert store.add_result(name, "benchmark", {"x": 2}, key="run-2")
+    assert len(store.results(name, "benchmark")) == 2
+
+
+def _race(home, session: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    args = ("run", "--sandbox", "--name", session, "--until", "launch")
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.submit(run_cli, *args, home=home), pool.submit(run_cli, *args, home=home)
+        return a.result(), b.result()
+
+
+def test_two_runs_on_one_session_never_make_two_instances(sandbox, inflab_home, aws, name):
+    names = [f"{name}-{i}" for i in range(20)]
+    losers = 0
+    for session in names:
+        a, b = _race(inflab_home, session)
+        codes = sorted([a.returncode, b.returncode])
+        assert codes in ([0, 0], [0, 2]), a.stderr + b.stderr
+        for r in (a, b):
+            if r.returncode == 2:
+                losers += 1
+                line = r.stderr.strip()
+                assert "\n" not in line and "Traceback" not in line
+                assert f"session {session} is in use by pid" in line and "inflab run --name" in line
+        assert len(_live_instances(aws, session)) == 1, f"{session}: two instances"
+    assert losers >= 1, "the race never happened: the test proves nothing"
+    listed = run_cli("sessions", "--json", home=inflab_home)
+    assert listed.returncode == 0, listed.stderr
+    rows = [r["name"] for r in json.loads(listed.stdout)]
+    assert all(rows.count(session) == 1 for session in names)
