@@ -43,6 +43,7 @@ async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name,
         await pilot.pause()
         wizard = app.screen
         assert isinstance(wizard, Wizard)
+        await wait_idle(pilot, wizard)  # opening a session checks it in the background first
         assert wizard.selected == "credentials"
         assert "credentials" in str(wizard.query_one("#instructions", Markdown).source).lower()
         assert "aws sts get-caller-identity" in str(wizard.query_one("#cli", Static).render())
@@ -59,14 +60,17 @@ async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name,
             assert "○" in prompts[sid], f"{sid} should still be pending: {prompts[sid]}"
         log = wizard.query_one(LogPane)
         assert any("Allowed SSH (tcp/22) from 127.0.0.1/32 only" in line for line in log.history)
-        assert any("Created key pair" in line for line in log.history)
+        assert any("imported its public half as key pair" in line for line in log.history)
 
     # A new app on the same session starts at the first step not done.
     app2 = InflabApp(store, mode="resume", name=name)
     async with app2.run_test(size=(140, 45)) as pilot:
         wizard = app2.screen
         assert isinstance(wizard, Wizard)
+        await wait_idle(pilot, wizard)
         assert wizard.selected == "instance-profile"
+        assert any("Checked the session against what exists: everything is where it was" in line
+                   for line in wizard.query_one(LogPane).history)
         assert "role" in str(wizard.query_one("#instructions", Markdown).source).lower()
         steps = wizard.query_one("#steps", OptionList)
         steps.highlighted = steps.get_option_index("wait-running")
@@ -93,6 +97,7 @@ async def test_undo_asks_first_and_no_keeps_everything(sandbox, store, name, aws
     app = InflabApp(store, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
+        await wait_idle(pilot, wizard)
         steps = wizard.query_one("#steps", OptionList)
         steps.highlighted = steps.get_option_index("keypair")
         await pilot.press("u")
@@ -150,6 +155,7 @@ async def test_clean_up_from_the_wizard_removes_everything(sandbox, store, name)
     app = InflabApp(store, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
+        await wait_idle(pilot, wizard)
         assert ip in str(wizard.query_one("#session-info", Static).render())
         await pilot.press("C")
         await pilot.pause()
@@ -182,12 +188,14 @@ async def test_monitor_and_terminal_tabs_stream_from_the_instance(sandbox, store
     app = InflabApp(store, mode="resume", name=name)
     async with app.run_test(size=(140, 50)) as pilot:
         wizard = app.screen
+        await wait_idle(pilot, wizard)
         await pilot.press("2")
         pane = wizard.query_one(MonitorPane)
         source = pane.query_one("#monitor-source", Label)
-        assert await wait_for(pilot, lambda: len(pane.history.get("cpu0", ())) >= 2), "two live samples"
+        assert await wait_for(pilot, lambda: len(pane.history.get("cpu0", ())) >= 2), pane.status
         assert str(source.render()) == "host CPU — no Neuron devices on this host"
         assert pane.rows_text()[0].startswith("cpu0")
+        assert pane.status == "Live from the instance: one sample a second"
 
         await pilot.press("3")
         term = wizard.query_one(TerminalPane)
@@ -195,26 +203,49 @@ async def test_monitor_and_terminal_tabs_stream_from_the_instance(sandbox, store
         assert "PID" in term.text
         await pilot.press("q")  # typed into top, which quits
         assert await wait_for(pilot, lambda: "the program ended" in term.text), term.text
+        await pilot.press("3")  # starts it again
+        assert await wait_for(pilot, lambda: "load average" in term.text), term.text
+        await pilot.press("q")
+        assert await wait_for(pilot, lambda: "the program ended" in term.text), term.text
 
 
-async def test_run_all_asks_before_it_would_terminate_the_instance(sandbox, store, name):
+async def test_run_all_asks_whether_to_terminate_and_cancel_runs_nothing(sandbox, store, name):
+    from textual.widgets import Button
+
+    from inflab.tui.widgets import ChoiceModal
+
     cfg = config.load(None, sandbox=True)
     store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
     app = InflabApp(store, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
+        await wait_idle(pilot, wizard)
         await pilot.press("a")
         await pilot.pause()
-        assert isinstance(app.screen, ConfirmModal)
-        assert "Terminate the instance" in str(app.screen.query_one("#question").render())
-        await pilot.press("n")
+        assert isinstance(app.screen, ChoiceModal)
+        labels = [str(b.label) for b in app.screen.query(Button)]
+        assert labels == ["All but terminate", "All + terminate", "Cancel"]
+        await pilot.click("#cancel")
         await pilot.pause()
+        assert isinstance(app.screen, Wizard)
         assert wizard.busy is None and Engine(store, name).states()["credentials"]["state"] == "pending"
+        await pilot.press("a", "escape")  # Esc is "cancel" too
+        await pilot.pause()
+        assert isinstance(app.screen, Wizard) and wizard.busy is None
         # run-to-here before terminate asks nothing
         steps = wizard.query_one("#steps", OptionList)
         steps.highlighted = steps.get_option_index("credentials")
         await pilot.press("t")
         await pilot.pause()
-        assert not isinstance(app.screen, ConfirmModal)
+        assert not isinstance(app.screen, (ConfirmModal, ChoiceModal))
         await wait_idle(pilot, wizard)
         assert Engine(store, name).states()["credentials"]["state"] == "done"
+        # run-to-here through terminate asks first
+        steps.highlighted = steps.get_option_index("terminate")
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        assert "Terminate the instance" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert wizard.busy is None and Engine(store, name).states()["preflight"]["state"] == "pending"

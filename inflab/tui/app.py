@@ -6,7 +6,9 @@ from functools import partial
 
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.widgets import HelpPanel
 
+from ..config import ConfigError
 from ..session import Store
 from .screens import ConfigReview, SessionPicker
 from .wizard import Wizard
@@ -20,7 +22,8 @@ class LabCommands(Provider):
         if not isinstance(screen, Wizard):
             return []
         out = [
-            ("Run all remaining steps", screen.action_run_all, "Runs every step, skipping what is already done"),
+            ("Run all remaining steps", screen.action_run_all, "Every step not done yet; asks whether to terminate at the end"),
+            ("Run the whole session again", screen.action_run_again, "For a finished session: each step checks, then runs"),
             ("Clean up the whole session", screen.action_cleanup, "Terminates the instance and deletes everything"),
             ("Cancel the running work", screen.action_cancel, "Stops at the next safe point"),
         ]
@@ -58,6 +61,7 @@ class InflabApp(App):
     TITLE = "inflab"
     COMMANDS = App.COMMANDS | {LabCommands}
     BINDINGS = [("q", "quit_lab", "Quit"), ("f1", "help", "Keys")]
+    NOTIFICATION_TIMEOUT = 4
 
     def __init__(self, store: Store, *, mode: str = "picker", name: str | None = None, config=None, sandbox: bool = False):
         super().__init__()
@@ -76,7 +80,13 @@ class InflabApp(App):
             self.push_screen(SessionPicker())
 
     def open_session(self, name: str) -> None:
-        wizard = Wizard(self.store, name)
+        try:
+            wizard = Wizard(self.store, name)
+        except ConfigError as e:  # a saved configuration this version refuses
+            self.notify(f"Cannot open {name}: {e}", severity="error", markup=False, timeout=10)
+            if not isinstance(self.screen, SessionPicker):
+                self.push_screen(SessionPicker())
+            return
         if isinstance(self.screen, (ConfigReview, SessionPicker)) and len(self.screen_stack) > 1:
             self.switch_screen(wizard)
         else:
@@ -86,7 +96,11 @@ class InflabApp(App):
         self.switch_screen(SessionPicker())
 
     def action_help(self) -> None:
-        self.action_show_help_panel()
+        """F1 shows the keys; F1 again hides them."""
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def action_quit_lab(self) -> None:
         screen = self.screen

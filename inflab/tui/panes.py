@@ -1,15 +1,68 @@
-"""Live panes: streamed job output, and the host monitor."""
+"""Live panes: streamed job output, and the host monitor (which keeps its own SSH stream)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from typing import Any, Awaitable, Callable
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Sparkline, Static
+from textual.worker import Worker
 
-from .widgets import ANSI_RE, LogPane
+from ..remote import monitor
+from ..remote.host import HostUnavailable
+from ..remote.paths import PAYLOAD_DIR
+from .widgets import ANSI_RE, BatchedLog
+
+#: opens an SSH connection to the instance (host key checked) or raises HostUnavailable saying why
+Connect = Callable[[], Awaitable[Any]]
+CONNECT_LIMIT_S = 25
+CONNECTING = f"Connecting to the instance… (gives up after {CONNECT_LIMIT_S} s)"
+
+
+async def reach(connect: Connect):
+    """A connection from ``connect``, or HostUnavailable with a sentence for the pane."""
+    try:
+        return await asyncio.wait_for(connect(), CONNECT_LIMIT_S)
+    except HostUnavailable:
+        raise
+    except asyncio.TimeoutError:
+        raise HostUnavailable(f"The instance did not answer within {CONNECT_LIMIT_S} s: is it still running?") from None
+    except Exception as e:  # e.g. the sandbox would not start
+        raise HostUnavailable(f"Could not connect: {e}") from None
+
+
+class LivePane:
+    """A pane that keeps one SSH stream of its own; ``start`` is idempotent, ``restart`` is not."""
+
+    _worker: Worker | None = None
+
+    @property
+    def live(self) -> bool:
+        """A stream is being opened or runs."""
+        return self._worker is not None and not self._worker.is_finished
+
+    @property
+    def started(self) -> bool:
+        return self._worker is not None
+
+    def start(self, connect: Connect) -> None:
+        if not self.live:
+            self.restart(connect)
+
+    def restart(self, connect: Connect) -> None:
+        self._worker = self._stream(connect)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def _stream(self, connect: Connect) -> Worker:
+        raise NotImplementedError
 
 
 class JobOutput(Vertical):
@@ -30,7 +83,7 @@ class JobOutput(Vertical):
 
     DEFAULT_CSS = """
     JobOutput { height: 1fr; }
-    JobOutput LogPane { height: 1fr; }
+    JobOutput BatchedLog { height: 1fr; }
     JobOutput #live { height: 1; color: $warning; }
     """
 
@@ -44,15 +97,15 @@ class JobOutput(Vertical):
     def compose(self) -> ComposeResult:
         # Hidden and disabled (so it never takes focus) until "/" opens it.
         yield Input(placeholder="search the output (Enter: find, n: next)", id="search", disabled=True)
-        yield LogPane(max_lines=self.max_lines)
+        yield BatchedLog(max_lines=self.max_lines)
         yield Static("", id="live", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
 
     @property
-    def log(self) -> LogPane:
-        return self.query_one(LogPane)
+    def log(self) -> BatchedLog:
+        return self.query_one(BatchedLog)
 
     @property
     def follow(self) -> bool:
@@ -132,11 +185,22 @@ def _gib(n: int | None) -> str:
     return f"{n / 2**30:.1f} GiB" if n else "?"
 
 
-class MonitorPane(Vertical):
-    """Per-core gauges and sparklines from the monitor agent, naming where they come from."""
+NO_AGENT = 3  # the agent command's exit status when the agent is not on the host
+AGENT = f"{PAYLOAD_DIR}/monitor.py"
+AGENT_COMMAND = f"if [ -f {AGENT} ]; then exec python3 {AGENT} --interval 1; else exit {NO_AGENT}; fi"
+
+
+class MonitorPane(LivePane, Vertical):
+    """Per-core gauges and sparklines from the monitor agent, naming where they come from.
+
+    It streams the agent's samples over its own SSH connection; the status line says what
+    it is doing, or why there is nothing to show (no instance, terminated, unreachable).
+    """
 
     DEFAULT_CSS = """
     MonitorPane { height: 1fr; padding: 0 1; }
+    MonitorPane #monitor-status { height: auto; color: $text-muted; }
+    MonitorPane #monitor-status.-problem { color: $warning; }
     MonitorPane #monitor-source { text-style: bold; color: $accent; }
     MonitorPane .core-row { height: 1; }
     MonitorPane .core-name { width: 8; }
@@ -152,9 +216,53 @@ class MonitorPane(Vertical):
         self._rows: dict[str, tuple[Label, Static, Sparkline]] = {}
 
     def compose(self) -> ComposeResult:
-        yield Label("waiting for the first sample…", id="monitor-source")
+        yield Static("Press 2 to watch the instance.", id="monitor-status", markup=False)
+        yield Label("", id="monitor-source")
         yield Vertical(id="monitor-rows")
         yield Static("", id="monitor-memory", markup=False)
+
+    @property
+    def status(self) -> str:
+        return str(self.query_one("#monitor-status", Static).render())
+
+    def say(self, text: str, *, problem: bool = False) -> None:
+        line = self.query_one("#monitor-status", Static)
+        line.update(text)
+        line.set_class(problem, "-problem")
+
+    @work(exclusive=True, group="monitor", exit_on_error=False)
+    async def _stream(self, connect: Connect) -> None:
+        self.say(CONNECTING)
+        try:
+            conn = await reach(connect)
+        except HostUnavailable as e:
+            self._clear_rows()
+            self.say(str(e), problem=True)
+            return
+        try:
+            async with conn:
+                proc = await conn.create_process(AGENT_COMMAND)
+                self.say("Live from the instance: one sample a second")
+                async for line in proc.stdout:
+                    sample = monitor.parse(line)
+                    if sample:
+                        self.show(sample)
+                await proc.wait()
+                code = proc.exit_status
+        except Exception as e:  # the connection dropped
+            self.say(f"The connection dropped ({e.__class__.__name__}: {e}): press 2 to reconnect", problem=True)
+            return
+        if code == NO_AGENT:
+            self.say("The monitor agent is not on the instance yet: run the monitor step (it installs it)", problem=True)
+        else:
+            self.say(f"The monitor agent stopped (exit {code}): press 2 to start it again", problem=True)
+
+    def _clear_rows(self) -> None:
+        self.query_one("#monitor-rows", Vertical).remove_children()
+        self._rows.clear()
+        self.history.clear()
+        self.query_one("#monitor-source", Label).update("")
+        self.query_one("#monitor-memory", Static).update("")
 
     def show(self, sample) -> None:
         """Draw one :class:`inflab.remote.monitor.Sample`."""

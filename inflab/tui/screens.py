@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import tomllib
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -12,7 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, Static, TextArea
 
-from ..config import ConfigError, from_dict, validate_session_name
+from ..config import ConfigError, from_dict, parse_toml, validate_session_name
+from ..session import DONE, SKIPPED
 
 
 def _ago(ts: float) -> str:
@@ -51,17 +51,24 @@ class SessionPicker(Screen):
         self.refresh_sessions()
 
     def refresh_sessions(self) -> None:
-        from ..lab_steps import available_steps
+        from ..engine import Engine
 
         table = self.query_one(DataTable)
         table.clear(columns=True)
         table.add_columns("Name", "Where", "Region", "Instance", "Progress", "Next step", "Last used")
-        ids = [s.id for s in available_steps()]
         sessions = self.app.store.list_sessions()
         for s in sessions:
-            done, nxt = self.app.store.progress(s.name, ids)
+            try:
+                engine = Engine(self.app.store, s.name)
+            except ConfigError as e:  # a snapshot from an older version, or edited by hand
+                progress, where_now = "?", f"config unreadable: {e}"
+            else:
+                states = engine.states()
+                done = sum(st["state"] in (DONE, SKIPPED) for st in states.values())
+                progress = f"{done}/{len(states)}"
+                where_now = "finished" if engine.finished() else (engine.next_step() or "—")
             table.add_row(s.name, "sandbox" if s.sandbox else "AWS", s.config["aws"]["region"], s.config["instance"]["type"],
-                          f"{done}/{len(ids)}", nxt or "finished", _ago(s.updated), key=s.name)
+                          progress, where_now, _ago(s.updated), key=s.name)
         empty = self.query_one("#picker-empty", Static)
         empty.update("" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed).")
         if sessions:
@@ -138,11 +145,13 @@ class ConfigReview(Screen):
         error = self.query_one("#config-error", Static)
         text = self.query_one("#config-text", TextArea).text
         try:
-            validate_session_name(self.session_name)
-            cfg = from_dict(tomllib.loads(text), sandbox=self.sandbox)
-        except tomllib.TOMLDecodeError as e:
-            error.update(f"[b red]Not valid TOML:[/] {escape(str(e))}")
+            user = parse_toml(text)
+        except ConfigError as e:
+            error.update(f"[b red]The configuration is {escape(str(e))}[/]")
             return
+        try:
+            validate_session_name(self.session_name)
+            cfg = from_dict(user, sandbox=self.sandbox)
         except ConfigError as e:
             error.update(f"[b red]{escape(str(e))}[/]")
             return

@@ -1,14 +1,22 @@
-"""A terminal in a widget: PTY bytes from SSH rendered with pyte, keys sent back."""
+"""A terminal in a widget: a program on the instance in a PTY over SSH, rendered with pyte, keys sent back."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Callable
 
 import pyte
 from rich.style import Style
 from rich.text import Text
-from textual import events
+from textual import events, work
+from textual.message import Message
 from textual.widget import Widget
+
+from ..remote.host import HostUnavailable
+from .panes import CONNECTING, Connect, LivePane, reach
+
+#: what runs in the pane: the best live view the instance has
+TOP_COMMAND = "if command -v neuron-top >/dev/null; then exec neuron-top; elif command -v htop >/dev/null; then exec htop; else exec top; fi"
 
 KEYS = {
     "enter": b"\r", "tab": b"\t", "backspace": b"\x7f", "escape": b"\x1b", "delete": b"\x1b[3~",
@@ -33,29 +41,78 @@ def key_bytes(event: events.Key) -> bytes | None:
     return None
 
 
-class TerminalPane(Widget, can_focus=True):
-    """Shows what a remote program draws; typing goes to it while the pane has focus.
+class TerminalPane(LivePane, Widget, can_focus=True):
+    """Runs ``command`` on the instance over its own SSH connection and shows what it draws.
 
-    ``send`` gets the bytes to write; ``on_resize_pty(cols, rows)`` is told the new size.
-    Ctrl+O leaves the pane (focus moves on); Ctrl+P still opens the palette.
+    Typing goes to the program while the pane has focus; Ctrl+O leaves the pane (it posts
+    :class:`TerminalPane.Leave`); Ctrl+P still opens the palette. While there is no program,
+    the pane says why (connecting, no instance, terminated, the program ended).
     """
+
+    class Leave(Message):
+        """The user pressed Ctrl+O to take the keyboard back."""
 
     DEFAULT_CSS = """
     TerminalPane { height: 1fr; background: $surface; }
     TerminalPane:focus { border: tall $accent; }
     """
 
-    def __init__(self, *, cols: int = 100, rows: int = 30, id: str | None = None):
+    def __init__(self, *, command: str = TOP_COMMAND, cols: int = 100, rows: int = 30, id: str | None = None):
         super().__init__(id=id)
+        self.command = command
         self.screen_model = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen_model)
         self.send: Callable[[bytes], None] = lambda b: None
         self.on_resize_pty: Callable[[int, int], None] = lambda c, r: None
         self.attached = False  # a remote program is running in the pane
+        self.status = "Press 3 to run neuron-top (or htop, or top) on the instance."
+
+    def on_mount(self) -> None:
+        self.say(self.status)
 
     def feed(self, data: bytes) -> None:
         self.stream.feed(data)
         self.refresh()
+
+    def say(self, text: str) -> None:
+        """Clear the screen and write ``text`` on it, wrapped to the pane's width."""
+        self.status = text
+        self.screen_model.reset()
+        lines = textwrap.wrap(text, max(10, self.screen_model.columns - 1)) or [""]
+        self.feed("\r\n".join(lines).encode())
+
+    @work(exclusive=True, group="terminal", exit_on_error=False)
+    async def _stream(self, connect: Connect) -> None:
+        self.say(CONNECTING)
+        try:
+            conn = await reach(connect)
+        except HostUnavailable as e:
+            self.say(str(e))
+            return
+        ended = "the program ended"
+        try:
+            async with conn:
+                cols, rows = self.screen_model.columns, self.screen_model.lines
+                proc = await conn.create_process(self.command, term_type="xterm-256color", term_size=(cols, rows),
+                                                 encoding=None)
+                self.screen_model.reset()
+                self.send = proc.stdin.write
+                self.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
+                self.attached = True
+                self.status = ""
+                while True:
+                    data = await proc.stdout.read(65536)
+                    if not data:
+                        break
+                    self.feed(data)
+        except Exception as e:  # the connection dropped
+            ended = f"the connection dropped ({e.__class__.__name__})"
+        finally:
+            self.attached = False
+            self.send = lambda b: None
+            self.on_resize_pty = lambda c, r: None
+        self.status = f"[{ended}: press 3 to start it again]"
+        self.feed(f"\r\n{self.status}\r\n".encode())
 
     @property
     def text(self) -> str:
@@ -88,6 +145,8 @@ class TerminalPane(Widget, can_focus=True):
                 self.on_resize_pty(cols, rows)
             except Exception:  # the connection is gone; the worker will say so
                 self.attached = False
+            if not self.attached and self.status:
+                self.say(self.status)  # wrapped again to the new width
             self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -100,14 +159,14 @@ class TerminalPane(Widget, can_focus=True):
         self.call_after_refresh(self._sync_size)
 
     def on_key(self, event: events.Key) -> None:
+        if event.key == "ctrl+o":
+            event.stop()
+            self.post_message(self.Leave())
+            return
         if not self.attached:  # nothing to type into: keys work as everywhere else...
             if event.key == "q":  # ...except that q here is surely meant for a program, not "quit"
                 event.stop()
                 self.notify("No program is running here: press 3 to start one, Ctrl+O to leave", severity="warning")
-            return
-        if event.key == "ctrl+o":
-            event.stop()
-            self.screen.focus_next()
             return
         data = key_bytes(event)
         if data is not None:

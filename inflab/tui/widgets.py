@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid
+from textual.containers import Grid, Horizontal
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Log
+from textual.widgets import Button, Label, Log, RichLog
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+FLUSH_INTERVAL = 0.05
 
 
 def clean_lines(text: str) -> list[str]:
@@ -24,23 +27,21 @@ def clean_lines(text: str) -> list[str]:
     return out
 
 
-class LogPane(Log):
-    """A log that stays fast on long output: lines are buffered and written in batches.
+class _Batched:
+    """Writers call :meth:`push` (cheap, any number of times); a timer writes the buffer every 50 ms.
 
-    ``Log.write_line`` per line is hundreds of times slower than ``write_lines`` on a
-    batch, so writers call :meth:`push` (cheap, any number of times) and a timer
-    flushes the buffer every 50 ms.
+    Writing line by line is hundreds of times slower than writing a batch.
     """
 
-    FLUSH_INTERVAL = 0.05
+    max_lines: int | None
 
-    def __init__(self, *args, max_lines: int = 10_000, **kwargs):
-        super().__init__(*args, max_lines=max_lines, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._pending: list[str] = []
         self.history: list[str] = []  # what was written, for tests and search
 
     def on_mount(self) -> None:
-        self.set_interval(self.FLUSH_INTERVAL, self.flush)
+        self.set_interval(FLUSH_INTERVAL, self.flush)
 
     def push(self, text: str) -> None:
         self._pending.extend(clean_lines(text))
@@ -50,9 +51,42 @@ class LogPane(Log):
             return
         lines, self._pending = self._pending, []
         self.history.extend(lines)
-        if len(self.history) > self.max_lines:
+        if self.max_lines and len(self.history) > self.max_lines:
             del self.history[: len(self.history) - self.max_lines]
+        self._write_batch(lines)
+
+    def _write_batch(self, lines: list[str]) -> None:
+        raise NotImplementedError
+
+
+class BatchedLog(_Batched, Log):
+    """A fast log for long streamed output (a job's); lines do not wrap."""
+
+    def __init__(self, *args, max_lines: int = 10_000, **kwargs):
+        super().__init__(*args, max_lines=max_lines, **kwargs)
+
+    def _write_batch(self, lines: list[str]) -> None:
         self.write_lines(lines)
+
+
+class LogPane(_Batched, RichLog):
+    """The step log: long lines wrap at the pane's width (and wrap again when the pane is resized)."""
+
+    def __init__(self, *args, max_lines: int = 10_000, **kwargs):
+        super().__init__(*args, max_lines=max_lines, wrap=True, markup=False, min_width=1, **kwargs)
+        self._wrapped_at = 0
+
+    def _write_batch(self, lines: list[str]) -> None:
+        self.write(Text("\n".join(lines)))
+
+    def on_resize(self, event: events.Resize) -> None:  # RichLog's own handler runs too (Textual calls each class's)
+        if self._wrapped_at and event.size.width != self._wrapped_at and self.history:
+            self.call_after_refresh(self._rewrap)
+        self._wrapped_at = event.size.width
+
+    def _rewrap(self) -> None:
+        self.clear()
+        self.write(Text("\n".join(self.history)))
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -91,4 +125,42 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
     def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class ChoiceModal(ModalScreen[str | None]):
+    """A question with a few named answers (buttons); dismisses with the chosen id, or None (Esc)."""
+
+    BINDINGS = [Binding("escape", "choose(None)", "Cancel")]
+
+    DEFAULT_CSS = """
+    ChoiceModal { align: center middle; }
+    ChoiceModal > Grid {
+        grid-size: 1; grid-gutter: 1; grid-rows: auto 3;
+        padding: 1 2; width: 80; height: auto; border: thick $warning; background: $surface;
+    }
+    ChoiceModal #choices { height: 3; }
+    ChoiceModal #choices Button { width: 1fr; margin-right: 1; }
+    """
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]]):
+        """``choices``: (id, button label, variant), the first one focused."""
+        super().__init__()
+        self.question = question
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Grid():
+            yield Label(self.question, id="question", markup=False)
+            with Horizontal(id="choices"):
+                for cid, label, variant in self.choices:
+                    yield Button(label, id=cid, variant=variant)
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.choices[0][0]}", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+    def action_choose(self, value: str | None) -> None:
         self.dismiss(value)

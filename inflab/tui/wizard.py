@@ -1,40 +1,45 @@
-"""The wizard: the step list, the step's instructions and CLI, actions, the live log."""
+"""The wizard: the step list, the step's instructions and CLI, actions, the live log.
+
+It is a view on the engine: engine work runs in a thread worker, the engine's events come
+back as one Textual message per kind (:mod:`inflab.tui.messages`), and the live panes
+(monitor, terminal) keep their own SSH streams; the wizard only says which tab shows.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from ..engine import Engine, EngineEvent
-from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, UNDONE
+from ..engine import Engine, RunResult, describe_exception
+from ..events import EngineEvent, elapsed_text
+from ..remote.host import HostUnavailable
+from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
+from .messages import (JobLinesMessage, StepFoundMessage, StepLogMessage, StepProgressMessage, StepStateMessage,
+                       WorkFinished, message_for)
 from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
-from .widgets import ConfirmModal, LogPane
+from .widgets import ChoiceModal, ConfirmModal, LogPane
 
-TOP_COMMAND = "if command -v neuron-top >/dev/null; then exec neuron-top; elif command -v htop >/dev/null; then exec htop; else exec top; fi"
-
-ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■"}
-STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan"}
-
-
-class EngineUpdate(Message):
-    """An engine event, carried from the worker thread to the screen."""
-
-    def __init__(self, event: EngineEvent):
-        super().__init__()
-        self.event = event
+ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■", STALE: "!"}
+STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan",
+          STALE: "bold yellow"}
+#: the answers to `a`
+ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
+OPENING = "checking the session"
 
 
-class WorkFinished(Message):
-    def __init__(self, what: str, ok: bool, error: str = ""):
-        super().__init__()
-        self.what, self.ok, self.error = what, ok, error
+def status_line(state: str, message: str | None) -> str:
+    """The state as the instructions show it: "failed — why", "cancelled by you", "stale — what to do"."""
+    if not message:
+        return state
+    return message if message.startswith(state) else f"{state} — {message}"
 
 
 class Wizard(Screen):
@@ -51,9 +56,10 @@ class Wizard(Screen):
         Binding("3", "tab('tab-terminal')", "Terminal"),
         Binding("4", "tab('tab-job')", "Job output"),
         Binding("o", "open_terminal", "ssh in my terminal", show=False),
-        Binding("z", "zoom", "Zoom pane", show=False),
+        Binding("z", "zoom", "Zoom pane"),
         Binding("escape", "back", "Sessions", show=False),
     ]
+    ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer"
 
     def __init__(self, store, name: str):
         super().__init__()
@@ -62,6 +68,8 @@ class Wizard(Screen):
         self.engine = Engine(store, name, listener=self._from_engine)
         self.busy: str | None = None
         self._job_step: str | None = None  # the step whose job output the Job tab shows
+        self._progress_step: str | None = None  # the step the progress row is about
+        self._working_step: str | None = None  # the step the engine is running now
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -76,8 +84,8 @@ class Wizard(Screen):
                     yield Markdown("", id="instructions")
                 yield Static("", id="cli", classes="cli", markup=False)
                 with Horizontal(id="progress-row"):
-                    yield ProgressBar(total=1, show_eta=False, id="progress")
-                    yield Label("", id="progress-label")
+                    yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
+                    yield Label("", id="progress-label", markup=False)
                 with TabbedContent(id="bottom", initial="tab-log"):
                     with TabPane("Log", id="tab-log"):
                         yield LogPane(id="log", max_lines=10_000)
@@ -89,23 +97,21 @@ class Wizard(Screen):
                         yield JobOutput(id="job")
         yield Footer()
 
-    def _prompt(self, step, state: str, error: str | None = None) -> str:
-        icon = ICONS.get(state, "○")
+    def _prompt(self, step_id: str, state: str) -> str:
+        text = f"{ICONS.get(state, '○')} {step_id}"
         style = STYLES.get(state)
-        text = f"{icon} {step.id}"
         return f"[{style}]{text}[/]" if style else text
 
     def _options(self) -> list[Option]:
         states = self.engine.states()
-        return [Option(self._prompt(s, states[s.id]["state"]), id=s.id) for s in self.engine.steps]
+        return [Option(self._prompt(s.id, states[s.id]["state"]), id=s.id) for s in self.engine.steps]
 
     def on_mount(self) -> None:
         self.title = "inflab"
         self.sub_title = f"{self.session_name} · {'sandbox' if self.engine.info.sandbox else 'AWS ' + self.engine.config.region}"
-        steps = self.query_one("#steps", OptionList)
         nxt = self.engine.next_step() or self.engine.steps[-1].id
-        steps.highlighted = steps.get_option_index(nxt)
-        steps.focus()
+        self._highlight(nxt)
+        self.query_one("#steps", OptionList).focus()
         self.query_one("#progress-row").display = False
         log = self.query_one(LogPane)
         for ev in self.app_store.events(self.session_name)[-200:]:
@@ -113,13 +119,21 @@ class Wizard(Screen):
                 log.push(f"[{ev['step'] or 'lab'}] {ev['message']}")
         self._show_step(nxt)
         self._refresh_info()
+        # What really exists, checked in the background; a job still running is reattached.
+        self._go(OPENING, self.engine.resume, announce=False)
+
+    def on_unmount(self) -> None:
+        self.engine.detach()  # the app is closing: stop at the next safe point, leave remote jobs running
 
     # -- showing -------------------------------------------------------------------
     @property
     def selected(self) -> str:
-        steps = self.query_one("#steps", OptionList)
-        opt = steps.highlighted_option
+        opt = self.query_one("#steps", OptionList).highlighted_option
         return opt.id if opt else self.engine.steps[0].id
+
+    def _highlight(self, step_id: str) -> None:
+        steps = self.query_one("#steps", OptionList)
+        steps.highlighted = steps.get_option_index(step_id)
 
     @on(OptionList.OptionHighlighted, "#steps")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -132,19 +146,15 @@ class Wizard(Screen):
     def _show_step(self, step_id: str) -> None:
         step = self.engine.step(step_id)
         st = self.engine.states()[step_id]
-        status = f"\n\n**Status:** {st['state']}" + (f" — {st['error']}" if st.get("error") else "")
+        status = f"\n\n**Status:** {status_line(st['state'], st.get('error'))}"
         self.query_one("#instructions", Markdown).update(step.instructions() + status)
-        cmds = step.cli(self._offline_context(step))
+        try:
+            cmds = self.engine.cli_lines(step_id)
+        except Exception as e:  # a step that cannot name its commands yet must not break the view
+            cmds = [f"# (not available yet: {describe_exception(e)})"]
         cli = self.query_one("#cli", Static)
         cli.border_title = "The same with the AWS CLI"
         cli.update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
-
-    def _offline_context(self, step):
-        # CLI text needs names and saved state only, not a live AWS connection.
-        from ..lab_steps.base import StepContext
-
-        return StepContext(name=self.session_name, config=self.engine.config, sandbox=self.engine.info.sandbox,
-                           store=self.app_store, aws=None, step_id=step.id)
 
     def _refresh_info(self) -> None:
         info = self.engine.info
@@ -156,49 +166,70 @@ class Wizard(Screen):
         ]
         if host:
             lines.append(f"{host.get('instance_id')}\n{host.get('public_ip')}")
+        if self.engine.finished():
+            lines.append("[green]finished[/]")
         if self.busy:
-            lines.append(f"[yellow]working: {self.busy}[/]")
+            now = f" (now: {self._working_step})" if self._working_step and self._working_step not in self.busy else ""
+            lines.append(f"[yellow]working: {self.busy}{now}[/]")
         self.query_one("#session-info", Static).update("\n".join(lines))
 
-    # -- engine events (called on the worker thread) --------------------------------
+    def _next_not_done(self, after: str) -> str | None:
+        states = self.engine.states()
+        ids = [s.id for s in self.engine.steps]
+        return next((i for i in ids[ids.index(after) + 1:] if states[i]["state"] not in (DONE, SKIPPED)), None)
+
+    # -- engine events: posted from the worker thread, handled here one kind each ---------
     def _from_engine(self, event: EngineEvent) -> None:
-        self.post_message(EngineUpdate(event))
+        self.post_message(message_for(event))
 
-    def on_engine_update(self, message: EngineUpdate) -> None:
+    def on_step_state_message(self, message: StepStateMessage) -> None:
         ev = message.event
-        log = self.query_one(LogPane)
-        if ev.kind == "state":
-            step = self.engine.step(ev.step) if ev.step else None
-            if step:
-                steps = self.query_one("#steps", OptionList)
-                steps.replace_option_prompt(ev.step, self._prompt(step, ev.state))
-                if ev.state == RUNNING and ev.step != self.selected:
-                    steps.highlighted = steps.get_option_index(ev.step)  # follow the work
-            note = f": {ev.message}" if ev.message and ev.state in (FAILED, CANCELLED) else ""
-            log.push(f"[{ev.step}] {ev.state}{note}")
-            if ev.step == self._job_step and ev.state != RUNNING:
-                self.query_one(JobOutput).finish()
-                self._job_step = None
-            if ev.step == self.selected:
-                self._show_step(ev.step)
-            if ev.state == FAILED:
-                self.notify(ev.message, title=f"{ev.step} failed", severity="error", timeout=10, markup=False)
-        elif ev.kind == "log":
-            log.push(f"[{ev.step or 'lab'}] {ev.message}")
-        elif ev.kind == "output":
-            self._job_output(ev)
-        elif ev.kind == "progress":
-            row = self.query_one("#progress-row")
-            row.display = True
-            bar = self.query_one("#progress", ProgressBar)
-            if ev.fraction is None:
-                bar.update(total=None)
-            else:
-                bar.update(total=1, progress=ev.fraction)
-            self.query_one("#progress-label", Label).update(ev.message)
+        self.query_one("#steps", OptionList).replace_option_prompt(ev.step, self._prompt(ev.step, ev.state))
+        if ev.state == RUNNING or ev.step == self._working_step:
+            self._working_step = ev.step if ev.state == RUNNING else None
+            self._refresh_info()
+        if ev.state == RUNNING and ev.step != self.selected:
+            self._highlight(ev.step)  # follow the work
+        elif ev.state in (DONE, SKIPPED) and ev.step == self.selected:
+            nxt = self._next_not_done(ev.step)
+            if nxt:
+                self._highlight(nxt)  # move on with the user
+        note = f": {ev.message}" if ev.message and ev.state in (FAILED, CANCELLED, STALE) else ""
+        self.query_one(LogPane).push(f"[{ev.step}] {ev.state}{note}")
+        if ev.step == self._job_step and ev.state != RUNNING:
+            self.query_one(JobOutput).finish()
+            self._job_step = None
+        if ev.step == self._progress_step and ev.state != RUNNING:
+            self._hide_progress()
+        if ev.step == self.selected:
+            self._show_step(ev.step)
+        if ev.state == FAILED:
+            self.notify(ev.message, title=f"{ev.step} failed", severity="error", timeout=8, markup=False)
+        step = self.engine.step(ev.step)
+        if ev.state in (DONE, UNDONE, STALE) and (step.provides_host or step.destructive or ev.step == "connect"):
+            self._host_changed()
 
-    def _job_output(self, ev: EngineEvent) -> None:
+    def on_step_log_message(self, message: StepLogMessage) -> None:
+        self.query_one(LogPane).push(f"[{message.event.step or 'lab'}] {message.event.message}")
+
+    def on_step_progress_message(self, message: StepProgressMessage) -> None:
+        ev = message.event
+        self._progress_step = ev.step
+        self.query_one("#progress-row").display = True
+        bar = self.query_one("#progress", ProgressBar)
+        if ev.fraction is None:
+            bar.update(total=None)  # an animated bar: working, no measure of how far
+        else:
+            bar.update(total=1, progress=ev.fraction)
+        self.query_one("#progress-label", Label).update(f"{ev.step} · {elapsed_text(ev.elapsed)} · {ev.message}")
+
+    def _hide_progress(self) -> None:
+        self._progress_step = None
+        self.query_one("#progress-row").display = False
+
+    def on_job_lines_message(self, message: JobLinesMessage) -> None:
         """A remote job's lines: into the Job tab, which comes forward when a job starts."""
+        ev = message.event
         pane = self.query_one(JobOutput)
         if ev.step != self._job_step:
             self._job_step = ev.step
@@ -208,37 +239,47 @@ class Wizard(Screen):
                 tabs.active = "tab-job"
         pane.feed("\n".join(ev.lines) + "\n")
 
+    def on_step_found_message(self, message: StepFoundMessage) -> None:
+        ev = message.event
+        self.query_one("#steps", OptionList).replace_option_prompt(ev.step, self._prompt(ev.step, ev.state))
+        if ev.step == self.selected:
+            self._show_step(ev.step)
+        if ev.state == STALE:
+            self.notify(ev.message, title=f"{ev.step} needs running again", severity="warning", markup=False)
+
     def on_work_finished(self, message: WorkFinished) -> None:
         self.busy = None
-        self.query_one("#progress-row").display = False
+        self._hide_progress()
         self._refresh_info()
         self._show_step(self.selected)
-        if message.ok:
-            self.notify(f"{message.what}: done", timeout=4)
+        if message.finished:
+            self.notify("The session has finished: nothing to run. Ctrl+P → “Run the whole session again” to start over",
+                        timeout=6)
+        elif message.ok and message.what != OPENING:
+            self.notify(f"{message.what}: done", timeout=3)
         elif message.error == "cancelled":
-            self.notify(f"{message.what}: cancelled", severity="warning")
+            self.notify(f"{message.what}: cancelled", severity="warning", timeout=3)
 
     # -- actions ---------------------------------------------------------------------
-    def _start(self, what: str) -> bool:
+    @work(thread=True, group="engine", exit_on_error=False)
+    def _engine_work(self, what: str, fn) -> None:
+        try:
+            result: RunResult = fn()
+            done = WorkFinished(what, result.ok, result.error, result.finished)
+        except Exception as e:  # e.g. the sandbox would not start
+            err = describe_exception(e)
+            self.app.call_from_thread(self.query_one(LogPane).push, f"[lab] error: {err}")
+            self.app.call_from_thread(self.notify, err, title=what, severity="error", timeout=8, markup=False)
+            done = WorkFinished(what, False, err)
+        self.post_message(done)
+
+    def _go(self, what: str, fn, *args, announce: bool = True, **kwargs) -> None:
         if self.busy:
             self.notify(f"Busy with {self.busy}; press c to cancel it first", severity="warning")
-            return False
+            return
         self.busy = what
         self._refresh_info()
-        return True
-
-    @work(thread=True, group="engine", exit_on_error=False)
-    def _engine_work(self, what: str, fn, *args) -> None:
-        try:
-            result = fn(*args)
-            ok, err = result.ok, result.error
-        except Exception as e:  # e.g. the sandbox would not start
-            from ..engine import describe_exception
-
-            ok, err = False, describe_exception(e)
-            self.post_message(EngineUpdate(EngineEvent("log", None, message=f"error: {err}")))
-            self.app.call_from_thread(self.notify, err, title=what, severity="error", timeout=10, markup=False)
-        self.post_message(WorkFinished(what, ok, err))
+        self._engine_work(what, partial(fn, *args, **kwargs))
 
     def action_run_selected(self) -> None:
         sid = self.selected
@@ -249,25 +290,39 @@ class Wizard(Screen):
             self._go(f"step {sid}", self.engine.run_one, sid)
 
     def action_run_to_here(self) -> None:
-        self._run_range(f"steps up to {self.selected}", self.selected)
-
-    def action_run_all(self) -> None:
-        self._run_range("all steps", None)
-
-    def _run_range(self, what: str, until: str | None) -> None:
-        """Run steps in order; ask first when the range would do something destructive (terminate)."""
+        """Run steps in order up to the highlighted one; ask first when that would do something destructive."""
+        until = self.selected
         states = self.engine.states()
-        last = self.engine.index(until) if until else len(self.engine.steps) - 1
-        risky = [s for s in self.engine.steps[: last + 1] if s.destructive and states[s.id]["state"] not in (DONE, SKIPPED)]
+        risky = [s for s in self.engine.steps[: self.engine.index(until) + 1]
+                 if s.destructive and states[s.id]["state"] not in (DONE, SKIPPED)]
+        what = f"steps up to {until}"
         if risky:
             self._confirm(f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
                           lambda: self._go(what, self.engine.run, until))
         else:
             self._go(what, self.engine.run, until)
 
-    def _go(self, what: str, fn, *args) -> None:
-        if self._start(what):
-            self._engine_work(what, fn, *args)
+    def action_run_all(self) -> None:
+        """Everything but terminate (the instance stays up), or everything, or nothing."""
+        if self.busy:
+            self.notify(f"Busy with {self.busy}", severity="warning")
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == ALL_BUT_TERMINATE:
+                self._go("all steps but terminate", self.engine.run, exclude=("terminate",))
+            elif choice == EVERYTHING:
+                self._go("all steps", self.engine.run)
+
+        self.app.push_screen(ChoiceModal(
+            "Run every remaining step? Steps already done are checked, not redone. "
+            "All but terminate leaves the instance running; All + terminate ends the session.",
+            [(ALL_BUT_TERMINATE, "All but terminate", "primary"), (EVERYTHING, "All + terminate", "error"),
+             ("cancel", "Cancel", "default")]), answered)
+
+    def action_run_again(self) -> None:
+        self._confirm("Run the whole session again? Every step checks first, so what still exists is kept.",
+                      lambda: self._go("the session again", self.engine.run, again=True))
 
     def action_skip(self) -> None:
         if self.busy:
@@ -281,9 +336,7 @@ class Wizard(Screen):
         self._confirm(f"Undo '{step.title}'? This deletes what the step created.", lambda: self._go(f"undo {sid}", self.engine.undo, sid))
 
     def action_cleanup(self) -> None:
-        def cleanup():
-            from ..engine import RunResult
-
+        def cleanup() -> RunResult:
             errors, leftovers = self.engine.cleanup()
             return RunResult(not errors and not leftovers, None, "; ".join(errors) or ("leftovers" if leftovers else ""))
 
@@ -306,7 +359,7 @@ class Wizard(Screen):
     def action_cancel(self) -> None:
         if self.busy:
             self.engine.cancel()
-            self.notify(f"Cancelling {self.busy}…", severity="warning")
+            self.notify(f"Cancelling {self.busy}…", severity="warning", timeout=3)
 
     def action_back(self) -> None:
         if self.busy:
@@ -314,15 +367,34 @@ class Wizard(Screen):
             return
         self.app.show_picker()
 
-
-    # -- live panes: monitor and terminal over SSH -----------------------------------
+    # -- the bottom pane: tabs, zoom, live views ---------------------------------------
     def action_tab(self, tab: str) -> None:
-        tabs = self.query_one("#bottom", TabbedContent)
-        if tabs.active == tab and tab == "tab-terminal" and not self.query_one(TerminalPane).attached:
-            self._run_terminal()  # already showing, program ended: start it again
-        tabs.active = tab
+        self.query_one("#bottom", TabbedContent).active = tab
+        self._start_live(tab)
         if tab == "tab-terminal":
             self.query_one(TerminalPane).focus()
+
+    @on(TabbedContent.TabActivated, "#bottom")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._start_live(event.pane.id)
+
+    def _start_live(self, tab: str | None) -> None:
+        if tab == "tab-monitor":
+            self.query_one(MonitorPane).start(self._connect)
+        elif tab == "tab-terminal":
+            self.query_one(TerminalPane).start(self._connect)
+
+    async def _connect(self):
+        return await self.engine.open_host(timeout=15)
+
+    def _host_changed(self) -> None:
+        """The instance came, went or changed: live panes that were in use look again."""
+        for pane in (self.query_one(MonitorPane), self.query_one(TerminalPane)):
+            if pane.started:
+                pane.restart(self._connect)
+
+    def on_terminal_pane_leave(self, message: TerminalPane.Leave) -> None:
+        self.query_one("#steps", OptionList).focus()
 
     def action_zoom(self) -> None:
         if self.maximized is None:
@@ -330,98 +402,14 @@ class Wizard(Screen):
         else:
             self.minimize()
 
-    @on(TabbedContent.TabActivated, "#bottom")
-    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == "tab-monitor":
-            self._stream_monitor()
-        elif event.pane.id == "tab-terminal":
-            self._run_terminal()
-
-    def _remote_ready(self, what: str) -> bool:
-        if not (self.app_store.get(self.session_name, "host_key") or {}).get("fingerprint"):
-            self.notify(f"{what}: run the connect step first", severity="warning")
-            return False
-        return True
-
-    async def _open_remote(self, what: str):
-        """An SSH connection for a live pane (pinned host key), or None after telling the user why."""
-        import asyncio
-
-        from ..remote.host import open_connection, target
-
-        if not self._remote_ready(what):
-            return None
-        ctx = self._offline_context(self.engine.step("connect"))
-        try:
-            t = await asyncio.to_thread(target, ctx)  # may start the sandbox daemon: not on the UI loop
-            self.notify(f"{what}: connecting to {t.user}@{t.host}:{t.port}…", timeout=3)
-            return await asyncio.wait_for(open_connection(ctx, timeout=15), 25)
-        except Exception as e:
-            self.notify(f"{what}: {e}. Is the instance still running? Press a to check every step again.",
-                        severity="error", markup=False, timeout=10)
-            return None
-
-    @work(exclusive=True, group="monitor", exit_on_error=False)
-    async def _stream_monitor(self) -> None:
-        from ..lab_steps.monitor import PAYLOAD_DIR
-        from ..remote import monitor
-
-        if not self.app_store.get(self.session_name, "monitor"):
-            self.notify("Monitor: run the monitor step first (it installs the agent)", severity="warning")
-            return
-        pane = self.query_one(MonitorPane)
-        conn = await self._open_remote("Monitor")
-        if conn is None:
-            return
-        async with conn:
-            proc = await conn.create_process(f"exec python3 {PAYLOAD_DIR}/monitor.py --interval 1")
-            async for line in proc.stdout:
-                sample = monitor.parse(line)
-                if sample:
-                    pane.show(sample)
-
-    @work(exclusive=True, group="terminal", exit_on_error=False)
-    async def _run_terminal(self) -> None:
-        term = self.query_one(TerminalPane)
-        term.feed(b"\r\n[connecting...]\r\n")
-        conn = await self._open_remote("Terminal")
-        if conn is None:
-            return
-        ended = "the program ended"
-        try:
-            async with conn:
-                cols, rows = term.screen_model.columns, term.screen_model.lines
-                proc = await conn.create_process(TOP_COMMAND, term_type="xterm-256color", term_size=(cols, rows), encoding=None)
-                term.send = proc.stdin.write
-                term.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
-                term.attached = True
-                while True:
-                    data = await proc.stdout.read(65536)
-                    if not data:
-                        break
-                    term.feed(data)
-        except Exception as e:  # the connection dropped
-            ended = f"the connection dropped ({e.__class__.__name__})"
-        finally:
-            term.attached = False
-            term.send = lambda b: None
-            term.on_resize_pty = lambda c, r: None
-        term.feed(f"\r\n[{ended}: press 3 to start it again]\r\n".encode())
-
     def action_open_terminal(self) -> None:
         """Suspend the lab and run the real ssh, checked against the pinned host key."""
         import subprocess
 
-        from ..remote.host import ssh_command
-
-        from ..lab_steps.base import StepError
-
-        if not self._remote_ready("ssh"):
-            return
         try:
-            cmd = ssh_command(self._offline_context(self.engine.step("connect")))
-        except StepError as e:
-            self.notify(str(e), severity="warning", markup=False)
+            cmd = self.engine.ssh_command()
+        except HostUnavailable as e:
+            self.notify(str(e), title="ssh", severity="warning", markup=False)
             return
         try:
             with self.app.suspend():
