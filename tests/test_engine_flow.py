@@ -198,3 +198,22 @@ def test_job_lines_reach_the_listener(store, connected):
     assert code == 0
     got = [line for e in events if isinstance(e, JobLines) for line in e.lines]
     assert got == ["hello", "world"]
+
+
+def test_sessions_rm_refuses_while_aws_has_something_then_removes_everything(cli, store, session):
+    assert Engine(store, session).run("keypair").ok
+    store.add_result(session, "benchmark", {"x": 1}, key="r1")
+    r = cli("sessions", "rm", session, "--yes")
+    assert r.returncode == 1 and "still has 1 resource(s)" in r.stderr and f"inflab cleanup {session}" in r.stderr
+    assert store.has_session(session)
+
+    assert cli("cleanup", session, "--yes").returncode == 0
+    r = cli("sessions", "rm", session)  # no terminal: the results would go too, so it asks for --yes
+    assert r.returncode == 2 and "--yes" in r.stderr and store.has_session(session)
+
+    r = cli("sessions", "rm", session, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "and its 1 result(s)" in r.stdout
+    assert not store.has_session(session) and store.results(session) == []
+    assert not (store.home / "sessions" / session).exists(), "the key file and known_hosts go with it"
+    assert session not in [s["name"] for s in json.loads(cli("sessions", "--json").stdout)]

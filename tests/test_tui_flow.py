@@ -283,3 +283,29 @@ async def test_the_live_panes_never_stay_connecting(monkeypatch):
         assert await wait_for(pilot, lambda: not monitor.live and not term.live)
         assert monitor.status == "Could not connect: Connection refused"
         assert "Could not connect: Connection refused" in flat(term.text)
+
+
+async def test_a_session_driven_elsewhere_opens_read_only(sandbox, store, name):
+    from inflab.session import SessionLock
+
+    new_session(store, name)
+    held = SessionLock(store.home, name).acquire(f"inflab run --name {name}")  # as another process would
+    try:
+        app = InflabApp(store, mode="resume", name=name)
+        async with app.run_test(size=(140, 45)) as pilot:
+            await pilot.pause(0.5)
+            wizard = app.screen
+            assert isinstance(wizard, Wizard)
+            assert wizard.read_only and f"in use by pid" in wizard.read_only and "inflab run --name" in wizard.read_only
+            assert "read-only" in str(wizard.query_one("#session-info").render())
+            await pilot.press("r")
+            await pilot.pause(0.5)
+            assert not wizard.busy
+            assert Engine(store, name).states()["credentials"]["state"] == "pending", "nothing ran"
+    finally:
+        held.release()
+    # Once it is free, the wizard drives the session again.
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(140, 45)) as pilot:
+        wizard = await open_wizard(pilot, app)
+        assert wizard.read_only is None

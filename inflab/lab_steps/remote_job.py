@@ -85,12 +85,13 @@ def host_run(ctx: StepContext, fn, *, timeout: float = 120):
         raise StepError(f"The host did not answer within {timeout:.0f} s") from None
 
 
-def _job_id(ctx: StepContext, kind: str, instance_id: str) -> str:
-    """The job to attach to: the one still running on this instance, or a new attempt."""
+def job_id(ctx: StepContext, kind: str) -> str:
+    """The job to run or attach to: the one still running on this instance, one not started yet, or a new attempt."""
+    instance_id = (ctx.get("host") or {}).get("instance_id", "")
     jobs = ctx.get("jobs") or {}
     current = jobs.get(kind)
     rec = ctx.store.job(ctx.name, current) if current else None
-    if rec and rec["status"] == "running" and rec["host"] == instance_id:
+    if current and (rec is None or (rec["status"] == "running" and rec["host"] == instance_id)):
         return current
     n = int(jobs.get(f"{kind}#", 0)) + 1
     jobs.update({kind: f"{kind}-{n}", f"{kind}#": n})
@@ -110,34 +111,34 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
     from ..remote import jobs
 
     instance_id = (ctx.get("host") or {}).get("instance_id", "")
-    job_id = _job_id(ctx, kind, instance_id)
+    job = job_id(ctx, kind)
     tail: deque[str] = deque(maxlen=40)
 
     def on_lines(lines: list[bytes], offset: int) -> None:
         text = [b.decode("utf-8", "replace") for b in lines]
         tail.extend(text)
         ctx.output(text)
-        ctx.store.job_offset(ctx.name, job_id, offset)
+        ctx.store.job_offset(ctx.name, job, offset)
 
     async def attach(first: bool) -> int:
         conn = await connect(ctx)
         async with conn:
             if first and before is not None:
                 await before(conn)
-            jdir = await jobs.start(conn, job_id, command, env=env)
-            rec = ctx.store.job_record(ctx.name, job_id, instance_id, jdir)
+            jdir = await jobs.start(conn, job, command, env=env)
+            rec = ctx.store.job_record(ctx.name, job, instance_id, jdir)
             if first:
-                ctx.log(f"Job {job_id} on the host: {jdir}" + (f" (reattached at byte {rec['offset']:,})" if rec["offset"] else ""))
+                ctx.log(f"Job {job} on the host: {jdir}" + (f" (reattached at byte {rec['offset']:,})" if rec["offset"] else ""))
             follower = asyncio.ensure_future(jobs.follow(conn, jdir, rec["offset"], on_lines))
             while not follower.done():
                 await asyncio.wait({follower}, timeout=0.25)
                 if ctx.cancel.is_set() and not follower.done():
                     follower.cancel()
                     if ctx.detach.is_set():
-                        raise Cancelled(f"detached: job {job_id} keeps running on the host")
+                        raise Cancelled(f"detached: job {job} keeps running on the host")
                     await jobs.cancel(conn, jdir)
-                    ctx.store.job_finished(ctx.name, job_id, -15)
-                    ctx.log(f"Stopped job {job_id} on the host")
+                    ctx.store.job_finished(ctx.name, job, -15)
+                    ctx.log(f"Stopped job {job} on the host")
                     raise Cancelled("cancelled")
             return follower.result()
 
@@ -149,7 +150,7 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
                 if attempt == MAX_RECONNECTS:
                     raise StepError(f"Lost the connection to the host {attempt + 1} times ({e}); the job may still be "
                                     "running there: run this step again to reattach") from None
-                rec = ctx.store.job(ctx.name, job_id) or {"offset": 0}
+                rec = ctx.store.job(ctx.name, job) or {"offset": 0}
                 ctx.log(f"Connection dropped ({e.__class__.__name__}); reattaching at byte {rec['offset']:,}…")
                 await asyncio.sleep(reconnect_delay(attempt))
                 ctx.check_cancel()
@@ -157,5 +158,5 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
 
     code = asyncio.run(go())
     faultpoints.hit("job:ended")  # the job is over on the host, the session does not know yet
-    ctx.store.job_finished(ctx.name, job_id, code)
+    ctx.store.job_finished(ctx.name, job, code)
     return code, list(tail)

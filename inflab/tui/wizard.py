@@ -70,6 +70,9 @@ class Wizard(Screen):
         self._job_step: str | None = None  # the step whose job output the Job tab shows
         self._progress_step: str | None = None  # the step the progress row is about
         self._working_step: str | None = None  # the step the engine is running now
+        #: set when another process drives the session: the wizard only shows it
+        self.read_only: str | None = None
+        self._lock = None
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -118,12 +121,24 @@ class Wizard(Screen):
             if ev["kind"] in ("log", "session"):
                 log.push(f"[{ev['step'] or 'lab'}] {ev['message']}")
         self._show_step(nxt)
+        from ..session import SessionBusy, SessionLock
+
+        try:  # one process drives a session at a time; a second one only looks
+            self._lock = SessionLock(self.app_store.home, self.session_name).acquire(f"inflab TUI on {self.session_name}")
+        except SessionBusy as e:
+            self.read_only = str(e)
+            self.sub_title += " · read-only"
+            log.push(f"[lab] Read-only: {e}")
+            self.notify(str(e), title="Read-only", severity="warning", timeout=15, markup=False)
         self._refresh_info()
-        # What really exists, checked in the background; a job still running is reattached.
-        self._go(OPENING, self.engine.resume, announce=False)
+        if not self.read_only:
+            # What really exists, checked in the background; a job still running is reattached.
+            self._go(OPENING, self.engine.resume, announce=False)
 
     def on_unmount(self) -> None:
         self.engine.detach()  # the app is closing: stop at the next safe point, leave remote jobs running
+        if self._lock is not None:
+            self._lock.release()
 
     # -- showing -------------------------------------------------------------------
     @property
@@ -168,6 +183,8 @@ class Wizard(Screen):
             lines.append(f"{host.get('instance_id')}\n{host.get('public_ip')}")
         if self.engine.finished():
             lines.append("[green]finished[/]")
+        if self.read_only:
+            lines.append("[red]read-only: another process drives this session[/]")
         if self.busy:
             now = f" (now: {self._working_step})" if self._working_step and self._working_step not in self.busy else ""
             lines.append(f"[yellow]working: {self.busy}{now}[/]")
@@ -274,6 +291,9 @@ class Wizard(Screen):
         self.post_message(done)
 
     def _go(self, what: str, fn, *args, announce: bool = True, **kwargs) -> None:
+        if self.read_only:
+            self.notify(self.read_only, title="Read-only", severity="warning", markup=False)
+            return
         if self.busy:
             self.notify(f"Busy with {self.busy}; press c to cancel it first", severity="warning")
             return
@@ -325,6 +345,9 @@ class Wizard(Screen):
                       lambda: self._go("the session again", self.engine.run, again=True))
 
     def action_skip(self) -> None:
+        if self.read_only:
+            self.notify(self.read_only, title="Read-only", severity="warning", markup=False)
+            return
         if self.busy:
             self.notify(f"Busy with {self.busy}", severity="warning")
             return
