@@ -131,7 +131,7 @@ class Engine:
                 from .aws import Aws
 
                 self._aws = Aws(region=self.config.region, profile=self.config["aws"]["profile"] or None,
-                                endpoint_url=self.runtime.aws_endpoint())
+                                endpoint_url=self.runtime.aws_endpoint(), headers=self.runtime.aws_headers())
             return self._aws
 
     def step(self, step_id: str) -> Step:

@@ -77,12 +77,13 @@ def cli(inflab_home):
 
 @pytest.fixture
 def aws(sandbox):
-    """boto3 clients on the sandbox endpoint, to look at what the lab made."""
-    import boto3
+    """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made."""
+    from inflab.aws import Aws
+
+    regions: dict[str, Aws] = {}
 
     def client(service: str, region: str = "us-west-2"):
-        return boto3.client(service, endpoint_url=sandbox.endpoint, region_name=region,
-                            aws_access_key_id="inflab-sandbox", aws_secret_access_key="inflab-sandbox")
+        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers)).client(service)
 
     return client
 

@@ -48,7 +48,7 @@ def test_events_reach_the_listener_in_order(store, session, tagged):
     }
     # Log lines carry the step they belong to and land between its running and done.
     logs = [e for e in rec.events if isinstance(e, StepLogged)]
-    assert any(e.step == "keypair" and "Created key pair" in e.message for e in logs)
+    assert any(e.step == "keypair" and "imported its public half" in e.message for e in logs)
     assert len(tagged(session)["launch_templates"]) == 1
 
 
@@ -144,8 +144,8 @@ def test_ledger_records_intent_before_the_create_call(store, session, aws):
     def before_create(**kwargs):
         seen_during_create.extend(store.ledger(session))
 
-    # Look at the ledger at the moment the real CreateKeyPair request goes out.
-    engine.aws.client("ec2").meta.events.register("before-call.ec2.CreateKeyPair", before_create)
+    # Look at the ledger at the moment the real ImportKeyPair request goes out.
+    engine.aws.client("ec2").meta.events.register("before-call.ec2.ImportKeyPair", before_create)
     result = engine.run("keypair")
     assert result.ok, result.error
 
@@ -172,7 +172,7 @@ def test_events_are_stored_in_the_event_log(store, session):
     assert state_rows == [(s, st) for s in STEPS[:3] for st in ("running", "done")]
     stored_logs = [(e["step"], e["message"]) for e in stored if e["kind"] == "log"]
     assert stored_logs == [(e.step, e.message) for e in rec.events if isinstance(e, StepLogged)]
-    assert any(step == "keypair" and "Created key pair" in msg for step, msg in stored_logs)
+    assert any(step == "keypair" and "imported its public half" in msg for step, msg in stored_logs)
     ids = [e["id"] for e in stored]
     assert ids == sorted(ids)
     assert store.events(session, since_id=ids[-2]) == stored[-1:]

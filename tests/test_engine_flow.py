@@ -82,7 +82,7 @@ def test_from_step_redoes_steps_that_look_done(store, session):
     assert engine.run("security-group", from_step="keypair").ok
     text = " ".join(getattr(e, "message", "") for e in logs)
     assert "Already done" not in text, "--from applies the steps instead of checking them"
-    assert "Created key pair" in text or "recreating" in text
+    assert "imported its public half" in text and "replacing both" in text
 
 
 def test_a_long_step_says_what_it_does_and_for_how_long(store, session, monkeypatch):

@@ -50,15 +50,25 @@ def test_a_key_file_cut_short_is_replaced_not_trusted(name, cli, aws, store):
     assert len(pairs) == 1
 
 
-def test_no_private_key_is_ever_given_to_aws(name, cli, store):
-    """The key is made here; AWS gets the public half through ImportKeyPair."""
-    r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
-    assert r.returncode == 0, r.stderr
-    assert "imported its public half" in r.stdout
+def test_no_private_key_is_ever_given_to_aws(name, cli, store, sandbox):
+    """The key is made here; AWS gets the public half through ImportKeyPair. The emulator's whole
+    state (what moto's data.json serves, asked with the daemon's secret) holds no private key."""
+    import urllib.request
+
     from inflab.lab_steps.access import public_half
 
+    r = cli("run", "--sandbox", "--name", name, "--until", "connect")
+    assert r.returncode == 0, r.stderr
+    assert "imported its public half" in r.stdout
     pem = store.session_dir(name) / f"inflab-{name}.pem"
     assert public_half(pem) == store.get(name, "keypair")["public_key"]
+    req = urllib.request.Request(f"{sandbox.endpoint}/moto-api/data.json", headers=sandbox.headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        state = resp.read().decode()
+    assert store.get(name, "keypair")["public_key"] in state, "the search covers the key pairs"
+    assert "PRIVATE KEY" not in state
+    private = pem.read_text()
+    assert all(line not in state for line in private.splitlines()[1:-1] if len(line) > 20)
 
 
 JOB_SCRIPT = textwrap.dedent("""

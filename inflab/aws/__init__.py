@@ -2,12 +2,15 @@
 
 Nothing here imports Textual. Credentials come from the standard chain (environment,
 profiles, SSO, instance roles); in the sandbox they are fixed dummy values that the
-emulator accepts, never real keys.
+emulator accepts, never real keys. The sandbox endpoint answers only requests that carry
+its daemon's secret: the host runtime hands it over as ``headers``, sent with every request
+to that endpoint.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +33,24 @@ def session_filter(session: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{TAG_SESSION}", "Values": [session]}]
 
 
+def _add_headers(headers: Mapping[str, str]):
+    def add(request, **_: Any) -> None:
+        request.headers.update(headers)
+
+    return add
+
+
 @dataclass
 class Aws:
-    """Per-thread boto3 clients for one region (and, in the sandbox, one endpoint)."""
+    """Per-thread boto3 clients for one region (and, in the sandbox, one endpoint).
+
+    ``headers``: extra HTTP headers on every request (the sandbox's secret; none on AWS).
+    """
 
     region: str
     profile: str | None = None
     endpoint_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
@@ -73,7 +87,11 @@ class Aws:
                 connect_timeout=10,
                 read_timeout=60,
             )
-            clients[service] = s.client(service, endpoint_url=self.endpoint_url, config=cfg)
+            client = s.client(service, endpoint_url=self.endpoint_url, config=cfg)
+            if self.headers:
+                # After signing, just before the request goes out (botocore's documented hook).
+                client.meta.events.register("before-send", _add_headers(self.headers))
+            clients[service] = client
         return clients[service]
 
 

@@ -54,6 +54,10 @@ class HostRuntime(ABC):
     def aws_endpoint(self) -> str | None:
         """The AWS endpoint URL (None: the real one). May start a local service."""
 
+    def aws_headers(self) -> dict[str, str]:
+        """HTTP headers every AWS request carries (the sandbox's secret; none on AWS)."""
+        return {}
+
     @abstractmethod
     def where(self, account: str) -> str:
         """Where the session's resources live, for the log."""

@@ -1,7 +1,9 @@
 """The sandbox: AWS emulated on loopback, run as a background daemon.
 
 ``ensure_running`` is idempotent: a live daemon is reused, a stale state file is
-replaced. The daemon's state lives in ``<INFLAB_HOME>/sandbox``.
+replaced. The daemon's state lives in ``<INFLAB_HOME>/sandbox``: ``state.json`` (pid, ports)
+and ``secret.json``, the secret its endpoint asks of every request (both readable by this
+user only; see :mod:`.gate`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT = 60.0
+STATE_FILE = "state.json"
+SECRET_FILE = "secret.json"
 
 
 class SandboxError(RuntimeError):
@@ -29,22 +33,48 @@ class SandboxInfo:
     pid: int
     port: int
     ssh_port: int = 0
+    secret: str = field(default="", repr=False)
+    secret_header: str = ""
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a request to the endpoint must carry to be answered."""
+        return {self.secret_header: self.secret}
 
 
 def state_dir(home: Path) -> Path:
     return Path(home) / "sandbox"
 
 
-def _read_state(home: Path) -> SandboxInfo | None:
+def _read(home: Path, name: str) -> dict:
     try:
-        data = json.loads((state_dir(home) / "state.json").read_text())
-        return SandboxInfo(int(data["pid"]), int(data["port"]), int(data.get("ssh_port", 0)))
-    except (OSError, ValueError, KeyError):
+        data = json.loads((state_dir(home) / name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _state_pid(home: Path) -> int | None:
+    """The pid the state file names, whatever else it holds."""
+    pid = _read(home, STATE_FILE).get("pid")
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def read_state(home: Path) -> SandboxInfo | None:
+    """What the daemon's files say (no health check: cheap). None unless both are its."""
+    state, access = _read(home, STATE_FILE), _read(home, SECRET_FILE)
+    try:
+        info = SandboxInfo(int(state["pid"]), int(state["port"]), int(state.get("ssh_port", 0)),
+                           str(access["secret"]), str(access["header"]))
+    except (KeyError, TypeError, ValueError):
         return None
+    if access.get("pid") != info.pid or access.get("endpoint") != info.endpoint:
+        return None
+    return info
 
 
 def _alive(pid: int) -> bool:
@@ -67,7 +97,7 @@ def _healthy(info: SandboxInfo, timeout: float = 2.0) -> bool:
 
 def status(home: Path) -> SandboxInfo | None:
     """The running daemon, or None."""
-    info = _read_state(home)
+    info = read_state(home)
     if info and _alive(info.pid) and _healthy(info):
         return info
     return None
@@ -79,12 +109,11 @@ def ensure_running(home: Path, port: int = 0) -> SandboxInfo:
         return info
     sdir = state_dir(home)
     sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stale = _read_state(home)
-    if stale and _alive(stale.pid):
-        # A process holds the state file but does not answer: leave it be only if it is
-        # not ours to stop; otherwise replace it.
-        _terminate(stale.pid)
-    (sdir / "state.json").unlink(missing_ok=True)
+    stale = _state_pid(home)
+    if stale is not None and _alive(stale):
+        # A process holds the state file but does not answer (or left no secret): replace it.
+        _terminate(stale)
+    (sdir / STATE_FILE).unlink(missing_ok=True)
     log = open(sdir / "daemon.log", "ab")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -103,7 +132,7 @@ def ensure_running(home: Path, port: int = 0) -> SandboxInfo:
         if proc.poll() is not None:
             tail = (sdir / "daemon.log").read_text(errors="replace")[-400:]
             raise SandboxError(f"the sandbox daemon exited at start (code {proc.returncode}): {tail.strip()}")
-        info = _read_state(home)
+        info = read_state(home)
         if info and info.pid == proc.pid and _healthy(info):
             return info
         time.sleep(0.1)
@@ -133,13 +162,13 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
 
 def stop(home: Path) -> bool:
     """Stop the daemon; True if one was running."""
-    info = _read_state(home)
-    if not info or not _alive(info.pid):
-        (state_dir(home) / "state.json").unlink(missing_ok=True)
-        return False
-    _terminate(info.pid)
-    (state_dir(home) / "state.json").unlink(missing_ok=True)
-    return True
+    pid = _state_pid(home)
+    running = pid is not None and _alive(pid)
+    if running:
+        _terminate(pid)
+    for name in (STATE_FILE, SECRET_FILE):
+        (state_dir(home) / name).unlink(missing_ok=True)
+    return running
 
 
 def forget_instance(home: Path, instance_id: str) -> None:
@@ -156,7 +185,7 @@ def set_faults(info: SandboxInfo, faults: dict) -> dict:
         f"{info.endpoint}/inflab-sandbox/faults",
         data=json.dumps(faults).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **info.headers},
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())

@@ -1,7 +1,9 @@
 """The sandbox cloud's process: the AWS emulator on a loopback port.
 
 Started detached by ``inflab sandbox start`` (or ``--sandbox``); it outlives the app so
-that a session can be resumed, and writes ``state.json`` (pid, port) once it answers.
+that a session can be resumed. At start it makes a secret that every request must carry
+(see :mod:`.gate`) and writes it to ``secret.json``, then ``state.json`` (pid, ports) once it
+answers; both files are created readable by this user only.
 """
 
 from __future__ import annotations
@@ -9,10 +11,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
+
+from . import SECRET_FILE, STATE_FILE
+
+
+def _write_private(path: Path, data: dict) -> None:
+    """Replace ``path`` with ``data`` as JSON, in a file that is 0600 from its creation on."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _forget(path: Path) -> None:
+    """Remove one of this daemon's files (not a successor's)."""
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def _start_sshd(state_dir: Path, port: int) -> int:
@@ -69,35 +96,35 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from .faults import FaultLayer
+    from .gate import SECRET_HEADER, Gate
 
     # No docker engine here: Batch jobs are recorded, and the lab runs them itself.
     moto_api_backend.set_config({"batch": {"use_docker": False}})
-    app = FaultLayer(DomainDispatcherApplication(create_backend_app))
+    secret = secrets.token_urlsafe(32)
+    app = Gate(FaultLayer(DomainDispatcherApplication(create_backend_app)), secret)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     port = server.server_port
 
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    pid = os.getpid()
+    _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}",
+                                             "header": SECRET_HEADER, "secret": secret})
     ssh_port = _start_sshd(state_dir, args.ssh_port)
-    tmp = state_dir / "state.json.tmp"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "port": port, "ssh_port": ssh_port}))
-    os.replace(tmp, state_dir / "state.json")
+    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port})
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"inflab sandbox listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
+    print(f"inflab sandbox listening on 127.0.0.1:{port} (pid {pid})", flush=True)
     try:
         server.serve_forever()
     finally:
-        try:
-            state = json.loads((state_dir / "state.json").read_text())
-            if state.get("pid") == os.getpid():
-                (state_dir / "state.json").unlink()
-        except (OSError, ValueError):
-            pass
+        _forget(state_dir / STATE_FILE)
+        _forget(state_dir / SECRET_FILE)
     return 0
 
 

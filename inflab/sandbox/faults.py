@@ -6,7 +6,8 @@ show what happens:
 
     POST /inflab-sandbox/faults  {"run_instances": {"us-west-2a": "InsufficientInstanceCapacity"}}
     GET  /inflab-sandbox/faults
-    GET  /inflab-sandbox/health
+
+(behind the gate, like every route: only the lab's own clients may change them).
 
 A zone may also be ``"*"`` (every zone). The layer looks at EC2 RunInstances calls only,
 maps the subnet in the request to its zone through the emulator's own state, and answers
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 from typing import Any, Callable
 from urllib.parse import parse_qs
@@ -53,8 +53,6 @@ class FaultLayer:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path == "/inflab-sandbox/health":
-            return self._json(start_response, "200 OK", {"ok": True, "pid": os.getpid()})
         if path == "/inflab-sandbox/faults":
             if environ["REQUEST_METHOD"] == "POST":
                 size = int(environ.get("CONTENT_LENGTH") or 0)
