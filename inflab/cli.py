@@ -283,18 +283,10 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask before deleting the session's results.")
 def sessions_rm(name: str, yes: bool) -> None:
     """Remove session NAME from this machine (refused while anything of it exists in AWS)."""
-    from .aws import inventory
-    from .engine import describe_exception
-
     store = _store()
     _existing(store, name)
     lock = _lock(store, name, f"inflab sessions rm {name}")
-    engine = _engine(store, name)
-    try:
-        found = inventory.session_resources(engine.aws, name)
-    except Exception as e:
-        click.echo(f"inflab: cannot check what session {name} still has in AWS: {describe_exception(e)}", err=True)
-        sys.exit(EXIT_FAILED)
+    found = _in_aws(_engine(store, name), name)
     if found:
         what = ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in found[:5]) + (" …" if len(found) > 5 else "")
         click.echo(f"inflab: session {name} still has {len(found)} resource(s) in AWS ({what}); "
@@ -328,6 +320,18 @@ def _engine(store, name):
     return Engine(store, name)
 
 
+def _in_aws(engine, name: str) -> list[dict]:
+    """What AWS has tagged for the session (exit 1 with one line when AWS cannot be asked)."""
+    from .aws import inventory
+    from .engine import describe_exception
+
+    try:
+        return inventory.session_resources(engine.aws, name)
+    except Exception as e:
+        click.echo(f"inflab: cannot ask AWS what session {name} has: {describe_exception(e)}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
 @main.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -335,15 +339,8 @@ def resources(name: str, as_json: bool) -> None:
     """What AWS has for session NAME, found by its inflab:session tag."""
     store = _store()
     _existing(store, name)
-    from .aws import inventory
-    from .engine import describe_exception
-
     engine = _engine(store, name)
-    try:
-        found = inventory.session_resources(engine.aws, name)
-    except Exception as e:
-        click.echo(f"inflab: {describe_exception(e)}", err=True)
-        sys.exit(EXIT_FAILED)
+    found = _in_aws(engine, name)
     if as_json:
         click.echo(json.dumps(found, indent=2))
     elif not found:

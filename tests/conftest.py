@@ -129,3 +129,25 @@ def tagged(aws):
         }
 
     return find
+
+
+def unusable_config(kind: str, d: Path) -> str:
+    """A --config path that is not a usable config file (``d`` is an empty directory)."""
+    import socket
+
+    p = d / "lab.toml"
+    makers = {
+        "fifo": lambda: os.mkfifo(p),  # opening it would wait for a writer
+        "socket": lambda: socket.socket(socket.AF_UNIX).bind(str(p)),
+        "symlink-loop": lambda: (os.symlink(d / "b.toml", p), os.symlink(p, d / "b.toml")),
+        "not-utf8": lambda: p.write_bytes(b'[aws]\nprofile = "\xff\xfe"\n'),
+        "deep-array": lambda: p.write_text("[bench]\nrate = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        "huge-integer": lambda: p.write_text("[bench]\nbatch_size = " + "9" * 5000 + "\n"),
+        "too-big": lambda: p.write_text("# a comment line\n" * 70_000),  # 1.1 MB
+    }
+    elsewhere = {"directory": str(d), "long-name": str(d / ("x" * 300 + ".toml")), "dev-zero": "/dev/zero",
+                 "proc-mem": "/proc/self/mem"}
+    if kind in elsewhere:
+        return elsewhere[kind]
+    makers[kind]()
+    return str(p)

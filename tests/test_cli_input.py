@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, unusable_config
 
 # (id, config file text or None, extra args — "{name}" and "{config}" are filled in, expected substring)
 # A config of None means no --config is given unless the args name one.
@@ -103,31 +102,6 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case_id, toml, args, e
     _assert_nothing_for(name, cli, tagged, inflab_home, sessions_before, dirs_before)
 
 
-def _unreadable(kind: str, d: Path) -> str:
-    """A --config path the CLI cannot use as a config file (``d`` is an empty directory)."""
-    p = d / "lab.toml"
-    if kind == "fifo":
-        os.mkfifo(p)  # opening it would wait for a writer
-    elif kind == "socket":
-        socket.socket(socket.AF_UNIX).bind(str(p))
-    elif kind == "symlink-loop":
-        os.symlink(d / "b.toml", p)
-        os.symlink(p, d / "b.toml")
-    elif kind == "directory":
-        return str(d)
-    elif kind == "long-name":
-        return str(d / ("x" * 300 + ".toml"))
-    elif kind == "not-utf8":
-        p.write_bytes(b'[aws]\nprofile = "\xff\xfe"\n')
-    elif kind == "deep-array":
-        p.write_text("[bench]\nrate = " + "[" * 50_000 + "]" * 50_000 + "\n")
-    elif kind == "too-big":
-        p.write_text("# a comment line\n" * 70_000)
-    else:
-        return {"dev-zero": "/dev/zero", "proc-mem": "/proc/self/mem"}[kind]
-    return str(p)
-
-
 UNREADABLE = [("fifo", "FIFO"), ("dev-zero", "character device"), ("socket", "socket"), ("proc-mem", "cannot read"),
               ("symlink-loop", "symbolic links"), ("directory", "directory"), ("long-name", "too long"),
               ("not-utf8", "not UTF-8"), ("deep-array", "nested too deeply"), ("too-big", "larger than 1 MiB")]
@@ -137,7 +111,7 @@ UNREADABLE = [("fifo", "FIFO"), ("dev-zero", "character device"), ("socket", "so
 def test_config_files_the_cli_cannot_read_create_nothing(kind, says, name, tmp_path):
     home = tmp_path / "inflab-home"  # not there yet: a refused run must not make it
     with tempfile.TemporaryDirectory(prefix="cfg") as d:  # short: socket paths are limited to ~100 bytes
-        path = _unreadable(kind, Path(d))
+        path = unusable_config(kind, Path(d))
 
         r = run_cli("run", "--sandbox", "--name", name, "--config", path, "--until", "credentials", home=home, timeout=60,
                     input="")

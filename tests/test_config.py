@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import unusable_config
 
 from inflab import config
 from inflab.config import ConfigError
@@ -443,29 +444,6 @@ def test_malformed_toml_names_the_flag(tmp_path):
         config.load(p)
 
 
-def _unreadable(kind: str, tmp_path: Path) -> str:
-    """A path to something config.load must refuse (FIFOs are tried through the CLI, under a timeout)."""
-    p = tmp_path / "lab.toml"
-    if kind == "directory":
-        return str(tmp_path)
-    if kind == "symlink-loop":
-        os.symlink(tmp_path / "b.toml", p)
-        os.symlink(p, tmp_path / "b.toml")
-    elif kind == "long-name":
-        return str(tmp_path / ("x" * 300 + ".toml"))
-    elif kind == "not-utf8":
-        p.write_bytes(b'[aws]\nprofile = "\xff\xfe"\n')
-    elif kind == "deep-array":
-        p.write_text("[bench]\nrate = " + "[" * 50_000 + "]" * 50_000 + "\n")
-    elif kind == "huge-integer":
-        p.write_text("[bench]\nbatch_size = " + "9" * 5000 + "\n")
-    elif kind == "too-big":
-        p.write_text("# a comment line\n" * 70_000)  # 1.1 MB
-    else:
-        return {"dev-zero": "/dev/zero", "proc-mem": "/proc/self/mem"}[kind]
-    return str(p)
-
-
 UNREADABLE = [("directory", "is a directory"), ("symlink-loop", "symbolic links"), ("long-name", "too long"),
               ("not-utf8", "not UTF-8"), ("deep-array", "nested too deeply"), ("huge-integer", "not valid TOML"),
               ("too-big", "larger than 1 MiB"), ("dev-zero", "character device"), ("proc-mem", "cannot read")]
@@ -474,7 +452,7 @@ UNREADABLE = [("directory", "is a directory"), ("symlink-loop", "symbolic links"
 @pytest.mark.parametrize("kind, says", UNREADABLE, ids=[u[0] for u in UNREADABLE])
 def test_unreadable_config_files_name_the_flag(kind, says, tmp_path):
     with pytest.raises(ConfigError) as ei:
-        config.load(_unreadable(kind, tmp_path))
+        config.load(unusable_config(kind, tmp_path))
     msg = str(ei.value)
     assert msg.startswith("--config: ") and says in msg and "\n" not in msg, msg
 
