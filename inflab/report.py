@@ -1,7 +1,9 @@
 """Benchmark results as a report: one row per result, with cost per million inferences.
 
-Rows come from the results the benchmark step stored in the session. Formats: an aligned
-text table, CSV, Markdown and JSON. Standard library only (it is on the CLI's path).
+Rows come from the results the benchmark step stored in the session, read through their one
+schema (``remote/payload/result.py``). Each row names its run (id and time), so two runs of
+the same configuration stay two rows. Formats: an aligned text table, CSV, Markdown and
+JSON. Standard library only (it is on the CLI's path).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import csv
 import io
 import json
 from typing import Any
+
+from .remote.payload.result import BenchResult
 
 # On-demand Linux list prices, $/hour, us-east-1 and us-west-2 (the same there). Confirm
 # live with the AWS Pricing API (us-east-1 endpoint) before relying on them.
@@ -24,42 +28,60 @@ COLUMNS = [  # (key, heading, format)
     ("batch_size", "BATCH", "{}"), ("throughput_avg", "SAMPLES/S", "{:,.1f}"), ("latency_ms_p50", "P50 MS", "{:.2f}"),
     ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p95", "P95 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
     ("models_x_workers", "MODELS×W", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"), ("cost_per_million", "$/1M INF", "{:.4f}"),
+    ("run", "RUN", "{}"),
 ]
+CSV_EXTRA = ["n_models", "workers_per_model", "stable", "weights", "run_id", "timestamp"]
+RUN_CHARS = 12  # a run id longer than this is shortened in the table and Markdown
 
 
 def cost_per_million(price_per_hour: float | None, throughput: float) -> float | None:
+    """Dollars per million inferences (samples) at ``throughput`` samples/s on an instance
+    billed ``price_per_hour``; None without a price or a throughput."""
     if not price_per_hour or throughput <= 0:
         return None
     return price_per_hour / (throughput * 3600) * 1_000_000
 
 
-def row(result: dict[str, Any]) -> dict[str, Any]:
-    inst = result.get("instance_type") or (result.get("system") or {}).get("instance_type") or ""
-    price = PRICES.get(inst)
-    tput = float(result.get("throughput_avg") or 0)
-    model = result.get("name") or result.get("model_filename", "?")
+def short_run(run_id: str) -> str:
+    return run_id if len(run_id) <= RUN_CHARS else run_id[:RUN_CHARS - 1] + "…"
+
+
+def row(result: dict[str, Any] | BenchResult) -> dict[str, Any]:
+    """One report row from a benchmark result (its JSON object or the record); a dict that is
+    not a result of the current schema raises :class:`SchemaError`, naming the field."""
+    r = result if isinstance(result, BenchResult) else BenchResult.from_dict(result)
+    price = PRICES.get(r.instance_type)
     return {
-        "model": model + (" (tiny)" if result.get("size") == "tiny" else ""),
-        "family": result.get("family", ""),
-        "precision": result.get("precision", ""),
-        "target": result.get("target", ""),
-        "instance_type": inst,
-        "sandbox": bool(result.get("sandbox")),
-        "batch_size": result.get("batch_size"),
-        "throughput_avg": tput,
-        **{k: result.get(k) for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_p99.9",
-                                       "latency_ms_max")},
-        "n_models": result.get("n_models"),
-        "workers_per_model": result.get("workers_per_model"),
-        "models_x_workers": f"{result.get('n_models')}×{result.get('workers_per_model')}",
-        "mode": result.get("mode", "closed"),
-        "stable": result.get("stable"),
-        "stop_reason": result.get("stop_reason"),
-        "weights": result.get("weights", ""),
+        "model": (r.name or r.model_filename) + (" (tiny)" if r.size == "tiny" else ""),
+        "family": r.family,
+        "precision": r.precision,
+        "target": r.target,
+        "instance_type": r.instance_type,
+        "sandbox": r.sandbox,
+        "batch_size": r.batch_size,
+        "throughput_avg": r.throughput_avg,
+        "latency_ms_p50": r.latency_ms_p50,
+        "latency_ms_p90": r.latency_ms_p90,
+        "latency_ms_p95": r.latency_ms_p95,
+        "latency_ms_p99": r.latency_ms_p99,
+        "latency_ms_p99.9": r.latency_ms_p99_9,
+        "latency_ms_max": r.latency_ms_max,
+        "n_models": r.n_models,
+        "workers_per_model": r.workers_per_model,
+        "models_x_workers": f"{r.n_models}×{r.workers_per_model}",
+        "mode": r.mode,
+        "stable": r.stable,
+        "stop_reason": r.stop_reason,
+        "weights": r.weights,
         "price_per_hour": price,
-        "cost_per_million": cost_per_million(price, tput),
+        "cost_per_million": cost_per_million(price, r.throughput_avg),
         "price_source": PRICE_SOURCE if price else None,
-        "model_filename": result.get("model_filename"),
+        "model_filename": r.model_filename,
+        "run": short_run(r.run_id),
+        "run_id": r.run_id,
+        "timestamp": r.timestamp,
+        "label": r.label,
+        "runtime": r.runtime,
     }
 
 
@@ -77,7 +99,7 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         return json.dumps(rows, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
-        keys = [k for k, _, _ in COLUMNS if k != "models_x_workers"] + ["n_models", "workers_per_model", "stable", "weights"]
+        keys = [k for k, _, _ in COLUMNS if k not in ("models_x_workers", "run")] + CSV_EXTRA
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
@@ -88,7 +110,7 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
         lines += ["| " + " | ".join(c) + " |" for c in cells]
     else:
-        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
         lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
         lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
     notes = []

@@ -5,17 +5,22 @@ speed is known) and on a real TorchScript model. Durations are short (1 s, 0.25 
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from inflab.remote.payload import targets
 from inflab.remote.payload.bench import percentile
+from inflab.remote.payload.result import FORMAT, BenchResult, SchemaError
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "inflab" / "remote" / "payload" / "bench.py"
@@ -66,7 +71,7 @@ def test_percentiles_match_hand_computed_values():
 def steady_run(tmp_path_factory):
     """One steady run at batch 3, shared by the tests that only read its result."""
     proc, data = bench(tmp_path_factory.mktemp("steady"), model("steady"), *FAST, "--batch-size", "3",
-                       "--instance-type", "inf1.xlarge")
+                       "--instance-type", "inf1.xlarge", "--label", "lab1", "--runtime", "aws")
     ok(proc)
     return proc, data
 
@@ -150,40 +155,108 @@ def test_one_pinned_process_per_model(tmp_path, target):
         assert slices[0] and slices[1] and not slices[0] & slices[1]
 
 
+def test_cpu_slices_are_disjoint_even_and_use_every_core():
+    five = list(range(5))
+    assert [targets.cpu_slice(five, i, 2) for i in range(2)] == [[0, 1], [2, 3, 4]]
+    assert [targets.cpu_slice(five, i, 5) for i in range(5)] == [[0], [1], [2], [3], [4]]
+    assert [targets.cpu_slice([0, 1], i, 3) for i in range(3)] == [[0], [0], [1]]  # more copies than cores
+    assert targets.cpu_slice([2, 3], 0, 1) == [2, 3]
+
+
+TEAM_PROBE = """
+import ctypes, json, os, threading
+
+def probe(batch_size, target):
+    import torch
+
+    team = ctypes.CDLL(None).omp_get_max_threads  # the calling thread's OpenMP team size
+    seen = set()
+
+    def call(*inputs):
+        me = threading.get_ident()
+        if me not in seen:  # before any torch call in this thread
+            seen.add(me)
+            with open(os.path.join(os.environ["HARNESS_RECORD_DIR"], f"{os.getpid()}-{me}.json"), "w") as f:
+                json.dump({"team": team(), "affinity": sorted(os.sched_getaffinity(0))}, f)
+        return torch.ones(4).sum()
+    return call, ()
+"""
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], lambda cores: max(1, cores // 2)),  # by default its cores are shared by its 2 workers
+    (["--intra-op-threads", "3"], lambda cores: 3),
+])
+def test_every_worker_thread_runs_the_intra_op_team_it_was_given(tmp_path, extra, expected):
+    pytest.importorskip("torch")
+    try:
+        ctypes.CDLL(None).omp_get_max_threads
+    except AttributeError:
+        pytest.skip("torch is not built with OpenMP here")
+    (tmp_path / "team.py").write_text(TEAM_PROBE)
+    records = tmp_path / "records"
+    records.mkdir()
+    proc, data = bench(tmp_path, f"py:{tmp_path / 'team.py'}:probe", "--workers", "2", "--n-models", "1", *FAST,
+                       *extra, env={"HARNESS_RECORD_DIR": str(records)})
+    ok(proc)
+    seen = [json.loads(p.read_text()) for p in records.glob("*.json")]
+    assert len(seen) == 2  # one record per worker thread
+    cores = len(seen[0]["affinity"])
+    assert [r["team"] for r in seen] == [expected(cores)] * 2
+    assert data["models"][0]["threads"] == expected(cores)
+
+
 # ---------------------------------------------------------------- the result record
 
-KEYS = {
-    "format": str, "status": str, "model_filename": str, "target": str, "batch_size": int, "n_models": int,
-    "workers_per_model": int, "pipeline_size": int, "mode": str, "throughput_avg": float, "throughput_peak": float,
-    "latency_ms_p0": float, "latency_ms_p50": float, "latency_ms_p90": float, "latency_ms_p95": float,
-    "latency_ms_p99": float, "latency_ms_p99.9": float, "latency_ms_p100": float, "latency_ms_max": float,
-    "latency_ms_mean": float, "total_infs": int, "total_samples": int, "duration_s": float, "stable": bool,
-    "stop_reason": str, "load_avg_ms": float, "warmup_avg_ms": float, "windows": list, "models": list,
-    "system": dict, "started_at": str,
-}
-NULLABLE = ("family", "name", "precision", "weights", "target_rate", "neuronperf")
+def json_keys(record) -> set[str]:
+    return {f.metadata.get("key", f.name) for f in dataclasses.fields(record)}
 
 
-def test_result_json_has_every_field_with_consistent_values(steady_run):
+def test_result_json_is_the_schema_with_every_field(steady_run):
+    proc, data = steady_run
+    result = BenchResult.from_dict(data)
+    assert set(data) == json_keys(BenchResult)  # every field written, nothing beside the schema
+    assert result.to_dict() == data  # and read back unchanged
+    assert all(set(w) == json_keys(result.windows[0]) for w in data["windows"])
+    assert all(set(m) == json_keys(result.models[0]) for m in data["models"])
+    assert data["format"] == FORMAT == "inflab-bench/2"
+    # what the caller passed, and what the harness made up: nobody patches the result afterwards
+    assert (result.instance_type, result.label, result.runtime) == ("inf1.xlarge", "lab1", "aws")
+    assert result.system["instance_type"] == "inf1.xlarge" and "packages" in result.system
+    assert len(result.run_id) == 8 and int(result.run_id, 16) >= 0 and f"(run {result.run_id})" in proc.stdout
+    started = datetime.fromisoformat(result.timestamp)
+    assert started.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - started) < timedelta(hours=1)
+
+
+def test_result_values_are_consistent(steady_run):
     _, data = steady_run
-    for key, kind in KEYS.items():
-        assert isinstance(data[key], kind), (key, data[key])
-    for key in NULLABLE:
-        assert key in data and (data[key] is None or isinstance(data[key], (str, float, int)))
-    assert data["format"] == "inflab-bench/1" and data["status"] == "finished"
-    assert data["pipeline_size"] == 1 and data["workers_per_model"] == 2 and data["batch_size"] == 3
-    assert data["neuronperf"] is None and data["target_rate"] is None and data["mode"] == "closed"
-    lat = [data[f"latency_ms_{p}"] for p in ("p0", "p50", "p90", "p95", "p99", "p99.9", "max")]
-    assert lat == sorted(lat) and data["latency_ms_max"] == data["latency_ms_p100"]
-    assert data["latency_ms_p50"] == pytest.approx(2.1, rel=0.5)  # the model sleeps 2 ms
-    assert data["total_samples"] == 3 * data["total_infs"]
-    assert data["throughput_avg"] == pytest.approx(data["total_samples"] / data["duration_s"], rel=1e-6)
-    assert data["throughput_peak"] == max(w["throughput"] for w in data["windows"]) >= data["throughput_avg"] * 0.999
-    assert sum(w["queries"] for w in data["windows"]) == data["total_infs"] == sum(m["queries"] for m in data["models"])
-    assert all(set(w) == {"t", "queries", "throughput"} for w in data["windows"])
-    assert all({"index", "pid", "env", "queries"} <= set(m) for m in data["models"])
-    assert data["system"]["instance_type"] == "inf1.xlarge" and "packages" in data["system"]
-    assert data["started_at"].endswith("+00:00")
+    r = BenchResult.from_dict(data)
+    assert r.pipeline_size == 1 and r.workers_per_model == 2 and r.batch_size == 3 and r.n_models == 1
+    assert r.neuronperf is None and r.target_rate is None and r.mode == "closed" and not r.sandbox
+    lat = [r.latency_ms_p0, r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p95, r.latency_ms_p99,
+           r.latency_ms_p99_9, r.latency_ms_max]
+    assert lat == sorted(lat) and r.latency_ms_max == r.latency_ms_p100 and data["latency_ms_p99.9"] == r.latency_ms_p99_9
+    assert r.latency_ms_p50 == pytest.approx(2.1, rel=0.5)  # the model sleeps 2 ms
+    assert r.total_samples == 3 * r.total_infs
+    assert r.throughput_avg == pytest.approx(r.total_samples / r.duration_s, rel=1e-6)
+    assert r.throughput_peak == max(w.throughput for w in r.windows) >= r.throughput_avg * 0.999
+    assert sum(w.queries for w in r.windows) == r.total_infs == sum(m.queries for m in r.models)
+    cores = len(os.sched_getaffinity(0))
+    assert [m.threads for m in r.models] == [max(1, cores // 2)]  # its cores shared by its 2 workers
+
+
+def test_a_result_missing_a_required_field_is_a_clear_error(steady_run):
+    _, data = steady_run
+    broken = {k: v for k, v in data.items() if k not in ("run_id", "latency_ms_p99.9")}
+    with pytest.raises(SchemaError, match=r"^benchmark result is missing required fields: run_id, latency_ms_p99\.9$"):
+        BenchResult.from_dict(broken)
+    windows = [{"t": 0.25, "queries": 3}]
+    with pytest.raises(SchemaError, match=r"field 'windows'\[0\] is missing required field: throughput$"):
+        BenchResult.from_dict(data | {"windows": windows})
+    with pytest.raises(SchemaError, match=r"field 'stable': expected bool, got 'yes'$"):
+        BenchResult.from_dict(data | {"stable": "yes"})
+    # keys it does not know (a newer writer's, a caller's) are no error
+    assert BenchResult.from_dict(data | {"session": "lab1"}).to_dict() == data
 
 
 # ---------------------------------------------------------------- a real TorchScript model
@@ -200,13 +273,16 @@ def test_torchscript_model_with_manifest(tmp_path):
         "inputs": [{"name": "x", "shape": [4, 16], "dtype": "float32"}],
     }
     path.with_suffix(".json").write_text(json.dumps(manifest))
-    proc, _ = bench(tmp_path, str(path), "--target", "cpu", "--workers", "1", *FAST, out=False)
+    proc, _ = bench(tmp_path, str(path), "--target", "cpu", "--workers", "1", "--run-id", "lab1.bench-2",
+                    "--runtime", "sandbox", *FAST, out=False)
     ok(proc)
     data = json.loads((tmp_path / "linear_cpu_fp32_b4.bench.json").read_text())  # default: beside the model
-    assert data["batch_size"] == 4 and data["total_samples"] == 4 * data["total_infs"]
-    assert data["throughput_avg"] > 0 and data["model_filename"] == path.name
-    from_manifest = (data["family"], data["name"], data["precision"], data["weights"])
-    assert from_manifest == ("linear", "tiny-linear", "fp32", "random")
+    r = BenchResult.from_dict(data)
+    assert r.batch_size == 4 and r.total_samples == 4 * r.total_infs
+    assert r.throughput_avg > 0 and r.model_filename == path.name
+    from_manifest = (r.family, r.name, r.size, r.precision, r.weights, r.target)
+    assert from_manifest == ("linear", "tiny-linear", "tiny", "fp32", "random", "cpu")
+    assert r.run_id == "lab1.bench-2" and r.sandbox
 
     # the manifest fixes target and batch size: a flag that disagrees is refused
     proc, _ = bench(tmp_path, str(path), "--batch-size", "8", out=False)
@@ -226,6 +302,9 @@ def test_torchscript_model_with_manifest(tmp_path):
     (["STEADY", "--mode", "open"], "--rate"),
     (["STEADY", "--min-duration", "5", "--max-duration", "2"], "--max-duration"),
     (["STEADY", "--stability"], "--stability"),
+    (["STEADY", "--run-id", "two words"], "--run-id"),
+    (["STEADY", "--run-id", ""], "--run-id"),
+    (["STEADY", "--intra-op-threads", "-1"], "--intra-op-threads"),
     (["STEADY", "--frobnicate"], "--frobnicate"),
     (["missing.pt"], "MODEL"),
     (["py:missing.py:f"], "MODEL"),

@@ -3,20 +3,25 @@
 
     python3 bench.py MODEL [--target inf1|inf2|cuda|cpu] [--batch-size B] [--n-models N]
         [--workers W] [--min-duration S] [--min-queries Q] [--max-duration S] [--window S]
-        [--stability F] [--warmup N] [--mode closed|open] [--rate R] [--seed N]
-        [--instance-type T] [--out FILE] [--no-neuronperf]
+        [--stability F] [--intra-op-threads T] [--warmup N] [--mode closed|open] [--rate R] [--seed N]
+        [--instance-type T] [--run-id ID] [--label TEXT] [--runtime NAME] [--out FILE] [--no-neuronperf]
 
 MODEL is a TorchScript file ``X.pt`` with its manifest ``X.json`` beside it (written by the
 compile step), or ``py:FILE:FUNC`` where ``FUNC(batch_size, target)`` returns
 ``(callable, inputs_tuple)``.
 
-One OS process per model copy, pinned with ``targets.pin_env``, runs W worker threads. All
+One OS process per model copy (``model_process.py``), pinned with ``targets.pin_env``, runs W worker threads, each
+with its own intra-op team of ``--intra-op-threads`` (by default, on the cpu target, the
+copy's cores / W, so the workers never run more threads than the copy has cores). All
 workers warm up, then every process starts on the parent's "go". Only ``model(*inputs)`` and
 a device synchronize are timed (``perf_counter_ns``; inputs are built beforehand). Each
 process streams, window by window, the latencies that completed (JSON lines on stdout); the
 parent merges them and stops once ``--min-duration`` AND ``--min-queries`` are reached AND
 the last 3 windows' throughputs are within ``--stability`` of each other — or at
-``--max-duration`` regardless (``"stable": false``). In ``--mode open`` queries arrive as a
+``--max-duration`` regardless (``"stable": false``). The result is one JSON object of the
+schema in ``result.py`` (``--out``; default ``X.bench.json`` beside the model), complete as
+written: run id, time, the model's manifest facts and the caller's ``--instance-type``,
+``--label`` and ``--runtime`` are in it. In ``--mode open`` queries arrive as a
 seeded Poisson process at ``--rate`` queries/s (split evenly over the copies) and latency
 counts from the *scheduled* arrival, so queueing delay is part of it.
 
@@ -26,33 +31,34 @@ The parent uses the standard library only; torch is imported in model processes 
 import argparse
 import base64
 import collections
-import contextlib
+import dataclasses
 import json
 import math
 import os
 import queue
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from array import array
-from datetime import datetime, timezone
 from pathlib import Path
 
 try:
     from . import sysinfo, targets
+    from .model_process import build_inputs
+    from .result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 except ImportError:  # run as a script on the host
     import sysinfo, targets
+    from model_process import build_inputs
+    from result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 
-FORMAT = "inflab-bench/1"
 STABLE_WINDOWS = 3  # stability is judged on this many most recent windows
 # Open loop: the count of Poisson arrivals in a window varies by 1/sqrt(count), so a window
 # needs ~1,000 of them (about 3%) before "three windows within 10%" can mean stable.
 OPEN_WINDOW_ARRIVALS = 1000
-PERCENTILES = (("p0", 0), ("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99.9", 99.9), ("p100", 100))
+# (BenchResult attribute suffix, percentile)
+PERCENTILES = (("p0", 0), ("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99_9", 99.9), ("p100", 100))
 STDERR_TAIL = 30  # lines of a failed model process's stderr to show
 
 
@@ -96,6 +102,12 @@ def _number(kind, low, inclusive=True):
     return parse
 
 
+def _run_id(text):
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (1-64 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)")
+    return text
+
+
 def parse_args(argv):
     p = _Parser(prog="bench.py", description="Benchmark a traced model (see the module docstring).")
     p.add_argument("model", metavar="MODEL", help="X.pt with X.json beside it, or py:FILE:FUNC")
@@ -109,11 +121,17 @@ def parse_args(argv):
     p.add_argument("--window", type=_number(float, 0, inclusive=False), default=None, metavar="S",
                    help="seconds per measuring window (default 1; open loop: long enough for ~%d arrivals)" % OPEN_WINDOW_ARRIVALS)
     p.add_argument("--stability", type=_number(float, 0), default=0.10, metavar="F")
+    p.add_argument("--intra-op-threads", type=_number(int, 0), default=0, metavar="T",
+                   help="torch threads per worker (0: cpu target, the model's cores / workers; else the default)")
     p.add_argument("--warmup", type=_number(int, 0), default=10, metavar="N", help="calls per worker")
     p.add_argument("--mode", choices=("closed", "open"), default="closed")
     p.add_argument("--rate", type=_number(float, 0, inclusive=False), metavar="R", help="queries/s over all models")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--instance-type", default="")
+    p.add_argument("--instance-type", default="", help="recorded in the result (default: $INFLAB_INSTANCE_TYPE)")
+    p.add_argument("--run-id", type=_run_id, default=None, metavar="ID", help="default: 8 random hex digits")
+    p.add_argument("--label", default="", metavar="TEXT", help="recorded in the result, e.g. the session's name")
+    p.add_argument("--runtime", default="", metavar="NAME",
+                   help=f"where this runs, recorded in the result ({SANDBOX_RUNTIME!r}: the local sandbox host)")
     p.add_argument("--out", metavar="FILE")
     p.add_argument("--no-neuronperf", action="store_true")
     args = p.parse_args(argv)
@@ -158,184 +176,6 @@ def resolve_model(args, error):
     return spec, manifest
 
 
-# ---------------------------------------------------------------- model process
-
-def build_inputs(described, seed):
-    """Tensors from a manifest's input list: ints uniform in [low, high), floats standard normal."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    tensors = []
-    for item in described:
-        dtype, shape = getattr(torch, item["dtype"]), tuple(item["shape"])
-        if dtype.is_floating_point:
-            tensors.append(torch.randn(shape, generator=gen, dtype=dtype))
-        else:
-            low, high = int(item.get("low", 0)), int(item.get("high", 2))
-            tensors.append(torch.randint(low, high, shape, generator=gen, dtype=dtype))
-    return tuple(tensors)
-
-
-def load_model(spec, workers, seed):
-    """(model, inputs) in a model process, after pinning."""
-    target = spec["target"]
-    if spec["kind"] == "py":
-        import importlib.util
-
-        module_spec = importlib.util.spec_from_file_location("inflab_bench_model", spec["file"])
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        model, inputs = getattr(module, spec["func"])(spec["batch_size"], target)
-        inputs = tuple(inputs)
-    else:
-        model = targets.load(target, spec["path"])
-        inputs = targets.to_device(target, build_inputs(spec["inputs"], seed))
-    torch = sys.modules.get("torch")
-    if target == "cpu" and torch is not None:  # the workers share this process's slice of cores
-        torch.set_num_threads(max(1, len(sysinfo.usable_cores()) // workers))
-    return model, inputs
-
-
-class Worker(threading.Thread):
-    """Warms up, waits for go, then calls the model until ``running[0]`` turns false (a list
-    is cheaper to test per call than an Event). Latencies (ns) go to an array only this thread
-    appends to; the reporter takes entries off its front — safe under the GIL, as both are
-    single C calls."""
-
-    def __init__(self, model, inputs, target, warmup, go, running, arrivals=None):
-        super().__init__(daemon=True)
-        self.model, self.inputs, self.target, self.warmup = model, inputs, target, warmup
-        self.go, self.running, self.arrivals = go, running, arrivals
-        self.latencies, self.warmup_ns, self.error = array("q"), [], None
-        self.warmed = threading.Event()
-
-    def run(self):
-        torch = sys.modules.get("torch")  # grad mode is per thread: each worker turns it off
-        try:
-            with torch.inference_mode() if torch is not None else contextlib.nullcontext():
-                self._run()
-        except BaseException as e:  # reported by the process's main thread
-            self.error = e
-            self.warmed.set()
-
-    def _run(self):
-        model, inputs, target, sync = self.model, self.inputs, self.target, targets.synchronize
-        clock, record = time.perf_counter_ns, self.latencies.append
-        for _ in range(self.warmup):
-            t0 = clock()
-            model(*inputs)
-            sync(target)
-            self.warmup_ns.append(clock() - t0)
-        self.warmed.set()
-        self.go.wait()
-        running = self.running
-        if self.arrivals is None:  # closed loop: the next call starts when the last one ends
-            while running[0]:
-                t0 = clock()
-                model(*inputs)
-                sync(target)
-                record(clock() - t0)
-        else:  # open loop: serve scheduled arrivals; latency includes the wait in the queue
-            get = self.arrivals.get
-            while True:
-                scheduled = get()
-                if scheduled is None or not running[0]:  # a backlog left at stop is dropped
-                    break
-                model(*inputs)
-                sync(target)
-                record(clock() - scheduled)
-
-
-def schedule_arrivals(arrivals, rate, seed, start_ns, stop):
-    """Poisson arrivals: exponential gaps added to a running schedule, so a late wake-up
-    queues an arrival at once with its original time instead of shifting the later ones."""
-    rng, due = random.Random(seed), start_ns
-    while not stop.is_set():
-        due += int(rng.expovariate(rate) * 1e9)
-        delay = (due - time.perf_counter_ns()) / 1e9
-        if delay > 0 and stop.wait(delay):
-            break
-        arrivals.put(due)
-
-
-def child_main(config):
-    """One model copy: load, warm up, report ready; on go, stream windows until stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent cleans up
-    # The protocol gets its own copy of stdout and fd 1 becomes stderr, so whatever the model
-    # or its runtime prints cannot corrupt the protocol.
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def send(**msg):  # only the main thread sends
-        proto.write(json.dumps(msg, separators=(",", ":")) + "\n")
-        proto.flush()
-
-    go, stop = threading.Event(), threading.Event()
-
-    def read_control():  # "go", "stop"; end of input means the parent is gone: leave at once
-        for line in sys.stdin:
-            word = line.strip()
-            if word == "go":
-                go.set()
-            elif word == "stop":
-                stop.set()
-        os._exit(3)
-
-    threading.Thread(target=read_control, daemon=True).start()
-    spec, workers = config["spec"], config["workers"]
-    target = spec["target"]
-    try:
-        targets.apply_pinning(target)
-        t0 = time.perf_counter_ns()
-        model, inputs = load_model(spec, workers, config["seed"])
-        load_ms = (time.perf_counter_ns() - t0) / 1e6
-        arrivals, running = (queue.SimpleQueue() if config["rate"] else None), [True]
-        pool = [Worker(model, inputs, target, config["warmup"], go, running, arrivals) for _ in range(workers)]
-        for w in pool:
-            w.start()
-        for w in pool:
-            w.warmed.wait()
-            if w.error:
-                raise w.error
-        warm = [ns for w in pool for ns in w.warmup_ns]
-        send(event="ready", pid=os.getpid(), load_ms=load_ms, warmup_ms=sum(warm) / len(warm) / 1e6 if warm else None)
-        go.wait()
-        start = time.perf_counter_ns()
-        if arrivals is not None:
-            seed = config["seed"] * 1000 + config["index"]  # each copy its own, reproducible stream
-            threading.Thread(target=schedule_arrivals, args=(arrivals, config["rate"], seed, start, stop),
-                             daemon=True).start()
-        window_ns, k = int(config["window"] * 1e9), 0
-        while True:
-            k += 1
-            if stop.wait(max(0.0, (start + k * window_ns - time.perf_counter_ns()) / 1e9)):
-                break
-            now, lat = time.perf_counter_ns(), array("q")
-            for w in pool:
-                if w.error:
-                    raise w.error
-                n = len(w.latencies)
-                lat.extend(w.latencies[:n])
-                del w.latencies[:n]
-            # int64 ns in base64: a tenth of the cost of a JSON list of numbers, which matters
-            # when the model takes microseconds and this thread competes for the GIL
-            send(event="window", k=k, t=(now - start) / 1e9, n=len(lat), lat=base64.b64encode(lat.tobytes()).decode())
-        running[0] = False
-        for _ in pool if arrivals is not None else ():  # wake idle open-loop workers
-            arrivals.put(None)
-        for w in pool:
-            w.join(timeout=5)
-        send(event="done")
-    except BaseException as e:
-        traceback.print_exc()
-        send(event="error", message=f"{type(e).__name__}: {e}")
-        sys.stderr.flush()
-        os._exit(1)
-    sys.stderr.flush()
-    os._exit(0)  # do not wait for a worker stuck in a device call
-
-
 # ---------------------------------------------------------------- parent
 
 class BenchError(Exception):
@@ -346,10 +186,10 @@ class ModelProcess:
     """A model copy's process; its protocol messages go to a queue shared by all of them."""
 
     def __init__(self, index, config, env, events):
-        self.index, self.env = index, env
+        self.index, self.env, self.threads = index, env, config["threads"]
         self.stderr_tail = collections.deque(maxlen=STDERR_TAIL)
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--child", json.dumps(config)],
+            [sys.executable, str(Path(__file__).resolve().with_name("model_process.py")), json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, **env}, text=True, bufsize=1)
         self.pid = self.proc.pid
@@ -361,7 +201,7 @@ class ModelProcess:
         for line in self.proc.stdout:
             try:
                 events.put((self.index, json.loads(line)))
-            except ValueError:  # not ours (cannot happen from child_main, but never lose it)
+            except ValueError:  # not ours (cannot happen from model_process, but never lose it)
                 self.stderr_tail.append(line.rstrip("\n"))
         events.put((self.index, None))  # end of stream: the process is gone
 
@@ -435,8 +275,8 @@ def measure(args, procs, events, batch):
         last_t = [parts[i]["t"] for i in range(n)]
         throughput = len(window) * batch / dt if dt > 0 else 0.0
         elapsed = k * args.window  # nominal, so the rule does not hinge on wake-up jitter
-        rows.append({"t": round(elapsed, 6), "queries": len(window), "throughput": throughput})
-        recent = [r["throughput"] for r in rows[-STABLE_WINDOWS:]]
+        rows.append(Window(t=round(elapsed, 6), queries=len(window), throughput=throughput))
+        recent = [r.throughput for r in rows[-STABLE_WINDOWS:]]
         waiting = [what for what, missing in (
             ("duration", elapsed < args.min_duration - 1e-9),
             ("queries", len(latencies) < args.min_queries),
@@ -505,7 +345,8 @@ def run(args, error):
             args.window = math.ceil(OPEN_WINDOW_ARRIVALS / args.rate)
             print(f"[bench] open loop at {args.rate:g}/s: {args.window:g} s windows, so each holds about "
                   f"{OPEN_WINDOW_ARRIVALS:,} arrivals", flush=True)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at, run_id = utc_now(), args.run_id or new_run_id()
+    system = sysinfo.system_info(args.instance_type)
     if args.out:
         out_path = Path(args.out)
     elif spec["kind"] == "pt":
@@ -517,15 +358,18 @@ def run(args, error):
     events, procs, ready = queue.Queue(), [], {}
     try:
         for i in range(n):
+            env = targets.pin_env(target, i, n)
             config = {"index": i, "spec": spec, "workers": args.workers, "warmup": args.warmup, "seed": args.seed,
-                      "window": args.window, "rate": args.rate / n if args.rate else None}
-            procs.append(ModelProcess(i, config, targets.pin_env(target, i, n), events))
+                      "window": args.window, "rate": args.rate / n if args.rate else None,
+                      "threads": targets.intra_op_threads(target, env, args.workers, args.intra_op_threads)}
+            procs.append(ModelProcess(i, config, env, events))
         while len(ready) < n:
             index, msg = next_event(events, procs)
             if msg.get("event") == "ready":
                 ready[index] = msg
                 warm = f"{msg['warmup_ms']:.2f} ms/call" if msg["warmup_ms"] is not None else "none"
                 pin = " ".join(f"{k}={v}" for k, v in procs[index].env.items())
+                pin += f" intra-op threads {procs[index].threads}" if procs[index].threads else ""
                 print(f"[bench] model {index} ready: load {msg['load_ms']:.0f} ms, warm-up {warm} "
                       f"(pid {msg['pid']} {pin})", flush=True)
         for p in procs:  # everyone is warm: start the clocks together
@@ -547,35 +391,35 @@ def run(args, error):
     ordered = sorted(m["latencies"])
     lat = {f"latency_ms_{name}": percentile(ordered, p) / 1e6 for name, p in PERCENTILES}
     warms = [r["warmup_ms"] for r in ready.values() if r["warmup_ms"] is not None]
-    result = {
-        "format": FORMAT, "status": "finished",
-        "model_filename": os.path.basename(spec["path"]) if spec["kind"] == "pt" else args.model,
-        "family": man.get("family"), "name": man.get("name") or spec.get("func"),
-        "target": target, "precision": man.get("precision"), "weights": man.get("weights"),
-        "batch_size": batch, "n_models": n, "workers_per_model": args.workers, "pipeline_size": 1,
-        "mode": args.mode, "target_rate": args.rate,
-        "throughput_avg": total * batch / m["duration_s"],
-        "throughput_peak": max(r["throughput"] for r in m["windows"]),
-        **lat, "latency_ms_max": lat["latency_ms_p100"], "latency_ms_mean": sum(ordered) / total / 1e6,
-        "total_infs": total, "total_samples": total * batch, "duration_s": m["duration_s"],
-        "stable": m["stable"], "stop_reason": m["stop_reason"],
-        "load_avg_ms": sum(r["load_ms"] for r in ready.values()) / n,
-        "warmup_avg_ms": sum(warms) / len(warms) if warms else None,
-        "windows": m["windows"],
-        "models": [{"index": p.index, "pid": ready[p.index]["pid"], "env": p.env, "queries": m["per_model"][p.index],
-                    "load_ms": ready[p.index]["load_ms"], "warmup_ms": ready[p.index]["warmup_ms"]} for p in procs],
-        "settings": {k: getattr(args, k) for k in ("min_duration", "min_queries", "max_duration", "window",
-                                                   "stability", "warmup", "seed")},
-        "system": sysinfo.system_info(args.instance_type),
-        "started_at": started_at,
-        "neuronperf": None,
-    }
-    write_json(out_path, result)  # before the cross-check, which may take long or fail
+    result = BenchResult(
+        run_id=run_id, timestamp=started_at, label=args.label, runtime=args.runtime,
+        instance_type=system["instance_type"],
+        model_filename=os.path.basename(spec["path"]) if spec["kind"] == "pt" else args.model,
+        family=man.get("family"), name=man.get("name") or spec.get("func"), size=man.get("size"),
+        precision=man.get("precision"), target=target, weights=man.get("weights"),
+        batch_size=batch, n_models=n, workers_per_model=args.workers, mode=args.mode, target_rate=args.rate,
+        throughput_avg=total * batch / m["duration_s"],
+        throughput_peak=max(w.throughput for w in m["windows"]),
+        **lat, latency_ms_max=lat["latency_ms_p100"], latency_ms_mean=sum(ordered) / total / 1e6,
+        total_infs=total, total_samples=total * batch, duration_s=m["duration_s"],
+        stable=m["stable"], stop_reason=m["stop_reason"],
+        load_avg_ms=sum(r["load_ms"] for r in ready.values()) / n,
+        warmup_avg_ms=sum(warms) / len(warms) if warms else None,
+        windows=m["windows"],
+        models=[ModelCopy(index=p.index, pid=ready[p.index]["pid"], env=p.env, threads=p.threads,
+                          queries=m["per_model"][p.index],
+                          load_ms=ready[p.index]["load_ms"], warmup_ms=ready[p.index]["warmup_ms"]) for p in procs],
+        settings={k: getattr(args, k) for k in ("min_duration", "min_queries", "max_duration", "window",
+                                                "stability", "warmup", "seed", "intra_op_threads")},
+        system=system,
+    )
+    write_json(out_path, result.to_dict())  # before the cross-check, which may take long or fail
     print_summary(result, args, out_path)
     if not args.no_neuronperf:
-        result["neuronperf"] = run_neuronperf(spec, n, args.workers, m["duration_s"], args.seed, out_path)
-        if result["neuronperf"]:
-            write_json(out_path, result)
+        checked = run_neuronperf(spec, n, args.workers, m["duration_s"], args.seed, out_path)
+        if checked:
+            result = dataclasses.replace(result, neuronperf=checked)
+            write_json(out_path, result.to_dict())
     return result
 
 
@@ -587,18 +431,18 @@ def write_json(path, data):
 
 
 def print_summary(r, args, out_path):
-    why = (f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})" if r["stable"]
+    why = (f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})" if r.stable
            else f"max duration {args.max_duration:g} s reached before stability")
     lines = [
-        f"model       {r['name'] or r['model_filename']} ({r['model_filename']})",
-        f"setup       {r['target']}, batch {r['batch_size']}, {r['n_models']} model(s) x {r['workers_per_model']} "
-        f"worker(s), {r['mode']} loop" + (f" at {r['target_rate']:g} queries/s" if r["target_rate"] else ""),
-        f"throughput  {r['throughput_avg']:,.1f} samples/s (peak window {r['throughput_peak']:,.1f}); "
-        f"{r['total_infs']:,} queries in {r['duration_s']:.1f} s",
-        f"latency     p50 {_ms(r['latency_ms_p50'])}  p90 {_ms(r['latency_ms_p90'])}  "
-        f"p99 {_ms(r['latency_ms_p99'])}  max {_ms(r['latency_ms_max'])}",
+        f"model       {r.name or r.model_filename} ({r.model_filename})",
+        f"setup       {r.target}, batch {r.batch_size}, {r.n_models} model(s) x {r.workers_per_model} "
+        f"worker(s), {r.mode} loop" + (f" at {r.target_rate:g} queries/s" if r.target_rate else ""),
+        f"throughput  {r.throughput_avg:,.1f} samples/s (peak window {r.throughput_peak:,.1f}); "
+        f"{r.total_infs:,} queries in {r.duration_s:.1f} s",
+        f"latency     p50 {_ms(r.latency_ms_p50)}  p90 {_ms(r.latency_ms_p90)}  "
+        f"p99 {_ms(r.latency_ms_p99)}  max {_ms(r.latency_ms_max)}",
         f"stopped     {why}",
-        f"result      {out_path}",
+        f"result      {out_path} (run {r.run_id})",
     ]
     print("\n".join(f"[bench] {line}" for line in lines), flush=True)
 
@@ -610,8 +454,6 @@ def _terminate(signum, frame):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        child_main(json.loads(argv[1]))
     args, error = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)

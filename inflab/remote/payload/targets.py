@@ -95,10 +95,27 @@ def pin_env(target: str, index: int, n_models: int) -> dict:
         return {"NEURON_RT_VISIBLE_CORES": str(index)}
     if target == "cuda":
         return {"CUDA_VISIBLE_DEVICES": str(index % max(1, sysinfo.gpu_count() or 1))}
-    cores = sysinfo.usable_cores()
-    share = max(1, len(cores) // max(1, n_models))
-    mine = cores[index * share:(index + 1) * share] or cores
-    return {"INFLAB_CPU_CORES": ",".join(map(str, mine))}
+    return {"INFLAB_CPU_CORES": ",".join(map(str, cpu_slice(sysinfo.usable_cores(), index, n_models)))}
+
+
+def cpu_slice(cores: list, index: int, n_models: int) -> list:
+    """Copy ``index``'s share of ``cores``: contiguous, disjoint, sizes differing by at most one
+    and every core used; with more copies than cores, each gets one core, shared evenly."""
+    n = max(1, n_models)
+    if n >= len(cores):
+        return [cores[index * len(cores) // n]]
+    return cores[index * len(cores) // n:(index + 1) * len(cores) // n]
+
+
+def intra_op_threads(target: str, env: dict, workers: int, requested: int = 0) -> int | None:
+    """Intra-op threads for each of a model process's ``workers``: ``requested`` when given;
+    on the cpu target its pinned cores shared among its workers (at least one), so workers x
+    threads never exceeds its cores; elsewhere None (the runtime's default)."""
+    if requested:
+        return requested
+    if target != "cpu" or not env.get("INFLAB_CPU_CORES"):
+        return None
+    return max(1, len(env["INFLAB_CPU_CORES"].split(",")) // workers)
 
 
 def apply_pinning(target: str) -> None:
