@@ -395,7 +395,17 @@ def report(name: str, fmt: str) -> None:
 
     store = _store()
     _existing(store, name)
-    rows = [rep.row(r["data"]) for r in store.results(name, "benchmark")]
+    from .remote.payload.result import SchemaError
+
+    rows, unreadable = [], []
+    for r in store.results(name, "benchmark"):
+        try:
+            rows.append(rep.row(r["data"]))
+        except SchemaError as e:
+            unreadable.append(str(e))
+    if unreadable:
+        click.echo(f"inflab: warning: {len(unreadable)} stored result(s) left out, written in an older format "
+                   f"({unreadable[0]})", err=True)
     if not rows and fmt == "table":
         click.echo(f"No benchmark results in session {name} yet (run: inflab run --name {name} --until benchmark)")
         return

@@ -436,6 +436,10 @@ class Store:
                             (session, time.time(), kind, json.dumps(data), key))
             return cur.rowcount == 1
 
+    def has_result(self, session: str, kind: str, key: str) -> bool:
+        with self._conn() as c:
+            return c.execute("SELECT 1 FROM results WHERE session=? AND kind=? AND key=?", (session, kind, key)).fetchone() is not None
+
     def results(self, session: str, kind: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM results WHERE session=?", [session]
         if kind:

@@ -141,3 +141,59 @@ def test_two_runs_on_one_session_never_make_two_instances(sandbox, inflab_home, 
     assert listed.returncode == 0, listed.stderr
     rows = [r["name"] for r in json.loads(listed.stdout)]
     assert all(rows.count(session) == 1 for session in names)
+
+
+def test_a_sessions_role_grants_nothing_on_a_session_whose_name_extends_its_own(store):
+    """Session `lab` must get nothing of session `lab-2` (or `lab2`, `lab-`…): no wildcard after a name."""
+    from fnmatch import fnmatchcase
+
+    from inflab import config
+    from inflab.lab_steps.access import lab_access_policy, log_group, results_bucket
+    from inflab.lab_steps.base import StepContext
+    from inflab.runtime.select import for_session
+
+    account, region = "123456789012", "us-west-2"
+
+    def arns(session: str) -> list[str]:
+        return [f"arn:aws:ecr:{region}:{account}:repository/inflab-{session}",
+                f"arn:aws:s3:::{results_bucket(session, account)}", f"arn:aws:s3:::{results_bucket(session, account)}/results.json",
+                f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}",
+                f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}:log-stream:job-1"]
+
+    def granted(session: str) -> list[str]:
+        ctx = StepContext(name=session, config=config.load(None), runtime=for_session(False, store.home), store=store)
+        out = []
+        for st in lab_access_policy(ctx, account)["Statement"]:
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            out += [r for r in resources if r != "*"]
+        return out
+
+    mine = granted("lab")
+    for arn in arns("lab"):
+        assert any(fnmatchcase(arn, pattern) for pattern in mine), f"lab needs {arn}"
+    for other in ("lab-2", "lab2", "lab-x-y", "labs"):
+        for arn in arns(other):
+            assert not any(fnmatchcase(arn, pattern) for pattern in mine), f"lab's role reaches {arn}"
+
+
+def test_launch_is_verified_unencrypted_volumes_fail_outside_the_emulator(name, cli, store, aws, sandbox):
+    import pytest
+
+    from inflab import config
+    from inflab.aws import Aws
+    from inflab.lab_steps.base import StepContext, StepError
+    from inflab.lab_steps.instance import verify_launch
+    from inflab.runtime.aws import AwsRuntime
+
+    r = cli("run", "--sandbox", "--name", name, "--until", "wait-running")
+    assert r.returncode == 0, r.stderr
+    assert "metadata IMDSv2-only" in r.stdout and "emulator artefact" in r.stdout
+    iid = store.get(name, "host")["instance_id"]
+    described = aws("ec2").describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    lab_aws = Aws(region="us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    ctx = StepContext(name=name, config=config.load(None), runtime=AwsRuntime(), store=store, aws_factory=lambda: lab_aws,
+                      log=lambda m: None)
+    with pytest.raises(StepError, match="is not encrypted"):  # on AWS an unrequested plain volume is an error
+        verify_launch(ctx, described)
+    with pytest.raises(StepError, match="IMDSv2"):
+        verify_launch(ctx, {**described, "MetadataOptions": {"HttpTokens": "optional"}})

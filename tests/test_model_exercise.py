@@ -136,6 +136,7 @@ async def test_the_wizard_streams_a_compile_into_the_job_tab(lab, store):
     app = InflabApp(store, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
+        await wait_idle(pilot, wizard, timeout=120)  # the check of the session when it opens
         steps = wizard.query_one("#steps")
         steps.highlighted = steps.get_option_index("compile")
         await pilot.press("r")
@@ -145,6 +146,46 @@ async def test_the_wizard_streams_a_compile_into_the_job_tab(lab, store):
         assert any("── compile" in line for line in lines)
         assert any("[compile]" in line and "check" in line for line in lines), lines[-20:]
         assert "✓" in str(steps.get_option("compile").prompt)
+
+
+def _bench_rows(store, name) -> list[str]:
+    return [r["data"]["run_id"] for r in store.results(name, "benchmark")]
+
+
+def test_killed_as_the_benchmark_job_ends_the_next_run_collects_it_once(lab, store, inflab_home):
+    """The job's exit code is written, the session has not heard: the next run reattaches and collects once."""
+    name, _ = lab
+    before = _bench_rows(store, name)
+    r = run_cli("run", "--name", name, "--from", "benchmark", "--until", "benchmark", home=inflab_home, timeout=600,
+                env={"INFLAB_FAULT_POINT": "job:ended"})
+    assert r.returncode == 137, r.stdout[-2000:] + r.stderr[-2000:]
+    job = store.get(name, "jobs")["benchmark"]
+    assert _bench_rows(store, name) == before
+
+    r = run_cli("run", "--name", name, "--until", "benchmark", home=inflab_home, timeout=600)
+
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "failed" not in r.stdout
+    assert store.get(name, "jobs")["benchmark"] == job, "the same job, not a second run"
+    new = [run for run in _bench_rows(store, name) if run not in before]
+    assert sorted(new) == [f"{job}.1", f"{job}.2"], "fp32 and int8, once each"
+
+
+def test_killed_after_storing_results_the_next_run_keeps_them_once(lab, store, inflab_home):
+    name, _ = lab
+    r = run_cli("run", "--name", name, "--from", "benchmark", "--until", "benchmark", home=inflab_home, timeout=600,
+                env={"INFLAB_FAULT_POINT": "benchmark:results-stored"})
+    assert r.returncode == 137, r.stdout[-2000:] + r.stderr[-2000:]
+    stored = _bench_rows(store, name)
+    assert len(stored) == len(set(stored))
+
+    r = run_cli("run", "--name", name, "--until", "benchmark", home=inflab_home, timeout=600)
+
+    assert r.returncode == 0, r.stderr
+    assert "collected already" in r.stdout and "│" not in r.stdout, "no second benchmark"
+    assert _bench_rows(store, name) == stored
+    rows = report(name, inflab_home)
+    assert len({row["run_id"] for row in rows}) == len(rows), "the report tells the runs apart"
 
 
 def test_terminate_keeps_the_results_and_cleanup_leaves_nothing(lab, store, inflab_home, cli, aws):
@@ -163,4 +204,5 @@ def test_terminate_keeps_the_results_and_cleanup_leaves_nothing(lab, store, infl
     assert json.loads(cli("resources", name, "--json").stdout) == []
     assert aws("ecr").describe_repositories()["repositories"] == [] or all(
         not x["repositoryName"].endswith(name) for x in aws("ecr").describe_repositories()["repositories"])
+
 

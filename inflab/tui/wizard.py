@@ -268,6 +268,8 @@ class Wizard(Screen):
         self.busy = None
         self._hide_progress()
         self._refresh_info()
+        if message.what == OPENING:  # the check may have found steps to run again: show the first
+            self._highlight(self.engine.next_step() or self.engine.steps[-1].id)
         self._show_step(self.selected)
         if message.finished:
             self.notify("The session has finished: nothing to run. Ctrl+P → “Run the whole session again” to start over",
