@@ -129,6 +129,16 @@ class SessionBusy(RuntimeError):
     """Another process drives the session; the message says which (pid, command, since when)."""
 
 
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SessionLock:
     """One process drives a session at a time: an OS lock on a file, released by the kernel if the holder dies.
 
@@ -140,11 +150,17 @@ class SessionLock:
         self.name = name
         self._fd: int | None = None
 
-    def holder(self) -> str:
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            info = {}
+    def holder(self, wait: float = 2.0) -> str:
+        """Who holds the lock; the holder writes it just after locking, so wait a moment for it."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                info = json.loads(self.path.read_text() or "{}")
+            except (OSError, ValueError):
+                info = {}
+            if (info and _alive(info.get("pid"))) or time.monotonic() >= deadline:
+                break  # (a dead pid is the last holder's line, not yet replaced by the new holder's)
+            time.sleep(0.05)
         since = time.strftime("%H:%M:%S", time.localtime(info["since"])) if "since" in info else "?"
         return f"pid {info.get('pid', '?')} ({info.get('command', 'inflab')}) since {since}"
 
@@ -158,13 +174,14 @@ class SessionLock:
         except BlockingIOError:
             os.close(fd)
             raise SessionBusy(f"session {self.name} is in use by {self.holder()}; try again when it has finished") from None
-        os.ftruncate(fd, 0)
+        os.ftruncate(fd, 0)  # a reader sees an empty file until the whole line is there
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(), 0)
         self._fd = fd
         return self
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # nobody holds it now
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 

@@ -88,6 +88,19 @@ def aws(sandbox):
     return client
 
 
+def launch_templates(ec2, session: str, prefix: str) -> list[dict]:
+    """The session's launch templates, by tag and by name. (The emulator answers at most 15 templates
+    to an unfiltered describe, with no next page, so a shared sandbox must be asked precisely.)"""
+    from botocore.exceptions import ClientError
+
+    found = ec2.describe_launch_templates(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["LaunchTemplates"]
+    try:
+        found += ec2.describe_launch_templates(LaunchTemplateNames=[prefix])["LaunchTemplates"]
+    except ClientError:
+        pass  # no template of that name
+    return list({t["LaunchTemplateId"]: t for t in found}.values())
+
+
 @pytest.fixture
 def tagged(aws):
     """What boto3 itself finds in the sandbox for a session: by its inflab:session tag or its inflab-NAME names.
@@ -123,7 +136,7 @@ def tagged(aws):
             "instances": instances,
             "key_pairs": [k for k in ec2.describe_key_pairs()["KeyPairs"] if ours(k, k["KeyName"])],
             "security_groups": [g for g in ec2.describe_security_groups()["SecurityGroups"] if ours(g, g["GroupName"])],
-            "launch_templates": [t for t in ec2.describe_launch_templates()["LaunchTemplates"] if ours(t, t["LaunchTemplateName"])],
+            "launch_templates": launch_templates(ec2, session, prefix),
             "roles": roles,
             "instance_profiles": profiles,
         }

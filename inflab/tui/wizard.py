@@ -268,8 +268,12 @@ class Wizard(Screen):
         self.busy = None
         self._hide_progress()
         self._refresh_info()
-        if message.what == OPENING:  # the check may have found steps to run again: show the first
-            self._highlight(self.engine.next_step() or self.engine.steps[-1].id)
+        if message.what == OPENING:  # the check found steps to run again before this one: show the first
+            states = self.engine.states()
+            ids = [st.id for st in self.engine.steps]
+            stale = [sid for sid in ids[: ids.index(self.selected)] if states[sid]["state"] == STALE]
+            if stale:
+                self._highlight(stale[0])
         self._show_step(self.selected)
         if message.finished:
             self.notify("The session has finished: nothing to run. Ctrl+P → “Run the whole session again” to start over",
