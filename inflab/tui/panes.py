@@ -40,6 +40,8 @@ class LivePane:
     """A pane that keeps one SSH stream of its own; ``start`` is idempotent, ``restart`` is not."""
 
     _worker: Worker | None = None
+    #: starts the pane's own worker streaming from a connection (each pane says what it shows)
+    _stream: Callable[[Connect], Worker]
 
     @property
     def live(self) -> bool:
@@ -60,9 +62,6 @@ class LivePane:
     def stop(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-
-    def _stream(self, connect: Connect) -> Worker:
-        raise NotImplementedError
 
 
 class JobOutput(Vertical):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from rich.text import Text
 from textual import events
@@ -34,6 +35,8 @@ class _Batched:
     """
 
     max_lines: int | None
+    #: writes one batch of lines into the widget (each concrete log says how)
+    _write_batch: Callable[[list[str]], None]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -54,9 +57,6 @@ class _Batched:
         if self.max_lines and len(self.history) > self.max_lines:
             del self.history[: len(self.history) - self.max_lines]
         self._write_batch(lines)
-
-    def _write_batch(self, lines: list[str]) -> None:
-        raise NotImplementedError
 
 
 class BatchedLog(_Batched, Log):
