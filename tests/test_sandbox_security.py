@@ -127,6 +127,16 @@ def test_the_lab_clients_are_answered(sandbox, lab_ec2, group):
     assert http(sandbox.endpoint, DASHBOARD, sandbox.headers)[0] == 200
 
 
+def test_the_state_dump_still_answers_after_a_bucket_with_objects_is_deleted(sandbox, aws):
+    # cleanup --delete-data does this; the emulator's own dump used to fail on the objects left behind
+    s3 = aws("s3")
+    s3.create_bucket(Bucket="inflab-dump-check", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    s3.put_object(Bucket="inflab-dump-check", Key="r/result.json", Body=b"{}")
+    s3.delete_object(Bucket="inflab-dump-check", Key="r/result.json")
+    s3.delete_bucket(Bucket="inflab-dump-check")
+    assert http(sandbox.endpoint, DATA_JSON, sandbox.headers)[0] == 200
+
+
 def test_health_stays_open_and_says_only_ok_and_pid(sandbox):
     with urllib.request.urlopen(f"{sandbox.endpoint}{HEALTH_PATH}", timeout=10) as r:
         assert json.loads(r.read()) == {"ok": True, "pid": sandbox.pid}

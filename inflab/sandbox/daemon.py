@@ -82,6 +82,23 @@ def _start_sshd(state_dir: Path, port: int) -> int:
     return ready["port"]
 
 
+def _keep_state_readable() -> None:
+    """The emulator's state dump (``/moto-api/data.json``) reads every object it ever made; the
+    status of an S3 object whose bucket was deleted looks the bucket up and raises, failing the
+    whole dump. Such an object keeps the status it last had."""
+    from moto.s3 import models as s3_models
+
+    status = s3_models.FakeKey.status
+
+    def tolerant(key):
+        try:
+            return status.fget(key)
+        except Exception:
+            return key._status
+
+    s3_models.FakeKey.status = property(tolerant, status.fset)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="inflab-sandbox")
     ap.add_argument("--state-dir", required=True)
@@ -95,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
+    from . import batch
     from .faults import FaultLayer
     from .gate import SECRET_HEADER, Gate
 
-    # No docker engine here: Batch jobs are recorded, and the lab runs them itself.
+    # No docker engine here: the emulator's Batch records the jobs, and the sandbox's own
+    # runner (see .batch) runs each one on this machine.
     moto_api_backend.set_config({"batch": {"use_docker": False}})
+    _keep_state_readable()
     secret = secrets.token_urlsafe(32)
     app = Gate(FaultLayer(DomainDispatcherApplication(create_backend_app)), secret)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
@@ -108,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
+    runner = batch.install(state_dir)
     pid = os.getpid()
     _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}",
                                              "header": SECRET_HEADER, "secret": secret})
@@ -123,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever()
     finally:
+        runner.shutdown()  # a running Batch job's processes go with the daemon
         _forget(state_dir / STATE_FILE)
         _forget(state_dir / SECRET_FILE)
     return 0
