@@ -1,9 +1,13 @@
-"""Benchmark results as a report: one row per result, with cost per million inferences.
+"""Benchmark results as a report: one row per run, cost per million inferences, and the answer
+the lab exists for — which configuration is cheapest under a latency limit, and which is fastest.
 
-Rows come from the results the benchmark step stored in the session, read through their one
-schema (``remote/payload/result.py``). Each row names its run (id and time), so two runs of
-the same configuration stay two rows. Formats: an aligned text table, CSV, Markdown and
-JSON. Standard library only (it is on the CLI's path).
+Rows come from the results stored in the session, read through their one schema
+(``remote/payload/result.py``), and from the sweep's failed jobs, which stay in the report
+marked FAILED with their reason rather than vanishing. Each row names its run (id and time),
+so two runs of the same configuration stay two rows. Every cost carries its price's source and
+date (:mod:`inflab.prices`). Formats: an aligned text table, CSV, Markdown and JSON; and the
+original workshop's CSV columns (:func:`workshop_csv`). Standard library only (it is on the
+CLI's path).
 """
 
 from __future__ import annotations
@@ -11,33 +15,48 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from . import prices as _prices
+from .prices import Prices
 from .remote.payload.result import BenchResult
 
-# On-demand Linux list prices, $/hour, us-east-1 and us-west-2 (the same there). Confirm
-# live with the AWS Pricing API (us-east-1 endpoint) before relying on them.
-PRICES = {
-    "inf1.xlarge": 0.228, "inf1.2xlarge": 0.362, "inf1.6xlarge": 1.18, "inf2.xlarge": 0.7582,
-    "g4dn.xlarge": 0.526, "g5.xlarge": 1.006, "c6i.4xlarge": 0.68,
-}
-PRICE_SOURCE = "AWS on-demand list price (us-east-1/us-west-2) as recorded 2026-11"
+PRICES = _prices.PRICES  # kept here for callers of the first report module
+PRICE_SOURCE = _prices.SOURCE
+PERCENTILES = ("p50", "p90", "p95", "p99")
+FORMATS = ("table", "csv", "md", "json")
+OK = "ok"
+FAILED = "FAILED"
 
-COLUMNS = [  # (key, heading, format)
+COLUMNS = [  # (key, heading, format): the table, Markdown and the TUI's report screen
     ("model", "MODEL", "{}"), ("precision", "PREC", "{}"), ("target", "TARGET", "{}"), ("instance_type", "INSTANCE", "{}"),
     ("batch_size", "BATCH", "{}"), ("throughput_avg", "SAMPLES/S", "{:,.1f}"), ("latency_ms_p50", "P50 MS", "{:.2f}"),
     ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p95", "P95 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
-    ("models_x_workers", "MODELS×W", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"), ("cost_per_million", "$/1M INF", "{:.4f}"),
-    ("run", "RUN", "{}"),
+    ("models_x_workers", "MODELS×W", "{}"), ("stable", "STABLE", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"),
+    ("cost_per_million", "$/1M INF", "{:.4f}"), ("run", "RUN", "{}"),
 ]
-CSV_EXTRA = ["n_models", "workers_per_model", "stable", "weights", "run_id", "timestamp"]
+CSV_EXTRA = ["n_models", "workers_per_model", "weights", "run_id", "timestamp", "status", "frontier",
+             "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime"]
+WORKSHOP_COLUMNS = ["model_name", "processor", "max_length", "batch_size", "samples", "latency_p50", "latency_p90",
+                    "latency_p95", "total_time", "throughput"]
+ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a failed job, an imported file)
+    "model", "family", "precision", "target", "instance_type", "sandbox", "batch_size", "input_size",
+    "throughput_avg", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_p99.9",
+    "latency_ms_max", "n_models", "workers_per_model", "models_x_workers", "mode", "stable", "stop_reason", "weights",
+    "total_infs", "duration_s", "price_per_hour", "cost_per_million", "price_source", "price_date",
+    "model_filename", "run", "run_id", "timestamp", "label", "runtime", "status",
+)
 RUN_CHARS = 12  # a run id longer than this is shortened in the table and Markdown
+INPUT_SIZE = re.compile(r"_(\d+)_b\d+\.pt$")  # compile.py's model file: FAMILY_TARGET_PRECISION_SIZE_bBATCH.pt
 
 
-def cost_per_million(price_per_hour: float | None, throughput: float) -> float | None:
+def cost_per_million(price_per_hour: float | None, throughput: float | None) -> float | None:
     """Dollars per million inferences (samples) at ``throughput`` samples/s on an instance
     billed ``price_per_hour``; None without a price or a throughput."""
-    if not price_per_hour or throughput <= 0:
+    if not price_per_hour or not throughput or throughput <= 0:
         return None
     return price_per_hour / (throughput * 3600) * 1_000_000
 
@@ -46,78 +65,373 @@ def short_run(run_id: str) -> str:
     return run_id if len(run_id) <= RUN_CHARS else run_id[:RUN_CHARS - 1] + "…"
 
 
-def row(result: dict[str, Any] | BenchResult) -> dict[str, Any]:
-    """One report row from a benchmark result (its JSON object or the record); a dict that is
-    not a result of the current schema raises :class:`SchemaError`, naming the field."""
-    r = result if isinstance(result, BenchResult) else BenchResult.from_dict(result)
-    price = PRICES.get(r.instance_type)
-    return {
-        "model": (r.name or r.model_filename) + (" (tiny)" if r.size == "tiny" else ""),
-        "family": r.family,
-        "precision": r.precision,
-        "target": r.target,
-        "instance_type": r.instance_type,
-        "sandbox": r.sandbox,
-        "batch_size": r.batch_size,
-        "throughput_avg": r.throughput_avg,
-        "latency_ms_p50": r.latency_ms_p50,
-        "latency_ms_p90": r.latency_ms_p90,
-        "latency_ms_p95": r.latency_ms_p95,
-        "latency_ms_p99": r.latency_ms_p99,
-        "latency_ms_p99.9": r.latency_ms_p99_9,
-        "latency_ms_max": r.latency_ms_max,
-        "n_models": r.n_models,
-        "workers_per_model": r.workers_per_model,
-        "models_x_workers": f"{r.n_models}×{r.workers_per_model}",
-        "mode": r.mode,
-        "stable": r.stable,
-        "stop_reason": r.stop_reason,
-        "weights": r.weights,
-        "price_per_hour": price,
-        "cost_per_million": cost_per_million(price, r.throughput_avg),
-        "price_source": PRICE_SOURCE if price else None,
-        "model_filename": r.model_filename,
-        "run": short_run(r.run_id),
-        "run_id": r.run_id,
-        "timestamp": r.timestamp,
-        "label": r.label,
-        "runtime": r.runtime,
-    }
+def new_row(**values: Any) -> dict[str, Any]:
+    """A row with every key of :data:`ROW_KEYS` (None unless given); an unknown key is a bug and
+    raises KeyError, so every maker of rows keeps the one shape."""
+    unknown = set(values) - set(ROW_KEYS)
+    if unknown:
+        raise KeyError(f"not report row keys: {', '.join(sorted(unknown))}")
+    out = dict.fromkeys(ROW_KEYS)
+    out.update(values)
+    if out["status"] is None:
+        out["status"] = OK
+    return out
 
+
+def _priced(itype: str | None, throughput: float | None, prices: Prices | None) -> dict[str, Any]:
+    quote = (prices or _prices.default()).quote(itype)
+    if quote is None:
+        return {"price_per_hour": None, "cost_per_million": None, "price_source": None, "price_date": None}
+    return {"price_per_hour": quote.per_hour, "cost_per_million": cost_per_million(quote.per_hour, throughput),
+            "price_source": quote.source, "price_date": quote.date}
+
+
+def row(result: dict[str, Any] | BenchResult, prices: Prices | None = None) -> dict[str, Any]:
+    """One report row from a benchmark result (its JSON object or the record); a dict that is
+    not a result of the current schema raises :class:`SchemaError`, naming the field.
+
+    The price is the instance type's in ``prices`` (default: the shipped table). A sandbox sweep
+    row names the type it stands in for and is priced as that type; the model exercise's sandbox
+    rows name the type ``sandbox``, which has no price."""
+    r = result if isinstance(result, BenchResult) else BenchResult.from_dict(result)
+    size = INPUT_SIZE.search(r.model_filename)
+    return new_row(
+        model=(r.name or r.model_filename) + (" (tiny)" if r.size == "tiny" else ""),
+        family=r.family, precision=r.precision, target=r.target, instance_type=r.instance_type, sandbox=r.sandbox,
+        batch_size=r.batch_size, input_size=int(size.group(1)) if size else None,
+        throughput_avg=r.throughput_avg, latency_ms_p50=r.latency_ms_p50, latency_ms_p90=r.latency_ms_p90,
+        latency_ms_p95=r.latency_ms_p95, latency_ms_p99=r.latency_ms_p99, **{"latency_ms_p99.9": r.latency_ms_p99_9},
+        latency_ms_max=r.latency_ms_max, n_models=r.n_models, workers_per_model=r.workers_per_model,
+        models_x_workers=f"{r.n_models}×{r.workers_per_model}", mode=r.mode, stable=r.stable,
+        stop_reason=r.stop_reason, weights=r.weights, total_infs=r.total_infs, duration_s=r.duration_s,
+        **_priced(r.instance_type, r.throughput_avg, prices),
+        model_filename=r.model_filename, run=short_run(r.run_id), run_id=r.run_id, timestamp=r.timestamp,
+        label=r.label, runtime=r.runtime, status=OK,
+    )
+
+
+def failed_row(record: dict[str, Any], prices: Prices | None = None) -> dict[str, Any]:
+    """The row of a sweep job that failed (the ``batch-failed`` record the sweep stores): what it
+    was meant to measure, no measurements, and ``status`` ``"FAILED: <reason>"``. Its instance
+    type keeps its $/hour (what the attempt cost to run), never a cost per inference. A record
+    without a reason or a batch size raises ValueError."""
+    if not isinstance(record, dict) or not record.get("reason") or not isinstance(record.get("batch_size"), int):
+        raise ValueError("a failed-job record needs its reason and batch_size")
+    reason = " ".join(str(record["reason"]).split())
+    run_id = str(record.get("job_name") or record.get("job_id") or "")
+    itype = record.get("instance_type") or ""
+    price = _priced(itype, None, prices)
+    return new_row(
+        model=record.get("family") or "-", family=record.get("family"), precision=record.get("precision"),
+        target=record.get("target"), instance_type=itype, sandbox=False, batch_size=record["batch_size"],
+        **price, run=short_run(run_id), run_id=run_id, label=record.get("label"), runtime="batch",
+        status=f"{FAILED}: {reason}",
+    )
+
+
+def is_ok(r: dict[str, Any]) -> bool:
+    return r.get("status", OK) == OK
+
+
+def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The report rows of session ``name`` — benchmark results and failed sweep jobs, in the order
+    they were stored — priced with the session's prices, and warning lines for what was left out
+    (results in an older format, unreadable records, unusable stored prices)."""
+    from .remote.payload.result import SchemaError
+
+    warnings: list[str] = []
+    try:
+        prices = _prices.from_store(store, name)
+    except _prices.PriceError as e:
+        warnings.append(str(e))
+        prices = _prices.default()
+    rows: list[dict[str, Any]] = []
+    old: list[str] = []
+    bad = 0
+    for rec in store.results(name):
+        if rec["kind"] == "benchmark":
+            try:
+                rows.append(row(rec["data"], prices))
+            except SchemaError as e:
+                old.append(str(e))
+        elif rec["kind"] == "batch-failed":
+            try:
+                rows.append(failed_row(rec["data"], prices))
+            except ValueError:
+                bad += 1
+    if old:
+        warnings.append(f"{len(old)} stored result(s) left out, written in an older format ({old[0]})")
+    if bad:
+        warnings.append(f"{bad} failed-job record(s) left out: no reason or batch size in them")
+    return rows, warnings
+
+
+# ---------------------------------------------------------------- the answer
+
+def check_query(limit_ms: float | None, percentile: str) -> None:
+    """ValueError (one line) for a percentile not in :data:`PERCENTILES` or a limit that is not a
+    positive finite number of milliseconds."""
+    if percentile not in PERCENTILES:
+        raise ValueError(f"percentile {percentile!r} is not one of {', '.join(PERCENTILES)}")
+    if limit_ms is not None and (isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float))
+                                 or not math.isfinite(limit_ms) or limit_ms <= 0):
+        raise ValueError(f"latency limit {limit_ms!r} ms: give a positive number of milliseconds")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The cheapest and the fastest configuration meeting a latency limit, and the lines that
+    say so — or say why there is none."""
+
+    limit_ms: float | None
+    percentile: str
+    cheapest: dict[str, Any] | None
+    fastest: dict[str, Any] | None
+    lines: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit_ms": self.limit_ms, "percentile": self.percentile, "cheapest": self.cheapest,
+                "fastest": self.fastest, "lines": list(self.lines)}
+
+
+def describe(r: dict[str, Any], others: list[dict[str, Any]] | None = None) -> str:
+    """A configuration in words: ``inf1.2xlarge bert fp32 batch 4`` (the target stands in for an
+    unknown instance type); with the run when another of ``others`` reads the same."""
+    parts = [r.get("instance_type") or r.get("target") or "-", r.get("family") or r.get("model") or "-"]
+    if r.get("precision"):
+        parts.append(r["precision"])
+    text = " ".join(parts) + f" batch {r.get('batch_size')}"
+    if others and sum(describe(o) == text for o in others) > 1:
+        text += f" (run {r.get('run') or r.get('run_id')})"
+    return text
+
+
+def _latency(r: dict[str, Any], key: str) -> float:
+    v = r.get(key)
+    return math.inf if v is None else v
+
+
+def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percentile: str = "p90") -> Recommendation:
+    """The cheapest configuration per 1M inferences among the runs that succeeded and whose
+    latency at ``percentile`` is at most ``limit_ms`` (no limit: all of them), and the fastest
+    (highest samples/s) of the same runs. The fastest is chosen among the priced runs when any
+    qualifies, so both answers compare like with like; among unpriced runs (an instance type
+    with no price, imported workshop logs) there is only a fastest."""
+    check_query(limit_ms, percentile)
+    key = f"latency_ms_{percentile}"
+    ok = [r for r in rows if is_ok(r)]
+    failed = len(rows) - len(ok)
+
+    def done(lines: list[str], cheapest=None, fastest=None) -> Recommendation:
+        if failed and ok:
+            lines.append(f"{failed} failed run(s) left out (marked FAILED in the table).")
+        return Recommendation(limit_ms, percentile, cheapest, fastest, tuple(lines))
+
+    if not rows:
+        return done(["No recommendation: nothing has been measured yet."])
+    if not ok:
+        return done([f"No recommendation: all {failed} run(s) failed."])
+    if limit_ms is None:
+        head, eligible = f"With no latency limit ({percentile} shown)", ok
+    else:
+        head = f"Under {limit_ms:g} ms {percentile}"
+        measured = [r for r in ok if r.get(key) is not None]
+        if not measured:
+            return done([f"No recommendation: no run reports a {percentile} latency; choose another percentile."])
+        eligible = [r for r in measured if r[key] <= limit_ms]
+        if not eligible:
+            best = min(measured, key=lambda r: r[key])
+            return done([f"Nothing meets {limit_ms:g} ms {percentile}: the lowest {percentile} is {best[key]:.2f} ms "
+                         f"({describe(best, ok)}). Raise the limit, or try a smaller batch size or a faster "
+                         "instance type."])
+    priced = [r for r in eligible if r.get("cost_per_million") is not None]
+    cheapest = min(priced, key=lambda r: (r["cost_per_million"], -(r["throughput_avg"] or 0), _latency(r, key))) \
+        if priced else None
+    fastest = max(priced or eligible, key=lambda r: ((r["throughput_avg"] or 0), -_latency(r, key),
+                                                     -(r.get("cost_per_million") or math.inf)))
+
+    def cost(r):
+        return f"${r['cost_per_million']:.4f} per 1M inferences ({r['price_source']}, {r['price_date']})"
+
+    def speed(r):
+        lat = r.get(key)
+        return f"{r['throughput_avg']:,.1f} samples/s" + ("" if lat is None else f" ({percentile} {lat:.2f} ms)")
+
+    lines = []
+    if cheapest is not None and cheapest is fastest:
+        lines.append(f"{head} — cheapest and fastest: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}")
+    else:
+        if cheapest is not None:
+            lines.append(f"{head} — cheapest: {describe(cheapest, ok)}, {cost(cheapest)}")
+        else:
+            lines.append(f"{head} — no cheapest: no qualifying run has a price "
+                         "(no instance type, or one not in the price table)")
+        lines.append(f"{head} — fastest: {describe(fastest, ok)}, {speed(fastest)}")
+    if limit_ms is not None and len(eligible) < len(ok):
+        lines.append(f"{len(eligible)} of {len(ok)} measured runs meet the limit.")
+    if len(ok) == 1:
+        lines.append("Only one configuration measured: sweep batch sizes or instance types to compare.")
+    return done(lines, cheapest, fastest)
+
+
+def frontier(rows: list[dict[str, Any]], percentile: str = "p90") -> list[bool]:
+    """Per row: is it on the cost/latency frontier at ``percentile``? A run is on it when no other
+    run is both cheaper-or-equal per 1M inferences and lower-or-equal in latency, one of the two
+    strictly. Runs without a cost (unpriced) are compared among themselves on throughput instead
+    (higher is better) against latency. Failed runs and runs without that percentile are off it."""
+    check_query(None, percentile)
+    key = f"latency_ms_{percentile}"
+    points: list[tuple[str, float, float] | None] = []
+    for r in rows:
+        lat = r.get(key)
+        if not is_ok(r) or lat is None:
+            points.append(None)
+        elif r.get("cost_per_million") is not None:
+            points.append(("cost", r["cost_per_million"], lat))
+        elif r.get("throughput_avg"):
+            points.append(("throughput", -r["throughput_avg"], lat))  # negated: lower is better, like a cost
+        else:
+            points.append(None)
+
+    def dominated(p, q) -> bool:
+        return q[0] == p[0] and q[1] <= p[1] and q[2] <= p[2] and (q[1] < p[1] or q[2] < p[2])
+
+    return [p is not None and not any(q is not None and dominated(p, q) for q in points) for p in points]
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) -> list[dict[str, Any]]:
+    """Rows ordered by ``key``, rows without a value (None, or a failed run's measurement) last in
+    either direction; equal values keep their order."""
+    present = [r for r in rows if r.get(key) is not None]
+    missing = [r for r in rows if r.get(key) is None]
+    try:
+        present.sort(key=lambda r: r[key], reverse=descending)
+    except TypeError:  # mixed kinds of value in one column: compare as text
+        present.sort(key=lambda r: str(r[key]), reverse=descending)
+    return present + missing
+
+
+# ---------------------------------------------------------------- rendering
 
 def _cell(value: Any, fmt: str) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
         return str(value)
 
 
-def render(rows: list[dict[str, Any]], fmt: str) -> str:
+def price_sources(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each distinct price source the rows use, with its date and the instance types priced by it."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        if r.get("price_source"):
+            types = found.setdefault((r["price_source"], r.get("price_date") or ""), [])
+            if r.get("instance_type") not in types:
+                types.append(r.get("instance_type"))
+    return [{"source": s, "date": d, "instance_types": t} for (s, d), t in found.items()]
+
+
+def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: dict) -> list[str]:
+    notes = []
+    if any(on):
+        notes.append(f"* on the cost/latency frontier at {percentile}: no other run is both cheaper per 1M and faster "
+                     "(runs without a price: higher samples/s instead of lower cost).")
+    for src in price_sources(rows):
+        mark = marks.get((src["source"], src["date"]))
+        notes.append(f"Prices{' ' + mark if mark else ''}: {src['source']}, {src['date']}.")
+    for r in rows:
+        if not is_ok(r):
+            notes.append(f"FAILED {r.get('run_id') or '-'} ({describe(r)}): {r['status'][len(FAILED) + 2:]}")
+    if any(r.get("sandbox") for r in rows):
+        extra = ("; a sweep row is priced as the instance type it stands in for, so its cost only illustrates"
+                 if any(r.get("sandbox") and r.get("price_per_hour") for r in rows) else "")
+        notes.append(f"sandbox rows ran on this machine's CPU: not comparable with an instance{extra}.")
+    if any(r.get("weights") == "random" for r in rows):
+        notes.append("Random weights (no model hub): the numbers time the architecture only.")
+    if any(r.get("runtime") == "workshop" for r in rows):
+        notes.append("workshop rows were imported from the original workshop's files "
+                     "(no instance type in them: no price).")
+    return notes
+
+
+def _text_rows(rows: list[dict[str, Any]], on: list[bool], marks: dict) -> tuple[list[str], list[list[str]]]:
+    heads = [""] + [h for _, h, _ in COLUMNS]
+    cells = []
+    for r, front in zip(rows, on):
+        line = ["*" if front else ""]
+        for k, _, f in COLUMNS:
+            if k == "throughput_avg" and not is_ok(r):
+                line.append(FAILED)
+            elif k == "price_per_hour" and r.get(k) is not None and marks:
+                line.append(_cell(r[k], f) + " " + marks[(r["price_source"], r.get("price_date") or "")])
+            else:
+                line.append(_cell(r.get(k), f))
+        cells.append(line)
+    return heads, cells
+
+
+def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = None, percentile: str = "p90") -> str:
+    """The rows in ``fmt`` (table, csv, md or json). The table and Markdown end with the
+    recommendation and notes (each price source and date, failed runs and their reasons); CSV is
+    the rows only (one line each, for spreadsheets); JSON is ``{"rows", "recommendation",
+    "prices"}``, each row with its ``frontier`` flag."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    rec = recommend(rows, limit_ms, percentile)
+    on = frontier(rows, percentile)
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json.dumps({"rows": [dict(r, frontier=f) for r, f in zip(rows, on)], "recommendation": rec.to_dict(),
+                           "prices": price_sources(rows)}, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         keys = [k for k, _, _ in COLUMNS if k not in ("models_x_workers", "run")] + CSV_EXTRA
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(dict(r, frontier=f) for r, f in zip(rows, on))
         return buf.getvalue().rstrip("\n")
-    cells = [[_cell(r.get(k), f) for k, _, f in COLUMNS] for r in rows]
-    heads = [h for _, h, _ in COLUMNS]
+    if not rows:
+        lines = ["No results to report yet.", ""] + list(rec.lines)
+        return "\n".join(("- " + x if x and fmt == "md" and i > 1 else x) for i, x in enumerate(lines))
+    sources = price_sources(rows)
+    marks = {(s["source"], s["date"]): f"[{i}]" for i, s in enumerate(sources, 1)} if len(sources) > 1 else {}
+    heads, cells = _text_rows(rows, on, marks)
+    notes = _notes(rows, on, percentile, marks)
     if fmt == "md":
         lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
         lines += ["| " + " | ".join(c) + " |" for c in cells]
-    else:
-        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
-    notes = []
-    if any(r["price_per_hour"] for r in rows):
-        notes.append(f"Prices: {PRICE_SOURCE}.")
-    if any(r["sandbox"] for r in rows):
-        notes.append("sandbox rows ran on this machine's CPU: no price, and not comparable with an instance.")
-    if any(r["weights"] == "random" for r in rows):
-        notes.append("Random weights (no model hub): the numbers time the architecture only.")
-    return "\n".join(lines + ([""] + notes if notes else []))
+        lines += ["", "**Recommendation**", ""] + ["- " + x for x in rec.lines]
+        lines += ["", "**Notes**", ""] + ["- " + x for x in notes] if notes else []
+        return "\n".join(lines)
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
+    lines += [""] + list(rec.lines)
+    lines += [""] + notes if notes else []
+    return "\n".join(lines)
+
+
+def workshop_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows in the original workshop's CSV columns (:data:`WORKSHOP_COLUMNS`), for its
+    spreadsheets and scripts. Latencies are in seconds, as the workshop's logs print them;
+    ``samples`` is the number of timed queries (batches), ``total_time`` the measured seconds,
+    ``throughput`` samples/s; ``processor`` is the target (inf1, inf2, cuda, cpu). Failed runs
+    are left out (the workshop's format has no place for them)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(WORKSHOP_COLUMNS)
+
+    def seconds(ms: float | None) -> float | None:
+        return None if ms is None else round(ms / 1000, 9)
+
+    for r in rows:
+        if not is_ok(r):
+            continue
+        w.writerow(["" if v is None else v for v in (
+            r.get("model"), r.get("target"), r.get("input_size"), r.get("batch_size"), r.get("total_infs"),
+            seconds(r.get("latency_ms_p50")), seconds(r.get("latency_ms_p90")), seconds(r.get("latency_ms_p95")),
+            r.get("duration_s"), r.get("throughput_avg"))])
+    return buf.getvalue()

@@ -32,7 +32,7 @@ def lab(sandbox, inflab_home):
 def report(name, home, fmt="json"):
     r = run_cli("report", name, "--format", fmt, home=home)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout) if fmt == "json" else r.stdout
+    return json.loads(r.stdout)["rows"] if fmt == "json" else r.stdout
 
 
 def test_run_until_benchmark_exits_0_with_the_job_output_streamed(lab):

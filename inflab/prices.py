@@ -1,0 +1,181 @@
+"""What an instance costs per hour, and where that figure comes from.
+
+Every cost the report shows names its price's source and date, because list prices change and
+a reader must be able to tell a figure shipped with inflab from one fetched for their account
+today. Two sources:
+
+- :data:`PRICES`, a table shipped with inflab (:data:`SOURCE`, :data:`DATE`): on-demand Linux
+  list prices in us-east-1 (us-west-2 charges the same for these types);
+- :func:`refresh`, which asks the AWS Pricing API (its endpoint is in us-east-1) for the types
+  a session uses. The report step stores what it got under the session key ``"prices"``
+  (:meth:`Prices.to_store`); :func:`from_store` reads it back, and those prices win over the
+  shipped table for the types they cover.
+
+Standard library only at import time: this module is on the CLI's path. The Pricing API client
+is passed in by the caller (boto3 never loads here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, NamedTuple
+
+# On-demand Linux, shared tenancy, $/hour, us-east-1 (the same in us-west-2 for these types).
+PRICES: dict[str, float] = {
+    # Inferentia (inf1: torch-neuron; inf2: torch-neuronx)
+    "inf1.xlarge": 0.228, "inf1.2xlarge": 0.362, "inf1.6xlarge": 1.18, "inf1.24xlarge": 4.721,
+    "inf2.xlarge": 0.7582, "inf2.8xlarge": 1.9679, "inf2.24xlarge": 6.4906, "inf2.48xlarge": 12.9813,
+    # GPU (g4dn: NVIDIA T4; g5: NVIDIA A10G)
+    "g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g4dn.4xlarge": 1.204, "g4dn.8xlarge": 2.176,
+    "g4dn.12xlarge": 3.912, "g4dn.16xlarge": 4.352,
+    "g5.xlarge": 1.006, "g5.2xlarge": 1.212, "g5.4xlarge": 1.624, "g5.8xlarge": 2.448,
+    "g5.12xlarge": 5.672, "g5.16xlarge": 4.096, "g5.24xlarge": 8.144, "g5.48xlarge": 16.288,
+    # CPU (Intel Ice Lake c6i, Sapphire Rapids c7i)
+    "c6i.large": 0.085, "c6i.xlarge": 0.17, "c6i.2xlarge": 0.34, "c6i.4xlarge": 0.68, "c6i.8xlarge": 1.36,
+    "c6i.12xlarge": 2.04, "c6i.16xlarge": 2.72, "c6i.24xlarge": 4.08, "c6i.32xlarge": 5.44,
+    "c7i.large": 0.08925, "c7i.xlarge": 0.1785, "c7i.2xlarge": 0.357, "c7i.4xlarge": 0.714, "c7i.8xlarge": 1.428,
+    "c7i.12xlarge": 2.142, "c7i.16xlarge": 2.856, "c7i.24xlarge": 4.284, "c7i.48xlarge": 8.568,
+}
+SOURCE = "inflab's table of AWS on-demand Linux list prices, us-east-1"
+DATE = "2026-11-22"  # when the table was last checked against the Pricing API
+
+PRICING_REGION = "us-east-1"  # the Pricing API's endpoint the lab uses (it prices every region)
+INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
+MAX_PAGES = 10  # a filtered get_products answers one or two products: more pages means a wrong filter
+
+
+class PriceError(Exception):
+    """Prices could not be had (no credentials, an API error, nothing priced); one line."""
+
+
+class Quote(NamedTuple):
+    """One instance type's price and where it comes from."""
+
+    per_hour: float
+    source: str
+    date: str
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A price table ($/hour by instance type) with its source and date. Types it lacks are
+    looked up in ``fallback`` (the shipped table behind refreshed prices), each with its own
+    source, so a row always names where its price came from."""
+
+    table: Mapping[str, float]
+    source: str
+    date: str
+    fallback: Prices | None = field(default=None, compare=False)
+
+    def quote(self, instance_type: str | None) -> Quote | None:
+        """The price of ``instance_type`` and its source, or None when no table has it."""
+        price = self.table.get(instance_type or "")
+        if price:
+            return Quote(price, self.source, self.date)
+        return self.fallback.quote(instance_type) if self.fallback else None
+
+    def to_store(self) -> dict[str, Any]:
+        """The session's ``"prices"`` value (this table only, not the fallback)."""
+        return {"source": self.source, "date": self.date, "prices": dict(self.table)}
+
+
+def default() -> Prices:
+    """The table shipped with inflab."""
+    return Prices(PRICES, SOURCE, DATE)
+
+
+def from_store(store: Any, name: str) -> Prices:
+    """The session's refreshed prices over the shipped table, or the shipped table alone when the
+    session has none. A stored value of the wrong shape is a :class:`PriceError`."""
+    stored = store.get(name, "prices")
+    if stored is None:
+        return default()
+    try:
+        table = {str(k): float(v) for k, v in stored["prices"].items() if float(v) > 0}
+        source, date = str(stored["source"]), str(stored["date"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise PriceError(f"session {name}: stored prices are not usable (expected source, date and prices); "
+                         "the shipped table is used") from None
+    return Prices(table, source, date, fallback=default())
+
+
+def _filters(instance_type: str, region: str) -> list[dict[str, str]]:
+    wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
+              "preInstalledSw": "NA", "capacitystatus": "Used"}
+    return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
+
+
+def on_demand_usd(item: Any, instance_type: str) -> float | None:
+    """The hourly on-demand USD price in one ``PriceList`` entry (a JSON string or its object), or
+    None when the entry is for another type or has no positive hourly price."""
+    doc = json.loads(item) if isinstance(item, str) else item
+    attrs = ((doc.get("product") or {}).get("attributes")) or {}
+    if attrs.get("instanceType", instance_type) != instance_type:
+        return None
+    found = []
+    for offer in ((doc.get("terms") or {}).get("OnDemand") or {}).values():
+        for dim in (offer.get("priceDimensions") or {}).values():
+            if str(dim.get("unit", "")).lower() not in ("hrs", "hours", "hour"):
+                continue
+            usd = float((dim.get("pricePerUnit") or {}).get("USD", 0))
+            if usd > 0:
+                found.append(usd)
+    return min(found) if found else None
+
+
+def _one_line(e: BaseException) -> str:
+    response = getattr(e, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        text = f"{err.get('Code', type(e).__name__)}: {err.get('Message', '')}"
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return " ".join(text.split())
+
+
+def refresh(pricing_client: Any, instance_types: list[str] | tuple[str, ...], region: str, *,
+            today: str | None = None) -> Prices:
+    """Prices of ``instance_types`` in ``region`` from the AWS Pricing API (``pricing_client`` is a
+    boto3 ``pricing`` client for the us-east-1 endpoint). Names that are not instance types (the
+    sandbox's ``"sandbox"``) are skipped; a type the API does not price falls back to the shipped
+    table. Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
+    try:  # only the exceptions of the client we were given; botocore is loaded already if it exists
+        from botocore.exceptions import BotoCoreError, ClientError
+        api_errors: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
+    except ImportError:  # pragma: no cover - a client without botocore
+        api_errors = ()
+    wanted = [t for t in dict.fromkeys(instance_types) if INSTANCE_TYPE.fullmatch(t or "")]
+    if not wanted:
+        raise PriceError("no instance type to price")
+    table: dict[str, float] = {}
+    for itype in wanted:
+        found: list[float] = []
+        token = None
+        for _ in range(MAX_PAGES):
+            kwargs: dict[str, Any] = {"ServiceCode": "AmazonEC2", "Filters": _filters(itype, region),
+                                      "FormatVersion": "aws_v1", "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = pricing_client.get_products(**kwargs)
+            except api_errors as e:
+                raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
+            for item in page.get("PriceList") or []:
+                try:
+                    usd = on_demand_usd(item, itype)
+                except (ValueError, TypeError, AttributeError):
+                    continue  # one unreadable entry does not hide the others
+                if usd:
+                    found.append(usd)
+            token = page.get("NextToken")
+            if not token:
+                break
+        if found:
+            table[itype] = min(found)
+    if not table:
+        raise PriceError(f"the AWS Pricing API has no on-demand Linux price for {', '.join(wanted)} in {region}")
+    date = today or datetime.now(timezone.utc).date().isoformat()
+    return Prices(table, f"AWS Pricing API, on-demand Linux, {region}", date, fallback=default())
