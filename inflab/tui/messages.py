@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from ..events import EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged
+from ..events import BatchJobsChanged, EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged
 
 
 class StepStateMessage(Message):
@@ -51,12 +51,21 @@ class StepFoundMessage(Message):
         self.event = event
 
 
+class BatchJobsMessage(Message):
+    """The sweep's Batch job table changed (handler: ``on_batch_jobs_message``)."""
+
+    def __init__(self, event: BatchJobsChanged):
+        super().__init__()
+        self.event = event
+
+
 _MESSAGES: dict[type, type[Message]] = {
     StepStateChanged: StepStateMessage,
     StepLogged: StepLogMessage,
     StepProgress: StepProgressMessage,
     JobLines: JobLinesMessage,
     StepFound: StepFoundMessage,
+    BatchJobsChanged: BatchJobsMessage,
 }
 
 

@@ -28,6 +28,7 @@ class SessionPicker(Screen):
 
     BINDINGS = [
         Binding("enter", "resume", "Resume", show=True),
+        Binding("r,R", "report", "Report"),
         Binding("n", "new(True)", "New sandbox session"),
         Binding("w", "new(False)", "New AWS session"),
         Binding("q", "app.quit", "Quit"),
@@ -79,11 +80,26 @@ class SessionPicker(Screen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.app.open_session(event.row_key.value)
 
-    def action_resume(self) -> None:
+    def _highlighted(self) -> str | None:
         table = self.query_one(DataTable)
-        if table.row_count:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            self.app.open_session(key)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_resume(self) -> None:
+        name = self._highlighted()
+        if name:
+            self.app.open_session(name)
+
+    def action_report(self) -> None:
+        """The highlighted session's report, without opening (or locking) the session."""
+        from .report_screen import ReportScreen
+
+        name = self._highlighted()
+        if name:
+            self.app.push_screen(ReportScreen(self.app.store, name))
+        else:
+            self.notify("No session to report on yet", severity="warning", timeout=3)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_new(event.button.id == "new-sandbox")

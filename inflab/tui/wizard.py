@@ -21,8 +21,9 @@ from ..engine import Engine, RunResult, describe_exception
 from ..events import EngineEvent, elapsed_text
 from ..remote.host import HostUnavailable
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
-from .messages import (JobLinesMessage, StepFoundMessage, StepLogMessage, StepProgressMessage, StepStateMessage,
-                       WorkFinished, message_for)
+from .jobs_pane import JobsPane
+from .messages import (BatchJobsMessage, JobLinesMessage, StepFoundMessage, StepLogMessage, StepProgressMessage,
+                       StepStateMessage, WorkFinished, message_for)
 from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
 from .widgets import ChoiceModal, ConfirmModal, LogPane
@@ -32,6 +33,7 @@ STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta",
           STALE: "bold yellow"}
 #: the answers to `a`
 ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
+KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
 OPENING = "checking the session"
 
 
@@ -55,6 +57,8 @@ class Wizard(Screen):
         Binding("2", "tab('tab-monitor')", "Monitor"),
         Binding("3", "tab('tab-terminal')", "Terminal"),
         Binding("4", "tab('tab-job')", "Job output"),
+        Binding("5", "tab('tab-jobs')", "Batch jobs", show=False),
+        Binding("R", "report", "Report"),
         Binding("o", "open_terminal", "ssh in my terminal", show=False),
         Binding("z", "zoom", "Zoom pane"),
         Binding("escape", "back", "Sessions", show=False),
@@ -72,6 +76,7 @@ class Wizard(Screen):
         self._working_step: str | None = None  # the step the engine is running now
         #: set when another process drives the session: the wizard only shows it
         self.read_only: str | None = None
+        self._jobs_seen = False  # the Jobs tab comes forward once, when the sweep's first table arrives
         self._lock = None
 
     # -- layout ------------------------------------------------------------------
@@ -98,6 +103,8 @@ class Wizard(Screen):
                         yield TerminalPane(id="terminal")
                     with TabPane("Job", id="tab-job"):
                         yield JobOutput(id="job")
+                    with TabPane("Jobs", id="tab-jobs"):
+                        yield JobsPane(id="jobs")
         yield Footer()
 
     def _prompt(self, step_id: str, state: str) -> str:
@@ -256,6 +263,25 @@ class Wizard(Screen):
                 tabs.active = "tab-job"
         pane.feed("\n".join(ev.lines) + "\n")
 
+    def on_batch_jobs_message(self, message: BatchJobsMessage) -> None:
+        """The sweep's job table: into the Jobs tab, which comes forward the first time."""
+        ev = message.event
+        pane = self.query_one(JobsPane)
+        if ev.following and ev.following != pane.following:
+            name = next((j.name for j in ev.jobs if j.job_id == ev.following), ev.following)
+            self.query_one(JobOutput).feed(f"── {ev.step}: job {name} " + "─" * 40 + "\n")
+        pane.show(ev)
+        if not self._jobs_seen:
+            self._jobs_seen = True
+            tabs = self.query_one("#bottom", TabbedContent)
+            if tabs.active in ("tab-log", "tab-job"):  # not away from Monitor or Terminal
+                tabs.active = "tab-jobs"
+
+    def on_jobs_pane_follow(self, message: JobsPane.Follow) -> None:
+        """A job chosen in the Jobs tab: its log streams into the Job tab."""
+        self.engine.follow_batch_job(message.job_id)
+        self.notify(f"Showing the log of {message.name} in the Job tab (4)", timeout=3)
+
     def on_step_found_message(self, message: StepFoundMessage) -> None:
         ev = message.event
         self.query_one("#steps", OptionList).replace_option_prompt(ev.step, self._prompt(ev.step, ev.state))
@@ -311,7 +337,8 @@ class Wizard(Screen):
         sid = self.selected
         step = self.engine.step(sid)
         if step.destructive:
-            self._confirm(f"{step.title}? This cannot be undone.", lambda: self._go(f"step {sid}", self.engine.run_one, sid))
+            self._confirm(f"{step.title}? This cannot be undone.",
+                          lambda: self._ask_data([sid], lambda: self._go(f"step {sid}", self.engine.run_one, sid)))
         else:
             self._go(f"step {sid}", self.engine.run_one, sid)
 
@@ -324,7 +351,7 @@ class Wizard(Screen):
         what = f"steps up to {until}"
         if risky:
             self._confirm(f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
-                          lambda: self._go(what, self.engine.run, until))
+                          lambda: self._ask_data([s.id for s in risky], lambda: self._go(what, self.engine.run, until)))
         else:
             self._go(what, self.engine.run, until)
 
@@ -335,15 +362,33 @@ class Wizard(Screen):
             return
 
         def answered(choice: str | None) -> None:
-            if choice == ALL_BUT_TERMINATE:
-                self._go("all steps but terminate", self.engine.run, exclude=("terminate",))
+            if choice == ALL_BUT_TERMINATE:  # the instance exercise, up to the step before terminate
+                before = self.engine.steps[self.engine.index("terminate") - 1].id
+                self._go("all steps but terminate", self.engine.run, before)
             elif choice == EVERYTHING:
-                self._go("all steps", self.engine.run)
+                self._ask_data([s.id for s in self.engine.steps], lambda: self._go("all steps", self.engine.run))
 
         self.app.push_screen(ChoiceModal(
             "Run every remaining step? Steps already done are checked, not redone. "
-            "All but terminate leaves the instance running; All + terminate ends the session.",
+            "All but terminate stops before terminate and leaves the instance running; All + terminate goes on "
+            "through the Batch sweep and its report, and ends by taking everything down.",
             [(ALL_BUT_TERMINATE, "All but terminate", "primary"), (EVERYTHING, "All + terminate", "error"),
+             ("cancel", "Cancel", "default")]), answered)
+
+    def _ask_data(self, step_ids: list[str], then) -> None:
+        """Before a range that ends with batch-cleanup: keep the results bucket, or delete it too?"""
+        if "batch-cleanup" not in step_ids:
+            then()
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice in (KEEP_DATA, DELETE_DATA):
+                self.engine.delete_data = choice == DELETE_DATA
+                then()
+
+        self.app.push_screen(ChoiceModal(
+            "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
+            [(KEEP_DATA, "Keep the results", "primary"), (DELETE_DATA, "Delete them too", "error"),
              ("cancel", "Cancel", "default")]), answered)
 
     def action_run_again(self) -> None:
@@ -389,6 +434,12 @@ class Wizard(Screen):
         if self.busy:
             self.engine.cancel()
             self.notify(f"Cancelling {self.busy}…", severity="warning", timeout=3)
+
+    def action_report(self) -> None:
+        """The session's report, over the wizard; Esc comes back here (work keeps running)."""
+        from .report_screen import ReportScreen
+
+        self.app.push_screen(ReportScreen(self.app_store, self.session_name))
 
     def action_back(self) -> None:
         if self.busy:
