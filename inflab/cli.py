@@ -207,9 +207,10 @@ def _printer(out, tty: bool):
 @click.option("--until", type=click.Choice(STEP_IDS), help="Stop after this step (default: every available step).")
 @click.option("--from", "from_step", type=click.Choice(STEP_IDS), help="Redo this step and the ones after it, even if done.")
 @click.option("--again", is_flag=True, help="Run a finished session again (steps still check what exists).")
+@click.option("--delete-data", is_flag=True, help="batch-cleanup also deletes the results bucket (kept by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; progress goes to stderr.")
 def run(name: str, sandbox: bool, config_path: str | None, until: str | None, from_step: str | None, again: bool,
-        as_json: bool) -> None:
+        delete_data: bool, as_json: bool) -> None:
     """Run the lab's steps headless, creating or continuing session NAME."""
     _name(name)
     _check_until(until, "--until")
@@ -225,6 +226,7 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, fr
 
     out = sys.stderr if as_json else sys.stdout
     engine = Engine(store, info.name, listener=_printer(out, out.isatty()))
+    engine.delete_data = delete_data
     signal.signal(signal.SIGINT, lambda *_: engine.cancel())
     signal.signal(signal.SIGTERM, lambda *_: engine.cancel())
     result = engine.run(until, again=again, from_step=from_step)
@@ -354,8 +356,10 @@ def resources(name: str, as_json: bool) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def cleanup(name: str, yes: bool) -> None:
-    """Delete everything session NAME created, then verify by tag that nothing is left."""
+@click.option("--delete-data", is_flag=True, help="Also delete the results bucket (kept by default).")
+def cleanup(name: str, yes: bool, delete_data: bool) -> None:
+    """Delete everything session NAME created, then verify by tag that nothing is left (the results
+    bucket is kept unless --delete-data)."""
     store = _store()
     info = _existing(store, name)
     _lock(store, name, f"inflab cleanup {name}")
@@ -375,6 +379,7 @@ def cleanup(name: str, yes: bool) -> None:
             click.echo(f"✗ {ev.step}: {ev.message}")
 
     engine = Engine(store, name, listener=listener)
+    engine.delete_data = delete_data
     errors, leftovers = engine.cleanup()
     if errors or leftovers:
         for e in errors:
@@ -382,34 +387,100 @@ def cleanup(name: str, yes: bool) -> None:
         for r in leftovers:
             click.echo(f"inflab: still there: {r['type']} {r['id']} {r['name']}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"Session {name}: everything it created is gone.")
+    click.echo(f"Session {name}: everything it created is gone" + (
+        f" but its results bucket (inflab cleanup {name} --delete-data removes it)." if engine.kept else "."))
+
+
+def _output_file(path: str, flag: str) -> str:
+    """The directory ``path`` will be written in; refuses, in one line, a path that exists and is
+    not a regular file (a directory, a fifo, a device), or whose directory is missing."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise InputError(f"{flag} {path}: {e.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{flag} {path}: exists and is not a regular file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{flag} {path}: no directory {parent}")
+    return parent
+
+
+def _write_replacing(path: str, text: str, flag: str) -> None:
+    """Write ``text`` to ``path`` by write-then-rename, so a reader never sees half a file."""
+    import contextlib
+    import os
+    import tempfile
+
+    parent = _output_file(path, flag)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot write there ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file would be (mkstemp makes it 0600)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise InputError(f"{flag} {path}: cannot write it ({e.strerror})") from None
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--from", "from_dir", metavar="DIR", help="Import the original workshop's .log and neuronperf .json files "
+              "from DIR instead of reading a session.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]), default="table", show_default=True,
               help="Output format.")
-def report(name: str, fmt: str) -> None:
-    """Benchmark results of session NAME so far, with cost per million inferences."""
+@click.option("--limit-ms", type=float, metavar="MS", help="Latency limit for the recommendation, in milliseconds.")
+@click.option("--percentile", type=click.Choice(["p50", "p90", "p95", "p99"]), default="p90", show_default=True,
+              help="The latency percentile the limit and the frontier apply to.")
+@click.option("--workshop-csv", "workshop_file", metavar="FILE",
+              help="Also write the rows in the original workshop's CSV columns to FILE.")
+def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | None, percentile: str,
+           workshop_file: str | None) -> None:
+    """Benchmark results of session NAME (or imported from --from DIR), with cost per million
+    inferences and the cheapest and fastest configuration under a latency limit."""
+    import math
+
     from . import report as rep
 
-    store = _store()
-    _existing(store, name)
-    from .remote.payload.result import SchemaError
+    if (name is None) == (from_dir is None):
+        raise InputError("give a session NAME or --from DIR (one of the two)")
+    if limit_ms is not None and not (math.isfinite(limit_ms) and limit_ms > 0):
+        raise InputError(f"--limit-ms: {limit_ms:g} is not a positive number of milliseconds")
+    if workshop_file is not None:
+        _output_file(workshop_file, "--workshop-csv")  # refused before anything is read or written
+    if from_dir is not None:
+        from . import workshop
 
-    rows, unreadable = [], []
-    for r in store.results(name, "benchmark"):
         try:
-            rows.append(rep.row(r["data"]))
-        except SchemaError as e:
-            unreadable.append(str(e))
-    if unreadable:
-        click.echo(f"inflab: warning: {len(unreadable)} stored result(s) left out, written in an older format "
-                   f"({unreadable[0]})", err=True)
+            rows, warnings = workshop.import_dir(from_dir)
+        except workshop.WorkshopError as e:
+            for w in e.warnings:
+                click.echo(f"inflab: warning: {w}", err=True)
+            raise InputError(str(e)) from None
+    else:
+        store = _store()
+        _existing(store, name)
+        rows, warnings = rep.session_rows(store, name)
+    for w in warnings:
+        click.echo(f"inflab: warning: {w}", err=True)
+    if workshop_file is not None:
+        _write_replacing(workshop_file, rep.workshop_csv(rows), "--workshop-csv")
     if not rows and fmt == "table":
         click.echo(f"No benchmark results in session {name} yet (run: inflab run --name {name} --until benchmark)")
         return
-    click.echo(rep.render(rows, fmt))
+    click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile))
 
 
 @main.group()

@@ -55,7 +55,8 @@ _INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micr
 SESSION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 MAX_TEXT = 255  # characters in any string value
 MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
-WIDEST_SSH_PREFIX = 24  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
+WIDEST_SSH_PREFIX = 24
+MAX_SWEEP_JOBS = 60  # Batch jobs in one sweep (a bigger grid is a typo more often than a plan)  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
 
 # AMI used when the user names none. Inf1 needs a Neuron DLAMI from before SDK 2.26.1
 # (later ones dropped Inf1), so it is found by name; Inf2/Trn1 use the current DLAMI,
@@ -130,8 +131,11 @@ class BenchSection:
 
 @dataclass(frozen=True)
 class BatchSection:
+    families: tuple[str, ...] = ("bert",)
     sizes: tuple[int, ...] = (2, 4, 8)
     instance_types: tuple[str, ...] = ("inf1.2xlarge",)
+    min_duration_s: int = 10
+    max_duration_s: int = 60
     max_vcpus: int = 64
 
 
@@ -170,8 +174,11 @@ COMMENTS = {
     "bench.max_duration_s": 'stop anyway (the result says "not stable")',
     "bench.mode": "closed | open (Poisson arrivals at `rate` queries/s; latency counts queueing)",
     "bench.rate": f"open mode: queries/s over all model copies ({limits.RATE})",
-    "batch.sizes": f"the AWS Batch sweep: one job per batch size ({limits.BATCH_SIZE})",
-    "batch.instance_types": "the instance types the sweep runs on",
+    "batch.families": "the sweep's model families: bert, resnet (sequence length / image size from [model])",
+    "batch.sizes": f"the AWS Batch sweep: one job per family, instance type and batch size ({limits.BATCH_SIZE})",
+    "batch.instance_types": "inf1 → torch-neuron, inf2 → torch-neuronx, g4dn/g5 → CUDA, c6i/c7i → CPU fp32 and int8",
+    "batch.min_duration_s": "each sweep job's benchmark: at least this long (and bench.min_queries, and stable)",
+    "batch.max_duration_s": 'each sweep job\'s benchmark stops anyway (the result says "not stable")',
     "batch.max_vcpus": f"the Batch compute environment's vCPU limit ({limits.MAX_VCPUS})",
 }
 
@@ -257,6 +264,10 @@ class LabConfig:
             return "cpu"  # the sandbox "instance" is this machine
         return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(self.instance_type).group("family")]
 
+    def batch_kind(self, instance_type: str) -> str:
+        """The container kind a sweep job on ``instance_type`` runs (inf1, inf2, gpu, cpu)."""
+        return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(instance_type).group("family")]
+
     def payload_target(self, sandbox: bool) -> str:
         """What the payload traces for: inf1, inf2, cuda or cpu."""
         return CONTAINER_TARGETS[self.container_kind(sandbox)]
@@ -339,7 +350,8 @@ _BOUNDS = {
     "model.image_size": limits.IMAGE_SIZE, "bench.batch_size": limits.BATCH_SIZE, "bench.n_models": limits.N_MODELS,
     "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
     "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
-    "batch.max_vcpus": limits.MAX_VCPUS,
+    "batch.max_vcpus": limits.MAX_VCPUS, "batch.min_duration_s": limits.MIN_DURATION_S,
+    "batch.max_duration_s": limits.MAX_DURATION_S,
 }
 _CHOICES = {
     "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
@@ -434,6 +446,22 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
         if not isinstance(t, str):
             raise ConfigError(f"batch.instance_types: {_shown(t)} is not a string")
         _check_instance_type("batch.instance_types", t)
+    if len(set(batch["instance_types"])) != len(batch["instance_types"]):
+        raise ConfigError("batch.instance_types: lists an instance type twice")
+    if not batch["families"]:
+        raise ConfigError("batch.families: must list at least one model family")
+    for f in batch["families"]:
+        if f not in MODEL_FAMILIES:
+            raise ConfigError(f"batch.families: {_shown(f)} is not a model family ({', '.join(MODEL_FAMILIES)})")
+    if len(set(batch["families"])) != len(batch["families"]):
+        raise ConfigError("batch.families: lists a family twice")
+    jobs = len(batch["families"]) * len(batch["instance_types"]) * len(batch["sizes"])
+    if jobs > MAX_SWEEP_JOBS:
+        raise ConfigError(f"batch.sizes: the sweep would be {jobs} jobs (families × instance types × sizes); "
+                          f"at most {MAX_SWEEP_JOBS}")
+    if batch["max_duration_s"] < batch["min_duration_s"]:
+        raise ConfigError(
+            f"batch.max_duration_s: {batch['max_duration_s']} is less than batch.min_duration_s ({batch['min_duration_s']})")
 
 
 def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import LabConfig
-from .events import EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged, elapsed_text
+from .events import (BatchJobsChanged, EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged,
+                     elapsed_text)
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime, HostRuntimeError
@@ -122,6 +123,14 @@ class Engine:
         self.detach_event = threading.Event()
         self.steps: list[Step] = available_steps()
         self._by_id = {s.id: s for s in self.steps}
+        #: cleanup (and the batch-cleanup step) also delete the results bucket
+        self.delete_data = False
+        self.kept: list[dict] = []  # what the last cleanup left on purpose (the results bucket)
+        self._followed = ""
+
+    def follow_batch_job(self, job_id: str) -> None:
+        """Stream this Batch job's log into the job pane (the sweep monitor reads it each poll)."""
+        self._followed = job_id
 
     # -- wiring ------------------------------------------------------------------
     @property
@@ -155,6 +164,9 @@ class Engine:
             name=self.name, config=self.config, runtime=self.runtime, store=self.store, aws_factory=lambda: self.aws,
             step_id=step.id, log=lambda msg, s=step.id: self._log(s, msg), progress=progress, output=output,
             cancel=self.cancel_event, detach=self.detach_event,
+            batch_jobs=lambda jobs, done, total, following, s=step.id: self.listener(
+                BatchJobsChanged(s, tuple(jobs), done, total, following)),
+            followed=lambda: self._followed, delete_data=self.delete_data,
         )
 
     def _log(self, step: str | None, message: str) -> None:
@@ -198,14 +210,16 @@ class Engine:
         self.detach_event.set()
         self.cancel_event.set()
 
-    def run_step(self, step_id: str, *, check_first: bool = True) -> RunResult:
+    def run_step(self, step_id: str, *, check_first: bool = True, ends_run: bool = True) -> RunResult:
+        """Run one step (check first). ``ends_run``: nothing follows it in this run, so a
+        destructive step (terminate) finishes the session; one the run goes on from does not."""
         step = self.step(step_id)
         try:
             if check_first:
                 if step.check(self.context(step)):
                     self._log(step.id, "Already done — nothing to change")
                     self._set(step.id, DONE)
-                    self._note_finish(step)
+                    self._note_finish(step, ends_run)
                     return RunResult(True, step.id)
             self._set(step.id, RUNNING)
             with _Heartbeat(step.id, self.listener) as beat:
@@ -215,7 +229,7 @@ class Engine:
             took = time.monotonic() - beat.started
             self._log(step.id, f"Finished in {took:.1f} s" if took < 60 else f"Finished in {elapsed_text(took)}")
             self._set(step.id, DONE)
-            self._note_finish(step)
+            self._note_finish(step, ends_run)
             return RunResult(True, step.id)
         except Cancelled as e:
             self._set(step.id, CANCELLED, str(e) if str(e) != "cancelled" else "cancelled by you")
@@ -225,8 +239,8 @@ class Engine:
             self._set(step.id, FAILED, msg)
             return RunResult(False, step.id, msg)
 
-    def _note_finish(self, step: Step) -> None:
-        if step.destructive or step is self.steps[-1]:
+    def _note_finish(self, step: Step, ends_run: bool) -> None:
+        if step is self.steps[-1] or (step.destructive and ends_run):
             self.store.put(self.name, "finished", {"step": step.id, "at": time.time()})
 
     def _fresh(self) -> None:
@@ -260,12 +274,12 @@ class Engine:
         last = self.index(until) if until else len(self.steps) - 1
         first = self.index(from_step) if from_step else 0
         states = self.states()
-        for step in self.steps[first: last + 1]:
+        todo = [s for s in self.steps[first: last + 1]
+                if not (s.id in exclude or (states[s.id]["state"] == SKIPPED and not from_step))]
+        for step in todo:
             if self.cancel_event.is_set():
                 return RunResult(False, step.id, "cancelled", cancelled=True)
-            if step.id in exclude or (states[step.id]["state"] == SKIPPED and not from_step):
-                continue
-            result = self.run_step(step.id, check_first=not from_step)
+            result = self.run_step(step.id, check_first=not from_step, ends_run=step is todo[-1])
             if not result.ok:
                 return result
         return RunResult(True, until)
@@ -305,11 +319,14 @@ class Engine:
             result = self.undo(step.id)
             if not result.ok:
                 errors.append(f"{step.id}: {result.error}")
-        leftovers = inventory.session_resources(self.aws, self.name)
+        found = inventory.session_resources(self.aws, self.name)
+        kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not self.delete_data]
+        leftovers = [r for r in found if r not in kept]
         if leftovers:
             self._log(None, "Still tagged for this session: " + ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in leftovers))
         else:
-            self._log(None, f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}")
+            self._log(None, f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}"
+                      + (" but the results bucket" if kept else ""))
         return errors, leftovers
 
     # -- opening a session: what is really there --------------------------------------

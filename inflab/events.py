@@ -47,9 +47,36 @@ class StepFound:
     message: str
 
 
-EngineEvent = StepStateChanged | StepLogged | StepProgress | JobLines | StepFound
-
-
 def elapsed_text(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One job of the Batch sweep as the monitor last saw it."""
+
+    name: str
+    job_id: str
+    state: str  # SUBMITTED PENDING RUNNABLE STARTING RUNNING SUCCEEDED FAILED
+    since: float  # epoch seconds when it entered ``state`` (as far as the monitor knows)
+    instance_type: str
+    batch_size: int
+    family: str
+    target: str
+    attempt: int = 0  # attempts started so far
+    reason: str = ""  # why it failed (the job's status reason and exit code)
+
+
+@dataclass(frozen=True)
+class BatchJobsChanged:
+    """The sweep's job table changed (a state, an attempt, a reason)."""
+
+    step: str
+    jobs: tuple[BatchJob, ...]
+    done: int  # jobs that ended, SUCCEEDED or FAILED
+    total: int
+    following: str = ""  # the job id whose log streams into the job pane
+
+
+EngineEvent = StepStateChanged | StepLogged | StepProgress | JobLines | StepFound | BatchJobsChanged

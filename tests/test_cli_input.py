@@ -44,7 +44,11 @@ CASES = [
      ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "credentials"], "instance.type"),
     ("missing-name", None, ["run", "--sandbox"], "--name"),
     ("unknown-until", None, ["run", "--sandbox", "--name", "{name}", "--until", "bogus"], "--until"),
-    ("until-not-available", None, ["run", "--sandbox", "--name", "{name}", "--until", "batch-setup"], "--until"),
+    ("bad-grid", '[batch]\nfamilies = ["gpt"]\n',
+     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"], "batch.families"),
+    ("grid-too-big", '[batch]\nsizes = [1, 2, 3, 4, 5, 6, 7, 8]\ninstance_types = ["inf1.xlarge", "inf2.xlarge", "g5.xlarge", "c6i.4xlarge"]\n'
+     'families = ["bert", "resnet"]\n',
+     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"], "batch.sizes"),
     ("unknown-flag", None, ["run", "--sandbox", "--name", "{name}", "--frobnicate"], "--frobnicate"),
     ("unknown-flag-sessions", None, ["sessions", "--frobnicate"], "--frobnicate"),
     ("resources-no-session", None, ["resources", "{name}"], "NAME"),

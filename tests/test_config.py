@@ -352,6 +352,14 @@ BAD = [
     ({"batch": {"instance_types": ["inf1.xlarge\n"]}}, "batch.instance_types"),
     ({"batch": {"instance_types": ["inf1.xlarge", LONG]}}, "batch.instance_types"),
     ({"batch": {"max_vcpus": 0}}, "batch.max_vcpus"),
+    ({"batch": {"instance_types": ["inf1.xlarge", "inf1.xlarge"]}}, "batch.instance_types"),
+    ({"batch": {"families": []}}, "batch.families"),
+    ({"batch": {"families": ["gpt"]}}, "batch.families"),
+    ({"batch": {"families": ["bert", "bert"]}}, "batch.families"),
+    ({"batch": {"sizes": list(range(1, 31)), "instance_types": ["inf1.xlarge", "c6i.4xlarge"], "families": ["bert", "resnet"]}},
+     "batch.sizes"),  # 120 jobs
+    ({"batch": {"min_duration_s": 0}}, "batch.min_duration_s"),
+    ({"batch": {"min_duration_s": 30, "max_duration_s": 20}}, "batch.max_duration_s"),
     ({"aws": {"profile": "my profile"}}, "aws.profile"),  # refused in the sandbox too
     ({"aws": {"profile": "lab;rm -rf ~"}}, "aws.profile"),
     ({"aws": {"profile": "$(whoami)"}}, "aws.profile"),

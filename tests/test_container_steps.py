@@ -100,7 +100,9 @@ def test_build_on_the_instance_tags_the_ecr_uri_and_labels_the_definition(ctx_fo
     cmds = container.build_commands(ctx)
     digest = container.image_hash(ctx)
     assert cmds == ["set -e", 'cd "$HOME/.inflab/image"',
-                    f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1 ."]
+                    f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1-{digest} ."]
+    # the tag names the hash, which covers the payload: changed code is a new tag, never an old image
+    assert container.image_tag(ctx) == f"inf1-{digest}"
 
 
 def test_prebuilt_pulls_the_neuron_2_20_image_and_adds_the_payload(ctx_for, name):
@@ -110,7 +112,7 @@ def test_prebuilt_pulls_the_neuron_2_20_image_and_adds_the_payload(ctx_for, name
     cmds = container.build_commands(ctx)
     assert cmds[2] == f"docker pull {base}"
     assert cmds[3].startswith(f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} ")
-    assert cmds[3].endswith(f"-t {ACCOUNT_URI}/inflab-{name}:inf1 .")
+    assert cmds[3].endswith(f"-t {ACCOUNT_URI}/inflab-{name}:inf1-{container.image_hash(ctx)} .")
     # the prebuilt definition only adds the payload to the base image
     prebuilt = container.container_files("inf1")["Dockerfile.prebuilt"].decode()
     assert "FROM ${BASE_IMAGE}" in prebuilt and "/opt/inflab/payload" in prebuilt
@@ -143,7 +145,7 @@ def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs
     shipped = job["conn"].files  # the build context, written before the build starts
     assert b"torch-neuron" in shipped[".inflab/image/Dockerfile"]
     assert ".inflab/image/requirements.txt" in shipped and ".inflab/image/payload/bench.py" in shipped
-    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:inf1"
+    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:{container.image_tag(ctx)}"
 
 
 def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, sandbox, store, name):
@@ -191,8 +193,9 @@ def test_compile_runs_in_the_container_with_the_neuron_devices(ctx_for, name):
     assert f"inflab.session={name}" in argv
     # the devices are listed on the host when the job runs: every /dev/neuron* becomes --device=
     assert "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')" in ctx_command(ctx)
-    assert f"{ACCOUNT_URI}/inflab-{name}:inf1" in argv
-    i = argv.index(f"{ACCOUNT_URI}/inflab-{name}:inf1")
+    uri = f"{ACCOUNT_URI}/inflab-{name}:{container.image_tag(ctx)}"
+    assert uri in argv
+    i = argv.index(uri)
     assert argv[i + 1:i + 4] == ["python3", "-u", "/opt/inflab/payload/compile.py"]
     args = argv[i + 4:]
     assert args[args.index("--target") + 1] == "inf1"
@@ -218,15 +221,16 @@ def test_gpu_and_cpu_targets(ctx_for, store, name):
     assert args[args.index("--target") + 1] == "cpu" and "--int8" in args
 
 
-def test_sandbox_runs_the_payload_in_the_job_virtualenv(ctx_for):
+def test_sandbox_runs_the_payload_in_the_job_virtualenv(ctx_for, store):
     ctx = ctx_for({}, sandbox=True)
     cmd = ctx_command(ctx)
     assert "docker" not in cmd
-    assert cmd.startswith('cd "$HOME/.inflab/work" && "$HOME/.inflab/venv/bin/python" -u "$HOME/.inflab/payload/compile.py" ')
+    venv = store.home / "sandbox" / "images" / container.image_hash(ctx) / "venv"
+    assert cmd.startswith(f'cd "$HOME/.inflab/work" && {venv}/bin/python -u "$HOME/.inflab/payload/compile.py" ')
     args = _argv(cmd)
     assert args[args.index("--size") + 1] == "tiny" and args[args.index("--target") + 1] == "cpu" and "--int8" in args
     build = container.build_commands(ctx)
-    assert "python3 -m venv .inflab/venv" in build
+    assert f"python3 -m venv {venv}" in build
     assert any(c.endswith("-r .inflab/image/requirements.txt") for c in build)
 
 

@@ -89,6 +89,62 @@ def ecr_repositories(aws: Aws, session: str) -> list[dict[str, Any]]:
     return found
 
 
+def buckets(aws: Aws, session: str) -> list[dict[str, Any]]:
+    """The session's S3 buckets (named inflab-<session>-…, tagged for the session)."""
+    s3 = aws.client("s3")
+    found = []
+    for b in s3.list_buckets().get("Buckets", []):
+        if not b["Name"].startswith(f"inflab-{session}-"):
+            continue
+        try:
+            tags = s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet")
+        except Exception as e:
+            if error_code(e) in ("NoSuchTagSet", "NoSuchBucket", "404"):
+                continue
+            raise
+        if tag_dict(tags).get(TAG_SESSION) == session:
+            found.append(b)
+    return found
+
+
+def _batch_tagged(item: dict[str, Any], session: str) -> bool:
+    return (item.get("tags") or {}).get(TAG_SESSION) == session
+
+
+def batch_resources(aws: Aws, session: str) -> list[dict[str, str]]:
+    """The session's compute environments, job queues, active job definitions and unfinished jobs."""
+    batch = aws.client("batch")
+    out: list[dict[str, str]] = []
+    queues = []
+    for page in batch.get_paginator("describe_compute_environments").paginate():
+        for ce in page["computeEnvironments"]:
+            if _batch_tagged(ce, session):
+                out.append({"type": "batch:compute-environment", "id": ce["computeEnvironmentArn"],
+                            "name": ce["computeEnvironmentName"], "state": f"{ce.get('state')}/{ce.get('status')}"})
+    for page in batch.get_paginator("describe_job_queues").paginate():
+        for q in page["jobQueues"]:
+            if _batch_tagged(q, session):
+                queues.append(q["jobQueueName"])
+                out.append({"type": "batch:job-queue", "id": q["jobQueueArn"], "name": q["jobQueueName"],
+                            "state": f"{q.get('state')}/{q.get('status')}"})
+    for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE"):
+        for d in page["jobDefinitions"]:
+            if _batch_tagged(d, session):
+                out.append({"type": "batch:job-definition", "id": d["jobDefinitionArn"], "name": d["jobDefinitionName"]})
+    for q in queues:
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
+            for page in batch.get_paginator("list_jobs").paginate(jobQueue=q, jobStatus=status):
+                for j in page["jobSummaryList"]:
+                    out.append({"type": "batch:job", "id": j["jobId"], "name": j["jobName"], "state": status})
+    return out
+
+
+def log_groups(aws: Aws, session: str) -> list[dict[str, Any]]:
+    group = f"/inflab/{session}"
+    return [g for g in aws.client("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+            if g["logGroupName"] == group]
+
+
 def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     """Every live resource tagged for ``session``, one flat dict each (for --json)."""
     out: list[dict[str, str]] = []
@@ -107,4 +163,9 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
         out.append({"type": "iam:role", "id": r["RoleId"], "name": r["RoleName"]})
     for r in ecr_repositories(aws, session):
         out.append({"type": "ecr:repository", "id": r["repositoryArn"], "name": r["repositoryName"]})
+    out += batch_resources(aws, session)
+    for g in log_groups(aws, session):
+        out.append({"type": "logs:log-group", "id": g.get("arn", g["logGroupName"]), "name": g["logGroupName"]})
+    for b in buckets(aws, session):
+        out.append({"type": "s3:bucket", "id": b["Name"], "name": b["Name"]})
     return out

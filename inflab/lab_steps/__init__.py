@@ -39,11 +39,16 @@ def available_steps():
     """The steps this version can run, in track order."""
     from .access import InstanceProfile, KeyPair, SecurityGroup
     from .account import Credentials, Preflight
+    from .batch_cleanup import BatchCleanup
+    from .batch_jobs import BatchMonitor, BatchSubmit
+    from .batch_setup import BatchSetup
     from .connect import Connect
     from .container import BuildImage, EcrRepo, PushImage
     from .instance import Launch, LaunchTemplate, Terminate, WaitRunning
     from .model import Benchmark, Compile
     from .monitor import Monitor
+    from .sweep_report import Report
 
     return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning(),
-            Connect(), Monitor(), EcrRepo(), BuildImage(), PushImage(), Compile(), Benchmark(), Terminate()]
+            Connect(), Monitor(), EcrRepo(), BuildImage(), PushImage(), Compile(), Benchmark(), Terminate(),
+            BatchSetup(), BatchSubmit(), BatchMonitor(), Report(), BatchCleanup()]

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..aws import Aws, tags
 from ..config import LabConfig
+from ..events import BatchJob
 from ..remote.host import Host
 from ..runtime.base import HostRuntime
 from ..session import Store
@@ -47,6 +48,12 @@ class StepContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: set with ``cancel`` when the app quits: leave remote jobs running, reattach later
     detach: threading.Event = field(default_factory=threading.Event)
+    #: the Batch sweep's job table, as it changes: (jobs, done, total, the job whose log streams)
+    batch_jobs: Callable[[list[BatchJob], int, int, str], None] = lambda jobs, done, total, following: None
+    #: the Batch job id the user asked to follow in the job pane ("" = the monitor picks)
+    followed: Callable[[], str] = lambda: ""
+    #: cleanup also deletes the results bucket (asked in the TUI, ``--delete-data`` headless)
+    delete_data: bool = False
 
     @property
     def aws(self) -> Aws:

@@ -49,24 +49,34 @@ def base_image(k: str) -> str:
     return m.group(1) if m else ""
 
 
-def source(ctx: StepContext) -> str:
+def source(ctx: StepContext, k: str | None = None) -> str:
     """build or prebuilt; the CPU image is always built (there is no AWS CPU inference image to start from)."""
-    return "build" if kind(ctx) == "cpu" else ctx.config["container"]["source"]
+    return "build" if (k or kind(ctx)) == "cpu" else ctx.config["container"]["source"]
 
 
-def image_hash(ctx: StepContext) -> str:
+def image_hash(ctx: StepContext, k: str | None = None) -> str:
     """Changes when what the image is built from changes (definition, requirements, source, the payload it bakes in)."""
-    h = hashlib.sha256(source(ctx).encode())
-    files = {**container_files(kind(ctx)), **{f"payload/{n}": d for n, d in payload_files().items()}}
+    k = k or kind(ctx)
+    h = hashlib.sha256(source(ctx, k).encode())
+    files = {**container_files(k), **{f"payload/{n}": d for n, d in payload_files().items()}}
     for name, data in sorted(files.items()):
         h.update(name.encode() + b"\0" + data + b"\0")
     return h.hexdigest()[:16]
 
 
-def image_uri(ctx: StepContext) -> str:
+def image_tag(ctx: StepContext, k: str | None = None) -> str:
+    """``<kind>-<hash>``: the tag names what the image was built from, payload included, so a
+    Batch job never runs an image with older code under a familiar name."""
+    return f"{k or kind(ctx)}-{image_hash(ctx, k)}"
+
+
+def repository_uri(ctx: StepContext) -> str:
     repo = ctx.get("ecr") or {}
-    base = repo.get("uri") or f"<account>.dkr.ecr.{ctx.region}.amazonaws.com/{repo_name(ctx)}"
-    return f"{base}:{kind(ctx)}"
+    return repo.get("uri") or f"<account>.dkr.ecr.{ctx.region}.amazonaws.com/{repo_name(ctx)}"
+
+
+def image_uri(ctx: StepContext, k: str | None = None) -> str:
+    return f"{repository_uri(ctx)}:{image_tag(ctx, k)}"
 
 
 def image_plan(ctx: StepContext) -> ImagePlan:
@@ -209,7 +219,7 @@ class PushImage(Step):
         if not pushed.get("pushed"):
             return True  # the runtime had nothing to push
         try:
-            images = ctx.aws.client("ecr").describe_images(repositoryName=repo_name(ctx), imageIds=[{"imageTag": kind(ctx)}])
+            images = ctx.aws.client("ecr").describe_images(repositoryName=repo_name(ctx), imageIds=[{"imageTag": image_tag(ctx)}])
         except Exception as e:
             if error_code(e) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return False
@@ -243,7 +253,8 @@ class PushImage(Step):
         pushed = ctx.get("pushed") or {}
         if pushed.get("pushed"):
             try:
-                ctx.aws.client("ecr").batch_delete_image(repositoryName=repo_name(ctx), imageIds=[{"imageTag": kind(ctx)}])
+                ctx.aws.client("ecr").batch_delete_image(repositoryName=repo_name(ctx),
+                                                         imageIds=[{"imageTag": pushed["uri"].rsplit(":", 1)[1]}])
                 ctx.log(f"Deleted image {pushed['uri']} from ECR")
             except Exception as e:
                 if error_code(e) != "RepositoryNotFoundException":

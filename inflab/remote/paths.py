@@ -3,4 +3,3 @@
 PAYLOAD_DIR = ".inflab/payload"  # the payload scripts (inflab/remote/payload), shipped over SFTP
 WORK_DIR = ".inflab/work"  # compiled models and results
 IMAGE_DIR = ".inflab/image"  # the container build context
-VENV_DIR = ".inflab/venv"  # the job virtualenv: stands in for the container image where there is no docker

@@ -10,7 +10,7 @@ from typing import Any
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
-from .base import HostRuntime, HostRuntimeError, ImagePlan, PushPlan, StopPlan
+from .base import BatchContainer, HostRuntime, HostRuntimeError, ImagePlan, PushPlan, StopPlan, upload_script
 
 CHECKIP_URL = "https://checkip.amazonaws.com"
 IMAGE_LABEL = "inflab.image"  # docker label holding the definition's hash
@@ -34,6 +34,32 @@ def docker_devices(kind: str) -> str:
     """docker run flags that hand the accelerators to the container."""
     neuron = "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')"
     return {"inf1": neuron, "inf2": neuron, "gpu": "--gpus all"}.get(kind, "")
+
+
+# The ECS-optimized AMI a Batch compute environment's hosts boot, per container kind: its
+# ec2Configuration image type and the public SSM parameter with the current AMI id (ECS docs).
+# Inf1 keeps Amazon Linux 2's Inferentia variant (its Neuron driver still serves torch-neuron).
+BATCH_AMIS = {
+    "inf1": ("ECS_AL2", "/aws/service/ecs/optimized-ami/amazon-linux-2/inf/recommended/image_id"),
+    "inf2": ("ECS_AL2023", "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id"),
+    "gpu": ("ECS_AL2023_NVIDIA", "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"),
+    "cpu": ("ECS_AL2023", "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"),
+}
+BATCH_OUT = "/tmp/inflab-out"  # the job's output directory inside the container
+MIB_PER_VCPU = 1792  # memory a job asks for per vCPU: fits every family the lab knows, with the ECS agent's share
+
+
+def batch_resources(kind: str, vcpus: int) -> dict[str, Any]:
+    """containerProperties for the accelerators and size: one Neuron device mapped in (its
+    NeuronCores; the driver stays on the host), or one GPU requested."""
+    extra: dict[str, Any] = {"resourceRequirements": [{"type": "VCPU", "value": str(vcpus)},
+                                                      {"type": "MEMORY", "value": str(vcpus * MIB_PER_VCPU)}]}
+    if kind in ("inf1", "inf2"):
+        extra["linuxParameters"] = {"devices": [{"hostPath": "/dev/neuron0", "containerPath": "/dev/neuron0",
+                                                 "permissions": ["READ", "WRITE"]}]}
+    elif kind == "gpu":
+        extra["resourceRequirements"].append({"type": "GPU", "value": "1"})
+    return extra
 
 
 class AwsRuntime(HostRuntime):
@@ -101,3 +127,24 @@ class AwsRuntime(HostRuntime):
     def stop_plan(self, session: str) -> StopPlan:
         cmd = f"docker ps -q --filter label=inflab.session={session} | xargs -r docker stop; true"
         return StopPlan(cmd, "containers", f"ssh <instance> 'docker stop $(docker ps -q --filter label=inflab.session={session})'")
+
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+        run = "python3 -u /opt/inflab/payload/batch_job.py --out " + BATCH_OUT + " " + " ".join(shlex.quote(a) for a in job_args)
+        copy = f'aws s3 cp --recursive --only-show-errors {BATCH_OUT} "$INFLAB_RESULTS_URI"'
+        image_type, ami = BATCH_AMIS[kind]
+        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)), batch_resources(kind, vcpus),
+                              image_type, ami)
+
+    def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
+        from ..aws import error_code
+
+        try:
+            found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+        except Exception as e:
+            if error_code(e) not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                raise
+            found = []
+        if found:
+            return None
+        return (f"the image {repository}:{tag} is not in ECR; build and push it (steps build-image and push-image, "
+                f"on an instance of that family)")

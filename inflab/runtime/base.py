@@ -41,6 +41,27 @@ class StopPlan:
     cli: str
 
 
+@dataclass(frozen=True)
+class BatchContainer:
+    """How one sweep job definition's container runs (AWS Batch ``containerProperties`` parts)."""
+
+    image: str
+    command: tuple[str, ...]
+    #: containerProperties keys beyond image/command: the accelerators (linuxParameters.devices,
+    #: resourceRequirements GPU), vCPUs and memory
+    extra: dict[str, Any]
+    #: an ``ec2Configuration`` entry for the compute environment (the ECS-optimized AMI type)
+    image_type: str
+    #: the SSM public parameter holding the AMI id for the compute environment's hosts
+    ami_parameter: str
+
+
+def upload_script(run: str, copy: str) -> str:
+    """``run`` then ``copy`` (out → $INFLAB_RESULTS_URI) whatever ``run`` exits with; the job's code
+    is ``run``'s, or the copy's when ``run`` succeeded and the copy did not."""
+    return f'{run}; rc=$?; {copy}; up=$?; [ "$rc" -eq 0 ] && rc=$up; exit "$rc"'
+
+
 class HostRuntime(ABC):
     """Where the lab's work runs. One instance per session, shared by its steps."""
 
@@ -48,6 +69,10 @@ class HostRuntime(ABC):
     kind: str = ""
     #: seconds to wait for an instance to print its host key fingerprints to the console
     console_wait_s: float = 180.0
+    #: seconds between two looks at the sweep's Batch jobs
+    batch_poll_s: float = 10.0
+    #: the AWS Pricing API answers here (the emulator has none)
+    has_pricing: bool = True
 
     # -- the cloud ----------------------------------------------------------------------
     @abstractmethod
@@ -113,3 +138,17 @@ class HostRuntime(ABC):
     @abstractmethod
     def stop_plan(self, session: str) -> StopPlan:
         ...
+
+    # -- AWS Batch: the sweep's jobs ------------------------------------------------------------
+    def batch_kind(self, config: LabConfig, instance_type: str) -> str:
+        """The container kind a sweep job on ``instance_type`` runs: inf1, inf2, gpu or cpu."""
+        return config.batch_kind(instance_type)
+
+    @abstractmethod
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+        """The container of a sweep job definition: ``job_args`` are batch_job.py's (``--out`` excluded);
+        the command must copy the job's output directory to ``$INFLAB_RESULTS_URI`` whatever the exit code."""
+
+    @abstractmethod
+    def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
+        """Why the image a sweep job needs cannot be pulled (None: it can)."""

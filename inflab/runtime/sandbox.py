@@ -7,24 +7,41 @@ pushed, and payloads run in that virtualenv.
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from .. import sandbox
 from ..config import LabConfig
 from ..remote.host import Host
-from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, VENV_DIR, WORK_DIR
-from .base import HostRuntime, ImagePlan, PushPlan, StopPlan
+from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
+from .base import BatchContainer, HostRuntime, ImagePlan, PushPlan, StopPlan, upload_script
 
 LOOPBACK = "127.0.0.1/32"
+IMAGES = "images"  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
+# The emulated Batch hosts' "AMI": any AMI the emulated account has.
+BATCH_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+def digest_of(image_uri: str) -> str:
+    """The hash in an image tag ``<kind>-<hash>``."""
+    return image_uri.rsplit(":", 1)[-1].rsplit("-", 1)[-1]
 
 
 class SandboxRuntime(HostRuntime):
     kind = "sandbox"
     console_wait_s = 0.0  # the emulated console prints the host key at once
+    batch_poll_s = 1.0  # the jobs run on this machine: state changes come quickly
+    has_pricing = False
 
     def __init__(self, home: Path):
         self.home = Path(home)
+
+    def image_dir(self, digest: str) -> Path:
+        """Where the stand-in for the image with this hash lives: this machine's image store
+        (it outlives the emulated instance, as an image outlives the host that built it)."""
+        return sandbox.state_dir(self.home) / IMAGES / digest
 
     def aws_endpoint(self) -> str | None:
         return sandbox.ensure_running(self.home).endpoint
@@ -62,22 +79,29 @@ class SandboxRuntime(HostRuntime):
         return config.model_size(True)
 
     def image_plan(self, *, uri: str, digest: str, kind: str, source: str, base_image: str) -> ImagePlan:
-        pip = (f"{VENV_DIR}/bin/python -m pip install --progress-bar off --disable-pip-version-check "
+        image = shlex.quote(str(self.image_dir(digest)))
+        venv = f"{image}/venv"
+        pip = (f"{venv}/bin/python -m pip install --progress-bar off --disable-pip-version-check "
                f"-r {IMAGE_DIR}/requirements.txt")
         lines = [
             "set -e",
             'cd "$HOME"',
+            # like docker's layer cache: an image with this hash is there already (another session made it)
+            f"if [ \"$(cat {venv}/.inflab-image 2>/dev/null)\" = {digest} ]; then "
+            f"echo '[build] The sandbox image store has this image already: {venv}'; exit 0; fi",
             "echo '[build] The sandbox has no docker: creating the job virtualenv from the image requirements instead'",
-            f"python3 -m venv {VENV_DIR}",
+            f"rm -rf {image} && mkdir -p {image}",
+            f"python3 -m venv {venv}",
             pip,
-            f"echo {digest} > {VENV_DIR}/.inflab-image",
-            f"echo '[build] Virtualenv ready: {VENV_DIR}'",
+            f"cp -r {IMAGE_DIR}/payload {image}/payload",
+            f"echo {digest} > {venv}/.inflab-image",  # last: a half-built image is never taken for this one
+            f"echo '[build] Virtualenv ready: {venv}'",
         ]
         return ImagePlan(
-            "\n".join(lines), f"cat {VENV_DIR}/.inflab-image 2>/dev/null",
-            ("# sandbox: no docker here; the same requirements go into a virtualenv on the sandbox instance",
-             f"python3 -m venv {VENV_DIR}", pip),
-            "The sandbox has no docker engine: this step creates the job virtualenv on the sandbox instance "
+            "\n".join(lines), f"cat {venv}/.inflab-image 2>/dev/null",
+            ("# sandbox: no docker here; the same requirements go into a virtualenv in the sandbox's image store",
+             f"python3 -m venv {venv}", pip),
+            "The sandbox has no docker engine: this step creates the job virtualenv in the sandbox's image store "
             f"from assets/container/{kind}/requirements.txt — the same requirements the image installs",
             needs_registry=False)
 
@@ -87,8 +111,30 @@ class SandboxRuntime(HostRuntime):
                                     "pushes the image.")
 
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
-        return f'cd "$HOME/{WORK_DIR}" && "$HOME/{VENV_DIR}/bin/python" -u "$HOME/{PAYLOAD_DIR}/'
+        venv = self.image_dir(digest_of(image_uri)) / "venv"
+        return f'cd "$HOME/{WORK_DIR}" && {shlex.quote(str(venv / "bin" / "python"))} -u "$HOME/{PAYLOAD_DIR}/'
 
     def stop_plan(self, session: str) -> StopPlan:
         cmd = "for p in ~/.inflab/jobs/*/pid; do [ -f \"$p\" ] && kill -TERM -- -$(cat \"$p\") 2>/dev/null; done; true"
         return StopPlan(cmd, "jobs", "# the sandbox stops the session's jobs on its instance")
+
+    def batch_kind(self, config: LabConfig, instance_type: str) -> str:
+        return "cpu"  # every sweep job runs on this machine's CPU
+
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+        image = self.image_dir(digest)
+        q = shlex.quote
+        run = (f"{q(str(image / 'venv' / 'bin' / 'python'))} -u {q(str(image / 'payload' / 'batch_job.py'))} --out out "
+               + " ".join(q(a) for a in job_args))
+        # The emulated S3 answers only the lab's own clients: the copy is made by one (this
+        # machine's inflab), where a real job has the AWS CLI and its job role.
+        copy = f'{q(sys.executable)} -m inflab.sandbox.upload --home {q(str(self.home))} out "$INFLAB_RESULTS_URI"'
+        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)),
+                              {"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]},
+                              "ECS_AL2023", BATCH_AMI_PARAMETER)
+
+    def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
+        if (self.image_dir(digest) / "venv" / ".inflab-image").is_file():
+            return None
+        return (f"the sandbox has no job virtualenv for image {repository}:{tag} (hash {digest}); "
+                "run the build-image step (it makes one in the sandbox's image store)")

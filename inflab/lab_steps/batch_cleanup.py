@@ -1,0 +1,232 @@
+"""Step `batch-cleanup`: take the sweep down — and, as the track's last step, everything else.
+
+Batch lets go of things in an order, and each change takes a while to land: jobs end first
+(terminated), queues are disabled and must report DISABLED before they can be deleted, compute
+environments likewise, and a compute environment still tied to a queue that is going away
+answers "in use" for a while. So each delete waits for the state it needs, says what it is
+waiting for, and retries what AWS answers "in use"/DependencyViolation (with backoff, cancel
+working) instead of telling the user to run cleanup again. Then the job definitions are
+deregistered, the sweep's roles, security group and log group deleted. The results bucket is
+kept unless the user asked for it to go (the TUI asks; ``--delete-data`` headless).
+"""
+
+from __future__ import annotations
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from ..aws import error_code, error_message, tag_dict
+from .access import log_group, remove_role
+from .base import Step, StepContext, StepError
+from .batch_setup import active_definition, describe_ce, describe_queue, wait_state
+from .sweep_grid import bucket, compute_env_name, queue_name, role_names, security_group_name
+
+ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+IN_USE_WORDS = ("in use", "relationship", "dependent", "dependency")
+RETRY_FOR_S = 900
+
+
+def _in_use(e: BaseException) -> bool:
+    """AWS says another resource still depends on this one (it will let go)."""
+    if error_code(e) in ("DependencyViolation", "ResourceInUse", "ResourceInUseException"):
+        return True
+    return error_code(e) in ("ClientException", "InvalidParameterValue") and any(
+        w in error_message(e).lower() for w in IN_USE_WORDS)
+
+
+def retry_in_use(ctx: StepContext, what: str, call) -> None:
+    """``call()`` until AWS stops answering "in use" (backoff 2 s → 20 s, at most RETRY_FOR_S)."""
+    def before_sleep(state: RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        ctx.log(f"{what}: AWS says it is still in use ({error_message(err) if err else '?'}); "
+                f"retrying in {state.next_action.sleep:.0f} s (attempt {state.attempt_number})")
+
+    for attempt in Retrying(retry=retry_if_exception(_in_use), stop=stop_after_delay(RETRY_FOR_S),
+                            wait=wait_exponential(multiplier=2, min=2, max=20), sleep=ctx.sleep,
+                            before_sleep=before_sleep, reraise=True):
+        with attempt:
+            call()
+
+
+def _names(ctx: StepContext, kind: str, from_config: list[str]) -> list[str]:
+    """What to remove: the current config's names and whatever the ledger says this session made."""
+    ledger = [r.name for r in ctx.store.ledger(ctx.name, live_only=True) if r.kind == kind]
+    return list(dict.fromkeys(from_config + ledger))
+
+
+def stop_jobs(ctx: StepContext, queues: list[str]) -> None:
+    batch = ctx.aws.client("batch")
+    active: list[str] = []
+    for q in queues:
+        for status in ACTIVE_JOB_STATES:
+            try:
+                pages = batch.get_paginator("list_jobs").paginate(jobQueue=q, jobStatus=status)
+                active += [j["jobId"] for page in pages for j in page["jobSummaryList"]]
+            except Exception as e:
+                if error_code(e) != "ClientException":  # the queue is gone already
+                    raise
+    for job_id in active:
+        batch.terminate_job(jobId=job_id, reason="inflab cleanup")
+    if active:
+        ctx.log(f"Terminated {len(active)} unfinished job(s); waiting for them to stop")
+
+        def still_running():
+            jobs = batch.describe_jobs(jobs=active[:100])["jobs"]
+            live = [j for j in jobs if j["status"] not in ("SUCCEEDED", "FAILED")]
+            return {"status": f"{len(live)} running"} if live else None
+
+        wait_state(ctx, f"{len(active)} job(s) to stop", still_running, {"DELETED"}, timeout=600)
+
+
+def remove_queue(ctx: StepContext, name: str) -> None:
+    batch = ctx.aws.client("batch")
+    q = describe_queue(ctx, name)
+    if q is None:
+        return
+    if q.get("state") != "DISABLED":
+        batch.update_job_queue(jobQueue=name, state="DISABLED")
+    wait_state(ctx, f"job queue {name} to be DISABLED", lambda: describe_queue(ctx, name), {"DISABLED/VALID", "DELETED"})
+    retry_in_use(ctx, f"job queue {name}", lambda: batch.delete_job_queue(jobQueue=name))
+    wait_state(ctx, f"job queue {name} to be deleted", lambda: describe_queue(ctx, name), {"DELETED"})
+    ctx.log(f"Deleted job queue {name}")
+
+
+def remove_compute_env(ctx: StepContext, name: str) -> None:
+    batch = ctx.aws.client("batch")
+    ce = describe_ce(ctx, name)
+    if ce is None:
+        return
+    if ce.get("state") != "DISABLED":
+        batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
+    wait_state(ctx, f"compute environment {name} to be DISABLED", lambda: describe_ce(ctx, name),
+               {"DISABLED/VALID", "DISABLED/INVALID", "DELETED"})
+    retry_in_use(ctx, f"compute environment {name}", lambda: batch.delete_compute_environment(computeEnvironment=name))
+    wait_state(ctx, f"compute environment {name} to be deleted", lambda: describe_ce(ctx, name), {"DELETED"})
+    ctx.log(f"Deleted compute environment {name}")
+
+
+def remove_definitions(ctx: StepContext, names: list[str]) -> None:
+    batch = ctx.aws.client("batch")
+    for name in names:
+        count = 0
+        while (d := active_definition(ctx, name)) is not None:
+            batch.deregister_job_definition(jobDefinition=d["jobDefinitionArn"])
+            count += 1
+        if count:
+            ctx.log(f"Deregistered job definition {name} ({count} revision(s))")
+
+
+def remove_security_group(ctx: StepContext) -> None:
+    ec2 = ctx.aws.client("ec2")
+    name = security_group_name(ctx)
+    for g in ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]:
+        if tag_dict(g.get("Tags")).get("inflab:session") != ctx.name:
+            continue
+        # The hosts' network interfaces linger for a while after the compute environment goes.
+        retry_in_use(ctx, f"security group {name}", lambda gid=g["GroupId"]: ec2.delete_security_group(GroupId=gid))
+        ctx.log(f"Deleted security group {name} ({g['GroupId']})")
+
+
+def bucket_exists(ctx: StepContext, name: str) -> bool:
+    try:
+        ctx.aws.client("s3").head_bucket(Bucket=name)
+        return True
+    except Exception as e:
+        if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+
+
+def remove_bucket(ctx: StepContext, name: str) -> None:
+    s3 = ctx.aws.client("s3")
+    if not bucket_exists(ctx, name):
+        return
+    count = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        objs = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if objs:
+            s3.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
+            count += len(objs)
+    s3.delete_bucket(Bucket=name)
+    ctx.log(f"Deleted S3 bucket {name} and its {count} object(s)")
+
+
+def teardown(ctx: StepContext, *, delete_data: bool) -> None:
+    """Everything batch-setup and batch-submit made, in the order AWS lets go of it."""
+    types = list(ctx.config.batch.instance_types)
+    queues = _names(ctx, "batch:job-queue", [queue_name(ctx.prefix, t) for t in types])
+    envs = _names(ctx, "batch:compute-environment", [compute_env_name(ctx.prefix, t) for t in types])
+    from .batch_setup import definitions
+
+    defs = _names(ctx, "batch:job-definition", list(definitions(ctx)))
+    stop_jobs(ctx, queues)
+    for q in queues:
+        remove_queue(ctx, q)
+    for ce in envs:
+        remove_compute_env(ctx, ce)
+    remove_definitions(ctx, defs)
+    for role in role_names(ctx).values():
+        remove_role(ctx, role)
+    remove_security_group(ctx)
+    logs = ctx.aws.client("logs")
+    if logs.describe_log_groups(logGroupNamePrefix=log_group(ctx.name))["logGroups"]:
+        logs.delete_log_group(logGroupName=log_group(ctx.name))
+        ctx.log(f"Deleted log group {log_group(ctx.name)} (the jobs' logs are in the bucket too: job.log)")
+    for kind in ("batch:job", "batch:job-queue", "batch:compute-environment", "batch:job-definition"):
+        ctx.store.mark_deleted(ctx.name, kind)
+    for name in role_names(ctx).values():
+        ctx.store.mark_deleted(ctx.name, "iam:role", name)
+        ctx.store.mark_deleted(ctx.name, "iam:instance-profile", name)
+    ctx.store.mark_deleted(ctx.name, "ec2:security-group", security_group_name(ctx))
+    name = bucket(ctx)
+    if delete_data:
+        remove_bucket(ctx, name)
+        ctx.store.mark_deleted(ctx.name, "s3:bucket", name)
+    elif bucket_exists(ctx, name):
+        ctx.log(f"Kept the results bucket s3://{name} (delete it with: inflab cleanup {ctx.name} --delete-data)")
+    ctx.store.delete(ctx.name, "batch")
+
+
+class BatchCleanup(Step):
+    id = "batch-cleanup"
+    title = "Tear down AWS Batch"
+    destructive = True
+
+    def cli(self, ctx):
+        p = ctx.prefix
+        t = ctx.config.batch.instance_types[0]
+        return [f"aws batch terminate-job --job-id <each unfinished job> --reason 'inflab cleanup'",
+                f"aws batch update-job-queue --job-queue {queue_name(p, t)} --state DISABLED",
+                f"aws batch delete-job-queue --job-queue {queue_name(p, t)}",
+                f"aws batch update-compute-environment --compute-environment {compute_env_name(p, t)} --state DISABLED",
+                f"aws batch delete-compute-environment --compute-environment {compute_env_name(p, t)}",
+                "aws batch deregister-job-definition --job-definition <each definition>",
+                f"aws iam delete-role --role-name {role_names(ctx)['job']}  # and the other sweep roles",
+                f"inflab cleanup {ctx.name} [--delete-data]  # everything else the lab made, verified by tag"]
+
+    def check(self, ctx):
+        if ctx.get("batch") or not ctx.get("batch_cleaned"):
+            return False
+        return all(describe_ce(ctx, compute_env_name(ctx.prefix, t)) is None for t in ctx.config.batch.instance_types)
+
+    def apply(self, ctx):
+        teardown(ctx, delete_data=ctx.delete_data)
+        # The track ends here: what the earlier steps made goes too (their undo, newest first).
+        from . import available_steps
+
+        for step in reversed(available_steps()):
+            if step.id in TEARDOWN_SKIPS:
+                continue
+            ctx.check_cancel()
+            try:
+                step.undo(ctx)
+            except StepError:
+                raise
+            except Exception as e:
+                raise StepError(f"Removing what {step.id} made failed: {error_message(e)}") from None
+        ctx.put("batch_cleaned", True)
+        ctx.log("Everything this session made is gone" + ("" if ctx.delete_data else ", except the results bucket"))
+
+
+# Steps whose undo the track's end does not run: the sweep's own (done above) and those whose
+# undo forgets results rather than removing resources.
+TEARDOWN_SKIPS = frozenset({"batch-cleanup", "report", "batch-monitor", "batch-submit", "batch-setup", "benchmark", "compile"})

@@ -1,0 +1,243 @@
+"""Steps `batch-submit` and `batch-monitor`: run the sweep's jobs and watch them to the end.
+
+Submitting never makes a duplicate: each job's id is recorded as soon as Batch answers, and a
+job submitted just before a kill (answered, not yet recorded) is found again by its name and
+the sweep's round tag before anything is submitted. The monitor polls ``DescribeJobs``, says
+every change of state (and why a job failed), keeps the job table current for the TUI, and
+streams the followed job's CloudWatch log into the job pane.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from .. import faultpoints
+from ..aws import error_code
+from ..events import BatchJob
+from .base import Step, StepContext, StepError
+from .batch_setup import LOG_PREFIX
+from .access import log_group
+from .sweep_grid import GridPoint, grid, results_uri
+
+ENDED = ("SUCCEEDED", "FAILED")
+TAG_ROUND = "inflab:sweep"
+DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
+
+
+def sweep(ctx: StepContext) -> dict[str, Any]:
+    """The current round of the sweep: {"round": id, "setup": settings, "jobs": {job name: job id}}."""
+    return ctx.get("sweep") or {}
+
+
+def _points(ctx: StepContext) -> dict[str, GridPoint]:
+    return {p.job_name: p for p in grid(ctx)}
+
+
+class BatchSubmit(Step):
+    id = "batch-submit"
+    title = "Submit the batch-size sweep"
+
+    def cli(self, ctx):
+        return [f"aws batch submit-job --job-name {p.job_name} --job-queue {p.queue} --job-definition {p.definition} "
+                f"--container-overrides 'environment=[{{name=INFLAB_INSTANCE_TYPE,value={p.instance_type}}},"
+                f"{{name=INFLAB_RESULTS_URI,value=s3://…/{ctx.name}/sweep/{p.job_name}}}]'" for p in grid(ctx)]
+
+    def check(self, ctx):
+        s = sweep(ctx)
+        setup = (ctx.get("batch") or {}).get("settings")
+        return bool(setup) and s.get("setup") == setup and set(s.get("jobs", {})) == set(_points(ctx))
+
+    def apply(self, ctx):
+        setup = (ctx.get("batch") or {}).get("settings")
+        if not setup:
+            raise StepError("AWS Batch is not set up for this session: run the batch-setup step first")
+        s = sweep(ctx)
+        if s.get("setup") != setup or s.get("ended"):
+            s = {"round": secrets.token_hex(4), "setup": setup, "jobs": {}}  # a new sweep
+            ctx.put("sweep", s)
+        batch = ctx.aws.client("batch")
+        points = _points(ctx)
+        for n, (name, p) in enumerate(points.items(), 1):
+            ctx.check_cancel()
+            ctx.progress(n / len(points), f"Submitting {n} of {len(points)}: {p.short}")
+            if name in s["jobs"]:
+                continue
+            found = self._find(ctx, p, s["round"])
+            if found:
+                ctx.log(f"{p.short}: found job {found} submitted before the last stop — not submitting it again")
+                job_id = found
+            else:
+                ctx.intend("batch:job", name, {"round": s["round"]})
+                job_id = batch.submit_job(
+                    jobName=name, jobQueue=p.queue, jobDefinition=p.definition, propagateTags=True,
+                    containerOverrides={"environment": [{"name": "INFLAB_INSTANCE_TYPE", "value": p.instance_type},
+                                                        {"name": "INFLAB_RESULTS_URI", "value": results_uri(ctx, p)}]},
+                    tags={**{t["Key"]: t["Value"] for t in ctx.tags()}, TAG_ROUND: s["round"]})["jobId"]
+                faultpoints.hit("batch-submit:submitted")  # answered, not yet recorded
+                ctx.log(f"Submitted {p.short} → job {job_id} on queue {p.queue}")
+            s["jobs"][name] = job_id
+            ctx.put("sweep", s)
+        ctx.log(f"{len(points)} job(s) in the sweep (round {s['round']}); the monitor step follows them")
+
+    def _find(self, ctx: StepContext, p: GridPoint, round_id: str) -> str | None:
+        """A job of this round already in the queue under this name (submitted, not recorded)."""
+        batch = ctx.aws.client("batch")
+        try:
+            summaries = batch.list_jobs(jobQueue=p.queue, filters=[{"name": "JOB_NAME", "values": [p.job_name]}])["jobSummaryList"]
+        except Exception as e:
+            if error_code(e) == "ClientException":
+                return None
+            raise
+        ids = [j["jobId"] for j in summaries]
+        for chunk in range(0, len(ids), DESCRIBE_CHUNK):
+            for job in batch.describe_jobs(jobs=ids[chunk:chunk + DESCRIBE_CHUNK])["jobs"]:
+                if (job.get("tags") or {}).get(TAG_ROUND) == round_id:
+                    return job["jobId"]
+        return None
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "sweep")  # batch-cleanup terminates what still runs
+
+
+def describe(ctx: StepContext, ids: list[str]) -> dict[str, dict]:
+    batch = ctx.aws.client("batch")
+    out: dict[str, dict] = {}
+    for chunk in range(0, len(ids), DESCRIBE_CHUNK):
+        for job in batch.describe_jobs(jobs=ids[chunk:chunk + DESCRIBE_CHUNK])["jobs"]:
+            out[job["jobId"]] = job
+    return out
+
+
+def failure_reason(job: dict) -> str:
+    reason = job.get("statusReason") or "no reason given"
+    attempts = job.get("attempts") or []
+    container = (attempts[-1].get("container") if attempts else None) or job.get("container") or {}
+    code = container.get("exitCode")
+    extra = container.get("reason")
+    return reason + (f" ({extra})" if extra and extra != reason else "") + (f", exit code {code}" if code is not None else "")
+
+
+class LogFollower:
+    """One job's CloudWatch log stream, read forward with its token."""
+
+    def __init__(self, ctx: StepContext, job_id: str, stream: str, title: str):
+        self.ctx, self.job_id, self.stream, self.title = ctx, job_id, stream, title
+        self.token: str | None = None
+
+    def poll(self) -> int:
+        if not self.stream:
+            return 0  # Batch names the stream when the job starts
+        logs = self.ctx.aws.client("logs")
+        lines: list[str] = []
+        while True:
+            kwargs = {"logGroupName": log_group(self.ctx.name), "logStreamName": self.stream, "startFromHead": True}
+            if self.token:
+                kwargs["nextToken"] = self.token
+            try:
+                page = logs.get_log_events(**kwargs)
+            except Exception as e:
+                if error_code(e) == "ResourceNotFoundException":
+                    return 0  # the stream starts with the job's first line
+                raise
+            lines += [e["message"].rstrip("\n") for e in page["events"]]
+            done = page.get("nextForwardToken") == self.token or not page["events"]
+            self.token = page.get("nextForwardToken")
+            if done:
+                break
+        if lines:
+            self.ctx.output(lines)
+        return len(lines)
+
+
+class BatchMonitor(Step):
+    id = "batch-monitor"
+    title = "Watch the sweep"
+
+    def cli(self, ctx):
+        ids = " ".join(list(sweep(ctx).get("jobs", {}).values())[:3]) or "<job ids>"
+        return [f"aws batch describe-jobs --jobs {ids} --query 'jobs[].[jobName,status,statusReason]'",
+                f"aws logs tail {log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow"]
+
+    def check(self, ctx):
+        s = sweep(ctx)
+        return bool(s.get("jobs")) and s.get("ended") is not None and BatchSubmit().check(ctx)
+
+    def apply(self, ctx):
+        s = sweep(ctx)
+        if not s.get("jobs"):
+            raise StepError("No sweep submitted: run the batch-submit step first")
+        points = _points(ctx)
+        names = {job_id: name for name, job_id in s["jobs"].items()}
+        seen: dict[str, tuple[str, float, int]] = {}  # job id -> (state, since, attempts)
+        follower: LogFollower | None = None
+        poll = ctx.runtime.batch_poll_s
+        start = time.monotonic()
+        while True:
+            ctx.check_cancel()
+            jobs = describe(ctx, list(names))
+            now = time.time()
+            for job_id, job in jobs.items():
+                state, attempts = job["status"], len(job.get("attempts") or [])
+                before = seen.get(job_id)
+                if before is None or before[0] != state:
+                    short = points[names[job_id]].short if names[job_id] in points else names[job_id]
+                    why = f": {failure_reason(job)}" if state == "FAILED" else ""
+                    ctx.log(f"{short}: {before[0] + ' → ' if before else ''}{state}{why}")
+                    seen[job_id] = (state, now, attempts)
+                elif before[2] != attempts:
+                    seen[job_id] = (state, before[1], attempts)
+            follower = self._follow(ctx, jobs, names, points, follower)
+            if follower:
+                follower.poll()
+            done = sum(1 for j in jobs.values() if j["status"] in ENDED)
+            table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(names[job_id])) for job_id in names]
+            ctx.batch_jobs(table, done, len(names), follower.job_id if follower else "")
+            faultpoints.hit("batch-monitor:polled")
+            running = sum(1 for j in jobs.values() if j["status"] == "RUNNING")
+            ctx.progress(done / len(names), f"{done} of {len(names)} done · {running} running · "
+                                            f"{len(names) - done - running} waiting · {time.monotonic() - start:.0f} s")
+            if done == len(names) and len(jobs) == len(names):
+                break
+            ctx.sleep(poll)
+        failed = [names[i] for i, j in jobs.items() if j["status"] == "FAILED"]
+        s["ended"] = now
+        s["states"] = {names[i]: {"state": j["status"], "reason": failure_reason(j) if j["status"] == "FAILED" else ""}
+                       for i, j in jobs.items()}
+        ctx.put("sweep", s)
+        if len(failed) == len(names):
+            raise StepError(f"Every job of the sweep failed (first: {s['states'][failed[0]]['reason']}); "
+                            f"their logs are in {log_group(ctx.name)}")
+        ctx.log(f"Sweep finished: {len(names) - len(failed)} of {len(names)} succeeded"
+                + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else ""))
+
+    def _row(self, job_id: str, job: dict, seen: tuple[str, float, int] | None, p: GridPoint | None) -> BatchJob:
+        state, since, attempts = seen or ("SUBMITTED", time.time(), 0)
+        return BatchJob(name=job.get("jobName", ""), job_id=job_id, state=state, since=since,
+                        instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
+                        family=p.family if p else "", target=p.target if p else "", attempt=attempts,
+                        reason=failure_reason(job) if state == "FAILED" else "")
+
+    def _follow(self, ctx, jobs: dict, names: dict, points: dict, current: LogFollower | None) -> LogFollower | None:
+        """The job whose log streams: the one the user picked, else the running one (else stay)."""
+        wanted = ctx.followed() if ctx.followed() in jobs else ""
+        if not wanted:
+            running = [i for i, j in jobs.items() if j["status"] in ("RUNNING", "STARTING")]
+            wanted = current.job_id if current and (current.job_id in running or not running) else (running[0] if running else "")
+        if not wanted or (current and current.job_id == wanted):
+            if current and not current.stream:
+                current.stream = self._stream(jobs.get(current.job_id, {}))
+            return current
+        if current:
+            current.poll()  # the rest of the last one's lines first
+        p = points.get(names[wanted])
+        title = p.short if p else names[wanted]
+        ctx.output([f"──── {title} · job {wanted} ────"])
+        return LogFollower(ctx, wanted, self._stream(jobs.get(wanted, {})), title)
+
+    @staticmethod
+    def _stream(job: dict) -> str:
+        attempts = job.get("attempts") or []
+        container = (attempts[-1].get("container") if attempts else None) or {}
+        return container.get("logStreamName") or (job.get("container") or {}).get("logStreamName") or ""

@@ -1,0 +1,379 @@
+"""Step `batch-setup`: what the sweep runs on — bucket, roles, compute environments, queues, definitions.
+
+- An S3 bucket for the results (named for the session and account, public access blocked,
+  encrypted, tagged); the jobs write under ``s3://BUCKET/SESSION/``.
+- IAM: Batch's service role (AWS's ``AWSBatchServiceRole``), the hosts' role and instance profile
+  (``AmazonEC2ContainerServiceforEC2Role``: the ECS agent), and the jobs' role, allowed only to
+  write under the session's prefix of the bucket and to the session's log group.
+- A security group with no inbound rule (the hosts only pull images and write results).
+- One managed EC2 compute environment per instance type, scaling from 0 vCPUs, on the
+  ECS-optimized AMI for its accelerator (from its public SSM parameter), and a job queue on each.
+- One job definition per (family, container kind, batch size): the session's image — its tag
+  names the payload it bakes in — with the Neuron device mapped in or a GPU requested; its
+  command compiles, benchmarks and copies models, results and the readable log to S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from ..aws import error_code, error_message, tag_dict
+from .access import log_group
+from .base import Step, StepContext, StepError
+from .container import image_hash, image_tag, repo_name, repository_uri
+from .sweep_grid import (GridPoint, bucket, compute_env_name, grid, queue_name, role_names, security_group_name)
+
+BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
+ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+LOG_PREFIX = "sweep"  # awslogs-stream-prefix: streams are sweep/default/<task id>
+LOG_RETENTION_DAYS = 14
+IAM_PATH = "/inflab/"
+
+
+def _trust(service: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+
+
+def job_policy(ctx: StepContext, bucket_name: str, account: str) -> dict:
+    """The jobs may write under the session's prefix and to the session's log group: nothing else."""
+    group = log_group(ctx.name)
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "SweepResults", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+         "Resource": f"arn:aws:s3:::{bucket_name}/{ctx.name}/*"},
+        {"Sid": "SweepLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}",
+                      f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}:*"]},
+    ]}
+
+
+def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
+    """batch_job.py's arguments for one definition (the batch size comes from its environment)."""
+    m, b, bench = ctx.config.model, ctx.config.batch, ctx.config.bench
+    compile_args = ["--family", point.family, "--target", point.target, "--size", ctx.runtime.model_size(ctx.config),
+                    "--max-length", str(m.max_length), "--image-size", str(m.image_size)]
+    if point.family == m.family and m.name:
+        compile_args += ["--name", m.name]
+    if m.offline:
+        compile_args.append("--offline")
+    if m.int8 and point.target == "cpu":
+        compile_args.append("--int8")
+    bench_args = ["--workers", str(bench.workers_per_model), "--min-duration", str(b.min_duration_s),
+                  "--min-queries", str(bench.min_queries), "--max-duration", str(b.max_duration_s), "--mode", bench.mode]
+    if bench.n_models:
+        bench_args += ["--n-models", str(bench.n_models)]
+    if bench.mode == "open":
+        bench_args += ["--rate", str(bench.rate)]
+    return ["--label", ctx.name, "--runtime", ctx.runtime.kind, "--compile", *compile_args, "--bench", *bench_args]
+
+
+def vcpus_of(instance_type: str) -> int:
+    """vCPUs of a size: large 2, xlarge 4, Nxlarge 4N (metal: treated as 24xlarge)."""
+    size = instance_type.split(".", 1)[1]
+    if size == "metal":
+        return 96
+    if size.endswith("xlarge"):
+        return 4 * int(size[:-6] or 1)
+    return {"large": 2, "medium": 1}.get(size, 1)
+
+
+def definitions(ctx: StepContext) -> dict[str, dict]:
+    """Job definition name → its registration (without tags), one per (family, kind, batch size)."""
+    out: dict[str, dict] = {}
+    points = grid(ctx)
+    for p in points:
+        if p.definition in out:
+            continue
+        # A definition serves every instance type of its kind: it asks for what the smallest has.
+        vcpus = min(vcpus_of(q.instance_type) for q in points if q.kind == p.kind)
+        container = ctx.runtime.batch_container(kind=p.kind, image_uri=f"{repository_uri(ctx)}:{image_tag(ctx, p.kind)}",
+                                                digest=image_hash(ctx, p.kind), job_args=job_args(ctx, p), vcpus=vcpus)
+        out[p.definition] = {
+            "image_type": container.image_type, "ami_parameter": container.ami_parameter,
+            "containerProperties": {
+                "image": container.image, "command": list(container.command),
+                "environment": [{"name": "INFLAB_BATCH_SIZE", "value": str(p.batch_size)}],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": log_group(ctx.name), "awslogs-region": ctx.region, "awslogs-stream-prefix": LOG_PREFIX}},
+                **container.extra,
+            },
+        }
+    return out
+
+
+def settings_digest(ctx: StepContext) -> str:
+    data = {"grid": [p.job_name for p in grid(ctx)], "defs": {k: v["containerProperties"] for k, v in definitions(ctx).items()},
+            "max_vcpus": ctx.config.batch.max_vcpus}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def wait_state(ctx: StepContext, what: str, describe, want: set[str], *, timeout: float = 900, delay: float = 2) -> dict | None:
+    """Poll ``describe()`` (one resource's description or None when gone) until its status is in ``want``
+    (``"DELETED"`` in ``want``: until it is gone). Says what it waits for; cancel works."""
+    start = time.monotonic()
+    while True:
+        ctx.check_cancel()
+        d = describe()
+        status = "DELETED" if d is None else f"{d.get('state', '')}/{d.get('status', '')}"
+        if d is None and "DELETED" in want or d is not None and (d.get("status") in want or status in want):
+            return d
+        if d is not None and d.get("status") == "INVALID":
+            raise StepError(f"{what} is INVALID: {d.get('statusReason') or 'no reason given'}")
+        elapsed = time.monotonic() - start
+        if elapsed > timeout:
+            raise StepError(f"{what}: still {status} after {timeout:.0f} s")
+        ctx.progress(None, f"Waiting for {what} ({status}, want {' or '.join(sorted(want))})… {elapsed:.0f} s")
+        ctx.sleep(delay)
+
+
+def describe_ce(ctx: StepContext, name: str) -> dict | None:
+    found = ctx.aws.client("batch").describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
+    return found[0] if found else None
+
+
+def describe_queue(ctx: StepContext, name: str) -> dict | None:
+    found = ctx.aws.client("batch").describe_job_queues(jobQueues=[name])["jobQueues"]
+    return found[0] if found else None
+
+
+def active_definition(ctx: StepContext, name: str) -> dict | None:
+    defs = ctx.aws.client("batch").describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+    return max(defs, key=lambda d: d["revision"]) if defs else None
+
+
+class BatchSetup(Step):
+    id = "batch-setup"
+    title = "Set up AWS Batch"
+
+    def cli(self, ctx):
+        p = ctx.prefix
+        cmds = [f"aws s3api create-bucket --bucket inflab-{ctx.name}-<account> --create-bucket-configuration LocationConstraint={ctx.region}",
+                f"aws s3api put-public-access-block --bucket inflab-{ctx.name}-<account> --public-access-block-configuration "
+                "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
+                f"aws s3api put-bucket-encryption --bucket inflab-{ctx.name}-<account> --server-side-encryption-configuration "
+                "'{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"AES256\"}}]}'"]
+        for role in role_names(ctx).values():
+            cmds.append(f"aws iam create-role --role-name {role} --path {IAM_PATH} --assume-role-policy-document file://trust.json")
+        for itype in ctx.config.batch.instance_types:
+            cmds.append(f"aws batch create-compute-environment --compute-environment-name {compute_env_name(p, itype)} --type MANAGED "
+                        f"--compute-resources type=EC2,minvCpus=0,maxvCpus={ctx.config.batch.max_vcpus},instanceTypes={itype},...")
+            cmds.append(f"aws batch create-job-queue --job-queue-name {queue_name(p, itype)} --priority 1 "
+                        f"--compute-environment-order order=1,computeEnvironment={compute_env_name(p, itype)}")
+        for name in dict.fromkeys(pt.definition for pt in grid(ctx)):
+            cmds.append(f"aws batch register-job-definition --job-definition-name {name} --type container "
+                        "--container-properties file://container.json")
+        return cmds
+
+    def check(self, ctx):
+        done = ctx.get("batch") or {}
+        if done.get("settings") != settings_digest(ctx):
+            return False
+        try:
+            ctx.aws.client("s3").head_bucket(Bucket=done["bucket"])
+        except Exception as e:
+            if error_code(e) in ("404", "NoSuchBucket", "403", "NotFound"):
+                return False
+            raise
+        for itype in ctx.config.batch.instance_types:
+            ce, q = describe_ce(ctx, compute_env_name(ctx.prefix, itype)), describe_queue(ctx, queue_name(ctx.prefix, itype))
+            if not ce or not q or ce.get("status") != "VALID" or q.get("status") != "VALID" or q.get("state") != "ENABLED":
+                return False
+        return all(active_definition(ctx, name) for name in definitions(ctx))
+
+    def apply(self, ctx):
+        defs = definitions(ctx)
+        self._images_ready(ctx)
+        name = self._bucket(ctx)
+        arns = self._roles(ctx, name)
+        group_id, subnets = self._network(ctx)
+        self._log_group(ctx)
+        amis = {}
+        for spec in defs.values():
+            if spec["ami_parameter"] not in amis:
+                amis[spec["ami_parameter"]] = ctx.aws.client("ssm").get_parameter(Name=spec["ami_parameter"])["Parameter"]["Value"]
+        kinds = {p.instance_type: p.kind for p in grid(ctx)}
+        image_types = {p.kind: defs[p.definition]["image_type"] for p in grid(ctx)}
+        ami_of_kind = {p.kind: amis[defs[p.definition]["ami_parameter"]] for p in grid(ctx)}
+        for itype in ctx.config.batch.instance_types:
+            k = kinds[itype]
+            self._compute_env(ctx, itype, arns, group_id, subnets, image_types[k], ami_of_kind[k])
+        for itype in ctx.config.batch.instance_types:
+            self._queue(ctx, itype)
+        registered = {}
+        for def_name, spec in defs.items():
+            registered[def_name] = self._definition(ctx, def_name, spec["containerProperties"], arns["job"])
+        ctx.put("batch", {"settings": settings_digest(ctx), "bucket": name, "definitions": registered,
+                          "security_group": group_id, "roles": arns})
+        ctx.log(f"Ready: {len(ctx.config.batch.instance_types)} compute environment(s) and queue(s), {len(registered)} job "
+                f"definition(s); results go to s3://{name}/{ctx.name}/")
+
+    # -- the pieces ---------------------------------------------------------------------------
+    def _images_ready(self, ctx) -> None:
+        if not ctx.get("ecr"):
+            raise StepError("No ECR repository recorded: run the ecr-repo step first (the jobs run the session's image)")
+        ecr = ctx.aws.client("ecr")
+        missing = [why for k in sorted({p.kind for p in grid(ctx)})
+                   if (why := ctx.runtime.batch_image_missing(ecr, repo_name(ctx), image_tag(ctx, k), image_hash(ctx, k)))]
+        if missing:
+            raise StepError("; ".join(missing))
+
+    def _bucket(self, ctx) -> str:
+        s3 = ctx.aws.client("s3")
+        name = bucket(ctx)
+        try:
+            s3.head_bucket(Bucket=name)
+            exists = True
+        except Exception as e:
+            if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
+                raise StepError(f"S3 bucket {name}: {error_message(e)}") from None
+            exists = False
+        if exists:
+            try:
+                tags = tag_dict(s3.get_bucket_tagging(Bucket=name).get("TagSet"))
+            except Exception:
+                tags = {}
+            if tags.get("inflab:session") != ctx.name:
+                raise StepError(f"An S3 bucket named {name} exists but does not belong to this session")
+        else:
+            rid = ctx.intend("s3:bucket", name)
+            kwargs = {} if ctx.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ctx.region}}
+            s3.create_bucket(Bucket=name, **kwargs)
+            ctx.store.mark_created(rid, name)
+            ctx.log(f"Created S3 bucket {name}")
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": ctx.tags(Name=name)})
+        ctx.log(f"Bucket {name}: public access blocked, encrypted (SSE-S3), tagged")
+        return name
+
+    def _role(self, ctx, name: str, service: str, *, managed: str = "", inline: dict | None = None) -> str:
+        iam = ctx.aws.client("iam")
+        try:
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        except Exception as e:
+            if error_code(e) != "NoSuchEntity":
+                raise
+            rid = ctx.intend("iam:role", name)
+            arn = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=_trust(service),
+                                  Description=f"inflab sweep role for session {ctx.name}", Tags=ctx.tags())["Role"]["Arn"]
+            ctx.store.mark_created(rid, arn)
+            ctx.log(f"Created role {name} (trusted by {service})")
+        iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        if managed:
+            iam.attach_role_policy(RoleName=name, PolicyArn=managed)
+        if inline:
+            iam.put_role_policy(RoleName=name, PolicyName="inflab-sweep", PolicyDocument=json.dumps(inline))
+        return arn
+
+    def _roles(self, ctx, bucket_name: str) -> dict[str, str]:
+        from .sweep_grid import account
+
+        names = role_names(ctx)
+        arns = {"service": self._role(ctx, names["service"], "batch.amazonaws.com", managed=BATCH_SERVICE_POLICY),
+                "host": self._role(ctx, names["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
+                "job": self._role(ctx, names["job"], "ecs-tasks.amazonaws.com",
+                                  inline=job_policy(ctx, bucket_name, account(ctx)))}
+        iam = ctx.aws.client("iam")
+        profile_name = names["instance"]
+        try:
+            prof = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]
+        except Exception as e:
+            if error_code(e) != "NoSuchEntity":
+                raise
+            rid = ctx.intend("iam:instance-profile", profile_name)
+            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=IAM_PATH, Tags=ctx.tags())["InstanceProfile"]
+            ctx.store.mark_created(rid, prof["Arn"])
+        if not any(r["RoleName"] == profile_name for r in prof.get("Roles", [])):
+            iam.add_role_to_instance_profile(InstanceProfileName=profile_name, RoleName=profile_name)
+        iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=profile_name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        arns["profile"] = prof["Arn"]
+        ctx.log("Roles: Batch service (AWSBatchServiceRole), hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
+                f"s3://{bucket_name}/{ctx.name}/* and log group {log_group(ctx.name)} only)")
+        return arns
+
+    def _network(self, ctx) -> tuple[str, list[str]]:
+        ec2 = ctx.aws.client("ec2")
+        if ctx.config.instance.subnet_id:
+            subnets = ec2.describe_subnets(SubnetIds=[ctx.config.instance.subnet_id])["Subnets"]
+        else:
+            subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+        if not subnets:
+            raise StepError("No default subnets in this region: set instance.subnet_id in the config")
+        vpc = subnets[0]["VpcId"]
+        name = security_group_name(ctx)
+        found = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}])
+        if found["SecurityGroups"]:
+            group_id = found["SecurityGroups"][0]["GroupId"]
+        else:
+            rid = ctx.intend("ec2:security-group", name)
+            group_id = ec2.create_security_group(GroupName=name, VpcId=vpc, Description="inflab sweep hosts: no inbound",
+                                                 TagSpecifications=[ctx.tag_spec("security-group")])["GroupId"]
+            ctx.store.mark_created(rid, group_id)
+            ctx.log(f"Created security group {name} ({group_id}): no inbound rule")
+        return group_id, [s["SubnetId"] for s in subnets if s["VpcId"] == vpc]
+
+    def _log_group(self, ctx) -> None:
+        logs = ctx.aws.client("logs")
+        group = log_group(ctx.name)
+        if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+            logs.create_log_group(logGroupName=group, tags={t["Key"]: t["Value"] for t in ctx.tags()})
+            logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
+            ctx.log(f"Created log group {group} (kept {LOG_RETENTION_DAYS} days)")
+
+    def _compute_env(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
+        name = compute_env_name(ctx.prefix, itype)
+        ce = describe_ce(ctx, name)
+        if ce is None:
+            rid = ctx.intend("batch:compute-environment", name)
+            ce = ctx.aws.client("batch").create_compute_environment(
+                computeEnvironmentName=name, type="MANAGED", state="ENABLED", serviceRole=arns["service"],
+                computeResources={"type": "EC2", "allocationStrategy": "BEST_FIT_PROGRESSIVE", "minvCpus": 0, "desiredvCpus": 0,
+                                  "maxvCpus": ctx.config.batch.max_vcpus, "instanceTypes": [itype], "subnets": subnets,
+                                  "securityGroupIds": [group_id], "instanceRole": arns["profile"],
+                                  "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
+                                  "tags": {"Name": name, **{t["Key"]: t["Value"] for t in ctx.tags()}}},
+                tags={t["Key"]: t["Value"] for t in ctx.tags()})
+            ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
+            ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
+        elif ce.get("state") != "ENABLED":
+            ctx.aws.client("batch").update_compute_environment(computeEnvironment=name, state="ENABLED")
+        wait_state(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name), {"VALID"})
+
+    def _queue(self, ctx, itype: str) -> None:
+        name, ce = queue_name(ctx.prefix, itype), compute_env_name(ctx.prefix, itype)
+        q = describe_queue(ctx, name)
+        if q is None:
+            rid = ctx.intend("batch:job-queue", name)
+            q = ctx.aws.client("batch").create_job_queue(
+                jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+                tags={t["Key"]: t["Value"] for t in ctx.tags()})
+            ctx.store.mark_created(rid, q["jobQueueArn"])
+            ctx.log(f"Created job queue {name} → {ce}")
+        elif q.get("state") != "ENABLED":
+            ctx.aws.client("batch").update_job_queue(jobQueue=name, state="ENABLED")
+        wait_state(ctx, f"job queue {name}", lambda: describe_queue(ctx, name), {"ENABLED/VALID"})
+
+    def _definition(self, ctx, name: str, container: dict, job_role: str) -> str:
+        container = {**container, "jobRoleArn": job_role}
+        current = active_definition(ctx, name)
+        if current and all(current.get("containerProperties", {}).get(k) == v for k, v in container.items()
+                           if k in ("image", "command", "environment", "jobRoleArn")):
+            return current["jobDefinitionArn"]
+        rid = ctx.intend("batch:job-definition", name)
+        timeout = ctx.config.batch.max_duration_s * 3 + 1800  # compile + benchmark(s) + copying, with room
+        arn = ctx.aws.client("batch").register_job_definition(
+            jobDefinitionName=name, type="container", containerProperties=container, retryStrategy={"attempts": 1},
+            timeout={"attemptDurationSeconds": timeout}, propagateTags=True,
+            tags={t["Key"]: t["Value"] for t in ctx.tags()})["jobDefinitionArn"]
+        ctx.store.mark_created(rid, arn)
+        ctx.log(f"Registered job definition {arn.rsplit('/', 1)[-1]}: image {container['image'].rsplit('/', 1)[-1]}")
+        return arn
+
+    def undo(self, ctx):
+        from .batch_cleanup import teardown
+
+        teardown(ctx, delete_data=ctx.delete_data)

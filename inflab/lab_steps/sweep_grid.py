@@ -1,0 +1,88 @@
+"""The sweep's design of experiments and the names of everything the Batch steps make.
+
+One job per (model family, instance type, batch size) from ``[batch]``; the target follows from
+the instance type (inf1 → torch-neuron, inf2 → torch-neuronx, GPU → CUDA, CPU → fp32 and int8).
+Job definitions are shared by the instance types of one kind: one per (family, kind, batch size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import CONTAINER_TARGETS
+from .access import results_bucket
+from .base import StepContext
+
+SWEEP = "sweep"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sweep/<job name>/
+
+
+def dashed(instance_type: str) -> str:
+    return instance_type.replace(".", "-")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    prefix: str  # inflab-<session>
+    family: str
+    instance_type: str
+    batch_size: int
+    kind: str  # container kind: inf1 inf2 gpu cpu
+
+    @property
+    def target(self) -> str:
+        return CONTAINER_TARGETS[self.kind]
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.prefix}-{self.family}-{dashed(self.instance_type)}-b{self.batch_size}"
+
+    @property
+    def definition(self) -> str:
+        return f"{self.prefix}-{self.family}-{self.kind}-b{self.batch_size}"
+
+    @property
+    def queue(self) -> str:
+        return queue_name(self.prefix, self.instance_type)
+
+    @property
+    def short(self) -> str:
+        return f"{self.family} {self.instance_type} b{self.batch_size}"
+
+
+def grid(ctx: StepContext) -> list[GridPoint]:
+    b = ctx.config.batch
+    return [GridPoint(ctx.prefix, family, itype, size, ctx.runtime.batch_kind(ctx.config, itype))
+            for family in b.families for itype in b.instance_types for size in b.sizes]
+
+
+def compute_env_name(prefix: str, instance_type: str) -> str:
+    return f"{prefix}-{dashed(instance_type)}"
+
+
+def queue_name(prefix: str, instance_type: str) -> str:
+    return f"{prefix}-{dashed(instance_type)}"
+
+
+def role_names(ctx: StepContext) -> dict[str, str]:
+    """The sweep's IAM roles: Batch's service role, its hosts' role (and profile), the jobs' role."""
+    return {"service": f"{ctx.prefix}-batch-service", "instance": f"{ctx.prefix}-batch-host", "job": f"{ctx.prefix}-batch-job"}
+
+
+def security_group_name(ctx: StepContext) -> str:
+    return f"{ctx.prefix}-batch"
+
+
+def account(ctx: StepContext) -> str:
+    known = (ctx.get("identity") or {}).get("account")
+    if not known:
+        known = ctx.aws.client("sts").get_caller_identity()["Account"]
+        ctx.put("identity", {**(ctx.get("identity") or {}), "account": known})
+    return known
+
+
+def bucket(ctx: StepContext) -> str:
+    return results_bucket(ctx.name, account(ctx))
+
+
+def results_uri(ctx: StepContext, point: GridPoint) -> str:
+    return f"s3://{bucket(ctx)}/{ctx.name}/{SWEEP}/{point.job_name}"
