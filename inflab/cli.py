@@ -263,8 +263,10 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
     for s in store.list_sessions():
         done, nxt = store.progress(s.name, ids)
         finished = store.get(s.name, "finished")
-        rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track, "region": s.config["aws"]["region"],
-                     "instance_type": s.config["instance"]["type"], "created": s.created, "updated": s.updated,
+        snapshot = s.config if isinstance(s.config, dict) else {}
+        rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track,
+                     "region": (snapshot.get("aws") or {}).get("region", "?"),
+                     "instance_type": (snapshot.get("instance") or {}).get("type", "?"), "created": s.created, "updated": s.updated,
                      "steps_done": done, "steps_total": len(ids), "next_step": None if finished else nxt,
                      "finished": bool(finished)})
     if as_json:

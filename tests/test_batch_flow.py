@@ -24,17 +24,17 @@ pytestmark = pytest.mark.slow
 
 QUICK = """
 [bench]
-min_duration_s = 2
-min_queries = 50
-max_duration_s = 15
+min_duration_s = 1
+min_queries = 20
+max_duration_s = 4
 [batch]
-min_duration_s = 2
-max_duration_s = 15
+min_duration_s = 1
+max_duration_s = 4
 """
 SWEEP_STEPS = ("batch-setup", "batch-submit", "batch-monitor", "report")
 # The sweep-only tests measure less: two batch sizes, fp32 only.
-SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 2, "max_duration_s": 15}, "model": {"int8": False},
-         "bench": {"min_duration_s": 2, "min_queries": 50, "max_duration_s": 15}}
+SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4}, "model": {"int8": False},
+         "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4}}
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def lab(sandbox, inflab_home):
+def lab(sandbox, inflab_home, tmp_path_factory):
     name = "m" + uuid.uuid4().hex[:8]
-    r = run_cli("run", "--sandbox", "--name", name, "--until", "benchmark", home=inflab_home, timeout=1200)
+    cfg = tmp_path_factory.mktemp("cfg") / "short.toml"  # a shorter measurement: these tests look at the flow
+    cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n")
+    r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
+                timeout=1200)
     return name, r
 
 
@@ -192,7 +195,7 @@ def test_terminate_keeps_the_results_and_cleanup_leaves_nothing(lab, store, infl
     name, _ = lab
     iid = store.get(name, "host")["instance_id"]
     results = len(store.results(name, "benchmark"))
-    r = cli("run", "--name", name, timeout=300)  # no --until: the whole track, ending with terminate
+    r = cli("run", "--name", name, "--until", "terminate", timeout=300)  # the model exercise ends with terminate
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     state = aws("ec2").describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state == "terminated"

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from inflab import prices, report
+from inflab import config, prices, report
 from inflab.remote.payload.result import BenchResult, SchemaError, Window
 
 
@@ -490,7 +490,7 @@ def test_the_shipped_table_has_the_types_the_lab_sweeps():
 
 @pytest.fixture
 def session(store, name):
-    store.create_session(name, {}, sandbox=True, track="inf1")
+    store.create_session(name, config.from_dict({}, sandbox=True).data, sandbox=True, track="inf1")
     for batch, throughput, p90 in ((2, 400.0, 20.0), (4, 700.0, 35.0), (8, 1000.0, 61.0)):
         store.add_result(name, "benchmark", result(run_id=f"sweep-j.{batch}", batch_size=batch, throughput_avg=throughput,
                                                    latency_ms_p90=p90, runtime="sandbox",
@@ -565,7 +565,7 @@ def test_report_command_refuses_a_workshop_csv_that_is_not_a_regular_file(sessio
 
 
 def test_report_command_leaves_out_old_results_with_one_warning(store, name, cli):
-    store.create_session(name, {}, sandbox=True, track="inf1")
+    store.create_session(name, config.from_dict({}, sandbox=True).data, sandbox=True, track="inf1")
     store.add_result(name, "benchmark", result(run_id="new1"))
     store.add_result(name, "benchmark", result(run_id="old1") | {"format": "inflab-bench/1"})
     r = cli("report", name, "--format", "csv")

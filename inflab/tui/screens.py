@@ -68,8 +68,9 @@ class SessionPicker(Screen):
                 done = sum(st["state"] in (DONE, SKIPPED) for st in states.values())
                 progress = f"{done}/{len(states)}"
                 where_now = "finished" if engine.finished() else (engine.next_step() or "—")
-            table.add_row(s.name, "sandbox" if s.sandbox else "AWS", s.config["aws"]["region"], s.config["instance"]["type"],
-                          progress, where_now, _ago(s.updated), key=s.name)
+            snapshot = s.config if isinstance(s.config, dict) else {}
+            table.add_row(s.name, "sandbox" if s.sandbox else "AWS", (snapshot.get("aws") or {}).get("region", "?"),
+                          (snapshot.get("instance") or {}).get("type", "?"), progress, where_now, _ago(s.updated), key=s.name)
         empty = self.query_one("#picker-empty", Static)
         empty.update("" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed).")
         if sessions:
