@@ -350,9 +350,11 @@ def resources(name: str, as_json: bool) -> None:
     elif not found:
         click.echo(f"Nothing in {engine.config.region} is tagged inflab:session={name}.")
     else:
+        click.echo(f"{'TYPE':<26} {'ID':<40} NAME")
         for r in found:
             extra = f" [{r['state']}]" if r.get("state") else ""
-            click.echo(f"{r['type']:<22} {r['id']:<26} {r['name']}{extra}")
+            name = "" if r["name"] == r["id"] else r["name"]
+            click.echo(f"{r['type']:<26} {r['id']:<40} {name}{extra}".rstrip())
 
 
 @main.command()

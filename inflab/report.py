@@ -49,7 +49,7 @@ ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a 
     "total_infs", "duration_s", "price_per_hour", "cost_per_million", "price_source", "price_date",
     "model_filename", "run", "run_id", "timestamp", "label", "runtime", "status",
 )
-RUN_CHARS = 12  # a run id longer than this is shortened in the table and Markdown
+RUN_CHARS = 34  # a run id longer than this is shortened in the table and Markdown
 INPUT_SIZE = re.compile(r"_(\d+)_b\d+\.pt$")  # compile.py's model file: FAMILY_TARGET_PRECISION_SIZE_bBATCH.pt
 
 
@@ -257,16 +257,24 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
         lat = r.get(key)
         return f"{r['throughput_avg']:,.1f} samples/s" + ("" if lat is None else f" ({percentile} {lat:.2f} ms)")
 
+    def caveat(r):
+        return "" if r.get("stable") is not False else " — not stable: it stopped at its time limit, measure it longer"
+
+    of = " of the priced runs" if priced and len(priced) < len(eligible) else ""
     lines = []
     if cheapest is not None and cheapest is fastest:
-        lines.append(f"{head} — cheapest and fastest: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}")
+        lines.append(f"{head} — cheapest and fastest{of}: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}"
+                     f"{caveat(cheapest)}")
     else:
         if cheapest is not None:
-            lines.append(f"{head} — cheapest: {describe(cheapest, ok)}, {cost(cheapest)}")
+            lines.append(f"{head} — cheapest: {describe(cheapest, ok)}, {cost(cheapest)}{caveat(cheapest)}")
         else:
             lines.append(f"{head} — no cheapest: no qualifying run has a price "
                          "(no instance type, or one not in the price table)")
-        lines.append(f"{head} — fastest: {describe(fastest, ok)}, {speed(fastest)}")
+        lines.append(f"{head} — fastest{of}: {describe(fastest, ok)}, {speed(fastest)}{caveat(fastest)}")
+    if of:
+        lines.append(f"{len(eligible) - len(priced)} run(s) without a price (e.g. measured on the sandbox host itself) "
+                     "are left out of both answers: cost and speed are compared like with like.")
     if limit_ms is not None and len(eligible) < len(ok):
         lines.append(f"{len(eligible)} of {len(ok)} measured runs meet the limit.")
     if len(ok) == 1:

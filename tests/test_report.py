@@ -119,9 +119,11 @@ def test_json_has_cost_run_id_and_time(rows):
 
 
 def test_a_long_run_id_is_shortened_in_the_table_only():
-    long_id = "lab1-benchmark-2026-05-01"
+    long_id = "lab1-benchmark-2026-05-01-with-a-long-tail-x"  # 45 characters
     one = [report.row(result(run_id=long_id))]
-    assert report.render(one, "table").splitlines()[1].split()[-1] == "lab1-benchm…"
+    assert report.render(one, "table").splitlines()[1].split()[-1] == long_id[:33] + "…"
+    sweep_id = "sweep-dfcf622d-inf1.2xlarge-b2.1"  # what a sweep's run ids look like: shown whole
+    assert report.render([report.row(result(run_id=sweep_id))], "table").splitlines()[1].split()[-1] == sweep_id
     assert json.loads(report.render(one, "json"))["rows"][0]["run_id"] == long_id
 
 

@@ -82,7 +82,7 @@ class JobsPane(Vertical):
             cells = self._cells(job)
             if job.job_id in self.jobs:
                 for (key, _), value in zip(COLUMNS, cells):
-                    table.update_cell(job.job_id, key, value)
+                    table.update_cell(job.job_id, key, value, update_width=True)  # RUNNABLE → SUCCEEDED is wider
             else:
                 table.add_row(*cells, key=job.job_id)
             self.jobs[job.job_id] = job
@@ -119,7 +119,7 @@ class JobsPane(Vertical):
             Text(self._time(job), justify="right"),
             Text(job.instance_type),
             Text(str(job.batch_size), justify="right"),
-            Text(str(job.attempt), justify="right"),
+            Text(str(job.attempt) if job.attempt else "-", justify="right"),
             Text(job.reason, style="red") if job.reason else Text(""),
         ]
 
@@ -128,7 +128,9 @@ class JobsPane(Vertical):
         return elapsed_text(max(0.0, time.time() - job.since)) if job.since else "-"
 
     def tick(self) -> None:
-        """Once a second: the time-in-state column moves on its own."""
+        """Once a second: the time-in-state column moves on its own (until the sweep has ended)."""
+        if self.total and self.done == self.total:
+            return
         table = self.query_one(DataTable)
         for jid, job in self.jobs.items():
             table.update_cell(jid, "time", Text(self._time(job), justify="right"))

@@ -365,7 +365,10 @@ class ReportScreen(Screen):
                 plot.set_xticks(batches)
                 pad = max(1, (batches[-1] - batches[0]) * 0.05)
                 plot.set_xlimits(batches[0] - pad, batches[-1] + pad)
-            plot.set_ylimits(0, None)
+            # Room above the highest point: a point on the axis's very edge is not drawn.
+            top = max([p[1] for points in lines.values() for p in points]
+                      + ([self.limit_ms] if pid == "plot-latency" and self.limit_ms is not None else []), default=0.0)
+            plot.set_ylimits(0, top * 1.15 if top > 0 else None)
             for label, points in lines.items():
                 xs, ys = [p[0] for p in points], [p[1] for p in points]
                 colour = colours[label]

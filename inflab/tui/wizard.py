@@ -267,10 +267,7 @@ class Wizard(Screen):
         """The sweep's job table: into the Jobs tab, which comes forward the first time."""
         ev = message.event
         pane = self.query_one(JobsPane)
-        if ev.following and ev.following != pane.following:
-            name = next((j.name for j in ev.jobs if j.job_id == ev.following), ev.following)
-            self.query_one(JobOutput).feed(f"── {ev.step}: job {name} " + "─" * 40 + "\n")
-        pane.show(ev)
+        pane.show(ev)  # the monitor heads each job's log in the Job tab itself, where its lines begin
         if not self._jobs_seen:
             self._jobs_seen = True
             tabs = self.query_one("#bottom", TabbedContent)
@@ -280,7 +277,8 @@ class Wizard(Screen):
     def on_jobs_pane_follow(self, message: JobsPane.Follow) -> None:
         """A job chosen in the Jobs tab: its log streams into the Job tab."""
         self.engine.follow_batch_job(message.job_id)
-        self.notify(f"Showing the log of {message.name} in the Job tab (4)", timeout=3)
+        self.action_tab("tab-job")
+        self.notify(f"Following {message.name}: its log from the next poll on", timeout=4)
 
     def on_step_found_message(self, message: StepFoundMessage) -> None:
         ev = message.event
@@ -453,6 +451,8 @@ class Wizard(Screen):
         self._start_live(tab)
         if tab == "tab-terminal":
             self.query_one(TerminalPane).focus()
+        elif tab == "tab-jobs":  # so Enter follows the highlighted job
+            self.query_one("#jobs-table").focus()
 
     @on(TabbedContent.TabActivated, "#bottom")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
