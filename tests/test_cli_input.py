@@ -60,9 +60,11 @@ CASES = [
 
 
 def _sessions(cli) -> list[str]:
-    r = cli("sessions", "--json")
-    assert r.returncode == 0, r.stderr
-    return [s["name"] for s in json.loads(r.stdout)]
+    """The saved sessions, read from the store the CLI writes (quicker than asking the CLI each time;
+    `inflab sessions --json` itself is checked once, below)."""
+    from inflab.session import Store
+
+    return [s.name for s in Store().list_sessions()]
 
 
 def _assert_one_line_error(r, expected: str) -> None:
@@ -136,7 +138,8 @@ def test_cleanup_without_yes_and_no_terminal_refuses_and_deletes_nothing(name, c
 
     _assert_one_line_error(r, "--yes")
     assert len(tagged(name)["key_pairs"]) == 1
-    assert name in _sessions(cli)
+    listed = cli("sessions", "--json")
+    assert listed.returncode == 0 and name in [x["name"] for x in json.loads(listed.stdout)]
 
 
 def test_rerun_with_a_different_config_is_refused(name, tmp_path, cli, sandbox, tagged):
