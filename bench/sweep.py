@@ -34,6 +34,36 @@ def inflab(*args: str, env: dict, timeout: float = 3600) -> subprocess.Completed
     return r
 
 
+def job_phases(home: Path, name: str) -> list[dict[str, float]]:
+    """Per job, seconds in each phase, from the Batch job times and its log lines' timestamps."""
+    from inflab import sandbox
+    from inflab.aws import Aws
+
+    info = sandbox.status(home)
+    if info is None:
+        return []
+    aws = Aws(region="us-west-2", endpoint_url=info.endpoint, headers=info.headers)
+    batch, logs = aws.client("batch"), aws.client("logs")
+    queue = f"inflab-{name}-inf1-2xlarge"
+    ids = [j["jobId"] for status in ("SUCCEEDED", "FAILED")
+           for j in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]]
+    out, previous_stop = [], 0.0
+    for job in sorted(batch.describe_jobs(jobs=ids)["jobs"], key=lambda j: j["createdAt"]):
+        events = logs.get_log_events(logGroupName=f"/inflab/{name}", logStreamName=job["container"]["logStreamName"],
+                                     startFromHead=True)["events"]
+        marks = [(e["timestamp"] / 1000, e["message"]) for e in events]
+        first_bench = next((t for t, m in marks if m.startswith("$ python") and "bench.py" in m), None)
+        done = next((t for t, m in marks if m.startswith("[sweep] done")), None)
+        if first_bench is None or done is None:
+            continue
+        start, stop = marks[0][0], job["stoppedAt"] / 1000
+        # one job at a time: a job's wait counts from when the one before it ended
+        out.append({"queue": start - max(job["createdAt"] / 1000, previous_stop), "compile": first_bench - start,
+                    "bench": done - first_bench, "copy": stop - done})
+        previous_stop = stop
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", help="INFLAB_HOME to use (default: a new temporary one; reuse one to skip the image build)")
@@ -63,6 +93,7 @@ def main() -> int:
                  if str(r["data"].get("run_id", "")).startswith("sweep-")]
     measured = sum(durations)
     overhead = 1 - measured / sweep if sweep else float("nan")
+    phases = job_phases(home, name)
     print(f"sandbox sweep, 3 batch sizes ({len(sweep_rows)} results: fp32 and int8 per size), "
           f"benchmark >= {args.min_duration} s each")
     print(f"  preparation (untimed part, up to batch-setup): {prep:7.1f} s")
@@ -72,6 +103,14 @@ def main() -> int:
     for r in sorted(sweep_rows, key=lambda r: (r["batch_size"], r["precision"])):
         print(f"    batch {r['batch_size']:>2} {r['precision']:<5} {r['throughput_avg']:>9,.1f} samples/s  "
               f"p90 {r['latency_ms_p90']:.2f} ms")
+    if phases:
+        total = {k: sum(p[k] for p in phases) for k in phases[0]}
+        print(f"  where the jobs' time went (sum over {len(phases)} jobs, from their CloudWatch log times):")
+        for key, what in (("queue", "waiting, starting (runner)"), ("compile", "compile (torch import, trace, int8, check)"),
+                          ("bench", "benchmark processes (start-up, load, warm-up, measuring)"), ("copy", "copy to S3")):
+            print(f"    {what:<58} {total[key]:7.1f} s")
+        print(f"  outside the jobs (submit, polling, the monitor seeing the end): "
+              f"{sweep - sum(sum(p.values()) for p in phases):.1f} s")
     inflab("cleanup", name, "--yes", "--delete-data", env=env)
     if not args.home:
         subprocess.run([INFLAB, "sandbox", "stop"], env=env, capture_output=True)

@@ -77,31 +77,33 @@ def stop_jobs(ctx: StepContext, queues: list[str]) -> None:
         wait_state(ctx, f"{len(active)} job(s) to stop", still_running, {"DELETED"}, timeout=600)
 
 
+def _disable_and_delete(ctx: StepContext, what: str, describe, disable, delete, disabled: set[str]) -> None:
+    """The Batch order for a queue or a compute environment: DISABLED first, wait until AWS says
+    so, delete (retrying while something still uses it), wait until it is gone."""
+    found = describe()
+    if found is None:
+        return
+    if found.get("state") != "DISABLED":
+        disable()
+    wait_state(ctx, f"{what} to be DISABLED", describe, disabled | {"DELETED"})
+    retry_in_use(ctx, what, delete)
+    wait_state(ctx, f"{what} to be deleted", describe, {"DELETED"})
+    ctx.log(f"Deleted {what}")
+
+
 def remove_queue(ctx: StepContext, name: str) -> None:
     batch = ctx.aws.client("batch")
-    q = describe_queue(ctx, name)
-    if q is None:
-        return
-    if q.get("state") != "DISABLED":
-        batch.update_job_queue(jobQueue=name, state="DISABLED")
-    wait_state(ctx, f"job queue {name} to be DISABLED", lambda: describe_queue(ctx, name), {"DISABLED/VALID", "DELETED"})
-    retry_in_use(ctx, f"job queue {name}", lambda: batch.delete_job_queue(jobQueue=name))
-    wait_state(ctx, f"job queue {name} to be deleted", lambda: describe_queue(ctx, name), {"DELETED"})
-    ctx.log(f"Deleted job queue {name}")
+    _disable_and_delete(ctx, f"job queue {name}", lambda: describe_queue(ctx, name),
+                        lambda: batch.update_job_queue(jobQueue=name, state="DISABLED"),
+                        lambda: batch.delete_job_queue(jobQueue=name), {"DISABLED/VALID"})
 
 
 def remove_compute_env(ctx: StepContext, name: str) -> None:
     batch = ctx.aws.client("batch")
-    ce = describe_ce(ctx, name)
-    if ce is None:
-        return
-    if ce.get("state") != "DISABLED":
-        batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
-    wait_state(ctx, f"compute environment {name} to be DISABLED", lambda: describe_ce(ctx, name),
-               {"DISABLED/VALID", "DISABLED/INVALID", "DELETED"})
-    retry_in_use(ctx, f"compute environment {name}", lambda: batch.delete_compute_environment(computeEnvironment=name))
-    wait_state(ctx, f"compute environment {name} to be deleted", lambda: describe_ce(ctx, name), {"DELETED"})
-    ctx.log(f"Deleted compute environment {name}")
+    _disable_and_delete(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name),
+                        lambda: batch.update_compute_environment(computeEnvironment=name, state="DISABLED"),
+                        lambda: batch.delete_compute_environment(computeEnvironment=name),
+                        {"DISABLED/VALID", "DISABLED/INVALID"})
 
 
 def remove_definitions(ctx: StepContext, names: list[str]) -> None:
