@@ -276,9 +276,16 @@ class Engine:
         states = self.states()
         todo = [s for s in self.steps[first: last + 1]
                 if not (s.id in exclude or (states[s.id]["state"] == SKIPPED and not from_step))]
+        told = False
         for step in todo:
             if self.cancel_event.is_set():
                 return RunResult(False, step.id, "cancelled", cancelled=True)
+            if not (again or from_step) and self.ended_on_purpose(step, states):
+                if not told:
+                    self._log(None, "The instance was terminated on purpose: its steps stay done and are not run "
+                                    "again (--from STEP redoes them, --again starts over)")
+                    told = True
+                continue
             result = self.run_step(step.id, check_first=not from_step, ends_run=step is todo[-1])
             if not result.ok:
                 return result
@@ -342,6 +349,15 @@ class Engine:
                 return kind
         return None
 
+    def ended_on_purpose(self, step: Step, states: dict | None = None) -> bool:
+        """An instance step before a done step that removes the instance (terminate): its work
+        is gone because the user ended it, not because something went wrong."""
+        if not (step.needs_host or step.provides_host):
+            return False
+        states = states or self.states()
+        at = self.index(step.id)
+        return any(s.ends_host and states[s.id]["state"] == DONE and self.index(s.id) > at for s in self.steps)
+
     def reconcile(self) -> list[StepFound]:
         """Check every done step against what is really there; mark what vanished as stale.
 
@@ -357,7 +373,7 @@ class Engine:
         for step in self.steps:
             if self.cancel_event.is_set():
                 break
-            if states[step.id]["state"] != DONE:
+            if states[step.id]["state"] != DONE or self.ended_on_purpose(step, states):
                 continue
             if step.needs_host and gone:
                 reason = gone

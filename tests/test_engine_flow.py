@@ -74,6 +74,22 @@ def test_a_finished_session_stays_finished(cli, store, session, aws, tagged):
     assert len(tagged(session)["key_pairs"]) == 1
 
 
+def test_after_terminate_the_track_goes_on_without_launching_again(store, session, aws, tagged):
+    assert Engine(store, session).run("connect").ok
+    assert Engine(store, session).run_one("terminate").ok
+    store.delete(session, "finished")  # as when one run goes on past terminate to the sweep
+    logs: list = []
+    engine = Engine(store, session, listener=logs.append)
+    found = engine.reconcile()
+    assert not [f for f in found if f.state == STALE], "an instance ended on purpose is not 'gone'"
+    assert engine.run("connect").ok
+    assert tagged(session)["instances"] == [], "no instance was launched again"
+    assert any("terminated on purpose" in getattr(e, "message", "") for e in logs)
+    # --from (or --again) still brings one back when asked
+    assert Engine(store, session).run("connect", from_step="launch").ok
+    assert len(tagged(session)["instances"]) == 1
+
+
 def test_from_step_redoes_steps_that_look_done(store, session):
     engine = Engine(store, session)
     assert engine.run("security-group").ok

@@ -148,6 +148,9 @@ class Step(ABC):
     needs_host: bool = False
     #: makes or finds the instance itself (when its check fails, the instance is gone)
     provides_host: bool = False
+    #: removes the instance on purpose: once done, the instance steps before it stay done
+    #: (the track goes on without an instance; only --from or --again brings one back)
+    ends_host: bool = False
 
     def instructions(self) -> str:
         try:

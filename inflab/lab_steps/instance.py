@@ -270,6 +270,7 @@ class Terminate(Step):
     id = "terminate"
     title = "Terminate the instance"
     destructive = True
+    ends_host = True
 
     def cli(self, ctx):
         iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
