@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .. import faultpoints
-from ..aws import error_code
+from ..aws import error_code, tag_dict
 from ..events import BatchJob
 from .base import Step, StepContext, StepError
 from .batch_setup import LOG_PREFIX
@@ -74,7 +74,7 @@ class BatchSubmit(Step):
                     jobName=name, jobQueue=p.queue, jobDefinition=p.definition, propagateTags=True,
                     containerOverrides={"environment": [{"name": "INFLAB_INSTANCE_TYPE", "value": p.instance_type},
                                                         {"name": "INFLAB_RESULTS_URI", "value": results_uri(ctx, p)}]},
-                    tags={**{t["Key"]: t["Value"] for t in ctx.tags()}, TAG_ROUND: s["round"]})["jobId"]
+                    tags={**tag_dict(ctx.tags()), TAG_ROUND: s["round"]})["jobId"]
                 faultpoints.hit("batch-submit:submitted")  # answered, not yet recorded
                 ctx.log(f"Submitted {p.short} → job {job_id} on queue {p.queue}")
             s["jobs"][name] = job_id

@@ -320,7 +320,7 @@ class BatchSetup(Step):
         logs = ctx.aws.client("logs")
         group = log_group(ctx.name)
         if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
-            logs.create_log_group(logGroupName=group, tags={t["Key"]: t["Value"] for t in ctx.tags()})
+            logs.create_log_group(logGroupName=group, tags=tag_dict(ctx.tags()))
             logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
             ctx.log(f"Created log group {group} (kept {LOG_RETENTION_DAYS} days)")
 
@@ -335,8 +335,8 @@ class BatchSetup(Step):
                                   "maxvCpus": ctx.config.batch.max_vcpus, "instanceTypes": [itype], "subnets": subnets,
                                   "securityGroupIds": [group_id], "instanceRole": arns["profile"],
                                   "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
-                                  "tags": {"Name": name, **{t["Key"]: t["Value"] for t in ctx.tags()}}},
-                tags={t["Key"]: t["Value"] for t in ctx.tags()})
+                                  "tags": {"Name": name, **tag_dict(ctx.tags())}},
+                tags=tag_dict(ctx.tags()))
             ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
             ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
         elif ce.get("state") != "ENABLED":
@@ -350,7 +350,7 @@ class BatchSetup(Step):
             rid = ctx.intend("batch:job-queue", name)
             q = ctx.aws.client("batch").create_job_queue(
                 jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-                tags={t["Key"]: t["Value"] for t in ctx.tags()})
+                tags=tag_dict(ctx.tags()))
             ctx.store.mark_created(rid, q["jobQueueArn"])
             ctx.log(f"Created job queue {name} → {ce}")
         elif q.get("state") != "ENABLED":
@@ -368,7 +368,7 @@ class BatchSetup(Step):
         arn = ctx.aws.client("batch").register_job_definition(
             jobDefinitionName=name, type="container", containerProperties=container, retryStrategy={"attempts": 1},
             timeout={"attemptDurationSeconds": timeout}, propagateTags=True,
-            tags={t["Key"]: t["Value"] for t in ctx.tags()})["jobDefinitionArn"]
+            tags=tag_dict(ctx.tags()))["jobDefinitionArn"]
         ctx.store.mark_created(rid, arn)
         ctx.log(f"Registered job definition {arn.rsplit('/', 1)[-1]}: image {container['image'].rsplit('/', 1)[-1]}")
         return arn
