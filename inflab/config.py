@@ -52,6 +52,9 @@ INSTANCE_FAMILIES = {
     "c5": "cpu", "c6i": "cpu", "c7i": "cpu", "m5": "cpu", "m6i": "cpu",
 }
 _INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal|\d*xlarge)$")
+# A participant's label (the lab's [lab] participant, the instructor roster's participant.label).
+LABEL_RE = r"[\w][\w.@+ -]{0,39}"
+LABEL_TEXT = "a label (up to 40 letters, digits, spaces and . @ + _ -, starting with a letter or digit)"
 SESSION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 MAX_TEXT = 255  # characters in any string value
 MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
@@ -84,6 +87,8 @@ class AwsSection:
 @dataclass(frozen=True)
 class LabSection:
     track: str = "inf1"
+    participant: str = ""  # "" = the session name
+    beacon: bool = True
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ COMMENTS = {
     "aws.region": "any AWS region",
     "aws.profile": "a named profile; empty = the default chain",
     "lab.track": "inf1 | inf2",
+    "lab.participant": "your label on the instructor's roster; empty: the session name",
+    "lab.beacon": "publish progress to SSM /inflab/sessions/<session> for the instructor (no secrets)",
     "instance.type": "the EC2 instance type to benchmark on",
     "instance.ami": "empty: resolved from ami_ssm_parameter, else the newest Amazon AMI named ami_name",
     "instance.ami_ssm_parameter": "e.g. /aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id",
@@ -365,6 +372,7 @@ _FORMATS = {  # key: (pattern, what a value must be)
     "instance.ami_name": (r"[A-Za-z0-9()\[\] ./'@_*?-]{3,128}",
                           "an AMI name (3-128 letters, digits, spaces and ( ) [ ] . / - ' @ _, with * and ? as wildcards)"),
     "instance.ssh_user": (r"[a-z_][a-z0-9_-]{0,31}", "a valid user name"),
+    "lab.participant": (LABEL_RE, LABEL_TEXT),
     "instance.subnet_id": (r"subnet-[0-9a-f]{8,17}", "a subnet id (like subnet-0123abcd)"),
     # "name" or "org/name": no empty, "." or ".." parts and no leading or trailing dot or slash.
     "model.name": (r"[A-Za-z0-9][\w-]*(\.[\w-]+)*(/[\w-]+(\.[\w-]+)*)?",
@@ -505,10 +513,10 @@ def _not_regular(mode: int) -> str | None:
     return next((what for test, what in _FILE_KINDS.items() if test(mode)), "not a file")
 
 
-def read_config_file(path: str | Path) -> str:
+def read_config_file(path: str | Path, flag: str = "--config", what: str = "a lab config") -> str:
     """The text of a config file: a regular UTF-8 file of at most MAX_FILE_BYTES. Anything else
     (a FIFO, a device, a directory, a symlink loop, ...) is a one-line :class:`ConfigError` naming
-    ``--config``. Nothing blocks: the file's type is checked before it is opened (opening a FIFO
+    ``flag``. Nothing blocks: the file's type is checked before it is opened (opening a FIFO
     waits for a writer), and it is opened non-blocking in case it was replaced in between."""
     p = str(path)
     try:
@@ -519,16 +527,16 @@ def read_config_file(path: str | Path) -> str:
                 raw = b"" if kind else f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         if e.errno == errno.ENOENT:
-            raise ConfigError(f"--config: no such file: {p}") from None
-        raise ConfigError(f"--config: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
+            raise ConfigError(f"{flag}: no such file: {p}") from None
+        raise ConfigError(f"{flag}: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
     if kind is not None:
-        raise ConfigError(f"--config: {p} is {kind}, not a regular file")
+        raise ConfigError(f"{flag}: {p} is {kind}, not a regular file")
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"--config: {p} is larger than {MAX_FILE_BYTES >> 20} MiB; a lab config is a few lines")
+        raise ConfigError(f"{flag}: {p} is larger than {MAX_FILE_BYTES >> 20} MiB; {what} is a few lines")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"--config: {p} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+        raise ConfigError(f"{flag}: {p} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
 
 
 def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:

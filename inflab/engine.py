@@ -127,6 +127,9 @@ class Engine:
         self.delete_data = False
         self.kept: list[dict] = []  # what the last cleanup left on purpose (the results bucket)
         self._followed = ""
+        self._beacon_tagged = False
+        self._beacon_failing = False
+        self._beacon_off = False  # set while cleanup removes the beacon for good
 
     def follow_batch_job(self, job_id: str) -> None:
         """Stream this Batch job's log into the job pane (the sweep monitor reads it each poll)."""
@@ -177,6 +180,60 @@ class Engine:
         self.store.set_step(self.name, step, state, error)
         self.store.event(self.name, step, "state", state + (f": {error}" if error else ""))
         self.listener(StepStateChanged(step, state, error or ""))
+        self.publish_progress(step, state)
+
+    # -- the progress beacon (what an instructor's dashboard reads) ---------------------------
+    def progress_document(self, step: str | None = None, state: str | None = None) -> dict:
+        """The beacon: where the session is, its step history, the last error, its instances, and the
+        config values its resource names follow from. Progress only: never a key, token or credential."""
+        import importlib.metadata
+
+        recorded = self.store.step_states(self.name)
+        order = [s.id for s in self.steps]
+        history = {sid: [recorded[sid]["state"], recorded[sid]["started"], recorded[sid]["finished"]]
+                   for sid in order if sid in recorded and recorded[sid]["state"] != PENDING}
+        failed = [recorded[sid] for sid in order if recorded.get(sid, {}).get("state") in (FAILED, CANCELLED)]
+        now = time.time()
+        if self.finished():
+            current, where = "", "finished"
+        elif state in (RUNNING, FAILED, CANCELLED):
+            current, where = step, state
+        else:
+            current, where = self.next_step() or "", "waiting"
+        cfg = self.config
+        instances = [{"id": r.physical_id, "zone": r.detail.get("zone", ""), "launched": r.created}
+                     for r in self.store.ledger(self.name, live_only=True) if r.kind == "ec2:instance" and r.physical_id]
+        try:
+            version = importlib.metadata.version("inflab")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        return {
+            "v": 1, "session": self.name, "participant": cfg.lab.participant or self.name, "track": cfg.track,
+            "sandbox": self.info.sandbox, "step": current, "state": where, "since": now, "updated": now,
+            "error": (failed[-1]["error"] or "")[:300] if failed and where in (FAILED, CANCELLED) else "",
+            "history": history, "instances": instances, "version": version,
+            "names": {"aws": {"region": cfg.region}, "lab": {"track": cfg.track}, "instance": {"type": cfg.instance_type},
+                      "model": {"family": cfg.model.family},
+                      "batch": {"families": list(cfg.batch.families), "sizes": list(cfg.batch.sizes),
+                                "instance_types": list(cfg.batch.instance_types)}},
+        }
+
+    def publish_progress(self, step: str | None = None, state: str | None = None) -> None:
+        """Write the beacon (unless the config turns it off). A failure never fails a step: one log
+        line says so, and the next transition tries again."""
+        if not self.config.lab.beacon or self._beacon_off:
+            return
+        from .aws import beacon, tags
+
+        try:
+            beacon.publish(self.aws, self.name, self.progress_document(step, state), tags(self.name, self.config.track),
+                           tagged=self._beacon_tagged)
+            self._beacon_tagged, self._beacon_failing = True, False
+        except Exception as e:
+            if not self._beacon_failing:
+                self._beacon_failing = True
+                self._log(None, f"Could not publish the progress beacon for the instructor ({describe_exception(e)}); "
+                                "the steps go on without it")
 
     # -- queries -----------------------------------------------------------------
     def states(self) -> dict[str, dict]:
@@ -321,11 +378,20 @@ class Engine:
         """
         from .aws import inventory
 
+        from .aws import beacon
+
         errors = []
         for step in reversed(self.steps):
             result = self.undo(step.id)
             if not result.ok:
                 errors.append(f"{step.id}: {result.error}")
+        self._beacon_off = True  # it goes last, and stays gone until the session runs again
+        try:
+            if beacon.delete(self.aws, self.name):
+                self._log(None, f"Deleted the progress beacon {beacon.path(self.name)}")
+        except Exception as e:
+            errors.append(f"beacon: {describe_exception(e)}")
+        self._beacon_off = False
         found = inventory.session_resources(self.aws, self.name)
         kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not self.delete_data]
         leftovers = [r for r in found if r not in kept]

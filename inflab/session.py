@@ -213,6 +213,7 @@ class Resource:
     region: str
     status: str
     detail: dict[str, Any]
+    created: float = 0.0  # when the lab asked for it (epoch seconds)
 
 
 class Store:
@@ -389,7 +390,8 @@ class Store:
         with self._conn() as c:
             rows = c.execute(q, (session,)).fetchall()
         return [
-            Resource(r["id"], r["session"], r["step"], r["kind"], r["name"], r["physical_id"], r["region"], r["status"], json.loads(r["detail"] or "{}"))
+            Resource(r["id"], r["session"], r["step"], r["kind"], r["name"], r["physical_id"], r["region"], r["status"], json.loads(r["detail"] or "{}"),
+                     r["created"])
             for r in rows
         ]
 

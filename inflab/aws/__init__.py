@@ -51,6 +51,10 @@ class Aws:
     profile: str | None = None
     endpoint_url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: act as this role (an instructor reading a participant's account); its credentials stay in
+    #: memory and are renewed before they expire
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @property
@@ -71,28 +75,61 @@ class Aws:
                 )
             else:
                 s = boto3.session.Session(profile_name=self.profile or None, region_name=self.region)
+            if self.role_arn:
+                s = self._assumed(s)
             self._local.session = s
             self._local.clients = {}
         return s
 
-    def client(self, service: str):
+    def _assumed(self, source):
+        """A session acting as ``role_arn``: botocore's assume-role fetcher, credentials refreshed
+        before they expire, asked for only when a first call needs them."""
+        import boto3
+        import botocore.session
+        from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
+
+        def create_client(service, **kwargs):
+            client = source.client(service, endpoint_url=self.endpoint_url, **kwargs)
+            if self.headers:
+                client.meta.events.register("before-send", _add_headers(self.headers))
+            return client
+
+        extra = {"RoleSessionName": "inflab-instructor"}
+        if self.external_id:
+            extra["ExternalId"] = self.external_id
+        fetcher = AssumeRoleCredentialFetcher(create_client, source.get_credentials(), self.role_arn, extra_args=extra)
+
+        class AssumedRole(CredentialProvider):
+            METHOD = "inflab-assume-role"
+
+            def load(self):
+                return DeferredRefreshableCredentials(fetcher.fetch_credentials, self.METHOD)
+
+        core = botocore.session.Session()
+        core.get_component("credential_provider").insert_before("env", AssumedRole())
+        return boto3.session.Session(botocore_session=core, region_name=self.region)
+
+    def client(self, service: str, *, quick: bool = False):
+        """A client for ``service`` (adaptive retries). ``quick``: few retries and short timeouts, for
+        calls that must never hold up the work (the progress beacon)."""
         s = self._session()
         clients = self._local.clients
-        if service not in clients:
+        key = (service, quick)
+        if key not in clients:
             from botocore.config import Config
 
             cfg = Config(
-                retries={"mode": "adaptive", "max_attempts": 8},
+                retries={"mode": "standard", "max_attempts": 2} if quick else {"mode": "adaptive", "max_attempts": 8},
                 user_agent_extra=USER_AGENT,
-                connect_timeout=10,
-                read_timeout=60,
+                connect_timeout=3 if quick else 10,
+                read_timeout=5 if quick else 60,
             )
             client = s.client(service, endpoint_url=self.endpoint_url, config=cfg)
             if self.headers:
                 # After signing, just before the request goes out (botocore's documented hook).
                 client.meta.events.register("before-send", _add_headers(self.headers))
-            clients[service] = client
-        return clients[service]
+            clients[key] = client
+        return clients[key]
 
 
 def error_code(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import TAG_SESSION, Aws, error_code, session_filter, tag_dict
+from . import TAG_SESSION, Aws, beacon, error_code, session_filter, tag_dict
 
 IAM_PATH = "/inflab/"
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
@@ -168,4 +168,6 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
         out.append({"type": "logs:log-group", "id": g.get("arn", g["logGroupName"]), "name": g["logGroupName"]})
     for b in buckets(aws, session):
         out.append({"type": "s3:bucket", "id": b["Name"], "name": b["Name"]})
+    if beacon.read(aws, session) is not None:
+        out.append({"type": "ssm:parameter", "id": beacon.path(session), "name": beacon.path(session)})
     return out

@@ -189,3 +189,9 @@ def set_faults(info: SandboxInfo, faults: dict) -> dict:
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
+
+
+def get_faults(info: SandboxInfo) -> dict:
+    req = urllib.request.Request(f"{info.endpoint}/inflab-sandbox/faults", headers=dict(info.headers))
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())

@@ -13,6 +13,9 @@ show what happens:
 (behind the gate, like every route: only the lab's own clients may change them; a POST
 replaces the whole table).
 
+``assume_role``: ``{"<role ARN>" or "*": "AccessDenied"}`` — STS AssumeRole of that role is refused
+as AWS refuses a caller the role's trust policy does not name.
+
 ``run_instances``: a zone may also be ``"*"`` (every zone). The layer looks at EC2
 RunInstances calls only, maps the subnet in the request to its zone through the emulator's
 own state, and answers with EC2's error document instead of passing the call on.
@@ -118,7 +121,7 @@ class FaultLayer:
                 return self._json(start_response, "200 OK", self.faults)
         if environ["REQUEST_METHOD"] == "POST" and path.startswith("/v1/") and _signed_scope(environ)[1] == "batch":
             return self.batch(environ, start_response)
-        if environ["REQUEST_METHOD"] == "POST" and self.faults.get("run_instances"):
+        if environ["REQUEST_METHOD"] == "POST" and (self.faults.get("run_instances") or self.faults.get("assume_role")):
             size = int(environ.get("CONTENT_LENGTH") or 0)
             raw = environ["wsgi.input"].read(size)
             environ["wsgi.input"] = io.BytesIO(raw)
@@ -127,7 +130,22 @@ class FaultLayer:
                 fault = self._fault_for(environ, form)
                 if fault:
                     return self._ec2_error(start_response, *fault)
+            if form.get("Action") == ["AssumeRole"]:
+                role = (form.get("RoleArn") or [""])[0]
+                with self.lock:
+                    table = self.faults.get("assume_role", {})
+                    code = table.get(role) or table.get("*")
+                if code:
+                    return self._sts_error(start_response, code, role)
         return self.app(environ, start_response)
+
+    def _sts_error(self, start_response, code: str, role: str):
+        message = (f"User: arn:aws:iam::{self.account}:user/instructor is not authorized to perform: sts:AssumeRole "
+                   f"on resource: {role}")
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+                "<RequestId>inflab-sandbox-fault</RequestId></ErrorResponse>").encode()
+        start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _fault_for(self, environ, form) -> tuple[str, str] | None:
         region = _signed_scope(environ)[0]
