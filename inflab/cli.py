@@ -487,6 +487,139 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
     click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile))
 
 
+def _load_roster(path: str):
+    from .instructor import roster
+
+    try:
+        return roster.load(path)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def _room_table(room) -> None:
+    from .events import elapsed_text
+
+    click.echo(room.summary().line())
+    click.echo(f"{'PARTICIPANT':<14} {'ACCOUNT':<13} {'REGION':<12} {'STEP':<16} {'STATE':<12} {'ON STEP':>8} "
+               f"{'INST':>4} {'SPEND':>8}  NOTE")
+    for r in room.rows:
+        on = r.on_step_s()
+        state = ("STUCK " if r.stuck() else "") + r.state
+        note = r.reason or r.error or r.session
+        click.echo(f"{r.label:<14} {r.account or '-':<13} {r.region:<12} {r.step or '-':<16} {state:<12} "
+                   f"{elapsed_text(on) if on is not None else '-':>8} {len(r.instances):>4} ${r.spend_usd:>7.2f}  {note}")
+
+
+def _confirm_everyone(yes: bool, what: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(f"--yes: {what}; pass --yes to confirm when not at a terminal")
+    typed = click.prompt(f"{what}. Type 'everyone' to confirm", default="", show_default=False)
+    if typed != "everyone":
+        click.echo("inflab: not confirmed; nothing was removed", err=True)
+        sys.exit(EXIT_CANCELLED)
+
+
+@main.command()
+@click.argument("roster", required=False)
+@click.option("--once", is_flag=True, help="Read the room once, print the rows and exit (no screen).")
+@click.option("--preflight", is_flag=True, help="Check every account before the event, print what will fail, exit.")
+@click.option("--cleanup-all", is_flag=True, help="Remove everything every participant's sessions made, then check by tag.")
+@click.option("--yes", is_flag=True, help="Do not ask before --cleanup-all.")
+@click.option("--delete-data", is_flag=True, help="--cleanup-all also deletes the results buckets (kept by default).")
+@click.option("--json", "as_json", is_flag=True, help="With --once, --preflight or --cleanup-all: JSON on stdout.")
+@click.option("--demo", type=int, metavar="N", help="Make a sandbox room of N sessions at different steps (one failed).")
+@click.option("--write-roster", metavar="FILE", help="With --demo: where to write the room's roster.")
+def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: bool, yes: bool, delete_data: bool,
+               as_json: bool, demo: int | None, write_roster: str | None) -> None:
+    """Watch a workshop room: one row per participant of ROSTER (a TOML file), preflight, cleanup.
+
+    With no flag it opens the dashboard. `inflab instructor --demo 3 --write-roster room.toml`
+    makes a sandbox room to try it on."""
+    modes = [flag for flag, on in (("--once", once), ("--preflight", preflight), ("--cleanup-all", cleanup_all),
+                                   ("--demo", demo is not None)) if on]
+    if len(modes) > 1:
+        raise InputError(f"{modes[1]}: cannot be combined with {modes[0]}")
+    if demo is not None:
+        from .instructor.demo import MAX_ROOM
+
+        if roster is not None:
+            raise InputError("--demo: makes its own room; give --write-roster FILE instead of ROSTER")
+        if write_roster is None:
+            raise InputError("--write-roster: --demo needs a FILE to write the room's roster to")
+        if not 1 <= demo <= MAX_ROOM:
+            raise InputError(f"--demo: {demo} is not a room size (1..{MAX_ROOM})")
+        _output_file(write_roster, "--write-roster")
+        store = _store()
+        from .instructor.demo import make_room
+
+        click.echo(f"Making a sandbox room of {demo} session(s)…")
+        room = make_room(store, demo, log=lambda line: click.echo(f"    {line}"))
+        _write_replacing(write_roster, room.to_toml(), "--write-roster")
+        click.echo(f"Wrote {write_roster}. Watch the room: inflab instructor {write_roster}")
+        return
+    if write_roster is not None:
+        raise InputError("--write-roster: only goes with --demo N")
+    if roster is None:
+        raise InputError("ROSTER: give the roster file (or make a sandbox room: --demo 3 --write-roster room.toml)")
+    if as_json and not modes:
+        raise InputError("--json: goes with --once, --preflight or --cleanup-all")
+    if delete_data and not cleanup_all:
+        raise InputError("--delete-data: only goes with --cleanup-all (the dashboard asks)")
+    if yes and not cleanup_all:
+        raise InputError("--yes: only goes with --cleanup-all")
+    room_roster = _load_roster(roster)
+    store = _store()
+    from .instructor.room import RoomReader
+
+    reader = RoomReader(room_roster, store.home)
+    try:
+        if once:
+            room = reader.refresh()
+            if as_json:
+                click.echo(json.dumps(room.to_json(), indent=2))
+            else:
+                _room_table(room)
+            sys.exit(EXIT_FAILED if any(r.state == "unreachable" for r in room.rows) else 0)
+        if preflight:
+            from .instructor.preflight import summary_lines
+
+            results = reader.preflight()
+            if as_json:
+                click.echo(json.dumps({"accounts": [r.to_json() for r in results], "summary": summary_lines(results)},
+                                      indent=2))
+            else:
+                for r in results:
+                    click.echo(f"{r.region} {r.account or '?'} ({r.reach}; {', '.join(r.participants)})")
+                    for c in r.checks:
+                        click.echo(f"  {'✓' if c.ok else '✗' if c.ok is False else '?'} {c.name:<12} {c.detail}")
+                click.echo("\n".join(summary_lines(results)))
+            sys.exit(EXIT_FAILED if any(r.failing for r in results) else 0)
+        if cleanup_all:
+            _confirm_everyone(yes, f"This removes everything the {len(reader.labels)} participant(s) of "
+                                   f"{room_roster.name!r} made" + (", results buckets included" if delete_data else ""))
+            out = sys.stderr if as_json else sys.stdout
+            results = reader.cleanup(list(reader.labels), delete_data=delete_data,
+                                     log=lambda line: click.echo(f"    {line}", file=out))
+            if as_json:
+                click.echo(json.dumps([r.to_json() for r in results], indent=2))
+            else:
+                for r in results:
+                    mark = "✓" if r.ok else "✗"
+                    left = "nothing tagged is left" if not r.leftovers else "still there: " + ", ".join(
+                        f"{x['type']} {x['id']}" for x in r.leftovers)
+                    kept = f"; kept {', '.join(k['name'] for k in r.kept)}" if r.kept else ""
+                    click.echo(f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
+                               f"{len(r.sessions)} session(s): {left}{kept}" + (f"; {'; '.join(r.errors)}" if r.errors else ""))
+            sys.exit(0 if all(r.ok for r in results) else EXIT_FAILED)
+        from .tui import run_instructor
+
+        run_instructor(reader, refresh_s=room_roster.refresh_s)
+    finally:
+        reader.close()
+
+
 @main.group()
 def sandbox() -> None:
     """The local sandbox cloud (AWS emulated on loopback)."""
