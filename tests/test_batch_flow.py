@@ -76,7 +76,8 @@ def test_afterwards_only_the_results_bucket_is_left_and_cleanup_can_take_it(t4, 
     name, r = t4
     assert r.returncode == 0, r.stderr[-2000:]
     found = json.loads(run_cli("resources", name, "--json", home=inflab_home).stdout)
-    assert [x["type"] for x in found] == ["s3:bucket"], found
+    assert [x["type"] for x in found] == ["s3:bucket", "ssm:parameter"], found  # the results, and the beacon saying so
+    assert json.loads(aws("ssm").get_parameter(Name=found[1]["name"])["Parameter"]["Value"])["state"] == "finished"
     bucket = found[0]["name"]
     keys = [o["Key"] for o in aws("s3").list_objects_v2(Bucket=bucket)["Contents"]]
     assert f"{name}/report/report.md" in keys and f"{name}/report/report.csv" in keys

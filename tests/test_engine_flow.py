@@ -220,7 +220,7 @@ def test_sessions_rm_refuses_while_aws_has_something_then_removes_everything(cli
     assert Engine(store, session).run("keypair").ok
     store.add_result(session, "benchmark", {"x": 1}, key="r1")
     r = cli("sessions", "rm", session, "--yes")
-    assert r.returncode == 1 and "still has 1 resource(s)" in r.stderr and f"inflab cleanup {session}" in r.stderr
+    assert r.returncode == 1 and "still has 2 resource(s)" in r.stderr  # the key pair and the progress beacon and f"inflab cleanup {session}" in r.stderr
     assert store.has_session(session)
 
     assert cli("cleanup", session, "--yes").returncode == 0

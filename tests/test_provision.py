@@ -86,6 +86,7 @@ def test_run_until_wait_running_provisions_a_locked_down_instance(name, cli, aws
     listed = _resources(cli, name)
     assert {x["type"] for x in listed} == {
         "ec2:instance", "ec2:key-pair", "ec2:security-group", "ec2:launch-template", "iam:instance-profile", "iam:role",
+        "ssm:parameter",  # the progress beacon
     }
     assert [x["id"] for x in listed if x["type"] == "ec2:instance"] == [inst["InstanceId"]]
 
