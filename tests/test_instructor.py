@@ -197,6 +197,41 @@ def test_a_missing_profile_is_reported_in_its_row(tmp_path, cli):
     assert row["state"] == "unreachable" and "nope" in row["reason"] and "could not be found" in row["reason"]
 
 
+async def test_the_dashboard_shows_the_demo_room(demo_room, inflab_home):
+    """The screen on the real room (sandbox): three rows, the right step and state, ben's instance, the summary."""
+    from textual.widgets import DataTable
+
+    from inflab.tui.instructor import InstructorApp
+
+    reader = RoomReader(demo_room, inflab_home)
+    app = InstructorApp(reader, refresh_s=30)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            table = app.screen.query_one(DataTable)
+            for _ in range(200):
+                if table.row_count == 3 and "participants" in str(app.screen.query_one("#room-summary").render()):
+                    break
+                await pilot.pause(0.05)
+
+            def cells(label: str) -> str:
+                return " | ".join(str(c) for c in table.get_row(label))
+
+            assert "security-group" in cells("ana") and "waiting" in cells("ana")
+            assert "model · monitor" in cells("ben") and "1 inf1.2xlarge" in cells("ben")
+            assert "launch" in cells("cy") and "failed" in cells("cy")
+            summary = str(app.screen.query_one("#room-summary").render())
+            assert "2 at provision" in summary and "1 at model" in summary and "1 failed" in summary
+            table.move_cursor(row=table.get_row_index("cy"))
+            await pilot.press("enter")
+            for _ in range(100):
+                if "capacity" in " ".join(str(w.render()) for w in app.screen.query("Static")):
+                    break
+                await pilot.pause(0.05)
+            assert "capacity" in " ".join(str(w.render()) for w in app.screen.query("Static"))
+    finally:
+        reader.close()
+
+
 def test_cleanup_all_leaves_no_tagged_resource_and_no_beacon(demo_room, tmp_path, cli, aws, tagged, sandbox, inflab_home):
     from inflab.aws import Aws
 
