@@ -210,7 +210,7 @@ class Engine:
         return {
             "v": 1, "session": self.name, "participant": cfg.lab.participant or self.name, "track": cfg.track,
             "sandbox": self.info.sandbox, "step": current, "state": where, "since": now, "updated": now,
-            "error": (failed[-1]["error"] or "")[:300] if failed and where in (FAILED, CANCELLED) else "",
+            "error": (failed[-1]["error"] or "")[:1000] if failed and where in (FAILED, CANCELLED) else "",
             "history": history, "instances": instances, "version": version,
             "names": {"aws": {"region": cfg.region}, "lab": {"track": cfg.track}, "instance": {"type": cfg.instance_type},
                       "model": {"family": cfg.model.family},

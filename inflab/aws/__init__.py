@@ -55,13 +55,29 @@ class Aws:
     #: memory and are renewed before they expire
     role_arn: str | None = None
     external_id: str | None = field(default=None, repr=False)
+    #: False: one boto3 session and one client per service for every thread (clients are thread-safe;
+    #: made under a lock) — for readers that visit many accounts from a pool of threads, where a
+    #: session per thread and account would be made over and over
+    per_thread: bool = True
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _shared: Any = field(default=None, repr=False)
+    _made: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.per_thread:
+            self._local = self._shared = type("Shared", (), {})()  # one namespace for every thread
 
     @property
     def sandbox(self) -> bool:
         return self.endpoint_url is not None
 
     def _session(self):
+        if self._shared is not None:
+            with self._made:
+                return self._make_session()
+        return self._make_session()
+
+    def _make_session(self):
         s = getattr(self._local, "session", None)
         if s is None:
             import boto3
@@ -115,6 +131,13 @@ class Aws:
         s = self._session()
         clients = self._local.clients
         key = (service, quick)
+        if key in clients:
+            return clients[key]
+        with self._made:
+            return self._make_client(s, clients, key)
+
+    def _make_client(self, s, clients: dict, key: tuple):
+        service, quick = key
         if key not in clients:
             from botocore.config import Config
 

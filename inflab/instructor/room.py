@@ -151,7 +151,7 @@ class RoomReader:
                 headers = self.runtime.aws_headers() if self.roster.sandbox else {}
                 aws = self._aws[p.account_key] = Aws(region=p.region, profile=p.profile or None, endpoint_url=endpoint,
                                                      headers=headers, role_arn=p.role_arn or None,
-                                                     external_id=p.external_id or None)
+                                                     external_id=p.external_id or None, per_thread=False)
             return aws
 
     def _read(self, people: list[Participant]) -> list[tuple[Row, Account | None]]:

@@ -6,7 +6,6 @@ from functools import partial
 
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.widgets import HelpPanel
 
 from ..config import ConfigError
 from ..session import Store
@@ -97,10 +96,9 @@ class InflabApp(App):
 
     def action_help(self) -> None:
         """F1 shows the keys; F1 again hides them."""
-        if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        from .widgets import toggle_help
+
+        toggle_help(self)
 
     def action_quit_lab(self) -> None:
         screen = self.screen

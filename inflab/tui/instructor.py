@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, HelpPanel, Static
+from textual.widgets import DataTable, Footer, Header, Static
 
 from ..events import elapsed_text
 from ..instructor.records import FAILED, UNREACHABLE, Room, RoomSource, Row
@@ -428,10 +428,9 @@ class InstructorApp(App):
 
     def action_help(self) -> None:
         """F1 shows the keys; F1 again hides them."""
-        if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        from .widgets import toggle_help
+
+        toggle_help(self)
 
     def action_quit_room(self) -> None:
         if not self.cleaning:

@@ -217,7 +217,7 @@ def preflight_lines(results: list[AccountPreflight]) -> list[tuple[str, str]]:
             lines.append((f"✗ {who}: {c.name} — {c.detail} · the lab WILL FAIL there", "bold red"))
         for c in a.unknown:
             lines.append((f"? {who}: {c.name} could not be checked — {c.detail}", "yellow"))
-    ready = sum(1 for a in results if not a.failing and not a.unknown)
+    ready = sum(1 for a in results if not a.failing)  # as the headless summary counts: nothing will fail
     failing = sum(1 for a in results if a.failing)
     unknown = sum(1 for a in results if a.unknown and not a.failing)
     line = f"{ready} of {len(results)} account(s) ready"

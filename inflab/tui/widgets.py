@@ -164,3 +164,13 @@ class ChoiceModal(ModalScreen[str | None]):
 
     def action_choose(self, value: str | None) -> None:
         self.dismiss(value)
+
+
+def toggle_help(app) -> None:
+    """F1 shows the keys; F1 again hides them (both of the lab's apps)."""
+    from textual.widgets import HelpPanel
+
+    if app.screen.query(HelpPanel):
+        app.action_hide_help_panel()
+    else:
+        app.action_show_help_panel()
