@@ -299,6 +299,7 @@ class Engine:
     def _note_finish(self, step: Step, ends_run: bool) -> None:
         if step is self.steps[-1] or (step.destructive and ends_run):
             self.store.put(self.name, "finished", {"step": step.id, "at": time.time()})
+            self.publish_progress(step.id, DONE)  # the beacon says finished, not waiting
 
     def _fresh(self) -> None:
         self.cancel_event.clear()

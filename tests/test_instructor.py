@@ -55,6 +55,15 @@ def test_each_step_transition_publishes_the_beacon_without_secrets(store, name, 
     assert beacon.read(engine.aws, name) is None
 
 
+def test_a_finished_session_says_so_in_its_beacon(store, name, sandbox):
+    engine = new_session(store, name)
+    assert engine.run_one("credentials").ok
+    engine.run_step("terminate")  # a destructive step that ends the run finishes the session
+    assert engine.finished()
+    assert beacon.read(engine.aws, name)["state"] == "finished"
+    engine.cleanup()
+
+
 def test_a_failing_beacon_never_fails_a_step(store, name, sandbox, monkeypatch):
     from botocore.exceptions import ClientError
 
