@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 TAG_SESSION = "inflab:session"
@@ -65,7 +66,7 @@ class Aws:
 
     def __post_init__(self) -> None:
         if not self.per_thread:
-            self._local = self._shared = type("Shared", (), {})()  # one namespace for every thread
+            self._local = self._shared = SimpleNamespace()  # one namespace for every thread
 
     @property
     def sandbox(self) -> bool:
