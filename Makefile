@@ -19,11 +19,12 @@ lab: install
 	$(BIN)/inflab new --sandbox
 
 # System packages the test suite needs (tmux for terminal checks, OpenSSH for the
-# remote-host tests). Installed only when missing; needs root or sudo.
+# remote-host tests, Java 17 for TorchServe in the sandbox's serving exercise). Installed only when missing; needs root or sudo.
 system-deps:
 	@missing=""; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -58,6 +58,7 @@ LABEL_TEXT = "a label (up to 40 letters, digits, spaces and . @ + _ -, starting 
 SESSION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 MAX_TEXT = 255  # characters in any string value
 MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
+MAX_REQUEST_BYTES = 6 << 20  # TorchServe's default max_request_size is 6553500 bytes
 WIDEST_SSH_PREFIX = 24
 MAX_SWEEP_JOBS = 60  # Batch jobs in one sweep (a bigger grid is a typo more often than a plan)  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
 
@@ -144,8 +145,21 @@ class BatchSection:
     max_vcpus: int = 64
 
 
+@dataclass(frozen=True)
+class ServeSection:
+    workers: int = 0  # 0 = one per NeuronCore / GPU; CPU: one per four cores
+    batch_size: int = 0  # 0 = the compiled batch size
+    max_batch_delay_ms: int = 10
+    latency_limit_ms: float = 100.0
+    rates: tuple[float, ...] = ()  # empty: doubling from 1% of the direct benchmark's throughput
+    max_rates: int = 8
+    step_s: int = 10
+    input: str = ""  # empty: the sample sentence pair / image in assets/samples
+
+
 SECTIONS: dict[str, type] = {"aws": AwsSection, "lab": LabSection, "instance": InstanceSection, "model": ModelSection,
-                              "container": ContainerSection, "bench": BenchSection, "batch": BatchSection}
+                              "container": ContainerSection, "bench": BenchSection, "batch": BatchSection,
+                              "serve": ServeSection}
 
 # What the config review screen (and ``to_toml``) writes beside each key.
 COMMENTS = {
@@ -187,6 +201,14 @@ COMMENTS = {
     "batch.min_duration_s": "each sweep job's benchmark: at least this long (and bench.min_queries, and stable)",
     "batch.max_duration_s": 'each sweep job\'s benchmark stops anyway (the result says "not stable")',
     "batch.max_vcpus": f"the Batch compute environment's vCPU limit ({limits.MAX_VCPUS})",
+    "serve.workers": "TorchServe workers; 0: one per NeuronCore (or GPU), on a CPU one per four cores",
+    "serve.batch_size": "TorchServe's server-side batchSize; 0: the compiled batch size",
+    "serve.max_batch_delay_ms": f"how long TorchServe waits to fill a batch ({limits.MAX_BATCH_DELAY_MS})",
+    "serve.latency_limit_ms": "the load test's rates stop rising once p99 is over this",
+    "serve.rates": "requests/s to offer, rising; empty: doubling from 1% of the direct benchmark's samples/s",
+    "serve.max_rates": f"automatic rates: at most this many (1..{limits.MAX_LOAD_RATES})",
+    "serve.step_s": f"seconds of load at each rate ({limits.LOAD_STEP_S})",
+    "serve.input": "a file to send in the check and the load test; empty: the sample sentence pair or image",
 }
 
 
@@ -222,6 +244,7 @@ class LabConfig:
     container: ContainerSection
     bench: BenchSection
     batch: BatchSection
+    serve: ServeSection
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any], sandbox: bool) -> LabConfig:
@@ -358,7 +381,10 @@ _BOUNDS = {
     "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
     "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
     "batch.max_vcpus": limits.MAX_VCPUS, "batch.min_duration_s": limits.MIN_DURATION_S,
-    "batch.max_duration_s": limits.MAX_DURATION_S,
+    "batch.max_duration_s": limits.MAX_DURATION_S, "serve.workers": limits.SERVE_WORKERS,
+    "serve.batch_size": limits.SERVE_BATCH_SIZE, "serve.max_batch_delay_ms": limits.MAX_BATCH_DELAY_MS,
+    "serve.latency_limit_ms": limits.LATENCY_LIMIT_MS, "serve.step_s": limits.LOAD_STEP_S,
+    "serve.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
 }
 _CHOICES = {
     "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
@@ -467,9 +493,20 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
     if jobs > MAX_SWEEP_JOBS:
         raise ConfigError(f"batch.sizes: the sweep would be {jobs} jobs (families × instance types × sizes); "
                           f"at most {MAX_SWEEP_JOBS}")
+    _check_rates(data["serve"]["rates"])
     if batch["max_duration_s"] < batch["min_duration_s"]:
         raise ConfigError(
             f"batch.max_duration_s: {batch['max_duration_s']} is less than batch.min_duration_s ({batch['min_duration_s']})")
+
+
+def _check_rates(rates: list) -> None:
+    if len(rates) > limits.MAX_LOAD_RATES:
+        raise ConfigError(f"serve.rates: {len(rates)} rates; at most {limits.MAX_LOAD_RATES}")
+    for r in rates:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not limits.LOAD_RATE.allows(r):
+            raise ConfigError(f"serve.rates: {_shown(r)} is not a rate (requests per second, {limits.LOAD_RATE})")
+    if any(b <= a for a, b in zip(rates, rates[1:])):
+        raise ConfigError("serve.rates: the rates must rise (each above the one before)")
 
 
 def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
@@ -513,30 +550,41 @@ def _not_regular(mode: int) -> str | None:
     return next((what for test, what in _FILE_KINDS.items() if test(mode)), "not a file")
 
 
-def read_config_file(path: str | Path, flag: str = "--config", what: str = "a lab config") -> str:
-    """The text of a config file: a regular UTF-8 file of at most MAX_FILE_BYTES. Anything else
-    (a FIFO, a device, a directory, a symlink loop, ...) is a one-line :class:`ConfigError` naming
-    ``flag``. Nothing blocks: the file's type is checked before it is opened (opening a FIFO
-    waits for a writer), and it is opened non-blocking in case it was replaced in between."""
-    p = str(path)
+def _read_regular(p: str, flag: str, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is a one-line
+    :class:`ConfigError` naming ``flag``. Nothing blocks: the file's type is checked before it is
+    opened (opening a FIFO waits for a writer), and it is opened non-blocking in case it was
+    replaced in between."""
     try:
         kind = _not_regular(os.stat(p).st_mode)
         if kind is None:
             with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
                 kind = _not_regular(os.fstat(f.fileno()).st_mode)
-                raw = b"" if kind else f.read(MAX_FILE_BYTES + 1)
+                raw = b"" if kind else f.read(limit + 1)
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise ConfigError(f"{flag}: no such file: {p}") from None
         raise ConfigError(f"{flag}: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
     if kind is not None:
         raise ConfigError(f"{flag}: {p} is {kind}, not a regular file")
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{flag}: {p} is larger than {MAX_FILE_BYTES >> 20} MiB; {what} is a few lines")
+    if len(raw) > limit:
+        raise ConfigError(f"{flag}: {p} is larger than {limit / (1 << 20):g} MiB; {what}")
+    return raw
+
+
+def read_config_file(path: str | Path, flag: str = "--config", what: str = "a lab config") -> str:
+    """The text of a config file: a regular UTF-8 file of at most MAX_FILE_BYTES (see :func:`_read_regular`)."""
+    p = str(path)
+    raw = _read_regular(p, flag, MAX_FILE_BYTES, f"{what} is a few lines")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{flag}: {p} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})") from None
+
+
+def read_request_file(path: str | Path, flag: str = "serve.input") -> bytes:
+    """A request body for the served model: a regular file TorchServe would accept (at most 6 MiB)."""
+    return _read_regular(str(path), flag, MAX_REQUEST_BYTES, "TorchServe takes requests of up to 6 MiB")
 
 
 def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:
@@ -548,6 +596,13 @@ def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:
         user = parse_toml(text)
     except ConfigError as e:
         raise ConfigError(f"--config: {path} is {e}") from None
+    serve = user.get("serve")
+    if isinstance(serve, dict) and isinstance(serve.get("input"), str) and serve["input"]:
+        # relative to the config file, kept absolute in the session; checked now, before anything is made
+        serve["input"] = str((Path(path).parent / serve["input"]).resolve())
+        cfg = from_dict(user, sandbox=sandbox)
+        read_request_file(cfg.serve.input)
+        return cfg
     return from_dict(user, sandbox=sandbox)
 
 

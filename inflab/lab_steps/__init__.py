@@ -6,7 +6,8 @@ from __future__ import annotations
 STEP_IDS = [
     "credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template", "launch",
     "wait-running", "connect", "monitor", "ecr-repo", "build-image", "push-image", "compile", "benchmark",
-    "terminate", "batch-setup", "batch-submit", "batch-monitor", "report", "batch-cleanup",
+    "package-model", "serve", "serve-check", "load-test", "serve-stop", "terminate", "batch-setup", "batch-submit",
+    "batch-monitor", "report", "batch-cleanup",
 ]
 
 # One line each, for `inflab steps` — cheap, no step modules imported.
@@ -26,6 +27,11 @@ STEP_TITLES = {
     "push-image": "Push the image to ECR",
     "compile": "Compile the model",
     "benchmark": "Benchmark it",
+    "package-model": "Package it for TorchServe",
+    "serve": "Serve it with TorchServe",
+    "serve-check": "Check the served model",
+    "load-test": "Load-test the served model",
+    "serve-stop": "Stop the server",
     "terminate": "Terminate the instance",
     "batch-setup": "Set up AWS Batch",
     "batch-submit": "Submit the batch-size sweep",
@@ -47,8 +53,12 @@ def available_steps():
     from .instance import Launch, LaunchTemplate, Terminate, WaitRunning
     from .model import Benchmark, Compile
     from .monitor import Monitor
+    from .load_test import LoadTest
+    from .serve_check import ServeCheck
+    from .serving import PackageModel, Serve, ServeStop
     from .sweep_report import Report
 
     return [Credentials(), Preflight(), KeyPair(), SecurityGroup(), InstanceProfile(), LaunchTemplate(), Launch(), WaitRunning(),
-            Connect(), Monitor(), EcrRepo(), BuildImage(), PushImage(), Compile(), Benchmark(), Terminate(),
+            Connect(), Monitor(), EcrRepo(), BuildImage(), PushImage(), Compile(), Benchmark(),
+            PackageModel(), Serve(), ServeCheck(), LoadTest(), ServeStop(), Terminate(),
             BatchSetup(), BatchSubmit(), BatchMonitor(), Report(), BatchCleanup()]

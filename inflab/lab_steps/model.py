@@ -29,13 +29,14 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def python_prefix(ctx: StepContext, job: str) -> str:
+def python_prefix(ctx: StepContext, job: str, host_network: bool = False) -> str:
     """How a payload script is started on the host (the runtime decides: a container, a virtualenv)."""
-    return ctx.runtime.payload_prefix(session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx))
+    return ctx.runtime.payload_prefix(session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx),
+                                      host_network=host_network)
 
 
-def payload_command(ctx: StepContext, job: str, script: str, args: list[str]) -> str:
-    return python_prefix(ctx, job) + script + '" ' + " ".join(shlex.quote(a) for a in args)
+def payload_command(ctx: StepContext, job: str, script: str, args: list[str], host_network: bool = False) -> str:
+    return python_prefix(ctx, job, host_network) + script + '" ' + " ".join(shlex.quote(a) for a in args)
 
 
 def instance_label(ctx: StepContext) -> str:

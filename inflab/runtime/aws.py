@@ -30,6 +30,10 @@ def push_commands(uri: str) -> list[str]:
     return [f"docker push {uri}", "rc=$?", f"docker logout {shlex.quote(registry_of(uri))} >/dev/null", "exit $rc"]
 
 
+def container_name(session: str, job: str) -> str:
+    return f"inflab-{session}-{job}"
+
+
 def docker_devices(kind: str) -> str:
     """docker run flags that hand the accelerators to the container."""
     neuron = "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')"
@@ -118,11 +122,16 @@ class AwsRuntime(HostRuntime):
     def push_plan(self, uri: str) -> PushPlan:
         return PushPlan("\n".join(push_commands(uri)), login_command(registry_of(uri)), f"Pushed {uri}; ECR scans it on push")
 
-    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
+    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         devices = docker_devices(kind)
-        return (f"cd \"$HOME/{WORK_DIR}\" && docker run --rm --init --name inflab-{session}-{job} --label inflab.session={session} "
-                f"{devices + ' ' if devices else ''}-e PYTHONUNBUFFERED=1 -v \"$HOME/{WORK_DIR}:/work\" "
+        # --network host: a server binds the instance's own loopback, and a client there reaches it
+        net = "--network host " if host_network else ""
+        return (f"cd \"$HOME/{WORK_DIR}\" && docker run --rm --init --name {container_name(session, job)} --label inflab.session={session} "
+                f"{net}{devices + ' ' if devices else ''}-e PYTHONUNBUFFERED=1 -v \"$HOME/{WORK_DIR}:/work\" "
                 f"-v \"$HOME/{PAYLOAD_DIR}:/opt/inflab/payload:ro\" -w /work {image_uri} python3 -u \"/opt/inflab/payload/")
+
+    def stop_job_command(self, session: str, job: str) -> str:
+        return f"docker stop {container_name(session, job)} >/dev/null 2>&1; true"
 
     def stop_plan(self, session: str) -> StopPlan:
         cmd = f"docker ps -q --filter label=inflab.session={session} | xargs -r docker stop; true"

@@ -132,8 +132,13 @@ class HostRuntime(ABC):
         ...
 
     @abstractmethod
-    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
-        """The start of a command that runs a payload script: ``prefix + script + '" ' + args``."""
+    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
+        """The start of a command that runs a payload script: ``prefix + script + '" ' + args``.
+        ``host_network``: the script serves or calls services on the instance's loopback (TorchServe)."""
+
+    def stop_job_command(self, session: str, job: str) -> str:
+        """A command that stops what job ``job`` started beyond its own process group (its container)."""
+        return "true"
 
     @abstractmethod
     def stop_plan(self, session: str) -> StopPlan:

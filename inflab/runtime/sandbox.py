@@ -110,7 +110,7 @@ class SandboxRuntime(HostRuntime):
                                     "for the later steps. On AWS this step logs docker in to ECR (password on stdin) and "
                                     "pushes the image.")
 
-    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
+    def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         venv = self.image_dir(digest_of(image_uri)) / "venv"
         return f'cd "$HOME/{WORK_DIR}" && {shlex.quote(str(venv / "bin" / "python"))} -u "$HOME/{PAYLOAD_DIR}/'
 

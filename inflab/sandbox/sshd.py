@@ -73,6 +73,9 @@ def running_instance_for_key(key: asyncssh.SSHKey) -> str | None:
     return None
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
 class _Server(asyncssh.SSHServer):
     def __init__(self, instances_dir: Path):
         self.instances_dir = instances_dir
@@ -86,6 +89,11 @@ class _Server(asyncssh.SSHServer):
 
     def password_auth_supported(self) -> bool:
         return False
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        # Local port forwarding (ssh -L), as an instance's sshd allows, to the instance's own
+        # loopback only: services the lab starts there (TorchServe) are reached this way.
+        return dest_host in LOOPBACK_NAMES
 
     def public_key_auth_supported(self) -> bool:
         return True

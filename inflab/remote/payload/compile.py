@@ -357,6 +357,10 @@ def main(argv=None) -> int:
                          f"{config.max_position_embeddings} positions\n")
         return 2
     num_labels = int(config.num_labels)
+    id2label = getattr(config, "id2label", None) or {}
+    labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels)]
+    if tokenizer is not None:  # the serving exercise tokenizes real sentence pairs with it
+        tokenizer.save_pretrained(os.path.join(args.out, "tokenizer"))
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     wrapped = wrap(model, args.family)
     say(f"loaded in {time.perf_counter() - t0:.1f} s: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
@@ -407,7 +411,8 @@ def main(argv=None) -> int:
             "format": FORMAT, "family": args.family, "name": args.name, "size": args.size,
             "weights": weights, "weights_note": note, "target": target, "precision": precision, "batch_size": B,
             **({"max_length": L} if bert else {"image_size": S}),
-            "file": f"{stem}.pt", "inputs": spec, "check": result, "compile_s": round(compile_s, 3),
+            "file": f"{stem}.pt", "inputs": spec, "num_labels": num_labels, "labels": labels,
+            **({"tokenizer": "tokenizer"} if tokenizer is not None else {}), "check": result, "compile_s": round(compile_s, 3),
             "system": sysinfo.system_info(args.instance_type),
         }
         write_json(os.path.join(args.out, f"{stem}.json"), manifest)

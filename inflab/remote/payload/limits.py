@@ -45,3 +45,12 @@ RATE = Bound(0, 1_000_000)  # open loop: queries per second over all copies (0 =
 # The instance and AWS Batch (config [instance], [batch])
 VOLUME_SIZE_GB = Bound(8, 16_384)  # EBS gp3/gp2/io1/io2 limits
 MAX_VCPUS = Bound(1, 10_000)
+
+# The serving exercise (serve.py, loadgen.py; config [serve])
+SERVE_WORKERS = Bound(0, 64)  # TorchServe workers; 0 = one per NeuronCore / GPU, on a CPU one per four cores
+SERVE_BATCH_SIZE = Bound(0, 1024)  # TorchServe batchSize; 0 = the compiled batch size
+MAX_BATCH_DELAY_MS = Bound(0, 10_000)
+LATENCY_LIMIT_MS = Bound(0.1, 600_000)
+LOAD_RATE = Bound(0.01, 100_000)  # requests per second offered by the load generator
+LOAD_STEP_S = Bound(1, 3600)  # seconds at each rate
+MAX_LOAD_RATES = 16

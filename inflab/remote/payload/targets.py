@@ -126,3 +126,16 @@ def apply_pinning(target: str) -> None:
             os.sched_setaffinity(0, {int(c) for c in spec.split(",")})
         except (AttributeError, OSError, ValueError):
             pass
+
+
+def serve_env(target: str, workers: int) -> dict:
+    """Environment for a TorchServe server's workers (they inherit it from the server): on Neuron
+    one NeuronCore each (the runtime hands each worker the next free core), on a CPU an equal
+    share of the cores in intra-op threads; CUDA workers get their GPU from TorchServe."""
+    check_target(target)
+    if target in NEURON:
+        return {"NEURON_RT_NUM_CORES": "1"}
+    if target == "cpu":
+        threads = str(max(1, len(sysinfo.usable_cores()) // max(1, workers)))
+        return {"INFLAB_SERVE_THREADS": threads, "OMP_NUM_THREADS": threads}
+    return {}

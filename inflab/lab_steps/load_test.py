@@ -1,0 +1,157 @@
+"""Step `load-test`: what a user of the served model gets, at rising request rates.
+
+The generator (``payload/loadgen.py``) runs on the instance beside the server — a detached job
+like the benchmark, reattached after a restart — so the SSH tunnel is not in the measured
+path. Open loop: Poisson arrivals, latency from each request's scheduled time. Rates rise
+(``serve.rates``, or doubling from 1% of the direct benchmark's throughput) until p99 passes
+``serve.latency_limit_ms`` or a request fails. The run is stored once, under its job's id, with
+the direct benchmark it is compared with, for the report's served rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+from .. import faultpoints
+from .base import Step, StepContext, StepError
+from .model import RESULTS, instance_label, payload_command
+from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
+from .serving import MODEL, RUN, SAMPLES, _instance_id, request_input, served_artifact, serve_batch, ship_input
+
+FORMAT = "inflab-served/1"
+
+
+def direct_result(ctx: StepContext) -> dict | None:
+    """The newest direct benchmark of the served model file (same model, same batch), if any."""
+    art = served_artifact(ctx)
+    found = [r["data"] for r in ctx.store.results(ctx.name, "benchmark")
+             if r["data"].get("model_filename") == art["file"] and r["data"].get("batch_size") == art.get("batch_size")]
+    return found[-1] if found else None
+
+
+def _round(x: float) -> float:
+    """Two significant figures: rates people can read."""
+    if x <= 0:
+        return x
+    digits = 1 - int(math.floor(math.log10(x)))
+    return round(x, max(digits, 0)) if digits > 0 else float(round(x, digits))
+
+
+def rates(ctx: StepContext) -> list[float]:
+    s = ctx.config["serve"]
+    if s["rates"]:
+        return [float(r) for r in s["rates"]]
+    direct = direct_result(ctx)
+    start = max(1.0, _round((direct or {}).get("throughput_avg", 100.0) / 100))
+    return [_round(start * 2 ** i) for i in range(s["max_rates"])]
+
+
+def load_args(ctx: StepContext, run: str, port: int | str) -> list[str]:
+    s = ctx.config["serve"]
+    name, ctype, _ = request_input(ctx)
+    return ["--url", f"http://127.0.0.1:{port}/predictions/{MODEL}", "--key-file", f"{RUN}/key_file.json",
+            "--input", f"{SAMPLES}/{name}", "--content-type", ctype, "--rates", ",".join(f"{r:g}" for r in rates(ctx)),
+            "--step-s", str(s["step_s"]), "--limit-ms", f"{s['latency_limit_ms']:g}", "--out", f"{RESULTS}/{run}.load.json",
+            "--run-id", run]
+
+
+class LoadTest(Step):
+    id = "load-test"
+    title = "Load-test the served model"
+    needs_host = True
+
+    def cli(self, ctx):
+        try:
+            args = load_args(ctx, "load-test-N", "<inference port>")
+        except StepError:
+            return ["# on the instance, beside the server: python3 loadgen.py --url … --rates … --limit-ms …"]
+        return ["# on the instance, beside the server (the tunnel stays out of the measurement):",
+                payload_command(ctx, "load", "loadgen.py", args, host_network=True)]
+
+    def _settings(self, ctx) -> str:
+        s = ctx.config["serve"]
+        return hashlib.sha256(json.dumps([rates(ctx), s["step_s"], s["latency_limit_ms"], request_input(ctx)[:2],
+                                          (ctx.get("server") or {}).get("job")]).encode()).hexdigest()[:16]
+
+    def check(self, ctx):
+        mine = {"settings": self._settings(ctx), "instance_id": _instance_id(ctx)}
+        done = ctx.get("load-test") or {}
+        if {k: done.get(k) for k in mine} == mine:
+            return True
+        last = ctx.get("load_test_run") or {}  # killed after storing the run, before the step was recorded done
+        if {k: last.get(k) for k in mine} == mine and last.get("run") and ctx.store.has_result(ctx.name, "served", last["run"]):
+            ctx.put("load-test", {**mine, "run": last["run"]})
+            ctx.log(f"The results of the last load test ({last['run']}) were collected already")
+            return True
+        return False
+
+    def apply(self, ctx):
+        rec = ctx.get("server") or {}
+        if not rec.get("jdir") or rec.get("stopped"):
+            raise StepError("No server running: run the serve step first")
+        ctx.store.delete(ctx.name, "load-test")
+        endpoints = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RUN}/endpoints.json"), timeout=60)
+        if not endpoints:
+            raise StepError("The server has not written its endpoints (serve/run/endpoints.json): run the serve step again")
+        port = json.loads(endpoints)["inference"]
+        run = job_id(ctx, "load-test")  # stable while the job runs: a restarted run reattaches and stores it once
+        s = ctx.config["serve"]
+        plan = rates(ctx)
+        direct = direct_result(ctx)
+        ctx.log(f"Open-loop load (Poisson arrivals, latency from each request's scheduled time) at {', '.join(f'{r:g}' for r in plan)} "
+                f"requests/s, {s['step_s']} s each, until p99 passes {s['latency_limit_ms']:g} ms or a request fails. "
+                "The generator runs on the instance, beside the server, so the SSH tunnel is not in the measured path")
+        if direct is None:
+            ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
+        ctx.put("load_test_run", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "run": run})
+        command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port),
+                                                              host_network=True)
+        code, tail = run_job(ctx, "load-test", command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
+        raw = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RESULTS}/{run}.load.json"), timeout=60)
+        result = json.loads(raw) if raw else {}
+        if code != 0 or not result.get("complete") or result.get("run_id") != run:
+            raise StepError(f"The load test failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
+        record = self._record(ctx, result, direct)
+        if ctx.store.add_result(ctx.name, "served", record, key=run):
+            self._summarise(ctx, record)
+        faultpoints.hit("load-test:results-stored")
+        ctx.put("load-test", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "run": run})
+        ctx.log(f"See them beside the direct benchmark with: inflab report {ctx.name}")
+
+    def _record(self, ctx, result: dict, direct: dict | None) -> dict:
+        art, pkg, srv = served_artifact(ctx), ctx.get("package") or {}, ctx.get("server") or {}
+        s = ctx.config["serve"]
+        return {
+            "format": FORMAT, "run_id": result["run_id"], "timestamp": result.get("started"), "label": ctx.name,
+            "runtime": ctx.runtime.kind, "sandbox": ctx.runtime.kind == "sandbox", "instance_type": instance_label(ctx),
+            "name": art.get("name") or ctx.config.model_name, "size": art.get("size"), "family": art.get("family"),
+            "precision": art.get("precision"), "target": art.get("target"), "weights": art.get("weights"),
+            "model_filename": art["file"], "batch_size": art.get("batch_size"), "server_batch_size": serve_batch(ctx),
+            "max_batch_delay_ms": s["max_batch_delay_ms"], "workers": srv.get("workers"), "archive": pkg.get("mar"),
+            "limit_ms": result.get("limit_ms"), "step_s": result.get("step_s"), "stop_reason": result.get("stop_reason"),
+            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"), "generator": result.get("generator"),
+            "input": result.get("input"), "rates": result.get("rates") or [],
+            "direct": None if direct is None else {k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99",
+                                                                              "throughput_avg", "batch_size")},
+        }
+
+    def _summarise(self, ctx, record: dict) -> None:
+        d = record["direct"] or {}
+        for r in record["rates"]:
+            p50 = r.get("latency_ms_p50")
+            over = (f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50" if p50 is not None and d.get("latency_ms_p50")
+                    is not None else "")
+            ctx.log(f"{r['offered_rps']:g}/s offered → {r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
+                    f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}")
+        best = record["highest_rate_meeting_limit"]
+        ctx.log(f"{record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
+                + ("none" if best is None else f"{best:g} requests/s"))
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "load-test")  # results stay in the session
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.2f} ms"

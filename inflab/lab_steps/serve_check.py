@@ -1,0 +1,118 @@
+"""Step `serve-check`: is the served model answering, and answering the right thing?
+
+Through the SSH tunnel: the management API's description of the model (its workers must all be
+READY; shown as a table, what the seed prints with curl), then one real prediction through
+the inference API with the sample input (or ``serve.input``), whose answer must have the
+expected shape — a label and the top-k class scores. An input the handler refuses is a clear
+error naming TorchServe's answer, never a wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from .base import Step, StepContext, StepError
+from .remote_job import WORK_DIR, connect
+from .serving import MODEL, RUN, request_input
+
+TOP_K = 5
+PREDICT_TIMEOUT_S = 90
+
+
+def expected_scores(ctx: StepContext) -> int:
+    return min(TOP_K, int((ctx.get("package") or {}).get("labels") or TOP_K))
+
+
+def check_answer(doc, k: int) -> str | None:
+    """Why a prediction's answer does not have the expected shape (None: it does)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("label"), str) or not isinstance(doc.get("scores"), dict):
+        return f"expected {{\"label\": ..., \"scores\": {{...}}}}, got {str(doc)[:200]}"
+    scores = doc["scores"]
+    if len(scores) != k:
+        return f"expected the top {k} class scores, got {len(scores)}"
+    if doc["label"] not in scores or max(scores, key=scores.get) != doc["label"]:
+        return f"the label {doc['label']!r} is not the top score"
+    if not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in scores.values()) or sum(scores.values()) > 1.0001:
+        return "the scores are not probabilities"
+    return None
+
+
+class ServeCheck(Step):
+    id = "serve-check"
+    title = "Check the served model"
+    needs_host = True
+
+    def cli(self, ctx):
+        name, ctype, _ = request_input(ctx)
+        key = "$(jq -r .{} ~/.inflab/work/serve/run/key_file.json)"
+        return ["# through the SSH tunnel of the serve step (local 8080 → inference, 8081 → management):",
+                f'curl -H "Authorization: Bearer {key.format("management.key")}" http://127.0.0.1:8081/models/{MODEL}',
+                f'curl -H "Authorization: Bearer {key.format("inference.key")}" -H "Content-Type: {ctype}" '
+                f"--data-binary @{name} http://127.0.0.1:8080/predictions/{MODEL}"]
+
+    def _input_digest(self, ctx) -> str:
+        return hashlib.sha256(request_input(ctx)[2]).hexdigest()[:16]
+
+    def check(self, ctx):
+        done, rec = ctx.get("serve_check") or {}, ctx.get("server") or {}
+        return bool(done) and done.get("job") == rec.get("job") and done.get("input") == self._input_digest(ctx)
+
+    def apply(self, ctx):
+        rec = ctx.get("server") or {}
+        if not rec.get("jdir") or rec.get("stopped"):
+            raise StepError("No server running: run the serve step first")
+        name, ctype, data = request_input(ctx)
+        result = asyncio.run(self._ask(ctx, name, ctype, data))
+        ctx.put("serve_check", {"job": rec["job"], "input": self._input_digest(ctx), **result})
+
+    async def _ask(self, ctx, name: str, ctype: str, data: bytes) -> dict:
+        from ..remote.torchserve import Server, ServerNotReady, worker_table, workers_of
+
+        conn = await connect(ctx)
+        async with conn:
+            try:
+                async with Server(conn, f"{WORK_DIR}/{RUN}") as server:
+                    described = await server.model(MODEL)
+                    if described.status != 200:
+                        raise StepError(f"The management API answered HTTP {described.status}: {described.error_text()}")
+                    desc = described.json()
+                    table = worker_table(desc)
+                    ctx.log(f"Management API, GET /models/{MODEL} (through the SSH tunnel, {described.ms:.0f} ms):")
+                    for line in table:
+                        ctx.log("  " + line)
+                    workers = workers_of(desc)
+                    if not workers or any(w.get("status") != "READY" for w in workers):
+                        raise StepError(f"Not every worker is READY ({', '.join(str(w.get('status')) for w in workers) or 'none'}):"
+                                        " run the serve step again")
+                    ctx.log(f"Inference API, POST /predictions/{MODEL} with {name} ({len(data):,} bytes, {ctype})…")
+                    try:
+                        answer = await asyncio.wait_for(server.predict(MODEL, data, ctype, timeout=PREDICT_TIMEOUT_S),
+                                                        PREDICT_TIMEOUT_S + 5)
+                    except (asyncio.TimeoutError, TimeoutError):
+                        raise StepError(f"The prediction got no answer within {PREDICT_TIMEOUT_S} s") from None
+            except ServerNotReady as e:
+                raise StepError(f"{e}: run the serve step again") from None
+        if answer.status != 200:
+            raise StepError(f"The prediction failed: TorchServe answered HTTP {answer.status} for {name}: "
+                            f"{answer.error_text()}")
+        try:
+            doc = answer.json()
+        except ValueError:
+            raise StepError(f"The prediction's answer is not JSON: {answer.body[:200]!r}") from None
+        k = expected_scores(ctx)
+        wrong = check_answer(doc, k)
+        if wrong:
+            raise StepError(f"The prediction's answer has the wrong shape: {wrong}")
+        top = ", ".join(f"{label} {p:.1%}" for label, p in doc["scores"].items())
+        ctx.log(f"Prediction: {doc['label']} — top {k}: {top} ({answer.ms:.0f} ms through the tunnel)"
+                + (f". Note: {doc['note']}" if doc.get("note") else ""))
+        m = desc[0]
+        return {"table": table, "workers": [{k: w.get(k) for k in ("id", "status", "pid", "startTime", "memoryUsage", "gpu")}
+                                            for w in workers],
+                "model": {k: m.get(k) for k in ("modelName", "modelVersion", "modelUrl", "batchSize", "maxBatchDelay",
+                                                "minWorkers", "maxWorkers")},
+                "input_name": name, "prediction": doc, "ms": round(answer.ms, 1)}
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "serve_check")

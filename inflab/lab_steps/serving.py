@@ -1,0 +1,332 @@
+"""Steps `package-model`, `serve` and `serve-stop`: the compiled model behind TorchServe.
+
+`package-model` archives the compiled model with our handler (``payload/archive.py``, a
+detached job like compile). `serve` starts TorchServe (``payload/serve.py``) on the instance
+the way the runtime starts any payload — in the session's container with the accelerators
+mapped and the host's network (so it binds the instance's loopback), or in the sandbox's job
+virtualenv — streams its log into the job pane and waits until every worker is READY, asking
+the management API through an SSH port forward. The server then keeps running (it is not a
+job a later run reattaches to: `serve` checks it is up, `serve-stop`, `terminate` and
+cleanup stop it). TorchServe's API keys are read over SSH when needed and never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import deque
+from importlib import resources
+
+from .base import Cancelled, Step, StepContext, StepError
+from .model import MODELS, payload_command
+from .remote_job import WORK_DIR, connect, host_run, read_file, run_job, upload, upload_payload
+
+SERVE = "serve"  # under WORK_DIR
+STORE = f"{SERVE}/model-store"
+RUN = f"{SERVE}/run"
+SAMPLES = f"{SERVE}/samples"
+MODEL = "inflab"  # the model's name in TorchServe
+READY_TIMEOUT_S = 300
+LOAD_FAILURES = 2  # "Load model failed" this often: the workers cannot load the model
+SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _instance_id(ctx: StepContext) -> str:
+    return (ctx.get("host") or {}).get("instance_id", "")
+
+
+def served_artifact(ctx: StepContext) -> dict:
+    """The compiled model the exercise serves: the target's own (fp32) one."""
+    arts = (ctx.get("compile") or {}).get("artifacts") or []
+    own = [a for a in arts if a.get("target") == ctx.runtime.payload_target(ctx.config)] or arts
+    if not own:
+        raise StepError("Nothing compiled yet: run the compile step first")
+    return own[0]
+
+
+def request_input(ctx: StepContext) -> tuple[str, str, bytes]:
+    """(file name, content type, bytes) of what the check and the load test send: ``serve.input``
+    or the family's sample from assets/samples."""
+    from ..config import ConfigError, read_request_file
+
+    family = ctx.config["model"]["family"]
+    name, ctype = SAMPLE_FILES[family]
+    path = ctx.config["serve"]["input"]
+    if not path:
+        return name, ctype, resources.files("inflab.assets").joinpath("samples", name).read_bytes()
+    try:
+        data = read_request_file(path)
+    except ConfigError as e:
+        raise StepError(str(e)) from None
+    base = path.rsplit("/", 1)[-1]
+    return "input-" + base, (ctype if family == "bert" else "application/octet-stream"), data
+
+
+def ship_input(ctx: StepContext):
+    """An async ``before`` hook: the payload and the request input onto the host."""
+    name, _, data = request_input(ctx)
+
+    async def before(conn):
+        await upload_payload(conn)
+        await upload(conn, {name: data}, f"{WORK_DIR}/{SAMPLES}")
+
+    return before
+
+
+# ------------------------------------------------------------------------------ package-model
+def package_args(ctx: StepContext) -> list[str]:
+    return ["--model", f"{MODELS}/{served_artifact(ctx)['file']}", "--name", MODEL, "--out", STORE]
+
+
+class PackageModel(Step):
+    id = "package-model"
+    title = "Package it for TorchServe"
+    needs_host = True
+
+    def cli(self, ctx):
+        try:
+            args = package_args(ctx)
+        except StepError:
+            args = ["--model", f"{MODELS}/<model>.pt", "--name", MODEL, "--out", STORE]
+        return ["# on the instance (torch-model-archiver, with inflab's handler):",
+                payload_command(ctx, "package", "archive.py", args)]
+
+    def _settings(self, ctx) -> str:
+        return _digest([package_args(ctx), (ctx.get("compile") or {}).get("settings")])
+
+    def check(self, ctx):
+        done = ctx.get("package") or {}
+        if not (ctx.get("compile") or {}).get("artifacts"):
+            return False
+        if done.get("settings") != self._settings(ctx) or done.get("instance_id") != _instance_id(ctx):
+            return False
+        info = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{STORE}/{MODEL}.json"), timeout=60)
+        return bool(info) and json.loads(info).get("sha256") == done.get("sha256")
+
+    def apply(self, ctx):
+        art = served_artifact(ctx)
+        ctx.store.delete(ctx.name, "package")
+        ctx.log(f"Packaging {art['file']} as a TorchServe model archive ({MODEL}.mar) with inflab's handler: it loads the "
+                f"model for {art.get('target')} and turns {'a sentence pair' if art.get('family') == 'bert' else 'an image'} "
+                "into the model's input")
+        code, tail = run_job(ctx, "package-model", payload_command(ctx, "package", "archive.py", package_args(ctx)),
+                             env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
+        if code != 0:
+            raise StepError(f"Packaging failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
+        raw = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{STORE}/{MODEL}.json"), timeout=60)
+        if not raw:
+            raise StepError(f"The package job finished but wrote no {STORE}/{MODEL}.json")
+        info = json.loads(raw)
+        ctx.put("package", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), **info})
+
+    def undo(self, ctx):
+        ctx.store.delete(ctx.name, "package")  # the archive lives on the instance
+
+
+# ------------------------------------------------------------------------------ serve
+def serve_batch(ctx: StepContext) -> int:
+    """TorchServe's batchSize: ``serve.batch_size``, or the batch the model was compiled for."""
+    return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).get("batch_size") or 1)
+
+
+def serve_args(ctx: StepContext) -> list[str]:
+    s = ctx.config["serve"]
+    art = served_artifact(ctx)
+    return ["--store", STORE, "--model", MODEL, "--target", art.get("target") or ctx.runtime.payload_target(ctx.config),
+            "--workers", str(s["workers"]), "--batch-size", str(serve_batch(ctx)),
+            "--max-batch-delay", str(s["max_batch_delay_ms"]), "--dir", RUN]
+
+
+def serve_command(ctx: StepContext, job: str) -> str:
+    return payload_command(ctx, job, "serve.py", serve_args(ctx), host_network=True)
+
+
+async def stop_server(ctx: StepContext, conn, rec: dict) -> None:
+    """Stop the recorded server: its job's process group, then whatever the runtime started for it."""
+    from ..remote import jobs
+
+    await jobs.cancel(conn, rec["jdir"])
+    await conn.run(ctx.runtime.stop_job_command(ctx.name, rec["job"]), check=False)
+
+
+async def server_state(conn, rec: dict) -> tuple[bool, list[dict], str]:
+    """(job running, workers from the management API, why not READY) for the recorded server."""
+    from ..remote import jobs
+    from ..remote.torchserve import Server, ServerNotReady, workers_of
+
+    st = await jobs.status(conn, rec["jdir"])
+    if not st.running:
+        return False, [], f"the server's job has ended (exit {st.exit_code})"
+    try:
+        async with Server(conn, f"{WORK_DIR}/{RUN}") as server:
+            answer = await server.model(MODEL)
+    except ServerNotReady as e:
+        return True, [], str(e)
+    except OSError as e:  # the port is not listening yet
+        return True, [], f"the management API does not answer yet ({type(e).__name__})"
+    if answer.status != 200:
+        return True, [], f"the management API answered {answer.status}: {answer.error_text()}"
+    return True, workers_of(answer.json()), ""
+
+
+def forget_server(ctx: StepContext, *, stopped: bool = False) -> None:
+    """The server is gone. ``stopped``: on purpose (serve-stop), so the steps that used it stay done."""
+    rec = ctx.get("server") or {}
+    if rec:
+        ctx.put("server", {**{k: v for k, v in rec.items() if k in ("n", "job")}, **({"stopped": True} if stopped else {})})
+
+
+class Serve(Step):
+    id = "serve"
+    title = "Serve it with TorchServe"
+    needs_host = True
+
+    def cli(self, ctx):
+        try:
+            cmd = serve_command(ctx, "serve")
+        except StepError:
+            cmd = "python3 serve.py --store serve/model-store --model inflab …"
+        return ["# on the instance: TorchServe on its loopback, reached through an SSH tunnel", cmd,
+                "ssh -L 8080:127.0.0.1:<inference port> -L 8081:127.0.0.1:<management port> <instance>",
+                'curl -H "Authorization: Bearer $(jq -r .management.key key_file.json)" http://127.0.0.1:8081/models/inflab']
+
+    def _settings(self, ctx) -> str:
+        return _digest([serve_args(ctx), (ctx.get("package") or {}).get("sha256")])
+
+    def check(self, ctx):
+        rec = ctx.get("server") or {}
+        if rec.get("stopped"):
+            return True  # stopped on purpose by serve-stop: done, like a terminated instance's steps (--from serve serves again)
+        if not rec.get("jdir") or rec.get("instance_id") != _instance_id(ctx) or rec.get("settings") != self._settings(ctx):
+            return False
+        running, workers, _ = host_run(ctx, lambda conn: server_state(conn, rec), timeout=60)
+        return running and bool(workers) and all(w.get("status") == "READY" for w in workers)
+
+    def apply(self, ctx):
+        if not ctx.get("package"):
+            raise StepError("No model archive yet: run the package-model step first")
+        old = ctx.get("server") or {}
+        n = int(old.get("n", 0)) + 1
+        job = f"serve-{n}"
+        from ..remote.jobs import job_dir
+
+        rec = {"n": n, "job": job, "jdir": job_dir(job), "instance_id": _instance_id(ctx), "settings": self._settings(ctx),
+               "started": time.time()}
+        s = ctx.config["serve"]
+        ctx.log(f"Starting TorchServe on the instance (the project's last release, 0.12; it is in limited maintenance): "
+                f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: one per four cores)'}, server-side batching "
+                f"batchSize {serve_batch(ctx)}, maxBatchDelay {s['max_batch_delay_ms']} ms. It listens on the "
+                "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)")
+        asyncio.run(self._start(ctx, old, rec))
+
+    async def _start(self, ctx, old: dict, rec: dict) -> None:
+        from ..remote import jobs
+
+        conn = await connect(ctx)
+        async with conn:
+            if old.get("jdir"):  # never two servers: the last one goes first (it may hold the same ports' files)
+                await stop_server(ctx, conn, old)
+            await upload_payload(conn)
+            ctx.put("server", rec)  # before it starts: a kill right after still finds (and stops) it
+            jdir = await jobs.start(conn, rec["job"], serve_command(ctx, rec["job"]), env={"PYTHONUNBUFFERED": "1"})
+            tail: deque[str] = deque(maxlen=60)
+            failures = 0
+
+            def on_lines(lines: list[bytes], offset: int) -> None:
+                nonlocal failures
+                text = [b.decode("utf-8", "replace") for b in lines]
+                tail.extend(text)
+                failures += sum("Load model failed" in t for t in text)
+                ctx.output(text)
+
+            follower = asyncio.ensure_future(jobs.follow(conn, jdir, 0, on_lines))
+            t0 = time.monotonic()
+            try:
+                while True:
+                    await asyncio.sleep(0.5)
+                    if ctx.cancel.is_set():
+                        if not ctx.detach.is_set():
+                            await stop_server(ctx, conn, rec)
+                            forget_server(ctx)
+                        raise Cancelled("cancelled")
+                    if follower.done():
+                        code = follower.result()
+                        forget_server(ctx)
+                        raise StepError(f"TorchServe stopped before the model was ready (exit {code}): "
+                                        f"{' | '.join(list(tail)[-4:])[-500:]}")
+                    if failures >= LOAD_FAILURES:
+                        await stop_server(ctx, conn, rec)
+                        forget_server(ctx)
+                        errors = [t for t in tail if "Error" in t or "Exception" in t]
+                        raise StepError("TorchServe's workers could not load the model (\"Load model failed\" "
+                                        f"{failures} times); stopped the server. Last error: "
+                                        f"{(errors or list(tail))[-1][-400:]}")
+                    running, workers, why = await server_state(conn, rec)
+                    ready = [w for w in workers if w.get("status") == "READY"]
+                    waited = time.monotonic() - t0
+                    ctx.progress(None, f"TorchServe: {len(ready)}/{len(workers) or '?'} worker(s) READY after {waited:.0f} s"
+                                 + (f" ({why})" if why else ""))
+                    if workers and len(ready) == len(workers):
+                        break
+                    if waited > READY_TIMEOUT_S:
+                        await stop_server(ctx, conn, rec)
+                        forget_server(ctx)
+                        raise StepError(f"TorchServe was not ready after {READY_TIMEOUT_S} s ({why or 'workers not READY'}); "
+                                        "stopped it. Its log is in the job pane")
+            finally:
+                follower.cancel()
+        ctx.put("server", {**rec, "workers": len(ready), "ready_s": round(waited, 1)})
+        ctx.log(f"TorchServe is up: {len(ready)} worker(s) READY after {waited:.1f} s (job {rec['job']}; the server keeps "
+                "running until serve-stop, terminate or cleanup)")
+
+    def undo(self, ctx):
+        rec = ctx.get("server") or {}
+        if not rec.get("jdir"):
+            return
+        if rec.get("instance_id") == _instance_id(ctx) and (ctx.get("host_key") or {}).get("fingerprint"):
+            try:
+                host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
+                ctx.log(f"Stopped TorchServe (job {rec['job']})")
+            except StepError as e:
+                ctx.log(f"Could not reach the instance to stop TorchServe ({e}); terminating the instance stops it")
+        forget_server(ctx)
+
+
+# ------------------------------------------------------------------------------ serve-stop
+class ServeStop(Step):
+    id = "serve-stop"
+    title = "Stop the server"
+    needs_host = True
+
+    def cli(self, ctx):
+        rec = ctx.get("server") or {}
+        return ["# on the instance: stop TorchServe and its container",
+                f"kill -TERM -- -$(cat ~/{(rec.get('jdir') or '~/.inflab/jobs/serve-N').removeprefix('~/')}/pid)",
+                ctx.runtime.stop_job_command(ctx.name, rec.get("job") or "serve-N")]
+
+    def check(self, ctx):
+        rec = ctx.get("server") or {}
+        if not rec.get("jdir") or rec.get("instance_id") != _instance_id(ctx):
+            return True
+        from ..remote import jobs
+
+        return not host_run(ctx, lambda conn: jobs.status(conn, rec["jdir"]), timeout=60).running
+
+    def apply(self, ctx):
+        rec = ctx.get("server") or {}
+        if rec.get("jdir") and rec.get("instance_id") == _instance_id(ctx):
+            host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
+            ctx.log(f"Stopped TorchServe (job {rec['job']}) and everything it started. To serve again: "
+                    f"inflab run --name {ctx.name} --from serve")
+        else:
+            ctx.log("No server running for this session")
+        forget_server(ctx, stopped=True)
+
+    def undo(self, ctx):
+        pass  # nothing to put back: the serve step starts a server again

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Start TorchServe on this host's loopback with one model, in the foreground.
+
+    python3 serve.py --store serve/model-store --model MODEL --target T --workers N
+        --batch-size B --max-batch-delay MS --dir serve/run
+
+Picks free loopback ports for the inference, management and metrics APIs (and gRPC's two),
+writes ``<dir>/config.properties`` (every address on 127.0.0.1: the instance is reached over
+SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then becomes
+``torchserve --foreground``. Token authorization stays on: TorchServe writes its keys to
+``<dir>/key_file.json``; nothing here reads or prints them. TorchServe keeps its pid file in
+TMPDIR, so each server gets its own (``<dir>/tmp``): two sessions on one host never collide.
+
+TorchServe 0.12 is the project's last release (it is in limited maintenance).
+Standard library only; exits 2 on bad arguments, 1 when TorchServe is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+
+try:
+    from . import targets
+except ImportError:  # run as a script on the host
+    import targets
+
+LOOPBACK = "127.0.0.1"
+RESPONSE_TIMEOUT_S = 120
+TOKEN_EXPIRATION_MIN = 480  # a workshop day
+
+
+def say(msg: str) -> None:
+    print(f"[serve] {msg}", flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"serve.py: error: {message}\n")
+        sys.exit(2)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free right now (held open together, so never the same one twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def properties(store: str, model: str, ports: dict, workers: int, batch: int, delay_ms: int) -> str:
+    models = {model: {"1.0": {"defaultVersion": True, "marName": f"{model}.mar", "minWorkers": workers,
+                              "maxWorkers": workers, "batchSize": batch, "maxBatchDelay": delay_ms,
+                              "responseTimeout": RESPONSE_TIMEOUT_S}}}
+    lines = {
+        "inference_address": f"http://{LOOPBACK}:{ports['inference']}",
+        "management_address": f"http://{LOOPBACK}:{ports['management']}",
+        "metrics_address": f"http://{LOOPBACK}:{ports['metrics']}",
+        "grpc_inference_address": LOOPBACK, "grpc_management_address": LOOPBACK,
+        "grpc_inference_port": ports["grpc_inference"], "grpc_management_port": ports["grpc_management"],
+        "model_store": store, "load_models": f"{model}.mar", "models": json.dumps(models),
+        "default_workers_per_model": workers, "disable_system_metrics": "true",
+        "install_py_dep_per_model": "false",
+        # The keys in key_file.json stop working after this long (TorchServe's default: an hour).
+        "token_expiration_min": TOKEN_EXPIRATION_MIN,
+    }
+    return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="serve.py", description="Start TorchServe on loopback with one model.")
+    p.add_argument("--store", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--target", required=True, choices=targets.TARGETS)
+    p.add_argument("--workers", type=_positive, default=0, help="0: one per NeuronCore / GPU; CPU: one per four cores")
+    p.add_argument("--batch-size", type=_positive, required=True)
+    p.add_argument("--max-batch-delay", type=_positive, required=True, help="milliseconds")
+    p.add_argument("--dir", required=True)
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("argument --batch-size: must be at least 1")
+    store, run = os.path.abspath(args.store), os.path.abspath(args.dir)
+    if not os.path.isfile(os.path.join(store, f"{args.model}.mar")):
+        p.error(f"argument --model: no {args.model}.mar in {store}: run the package-model step")
+    torchserve = os.path.join(os.path.dirname(sys.executable), "torchserve")
+    torchserve = torchserve if os.access(torchserve, os.X_OK) else shutil.which("torchserve")
+    if not torchserve:
+        say("TorchServe is not installed in this environment (pip install torchserve torch-model-archiver; it needs Java 17)")
+        return 1
+    workers = args.workers or targets.device_count(args.target)
+    names = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+    ports = dict(zip(names, free_ports(len(names))))
+    os.makedirs(os.path.join(run, "tmp"), exist_ok=True)
+    # A file from an earlier server is not this one's (the serve step stops that server first).
+    for stale in ("key_file.json", "endpoints.json", os.path.join("tmp", ".model_server.pid")):
+        try:
+            os.remove(os.path.join(run, stale))
+        except FileNotFoundError:
+            pass
+    with open(os.path.join(run, "config.properties"), "w") as f:
+        f.write(properties(store, args.model, ports, workers, args.batch_size, args.max_batch_delay))
+    env = dict(os.environ, TMPDIR=os.path.join(run, "tmp"), TEMP=os.path.join(run, "tmp"), LOG_LOCATION=os.path.join(run, "logs"),
+               METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(args.target, workers))
+    endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "batch_size": args.batch_size,
+                 "max_batch_delay_ms": args.max_batch_delay, "model": args.model}
+    with open(os.path.join(run, "endpoints.json.tmp"), "w") as f:
+        json.dump(endpoints, f)
+    os.replace(os.path.join(run, "endpoints.json.tmp"), os.path.join(run, "endpoints.json"))
+    say(f"TorchServe 0.12 (the last release; the project is in limited maintenance): model {args.model}, {workers} worker(s) "
+        f"for {args.target}, batchSize {args.batch_size}, maxBatchDelay {args.max_batch_delay} ms; inference on "
+        f"{LOOPBACK}:{ports['inference']}, management on {LOOPBACK}:{ports['management']} (loopback only), "
+        "token authorization on")
+    os.chdir(run)  # TorchServe writes key_file.json and its logs here
+    os.execve(torchserve, [torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
+                           "--ncs"], env)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
