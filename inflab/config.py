@@ -399,6 +399,7 @@ _FORMATS = {  # key: (pattern, what a value must be)
                           "an AMI name (3-128 letters, digits, spaces and ( ) [ ] . / - ' @ _, with * and ? as wildcards)"),
     "instance.ssh_user": (r"[a-z_][a-z0-9_-]{0,31}", "a valid user name"),
     "lab.participant": (LABEL_RE, LABEL_TEXT),
+    "serve.input": (r"[^\x00-\x1f\x7f]+", "a file path (no newlines or control characters)"),
     "instance.subnet_id": (r"subnet-[0-9a-f]{8,17}", "a subnet id (like subnet-0123abcd)"),
     # "name" or "org/name": no empty, "." or ".." parts and no leading or trailing dot or slash.
     "model.name": (r"[A-Za-z0-9][\w-]*(\.[\w-]+)*(/[\w-]+(\.[\w-]+)*)?",

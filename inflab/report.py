@@ -39,7 +39,15 @@ COLUMNS = [  # (key, heading, format): the table, Markdown and the TUI's report 
     ("cost_per_million", "$/1M INF", "{:.4f}"), ("run", "RUN", "{}"),
 ]
 CSV_EXTRA = ["n_models", "workers_per_model", "weights", "run_id", "timestamp", "status", "frontier",
-             "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime"]
+             "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime",
+             "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms"]
+SERVED_COLUMNS = [  # the served block of the table and Markdown
+    ("model", "MODEL", "{}"), ("batch_size", "BATCH", "{}"), ("n_models", "WORKERS", "{}"),
+    ("offered_rps", "OFFERED/S", "{:,.1f}"), ("throughput_avg", "ACHIEVED/S", "{:,.1f}"),
+    ("latency_ms_p50", "P50 MS", "{:.2f}"), ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
+    ("errors", "ERRORS", "{}"), ("overhead_ms_p50", "OVERHEAD MS", "{:+.2f}"), ("meets_limit", "MEETS", "{}"),
+    ("run", "RUN", "{}"),
+]
 WORKSHOP_COLUMNS = ["model_name", "processor", "max_length", "batch_size", "samples", "latency_p50", "latency_p90",
                     "latency_p95", "total_time", "throughput"]
 ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a failed job, an imported file)
@@ -48,6 +56,9 @@ ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a 
     "latency_ms_max", "n_models", "workers_per_model", "models_x_workers", "mode", "stable", "stop_reason", "weights",
     "total_infs", "duration_s", "price_per_hour", "cost_per_million", "price_source", "price_date",
     "model_filename", "run", "run_id", "timestamp", "label", "runtime", "status",
+    # served rows (TorchServe, one per offered rate of a load test); False/None on direct rows
+    "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms", "highest_rate_meeting_limit",
+    "direct_run_id", "direct_latency_ms_p50",
 )
 RUN_CHARS = 34  # a run id longer than this is shortened in the table and Markdown
 INPUT_SIZE = re.compile(r"_(\d+)_b\d+\.pt$")  # compile.py's model file: FAMILY_TARGET_PRECISION_SIZE_bBATCH.pt
@@ -106,8 +117,42 @@ def row(result: dict[str, Any] | BenchResult, prices: Prices | None = None) -> d
         stop_reason=r.stop_reason, weights=r.weights, total_infs=r.total_infs, duration_s=r.duration_s,
         **_priced(r.instance_type, r.throughput_avg, prices),
         model_filename=r.model_filename, run=short_run(r.run_id), run_id=r.run_id, timestamp=r.timestamp,
-        label=r.label, runtime=r.runtime, status=OK,
+        label=r.label, runtime=r.runtime, status=OK, served=False,
     )
+
+
+def served_rows(record: dict[str, Any], prices: Prices | None = None) -> list[dict[str, Any]]:
+    """The rows of one load test of the served model (the ``served`` record the load-test step
+    stores): one per offered rate, throughput = requests answered per second (one sample each),
+    latencies per request from its scheduled time, and the serving overhead = served p50 − the
+    direct benchmark's p50 at the same batch. A record without rates raises ValueError."""
+    if not isinstance(record, dict) or not isinstance(record.get("rates"), list) or not record.get("run_id"):
+        raise ValueError("a served record needs its run_id and rates")
+    direct = record.get("direct") or {}
+    base = direct.get("latency_ms_p50")
+    workers = record.get("workers")
+    size = INPUT_SIZE.search(record.get("model_filename") or "")
+    out = []
+    for r in record["rates"]:
+        p50, rate = r.get("latency_ms_p50"), r.get("offered_rps")
+        out.append(new_row(
+            model=(record.get("name") or record.get("model_filename") or "-") + (" (tiny)" if record.get("size") == "tiny" else ""),
+            family=record.get("family"), precision=record.get("precision"), target=record.get("target"),
+            instance_type=record.get("instance_type"), sandbox=bool(record.get("sandbox")), batch_size=record.get("batch_size"),
+            input_size=int(size.group(1)) if size else None, throughput_avg=r.get("achieved_rps"),
+            latency_ms_p50=p50, latency_ms_p90=r.get("latency_ms_p90"), latency_ms_p99=r.get("latency_ms_p99"),
+            latency_ms_max=r.get("latency_ms_max"), n_models=workers, workers_per_model=1,
+            models_x_workers=f"{workers}×1" if workers else None, mode="served", stop_reason=record.get("stop_reason"),
+            weights=record.get("weights"), total_infs=r.get("ok"), duration_s=r.get("duration_s"),
+            **_priced(record.get("instance_type"), r.get("achieved_rps"), prices),
+            model_filename=record.get("model_filename"), run=short_run(f"{record['run_id']}@{rate:g}/s"),
+            run_id=record["run_id"], timestamp=record.get("timestamp"), label=record.get("label"), runtime="torchserve",
+            status=OK, served=True, offered_rps=rate, errors=r.get("errors"),
+            overhead_ms_p50=None if p50 is None or base is None else p50 - base, meets_limit=r.get("meets_limit"),
+            limit_ms=record.get("limit_ms"), highest_rate_meeting_limit=record.get("highest_rate_meeting_limit"),
+            direct_run_id=direct.get("run_id"), direct_latency_ms_p50=base,
+        ))
+    return out
 
 
 def failed_row(record: dict[str, Any], prices: Prices | None = None) -> dict[str, Any]:
@@ -154,6 +199,11 @@ def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]
                 rows.append(row(rec["data"], prices))
             except SchemaError as e:
                 old.append(str(e))
+        elif rec["kind"] == "served":
+            try:
+                rows.extend(served_rows(rec["data"], prices))
+            except ValueError:
+                bad += 1
         elif rec["kind"] == "batch-failed":
             try:
                 rows.append(failed_row(rec["data"], prices))
@@ -162,7 +212,7 @@ def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]
     if old:
         warnings.append(f"{len(old)} stored result(s) left out, written in an older format ({old[0]})")
     if bad:
-        warnings.append(f"{bad} failed-job record(s) left out: no reason or batch size in them")
+        warnings.append(f"{bad} failed-job or load-test record(s) left out: incomplete")
     return rows, warnings
 
 
@@ -219,6 +269,7 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
     with no price, imported workshop logs) there is only a fastest."""
     check_query(limit_ms, percentile)
     key = f"latency_ms_{percentile}"
+    rows = [r for r in rows if not r.get("served")]  # the served model's rows answer another question (see the served block)
     ok = [r for r in rows if is_ok(r)]
     failed = len(rows) - len(ok)
 
@@ -292,7 +343,7 @@ def frontier(rows: list[dict[str, Any]], percentile: str = "p90") -> list[bool]:
     points: list[tuple[str, float, float] | None] = []
     for r in rows:
         lat = r.get(key)
-        if not is_ok(r) or lat is None:
+        if not is_ok(r) or lat is None or r.get("served"):
             points.append(None)
         elif r.get("cost_per_million") is not None:
             points.append(("cost", r["cost_per_million"], lat))
@@ -386,14 +437,16 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     """The rows in ``fmt`` (table, csv, md or json). The table and Markdown end with the
     recommendation and notes (each price source and date, failed runs and their reasons); CSV is
     the rows only (one line each, for spreadsheets); JSON is ``{"rows", "recommendation",
-    "prices"}``, each row with its ``frontier`` flag."""
+    "prices", "serving"}``, each row with its ``frontier`` flag. Served rows (TorchServe load tests)
+    are in the JSON and CSV rows (``served`` true) and, in the table and Markdown, in their own block
+    after the direct runs, with the serving overhead and the highest rate that met the limit."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     rec = recommend(rows, limit_ms, percentile)
     on = frontier(rows, percentile)
     if fmt == "json":
         return json.dumps({"rows": [dict(r, frontier=f) for r, f in zip(rows, on)], "recommendation": rec.to_dict(),
-                           "prices": price_sources(rows)}, indent=2)
+                           "prices": price_sources(rows), "serving": serving_summary(rows)}, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         keys = [k for k, _, _ in COLUMNS if k not in ("models_x_workers", "run")] + CSV_EXTRA
@@ -404,22 +457,72 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     if not rows:
         lines = ["No results to report yet.", ""] + list(rec.lines)
         return "\n".join(("- " + x if x and fmt == "md" and i > 1 else x) for i, x in enumerate(lines))
-    sources = price_sources(rows)
+    served = [r for r in rows if r.get("served")]
+    on = [f for r, f in zip(rows, on) if not r.get("served")]
+    rows = [r for r in rows if not r.get("served")]
+    sources = price_sources(rows + served)
     marks = {(s["source"], s["date"]): f"[{i}]" for i, s in enumerate(sources, 1)} if len(sources) > 1 else {}
     heads, cells = _text_rows(rows, on, marks)
-    notes = _notes(rows, on, percentile, marks)
+    notes = _notes(rows + served, on + [False] * len(served), percentile, marks)
+    s_heads = [h for _, h, _ in SERVED_COLUMNS]
+    s_cells = [[_cell(r.get(k), f) for k, _, f in SERVED_COLUMNS] for r in served]
     if fmt == "md":
-        lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
+        lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"] if rows else []
         lines += ["| " + " | ".join(c) + " |" for c in cells]
+        if served:
+            lines += ["", "**Served by TorchServe**", "", "| " + " | ".join(s_heads) + " |",
+                      "|" + "|".join("---" for _ in s_heads) + "|"] + ["| " + " | ".join(c) + " |" for c in s_cells]
+            lines += [""] + ["- " + x for x in serving_lines(served)]
         lines += ["", "**Recommendation**", ""] + ["- " + x for x in rec.lines]
         lines += ["", "**Notes**", ""] + ["- " + x for x in notes] if notes else []
         return "\n".join(lines)
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
+    lines = _aligned(heads, cells) if rows else []
+    if served:
+        lines += ["", "Served by TorchServe:"] + _aligned(s_heads, s_cells) + serving_lines(served)
     lines += [""] + list(rec.lines)
     lines += [""] + notes if notes else []
-    return "\n".join(lines)
+    return "\n".join(lines).lstrip("\n")
+
+
+def _aligned(heads: list[str], cells: list[list[str]]) -> list[str]:
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)).rstrip()]
+    return lines + ["  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip() for cs in cells]
+
+
+def serving_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per load test of the served model: its run, the limit, the highest rate that met it (and
+    what was achieved there), the direct run compared with and the overhead at the lowest rate."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("served"):
+            runs.setdefault(r["run_id"], []).append(r)
+    out = []
+    for run_id, rs in runs.items():
+        met = [r for r in rs if r.get("meets_limit")]
+        best = max(met, key=lambda r: r.get("offered_rps") or 0) if met else None
+        out.append({"run_id": run_id, "label": rs[0].get("label"), "model": rs[0].get("model"),
+                    "batch_size": rs[0].get("batch_size"), "workers": rs[0].get("n_models"), "limit_ms": rs[0].get("limit_ms"),
+                    "percentile": "p99", "highest_rate_meeting_limit": rs[0].get("highest_rate_meeting_limit"),
+                    "achieved_at_that_rate": best.get("throughput_avg") if best else None,
+                    "direct_run_id": rs[0].get("direct_run_id"), "direct_latency_ms_p50": rs[0].get("direct_latency_ms_p50"),
+                    "overhead_ms_p50_at_lowest_rate": rs[0].get("overhead_ms_p50"), "rates": len(rs),
+                    "stop_reason": rs[0].get("stop_reason")})
+    return out
+
+
+def serving_lines(served: list[dict[str, Any]]) -> list[str]:
+    """The served block's explanation and its answer, one line per load test."""
+    lines = ["Load from the instance itself (open-loop Poisson arrivals, latency from each request's scheduled time); "
+             "throughput = requests answered per second; overhead = served p50 − direct p50 at the same batch."]
+    for s in serving_summary(served):
+        best = s["highest_rate_meeting_limit"]
+        direct = ("no direct benchmark to compare with" if s["direct_latency_ms_p50"] is None
+                  else f"direct p50 {s['direct_latency_ms_p50']:.2f} ms (run {s['direct_run_id']})")
+        lines.append(f"Run {s['run_id']}: highest rate meeting p99 ≤ {s['limit_ms']:g} ms: "
+                     + ("none" if best is None else f"{best:g} requests/s ({s['achieved_at_that_rate']:,.1f} achieved)")
+                     + f"; {direct}; {s['stop_reason']}.")
+    return lines
 
 
 def workshop_csv(rows: list[dict[str, Any]]) -> str:

@@ -30,6 +30,9 @@ max_duration_s = 4
 [batch]
 min_duration_s = 1
 max_duration_s = 4
+[serve]
+step_s = 1
+rates = [5]
 """
 SWEEP_STEPS = ("batch-setup", "batch-submit", "batch-monitor", "report")
 # The sweep-only tests measure less: two batch sizes, fp32 only.

@@ -173,7 +173,7 @@ def test_a_demo_room_reads_as_three_rows_with_step_state_and_resources(demo_room
     assert rows["ben"]["instances"][0]["type"] == "inf1.2xlarge" and rows["ben"]["instances"][0]["per_hour"] > 0
     assert rows["ana"]["instances"] == [] and rows["cy"]["instances"] == []
     assert all(row["account"] == "123456789012" for row in rows.values())
-    assert out["summary"]["failed"] == 1 and out["summary"]["at"] == {"provision": 2, "model": 1, "sweep": 0}
+    assert out["summary"]["failed"] == 1 and out["summary"]["at"] == {"provision": 2, "model": 1, "serving": 0, "sweep": 0}
     assert out["summary"]["spend_usd"] > 0 and "nothing is billed" in out["summary"]["price_source"]
     table = cli("instructor", str(path), "--once", timeout=120)
     assert table.returncode == 0 and "1 failed" in table.stdout and "monitor" in table.stdout

@@ -1,16 +1,23 @@
 """The model exercise end to end in the sandbox: ECR repository, the job virtualenv standing in
-for the image, compile, benchmark, report, the live job pane, reattaching, terminate.
+for the image, compile, benchmark, report, the live job pane, reattaching; then the serving
+exercise on the same session (TorchServe: package, serve, check, load test, stop); terminate.
 
 One session runs up to `benchmark` once for the module (the virtualenv install and the
 benchmark take a couple of minutes on two cores); the tests then look at it from each side.
-Terminating and cleaning up come last.
+The serving tests continue it up to `load-test`. Terminating and cleaning up come last.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -25,11 +32,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def lab(sandbox, inflab_home, tmp_path_factory):
     name = "m" + uuid.uuid4().hex[:8]
-    cfg = tmp_path_factory.mktemp("cfg") / "short.toml"  # a shorter measurement: these tests look at the flow
-    cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n")
+    d = tmp_path_factory.mktemp("cfg")
+    cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
+    (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
+    cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n"
+                   '[serve]\nstep_s = 2\nrates = [4, 8, 16, 400]\nlatency_limit_ms = 250\ninput = "pair.json"\n')
     r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
                 timeout=1200)
     return name, r
+
+
+PAIR = '{"sentence1": "The cat sat on the mat", "sentence2": "A cat was sitting on the mat"}'
 
 
 def report(name, home, fmt="json"):
@@ -189,6 +202,180 @@ def test_killed_after_storing_results_the_next_run_keeps_them_once(lab, store, i
     assert _bench_rows(store, name) == stored
     rows = report(name, inflab_home)
     assert len({row["run_id"] for row in rows}) == len(rows), "the report tells the runs apart"
+
+
+# ------------------------------------------------------------------------------ serving
+@pytest.fixture(scope="module")
+def served(lab, inflab_home):
+    name, _ = lab
+    r = run_cli("run", "--name", name, "--until", "load-test", home=inflab_home, timeout=600)
+    return name, r
+
+
+def instance_dir(store, home: Path, name: str) -> Path:
+    return home / "sandbox" / "instances" / store.get(name, "host")["instance_id"]
+
+
+def torchserve_frontends(inside: Path) -> list[int]:
+    """Pids of TorchServe frontends (java ... org.pytorch.serve.ModelServer) started under ``inside``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"org.pytorch.serve.ModelServer" in argv and cwd.startswith(str(inside)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_served_until_load_test_exits_0_with_the_check_and_the_load_on_screen(served):
+    name, r = served
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    out = r.stdout
+    assert "TorchServe is up: 1 worker(s) READY" in out
+    assert "WORKER  STATUS" in out and "READY" in out, "the management API's answer as a table"
+    assert "Prediction: " in out and "paraphrase" in out
+    assert "runs on the instance, beside the server" in out
+    assert "│ [load] 4/s offered" in out, "the generator's output streamed live"
+    assert f"Session {name}: done up to load-test." in out
+
+
+def test_the_report_has_served_rows_with_rates_percentiles_errors_and_overhead(served, inflab_home):
+    name, _ = served
+    doc = json.loads(run_cli("report", name, "--format", "json", home=inflab_home).stdout)
+    served_rows = [r for r in doc["rows"] if r["served"]]
+    direct = {r["run_id"]: r for r in doc["rows"] if not r["served"]}
+    assert served_rows, "served rows in the report"
+    assert [r["offered_rps"] for r in served_rows][:2] == [4, 8], "rising rates, as configured"
+    for r in served_rows:
+        assert r["runtime"] == "torchserve" and r["batch_size"] == 8 and r["n_models"] == 1
+        assert r["throughput_avg"] > 0 and r["errors"] == 0
+        assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
+        base = direct[r["direct_run_id"]]
+        assert base["precision"] == "fp32" and base["batch_size"] == 8
+        assert r["overhead_ms_p50"] == pytest.approx(r["latency_ms_p50"] - base["latency_ms_p50"])
+    last = served_rows[-1]
+    assert last["offered_rps"] < 400 or not last["meets_limit"], "the rates stop rising at the limit"
+    (summary,) = doc["serving"]
+    met = [r["offered_rps"] for r in served_rows if r["meets_limit"]]
+    assert summary["highest_rate_meeting_limit"] == (max(met) if met else None)
+    assert doc["recommendation"]["fastest"]["served"] is False, "the recommendation stays on the direct runs"
+    table = run_cli("report", name, home=inflab_home).stdout
+    assert "Served by TorchServe:" in table and "OVERHEAD MS" in table and "highest rate meeting p99" in table
+
+
+def test_the_security_group_opens_only_ssh(served, aws):
+    name, _ = served
+    groups = aws("ec2").describe_security_groups(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])["SecurityGroups"]
+    assert groups
+    for g in groups:
+        assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in g["IpPermissions"]] == [("tcp", 22, 22)]
+
+
+def test_the_torchserve_keys_are_in_no_file_or_log_of_ours(served, store, inflab_home):
+    name, r = served
+    run_dir = instance_dir(store, inflab_home, name) / ".inflab" / "work" / "serve" / "run"
+    keys = json.loads((run_dir / "key_file.json").read_text())
+    secrets = [keys["inference"]["key"], keys["management"]["key"], keys["API"]["key"]]
+    assert all(len(k) >= 8 for k in secrets)
+    for text in (r.stdout, r.stderr):
+        assert not any(k in text for k in secrets)
+    looked = 0
+    for root, dirs, files in os.walk(inflab_home):
+        dirs[:] = [d for d in dirs if d != "images"]  # the image store: virtualenvs, made before any server
+        for f in files:
+            path = Path(root) / f
+            if path == run_dir / "key_file.json" or not path.is_file():
+                continue
+            data = path.read_bytes()
+            looked += 1
+            assert not any(k.encode() in data for k in secrets), f"a TorchServe key in {path}"
+    assert looked > 20  # the store, the session's files, the job logs, TorchServe's own logs
+
+
+def test_a_bad_input_is_a_clear_error_in_the_check_step(served, inflab_home, tmp_path):
+    name, _ = served
+    from inflab.session import Store
+
+    good = Store(inflab_home).get_session(name).config["serve"]["input"]
+    Path(good).write_text("hello, this is not a sentence pair")
+    try:
+        t0 = time.monotonic()
+        r = run_cli("run", "--name", name, "--from", "serve-check", "--until", "serve-check", home=inflab_home, timeout=180)
+        took = time.monotonic() - t0
+    finally:
+        Path(good).write_text(PAIR)
+    assert r.returncode == 1, r.stdout[-2000:]
+    assert "TorchServe answered HTTP 400" in r.stdout and "sentence1 and sentence2" in r.stdout
+    assert took < 90, "an error, not a wait"
+    r = run_cli("run", "--name", name, "--until", "serve-check", home=inflab_home, timeout=180)
+    assert r.returncode == 0 and "Prediction: " in r.stdout, r.stdout[-2000:]
+
+
+async def test_the_tui_shows_the_management_answer_and_a_prediction(served, store):
+    from inflab.tui.app import InflabApp
+    from inflab.tui.widgets import LogPane
+    from test_tui_wizard import wait_idle
+
+    name, _ = served
+    store.delete(name, "serve_check")  # make the step run again, on screen
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(160, 48)) as pilot:
+        wizard = app.screen
+        await wait_idle(pilot, wizard, timeout=120)
+        steps = wizard.query_one("#steps")
+        steps.highlighted = steps.get_option_index("serve-check")
+        await pilot.press("r")
+        await wait_idle(pilot, wizard, timeout=180)
+        assert "✓" in str(steps.get_option("serve-check").prompt)
+        text = "\n".join(wizard.query_one("#log", LogPane).history)
+        assert "WORKER  STATUS" in text and "READY" in text
+        assert "Prediction: " in text and "paraphrase" in text
+
+
+def test_killed_during_the_load_test_the_rerun_has_one_server_and_stores_the_results_once(served, store, inflab_home):
+    name, _ = served
+    home = instance_dir(store, inflab_home, name)
+    assert len(torchserve_frontends(home)) == 1
+    before = [r["data"]["run_id"] for r in store.results(name, "served")]
+    env = dict(os.environ, INFLAB_HOME=str(inflab_home), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "inflab.cli", "run", "--name", name, "--from", "load-test",
+                             "--until", "load-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if "[load] 4/s offered" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGKILL)  # mid-run, between two rates
+    finally:
+        proc.wait(30)
+    job = store.get(name, "jobs")["load-test"]
+    assert job not in before and store.job(name, job)["status"] == "running"
+
+    r = run_cli("run", "--name", name, "--until", "load-test", home=inflab_home, timeout=300)
+
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Already done" in r.stdout.split("load-test")[0], "serve was found running, not started again"
+    assert "reattached at byte" in r.stdout
+    assert len(torchserve_frontends(home)) == 1, "no second server"
+    runs = [r["data"]["run_id"] for r in store.results(name, "served")]
+    assert runs == before + [job], "the interrupted load test's results, once"
+
+
+def test_serve_stop_stops_the_server(served, store, inflab_home):
+    name, _ = served
+    home = instance_dir(store, inflab_home, name)
+    r = run_cli("run", "--name", name, "--until", "serve-stop", home=inflab_home, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "Stopped TorchServe" in r.stdout
+    deadline = time.monotonic() + 15
+    while torchserve_frontends(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert torchserve_frontends(home) == []
 
 
 def test_terminate_keeps_the_results_and_cleanup_leaves_nothing(lab, store, inflab_home, cli, aws):

@@ -19,6 +19,7 @@ EXERCISES = {
     "provision": ("credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template",
                   "launch", "wait-running", "connect"),
     "model": ("monitor", "ecr-repo", "build-image", "push-image", "compile", "benchmark", "terminate"),
+    "serving": ("package-model", "serve", "serve-check", "load-test", "serve-stop"),
     "sweep": ("batch-setup", "batch-submit", "batch-monitor", "report", "batch-cleanup"),
 }
 

@@ -1,0 +1,281 @@
+"""What serving costs: TorchServe's throughput against the direct benchmark's, at batch 1 and 8.
+
+For each batch size B, a sandbox session (this machine stands in for the instance) runs the
+track up to `load-test` with a config of its own: the model compiled for batch B (fp32 only),
+the direct benchmark at batch B, the model packaged and served by TorchServe with server-side
+batching up to B, then the open-loop load test (Poisson arrivals, one sample per request) at
+doubling rates from 1% of the direct throughput until p99 passes the limit or a request fails.
+From `inflab report NAME --format json` (or, if the report has no served rows yet, the stored
+``served`` record) it prints, per batch size:
+
+- the direct benchmark's samples/s and p50;
+- the best served throughput: the highest achieved requests/s among the rates with no errors
+  and p99 within the limit, and the highest achieved at any rate;
+- the ratio served/direct (samples/s: each request is one sample);
+- the serving overhead at the lowest rate (served p50 − direct p50);
+- the highest offered rate meeting the limit.
+
+A fresh INFLAB_HOME builds the sandbox's job virtualenv with pip the first time (about a minute);
+both sessions share one home. Each session is cleaned up (`inflab cleanup NAME --yes
+--delete-data`) once its figures are read, so its server does not share the two cores with the
+next session's runs. The temporary home is removed unless --keep (or --home) is given.
+
+    .venv/bin/python bench/serve.py [--batches 1,8] [--home DIR] [--keep] [--step-s 5] [--limit-ms 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+INFLAB = shutil.which("inflab", path=str(Path(sys.executable).parent)) or "inflab"
+MARKS = tuple("▶✓✗■·↺!")
+TAIL = 30
+
+CONFIG = """\
+[model]
+int8 = false
+
+[bench]
+batch_size = {batch}
+min_duration_s = 5
+min_queries = 200
+max_duration_s = 30
+
+[serve]
+step_s = {step_s}
+max_rates = {max_rates}
+latency_limit_ms = {limit_ms:g}
+"""
+
+
+class RunFailed(RuntimeError):
+    def __init__(self, what: str, tail: list[str]):
+        super().__init__(what)
+        self.tail = tail
+
+
+def inflab(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([INFLAB, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def run_session(env: dict, name: str, config: Path, timeout: float) -> float:
+    """`inflab run --sandbox … --until load-test`, step lines echoed as they come; its wall time."""
+    cmd = [INFLAB, "run", "--sandbox", "--name", name, "--config", str(config), "--until", "load-test"]
+    tail: deque[str] = deque(maxlen=TAIL)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        tail.append(line)
+        if line.startswith(MARKS):
+            print(f"  [{time.monotonic() - t0:6.1f} s] {line}", flush=True)
+        if time.monotonic() - t0 > timeout:
+            proc.terminate()  # SIGTERM: the engine cancels and stops what it started
+            break
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    took = time.monotonic() - t0
+    if took > timeout:
+        raise RunFailed(f"`{' '.join(cmd[1:])}` ran past {timeout:.0f} s", list(tail))
+    if code != 0:
+        raise RunFailed(f"`{' '.join(cmd[1:])}` exited {code} after {took:.0f} s", list(tail))
+    return took
+
+
+def _meets(rate: dict, limit_ms: float | None) -> bool:
+    if rate.get("meets_limit") is not None:
+        return bool(rate["meets_limit"])
+    p99 = rate.get("latency_ms_p99")
+    return not rate.get("errors") and p99 is not None and limit_ms is not None and p99 <= limit_ms
+
+
+def figures(env: dict, home: Path, name: str) -> dict:
+    """Direct and served figures of session ``name``: from the report's JSON, or (if it has no
+    served rows with per-rate fields) from the stored ``served`` record."""
+    p = inflab(env, "report", name, "--format", "json")
+    if p.returncode != 0:
+        raise RunFailed(f"`inflab report {name} --format json` exited {p.returncode}",
+                        (p.stdout + p.stderr).splitlines()[-TAIL:])
+    rows = [r for r in json.loads(p.stdout)["rows"] if r.get("label") in (name, None)]
+    served = [r for r in rows if r.get("served") and r.get("offered_rps") is not None]
+    if served:
+        source = "report"
+        run_id = served[-1]["run_id"]  # the newest load test
+        served = [r for r in served if r["run_id"] == run_id]
+        first = served[0]
+        limit_ms, best_rate = first.get("limit_ms"), first.get("highest_rate_meeting_limit")
+        direct_id = first.get("direct_run_id")
+        rates = [{"offered_rps": r["offered_rps"], "achieved_rps": r.get("throughput_avg"),
+                  "latency_ms_p50": r.get("latency_ms_p50"), "latency_ms_p99": r.get("latency_ms_p99"),
+                  "errors": r.get("errors"), "meets_limit": r.get("meets_limit")} for r in served]
+        stop_reason = first.get("stop_reason")
+        workers = first.get("n_models")
+    else:
+        from inflab.session import Store
+
+        source = "store"
+        recs = Store(home).results(name, "served")
+        if not recs:
+            raise RunFailed(f"session {name} has no load-test results (neither in the report nor in the store)", [])
+        rec = recs[-1]["data"]
+        limit_ms, best_rate = rec.get("limit_ms"), rec.get("highest_rate_meeting_limit")
+        direct_id = (rec.get("direct") or {}).get("run_id")
+        rates = list(rec.get("rates") or [])
+        stop_reason = rec.get("stop_reason")
+        workers = rec.get("workers")
+    directs = [r for r in rows if not r.get("served") and r.get("throughput_avg")]
+    direct = next((r for r in directs if direct_id and r.get("run_id") == direct_id), directs[-1] if directs else None)
+    if direct is None:
+        raise RunFailed(f"session {name} has no direct benchmark row in its report", [])
+    rates.sort(key=lambda r: r["offered_rps"])
+    return {"source": source, "direct": direct, "rates": rates, "limit_ms": limit_ms, "best_rate": best_rate,
+            "stop_reason": stop_reason, "workers": workers}
+
+
+def summarise(batch: int, f: dict) -> dict:
+    d, rates, limit_ms = f["direct"], f["rates"], f["limit_ms"]
+    direct_tp, direct_p50 = d["throughput_avg"], d.get("latency_ms_p50")
+    ok = [r for r in rates if _meets(r, limit_ms) and r.get("achieved_rps") is not None]
+    best_ok = max((r["achieved_rps"] for r in ok), default=None)
+    best_any = max((r["achieved_rps"] for r in rates if r.get("achieved_rps") is not None), default=None)
+    low = rates[0] if rates else {}
+    overhead = (None if low.get("latency_ms_p50") is None or direct_p50 is None else low["latency_ms_p50"] - direct_p50)
+    s = {"batch": batch, "direct_tp": direct_tp, "direct_p50": direct_p50, "best_ok": best_ok, "best_any": best_any,
+         "ratio": None if best_ok is None else best_ok / direct_tp,
+         "ratio_any": None if best_any is None else best_any / direct_tp,
+         "overhead": overhead, "low_rate": low.get("offered_rps"), "best_rate": f["best_rate"], "limit_ms": limit_ms}
+    print(f"batch {batch} (figures from the {f['source']}; {f['workers'] or '?'} TorchServe worker(s)):")
+    print(f"  direct benchmark:  {direct_tp:,.1f} samples/s, p50 {_ms(direct_p50)}")
+    print("  load test:         " + "; ".join(
+        f"{r['offered_rps']:g}/s → {_num(r.get('achieved_rps'))}/s p50 {_ms(r.get('latency_ms_p50'))} "
+        f"p99 {_ms(r.get('latency_ms_p99'))}" + (f" {r['errors']} err" if r.get("errors") else "")
+        + ("" if _meets(r, limit_ms) else " (over)") for r in rates))
+    print(f"  stopped:           {f['stop_reason'] or '-'}")
+    print(f"  best served:       {_num(best_ok)} requests/s within p99 ≤ {_num(limit_ms, '{:g}')} ms and no errors "
+          f"(highest at any rate: {_num(best_any)}/s)")
+    print(f"  served/direct:     {_num(s['ratio'], '{:.2f}')} (at any rate: {_num(s['ratio_any'], '{:.2f}')})")
+    print(f"  overhead at {_num(s['low_rate'], '{:g}')}/s:  {_num(overhead, '{:+.2f}')} ms (served p50 − direct p50)")
+    print(f"  highest rate meeting the limit: {_num(f['best_rate'], '{:g}')} requests/s offered", flush=True)
+    return s
+
+
+def _num(v, fmt: str = "{:,.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.2f} ms"
+
+
+def cleanup(env: dict, name: str) -> bool:
+    try:
+        p = inflab(env, "cleanup", name, "--yes", "--delete-data", timeout=300)
+    except subprocess.TimeoutExpired:
+        print(f"  cleanup of {name} FAILED: still running after 300 s", flush=True)
+        return False
+    if p.returncode != 0:
+        print(f"  cleanup of {name} FAILED (exit {p.returncode}):", flush=True)
+        for line in (p.stdout + p.stderr).splitlines()[-10:]:
+            print(f"    {line}")
+        return False
+    print(f"  cleanup of {name}: ok", flush=True)
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", default="1,8", help="batch sizes, comma-separated (default 1,8)")
+    ap.add_argument("--home", help="INFLAB_HOME to use (default: a new temporary one, removed after unless --keep)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary home (and its sandbox daemon stopped)")
+    ap.add_argument("--step-s", type=int, default=5, help="seconds per offered rate (serve.step_s, default 5)")
+    ap.add_argument("--limit-ms", type=float, default=200.0, help="p99 limit of the load test (default 200)")
+    ap.add_argument("--max-rates", type=int, default=8, help="at most this many doubling rates (default 8)")
+    ap.add_argument("--timeout-s", type=float, default=1800, help="give one session's run at most this long")
+    args = ap.parse_args()
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--batches: {args.batches!r} is not a comma-separated list of integers")
+    if not batches or min(batches) < 1:
+        ap.error("--batches: give at least one batch size >= 1")
+
+    home = Path(args.home).resolve() if args.home else Path(tempfile.mkdtemp(prefix="inflab-bench-serve-"))
+    scratch = Path(tempfile.mkdtemp(prefix="inflab-bench-serve-cfg-"))
+    env = dict(os.environ, INFLAB_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.pop("NO_COLOR", None)
+    sandbox_was_running = inflab(env, "sandbox", "status").returncode == 0
+    fresh = not any((home / "sandbox").glob("*/*/venv/.inflab-image"))
+    print(f"INFLAB_HOME {home}" + (" (new: the first session builds the sandbox's job virtualenv with pip, "
+                                   "about a minute)" if fresh else ""), flush=True)
+
+    from inflab.session import Store
+
+    tag = uuid.uuid4().hex[:6]
+    results: list[dict] = []
+    failed = False
+    cleanups_ok = True
+    try:
+        for batch in batches:
+            name = f"bench-serve-b{batch}-{tag}"
+            cfg = scratch / f"b{batch}.toml"
+            cfg.write_text(CONFIG.format(batch=batch, step_s=args.step_s, max_rates=args.max_rates, limit_ms=args.limit_ms))
+            print(f"\n== batch {batch}: inflab run --sandbox --name {name} --until load-test", flush=True)
+            try:
+                took = run_session(env, name, cfg, args.timeout_s)
+                print(f"  run took {took:.0f} s", flush=True)
+                results.append(summarise(batch, figures(env, home, name)))
+            except RunFailed as e:
+                failed = True
+                print(f"\nFAILED: {e}", flush=True)
+                if e.tail:
+                    print(f"last {len(e.tail)} lines:")
+                    for line in e.tail:
+                        print(f"  | {line}")
+            finally:
+                if Store(home).has_session(name):
+                    cleanups_ok &= cleanup(env, name)
+            if failed:
+                break
+    finally:
+        if not sandbox_was_running:
+            inflab(env, "sandbox", "stop")
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.home and not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+        elif not args.home:
+            print(f"kept {home}")
+
+    if results:
+        print("\nBATCH  DIRECT SAMPLES/S  DIRECT P50  SERVED/S (LIMIT)  SERVED/S (ANY)  RATIO  RATIO (ANY)  "
+              "OVERHEAD P50  BEST RATE")
+        for s in results:
+            print(f"{s['batch']:>5}  {_num(s['direct_tp']):>16}  {_ms(s['direct_p50']):>10}  {_num(s['best_ok']):>16}  "
+                  f"{_num(s['best_any']):>14}  {_num(s['ratio'], '{:.2f}'):>5}  {_num(s['ratio_any'], '{:.2f}'):>11}  "
+                  f"{_num(s['overhead'], '{:+.2f} ms'):>12}  {_num(s['best_rate'], '{:g}/s'):>9}")
+        print(f"(limit: p99 ≤ {args.limit_ms:g} ms and no errors; {args.step_s} s per rate; overhead at the lowest rate)")
+        print()
+        for s in results:
+            print(f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}")
+    if not cleanups_ok:
+        print("a cleanup failed (see above)", file=sys.stderr)
+    sys.exit(1 if failed or not cleanups_ok else 0)
+
+
+if __name__ == "__main__":
+    main()
