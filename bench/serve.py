@@ -61,25 +61,34 @@ latency_limit_ms = {limit_ms:g}
 
 
 class RunFailed(RuntimeError):
-    def __init__(self, what: str, tail: list[str]):
+    def __init__(self, what: str, tail: list[str], log: Path | None = None, errors: list[str] | None = None):
         super().__init__(what)
-        self.tail = tail
+        self.tail, self.log, self.errors = tail, log, errors or []
+
+
+ERROR_WORDS = ("Error", "Exception", "Traceback", "failed", "FAILED")
 
 
 def inflab(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([INFLAB, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def run_session(env: dict, name: str, config: Path, timeout: float) -> float:
-    """`inflab run --sandbox … --until load-test`, step lines echoed as they come; its wall time."""
+def run_session(env: dict, name: str, config: Path, log: Path, timeout: float) -> float:
+    """`inflab run --sandbox … --until load-test`, step lines echoed as they come and everything
+    written to ``log``; its wall time."""
     cmd = [INFLAB, "run", "--sandbox", "--name", name, "--config", str(config), "--until", "load-test"]
     tail: deque[str] = deque(maxlen=TAIL)
+    errors: deque[str] = deque(maxlen=10)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     assert proc.stdout is not None
+    out = log.open("w")
     for line in proc.stdout:
         line = line.rstrip("\n")
+        out.write(line + "\n")
         tail.append(line)
+        if any(w in line for w in ERROR_WORDS):
+            errors.append(line)
         if line.startswith(MARKS):
             print(f"  [{time.monotonic() - t0:6.1f} s] {line}", flush=True)
         if time.monotonic() - t0 > timeout:
@@ -90,11 +99,12 @@ def run_session(env: dict, name: str, config: Path, timeout: float) -> float:
     except subprocess.TimeoutExpired:
         proc.kill()
         code = proc.wait()
+    out.close()
     took = time.monotonic() - t0
     if took > timeout:
-        raise RunFailed(f"`{' '.join(cmd[1:])}` ran past {timeout:.0f} s", list(tail))
+        raise RunFailed(f"`{' '.join(cmd[1:])}` ran past {timeout:.0f} s", list(tail), log, list(errors))
     if code != 0:
-        raise RunFailed(f"`{' '.join(cmd[1:])}` exited {code} after {took:.0f} s", list(tail))
+        raise RunFailed(f"`{' '.join(cmd[1:])}` exited {code} after {took:.0f} s", list(tail), log, list(errors))
     return took
 
 
@@ -227,6 +237,8 @@ def main() -> None:
     from inflab.session import Store
 
     tag = uuid.uuid4().hex[:6]
+    logs = Path(tempfile.mkdtemp(prefix="inflab-bench-serve-logs-"))
+    keep_logs = False
     results: list[dict] = []
     failed = False
     cleanups_ok = True
@@ -237,7 +249,7 @@ def main() -> None:
             cfg.write_text(CONFIG.format(batch=batch, step_s=args.step_s, max_rates=args.max_rates, limit_ms=args.limit_ms))
             print(f"\n== batch {batch}: inflab run --sandbox --name {name} --until load-test", flush=True)
             try:
-                took = run_session(env, name, cfg, args.timeout_s)
+                took = run_session(env, name, cfg, logs / f"{name}.log", args.timeout_s)
                 print(f"  run took {took:.0f} s", flush=True)
                 results.append(summarise(batch, figures(env, home, name)))
             except RunFailed as e:
@@ -247,6 +259,12 @@ def main() -> None:
                     print(f"last {len(e.tail)} lines:")
                     for line in e.tail:
                         print(f"  | {line}")
+                if e.errors:
+                    print("the last lines that mention an error:")
+                    for line in e.errors:
+                        print(f"  ! {line}")
+                if e.log:
+                    keep_logs = True
             finally:
                 if Store(home).has_session(name):
                     cleanups_ok &= cleanup(env, name)
@@ -260,6 +278,10 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
         elif not args.home:
             print(f"kept {home}")
+        if keep_logs:
+            print(f"the runs' full output: {logs}")
+        else:
+            shutil.rmtree(logs, ignore_errors=True)
 
     if results:
         print("\nBATCH  DIRECT SAMPLES/S  DIRECT P50  SERVED/S (LIMIT)  SERVED/S (ANY)  RATIO  RATIO (ANY)  "

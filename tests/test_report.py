@@ -367,7 +367,7 @@ def test_csv_rows_carry_status_frontier_and_price_source(sweep):
 
 def test_json_has_rows_recommendation_and_prices(sweep):
     data = json.loads(report.render(sweep + [failed()], "json", limit_ms=50, percentile="p90"))
-    assert set(data) == {"rows", "recommendation", "prices"}
+    assert set(data) == {"rows", "recommendation", "prices", "serving"}
     assert [r["frontier"] for r in data["rows"]] == [True, True, True, False, False]
     assert data["rows"][4]["status"].startswith("FAILED: ") and data["rows"][4]["throughput_avg"] is None
     rec = data["recommendation"]

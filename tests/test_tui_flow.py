@@ -22,7 +22,8 @@ from inflab.tui.widgets import ChoiceModal, LogPane
 from inflab.tui.wizard import Wizard
 from test_tui_wizard import step_prompts, wait_for, wait_idle
 
-SLOW_STEPS = ("build-image", "push-image", "compile", "benchmark")
+SLOW_STEPS = ("build-image", "push-image", "compile", "benchmark", "package-model", "serve", "serve-check", "load-test",
+              "serve-stop")
 # A job that prints a numbered line with the host's clock (ns) five times a second, for two minutes.
 TICKS = 'for i in $(seq 1 600); do echo "tick $i $(date +%s%N)"; sleep 0.2; done'
 

@@ -78,8 +78,9 @@ def cell(row: dict[str, Any], key: str, fmt: str) -> str:
 def series(rows: list[dict[str, Any]], measure: str) -> dict[str, list[tuple[int, float]]]:
     """``measure`` against batch size, one line per (instance type, target, precision) —
     and model family when the session measured more than one; several runs of one batch
-    size are averaged. Failed and unmeasured rows are left out."""
-    ok = [r for r in rows if report.is_ok(r) and r.get(measure) is not None]
+    size are averaged. Failed and unmeasured rows are left out, and so are the served model's
+    (per request rate, not per batch size: they are in the table)."""
+    ok = [r for r in rows if report.is_ok(r) and not r.get("served") and r.get(measure) is not None]
     families = {r.get("family") for r in ok}
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in ok:
