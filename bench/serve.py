@@ -42,6 +42,11 @@ sys.path.insert(0, str(ROOT))
 INFLAB = shutil.which("inflab", path=str(Path(sys.executable).parent)) or "inflab"
 MARKS = tuple("▶✓✗■·↺!")
 TAIL = 30
+# TorchServe's worker socket in the sandbox: <home>/sandbox/instances/i-<17 hex>/.inflab/work/serve/run/tmp/.ts.sock.9000.
+# A Unix socket path has at most 107 bytes, so a home longer than 28 characters makes every worker die at start
+# ("OSError: AF_UNIX path too long") and the serve step wait out its 300 s. The temporary home is kept short.
+SOCKET_TAIL = len("/sandbox/instances/i-0123456789abcdef0/.inflab/work/serve/run/tmp/.ts.sock.9000")
+SUN_PATH_MAX = 107
 
 CONFIG = """\
 [model]
@@ -225,7 +230,11 @@ def main() -> None:
     if not batches or min(batches) < 1:
         ap.error("--batches: give at least one batch size >= 1")
 
-    home = Path(args.home).resolve() if args.home else Path(tempfile.mkdtemp(prefix="inflab-bench-serve-"))
+    home = Path(args.home).resolve() if args.home else Path(tempfile.mkdtemp(prefix="ibs-", dir="/tmp"))
+    if len(str(home).encode()) + SOCKET_TAIL > SUN_PATH_MAX:
+        print(f"warning: INFLAB_HOME {home} is longer than {SUN_PATH_MAX - SOCKET_TAIL} bytes: TorchServe's worker socket "
+              "path in the sandbox may pass the 107-byte Unix socket limit and the serve step fail "
+              "(OSError: AF_UNIX path too long)", file=sys.stderr, flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="inflab-bench-serve-cfg-"))
     env = dict(os.environ, INFLAB_HOME=str(home), PYTHONUNBUFFERED="1")
     env.pop("NO_COLOR", None)

@@ -16,6 +16,7 @@ from importlib import resources
 
 from .. import faultpoints
 from ..remote.paths import PAYLOAD_DIR, WORK_DIR
+from ..remote.sftp import read_file, upload
 from .base import Cancelled, StepContext, StepError
 
 __all__ = ["PAYLOAD_DIR", "WORK_DIR", "connect", "host_run", "read_file", "run_job", "upload", "upload_payload"]
@@ -34,29 +35,8 @@ def payload_files() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in root.iterdir() if p.name.endswith(".py") and p.name != "__init__.py"}
 
 
-async def upload(conn, files: dict[str, bytes], directory: str) -> None:
-    """Write ``files`` into ``directory`` on the host over SFTP (directory created if needed)."""
-    await conn.run(f"mkdir -p {directory}", check=True)
-    async with conn.start_sftp_client() as sftp:
-        for name, data in files.items():
-            async with sftp.open(f"{directory}/{name}", "wb") as f:
-                await f.write(data)
-
-
 async def upload_payload(conn) -> None:
     await upload(conn, payload_files(), PAYLOAD_DIR)
-
-
-async def read_file(conn, path: str) -> bytes | None:
-    """A file from the host, or None when it is not there."""
-    import asyncssh
-
-    async with conn.start_sftp_client() as sftp:
-        try:
-            async with sftp.open(path, "rb") as f:
-                return await f.read()
-        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
-            return None
 
 
 async def connect(ctx: StepContext, timeout: float = 60):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from .sftp import read_file
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -44,15 +46,6 @@ class Answer:
         return str(doc)[:300]
 
 
-async def _read(conn: asyncssh.SSHClientConnection, path: str) -> bytes | None:
-    async with conn.start_sftp_client() as sftp:
-        try:
-            async with sftp.open(path, "rb") as f:
-                return await f.read()
-        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
-            return None
-
-
 def _call(url: str, key: str, data: bytes | None, content_type: str | None, timeout: float) -> tuple[int, bytes]:
     headers = {"Authorization": f"Bearer {key}"}
     if content_type:
@@ -77,8 +70,8 @@ class Server:
         self._listeners: list = []
 
     async def __aenter__(self) -> Server:
-        raw_ep = await _read(self.conn, f"{self.run_dir}/endpoints.json")
-        raw_keys = await _read(self.conn, f"{self.run_dir}/key_file.json")
+        raw_ep = await read_file(self.conn, f"{self.run_dir}/endpoints.json")
+        raw_keys = await read_file(self.conn, f"{self.run_dir}/key_file.json")
         if not raw_ep or not raw_keys:
             raise ServerNotReady("TorchServe has not written its endpoints and keys yet")
         try:

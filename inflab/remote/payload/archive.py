@@ -13,7 +13,6 @@ arguments. Standard library only; torch-model-archiver must be installed beside 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -24,6 +23,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+try:
+    from . import cmdline
+except ImportError:  # run as a script on the host
+    import cmdline
+
 FORMAT = "inflab-archive/1"
 VERSION = "1.0"
 SEAM = ("targets.py", "sysinfo.py")
@@ -33,12 +37,6 @@ MRPC_LABELS = ["not paraphrase", "paraphrase"]
 
 def say(msg: str) -> None:
     print(f"[package] {msg}", flush=True)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"archive.py: error: {message}\n")
-        sys.exit(2)
 
 
 def labels_for(manifest: dict) -> list[str]:
@@ -71,7 +69,7 @@ def sha256(path: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="archive.py", description="Package a compiled model as a TorchServe model archive.")
+    p = cmdline.Parser(prog="archive.py", description="Package a compiled model as a TorchServe model archive.")
     p.add_argument("--model", required=True, help="the compiled model (.pt) with its manifest (.json) beside it")
     p.add_argument("--name", required=True, help="the model's name in TorchServe")
     p.add_argument("--out", required=True, help="the model store directory")

@@ -45,11 +45,11 @@ from array import array
 from pathlib import Path
 
 try:
-    from . import sysinfo, targets
+    from . import cmdline, sysinfo, targets
     from .model_process import build_inputs
     from .result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 except ImportError:  # run as a script on the host
-    import sysinfo, targets
+    import cmdline, sysinfo, targets
     from model_process import build_inputs
     from result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 
@@ -85,11 +85,6 @@ def spread(values):
 
 # ---------------------------------------------------------------- command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line naming the flag, exit 2 — no usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _number(kind, low, inclusive=True):
     def parse(text):
         try:
@@ -109,7 +104,7 @@ def _run_id(text):
 
 
 def parse_args(argv):
-    p = _Parser(prog="bench.py", description="Benchmark a traced model (see the module docstring).")
+    p = cmdline.Parser(prog="bench.py", description="Benchmark a traced model (see the module docstring).")
     p.add_argument("model", metavar="MODEL", help="X.pt with X.json beside it, or py:FILE:FUNC")
     p.add_argument("--target", choices=targets.TARGETS, help="default: the manifest's, or cpu for py: models")
     p.add_argument("--batch-size", type=_number(int, 1), help="py: models (default 1); a .pt has its manifest's")

@@ -25,9 +25,9 @@ import urllib.request
 import warnings
 
 try:
-    from . import limits, sysinfo, targets
+    from . import cmdline, limits, sysinfo, targets
 except ImportError:  # run as a script on the host
-    import limits, sysinfo, targets
+    import cmdline, limits, sysinfo, targets
 
 FORMAT = "inflab-model/1"
 DEFAULT_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/resnet-50"}
@@ -67,12 +67,6 @@ def say(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------ arguments
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line naming the flag, exit 2 (no usage block)
-        sys.stderr.write(f"compile.py: error: {message}\n")
-        sys.exit(2)
-
-
 def _within(bound: limits.Bound):
     def parse(text: str) -> int:
         try:
@@ -86,7 +80,7 @@ def _within(bound: limits.Bound):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="compile.py", description="Trace BERT/ResNet for a target and check it against eager PyTorch.")
+    p = cmdline.Parser(prog="compile.py", description="Trace BERT/ResNet for a target and check it against eager PyTorch.")
     p.add_argument("--family", required=True, choices=("bert", "resnet"))
     p.add_argument("--name", help="Hugging Face model id or local directory (default: the family's workshop model)")
     p.add_argument("--target", required=True, choices=targets.TARGETS)

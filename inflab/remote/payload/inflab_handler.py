@@ -57,8 +57,9 @@ def sentence_pair(body) -> tuple[str, str]:
     if isinstance(body, (bytes, bytearray, str)):
         try:
             body = json.loads(body if isinstance(body, str) else body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"expected a JSON object with sentence1 and sentence2, got something else ({e})") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
+            raise ValueError(f"expected a JSON object with sentence1 and sentence2, got something else "
+                             f"({type(e).__name__}: {str(e)[:100]})") from None
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body.get(k).strip()
                                              for k in ("sentence1", "sentence2")):
         raise ValueError("expected a JSON object with two non-empty strings, sentence1 and sentence2")
@@ -129,8 +130,8 @@ class InflabHandler(BaseHandler):
             raise ValueError("expected an image file (JPEG, PNG, ...) as the request body")
         try:
             img = Image.open(io.BytesIO(body)).convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"the body is not an image this server can read ({e})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of refusing
+            raise ValueError(f"the body is not an image this server can read ({type(e).__name__}: {str(e)[:150]})") from None
         w, h = img.size
         scale = self.size * 256 / 224 / min(w, h)  # resize the short side, then centre-crop (torchvision's recipe)
         img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR)

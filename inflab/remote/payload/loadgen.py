@@ -32,6 +32,11 @@ import time
 import urllib.parse
 from datetime import datetime, timezone
 
+try:
+    from . import cmdline
+except ImportError:  # run as a script on the host
+    import cmdline
+
 FORMAT = "inflab-load/1"
 SEED = 0
 WARMUP_REQUESTS = 5
@@ -40,12 +45,6 @@ MAX_THREADS = 64  # concurrent requests in flight; later ones wait (and the wait
 
 def say(msg: str) -> None:
     print(f"[load] {msg}", flush=True)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"loadgen.py: error: {message}\n")
-        sys.exit(2)
 
 
 def _rates(text: str) -> list[float]:
@@ -155,7 +154,7 @@ def write_json(path: str, obj) -> None:
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="loadgen.py", description="Open-loop Poisson load on a TorchServe model at rising rates.")
+    p = cmdline.Parser(prog="loadgen.py", description="Open-loop Poisson load on a TorchServe model at rising rates.")
     p.add_argument("--url", required=True)
     p.add_argument("--key-file", required=True)
     p.add_argument("--input", required=True, help="the request body (a file)")
@@ -195,6 +194,9 @@ def main(argv=None) -> int:
     rng = random.Random(SEED)
     for rate in args.rates:
         r = run_rate(make_client, rate, args.step_s, rng)
+        if r["sent"] == 0:  # a rate so low that no arrival fell within the step: nothing to judge, go on
+            say(f"{rate:g}/s offered: no request was due within {args.step_s:g} s; going on to the next rate")
+            continue
         r["meets_limit"] = r["errors"] == 0 and r["latency_ms_p99"] is not None and r["latency_ms_p99"] <= args.limit_ms
         result["rates"].append(r)
         if r["meets_limit"]:

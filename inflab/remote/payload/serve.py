@@ -25,9 +25,9 @@ import socket
 import sys
 
 try:
-    from . import targets
+    from . import cmdline, targets
 except ImportError:  # run as a script on the host
-    import targets
+    import cmdline, targets
 
 LOOPBACK = "127.0.0.1"
 RESPONSE_TIMEOUT_S = 120
@@ -36,12 +36,6 @@ TOKEN_EXPIRATION_MIN = 480  # a workshop day
 
 def say(msg: str) -> None:
     print(f"[serve] {msg}", flush=True)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        sys.stderr.write(f"serve.py: error: {message}\n")
-        sys.exit(2)
 
 
 def _positive(text: str) -> int:
@@ -88,7 +82,7 @@ def properties(store: str, model: str, ports: dict, workers: int, batch: int, de
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="serve.py", description="Start TorchServe on loopback with one model.")
+    p = cmdline.Parser(prog="serve.py", description="Start TorchServe on loopback with one model.")
     p.add_argument("--store", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True, choices=targets.TARGETS)
