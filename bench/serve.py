@@ -18,7 +18,10 @@ From `inflab report NAME --format json` (or, if the report has no served rows ye
 A fresh INFLAB_HOME builds the sandbox's job virtualenv with pip the first time (about a minute);
 both sessions share one home. Each session is cleaned up (`inflab cleanup NAME --yes
 --delete-data`) once its figures are read, so its server does not share the two cores with the
-next session's runs. The temporary home is removed unless --keep (or --home) is given.
+next session's runs. The temporary home (/tmp/ibs-XXXXXXXX: short, since TorchServe's worker
+socket lives under it and a Unix socket path has at most 107 bytes) is removed unless --keep; a
+--home is kept. A failed run prints its last 30 lines, the last lines mentioning an error, and
+where its full output is; the script then exits 1.
 
     .venv/bin/python bench/serve.py [--batches 1,8] [--home DIR] [--keep] [--step-s 5] [--limit-ms 200]
 """
@@ -137,8 +140,9 @@ def figures(env: dict, home: Path, name: str) -> dict:
         limit_ms, best_rate = first.get("limit_ms"), first.get("highest_rate_meeting_limit")
         direct_id = first.get("direct_run_id")
         rates = [{"offered_rps": r["offered_rps"], "achieved_rps": r.get("throughput_avg"),
-                  "latency_ms_p50": r.get("latency_ms_p50"), "latency_ms_p99": r.get("latency_ms_p99"),
-                  "errors": r.get("errors"), "meets_limit": r.get("meets_limit")} for r in served]
+                  "latency_ms_p50": r.get("latency_ms_p50"), "latency_ms_p90": r.get("latency_ms_p90"),
+                  "latency_ms_p99": r.get("latency_ms_p99"), "latency_ms_max": r.get("latency_ms_max"),
+                  "ok": r.get("total_infs"), "errors": r.get("errors"), "meets_limit": r.get("meets_limit")} for r in served]
         stop_reason = first.get("stop_reason")
         workers = first.get("n_models")
     else:
@@ -177,10 +181,12 @@ def summarise(batch: int, f: dict) -> dict:
          "overhead": overhead, "low_rate": low.get("offered_rps"), "best_rate": f["best_rate"], "limit_ms": limit_ms}
     print(f"batch {batch} (figures from the {f['source']}; {f['workers'] or '?'} TorchServe worker(s)):")
     print(f"  direct benchmark:  {direct_tp:,.1f} samples/s, p50 {_ms(direct_p50)}")
-    print("  load test:         " + "; ".join(
-        f"{r['offered_rps']:g}/s → {_num(r.get('achieved_rps'))}/s p50 {_ms(r.get('latency_ms_p50'))} "
-        f"p99 {_ms(r.get('latency_ms_p99'))}" + (f" {r['errors']} err" if r.get("errors") else "")
-        + ("" if _meets(r, limit_ms) else " (over)") for r in rates))
+    print("  load test:         offered → achieved (answered): p50 / p90 / p99 / max")
+    for r in rates:
+        print(f"    {r['offered_rps']:>6g}/s → {_num(r.get('achieved_rps')):>6}/s ({_num(r.get('ok'), '{}')}): "
+              f"{_ms(r.get('latency_ms_p50'))} / {_ms(r.get('latency_ms_p90'))} / {_ms(r.get('latency_ms_p99'))} / "
+              f"{_ms(r.get('latency_ms_max'))}" + (f", {r['errors']} error(s)" if r.get("errors") else "")
+              + ("" if _meets(r, limit_ms) else "  (over the limit)"))
     print(f"  stopped:           {f['stop_reason'] or '-'}")
     print(f"  best served:       {_num(best_ok)} requests/s within p99 ≤ {_num(limit_ms, '{:g}')} ms and no errors "
           f"(highest at any rate: {_num(best_any)}/s)")

@@ -29,7 +29,8 @@ RUN = f"{SERVE}/run"
 SAMPLES = f"{SERVE}/samples"
 MODEL = "inflab"  # the model's name in TorchServe
 READY_TIMEOUT_S = 300
-LOAD_FAILURES = 2  # "Load model failed" this often: the workers cannot load the model
+LOAD_FAILURES = 2  # workers failed to start or load this often: they cannot (TorchServe would retry for ever)
+WORKER_FAILED = ("Load model failed", "Backend worker error")  # TorchServe's log lines when a worker fails
 SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
 
 
@@ -153,6 +154,9 @@ async def stop_server(ctx: StepContext, conn, rec: dict) -> None:
 
     await jobs.cancel(conn, rec["jdir"])
     await conn.run(ctx.runtime.stop_job_command(ctx.name, rec["job"]), check=False)
+    # its private temporary directory (sockets, the unpacked archive), named by serve.py
+    await conn.run(f'd=$(cat {WORK_DIR}/{RUN}/tmpdir 2>/dev/null); case "$d" in */inflab-ts-*) rm -rf -- "$d";; esac',
+                   check=False)
 
 
 async def server_state(conn, rec: dict) -> tuple[bool, list[dict], str]:
@@ -242,7 +246,7 @@ class Serve(Step):
                 nonlocal failures
                 text = [b.decode("utf-8", "replace") for b in lines]
                 tail.extend(text)
-                failures += sum("Load model failed" in t for t in text)
+                failures += sum(any(m in t for m in WORKER_FAILED) for t in text)
                 ctx.output(text)
 
             follower = asyncio.ensure_future(jobs.follow(conn, jdir, 0, on_lines))
@@ -263,10 +267,10 @@ class Serve(Step):
                     if failures >= LOAD_FAILURES:
                         await stop_server(ctx, conn, rec)
                         forget_server(ctx)
-                        errors = [t for t in tail if "Error" in t or "Exception" in t]
-                        raise StepError("TorchServe's workers could not load the model (\"Load model failed\" "
-                                        f"{failures} times); stopped the server. Last error: "
-                                        f"{(errors or list(tail))[-1][-400:]}")
+                        said = [t for t in tail if "MODEL_LOG" in t and ("Error" in t or "Exception" in t)]
+                        errors = said or [t for t in tail if "Error" in t or "Exception" in t] or list(tail)
+                        raise StepError(f"TorchServe's workers failed to start or load the model ({failures} times); "
+                                        f"stopped the server. The worker said: {errors[-1][-400:]}")
                     running, workers, why = await server_state(conn, rec)
                     ready = [w for w in workers if w.get("status") == "READY"]
                     waited = time.monotonic() - t0

@@ -8,8 +8,9 @@ Picks free loopback ports for the inference, management and metrics APIs (and gR
 writes ``<dir>/config.properties`` (every address on 127.0.0.1: the instance is reached over
 SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then becomes
 ``torchserve --foreground``. Token authorization stays on: TorchServe writes its keys to
-``<dir>/key_file.json``; nothing here reads or prints them. TorchServe keeps its pid file in
-TMPDIR, so each server gets its own (``<dir>/tmp``): two sessions on one host never collide.
+``<dir>/key_file.json``; nothing here reads or prints them. TorchServe keeps its pid file and its
+workers' sockets in TMPDIR, so each server gets its own (a fresh short directory in the system's
+temporary directory, named in ``<dir>/tmpdir``): two sessions on one host never collide.
 
 TorchServe 0.12 is the project's last release (it is in limited maintenance).
 Standard library only; exits 2 on bad arguments, 1 when TorchServe is missing.
@@ -23,6 +24,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 
 try:
     from . import cmdline, targets
@@ -32,6 +34,7 @@ except ImportError:  # run as a script on the host
 LOOPBACK = "127.0.0.1"
 RESPONSE_TIMEOUT_S = 120
 TOKEN_EXPIRATION_MIN = 480  # a workshop day
+TMP_PREFIX = "inflab-ts-"
 
 
 def say(msg: str) -> None:
@@ -60,6 +63,24 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def fresh_tmp(run: str) -> str:
+    """A new private temporary directory for this server, the last one's removed. TorchServe keeps
+    its pid file there and its workers' Unix sockets, whose paths must stay under 108 bytes — so
+    it is a short one in the system's temporary directory, not under ``run``."""
+    marker = os.path.join(run, "tmpdir")
+    try:
+        with open(marker) as f:
+            last = f.read().strip()
+        if os.path.basename(last).startswith(TMP_PREFIX) and os.path.dirname(last) == tempfile.gettempdir():
+            shutil.rmtree(last, ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX)
+    with open(marker, "w") as f:
+        f.write(tmp + "\n")
+    return tmp
 
 
 def properties(store: str, model: str, ports: dict, workers: int, batch: int, delay_ms: int) -> str:
@@ -104,16 +125,16 @@ def main(argv=None) -> int:
     workers = args.workers or targets.device_count(args.target)
     names = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
     ports = dict(zip(names, free_ports(len(names))))
-    os.makedirs(os.path.join(run, "tmp"), exist_ok=True)
-    # A file from an earlier server is not this one's (the serve step stops that server first).
-    for stale in ("key_file.json", "endpoints.json", os.path.join("tmp", ".model_server.pid")):
+    os.makedirs(run, exist_ok=True)
+    for stale in ("key_file.json", "endpoints.json"):  # an earlier server's (the serve step stops it first)
         try:
             os.remove(os.path.join(run, stale))
         except FileNotFoundError:
             pass
+    tmp = fresh_tmp(run)
     with open(os.path.join(run, "config.properties"), "w") as f:
         f.write(properties(store, args.model, ports, workers, args.batch_size, args.max_batch_delay))
-    env = dict(os.environ, TMPDIR=os.path.join(run, "tmp"), TEMP=os.path.join(run, "tmp"), LOG_LOCATION=os.path.join(run, "logs"),
+    env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
                METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(args.target, workers))
     endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "batch_size": args.batch_size,
                  "max_batch_delay_ms": args.max_batch_delay, "model": args.model}
