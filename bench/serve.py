@@ -50,6 +50,7 @@ TAIL = 30
 # ("OSError: AF_UNIX path too long") and the serve step wait out its 300 s. The temporary home is kept short.
 SOCKET_TAIL = len("/sandbox/instances/i-0123456789abcdef0/.inflab/work/serve/run/tmp/.ts.sock.9000")
 SUN_PATH_MAX = 107
+BUSY_LOAD = 0.5  # a 1-minute load average above this before a run: say the machine is not idle
 
 CONFIG = """\
 [model]
@@ -263,9 +264,14 @@ def main() -> None:
             cfg = scratch / f"b{batch}.toml"
             cfg.write_text(CONFIG.format(batch=batch, step_s=args.step_s, max_rates=args.max_rates, limit_ms=args.limit_ms))
             print(f"\n== batch {batch}: inflab run --sandbox --name {name} --until load-test", flush=True)
+            busy = os.getloadavg()[0]
+            if busy > BUSY_LOAD:
+                print(f"  warning: load average {busy:.2f} before the run: other work on this {os.cpu_count()}-core "
+                      "machine shares the CPU with the server, the generator and the benchmark, and skews the figures",
+                      flush=True)
             try:
                 took = run_session(env, name, cfg, logs / f"{name}.log", args.timeout_s)
-                print(f"  run took {took:.0f} s", flush=True)
+                print(f"  run took {took:.0f} s (load average after it: {os.getloadavg()[0]:.2f})", flush=True)
                 results.append(summarise(batch, figures(env, home, name)))
             except RunFailed as e:
                 failed = True

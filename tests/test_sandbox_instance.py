@@ -107,3 +107,23 @@ async def test_a_key_registered_only_through_the_emulator_is_refused(sandbox, aw
         assert "refused the session's key" in str(err.value)
     finally:
         ec2.terminate_instances(InstanceIds=[inst["InstanceId"]])
+
+
+def test_a_job_left_running_on_an_emulated_instance_stops_with_it(tmp_path):
+    """A server never ends by itself: terminating the emulated instance (or stopping the sandbox) stops it."""
+    import os
+
+    from inflab import sandbox
+
+    jobs = sandbox.state_dir(tmp_path) / "instances" / "i-0123abcd" / ".inflab" / "jobs"
+    (jobs / "serve-1").mkdir(parents=True)
+    (jobs / "done-1").mkdir()
+    server = subprocess.Popen(["sleep", "300"], start_new_session=True)  # its own group, as a detached job is
+    (jobs / "serve-1" / "pid").write_text(f"{server.pid}\n")
+    (jobs / "done-1" / "pid").write_text(f"{os.getpid()}\n")  # ended: never signalled (its pid is another's now)
+    (jobs / "done-1" / "exit_code").write_text("0\n")
+
+    sandbox.forget_instance(tmp_path, "i-0123abcd")
+
+    assert server.wait(10) == -15, "the server's group got SIGTERM"
+    assert not jobs.exists()  # (and this test process, whose pid the ended job named, was left alone)

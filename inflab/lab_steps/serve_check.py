@@ -62,6 +62,7 @@ class ServeCheck(Step):
         rec = ctx.get("server") or {}
         if not rec.get("jdir") or rec.get("stopped"):
             raise StepError("No server running: run the serve step first")
+        ctx.store.delete(ctx.name, "serve_check")  # asking again: an earlier answer no longer says it is done
         name, ctype, data = request_input(ctx)
         result = asyncio.run(self._ask(ctx, name, ctype, data))
         ctx.put("serve_check", {"job": rec["job"], "input": self._input_digest(ctx), **result})

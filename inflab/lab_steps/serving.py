@@ -154,9 +154,6 @@ async def stop_server(ctx: StepContext, conn, rec: dict) -> None:
 
     await jobs.cancel(conn, rec["jdir"])
     await conn.run(ctx.runtime.stop_job_command(ctx.name, rec["job"]), check=False)
-    # its private temporary directory (sockets, the unpacked archive), named by serve.py
-    await conn.run(f'd=$(cat {WORK_DIR}/{RUN}/tmpdir 2>/dev/null); case "$d" in */inflab-ts-*) rm -rf -- "$d";; esac',
-                   check=False)
 
 
 async def server_state(conn, rec: dict) -> tuple[bool, list[dict], str]:

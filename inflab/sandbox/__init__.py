@@ -160,8 +160,28 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def stop_jobs(home: Path, instance_id: str | None = None) -> int:
+    """Stop the detached jobs still running on an emulated instance (all of them when None) —
+    a server (TorchServe) never ends by itself, and a real instance's processes end with it.
+    Returns how many process groups were signalled."""
+    base = state_dir(home) / "instances"
+    dirs = [base / instance_id] if instance_id else sorted(base.glob("i-*"))
+    stopped = 0
+    for d in dirs:
+        for pid_file in (d / ".inflab" / "jobs").glob("*/pid"):
+            if (pid_file.parent / "exit_code").exists():
+                continue  # ended: its pid may belong to someone else by now
+            try:
+                os.killpg(int(pid_file.read_text().strip()), signal.SIGTERM)
+                stopped += 1
+            except (ValueError, OSError):
+                pass
+    return stopped
+
+
 def stop(home: Path) -> bool:
-    """Stop the daemon; True if one was running."""
+    """Stop the daemon and the emulated instances' running jobs; True if the daemon was running."""
+    stop_jobs(home)
     pid = _state_pid(home)
     running = pid is not None and _alive(pid)
     if running:
@@ -177,6 +197,7 @@ def forget_instance(home: Path, instance_id: str) -> None:
     import shutil
 
     if re.fullmatch(r"i-[0-9a-f]+", instance_id):
+        stop_jobs(home, instance_id)
         shutil.rmtree(state_dir(home) / "instances" / instance_id, ignore_errors=True)
 
 

@@ -6,8 +6,8 @@
 
 Picks free loopback ports for the inference, management and metrics APIs (and gRPC's two),
 writes ``<dir>/config.properties`` (every address on 127.0.0.1: the instance is reached over
-SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then becomes
-``torchserve --foreground``. Token authorization stays on: TorchServe writes its keys to
+SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then runs
+``torchserve --foreground`` until it stops (a SIGTERM to the job's process group stops both). Token authorization stays on: TorchServe writes its keys to
 ``<dir>/key_file.json``; nothing here reads or prints them. TorchServe keeps its pid file and its
 workers' sockets in TMPDIR, so each server gets its own (a fresh short directory in the system's
 temporary directory, named in ``<dir>/tmpdir``): two sessions on one host never collide.
@@ -22,7 +22,9 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 
@@ -145,10 +147,24 @@ def main(argv=None) -> int:
         f"for {args.target}, batchSize {args.batch_size}, maxBatchDelay {args.max_batch_delay} ms; inference on "
         f"{LOOPBACK}:{ports['inference']}, management on {LOOPBACK}:{ports['management']} (loopback only), "
         "token authorization on")
-    os.chdir(run)  # TorchServe writes key_file.json and its logs here
-    os.execve(torchserve, [torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
-                           "--ncs"], env)
-    return 1  # not reached
+    # TorchServe runs as this script's child (its cwd is ``run``: key_file.json and the logs go
+    # there), so the private temporary directory goes when the server does.
+    child = subprocess.Popen([torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
+                              "--ncs"], env=env, cwd=run)
+
+    def stopped(signum, frame):  # the job's process group got it too: TorchServe is stopping
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
+    signal.signal(signal.SIGINT, stopped)
+    try:
+        return child.wait()
+    finally:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
