@@ -574,3 +574,50 @@ def test_report_command_leaves_out_old_results_with_one_warning(store, name, cli
     assert r.returncode == 0 and [row["run_id"] for row in csv.DictReader(io.StringIO(r.stdout))] == ["new1"]
     assert r.stderr.startswith("inflab: warning: 1 stored result(s) left out, written in an older format (")
     assert r.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- served rows (TorchServe load tests)
+def served_record(direct_p50=5.0, rates=((10, 9.8, 12.0, 30.0, 0, True), (20, 19.5, 14.0, 90.0, 0, True),
+                                          (40, 31.0, 40.0, 400.0, 2, False))):
+    return {"format": "inflab-served/1", "run_id": "load-test-1", "timestamp": "2026-05-01T14:00:00+00:00",
+            "label": "lab1", "runtime": "aws", "sandbox": False, "instance_type": "inf1.2xlarge",
+            "name": "bert-base-cased-finetuned-mrpc", "size": "full", "family": "bert", "precision": "fp32",
+            "target": "inf1", "weights": "pretrained", "model_filename": "bert_inf1_fp32_128_b8.pt", "batch_size": 8,
+            "workers": 4, "limit_ms": 100.0, "stop_reason": "2 request(s) failed at 40/s", "highest_rate_meeting_limit": 20,
+            "rates": [{"offered_rps": o, "achieved_rps": a, "latency_ms_p50": p50, "latency_ms_p90": p50 * 1.5,
+                       "latency_ms_p99": p99, "latency_ms_max": p99 * 1.1, "sent": 100, "ok": 100 - e, "errors": e,
+                       "duration_s": 3.0, "meets_limit": m} for o, a, p50, p99, e, m in rates],
+            "direct": None if direct_p50 is None else {"run_id": "sweep-inf1.2xlarge-b8", "latency_ms_p50": direct_p50,
+                                                       "throughput_avg": 1000.0, "batch_size": 8}}
+
+
+def test_a_load_test_is_one_served_row_per_rate_with_its_overhead():
+    rows = report.served_rows(served_record())
+    assert [r["offered_rps"] for r in rows] == [10, 20, 40]
+    assert [r["throughput_avg"] for r in rows] == [9.8, 19.5, 31.0]
+    assert [r["overhead_ms_p50"] for r in rows] == [7.0, 9.0, 35.0]  # served p50 - direct p50
+    assert all(r["served"] and r["runtime"] == "torchserve" and r["direct_run_id"] == "sweep-inf1.2xlarge-b8" for r in rows)
+    assert [r["errors"] for r in rows] == [0, 0, 2] and rows[0]["cost_per_million"] > 0  # priced like any inf1.2xlarge row
+    assert set(rows[0]) == set(report.ROW_KEYS)
+    assert report.served_rows(served_record(direct_p50=None))[0]["overhead_ms_p50"] is None
+    with pytest.raises(ValueError):
+        report.served_rows({"run_id": "x"})
+
+
+def test_served_rows_stay_out_of_the_recommendation_and_get_their_own_block(sweep):
+    rows = sweep + report.served_rows(served_record())
+    rec = report.recommend(rows, 100, "p90")
+    assert rec.fastest is not None and not rec.fastest["served"] and rec.fastest["batch_size"] == 8
+    assert report.frontier(rows)[len(sweep):] == [False, False, False]
+    table = report.render(rows, "table")
+    main, served = table.split("Served by TorchServe:")
+    assert "load-test-1" not in main and "load-test-1@20/s" in served
+    assert "+9.00" in served and "highest rate meeting p99 ≤ 100 ms: 20 requests/s (19.5 achieved)" in served
+    doc = json.loads(report.render(rows, "json"))
+    assert doc["serving"] == [{"run_id": "load-test-1", "label": "lab1", "model": "bert-base-cased-finetuned-mrpc",
+                               "batch_size": 8, "workers": 4, "limit_ms": 100.0, "percentile": "p99",
+                               "highest_rate_meeting_limit": 20, "achieved_at_that_rate": 19.5,
+                               "direct_run_id": "sweep-inf1.2xlarge-b8", "direct_latency_ms_p50": 5.0,
+                               "overhead_ms_p50_at_lowest_rate": 7.0, "rates": 3, "stop_reason": "2 request(s) failed at 40/s"}]
+    md = report.render(rows, "md")
+    assert "**Served by TorchServe**" in md and "| OFFERED/S |" in md

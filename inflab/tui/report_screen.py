@@ -290,6 +290,8 @@ class ReportScreen(Screen):
                 value = cell(row, key, fmt)
                 if not report.is_ok(row) and key == "throughput_avg":
                     value = "FAILED"
+                if key == "model" and row.get("served"):  # the served model, per offered rate: say so first
+                    value = f"served {row.get('offered_rps') or 0:g}/s · {value}"
                 if key == "model" and len(value) > MODEL_WIDTH:
                     value = value[: MODEL_WIDTH - 1] + "…"
                 cells.append(Text(value, style=style, justify="right" if fmt != "{}" else "left"))
@@ -348,6 +350,11 @@ class ReportScreen(Screen):
             parts.append(f"weights {row['weights']}")
         if row.get("stable") is False:
             parts.append("not stable: throughput still moved when the run ended")
+        if row.get("served"):
+            over = row.get("overhead_ms_p50")
+            parts.append(f"served by TorchServe at {row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
+                         + ("" if over is None else f", overhead {over:+.2f} ms p50 vs the direct run {row.get('direct_run_id')}")
+                         + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit")
         detail.update(" · ".join(parts))
 
     # -- the plots ---------------------------------------------------------------------
