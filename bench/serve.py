@@ -23,7 +23,7 @@ prints its last 30 lines, the last lines mentioning an error, and where its full
 script then exits 1. The figures are only as good as the machine is idle: a load average over
 0.5 before a run is reported (the server, the generator and the benchmark share its cores).
 
-    .venv/bin/python bench/serve.py [--batches 1,8] [--home DIR] [--keep] [--step-s 5] [--limit-ms 200]
+    .venv/bin/python bench/serve.py [--batches 1,8] [--home DIR] [--keep] [--step-s 10] [--limit-ms 200]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8", help="batch sizes, comma-separated (default 1,8)")
     ap.add_argument("--home", help="INFLAB_HOME to use (default: a new temporary one, removed after unless --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home (and its sandbox daemon stopped)")
-    ap.add_argument("--step-s", type=int, default=5, help="seconds per offered rate (serve.step_s, default 5)")
+    ap.add_argument("--step-s", type=int, default=10, help="seconds per offered rate (serve.step_s, default 10: a short step makes the first rate noisy)")
     ap.add_argument("--limit-ms", type=float, default=200.0, help="p99 limit of the load test (default 200)")
     ap.add_argument("--max-rates", type=int, default=8, help="at most this many doubling rates (default 8)")
     ap.add_argument("--timeout-s", type=float, default=1800, help="give one session's run at most this long")
@@ -305,7 +305,9 @@ def main() -> None:
         print(f"(limit: p99 ≤ {args.limit_ms:g} ms and no errors; {args.step_s} s per rate; overhead at the lowest rate)")
         print()
         for s in results:
-            print(f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}")
+            print(f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}"
+                  + ("" if s["ratio"] is not None else
+                     f" (no rate met the limit; at any rate: {_num(s['ratio_any'], '{:.2f}')})"))
     if not cleanups_ok:
         print("a cleanup failed (see above)", file=sys.stderr)
     sys.exit(1 if failed or not cleanups_ok else 0)

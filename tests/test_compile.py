@@ -31,7 +31,7 @@ INT8_TOL = 0.1   # x max(1, max |eager logit|): dynamic int8 measured 0.2-2% of 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
 
 MANIFEST_KEYS = {"format", "family", "name", "size", "weights", "weights_note", "target", "precision", "batch_size",
-                 "file", "inputs", "check", "compile_s", "system"}
+                 "file", "inputs", "check", "compile_s", "system", "num_labels", "labels"}
 
 
 def run_compile(*args: str, home: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

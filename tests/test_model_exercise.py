@@ -36,7 +36,7 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
     (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
     cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n"
-                   '[serve]\nstep_s = 2\nrates = [4, 8, 16, 400]\nlatency_limit_ms = 250\ninput = "pair.json"\n')
+                   '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n')
     r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
                 timeout=1200)
     return name, r
@@ -258,9 +258,10 @@ def test_the_report_has_served_rows_with_rates_percentiles_errors_and_overhead(s
         base = direct[r["direct_run_id"]]
         assert base["precision"] == "fp32" and base["batch_size"] == 8
         assert r["overhead_ms_p50"] == pytest.approx(r["latency_ms_p50"] - base["latency_ms_p50"])
-    last = served_rows[-1]
-    assert last["offered_rps"] < 400 or not last["meets_limit"], "the rates stop rising at the limit"
     (summary,) = doc["serving"]
+    last = served_rows[-1]
+    assert last["offered_rps"] < 200 or not last["meets_limit"] or summary["stop_reason"].startswith("every rate"), \
+        "the rates stop rising at the limit"
     met = [r["offered_rps"] for r in served_rows if r["meets_limit"]]
     assert summary["highest_rate_meeting_limit"] == (max(met) if met else None)
     assert doc["recommendation"]["fastest"]["served"] is False, "the recommendation stays on the direct runs"
