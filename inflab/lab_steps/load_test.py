@@ -10,15 +10,14 @@ the direct benchmark it is compared with, for the report's served rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
 from .. import faultpoints
 from .base import Step, StepContext, StepError
-from .model import RESULTS, instance_label, payload_command
+from .model import RESULTS, digest, instance_id, instance_label, payload_command
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
-from .serving import MODEL, RUN, SAMPLES, _instance_id, request_input, served_artifact, serve_batch, ship_input
+from .serving import MODEL, RUN, SAMPLES, request_input, served_artifact, serve_batch, ship_input
 
 FORMAT = "inflab-served/1"
 
@@ -72,11 +71,11 @@ class LoadTest(Step):
 
     def _settings(self, ctx) -> str:
         s = ctx.config["serve"]
-        return hashlib.sha256(json.dumps([rates(ctx), s["step_s"], s["latency_limit_ms"], request_input(ctx)[:2],
-                                          (ctx.get("server") or {}).get("job")]).encode()).hexdigest()[:16]
+        return digest([rates(ctx), s["step_s"], s["latency_limit_ms"], request_input(ctx)[:2],
+                       (ctx.get("server") or {}).get("job")])
 
     def check(self, ctx):
-        mine = {"settings": self._settings(ctx), "instance_id": _instance_id(ctx)}
+        mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
         done = ctx.get("load-test") or {}
         if {k: done.get(k) for k in mine} == mine:
             return True
@@ -105,7 +104,7 @@ class LoadTest(Step):
                 "The generator runs on the instance, beside the server, so the SSH tunnel is not in the measured path")
         if direct is None:
             ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
-        ctx.put("load_test_run", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "run": run})
+        ctx.put("load_test_run", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "run": run})
         command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port),
                                                               host_network=True)
         code, tail = run_job(ctx, "load-test", command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
@@ -117,7 +116,7 @@ class LoadTest(Step):
         if ctx.store.add_result(ctx.name, "served", record, key=run):
             self._summarise(ctx, record)
         faultpoints.hit("load-test:results-stored")
-        ctx.put("load-test", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "run": run})
+        ctx.put("load-test", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "run": run})
         ctx.log(f"See them beside the direct benchmark with: inflab report {ctx.name}")
 
     def _record(self, ctx, result: dict, direct: dict | None) -> dict:

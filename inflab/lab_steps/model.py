@@ -25,7 +25,8 @@ MODELS = "models"  # under WORK_DIR
 RESULTS = "results"
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
+    """A short stable hash of plain data: what a step's settings were when it last ran."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -70,7 +71,8 @@ def bench_args(ctx: StepContext, artifact: dict) -> list[str]:
     return args
 
 
-def _instance_id(ctx: StepContext) -> str:
+def instance_id(ctx: StepContext) -> str:
+    """The instance the session's host record names ("" before there is one)."""
     return (ctx.get("host") or {}).get("instance_id", "")
 
 
@@ -90,7 +92,7 @@ class Compile(Step):
 
     def check(self, ctx):
         done = ctx.get("compile") or {}
-        if done.get("settings") != _digest(compile_args(ctx)) or done.get("instance_id") != _instance_id(ctx):
+        if done.get("settings") != digest(compile_args(ctx)) or done.get("instance_id") != instance_id(ctx):
             return False
         index = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{MODELS}/index.json"), timeout=60)
         return index is not None
@@ -123,7 +125,7 @@ class Compile(Step):
             check = m.get("check") or {}
             ctx.log(f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
                     f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})")
-        ctx.put("compile", {"settings": _digest(args), "instance_id": _instance_id(ctx),
+        ctx.put("compile", {"settings": digest(args), "instance_id": instance_id(ctx),
                             "artifacts": [{k: m.get(k) for k in ("file", "family", "name", "size", "precision", "target",
                                                                  "batch_size", "weights")} for m in manifests]})
 
@@ -144,12 +146,12 @@ class Benchmark(Step):
         return ["# on the instance:"] + [payload_command(ctx, "bench", "bench.py", bench_args(ctx, a)) for a in arts]
 
     def _settings(self, ctx) -> str:
-        return _digest([bench_args(ctx, a) for a in self._artifacts(ctx)] + [(ctx.get("compile") or {}).get("settings")])
+        return digest([bench_args(ctx, a) for a in self._artifacts(ctx)] + [(ctx.get("compile") or {}).get("settings")])
 
     def check(self, ctx):
         if not self._artifacts(ctx):
             return False
-        mine = {"settings": self._settings(ctx), "instance_id": _instance_id(ctx)}
+        mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
         done = ctx.get("benchmark") or {}
         if {k: done.get(k) for k in mine} == mine:
             return True
@@ -180,7 +182,7 @@ class Benchmark(Step):
                                                                           "--runtime", ctx.runtime.kind]) + " || exit $?"
             for a, run in zip(arts, runs)]
 
-        ctx.put("benchmark_run", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "runs": runs})
+        ctx.put("benchmark_run", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
         code, tail = run_job(ctx, "benchmark", "\n".join(script), env={"PYTHONUNBUFFERED": "1"}, before=upload_payload)
 
         async def fetch(conn):
@@ -200,7 +202,7 @@ class Benchmark(Step):
         if code != 0:
             raise StepError(f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"
                             + (f"; {len(results)} result(s) kept" if results else ""))
-        ctx.put("benchmark", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), "results": len(results)})
+        ctx.put("benchmark", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "results": len(results)})
         ctx.log(f"See them with: inflab report {ctx.name}")
 
     def undo(self, ctx):

@@ -13,14 +13,13 @@ cleanup stop it). TorchServe's API keys are read over SSH when needed and never 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import deque
 from importlib import resources
 
 from .base import Cancelled, Step, StepContext, StepError
-from .model import MODELS, payload_command
+from .model import MODELS, digest, instance_id, payload_command
 from .remote_job import WORK_DIR, connect, host_run, read_file, run_job, upload, upload_payload
 
 SERVE = "serve"  # under WORK_DIR
@@ -32,14 +31,6 @@ READY_TIMEOUT_S = 300
 LOAD_FAILURES = 2  # workers failed to start or load this often: they cannot (TorchServe would retry for ever)
 WORKER_FAILED = ("Load model failed", "Backend worker error")  # TorchServe's log lines when a worker fails
 SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _instance_id(ctx: StepContext) -> str:
-    return (ctx.get("host") or {}).get("instance_id", "")
 
 
 def served_artifact(ctx: StepContext) -> dict:
@@ -99,13 +90,13 @@ class PackageModel(Step):
                 payload_command(ctx, "package", "archive.py", args)]
 
     def _settings(self, ctx) -> str:
-        return _digest([package_args(ctx), (ctx.get("compile") or {}).get("settings")])
+        return digest([package_args(ctx), (ctx.get("compile") or {}).get("settings")])
 
     def check(self, ctx):
         done = ctx.get("package") or {}
         if not (ctx.get("compile") or {}).get("artifacts"):
             return False
-        if done.get("settings") != self._settings(ctx) or done.get("instance_id") != _instance_id(ctx):
+        if done.get("settings") != self._settings(ctx) or done.get("instance_id") != instance_id(ctx):
             return False
         info = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{STORE}/{MODEL}.json"), timeout=60)
         return bool(info) and json.loads(info).get("sha256") == done.get("sha256")
@@ -124,7 +115,7 @@ class PackageModel(Step):
         if not raw:
             raise StepError(f"The package job finished but wrote no {STORE}/{MODEL}.json")
         info = json.loads(raw)
-        ctx.put("package", {"settings": self._settings(ctx), "instance_id": _instance_id(ctx), **info})
+        ctx.put("package", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), **info})
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, "package")  # the archive lives on the instance
@@ -198,13 +189,13 @@ class Serve(Step):
                 'curl -H "Authorization: Bearer $(jq -r .management.key key_file.json)" http://127.0.0.1:8081/models/inflab']
 
     def _settings(self, ctx) -> str:
-        return _digest([serve_args(ctx), (ctx.get("package") or {}).get("sha256")])
+        return digest([serve_args(ctx), (ctx.get("package") or {}).get("sha256")])
 
     def check(self, ctx):
         rec = ctx.get("server") or {}
         if rec.get("stopped"):
             return True  # stopped on purpose by serve-stop: done, like a terminated instance's steps (--from serve serves again)
-        if not rec.get("jdir") or rec.get("instance_id") != _instance_id(ctx) or rec.get("settings") != self._settings(ctx):
+        if not rec.get("jdir") or rec.get("instance_id") != instance_id(ctx) or rec.get("settings") != self._settings(ctx):
             return False
         running, workers, _ = host_run(ctx, lambda conn: server_state(conn, rec), timeout=60)
         return running and bool(workers) and all(w.get("status") == "READY" for w in workers)
@@ -217,7 +208,7 @@ class Serve(Step):
         job = f"serve-{n}"
         from ..remote.jobs import job_dir
 
-        rec = {"n": n, "job": job, "jdir": job_dir(job), "instance_id": _instance_id(ctx), "settings": self._settings(ctx),
+        rec = {"n": n, "job": job, "jdir": job_dir(job), "instance_id": instance_id(ctx), "settings": self._settings(ctx),
                "started": time.time()}
         s = ctx.config["serve"]
         ctx.log(f"Starting TorchServe on the instance (the project's last release, 0.12; it is in limited maintenance): "
@@ -290,7 +281,7 @@ class Serve(Step):
         rec = ctx.get("server") or {}
         if not rec.get("jdir"):
             return
-        if rec.get("instance_id") == _instance_id(ctx) and (ctx.get("host_key") or {}).get("fingerprint"):
+        if rec.get("instance_id") == instance_id(ctx) and (ctx.get("host_key") or {}).get("fingerprint"):
             try:
                 host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
                 ctx.log(f"Stopped TorchServe (job {rec['job']})")
@@ -313,7 +304,7 @@ class ServeStop(Step):
 
     def check(self, ctx):
         rec = ctx.get("server") or {}
-        if not rec.get("jdir") or rec.get("instance_id") != _instance_id(ctx):
+        if not rec.get("jdir") or rec.get("instance_id") != instance_id(ctx):
             return True
         from ..remote import jobs
 
@@ -321,7 +312,7 @@ class ServeStop(Step):
 
     def apply(self, ctx):
         rec = ctx.get("server") or {}
-        if rec.get("jdir") and rec.get("instance_id") == _instance_id(ctx):
+        if rec.get("jdir") and rec.get("instance_id") == instance_id(ctx):
             host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
             ctx.log(f"Stopped TorchServe (job {rec['job']}) and everything it started. To serve again: "
                     f"inflab run --name {ctx.name} --from serve")
