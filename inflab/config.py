@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from . import accelerators
 from .remote.payload import limits
 
 
@@ -44,14 +45,10 @@ REGIONS = frozenset(
     """.split()
 )
 
-# Instance families the lab knows how to benchmark on (accelerators and the
-# comparison targets of the workshop and its sibling labs).
-INSTANCE_FAMILIES = {
-    "inf1": "inf1", "inf2": "inf2", "trn1": "inf2", "trn1n": "inf2",
-    "g4dn": "gpu", "g5": "gpu", "g6": "gpu", "p3": "gpu",
-    "c5": "cpu", "c6i": "cpu", "c7i": "cpu", "m5": "cpu", "m6i": "cpu",
-}
-_INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal|\d*xlarge)$")
+# Instance families the lab knows how to benchmark on, and each one's kind (inf1, inf2, gpu, cpu):
+# the accelerator facts live in one table (inflab.accelerators).
+INSTANCE_FAMILIES = accelerators.FAMILIES
+_INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal(-\d+xl)?|\d*xlarge)$")
 # A participant's label (the lab's [lab] participant, the instructor roster's participant.label).
 LABEL_RE = r"[\w][\w.@+ -]{0,39}"
 LABEL_TEXT = "a label (up to 40 letters, digits, spaces and . @ + _ -, starting with a letter or digit)"
@@ -61,21 +58,6 @@ MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
 MAX_REQUEST_BYTES = 6 << 20  # TorchServe's default max_request_size is 6553500 bytes
 WIDEST_SSH_PREFIX = 24
 MAX_SWEEP_JOBS = 60  # Batch jobs in one sweep (a bigger grid is a typo more often than a plan)  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
-
-# AMI used when the user names none. Inf1 needs a Neuron DLAMI from before SDK 2.26.1
-# (later ones dropped Inf1), so it is found by name; Inf2/Trn1 use the current DLAMI,
-# published as an SSM public parameter.
-DEFAULT_AMI = {
-    "inf1": {"ami_ssm_parameter": "", "ami_name": "Deep Learning AMI Neuron (Ubuntu 22.04) 2024*"},
-    "inf2": {
-        "ami_ssm_parameter": "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id",
-        "ami_name": "",
-    },
-}
-# In the sandbox the "AMI" only has to exist in the emulated account: use the public
-# Amazon Linux parameter, which the emulator publishes.
-SANDBOX_AMI_SSM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-
 
 # The sections, their keys and defaults (the workshop's values). Lists are tuples here and
 # lists in ``LabConfig.data``.
@@ -98,7 +80,7 @@ class InstanceSection:
     ami: str = ""
     ami_ssm_parameter: str = ""
     ami_name: str = ""
-    ssh_user: str = "ubuntu"
+    ssh_user: str = ""  # "" = the login user of the kind's default AMI
     volume_size_gb: int = 256
     volume_type: str = "gp3"
     subnet_id: str = ""
@@ -143,6 +125,7 @@ class BatchSection:
     min_duration_s: int = 10
     max_duration_s: int = 60
     max_vcpus: int = 64
+    runnable_timeout_min: int = 30  # a job AWS Batch cannot place is cancelled after this long
 
 
 @dataclass(frozen=True)
@@ -169,10 +152,10 @@ COMMENTS = {
     "lab.participant": "your label on the instructor's roster; empty: the session name",
     "lab.beacon": "publish progress to SSM /inflab/sessions/<session> for the instructor (no secrets)",
     "instance.type": "the EC2 instance type to benchmark on",
-    "instance.ami": "empty: resolved from ami_ssm_parameter, else the newest Amazon AMI named ami_name",
+    "instance.ami": "empty: from ami_ssm_parameter, else the newest Amazon AMI named ami_name, else the type's default",
     "instance.ami_ssm_parameter": "e.g. /aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id",
-    "instance.ami_name": 'inf1 default: "Deep Learning AMI Neuron (Ubuntu 22.04) 2024*" (Inf1 needs a pre-2.26.1 Neuron DLAMI)',
-    "instance.ssh_user": "the AMI's login user",
+    "instance.ami_name": "an Amazon AMI name pattern (* and ? wildcards); Inf1 takes only Neuron SDK 2.26.0 or older",
+    "instance.ssh_user": "the AMI's login user; empty: the default AMI's (ubuntu, ec2-user on CPU types)",
     "instance.volume_size_gb": f"encrypted, deleted with the instance ({limits.VOLUME_SIZE_GB} GB)",
     "instance.volume_type": "gp3 | gp2 | io1 | io2",
     "instance.subnet_id": "empty: try every default subnet whose zone offers the type",
@@ -201,6 +184,7 @@ COMMENTS = {
     "batch.min_duration_s": "each sweep job's benchmark: at least this long (and bench.min_queries, and stable)",
     "batch.max_duration_s": 'each sweep job\'s benchmark stops anyway (the result says "not stable")',
     "batch.max_vcpus": f"the Batch compute environment's vCPU limit ({limits.MAX_VCPUS})",
+    "batch.runnable_timeout_min": f"a job Batch cannot place (RUNNABLE) is cancelled after this long ({limits.RUNNABLE_TIMEOUT_MIN})",
     "serve.workers": "TorchServe workers; 0: one per NeuronCore (or GPU), on a CPU one per four cores",
     "serve.batch_size": "TorchServe's server-side batchSize; 0: the compiled batch size",
     "serve.max_batch_delay_ms": f"how long TorchServe waits to fill a batch ({limits.MAX_BATCH_DELAY_MS})",
@@ -286,17 +270,37 @@ class LabConfig:
     def model_size(self, sandbox: bool) -> str:
         return self.model.size or ("tiny" if sandbox else "full")
 
+    @property
+    def instance_kind(self) -> str:
+        """What the instance type is: inf1, inf2, gpu or cpu (its AMI, login user and devices follow)."""
+        return accelerators.kind_of(self.instance_type)
+
     def container_kind(self, sandbox: bool) -> str:
         """Which container definition (assets/container/<kind>): inf1, inf2, gpu or cpu."""
         if self.container.target:
             return self.container.target
         if sandbox:
             return "cpu"  # the sandbox "instance" is this machine
-        return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(self.instance_type).group("family")]
+        return self.instance_kind
 
     def batch_kind(self, instance_type: str) -> str:
         """The container kind a sweep job on ``instance_type`` runs (inf1, inf2, gpu, cpu)."""
-        return INSTANCE_FAMILIES[_INSTANCE_TYPE_RE.fullmatch(instance_type).group("family")]
+        return accelerators.kind_of(instance_type)
+
+    @property
+    def host_image(self) -> accelerators.HostImage:
+        """Where the instance's AMI comes from and who logs in: the keys the user set, over the
+        default of the instance type's kind (resolved when used, so changing the type changes them)."""
+        inst, default = self.instance, accelerators.HOST_IMAGES[self.instance_kind]
+        cap = default.max_neuron_sdk
+        if inst.ami or inst.ami_ssm_parameter or inst.ami_name:
+            return accelerators.HostImage(inst.ami_ssm_parameter, inst.ami_name, self.login_user,
+                                          "the AMI set in [instance]", cap)
+        return default
+
+    @property
+    def login_user(self) -> str:
+        return self.instance.ssh_user or accelerators.HOST_IMAGES[self.instance_kind].login_user
 
     def payload_target(self, sandbox: bool) -> str:
         """What the payload traces for: inf1, inf2, cuda or cpu."""
@@ -309,9 +313,19 @@ class LabConfig:
             out.append(f"[{section}]")
             for key, value in values.items():
                 line = f"{key} = {_toml_value(value)}"
-                out.append(f"{line:<26}  # {COMMENTS[f'{section}.{key}']}")
+                out.append(f"{line:<26}  # {self._comment(f'{section}.{key}', value)}")
             out.append("")
         return "\n".join(out)
+
+
+    def _comment(self, key: str, value: Any) -> str:
+        """A key's comment; an empty AMI or login says what it resolves to for this instance type."""
+        image = self.host_image
+        if key == "instance.ami" and not (self.instance.ami or self.instance.ami_ssm_parameter or self.instance.ami_name):
+            return f"empty: for {self.instance_type}, {image.what}"
+        if key == "instance.ssh_user" and not value:
+            return f"empty: {self.login_user}, that AMI's login user"
+        return COMMENTS[key]
 
 
 def _toml_value(value: Any) -> str:
@@ -380,7 +394,8 @@ _BOUNDS = {
     "model.image_size": limits.IMAGE_SIZE, "bench.batch_size": limits.BATCH_SIZE, "bench.n_models": limits.N_MODELS,
     "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
     "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
-    "batch.max_vcpus": limits.MAX_VCPUS, "batch.min_duration_s": limits.MIN_DURATION_S,
+    "batch.max_vcpus": limits.MAX_VCPUS, "batch.runnable_timeout_min": limits.RUNNABLE_TIMEOUT_MIN,
+    "batch.min_duration_s": limits.MIN_DURATION_S,
     "batch.max_duration_s": limits.MAX_DURATION_S, "serve.workers": limits.SERVE_WORKERS,
     "serve.batch_size": limits.SERVE_BATCH_SIZE, "serve.max_batch_delay_ms": limits.MAX_BATCH_DELAY_MS,
     "serve.latency_limit_ms": limits.LATENCY_LIMIT_MS, "serve.step_s": limits.LOAD_STEP_S,
@@ -422,11 +437,17 @@ def _check_instance_type(key: str, value: str) -> None:
     m = _INSTANCE_TYPE_RE.fullmatch(value)
     if not m:
         raise ConfigError(f"{key}: {value!r} is not an EC2 instance type (like inf1.2xlarge)")
-    if m.group("family") not in INSTANCE_FAMILIES:
+    family = m.group("family")
+    if family in accelerators.RETIRED:
+        raise ConfigError(f"{key}: {value}: {accelerators.RETIRED[family]}")
+    if family not in INSTANCE_FAMILIES:
         raise ConfigError(
-            f"{key}: instance family {m.group('family')!r} is not one the lab supports "
+            f"{key}: instance family {family!r} is not one the lab supports "
             f"(supported: {', '.join(sorted(INSTANCE_FAMILIES))})"
         )
+    if value not in accelerators.SPECS:
+        raise ConfigError(f"{key}: {value!r} is not an instance type of the {family} family "
+                          f"({', '.join(accelerators.sizes_of(family))})")
 
 
 def _check_ssh_cidr(cidr: str, allow_wide: bool) -> None:
@@ -510,23 +531,10 @@ def _check_rates(rates: list) -> None:
         raise ConfigError("serve.rates: the rates must rise (each above the one before)")
 
 
-def _fill_ami(data: dict[str, dict[str, Any]], sandbox: bool) -> None:
-    inst = data["instance"]
-    if inst["ami"] or inst["ami_ssm_parameter"] or inst["ami_name"]:
-        return
-    if sandbox:
-        inst["ami_ssm_parameter"] = SANDBOX_AMI_SSM
-        return
-    family = _INSTANCE_TYPE_RE.fullmatch(inst["type"]).group("family")  # validated already
-    kind = INSTANCE_FAMILIES[family]
-    inst.update(DEFAULT_AMI["inf1" if kind == "inf1" else "inf2"])
-
-
 def from_dict(user: dict[str, Any], *, sandbox: bool = False) -> LabConfig:
     """Validate ``user`` (parsed TOML: the keys it changes) over the defaults."""
     data = _merge(user)
     _validate(data)
-    _fill_ami(data, sandbox)
     return LabConfig(**{name: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()})
                         for name, cls in SECTIONS.items()})
 

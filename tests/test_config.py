@@ -73,28 +73,40 @@ def test_user_file_only_changes_what_it_names(tmp_path):
     assert cfg.model.family == "bert"
 
 
-def test_sandbox_uses_the_amazon_linux_public_parameter():
-    cfg = config.load(None, sandbox=True)
-    assert cfg.instance.ami_ssm_parameter == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-    assert cfg.instance.ami == ""
-    assert cfg.instance.ami_name == ""
+@pytest.mark.parametrize("itype, how, login", [
+    ("inf1.2xlarge", "Deep Learning AMI Neuron (Ubuntu 22.04) *", "ubuntu"),
+    ("inf2.xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
+    ("trn1.2xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
+    ("g5.xlarge", "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", "ubuntu"),
+    ("c6i.2xlarge", "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id", "ec2-user"),
+])
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_each_kind_has_its_own_default_ami_and_login(itype, how, login, sandbox):
+    """A GPU type never gets the Neuron DLAMI (no NVIDIA driver there); the sandbox resolves the same defaults."""
+    cfg = config.from_dict({"instance": {"type": itype}}, sandbox=sandbox)
+    image = cfg.host_image
+    assert how in (image.ssm_parameter, image.name)
+    assert cfg.login_user == login
+    assert (image.max_neuron_sdk == (2, 26, 0)) == itype.startswith("inf1")
+    # nothing is filled into the snapshot: changing the type on the review screen changes the image
+    assert cfg.data["instance"]["ami_name"] == cfg.data["instance"]["ami_ssm_parameter"] == cfg.data["instance"]["ssh_user"] == ""
 
 
-def test_real_aws_inf1_finds_the_neuron_dlami_by_name():
-    cfg = config.load(None, sandbox=False)
-    assert cfg.instance.ami_ssm_parameter == ""
-    assert "Neuron" in cfg.instance.ami_name
+def test_the_review_screen_says_what_an_empty_ami_and_login_become():
+    text = config.from_dict({"instance": {"type": "g5.xlarge"}}).to_toml()
+    ami = next(line for line in text.splitlines() if line.startswith("ami ="))
+    user = next(line for line in text.splitlines() if line.startswith("ssh_user ="))
+    assert "g5.xlarge" in ami and "Nvidia Driver GPU AMI" in ami
+    assert "ubuntu" in user
+    assert "ec2-user" in config.from_dict({"instance": {"type": "c7i.xlarge"}}).to_toml()
 
 
-def test_real_aws_inf2_uses_the_neuron_ssm_parameter():
-    cfg = config.from_dict({"instance": {"type": "inf2.xlarge"}}, sandbox=False)
-    assert cfg.instance.ami_ssm_parameter.startswith("/aws/service/neuron/")
-
-
-def test_an_explicit_ami_is_kept_in_the_sandbox():
-    cfg = config.from_dict({"instance": {"ami": "ami-0123456789abcdef0"}}, sandbox=True)
-    assert cfg.instance.ami == "ami-0123456789abcdef0"
-    assert cfg.instance.ami_ssm_parameter == ""
+def test_an_explicit_ami_and_user_win_and_inf1_keeps_its_sdk_limit():
+    cfg = config.from_dict({"instance": {"ami": "ami-0123456789abcdef0", "ssh_user": "admin"}}, sandbox=True)
+    assert cfg.instance.ami == "ami-0123456789abcdef0" and cfg.login_user == "admin"
+    assert cfg.host_image.max_neuron_sdk == (2, 26, 0)  # a hand-picked inf1 image is still checked
+    cfg = config.from_dict({"instance": {"ami_name": "my-neuron-*"}})
+    assert cfg.host_image.name == "my-neuron-*" and cfg.login_user == "ubuntu"
 
 
 # ------------------------------------------------------------------ the TOML the review screen shows
@@ -131,7 +143,10 @@ def test_every_key_is_written_with_its_comment():
             section = m.group(1)
         elif line:
             key = line.split(" = ", 1)[0]
-            assert line.endswith("  # " + config.COMMENTS[f"{section}.{key}"]), line
+            if f"{section}.{key}" in ("instance.ami", "instance.ssh_user"):  # empty: says what it becomes
+                assert "  # empty: " in line, line
+            else:
+                assert line.endswith("  # " + config.COMMENTS[f"{section}.{key}"]), line
             seen.add(f"{section}.{key}")
     assert seen == {f"{s}.{k}" for s, keys in config.DEFAULTS.items() for k in keys}
 
@@ -279,7 +294,11 @@ BAD = [
     ({"instance": {"ami_name": "Deep Learning\nAMI"}}, "instance.ami_name"),
     ({"instance": {"ami_name": 'Deep "Learning"'}}, "instance.ami_name"),
     ({"instance": {"ssh_user": "Root User"}}, "instance.ssh_user"),
-    ({"instance": {"ssh_user": ""}}, "instance.ssh_user"),
+    ({"instance": {"type": "inf1.99xlarge"}}, "instance.type"),
+    ({"instance": {"type": "p3.2xlarge"}}, "instance.type"),
+    ({"batch": {"instance_types": ["p3.8xlarge"]}}, "batch.instance_types"),
+    ({"batch": {"instance_types": ["inf1.99xlarge"]}}, "batch.instance_types"),
+    ({"batch": {"runnable_timeout_min": 5}}, "batch.runnable_timeout_min"),
     ({"instance": {"volume_type": "st1"}}, "instance.volume_type"),
     ({"instance": {"subnet_id": "sub-123"}}, "instance.subnet_id"),
     ({"instance": {"ssh_cidr": "my laptop"}}, "instance.ssh_cidr"),

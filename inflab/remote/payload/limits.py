@@ -45,6 +45,7 @@ RATE = Bound(0, 1_000_000)  # open loop: queries per second over all copies (0 =
 # The instance and AWS Batch (config [instance], [batch])
 VOLUME_SIZE_GB = Bound(8, 16_384)  # EBS gp3/gp2/io1/io2 limits
 MAX_VCPUS = Bound(1, 10_000)
+RUNNABLE_TIMEOUT_MIN = Bound(10, 1440)  # AWS Batch jobStateTimeLimitActions: 600..86,400 s
 
 # The serving exercise (serve.py, loadgen.py; config [serve])
 SERVE_WORKERS = Bound(0, 64)  # TorchServe workers; 0 = one per NeuronCore / GPU, on a CPU one per four cores
