@@ -103,7 +103,7 @@ def status(home: Path) -> SandboxInfo | None:
     return None
 
 
-def ensure_running(home: Path, port: int = 0) -> SandboxInfo:
+def ensure_running(home: Path, port: int = 0, *, aws_like: bool = False) -> SandboxInfo:
     info = status(home)
     if info:
         return info
@@ -118,7 +118,8 @@ def ensure_running(home: Path, port: int = 0) -> SandboxInfo:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inflab.sandbox.daemon", "--state-dir", str(sdir), "--port", str(port)],
+        [sys.executable, "-m", "inflab.sandbox.daemon", "--state-dir", str(sdir), "--port", str(port),
+         *(["--aws-like"] if aws_like else [])],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

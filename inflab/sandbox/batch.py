@@ -36,6 +36,18 @@ PATH/HOME/LANG/INFLAB_HOME/PIP_*/PYTHON* from the daemon, the definition's and t
 ``environment``, and the variables Batch and ECS set (AWS_BATCH_*, AWS_REGION). The
 sandbox's secret is never in it. Output lines go to CloudWatch Logs (:func:`log_names`) in
 batches, with the times they were read.
+
+Like AWS Batch, a running job has a host: an EC2 instance of its compute environment's type,
+tagged with the environment's ``computeResources.tags``, launched when the job starts and
+terminated when it ends.
+
+Entries of the faults table (:mod:`.faults`) read here, when the layer's table turns them on:
+``unplaceable_jobs`` (a job no instance type of its queue can hold waits RUNNABLE with Batch's
+statusReason, and the queue's ``jobStateTimeLimitActions`` cancel it; a job whose compute
+environments are all INVALID waits likewise), ``runnable_time_scale`` and
+``awslogs_group_required``. Always: a managed compute environment that names no service role
+gets Batch's service-linked role (the emulator would refuse it); an INVALID compute environment
+(:mod:`.batch_rules`) is described as such; a queue's ``jobStateTimeLimitActions`` are shown.
 """
 
 from __future__ import annotations
@@ -64,6 +76,16 @@ EXITED = "Essential container in task exited"
 TIMED_OUT = "Job attempt duration exceeded timeout"
 QUEUE_DELETED = "The job queue was deleted"
 STOPPED = "Terminated"
+TOO_BIG = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than "
+           "that can be met by the CE(s) attached to the job queue.")
+OVER_MAX = ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet the "
+            "CPU requirement of the job.")
+ALL_INVALID = "ACTION_REQUIRED - CE(s) associated with the job queue are invalid."
+CANCELLED_BY_LIMIT = "Canceled by JobStateTimeLimit action due to reason: {reason}"
+NO_LOG_GROUP = ("CannotStartContainerError: Error response from daemon: failed to initialize logging driver: failed to "
+                "create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist.")
+REGISTERED_SHARE = 0.9747  # ECS registers less memory than the type's nominal (Batch's memory-management doc)
+AGENT_MIB = 32  # reserved for the ECS agent on Batch's AMIs
 PASSED_ENV = ("PATH", "HOME", "LANG", "INFLAB_HOME")
 PASSED_PREFIXES = ("PIP_", "PYTHON")
 _EPOCH = datetime(1970, 1, 1)
@@ -106,10 +128,65 @@ def _environment(job: Any, backend: Any, ce_name: str) -> dict[str, str]:
 
 
 def _placement(job: Any, backend: Any) -> str | None:
-    """The compute environment a job can run in now: its queue's first ENABLED one that exists."""
+    """The compute environment a job can run in now: its queue's first ENABLED, VALID one that exists."""
     for env in job.job_queue.environments:
-        if backend.get_compute_environment_by_arn(env.arn) is env and env.state == "ENABLED":
+        if backend.get_compute_environment_by_arn(env.arn) is env and env.state == "ENABLED" and not getattr(
+                env, "inflab_invalid", None):
             return env.name
+    return None
+
+
+def requirements(job: Any) -> dict[str, float]:
+    """What a job asks for: VCPU, MEMORY (MiB) and GPU, the submit's overrides over its definition's."""
+    props = job.job_definition.container_properties or {}
+    asked: dict[str, float] = {"VCPU": float(props.get("vcpus") or 0), "MEMORY": float(props.get("memory") or 0), "GPU": 0.0}
+    for source in (props.get("resourceRequirements") or [], (job.container_overrides or {}).get("resourceRequirements") or []):
+        for r in source:
+            try:
+                asked[str(r["type"]).upper()] = float(r["value"])
+            except (KeyError, TypeError, ValueError):
+                pass
+    return asked
+
+
+OPTIMAL = ("c4", "m4", "r4")  # what "optimal" picks from (Batch's guide)
+
+
+def _candidates(name: str) -> list[str]:
+    """Instance types a compute environment's ``instanceTypes`` entry stands for: a type, a family, or "optimal"."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    families = OPTIMAL if name == "optimal" else (name,) if "." not in name else ()
+    if not families:
+        return [name] if name in INSTANCE_TYPES else []
+    return [t for t in INSTANCE_TYPES if t.split(".")[0] in families]
+
+
+def _holds(instance_type: str, asked: dict[str, float]) -> bool:
+    return any(_holds_one(t, asked) for t in _candidates(instance_type))
+
+
+def _holds_one(instance_type: str, asked: dict[str, float]) -> bool:
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    info = INSTANCE_TYPES[instance_type]
+    memory = int(info["MemoryInfo"]["SizeInMiB"] * REGISTERED_SHARE) - AGENT_MIB
+    gpus = sum(g.get("Count", 0) for g in (info.get("GpuInfo") or {}).get("Gpus", []))
+    return asked["VCPU"] <= info["VCpuInfo"]["DefaultVCpus"] and asked["MEMORY"] <= memory and asked["GPU"] <= gpus
+
+
+def unplaceable(job: Any, backend: Any) -> str | None:
+    """Batch's reason a job cannot be placed on any compute environment of its queue, or None."""
+    envs = [e for e in job.job_queue.environments if backend.get_compute_environment_by_arn(e.arn) is e]
+    valid = [e for e in envs if not getattr(e, "inflab_invalid", None)]
+    if envs and not valid:
+        return ALL_INVALID
+    asked = requirements(job)
+    resources = [e.compute_resources or {} for e in valid]
+    if not any(_holds(t, asked) for r in resources for t in r.get("instanceTypes") or []):
+        return TOO_BIG
+    if not any(asked["VCPU"] <= float(r.get("maxvCpus") or 0) for r in resources):
+        return OVER_MAX
     return None
 
 
@@ -168,12 +245,24 @@ def _read_lines(stream, out: queue.SimpleQueue) -> None:
 class _Item:
     job: Any
     backend: Any
+    runnable_since: float = 0.0  # monotonic
+
+
+def _time_limit(job: Any, reason: str, layer: Any) -> float | None:
+    """Seconds the job's queue lets a job wait RUNNABLE for ``reason`` (its jobStateTimeLimitActions)."""
+    code = reason.split(" - ", 1)[0]
+    scale = layer.fault_value("batch", "runnable_time_scale", 1.0) if layer is not None else 1.0
+    for action in getattr(job.job_queue, "inflab_time_limits", None) or []:
+        if action.get("reason") == code and action.get("action") == "CANCEL":
+            return float(action["maxTimeSeconds"]) * scale
+    return None
 
 
 class Runner:
     """Runs the sandbox's Batch jobs, one at a time, oldest first."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, layer: Any = None):
+        self.layer = layer  # the faults table (None: the emulator's defaults)
         self.jobs_dir = Path(state_dir) / "batch" / "jobs"
         self._pending: list[_Item] = []
         self._cond = threading.Condition()
@@ -191,7 +280,7 @@ class Runner:
         job._transitions = []  # the status is what this runner sets, nothing else
         job.status = "RUNNABLE"
         with self._cond:
-            self._pending.append(_Item(job, backend))
+            self._pending.append(_Item(job, backend, time.monotonic()))
             self._cond.notify()
 
     def shutdown(self) -> None:
@@ -216,13 +305,27 @@ class Runner:
                     elif backend.get_job_queue_by_arn(job.job_queue.arn) is not job.job_queue:
                         self._pending.remove(item)
                         _finish(job, None, QUEUE_DELETED)
+                    elif (why := self._blocked(job, backend)) is not None:
+                        job.job_stopped_reason = why  # shown as the RUNNABLE job's statusReason
+                        limit = _time_limit(job, why, self.layer)
+                        if limit is not None and time.monotonic() - item.runnable_since >= limit:
+                            self._pending.remove(item)
+                            _finish(job, None, CANCELLED_BY_LIMIT.format(reason=why.split(" - ", 1)[0]))
                     else:
+                        job.job_stopped_reason = None
                         ce = _placement(job, backend)
                         if ce is not None:
                             self._pending.remove(item)
                             return item, ce
                 self._cond.wait(0.5)
         return None
+
+    def _flag(self, key: str) -> bool:
+        return self.layer is not None and self.layer.fault_flag("batch", key)
+
+    def _blocked(self, job: Any, backend: Any) -> str | None:
+        """Why Batch would leave this job RUNNABLE for now (fault ``unplaceable_jobs``), or None."""
+        return unplaceable(job, backend) if self._flag("unplaceable_jobs") else None
 
     def _loop(self) -> None:
         while True:
@@ -244,6 +347,9 @@ class Runner:
         try:
             argv, env = _command(job), _environment(job, backend, ce)
             group, stream = log_names(job)
+            if self._flag("awslogs_group_required") and _needs_group(job, group) and group not in backend.logs_backend.groups:
+                _finish(job, None, NO_LOG_GROUP)
+                return
             log = _Log(backend, group, stream)
             job.log_stream_name = stream
             while time.monotonic() < held_until and not job.stop:
@@ -264,12 +370,15 @@ class Runner:
             job.job_started_at = datetime.now()
             job._start_attempt()
             job.status = "RUNNING"
+            host = _launch_host(backend, ce)
             try:
                 code, reason = self._follow(job, proc, log)
             finally:
                 _killpg(proc.pid, signal.SIGKILL)  # what the process left behind goes with it
                 proc.wait()
                 self._proc = None
+                if host is not None:
+                    host.terminate()  # the compute environment scales down
             _finish(job, code, reason)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -328,6 +437,51 @@ class Runner:
         return code, stopping or EXITED
 
 
+def _needs_group(job: Any, group: str) -> bool:
+    """The job's awslogs driver needs ``group`` to exist (AWS Batch creates only its default group)."""
+    options = ((job.job_definition.container_properties or {}).get("logConfiguration") or {}).get("options") or {}
+    return group != DEFAULT_LOG_GROUP and str(options.get("awslogs-create-group", "")).lower() != "true"
+
+
+def _launch_host(backend: Any, ce_name: str) -> Any | None:
+    """An EC2 instance for a running job, as Batch launches one: the compute environment's first
+    instance type, subnet, security groups, image and tags."""
+    env = backend.get_compute_environment(ce_name)
+    resources = (env.compute_resources or {}) if env is not None else {}
+    types, subnets = resources.get("instanceTypes") or [], resources.get("subnets") or []
+    if env is None or env.env_type != "MANAGED" or not types or not subnets:
+        return None
+    image = next((c.get("imageIdOverride") for c in resources.get("ec2Configuration") or [] if c.get("imageIdOverride")),
+                 "ami-03cf127a")
+    try:
+        reservation = backend.ec2_backend.run_instances(
+            image_id=image, count=1, user_data=None, security_group_names=[], instance_type=types[0],
+            region_name=backend.region_name, subnet_id=subnets[0], key_name=None,
+            security_group_ids=list(resources.get("securityGroupIds") or []), is_instance_type_default=False,
+            tags={"instance": dict(resources.get("tags") or {})})
+    except Exception:  # a host that cannot be emulated does not stop the job
+        return None
+    return reservation.instances[0]
+
+
+SERVICE_LINKED_ROLE = "AWSServiceRoleForBatch"
+
+
+def _service_linked_role(iam: Any) -> str:
+    """The ARN of Batch's service-linked role, made as AWS makes it when it is first needed."""
+    import json
+
+    try:
+        return iam.get_role(SERVICE_LINKED_ROLE).arn
+    except Exception:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": ["batch.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}]}
+        return iam.create_role(SERVICE_LINKED_ROLE, json.dumps(trust), "/aws-service-role/batch.amazonaws.com/",
+                               permissions_boundary=None, description="Allows Batch to create and manage AWS resources "
+                               "on your behalf.", tags=[], max_session_duration="3600",
+                               linked_service="batch.amazonaws.com").arn
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -351,15 +505,16 @@ def _finish(job: Any, code: int | None, reason: str) -> None:
 _runner: Runner | None = None
 
 
-def install(state_dir: Path) -> Runner:
-    """Hook the emulator's Batch so that submitted jobs run here; idempotent. Returns the runner."""
+def install(state_dir: Path, layer: Any = None) -> Runner:
+    """Hook the emulator's Batch so that submitted jobs run here, as the faults table of ``layer``
+    says; idempotent. Returns the runner."""
     global _runner
     if _runner is not None:
         return _runner
-    from moto.batch.models import Job
+    from moto.batch.models import BatchBackend, Job, JobQueue
     from moto.batch_simple.models import BatchSimpleBackend
 
-    runner = Runner(state_dir)
+    runner = Runner(state_dir, layer)
     emulator_finish = BatchSimpleBackend._mark_job_as_finished
 
     def mark_job(self, include_start_attempt: bool, job: Any) -> None:
@@ -393,6 +548,36 @@ def install(state_dir: Path) -> Runner:
     def no_docker(self):
         raise AttributeError("the sandbox runs Batch jobs without docker")
 
+    create_ce = BatchBackend.create_compute_environment
+
+    def create_compute_environment(self, compute_environment_name, _type, state, compute_resources, service_role,
+                                   tags=None):
+        if not service_role and _type == "MANAGED":  # Batch's service-linked role, made on first use
+            service_role = _service_linked_role(self.iam_backend)
+        return create_ce(self, compute_environment_name, _type, state, compute_resources, service_role, tags)
+
+    describe_ces = BatchBackend.describe_compute_environments
+
+    def describe_compute_environments(self, environments=None):
+        out = describe_ces(self, environments)
+        for item in out:
+            env = self.get_compute_environment_by_arn(item["computeEnvironmentArn"])
+            reason = getattr(env, "inflab_invalid", None)
+            if reason:
+                item["status"], item["statusReason"] = "INVALID", reason
+        return out
+
+    describe_queue = JobQueue.describe
+
+    def queue_describe(self) -> dict[str, Any]:
+        out = describe_queue(self)
+        if getattr(self, "inflab_time_limits", None):
+            out["jobStateTimeLimitActions"] = [dict(a) for a in self.inflab_time_limits]
+        return out
+
+    BatchBackend.create_compute_environment = create_compute_environment
+    BatchBackend.describe_compute_environments = describe_compute_environments
+    JobQueue.describe = queue_describe
     BatchSimpleBackend._mark_job_as_finished = mark_job
     Job._container_details = details
     Job.describe_short = short

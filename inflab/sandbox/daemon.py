@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ssh-port", type=int, default=0)
+    ap.add_argument("--aws-like", action="store_true", help="start with every AWS behaviour of the faults table on")
     args = ap.parse_args(argv)
 
     # Managed policies (AmazonSSMManagedInstanceCore, ...) must exist in the emulated IAM.
@@ -112,28 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from . import batch
-    from .faults import FaultLayer
+    from . import batch, ec2, images
+    from .faults import AWS_LIKE, FaultLayer
     from .gate import SECRET_HEADER, Gate
 
     # No docker engine here: the emulator's Batch records the jobs, and the sandbox's own
     # runner (see .batch) runs each one on this machine.
     moto_api_backend.set_config({"batch": {"use_docker": False}})
     _keep_state_readable()
+    images.install()
     secret = secrets.token_urlsafe(32)
-    app = Gate(FaultLayer(DomainDispatcherApplication(create_backend_app)), secret)
+    layer = FaultLayer(DomainDispatcherApplication(create_backend_app), table=AWS_LIKE if args.aws_like else None)
+    ec2.install(layer)
+    app = Gate(layer, secret)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     port = server.server_port
 
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
-    runner = batch.install(state_dir)
+    runner = batch.install(state_dir, layer)
     pid = os.getpid()
     _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}",
                                              "header": SECRET_HEADER, "secret": secret})
     ssh_port = _start_sshd(state_dir, args.ssh_port)
-    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port})
+    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port, "aws_like": args.aws_like})
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -1,48 +1,74 @@
-"""Fault injection for the sandbox cloud: a WSGI layer in front of the emulator.
+"""The sandbox's faults table: where the emulated cloud answers as AWS does rather than as the emulator does.
 
-Real AWS sometimes has no capacity for an instance type in a zone, or an account's quota
-is too low; Batch resources change state slowly and refuse deletes while something still
-uses them. The sandbox can be told to answer like that, so the lab (and its tests) can
-show what happens:
+The emulator models AWS's happy path. Real AWS sometimes has no capacity for an instance type in
+a zone, refuses a reused client token, hides deprecated images, races IAM propagation, leaves a
+Batch job it cannot place RUNNABLE, refuses retired machine images. Each such behaviour the lab
+relies on is one entry of this table, so the lab (and its tests) can meet it here first:
 
     POST /inflab-sandbox/faults  {"run_instances": {"us-west-2a": "InsufficientInstanceCapacity"},
-                                  "batch": {"queue_disable_lag_s": 3, "ce_disable_lag_s": 2,
-                                            "delete_ce_failures": 1}}
+                                  "batch": {"queue_disable_lag_s": 3, "delete_ce_failures": 1}}
     GET  /inflab-sandbox/faults
 
-(behind the gate, like every route: only the lab's own clients may change them; a POST
-replaces the whole table).
+(behind the gate, like every route: only the lab's own clients may change them; a POST replaces the
+whole table). ``inflab sandbox start --aws-like`` starts with :data:`AWS_LIKE`: every entry that is
+simply how AWS behaves, on together.
 
-``assume_role``: ``{"<role ARN>" or "*": "AccessDenied"}`` — STS AssumeRole of that role is refused
-as AWS refuses a caller the role's trust policy does not name.
+Entries
+-------
+``run_instances``: ``{"<zone>" or "*": code}`` — EC2 RunInstances in that zone (the request's subnet
+mapped to its zone through the emulator's state) is answered with EC2's error document:
+InsufficientInstanceCapacity, Unsupported, InstanceLimitExceeded, VcpuLimitExceeded.
 
-``run_instances``: a zone may also be ``"*"`` (every zone). The layer looks at EC2
-RunInstances calls only, maps the subnet in the request to its zone through the emulator's
-own state, and answers with EC2's error document instead of passing the call on.
+``assume_role``: ``{"<role ARN>" or "*": "AccessDenied"}`` — STS AssumeRole of that role is refused as
+AWS refuses a caller the role's trust policy does not name.
 
-``batch`` (Batch speaks REST-JSON: ``POST /v1/<action>``; errors are
-``{"__type": "ClientException", "message": ...}`` with status 400):
+``ec2`` (see :mod:`.ec2`):
 
-- ``queue_disable_lag_s`` / ``ce_disable_lag_s``: after an UpdateJobQueue /
-  UpdateComputeEnvironment that changes the state, the resource keeps showing its old state
-  with status UPDATING for that many seconds, then the new state and VALID. The emulator
-  itself changes at once; the lag is a view this layer keeps (ARN → state shown, until when)
-  and writes into DescribeJobQueues / DescribeComputeEnvironments answers.
-- ``delete_ce_failures``: the next N DeleteComputeEnvironment calls that would otherwise
-  succeed fail with "Cannot delete, found existing JobQueue relationship" (the race with a
-  queue that is still being deleted). GET shows how many are left.
+- ``client_tokens`` (true/false): RunInstances' ClientToken is idempotent; a token whose instance was
+  terminated is refused with ``IdempotentInstanceTerminated``.
+- ``deprecated_amis`` (true/false): DescribeImages hides images whose DeprecationTime has passed unless
+  they are named by id or ``IncludeDeprecated`` is set.
+- ``pending_death``: ``{"<instance type>", "<zone>" or "*": "<StateReason code>"}`` — such an instance is pending,
+  then terminated before it runs, with that StateReason (e.g. ``Server.InsufficientInstanceCapacity``).
 
-Whatever the faults, deletes follow AWS's rules (the emulator deletes anything): a job
-queue must be DISABLED and not UPDATING; a compute environment must be DISABLED, not
-UPDATING, and in no job queue's compute environment order.
+``batch`` (Batch speaks REST-JSON: ``POST /v1/<action>``; errors are ``{"__type": "ClientException",
+"message": ...}`` with status 400; see :mod:`.batch_rules` and :mod:`.batch`):
+
+- ``queue_disable_lag_s`` / ``ce_disable_lag_s``: after an UpdateJobQueue / UpdateComputeEnvironment
+  that changes the state, the resource keeps showing its old state with status UPDATING for that
+  many seconds, then the new state and VALID.
+- ``delete_ce_failures``: the next N DeleteComputeEnvironment calls that would otherwise succeed fail
+  with "Cannot delete, found existing JobQueue relationship". GET shows how many are left.
+- ``ce_role_propagation_s``: a compute environment created less than that many seconds after its
+  roles (the instance profile and its role, the service role when one is named) is INVALID with a
+  ``CLIENT_ERROR`` reason, as when IAM has not yet propagated a new role to Batch, and stays so:
+  an UpdateComputeEnvironment once the roles are old enough makes it VALID again, and so does a
+  compute environment created anew.
+- ``unplaceable_jobs`` (true/false): a job whose vCPUs, memory or GPUs no instance type of its queue's
+  compute environments can hold (memory: what ECS registers, ~97% of the nominal, less 32 MiB for the
+  agent), or more vCPUs than the environment's maxvCpus, stays RUNNABLE with Batch's statusReason
+  (``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - …``); the queue's ``jobStateTimeLimitActions`` cancel
+  it after their ``maxTimeSeconds``.
+- ``runnable_time_scale``: a factor on those ``maxTimeSeconds`` (AWS's least is 600 s: tests use 0.01).
+- ``awslogs_group_required`` (true/false): a job whose definition logs to an ``awslogs-group`` that does
+  not exist fails at start with the awslogs driver's error, as on AWS (the emulator creates the group).
+- ``retired_image_types`` (true/false): CreateComputeEnvironment refuses the Amazon Linux 2 ECS images
+  (``ECS_AL2``, ``ECS_AL2_NVIDIA``: blocked for new compute environments since 2026-06-30) and
+  ``ECS_AL2023_NVIDIA`` with p3 or g3 instance types (that image does not support them).
+
+Always on, because AWS always does it: Batch's service-linked role stands in when a managed compute
+environment names no service role; queues keep their ``jobStateTimeLimitActions``; deletes follow
+AWS's rules (a job queue must be DISABLED and not UPDATING; a compute environment must be DISABLED,
+not UPDATING, and in no job queue's compute environment order); the machine images of
+:mod:`.images`.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import threading
-import time
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
@@ -53,25 +79,70 @@ MESSAGES = {
     "InstanceLimitExceeded": "You have requested more instances than your current instance limit allows for the specified instance type.",
     "VcpuLimitExceeded": "You have requested more vCPU capacity than your current vCPU limit allows for the instance bucket that the specified instance type belongs to.",
 }
-BATCH_KEYS = {"queue_disable_lag_s": float, "ce_disable_lag_s": float, "delete_ce_failures": int}
-CE_IN_USE = "Cannot delete, found existing JobQueue relationship"
+MAP = "map"  # a section or key whose value is {name or "*": text}
+KEYS: dict[str, Any] = {
+    "run_instances": MAP,
+    "assume_role": MAP,
+    "ec2": {"client_tokens": bool, "deprecated_amis": bool, "pending_death": MAP},
+    "batch": {"queue_disable_lag_s": float, "ce_disable_lag_s": float, "delete_ce_failures": int,
+              "ce_role_propagation_s": float, "unplaceable_jobs": bool, "runnable_time_scale": float,
+              "awslogs_group_required": bool, "retired_image_types": bool},
+}
+BATCH_KEYS = KEYS["batch"]
+#: what AWS does that the emulator does not: ``inflab sandbox start --aws-like``
+AWS_LIKE: dict[str, dict[str, Any]] = {
+    "ec2": {"client_tokens": True, "deprecated_amis": True},
+    "batch": {"ce_role_propagation_s": 3, "unplaceable_jobs": True, "awslogs_group_required": True,
+              "retired_image_types": True},
+}
 
 
 class BadFaults(ValueError):
     pass
 
 
-def _validated(body: Any) -> dict[str, dict]:
+def _check_map(where: str, value: Any) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadFaults(f"{where}: an object of names to codes, e.g. {{\"*\": \"InsufficientInstanceCapacity\"}}")
+
+
+def _check_value(where: str, kind: Any, value: Any) -> None:
+    if kind == MAP:
+        _check_map(where, value)
+    elif kind is bool:
+        if not isinstance(value, bool):
+            raise BadFaults(f"{where}: must be true or false")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (kind is int and value != int(value)):
+        raise BadFaults(f"{where}: must be a {'whole ' if kind is int else ''}number >= 0")
+
+
+def validated(body: Any) -> dict[str, dict]:
+    """The table ``body`` describes, or :class:`BadFaults` naming the first entry that is wrong."""
     if not isinstance(body, dict) or not all(isinstance(v, dict) for v in body.values()):
         raise BadFaults("faults: an object of objects, e.g. {\"batch\": {\"delete_ce_failures\": 1}}")
-    batch = body.get("batch", {})
-    for key, value in batch.items():
-        kind = BATCH_KEYS.get(key)
-        if kind is None:
-            raise BadFaults(f"batch.{key}: not a fault (known: {', '.join(BATCH_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (kind is int and value != int(value)):
-            raise BadFaults(f"batch.{key}: must be a {'whole ' if kind is int else ''}number >= 0")
-    return {k: dict(v) for k, v in body.items()}
+    for section, entries in body.items():
+        spec = KEYS.get(section)
+        if spec is None:
+            raise BadFaults(f"{section}: not a fault section (known: {', '.join(KEYS)})")
+        if spec == MAP:
+            _check_map(section, entries)
+            continue
+        for key, value in entries.items():
+            if key not in spec:
+                raise BadFaults(f"{section}.{key}: not a fault (known: {', '.join(spec)})")
+            _check_value(f"{section}.{key}", spec[key], value)
+    return copy.deepcopy(body)
+
+
+_validated = validated  # the name tests and older callers use
+
+
+def merged(base: dict[str, dict], extra: dict[str, dict]) -> dict[str, dict]:
+    """``base`` with ``extra``'s entries over it, section by section."""
+    out = copy.deepcopy(base)
+    for section, entries in extra.items():
+        out[section] = {**out.get(section, {}), **copy.deepcopy(entries)}
+    return out
 
 
 def _signed_scope(environ) -> tuple[str, str]:
@@ -85,10 +156,15 @@ def _signed_scope(environ) -> tuple[str, str]:
 
 
 class FaultLayer:
-    def __init__(self, app: Callable, account: str = "123456789012"):
+    """A WSGI layer in front of the emulator holding the faults table; the emulator hooks of
+    :mod:`.ec2` and :mod:`.batch` read it too (:meth:`fault_flag`, :meth:`fault_table`)."""
+
+    def __init__(self, app: Callable, account: str = "123456789012", table: dict | None = None):
+        from .batch_rules import BatchRules
+
         self.app = app
         self.account = account
-        self.faults: dict[str, dict[str, Any]] = {}
+        self.faults: dict[str, dict[str, Any]] = validated(table or {})
         self.lock = threading.Lock()
         self.batch = BatchRules(self)
 
@@ -111,7 +187,7 @@ class FaultLayer:
             if environ["REQUEST_METHOD"] == "POST":
                 size = int(environ.get("CONTENT_LENGTH") or 0)
                 try:
-                    table = _validated(json.loads(environ["wsgi.input"].read(size) or b"{}"))
+                    table = validated(json.loads(environ["wsgi.input"].read(size) or b"{}"))
                 except ValueError as e:
                     return self._json(start_response, "400 Bad Request",
                                       {"error": str(e) if isinstance(e, BadFaults) else "body is not JSON"})
@@ -167,6 +243,7 @@ class FaultLayer:
         start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
         return [body]
 
+    # -- what the hooks read ------------------------------------------------------------------
     def take_fault(self, section: str, key: str) -> bool:
         """Use up one of a counted fault (e.g. batch.delete_ce_failures); True if one was left."""
         with self.lock:
@@ -177,138 +254,14 @@ class FaultLayer:
             table[key] = left - 1
             return True
 
-    def fault_value(self, section: str, key: str) -> float:
+    def fault_value(self, section: str, key: str, default: float = 0) -> float:
         with self.lock:
-            return float(self.faults.get(section, {}).get(key, 0))
+            return float(self.faults.get(section, {}).get(key, default))
 
-
-class BatchRules:
-    """Batch's control plane as AWS answers it: slow state changes and refused deletes."""
-
-    def __init__(self, layer: FaultLayer):
-        self.layer = layer
-        self.lock = threading.Lock()
-        self.lagging: dict[str, tuple[str, float]] = {}  # ARN -> (state shown, until when: monotonic)
-
-    def _backend(self, region: str):
-        from moto.batch.models import batch_backends
-
-        return batch_backends[self.layer.account][region]
-
-    def shown(self, arn: str, state: str) -> tuple[str, str]:
-        """(state, status) a describe shows for a resource whose emulated state is ``state``."""
+    def fault_flag(self, section: str, key: str) -> bool:
         with self.lock:
-            lag = self.lagging.get(arn)
-            if lag and time.monotonic() < lag[1]:
-                return lag[0], "UPDATING"
-            self.lagging.pop(arn, None)
-        return state, "VALID"
+            return self.faults.get(section, {}).get(key) is True
 
-    def _lag(self, arn: str, shown_state: str, seconds: float) -> None:
+    def fault_table(self, section: str, key: str) -> dict[str, str]:
         with self.lock:
-            self.lagging[arn] = (shown_state, time.monotonic() + seconds)
-
-    def __call__(self, environ, start_response):
-        action = environ.get("PATH_INFO", "").split("/")[2].lower()
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(size)
-        environ["wsgi.input"] = io.BytesIO(raw)
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        backend = self._backend(_signed_scope(environ)[0])
-        if action == "deletejobqueue":
-            refusal = self._refuse_queue_delete(backend, body.get("jobQueue"))
-            if refusal:
-                return self._error(start_response, refusal)
-        elif action == "deletecomputeenvironment":
-            refusal = self._refuse_ce_delete(backend, body.get("computeEnvironment"))
-            if refusal is None and self.layer.take_fault("batch", "delete_ce_failures"):
-                refusal = CE_IN_USE
-            if refusal:
-                return self._error(start_response, refusal)
-        elif action in ("updatejobqueue", "updatecomputeenvironment"):
-            queue = action == "updatejobqueue"
-            ident = body.get("jobQueue" if queue else "computeEnvironment")
-            found = (backend.get_job_queue(ident) if queue else backend.get_compute_environment(ident)) if isinstance(ident, str) else None
-            before = (found.state, self.shown(found.arn, found.state)[0]) if found is not None else None
-            status, headers, data = self._call(environ)
-            lag = self.layer.fault_value("batch", "queue_disable_lag_s" if queue else "ce_disable_lag_s")
-            if before is not None and status.startswith("2") and lag > 0 and found.state != before[0]:
-                self._lag(found.arn, before[1], lag)  # it goes on showing what it showed
-            return self._respond(start_response, status, headers, data)
-        elif action in ("describejobqueues", "describecomputeenvironments"):
-            with self.lock:
-                any_lag = bool(self.lagging)
-            if any_lag:
-                status, headers, data = self._call(environ)
-                if status.startswith("2"):
-                    data = self._rewrite(action, data)
-                return self._respond(start_response, status, headers, data)
-        return self.layer.app(environ, start_response)
-
-    def _refuse_queue_delete(self, backend, ident: Any) -> str | None:
-        queue = backend.get_job_queue(ident) if isinstance(ident, str) else None
-        if queue is None:
-            return None
-        state, status = self.shown(queue.arn, queue.state)
-        if state != "DISABLED" or status != "VALID":
-            return f"Cannot delete, job queue {queue.name} is not in DISABLED state (state {state}, status {status})"
-        return None
-
-    def _refuse_ce_delete(self, backend, ident: Any) -> str | None:
-        env = backend.get_compute_environment(ident) if isinstance(ident, str) else None
-        if env is None:
-            return None
-        state, status = self.shown(env.arn, env.state)
-        if state != "DISABLED" or status != "VALID":
-            return f"Cannot delete, compute environment {env.name} is not in DISABLED state (state {state}, status {status})"
-        for queue in backend.describe_job_queues():
-            if any(o.get("computeEnvironment") in (env.name, env.arn) for o in queue.get("computeEnvironmentOrder") or []):
-                return CE_IN_USE
-        return None
-
-    def _rewrite(self, action: str, data: bytes) -> bytes:
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            return data
-        key, arn_key = (("jobQueues", "jobQueueArn") if action == "describejobqueues"
-                        else ("computeEnvironments", "computeEnvironmentArn"))
-        for item in doc.get(key) or []:
-            state, status = self.shown(item.get(arn_key, ""), item.get("state", ""))
-            if status == "UPDATING":
-                item["state"], item["status"] = state, status
-                item.pop("statusReason", None)
-        return json.dumps(doc).encode()
-
-    def _call(self, environ) -> tuple[str, list, bytes]:
-        """Call the emulator and keep its whole answer (to look at it before it is sent)."""
-        seen: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        def start(status, headers, exc_info=None):
-            seen["status"], seen["headers"] = status, headers
-            return chunks.append
-
-        result = self.layer.app(environ, start)
-        try:
-            chunks.extend(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        return seen["status"], seen["headers"], b"".join(chunks)
-
-    def _respond(self, start_response, status: str, headers: list, data: bytes):
-        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(data)))]
-        start_response(status, headers)
-        return [data]
-
-    def _error(self, start_response, message: str):
-        data = json.dumps({"__type": "ClientException", "message": message}).encode()
-        start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                                           ("x-amzn-ErrorType", "ClientException")])
-        return [data]
+            return dict(self.faults.get(section, {}).get(key) or {})
