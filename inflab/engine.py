@@ -39,16 +39,20 @@ class RunResult:
     finished: bool = False  # nothing was run: the session had finished already
 
 
-def describe_exception(exc: BaseException) -> str:
-    """One line a user can act on, for errors steps did not explain themselves."""
+def describe_exception(exc: BaseException, profile: str = "") -> str:
+    """One line a user can act on, for errors steps did not explain themselves (``profile``: the
+    session's named AWS profile, for the SSO login command)."""
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-    from .lab_steps.account import NO_CREDENTIALS
+    from .lab_steps.account import NO_CREDENTIALS, sso_expired
 
     if isinstance(exc, USER_ERRORS):
         return str(exc)
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
+    expired = sso_expired(exc, profile)
+    if expired:
+        return expired
     if isinstance(exc, EndpointConnectionError):
         return f"Could not reach AWS ({exc}). Check your network, or the sandbox: inflab sandbox status"
     if isinstance(exc, ClientError):
@@ -292,7 +296,7 @@ class Engine:
             self._set(step.id, CANCELLED, str(e) if str(e) != "cancelled" else "cancelled by you")
             return RunResult(False, step.id, "cancelled", cancelled=True)
         except Exception as e:  # StepError and the like say what to do; AWS or network errors are described
-            msg = describe_exception(e)
+            msg = describe_exception(e, self.config.aws.profile)
             self._set(step.id, FAILED, msg)
             return RunResult(False, step.id, msg)
 

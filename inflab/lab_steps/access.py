@@ -197,6 +197,7 @@ def role_name(ctx: StepContext) -> str:
     return f"{ctx.prefix}-instance"
 
 
+# Attached by earlier versions of the lab; access is over SSH, so a role that still has it lets go of it.
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 TRUST = {
     "Version": "2012-10-17",
@@ -289,7 +290,6 @@ class InstanceProfile(Step):
         r = role_name(ctx)
         return [
             f"aws iam create-role --role-name {r} --path /inflab/ --assume-role-policy-document file://trust-ec2.json",
-            f"aws iam attach-role-policy --role-name {r} --policy-arn {SSM_CORE}",
             f"aws iam put-role-policy --role-name {r} --policy-name inflab-lab-access --policy-document file://lab-access.json",
             f"aws iam create-instance-profile --instance-profile-name {r} --path /inflab/",
             f"aws iam add-role-to-instance-profile --instance-profile-name {r} --role-name {r}",
@@ -333,9 +333,13 @@ class InstanceProfile(Step):
             ctx.store.mark_created(rid, role["Arn"])
             ctx.log(f"Created role {name}")
         iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
-        iam.attach_role_policy(RoleName=name, PolicyArn=SSM_CORE)
+        attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]]
+        if SSM_CORE in attached:
+            iam.detach_role_policy(RoleName=name, PolicyArn=SSM_CORE)
+            ctx.log("Detached AmazonSSMManagedInstanceCore (the lab reaches the instance over SSH only)")
         iam.put_role_policy(RoleName=name, PolicyName="inflab-lab-access", PolicyDocument=json.dumps(lab_access_policy(ctx, account)))
-        ctx.log("Attached AmazonSSMManagedInstanceCore and a policy scoped to this lab's ECR repository, S3 bucket and logs")
+        ctx.log("Gave the role one inline policy, inflab-lab-access: this session's ECR repository, S3 bucket and log "
+                "group, by exact name, and nothing else")
         ctx.check_cancel()
         prof = self._profile(ctx)
         if prof is None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 
+from datetime import datetime, timezone
+
+from .. import accelerators
 from ..aws import error_code, error_message
 from .base import Step, StepContext, StepError
 
@@ -11,6 +14,17 @@ NO_CREDENTIALS = (
     "No AWS credentials found. Run `aws configure` (or `aws sso login`, or set AWS_PROFILE), "
     "or try the lab without an account: inflab new --sandbox"
 )
+
+
+def sso_expired(exc: BaseException, profile: str = "") -> str | None:
+    """The line to show when ``exc`` says the AWS SSO session is missing or expired (at the first
+    step or any later one), or None."""
+    from botocore.exceptions import SSOError, TokenRetrievalError
+
+    if not isinstance(exc, (SSOError, TokenRetrievalError)):
+        return None
+    login = "aws sso login" + (f" --profile {profile}" if profile else "")
+    return f"Your AWS SSO session has expired or was never started ({exc}): run `{login}`, then run this step again"
 
 
 class Credentials(Step):
@@ -21,7 +35,7 @@ class Credentials(Step):
         return ["aws sts get-caller-identity"]
 
     def _identity(self, ctx: StepContext) -> dict:
-        from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound, TokenRetrievalError
+        from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
 
         try:
             return ctx.aws.client("sts").get_caller_identity()
@@ -29,11 +43,11 @@ class Credentials(Step):
             raise StepError(NO_CREDENTIALS) from None
         except ProfileNotFound as e:
             raise StepError(f"aws.profile: {e}. Check ~/.aws/config, or use --sandbox") from None
-        except TokenRetrievalError:
-            raise StepError("Your SSO session has expired: run `aws sso login` and try again") from None
         except NoRegionError:
             raise StepError("aws.region: no region set") from None
         except Exception as e:
+            if (expired := sso_expired(e, ctx.config.aws.profile)) is not None:
+                raise StepError(expired) from None
             code = error_code(e)
             if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException"):
                 raise StepError(f"AWS rejected your credentials ({code}): {error_message(e)}. Run `aws configure` to fix them") from None
@@ -63,18 +77,22 @@ class Preflight(Step):
             f"--filters Name=instance-type,Values={it} --query 'InstanceTypeOfferings[].Location'",
             "aws ec2 describe-subnets --filters Name=default-for-az,Values=true",
         ]
-        inst = ctx.config["instance"]
-        if inst["ami"]:
-            cmds.append(f"aws ec2 describe-images --image-ids {inst['ami']}")
-        elif inst["ami_ssm_parameter"]:
-            cmds.append(f"aws ssm get-parameter --name {inst['ami_ssm_parameter']} --query Parameter.Value")
+        inst, image = ctx.config.instance, ctx.config.host_image
+        if inst.ami:
+            cmds.append(f"aws ec2 describe-images --image-ids {inst.ami}")
+        elif image.ssm_parameter:
+            cmds.append(f"aws ssm get-parameter --name {image.ssm_parameter} --query Parameter.Value")
         else:
-            cmds.append(f"aws ec2 describe-images --owners amazon --filters 'Name=name,Values={inst['ami_name']}'")
+            cmds.append(f"aws ec2 describe-images --owners amazon --filters 'Name=name,Values={image.name}' "
+                        "--query 'Images[].[CreationDate,ImageId,Name,Description]'"
+                        + ("  # the newest whose Description names Neuron SDK 2.26.0 or older; add --include-deprecated "
+                           "when none is current" if image.max_neuron_sdk else ""))
         return cmds
 
     def _fingerprint(self, ctx):
         inst = ctx.config["instance"]
-        return [ctx.region, inst["type"], inst["ami"], inst["ami_ssm_parameter"], inst["ami_name"], inst["subnet_id"]]
+        image = ctx.config.host_image
+        return [ctx.region, inst["type"], inst["ami"], image.ssm_parameter, image.name, inst["subnet_id"]]
 
     def check(self, ctx):
         pf = ctx.get("preflight")
@@ -91,41 +109,85 @@ class Preflight(Step):
         return True
 
     def _resolve_ami(self, ctx) -> dict:
+        """The AMI to launch: the one named, the one a public parameter names, or the newest Amazon
+        image named like the pattern — for Inf1 only images whose Neuron SDK still supports it
+        (deprecated ones too, when no current one does: AWS hides them from a plain look-up)."""
         ec2 = ctx.aws.client("ec2")
-        inst = ctx.config["instance"]
-        ami_id = inst["ami"]
-        if not ami_id and inst["ami_ssm_parameter"]:
+        inst, image_spec = ctx.config.instance, ctx.config.host_image
+        key = "instance.ami" if inst.ami else "instance.ami_ssm_parameter" if inst.ami_ssm_parameter else "instance.ami_name"
+        if not (inst.ami or inst.ami_ssm_parameter or inst.ami_name):
+            key = f"the default AMI of {ctx.config.instance_type} ({image_spec.what})"
+        ami_id = inst.ami
+        if not ami_id and image_spec.ssm_parameter:
             try:
-                ami_id = ctx.aws.client("ssm").get_parameter(Name=inst["ami_ssm_parameter"])["Parameter"]["Value"]
+                ami_id = ctx.aws.client("ssm").get_parameter(Name=image_spec.ssm_parameter)["Parameter"]["Value"]
             except Exception as e:
                 if error_code(e) == "ParameterNotFound":
-                    raise StepError(
-                        f"instance.ami_ssm_parameter: {inst['ami_ssm_parameter']} does not exist in {ctx.region}"
-                    ) from None
+                    raise StepError(f"{key}: the public parameter {image_spec.ssm_parameter} does not exist in {ctx.region}") from None
                 raise
-            ctx.log(f"AMI from SSM parameter {inst['ami_ssm_parameter']}: {ami_id}")
+            ctx.log(f"AMI from the public parameter {image_spec.ssm_parameter}: {ami_id}")
         if ami_id:
             try:
-                images = ec2.describe_images(ImageIds=[ami_id])["Images"]
+                images = ec2.describe_images(ImageIds=[ami_id])["Images"]  # named by id: deprecated ones too
             except Exception as e:
                 if error_code(e) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
                     images = []
                 else:
                     raise
             if not images:
-                raise StepError(f"instance.ami: {ami_id} is not available in {ctx.region}")
+                raise StepError(f"{key}: {ami_id} is not available in {ctx.region}")
             image = images[0]
+            self._check_sdk(ctx, key, image, image_spec.max_neuron_sdk)
         else:
-            images = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": [inst["ami_name"]]}])["Images"]
-            images = [i for i in images if fnmatch.fnmatchcase(i.get("Name", ""), inst["ami_name"])]
-            if not images:
-                raise StepError(
-                    f"instance.ami_name: no Amazon image matches {inst['ami_name']!r} in {ctx.region}; "
-                    "set instance.ami to an AMI id"
-                )
-            image = max(images, key=lambda i: i.get("CreationDate", ""))
-            ctx.log(f"Newest AMI matching {inst['ami_name']!r}: {image['ImageId']} ({image.get('Name')})")
-        return {"id": image["ImageId"], "name": image.get("Name", ""), "root_device": image.get("RootDeviceName") or "/dev/sda1"}
+            image = self._newest_by_name(ctx, ec2, key, image_spec)
+        sdk = accelerators.neuron_sdk(image.get("Description"))
+        when = image.get("DeprecationTime") or ""
+        if when and when <= datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"):
+            ctx.log(f"Note: {image['ImageId']} was deprecated on {when[:10]} (AWS no longer lists it by default); "
+                    "it still launches")
+        return {"id": image["ImageId"], "name": image.get("Name", ""), "root_device": image.get("RootDeviceName") or "/dev/sda1",
+                "neuron_sdk": accelerators.sdk_text(sdk) if sdk else "", "user": ctx.config.login_user,
+                "deprecated": when}
+
+    def _check_sdk(self, ctx, key: str, image: dict, cap) -> None:
+        sdk = accelerators.neuron_sdk(image.get("Description"))
+        if cap and sdk and sdk > cap:
+            raise StepError(f"{key}: {image['ImageId']} ({image.get('Name')}) carries Neuron SDK {accelerators.sdk_text(sdk)}, "
+                            f"whose Neuron driver no longer supports {ctx.config.instance_type} (Inf1 needs Neuron SDK "
+                            f"{accelerators.sdk_text(cap)} or older): leave {key.split(' ')[0] if key.startswith('instance.') else 'instance.ami'} "
+                            "empty to pick the newest DLAMI that does")
+
+    def _newest_by_name(self, ctx, ec2, key: str, spec) -> dict:
+        pattern = spec.name
+        cap = spec.max_neuron_sdk
+
+        def usable(include_deprecated: bool) -> tuple[list[dict], int]:
+            kwargs = {"IncludeDeprecated": True} if include_deprecated else {}
+            found = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": [pattern]},
+                                                                    {"Name": "state", "Values": ["available"]}],
+                                        **kwargs)["Images"]
+            found = [i for i in found if fnmatch.fnmatchcase(i.get("Name", ""), pattern)]
+            fits = [i for i in found if not cap or not (sdk := accelerators.neuron_sdk(i.get("Description"))) or sdk <= cap]
+            return fits, len(found) - len(fits)
+
+        images, too_new = usable(False)
+        if not images:
+            images, too_new = usable(True)
+            if images:
+                ctx.log(f"No current Amazon image named {pattern!r} supports {ctx.config.instance_type}: using a deprecated "
+                        "one (AWS lists deprecated images only when asked; they still launch)")
+        if not images:
+            why = (f"; {too_new} match(es) carry a Neuron SDK newer than {accelerators.sdk_text(cap)}, which no longer "
+                   f"supports Inf1" if too_new else "")
+            raise StepError(f"{key}: no Amazon image named {pattern!r} fits {ctx.config.instance_type} in {ctx.region}{why}. "
+                            "Set instance.ami to an AMI id")
+        image = max(images, key=lambda i: i.get("CreationDate", ""))
+        sdk = accelerators.neuron_sdk(image.get("Description"))
+        skipped = f"; skipped {too_new} newer image(s) whose Neuron SDK no longer supports Inf1" if too_new else ""
+        ctx.log(f"Newest Amazon image named {pattern!r}" + (f" with Neuron SDK {accelerators.sdk_text(cap)} or older" if cap else "")
+                + f": {image['ImageId']} ({image.get('Name')}" + (f", Neuron SDK {accelerators.sdk_text(sdk)}" if sdk else "")
+                + f"){skipped}")
+        return image
 
     def apply(self, ctx):
         ec2 = ctx.aws.client("ec2")
@@ -165,7 +227,8 @@ class Preflight(Step):
         ctx.log("Candidate subnets: " + ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets))
         ctx.check_cancel()
         ami = self._resolve_ami(ctx)
-        ctx.log(f"Image: {ami['id']} {ami['name']} (root device {ami['root_device']})")
+        ctx.log(f"Image: {ami['id']} {ami['name']} (root device {ami['root_device']}"
+                + (f", Neuron SDK {ami['neuron_sdk']}" if ami["neuron_sdk"] else "") + f"); login user {ami['user']}")
         ctx.put(
             "preflight",
             {

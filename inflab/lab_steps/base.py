@@ -114,29 +114,48 @@ class StepContext:
         if self.cancel.wait(seconds):
             raise Cancelled("cancelled")
 
-    def wait_for(self, client, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900, **kwargs) -> None:
-        """Run a boto3 waiter, one poll at a time, so progress shows and cancel works."""
+    def wait_for(self, client, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900,
+                 explain: Callable[[dict], str] | None = None, **kwargs) -> None:
+        """Run a boto3 waiter, one poll at a time, so progress shows and cancel works.
+
+        A poll that times out polls again (until ``timeout``); a terminal failure state (an instance
+        that terminated while pending) raises :class:`WaitFailed` with ``explain(last response)``
+        (e.g. the instance's StateReason); an error answer that is not a failure state (e.g.
+        UnauthorizedOperation) is raised at once as a :class:`StepError` instead of polled for
+        ``timeout`` seconds.
+        """
         from botocore.exceptions import WaiterError
 
         waiter = client.get_waiter(waiter_name)
         start = time.monotonic()
-        attempt = 0
         while True:
             self.check_cancel()
-            attempt += 1
             try:
                 waiter.wait(WaiterConfig={"Delay": 1, "MaxAttempts": 1}, **kwargs)
                 self.progress(1.0, f"{what}: done")
                 return
             except WaiterError as e:
-                reason = str(e.last_response.get("Error", {}).get("Message", "")) if e.last_response else ""
-                if "terminal failure state" in str(e):
-                    raise StepError(f"{what}: AWS reports a failure state ({reason or e})") from None
+                reason = str(e.kwargs.get("reason", "")) if hasattr(e, "kwargs") else str(e)
+                last = e.last_response or {}
+                if reason.startswith("Waiter encountered a terminal failure state"):
+                    why = (explain(last) if explain else "") or str(last.get("Error", {}).get("Message", "")) or reason
+                    raise WaitFailed(f"{what}: AWS reports a failure state ({why})", last) from None
+                if not reason.startswith("Max attempts exceeded"):  # an error answer no acceptor retries
+                    err = last.get("Error", {})
+                    raise StepError(f"{what}: AWS answered {err.get('Code', '?')}: {err.get('Message', reason)}") from None
             elapsed = time.monotonic() - start
             if elapsed > timeout:
                 raise StepError(f"{what}: still not done after {timeout:.0f} s")
             self.progress(None, f"{what}… {elapsed:.0f} s")
             self.sleep(delay)
+
+
+class WaitFailed(StepError):
+    """A waiter reached a failure state; ``response`` is AWS's last answer."""
+
+    def __init__(self, message: str, response: dict):
+        super().__init__(message)
+        self.response = response
 
 
 class Step(ABC):

@@ -42,7 +42,7 @@ class Connect(Step):
         try:
             login = ctx.host(start=False).login()
         except StepError:
-            login = f"ssh -i {ctx.key_path} {ctx.config['instance']['ssh_user']}@<public-ip>"
+            login = f"ssh -i {ctx.key_path} {ctx.config.login_user}@<public-ip>"
         return [f"aws ec2 get-console-output --instance-id {iid} --latest --output text", login]
 
     def check(self, ctx):
@@ -115,6 +115,9 @@ class Connect(Step):
         ctx.log(f"{info['uname']}, {info['cores']} cores")
         neuron = [t for t in tools if t.startswith("neuron")]
         ctx.log("Neuron tools: " + (", ".join(neuron) if neuron else "none — this host has no Neuron SDK (CPU only)"))
+        from .remote_job import ensure_host_ready
+
+        ensure_host_ready(ctx)
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, "connect")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 
+from .. import accelerators
 from ..aws import error_code, error_message, inventory, tag_dict
 from .access import key_name, role_name
-from .base import Step, StepContext, StepError
+from .base import Step, StepContext, StepError, WaitFailed
 
 CAPACITY_ERRORS = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity"}
 QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeAddressesInSubnet"}
@@ -89,10 +90,18 @@ class LaunchTemplate(Step):
         ctx.store.mark_deleted(ctx.name, "ec2:launch-template")
 
 
-def client_token(ctx: StepContext, subnet_id: str) -> str:
-    # Same session and subnet → same token, so a retried call cannot start a second instance.
-    digest = hashlib.sha256(f"{ctx.name}:{subnet_id}:{ctx.get('launch_generation', 0)}".encode()).hexdigest()[:24]
-    return f"inflab-{digest}"
+def client_token(ctx: StepContext, subnet_id: str) -> tuple[str, int | None]:
+    """The ClientToken for a launch attempt in ``subnet_id``, and its ledger record if one is open.
+
+    A fresh token per attempt: EC2 refuses a token whose instance was terminated
+    (IdempotentInstanceTerminated), e.g. by the console or an instructor's cleanup. The token is
+    written to the ledger before the call, so after a crash between the call and its answer the
+    rerun asks again with the same token and gets the instance that call started, not a second one.
+    """
+    for r in reversed(ctx.store.ledger(ctx.name, live_only=True)):
+        if r.kind == "ec2:instance" and r.status == "intended" and r.detail.get("subnet") == subnet_id:
+            return r.name, r.id  # asked, never answered
+    return f"inflab-{secrets.token_hex(16)}", None
 
 
 class Launch(Step):
@@ -115,31 +124,36 @@ class Launch(Step):
             return True
         return False
 
-    def apply(self, ctx):
+    def apply(self, ctx, *, after_zone: str | None = None):
+        """Launch in the first zone with capacity (``after_zone``: only the zones after that one)."""
         ec2 = ctx.aws.client("ec2")
         subnets = ctx.get("preflight")["subnets"]
+        if after_zone is not None:
+            zones = [s["zone"] for s in subnets]
+            subnets = subnets[zones.index(after_zone) + 1:] if after_zone in zones else subnets
+            if not subnets:
+                raise StepError(f"EC2 could not keep the {ctx.config.instance_type} it started in {after_zone}, and no zone "
+                                f"after it is left to try in {ctx.region}. Run the launch step again in a few minutes, or "
+                                "choose another region or instance type")
         failed: list[str] = []
         for i, sub in enumerate(subnets):
             ctx.check_cancel()
             ctx.progress(i / len(subnets), f"Launching in {sub['zone']}…")
-            token = client_token(ctx, sub["id"])
-            rid = ctx.intend("ec2:instance", token, {"subnet": sub["id"], "zone": sub["zone"]})
             try:
-                inst = self._run(ctx, ec2, sub, token)
+                inst = self._launch_in(ctx, ec2, sub)
             except Exception as e:
-                ctx.store.mark_deleted(ctx.name, "ec2:instance", token)
                 code = error_code(e)
                 if code in CAPACITY_ERRORS:
                     failed.append(f"{sub['zone']} ({code})")
                     ctx.log(f"No {ctx.config.instance_type} capacity in {sub['zone']} ({code}); trying the next zone")
                     continue
                 if code in QUOTA_ERRORS:
+                    quota_code, quota = accelerators.quota_of(ctx.config.instance_type)
                     raise StepError(
                         f"Your account's quota stops this launch ({code}: {error_message(e)}). In Service Quotas, "
-                        "request more 'Running On-Demand Inf instances' vCPUs for EC2 in this region, then run this step again"
+                        f"request more '{quota}' vCPUs ({quota_code}) for EC2 in {ctx.region}, then run this step again"
                     ) from None
                 raise
-            ctx.store.mark_created(rid, inst["InstanceId"], {"subnet": sub["id"], "zone": sub["zone"]})
             ctx.put("instance", {"id": inst["InstanceId"], "zone": sub["zone"]})
             ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub['zone']} from template {template_name(ctx)}")
             if failed:
@@ -149,6 +163,25 @@ class Launch(Step):
             f"No zone of {ctx.region} had {ctx.config.instance_type} capacity: {', '.join(failed)}. "
             "Nothing was launched. Try again in a few minutes, or choose another region or instance type"
         )
+
+    def _launch_in(self, ctx, ec2, sub: dict) -> dict:
+        """One launch in one subnet, its token in the ledger before the call; the instance EC2 answers."""
+        token, rid = client_token(ctx, sub["id"])
+        if rid is None:
+            rid = ctx.intend("ec2:instance", token, {"subnet": sub["id"], "zone": sub["zone"]})
+        else:
+            ctx.log(f"A launch in {sub['zone']} was asked before the last stop and never answered: asking again with "
+                    "its client token (EC2 answers with that instance if it started, instead of starting another)")
+        try:
+            inst = self._run(ctx, ec2, sub, token)
+        except Exception as e:
+            ctx.store.mark_deleted(ctx.name, "ec2:instance", token)
+            if error_code(e) != "IdempotentInstanceTerminated":
+                raise
+            ctx.log(f"The instance that launch started was terminated since: launching a new one in {sub['zone']}")
+            return self._launch_in(ctx, ec2, sub)  # the record is closed: a fresh token
+        ctx.store.mark_created(rid, inst["InstanceId"], {"subnet": sub["id"], "zone": sub["zone"]})
+        return inst
 
     def _run(self, ctx, ec2, sub, token) -> dict:
         for attempt in range(12):
@@ -188,7 +221,6 @@ def terminate_instances(ctx: StepContext) -> list[str]:
         ctx.log(f"Terminating {', '.join(ids)}…")
         ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
         ctx.log(f"Terminated {', '.join(ids)}")
-        ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
         ctx.runtime.after_terminate(ids)
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
     ctx.store.delete(ctx.name, "instance")
@@ -216,6 +248,26 @@ def verify_launch(ctx: StepContext, described: dict) -> None:
                             "terminate the instance (step terminate); the launch asked for encrypted volumes only")
         ctx.log(f"Note: unencrypted volume {v['VolumeId']} ({device}, {v.get('Size')} GB) is {why}")
     ctx.log(f"Verified {iid}: metadata IMDSv2-only, {sum(1 for v in volumes if v.get('Encrypted'))} encrypted volume(s) as asked")
+
+
+# StateReason codes of an instance EC2 could not keep while it was starting: another zone may have room.
+LAUNCH_CAPACITY_REASONS = {"Server.InsufficientInstanceCapacity", "Server.InternalError"}
+
+
+def _instances_in(response: dict) -> list[dict]:
+    return [i for r in response.get("Reservations") or [] for i in r.get("Instances") or []]
+
+
+def _reason_code(response: dict) -> str:
+    return next((i.get("StateReason", {}).get("Code", "") for i in _instances_in(response) if i.get("StateReason")), "")
+
+
+def state_reason(response: dict) -> str:
+    """Why a described instance stopped, as EC2 says it (StateReason.Message), with its state."""
+    for i in _instances_in(response):
+        reason = (i.get("StateReason") or {}).get("Message") or i.get("StateTransitionReason") or ""
+        return i.get("State", {}).get("Name", "?") + (f": {reason}" if reason else "")
+    return ""
 
 
 class WaitRunning(Step):
@@ -253,12 +305,28 @@ class WaitRunning(Step):
         if not inst:
             raise StepError("No instance to wait for: run the launch step first")
         ec2 = ctx.aws.client("ec2")
-        ctx.wait_for(ec2, "instance_running", f"Instance {inst['id']} starting", InstanceIds=[inst["id"]], delay=5)
+        while True:
+            try:
+                ctx.wait_for(ec2, "instance_running", f"Instance {inst['id']} starting", InstanceIds=[inst["id"]], delay=5,
+                             explain=state_reason)
+                break
+            except WaitFailed as e:
+                code = _reason_code(e.response)
+                if code not in LAUNCH_CAPACITY_REASONS:
+                    raise StepError(f"{e}. Nothing of it is running: run the launch step again"
+                                    + (" (check the AMI and that the account may use the volume's KMS key)"
+                                       if code == "Client.InternalError" else "")) from None
+                ctx.store.mark_deleted(ctx.name, "ec2:instance", inst["id"])
+                ctx.store.delete(ctx.name, "instance")
+                ctx.log(f"{inst['id']} died while starting in {inst['zone']} ({state_reason(e.response)}): "
+                        "launching in the next zone")
+                Launch().apply(ctx, after_zone=inst["zone"])
+                inst = ctx.get("instance")
         d = self._describe(ctx)
         ip = d.get("PublicIpAddress")
         if not ip:
             raise StepError(f"{inst['id']} is running but has no public IP: its subnet does not map public addresses")
-        ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config["instance"]["ssh_user"],
+        ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config.login_user,
                          "name": tag_dict(d.get("Tags")).get("Name", "")})
         ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
         verify_launch(ctx, d)

@@ -48,7 +48,7 @@ class Monitor(Step):
         try:
             ssh = ctx.host(start=False).login()
         except StepError:
-            ssh = f"ssh -i {ctx.key_path} {ctx.config['instance']['ssh_user']}@<public-ip>"
+            ssh = f"ssh -i {ctx.key_path} {ctx.config.login_user}@<public-ip>"
         return [f"{ssh} neuron-ls", f"{ssh} -t neuron-top", f"{ssh} -t htop"]
 
     def check(self, ctx):
