@@ -38,7 +38,7 @@ COLUMNS = [  # (key, heading, format): the table, Markdown and the TUI's report 
     ("models_x_workers", "MODELS×W", "{}"), ("stable", "STABLE", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"),
     ("cost_per_million", "$/1M INF", "{:.4f}"), ("run", "RUN", "{}"),
 ]
-CSV_EXTRA = ["n_models", "workers_per_model", "weights", "run_id", "timestamp", "status", "frontier",
+CSV_EXTRA = ["n_models", "workers_per_model", "devices", "weights", "run_id", "timestamp", "status", "frontier",
              "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime",
              "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms"]
 SERVED_COLUMNS = [  # the served block of the table and Markdown
@@ -53,7 +53,7 @@ WORKSHOP_COLUMNS = ["model_name", "processor", "max_length", "batch_size", "samp
 ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a failed job, an imported file)
     "model", "family", "precision", "target", "instance_type", "sandbox", "batch_size", "input_size",
     "throughput_avg", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_p99.9",
-    "latency_ms_max", "n_models", "workers_per_model", "models_x_workers", "mode", "stable", "stop_reason", "weights",
+    "latency_ms_max", "n_models", "workers_per_model", "models_x_workers", "devices", "mode", "stable", "stop_reason", "weights",
     "total_infs", "duration_s", "price_per_hour", "cost_per_million", "price_source", "price_date",
     "model_filename", "run", "run_id", "timestamp", "label", "runtime", "status",
     # served rows (TorchServe, one per offered rate of a load test); False/None on direct rows
@@ -97,6 +97,16 @@ def _priced(itype: str | None, throughput: float | None, prices: Prices | None) 
             "price_source": quote.source, "price_date": quote.date}
 
 
+def devices_used(system: dict[str, Any]) -> str | None:
+    """What the run's host gave it, from the result's system record: its NeuronCores, else its GPUs,
+    else its CPUs (a sweep job has a whole instance, so this is the instance's)."""
+    for key, what in (("neuron_cores", "NeuronCores"), ("gpus", "GPUs"), ("cpu_count", "vCPUs")):
+        n = system.get(key)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return f"{n} {what}"
+    return None
+
+
 def row(result: dict[str, Any] | BenchResult, prices: Prices | None = None) -> dict[str, Any]:
     """One report row from a benchmark result (its JSON object or the record); a dict that is
     not a result of the current schema raises :class:`SchemaError`, naming the field.
@@ -113,7 +123,8 @@ def row(result: dict[str, Any] | BenchResult, prices: Prices | None = None) -> d
         throughput_avg=r.throughput_avg, latency_ms_p50=r.latency_ms_p50, latency_ms_p90=r.latency_ms_p90,
         latency_ms_p95=r.latency_ms_p95, latency_ms_p99=r.latency_ms_p99, **{"latency_ms_p99.9": r.latency_ms_p99_9},
         latency_ms_max=r.latency_ms_max, n_models=r.n_models, workers_per_model=r.workers_per_model,
-        models_x_workers=f"{r.n_models}×{r.workers_per_model}", mode=r.mode, stable=r.stable,
+        models_x_workers=f"{r.n_models}×{r.workers_per_model}", devices=devices_used(r.system), mode=r.mode,
+        stable=r.stable,
         stop_reason=r.stop_reason, weights=r.weights, total_infs=r.total_infs, duration_s=r.duration_s,
         **_priced(r.instance_type, r.throughput_avg, prices),
         model_filename=r.model_filename, run=short_run(r.run_id), run_id=r.run_id, timestamp=r.timestamp,

@@ -10,7 +10,11 @@ IAM_PATH = "/inflab/"
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
-def instances(aws: Aws, session: str, states: list[str] | None = None) -> list[dict[str, Any]]:
+TAG_ROLE = "inflab:role"
+BATCH_HOST = "batch-host"  # the hosts AWS Batch launches for the sweep carry the session's tags and this
+
+
+def _tagged_instances(aws: Aws, session: str, states: list[str] | None) -> list[dict[str, Any]]:
     ec2 = aws.client("ec2")
     filters = session_filter(session) + [{"Name": "instance-state-name", "Values": states or LIVE_INSTANCE_STATES}]
     out = []
@@ -18,6 +22,20 @@ def instances(aws: Aws, session: str, states: list[str] | None = None) -> list[d
         for res in page["Reservations"]:
             out.extend(res["Instances"])
     return out
+
+
+def _batch_host(instance: dict[str, Any]) -> bool:
+    return tag_dict(instance.get("Tags")).get(TAG_ROLE) == BATCH_HOST
+
+
+def instances(aws: Aws, session: str, states: list[str] | None = None) -> list[dict[str, Any]]:
+    """The session's own instance(s): tagged for it, not a host AWS Batch launched for its sweep."""
+    return [i for i in _tagged_instances(aws, session, states) if not _batch_host(i)]
+
+
+def batch_hosts(aws: Aws, session: str) -> list[dict[str, Any]]:
+    """Instances AWS Batch runs for the session's sweep (they go with their compute environment)."""
+    return [i for i in _tagged_instances(aws, session, None) if _batch_host(i)]
 
 
 def key_pairs(aws: Aws, session: str) -> list[dict[str, Any]]:
@@ -139,10 +157,16 @@ def batch_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     return out
 
 
+def log_group_named(aws: Aws, group: str) -> dict[str, Any] | None:
+    """The log group named exactly ``group``: DescribeLogGroups matches a prefix, so /inflab/lab also
+    finds /inflab/lab-2 (every page is looked at, and only the exact name counts)."""
+    pages = aws.client("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=group)
+    return next((g for page in pages for g in page["logGroups"] if g["logGroupName"] == group), None)
+
+
 def log_groups(aws: Aws, session: str) -> list[dict[str, Any]]:
-    group = f"/inflab/{session}"
-    return [g for g in aws.client("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-            if g["logGroupName"] == group]
+    found = log_group_named(aws, f"/inflab/{session}")
+    return [found] if found else []
 
 
 def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
@@ -150,6 +174,9 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for i in instances(aws, session):
         out.append({"type": "ec2:instance", "id": i["InstanceId"], "name": tag_dict(i.get("Tags")).get("Name", ""),
+                    "state": i["State"]["Name"], "zone": i.get("Placement", {}).get("AvailabilityZone", "")})
+    for i in batch_hosts(aws, session):
+        out.append({"type": "batch:host", "id": i["InstanceId"], "name": tag_dict(i.get("Tags")).get("Name", ""),
                     "state": i["State"]["Name"], "zone": i.get("Placement", {}).get("AvailabilityZone", "")})
     for k in key_pairs(aws, session):
         out.append({"type": "ec2:key-pair", "id": k.get("KeyPairId", ""), "name": k["KeyName"]})

@@ -18,7 +18,7 @@ from ..aws import error_code, error_message, tag_dict
 from .access import log_group, remove_role
 from .base import Step, StepContext, StepError
 from .batch_setup import active_definition, describe_ce, describe_queue, wait_state
-from .sweep_grid import bucket, compute_env_name, queue_name, role_names, security_group_name
+from .sweep_grid import bucket, compute_env_name, legacy_role_names, queue_name, role_names, security_group_name
 
 ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 IN_USE_WORDS = ("in use", "relationship", "dependent", "dependency")
@@ -157,25 +157,25 @@ def teardown(ctx: StepContext, *, delete_data: bool) -> None:
     types = list(ctx.config.batch.instance_types)
     queues = _names(ctx, "batch:job-queue", [queue_name(ctx.prefix, t) for t in types])
     envs = _names(ctx, "batch:compute-environment", [compute_env_name(ctx.prefix, t) for t in types])
-    from .batch_setup import definitions
+    from .batch_setup import definition_names, log_group_exists
 
-    defs = _names(ctx, "batch:job-definition", list(definitions(ctx)))
+    defs = _names(ctx, "batch:job-definition", definition_names(ctx))
     stop_jobs(ctx, queues)
     for q in queues:
         remove_queue(ctx, q)
     for ce in envs:
         remove_compute_env(ctx, ce)
     remove_definitions(ctx, defs)
-    for role in role_names(ctx).values():
+    roles = [*role_names(ctx).values(), *legacy_role_names(ctx)]
+    for role in roles:
         remove_role(ctx, role)
     remove_security_group(ctx)
-    logs = ctx.aws.client("logs")
-    if logs.describe_log_groups(logGroupNamePrefix=log_group(ctx.name))["logGroups"]:
-        logs.delete_log_group(logGroupName=log_group(ctx.name))
+    if log_group_exists(ctx, log_group(ctx.name)):  # by exact name: never another session's /inflab/<name>-2
+        ctx.aws.client("logs").delete_log_group(logGroupName=log_group(ctx.name))
         ctx.log(f"Deleted log group {log_group(ctx.name)} (the jobs' logs are in the bucket too: job.log)")
     for kind in ("batch:job", "batch:job-queue", "batch:compute-environment", "batch:job-definition"):
         ctx.store.mark_deleted(ctx.name, kind)
-    for name in role_names(ctx).values():
+    for name in roles:
         ctx.store.mark_deleted(ctx.name, "iam:role", name)
         ctx.store.mark_deleted(ctx.name, "iam:instance-profile", name)
     ctx.store.mark_deleted(ctx.name, "ec2:security-group", security_group_name(ctx))

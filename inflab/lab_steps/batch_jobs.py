@@ -110,6 +110,36 @@ def describe(ctx: StepContext, ids: list[str]) -> dict[str, dict]:
     return out
 
 
+# What a RUNNABLE job's statusReason means, and what to do (Batch's "job stuck in RUNNABLE" guide).
+RUNNABLE_REASONS = {
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "it asks for more vCPUs, memory or GPUs than any instance type of its "
+                                                 "compute environment has: check batch.instance_types",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "it needs more vCPUs than the compute environment may run "
+                                                         "(batch.max_vcpus): raise it and run batch-setup again",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no capacity for that instance type just now, or your account's "
+                                               "on-demand vCPU quota for it is too low (Service Quotas): it waits",
+    "ACTION_REQUIRED": "its compute environment is INVALID: run batch-setup again (it makes the environment anew)",
+    "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "Batch's service-linked role lacks a permission: check "
+                                                 "AWSServiceRoleForBatch in IAM",
+    "MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED": "the compute environment's instance type and image do "
+                                                               "not go together: check batch.instance_types",
+    "UNDETERMINED": "Batch cannot say why: look at the compute environment in the AWS console",
+}
+
+
+def runnable_note(ctx: StepContext, reason: str) -> str:
+    """A RUNNABLE job's statusReason, what it means and what happens next."""
+    code = reason.split(" - ", 1)[0].strip()
+    meaning = RUNNABLE_REASONS.get(code)
+    if not meaning:
+        return reason
+    from .batch_setup import TIME_LIMIT_REASONS
+
+    after = (f"; the queue cancels it after {ctx.config.batch.runnable_timeout_min} min in RUNNABLE "
+             "(batch.runnable_timeout_min)" if code in TIME_LIMIT_REASONS else "")
+    return f"Batch cannot place it ({code}): {meaning}{after}"
+
+
 def failure_reason(job: dict) -> str:
     reason = job.get("statusReason") or "no reason given"
     attempts = job.get("attempts") or []
@@ -171,6 +201,7 @@ class BatchMonitor(Step):
         points = _points(ctx)
         names = {job_id: name for name, job_id in s["jobs"].items()}
         seen: dict[str, tuple[str, float, int]] = {}  # job id -> (state, since, attempts)
+        told: dict[str, str] = {}  # job id -> the statusReason last said
         follower: LogFollower | None = None
         poll = ctx.runtime.batch_poll_s
         start = time.monotonic()
@@ -181,13 +212,17 @@ class BatchMonitor(Step):
             for job_id, job in jobs.items():
                 state, attempts = job["status"], len(job.get("attempts") or [])
                 before = seen.get(job_id)
+                short = points[names[job_id]].short if names[job_id] in points else names[job_id]
                 if before is None or before[0] != state:
-                    short = points[names[job_id]].short if names[job_id] in points else names[job_id]
                     why = f": {failure_reason(job)}" if state == "FAILED" else ""
                     ctx.log(f"{short}: {before[0] + ' → ' if before else ''}{state}{why}")
                     seen[job_id] = (state, now, attempts)
                 elif before[2] != attempts:
                     seen[job_id] = (state, before[1], attempts)
+                reason = job.get("statusReason") or ""
+                if state not in ENDED and reason and told.get(job_id) != reason:  # why a job waits, every state
+                    told[job_id] = reason
+                    ctx.log(f"{short}: {state}: {runnable_note(ctx, reason) if state == 'RUNNABLE' else reason}")
             follower = self._follow(ctx, jobs, names, points, follower)
             if follower:
                 follower.poll()
@@ -217,7 +252,7 @@ class BatchMonitor(Step):
         return BatchJob(name=job.get("jobName", ""), job_id=job_id, state=state, since=since,
                         instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
                         family=p.family if p else "", target=p.target if p else "", attempt=attempts,
-                        reason=failure_reason(job) if state == "FAILED" else "")
+                        reason=failure_reason(job) if state == "FAILED" else (job.get("statusReason") or ""))
 
     def _follow(self, ctx, jobs: dict, names: dict, points: dict, current: LogFollower | None) -> LogFollower | None:
         """The job whose log streams: the one the user picked, else the running one (else stay)."""

@@ -2,15 +2,21 @@
 
 - An S3 bucket for the results (named for the session and account, public access blocked,
   encrypted, tagged); the jobs write under ``s3://BUCKET/SESSION/``.
-- IAM: Batch's service role (AWS's ``AWSBatchServiceRole``), the hosts' role and instance profile
-  (``AmazonEC2ContainerServiceforEC2Role``: the ECS agent), and the jobs' role, allowed only to
-  write under the session's prefix of the bucket and to the session's log group.
+- IAM: the hosts' role and instance profile (``AmazonEC2ContainerServiceforEC2Role``: the ECS
+  agent) and the jobs' role, allowed only to write under the session's prefix of the bucket and to
+  the session's log group. Batch itself acts through its service-linked role (AWSServiceRoleForBatch,
+  which Batch makes on first use): no service role of the lab's to wait on.
 - A security group with no inbound rule (the hosts only pull images and write results).
-- One managed EC2 compute environment per instance type, scaling from 0 vCPUs, on the
-  ECS-optimized AMI for its accelerator (from its public SSM parameter), and a job queue on each.
-- One job definition per (family, container kind, batch size): the session's image — its tag
-  names the payload it bakes in — with the Neuron device mapped in or a GPU requested; its
-  command compiles, benchmarks and copies models, results and the readable log to S3.
+- One managed EC2 compute environment per instance type, scaling from 0 vCPUs, on the Amazon
+  Linux 2023 ECS-optimized AMI for its accelerator (from its public SSM parameter), and a job queue on
+  each, which cancels a job Batch cannot place after ``batch.runnable_timeout_min``.
+- One job definition per (family, instance type, batch size): the session's image — its tag names
+  the payload it bakes in — asking for the whole instance (every Neuron device mapped in, every
+  GPU, its vCPUs and memory: one job per host); its command compiles, benchmarks and copies models,
+  results and the readable log to S3.
+
+A compute environment made seconds after its roles can go INVALID while IAM propagates them
+("CLIENT_ERROR … not authorized"), and would stay so: it is made again after a wait, saying so.
 """
 
 from __future__ import annotations
@@ -19,17 +25,21 @@ import hashlib
 import json
 import time
 
-from ..aws import error_code, error_message, tag_dict
+from .. import accelerators
+from ..aws import error_code, error_message, instances, inventory, tag_dict
 from .access import log_group
 from .base import Step, StepContext, StepError
 from .container import image_hash, image_tag, repo_name, repository_uri
 from .sweep_grid import (GridPoint, bucket, compute_env_name, grid, queue_name, role_names, security_group_name)
 
-BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
 ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 LOG_PREFIX = "sweep"  # awslogs-stream-prefix: streams are sweep/default/<task id>
 LOG_RETENTION_DAYS = 14
 IAM_PATH = "/inflab/"
+HOST_ROLE_TAG = {"inflab:role": "batch-host"}  # on the hosts Batch launches: not the lab's own instance
+TIME_LIMIT_REASONS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")
+REPAIR_WAITS_S = (10, 20, 40, 60)  # before each new try at a compute environment IAM has not caught up with
 
 
 def _trust(service: str) -> str:
@@ -69,43 +79,40 @@ def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
     return ["--label", ctx.name, "--runtime", ctx.runtime.kind, "--compile", *compile_args, "--bench", *bench_args]
 
 
-def vcpus_of(instance_type: str) -> int:
-    """vCPUs of a size: large 2, xlarge 4, Nxlarge 4N (metal: treated as 24xlarge)."""
-    size = instance_type.split(".", 1)[1]
-    if size == "metal":
-        return 96
-    if size.endswith("xlarge"):
-        return 4 * int(size[:-6] or 1)
-    return {"large": 2, "medium": 1}.get(size, 1)
-
-
 def definitions(ctx: StepContext) -> dict[str, dict]:
-    """Job definition name → its registration (without tags), one per (family, kind, batch size)."""
+    """Job definition name → its registration (without tags), one per (family, instance type, batch size):
+    the whole instance, as EC2 describes the type."""
     out: dict[str, dict] = {}
     points = grid(ctx)
+    specs = instances.specs(ctx.aws, [p.instance_type for p in points])
     for p in points:
         if p.definition in out:
             continue
-        # A definition serves every instance type of its kind: it asks for what the smallest has.
-        vcpus = min(vcpus_of(q.instance_type) for q in points if q.kind == p.kind)
+        spec = specs.get(p.instance_type) or accelerators.InstanceSpec(vcpus=accelerators.vcpus_of(p.instance_type),
+                                                                      memory_mib=2048 * accelerators.vcpus_of(p.instance_type))
         container = ctx.runtime.batch_container(kind=p.kind, image_uri=f"{repository_uri(ctx)}:{image_tag(ctx, p.kind)}",
-                                                digest=image_hash(ctx, p.kind), job_args=job_args(ctx, p), vcpus=vcpus)
+                                                digest=image_hash(ctx, p.kind), job_args=job_args(ctx, p))
         out[p.definition] = {
-            "image_type": container.image_type, "ami_parameter": container.ami_parameter,
+            "instance_type": p.instance_type, "devices": spec.devices,
             "containerProperties": {
                 "image": container.image, "command": list(container.command),
                 "environment": [{"name": "INFLAB_BATCH_SIZE", "value": str(p.batch_size)}],
                 "logConfiguration": {"logDriver": "awslogs", "options": {
                     "awslogs-group": log_group(ctx.name), "awslogs-region": ctx.region, "awslogs-stream-prefix": LOG_PREFIX}},
-                **container.extra,
+                **instances.job_resources(spec),
             },
         }
     return out
 
 
+def definition_names(ctx: StepContext) -> list[str]:
+    return list(dict.fromkeys(p.definition for p in grid(ctx)))
+
+
 def settings_digest(ctx: StepContext) -> str:
     data = {"grid": [p.job_name for p in grid(ctx)], "defs": {k: v["containerProperties"] for k, v in definitions(ctx).items()},
-            "max_vcpus": ctx.config.batch.max_vcpus}
+            "max_vcpus": ctx.config.batch.max_vcpus, "runnable_timeout_min": ctx.config.batch.runnable_timeout_min,
+            "hosts": {t: accelerators.BATCH_HOSTS[accelerators.kind_of(t)].ami_parameter for t in ctx.config.batch.instance_types}}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -128,6 +135,10 @@ def wait_state(ctx: StepContext, what: str, describe, want: set[str], *, timeout
         ctx.sleep(delay)
 
 
+def log_group_exists(ctx: StepContext, group: str) -> bool:
+    return inventory.log_group_named(ctx.aws, group) is not None
+
+
 def describe_ce(ctx: StepContext, name: str) -> dict | None:
     found = ctx.aws.client("batch").describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
     return found[0] if found else None
@@ -141,6 +152,14 @@ def describe_queue(ctx: StepContext, name: str) -> dict | None:
 def active_definition(ctx: StepContext, name: str) -> dict | None:
     defs = ctx.aws.client("batch").describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
     return max(defs, key=lambda d: d["revision"]) if defs else None
+
+
+def time_limits(ctx: StepContext) -> list[dict]:
+    """The queues' jobStateTimeLimitActions: a job Batch leaves RUNNABLE for one of these reasons (it
+    fits no instance type, asks more than maxvCpus, no capacity) is cancelled after the set time,
+    rather than waiting — and billing nothing — forever."""
+    seconds = ctx.config.batch.runnable_timeout_min * 60
+    return [{"reason": r, "state": "RUNNABLE", "maxTimeSeconds": seconds, "action": "CANCEL"} for r in TIME_LIMIT_REASONS]
 
 
 class BatchSetup(Step):
@@ -161,7 +180,7 @@ class BatchSetup(Step):
                         f"--compute-resources type=EC2,minvCpus=0,maxvCpus={ctx.config.batch.max_vcpus},instanceTypes={itype},...")
             cmds.append(f"aws batch create-job-queue --job-queue-name {queue_name(p, itype)} --priority 1 "
                         f"--compute-environment-order order=1,computeEnvironment={compute_env_name(p, itype)}")
-        for name in dict.fromkeys(pt.definition for pt in grid(ctx)):
+        for name in definition_names(ctx):
             cmds.append(f"aws batch register-job-definition --job-definition-name {name} --type container "
                         "--container-properties file://container.json")
         return cmds
@@ -180,6 +199,8 @@ class BatchSetup(Step):
             ce, q = describe_ce(ctx, compute_env_name(ctx.prefix, itype)), describe_queue(ctx, queue_name(ctx.prefix, itype))
             if not ce or not q or ce.get("status") != "VALID" or q.get("status") != "VALID" or q.get("state") != "ENABLED":
                 return False
+            if q.get("jobStateTimeLimitActions") != time_limits(ctx):
+                return False
         return all(active_definition(ctx, name) for name in definitions(ctx))
 
     def apply(self, ctx):
@@ -189,25 +210,24 @@ class BatchSetup(Step):
         arns = self._roles(ctx, name)
         group_id, subnets = self._network(ctx)
         self._log_group(ctx)
-        amis = {}
-        for spec in defs.values():
-            if spec["ami_parameter"] not in amis:
-                amis[spec["ami_parameter"]] = ctx.aws.client("ssm").get_parameter(Name=spec["ami_parameter"])["Parameter"]["Value"]
-        kinds = {p.instance_type: p.kind for p in grid(ctx)}
-        image_types = {p.kind: defs[p.definition]["image_type"] for p in grid(ctx)}
-        ami_of_kind = {p.kind: amis[defs[p.definition]["ami_parameter"]] for p in grid(ctx)}
+        amis: dict[str, str] = {}
         for itype in ctx.config.batch.instance_types:
-            k = kinds[itype]
-            self._compute_env(ctx, itype, arns, group_id, subnets, image_types[k], ami_of_kind[k])
+            host = accelerators.BATCH_HOSTS[accelerators.kind_of(itype)]
+            if host.ami_parameter not in amis:
+                amis[host.ami_parameter] = ctx.aws.client("ssm").get_parameter(Name=host.ami_parameter)["Parameter"]["Value"]
+            self._compute_env(ctx, itype, arns, group_id, subnets, host.image_type, amis[host.ami_parameter])
         for itype in ctx.config.batch.instance_types:
             self._queue(ctx, itype)
         registered = {}
         for def_name, spec in defs.items():
             registered[def_name] = self._definition(ctx, def_name, spec["containerProperties"], arns["job"])
+            ctx.log(f"  {def_name}: the whole {spec['instance_type']} — {spec['devices']}, "
+                    + ", ".join(f"{r['type'].lower()} {r['value']}" for r in spec["containerProperties"]["resourceRequirements"]))
         ctx.put("batch", {"settings": settings_digest(ctx), "bucket": name, "definitions": registered,
-                          "security_group": group_id, "roles": arns})
+                          "security_group": group_id, "roles": arns,
+                          "devices": {spec["instance_type"]: spec["devices"] for spec in defs.values()}})
         ctx.log(f"Ready: {len(ctx.config.batch.instance_types)} compute environment(s) and queue(s), {len(registered)} job "
-                f"definition(s); results go to s3://{name}/{ctx.name}/")
+                f"definition(s), one job per host; results go to s3://{name}/{ctx.name}/")
 
     # -- the pieces ---------------------------------------------------------------------------
     def _images_ready(self, ctx) -> None:
@@ -273,8 +293,7 @@ class BatchSetup(Step):
         from .sweep_grid import account
 
         names = role_names(ctx)
-        arns = {"service": self._role(ctx, names["service"], "batch.amazonaws.com", managed=BATCH_SERVICE_POLICY),
-                "host": self._role(ctx, names["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
+        arns = {"host": self._role(ctx, names["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
                 "job": self._role(ctx, names["job"], "ecs-tasks.amazonaws.com",
                                   inline=job_policy(ctx, bucket_name, account(ctx)))}
         iam = ctx.aws.client("iam")
@@ -291,8 +310,9 @@ class BatchSetup(Step):
             iam.add_role_to_instance_profile(InstanceProfileName=profile_name, RoleName=profile_name)
         iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=profile_name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
         arns["profile"] = prof["Arn"]
-        ctx.log("Roles: Batch service (AWSBatchServiceRole), hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
-                f"s3://{bucket_name}/{ctx.name}/* and log group {log_group(ctx.name)} only)")
+        ctx.log("Roles: hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
+                f"s3://{bucket_name}/{ctx.name}/* and log group {log_group(ctx.name)} only); Batch acts through its "
+                "service-linked role AWSServiceRoleForBatch")
         return arns
 
     def _network(self, ctx) -> tuple[str, list[str]]:
@@ -319,42 +339,68 @@ class BatchSetup(Step):
     def _log_group(self, ctx) -> None:
         logs = ctx.aws.client("logs")
         group = log_group(ctx.name)
-        if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+        if not log_group_exists(ctx, group):  # by exact name: /inflab/lab must not be taken for /inflab/lab-2
             logs.create_log_group(logGroupName=group, tags=tag_dict(ctx.tags()))
             logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
             ctx.log(f"Created log group {group} (kept {LOG_RETENTION_DAYS} days)")
 
     def _compute_env(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
         name = compute_env_name(ctx.prefix, itype)
+        batch = ctx.aws.client("batch")
         ce = describe_ce(ctx, name)
         if ce is None:
-            rid = ctx.intend("batch:compute-environment", name)
-            ce = ctx.aws.client("batch").create_compute_environment(
-                computeEnvironmentName=name, type="MANAGED", state="ENABLED", serviceRole=arns["service"],
-                computeResources={"type": "EC2", "allocationStrategy": "BEST_FIT_PROGRESSIVE", "minvCpus": 0, "desiredvCpus": 0,
-                                  "maxvCpus": ctx.config.batch.max_vcpus, "instanceTypes": [itype], "subnets": subnets,
-                                  "securityGroupIds": [group_id], "instanceRole": arns["profile"],
-                                  "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
-                                  "tags": {"Name": name, **tag_dict(ctx.tags())}},
-                tags=tag_dict(ctx.tags()))
-            ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
-            ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
+            self._create_ce(ctx, itype, arns, group_id, subnets, image_type, ami)
         elif ce.get("state") != "ENABLED":
-            ctx.aws.client("batch").update_compute_environment(computeEnvironment=name, state="ENABLED")
-        wait_state(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name), {"VALID"})
+            batch.update_compute_environment(computeEnvironment=name, state="ENABLED")
+        for wait in (*REPAIR_WAITS_S, None):
+            ce = wait_state(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name), {"VALID", "INVALID"})
+            if ce.get("status") == "VALID":
+                return
+            reason = ce.get("statusReason") or "no reason given"
+            if wait is None or not reason.startswith("CLIENT_ERROR"):
+                raise StepError(f"compute environment {name} is INVALID: {reason}. Fix what it names and run this step "
+                                "again (it makes the environment anew)")
+            ctx.log(f"Compute environment {name} is INVALID: {reason[:300]}. A new IAM role takes a while to reach "
+                    f"AWS Batch: making the environment again in {wait} s")
+            ctx.sleep(wait)
+            from .batch_cleanup import remove_compute_env, remove_queue
+
+            queue = describe_queue(ctx, queue_name(ctx.prefix, itype))
+            if queue and any(o.get("computeEnvironment") in (ce["computeEnvironmentArn"], name)
+                             for o in queue.get("computeEnvironmentOrder") or []):
+                remove_queue(ctx, queue_name(ctx.prefix, itype))  # it is made again right after
+            remove_compute_env(ctx, name)
+            self._create_ce(ctx, itype, arns, group_id, subnets, image_type, ami)
+
+    def _create_ce(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
+        name = compute_env_name(ctx.prefix, itype)
+        rid = ctx.intend("batch:compute-environment", name)
+        ce = ctx.aws.client("batch").create_compute_environment(
+            computeEnvironmentName=name, type="MANAGED", state="ENABLED",  # no serviceRole: Batch's service-linked role
+            computeResources={"type": "EC2", "allocationStrategy": "BEST_FIT_PROGRESSIVE", "minvCpus": 0, "desiredvCpus": 0,
+                              "maxvCpus": ctx.config.batch.max_vcpus, "instanceTypes": [itype], "subnets": subnets,
+                              "securityGroupIds": [group_id], "instanceRole": arns["profile"],
+                              "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
+                              "tags": {"Name": name, **tag_dict(ctx.tags()), **HOST_ROLE_TAG}},
+            tags=tag_dict(ctx.tags()))
+        ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
+        ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
 
     def _queue(self, ctx, itype: str) -> None:
         name, ce = queue_name(ctx.prefix, itype), compute_env_name(ctx.prefix, itype)
+        limits = time_limits(ctx)
+        batch = ctx.aws.client("batch")
         q = describe_queue(ctx, name)
         if q is None:
             rid = ctx.intend("batch:job-queue", name)
-            q = ctx.aws.client("batch").create_job_queue(
+            q = batch.create_job_queue(
                 jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-                tags=tag_dict(ctx.tags()))
+                jobStateTimeLimitActions=limits, tags=tag_dict(ctx.tags()))
             ctx.store.mark_created(rid, q["jobQueueArn"])
-            ctx.log(f"Created job queue {name} → {ce}")
-        elif q.get("state") != "ENABLED":
-            ctx.aws.client("batch").update_job_queue(jobQueue=name, state="ENABLED")
+            ctx.log(f"Created job queue {name} → {ce}; a job Batch cannot place is cancelled after "
+                    f"{ctx.config.batch.runnable_timeout_min} min")
+        elif q.get("state") != "ENABLED" or q.get("jobStateTimeLimitActions") != limits:
+            batch.update_job_queue(jobQueue=name, state="ENABLED", jobStateTimeLimitActions=limits)
         wait_state(ctx, f"job queue {name}", lambda: describe_queue(ctx, name), {"ENABLED/VALID"})
 
     def _definition(self, ctx, name: str, container: dict, job_role: str) -> str:

@@ -2,7 +2,7 @@
 
 One job per (model family, instance type, batch size) from ``[batch]``; the target follows from
 the instance type (inf1 → torch-neuron, inf2 → torch-neuronx, GPU → CUDA, CPU → fp32 and int8).
-Job definitions are shared by the instance types of one kind: one per (family, kind, batch size).
+Job definitions are one per (family, instance type, batch size): each asks for a whole instance of its type.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class GridPoint:
 
     @property
     def definition(self) -> str:
-        return f"{self.prefix}-{self.family}-{self.kind}-b{self.batch_size}"
+        """One per instance type: each job definition asks for that type's whole instance."""
+        return f"{self.prefix}-{self.family}-{dashed(self.instance_type)}-b{self.batch_size}"
 
     @property
     def queue(self) -> str:
@@ -64,8 +65,14 @@ def queue_name(prefix: str, instance_type: str) -> str:
 
 
 def role_names(ctx: StepContext) -> dict[str, str]:
-    """The sweep's IAM roles: Batch's service role, its hosts' role (and profile), the jobs' role."""
-    return {"service": f"{ctx.prefix}-batch-service", "instance": f"{ctx.prefix}-batch-host", "job": f"{ctx.prefix}-batch-job"}
+    """The sweep's IAM roles: its hosts' role (and profile), the jobs' role. (Batch acts through its
+    own service-linked role.)"""
+    return {"instance": f"{ctx.prefix}-batch-host", "job": f"{ctx.prefix}-batch-job"}
+
+
+def legacy_role_names(ctx: StepContext) -> list[str]:
+    """Roles earlier versions of the lab made for the sweep (a service role of its own): cleanup takes them too."""
+    return [f"{ctx.prefix}-batch-service"]
 
 
 def security_group_name(ctx: StepContext) -> str:

@@ -40,30 +40,35 @@ def docker_devices(kind: str) -> str:
     return {"inf1": neuron, "inf2": neuron, "gpu": "--gpus all"}.get(kind, "")
 
 
-# The ECS-optimized AMI a Batch compute environment's hosts boot, per container kind: its
-# ec2Configuration image type and the public SSM parameter with the current AMI id (ECS docs).
-# Inf1 keeps Amazon Linux 2's Inferentia variant (its Neuron driver still serves torch-neuron).
-BATCH_AMIS = {
-    "inf1": ("ECS_AL2", "/aws/service/ecs/optimized-ami/amazon-linux-2/inf/recommended/image_id"),
-    "inf2": ("ECS_AL2023", "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id"),
-    "gpu": ("ECS_AL2023_NVIDIA", "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"),
-    "cpu": ("ECS_AL2023", "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"),
-}
 BATCH_OUT = "/tmp/inflab-out"  # the job's output directory inside the container
-MIB_PER_VCPU = 1792  # memory a job asks for per vCPU: fits every family the lab knows, with the ECS agent's share
 
 
-def batch_resources(kind: str, vcpus: int) -> dict[str, Any]:
-    """containerProperties for the accelerators and size: one Neuron device mapped in (its
-    NeuronCores; the driver stays on the host), or one GPU requested."""
-    extra: dict[str, Any] = {"resourceRequirements": [{"type": "VCPU", "value": str(vcpus)},
-                                                      {"type": "MEMORY", "value": str(vcpus * MIB_PER_VCPU)}]}
-    if kind in ("inf1", "inf2"):
-        extra["linuxParameters"] = {"devices": [{"hostPath": "/dev/neuron0", "containerPath": "/dev/neuron0",
-                                                 "permissions": ["READ", "WRITE"]}]}
-    elif kind == "gpu":
-        extra["resourceRequirements"].append({"type": "GPU", "value": "1"})
-    return extra
+# One line about docker on the instance (ok / missing / permission / stopped: <its error>), then the OS.
+DOCKER_PROBE = ('if ! command -v docker >/dev/null 2>&1; then echo "docker:missing"; '
+                'elif err=$(docker info 2>&1 >/dev/null); then echo "docker:ok"; '
+                'elif echo "$err" | grep -qi "permission denied"; then echo "docker:permission"; '
+                'else echo "docker:stopped: $(echo "$err" | tail -n 1 | cut -c1-200)"; fi; '
+                '. /etc/os-release 2>/dev/null; echo "os:${ID:-unknown}"')
+
+
+def docker_advice(output: str, user: str) -> str | None:
+    """What to run on the instance when :data:`DOCKER_PROBE` says docker is not usable (None: it is)."""
+    lines = dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
+    state, os_id = lines.get("docker", "").strip(), lines.get("os", "").strip()
+    if state == "ok":
+        return None
+    apt = os_id in ("ubuntu", "debian")
+    install = ("sudo apt-get update && sudo apt-get install -y docker.io" if apt else "sudo dnf install -y docker")
+    enable = "sudo systemctl enable --now docker"
+    group = f"sudo usermod -aG docker {user}"
+    if state == "missing":
+        why, fix = "docker is not installed on the instance", f"{install} && {enable} && {group}"
+    elif state == "permission":
+        why, fix = f"{user} may not use docker (not in the docker group)", group
+    else:
+        why, fix = f"docker is installed but not running ({state.removeprefix('stopped').strip(': ') or 'docker info failed'})", enable
+    return (f"{why}: the container steps need it. On the instance (key o in the lab, or inflab's ssh command), run: "
+            f"{fix} — then run this step again (a new login picks up the docker group)")
 
 
 class AwsRuntime(HostRuntime):
@@ -110,7 +115,8 @@ class AwsRuntime(HostRuntime):
         if source == "prebuilt":
             base = shlex.quote(base_image)
             lines = ["set -e", cd, f"docker pull {base}",
-                     f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} {label} -t {uri} ."]
+                     f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} "
+                     f"--build-arg KIND={kind} {label} -t {uri} ."]
             how = "pulling the prebuilt AWS image and adding the payload"
         else:
             lines = ["set -e", cd, f"docker build --progress=plain {label} -t {uri} ."]
@@ -137,12 +143,16 @@ class AwsRuntime(HostRuntime):
         cmd = f"docker ps -q --filter label=inflab.session={session} | xargs -r docker stop; true"
         return StopPlan(cmd, "containers", f"ssh <instance> 'docker stop $(docker ps -q --filter label=inflab.session={session})'")
 
-    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+    def host_check(self) -> str | None:
+        return DOCKER_PROBE
+
+    def host_problem(self, output: str, user: str) -> str | None:
+        return docker_advice(output, user)
+
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str]) -> BatchContainer:
         run = "python3 -u /opt/inflab/payload/batch_job.py --out " + BATCH_OUT + " " + " ".join(shlex.quote(a) for a in job_args)
         copy = f'aws s3 cp --recursive --only-show-errors {BATCH_OUT} "$INFLAB_RESULTS_URI"'
-        image_type, ami = BATCH_AMIS[kind]
-        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)), batch_resources(kind, vcpus),
-                              image_type, ami)
+        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)))
 
     def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
         from ..aws import error_code

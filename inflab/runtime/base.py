@@ -43,17 +43,11 @@ class StopPlan:
 
 @dataclass(frozen=True)
 class BatchContainer:
-    """How one sweep job definition's container runs (AWS Batch ``containerProperties`` parts)."""
+    """How one sweep job definition's container runs: its image and command (AWS Batch
+    ``containerProperties``; what the job asks of its host is the step's, the same everywhere)."""
 
     image: str
     command: tuple[str, ...]
-    #: containerProperties keys beyond image/command: the accelerators (linuxParameters.devices,
-    #: resourceRequirements GPU), vCPUs and memory
-    extra: dict[str, Any]
-    #: an ``ec2Configuration`` entry for the compute environment (the ECS-optimized AMI type)
-    image_type: str
-    #: the SSM public parameter holding the AMI id for the compute environment's hosts
-    ami_parameter: str
 
 
 def upload_script(run: str, copy: str) -> str:
@@ -144,13 +138,21 @@ class HostRuntime(ABC):
     def stop_plan(self, session: str) -> StopPlan:
         ...
 
+    def host_check(self) -> str | None:
+        """A command whose output says whether the host can run the lab's work (None: nothing to check)."""
+        return None
+
+    def host_problem(self, output: str, user: str) -> str | None:
+        """What :meth:`host_check`'s output says is missing, with the commands that fix it (None: ready)."""
+        return None
+
     # -- AWS Batch: the sweep's jobs ------------------------------------------------------------
     def batch_kind(self, config: LabConfig, instance_type: str) -> str:
         """The container kind a sweep job on ``instance_type`` runs: inf1, inf2, gpu or cpu."""
         return config.batch_kind(instance_type)
 
     @abstractmethod
-    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str]) -> BatchContainer:
         """The container of a sweep job definition: ``job_args`` are batch_job.py's (``--out`` excluded);
         the command must copy the job's output directory to ``$INFLAB_RESULTS_URI`` whatever the exit code."""
 

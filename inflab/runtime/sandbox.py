@@ -20,8 +20,6 @@ from .base import BatchContainer, HostRuntime, ImagePlan, PushPlan, StopPlan, up
 
 LOOPBACK = "127.0.0.1/32"
 IMAGES = "images"  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
-# The emulated Batch hosts' "AMI": any AMI the emulated account has.
-BATCH_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 
 def digest_of(image_uri: str) -> str:
@@ -121,7 +119,7 @@ class SandboxRuntime(HostRuntime):
     def batch_kind(self, config: LabConfig, instance_type: str) -> str:
         return "cpu"  # every sweep job runs on this machine's CPU
 
-    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str], vcpus: int) -> BatchContainer:
+    def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str]) -> BatchContainer:
         image = self.image_dir(digest)
         q = shlex.quote
         run = (f"{q(str(image / 'venv' / 'bin' / 'python'))} -u {q(str(image / 'payload' / 'batch_job.py'))} --out out "
@@ -129,9 +127,7 @@ class SandboxRuntime(HostRuntime):
         # The emulated S3 answers only the lab's own clients: the copy is made by one (this
         # machine's inflab), where a real job has the AWS CLI and its job role.
         copy = f'{q(sys.executable)} -m inflab.sandbox.upload --home {q(str(self.home))} out "$INFLAB_RESULTS_URI"'
-        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)),
-                              {"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]},
-                              "ECS_AL2023", BATCH_AMI_PARAMETER)
+        return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)))
 
     def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
         if (self.image_dir(digest) / "venv" / ".inflab-image").is_file():

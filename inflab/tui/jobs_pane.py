@@ -120,7 +120,7 @@ class JobsPane(Vertical):
             Text(job.instance_type),
             Text(str(job.batch_size), justify="right"),
             Text(str(job.attempt) if job.attempt else "-", justify="right"),
-            Text(job.reason, style="red") if job.reason else Text(""),
+            Text(job.reason, style="red" if job.state == "FAILED" else "yellow") if job.reason else Text(""),
         ]
 
     @staticmethod
