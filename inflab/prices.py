@@ -103,8 +103,10 @@ def from_store(store: Any, name: str) -> Prices:
 
 
 def _filters(instance_type: str, region: str) -> list[dict[str, str]]:
+    # On-demand only (not Capacity Blocks, which share the other attributes) and no licensed software.
     wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-              "preInstalledSw": "NA", "capacitystatus": "Used"}
+              "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand",
+              "licenseModel": "No License required"}
     return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
 
 

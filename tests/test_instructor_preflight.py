@@ -192,15 +192,15 @@ def test_an_unreadable_quota_is_unknown_and_the_account_still_counts_as_ready():
     aws.offered("inf1.2xlarge", "abc")
     aws.vcpus({"inf1.2xlarge": 8})
     aws.stub["service-quotas"].add_client_error(
-        "get_service_quota", "NoSuchResourceException",
-        "The request failed because the specified service does not exist.")
+        "get_service_quota", "AccessDeniedException",
+        "The request failed because you are not allowed to read quotas.")
     aws.default_vpc()
     result = run(aws)
     aws.all_answered()
     quota = check(result, "quota")
     assert quota.ok is None
     assert quota.detail.startswith("could not read the Running On-Demand Inf instances quota L-1945791B "
-                                   "(NoSuchResourceException: The request failed")
+                                   "(AccessDeniedException: The request failed")
     assert "Service Quotas console" in quota.detail and "the room needs 24 vCPUs" in quota.detail
     lines = summary_lines([result])
     assert len(lines) == 2
@@ -222,7 +222,7 @@ def test_vcpus_come_from_the_built_in_table_when_ec2_cannot_say():
     aws.all_answered()
     inf, standard = [c for c in result.checks if c.name == "quota"]
     assert inf.ok is True and "the room needs 24 (3 participants × inf1.2xlarge 8 vCPUs)" in inf.detail
-    assert standard.ok is None and "the vCPUs of c7i.large are unknown" in standard.detail
+    assert standard.ok is True and "the room needs 6 (3 participants × c7i.large 2 vCPUs)" in standard.detail
 
 
 def test_no_default_vpc_fails_with_the_way_to_make_one():
@@ -288,3 +288,51 @@ def test_the_sandbox_answers_every_check_but_the_quota(sandbox):
     quota = check(result, "quota")
     assert quota.ok is None and quota.detail.startswith("could not read the Running On-Demand Inf instances quota")
     assert summary_lines([result])[-1] == "1 of 1 account(s) ready"
+
+
+def test_a_quota_the_account_never_changed_is_read_as_aws_default():
+    """GetServiceQuota has no applied value for such a quota (NoSuchResourceException): AWS's default is the value."""
+    aws = Stubbed()
+    aws.identity()
+    aws.zones(4)
+    aws.offered("inf1.2xlarge", "abc")
+    aws.vcpus({"inf1.2xlarge": 8})
+    aws.stub["service-quotas"].add_client_error(
+        "get_service_quota", "NoSuchResourceException",
+        "The request failed because applied value for the specified context Id do not exist.")
+    aws.stub["service-quotas"].add_response(
+        "get_aws_default_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": INF[0], "Value": 8}},
+        {"ServiceCode": "ec2", "QuotaCode": INF[0]})
+    aws.default_vpc()
+    result = run(aws)
+    aws.all_answered()
+    quota = check(result, "quota")
+    assert quota.ok is False  # 8 vCPUs by default, the room of three needs 24
+    assert "quota 8 vCPUs (AWS's default: no value applied to this account)" in quota.detail
+    assert "--desired-value 24" in quota.detail
+
+
+def test_the_sweep_counts_against_the_quotas_too():
+    """Each participant's sweep holds min(max_vcpus, jobs x the type's vCPUs) at once, one whole instance per job."""
+    from inflab.instructor.roster import from_dict
+
+    roster = from_dict({"workshop": {"instance_types": ["inf1.2xlarge"]},
+                        "sweep": {"instance_types": ["inf1.6xlarge", "g5.xlarge"], "jobs": 3, "max_vcpus": 64},
+                        "participant": [{"label": x, "shared": True} for x in ROOM]})
+    aws = Stubbed()
+    aws.identity()
+    aws.zones(4)
+    aws.offered("inf1.2xlarge", "abc")
+    aws.vcpus({"inf1.2xlarge": 8, "inf1.6xlarge": 24, "g5.xlarge": 4})
+    aws.quota(INF[0], 200)
+    aws.quota(G[0], 16)
+    aws.default_vpc()
+    result = preflight_account(aws, reach="profile ana", region=REGION, participants=ROOM,
+                               instance_types=roster.instance_types, sweep=roster.sweep_vcpus,
+                               sweep_types=roster.sweep_types)
+    aws.all_answered()
+    inf, g = [c for c in result.checks if c.name == "quota"]
+    # Inf: 3 × (8 for the instance + min(64, 3 × 24) = 64 for the sweep) = 216 > 200
+    assert inf.ok is False and "the room needs 216" in inf.detail and "sweep on inf1.6xlarge 64" in inf.detail
+    # G: 3 × min(64, 3 × 4) = 36 > 16
+    assert g.ok is False and "the room needs 36" in g.detail

@@ -426,8 +426,10 @@ def price_item(itype: str, usd: str, region: str = "us-west-2") -> str:
 
 
 def expected_request(itype: str, region: str = "us-west-2") -> dict:
+    # on-demand only (Capacity Block rows share every other attribute) and no licensed software
     filters = {"instanceType": itype, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-               "preInstalledSw": "NA", "capacitystatus": "Used"}
+               "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand",
+               "licenseModel": "No License required"}
     return {"ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100,
             "Filters": [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()]}
 

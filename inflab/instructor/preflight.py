@@ -9,31 +9,16 @@ act on; nothing here raises for an AWS error.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from inflab import accelerators
 from inflab.aws import error_code, error_message
-from inflab.config import _INSTANCE_TYPE_RE
 from inflab.instructor.records import AccountPreflight, Check
 
-STANDARD_QUOTA = ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
-# Family letters -> the EC2 on-demand vCPU quota the family counts against (the rest: STANDARD_QUOTA).
-QUOTAS: dict[str, tuple[str, str]] = {
-    "inf": ("L-1945791B", "Running On-Demand Inf instances"),
-    "trn": ("L-2C3B7624", "Running On-Demand Trn instances"),
-    "g": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
-    "gr": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
-    "vt": ("L-DB2E81BA", "Running On-Demand G and VT instances"),
-    "p": ("L-417A185B", "Running On-Demand P instances"),
-}
-# vCPUs of the lab's usual types, for when DescribeInstanceTypes cannot be asked.
-KNOWN_VCPUS = {
-    "inf1.xlarge": 4, "inf1.2xlarge": 8, "inf1.6xlarge": 24, "inf1.24xlarge": 96,
-    "inf2.xlarge": 4, "inf2.8xlarge": 32, "inf2.24xlarge": 96, "inf2.48xlarge": 192,
-    "g4dn.xlarge": 4, "g5.xlarge": 4, "c6i.2xlarge": 8,
-}
+STANDARD_QUOTA = accelerators.STANDARD_QUOTA
+QUOTAS = accelerators.QUOTAS
 NOT_CHECKED = "not checked: the credentials did not work"
 _AwsErrors = (ClientError, BotoCoreError)
 
@@ -47,12 +32,7 @@ def _why(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def quota_of(instance_type: str) -> tuple[str, str]:
-    """(quota code, quota name) of the on-demand vCPU quota ``instance_type`` counts against."""
-    m = _INSTANCE_TYPE_RE.fullmatch(instance_type)
-    family = m.group("family") if m else instance_type.split(".")[0]
-    letters = re.match(r"[a-z]*", family).group(0)  # type: ignore[union-attr]  # always matches
-    return QUOTAS.get(letters, STANDARD_QUOTA)
+quota_of = accelerators.quota_of
 
 
 def _buckets(instance_types: tuple[str, ...]) -> dict[tuple[str, str], list[str]]:
@@ -93,7 +73,7 @@ def _offerings(ec2: Any, region: str, instance_types: tuple[str, ...]) -> list[C
 
 
 def _vcpus(ec2: Any, instance_types: tuple[str, ...]) -> dict[str, int]:
-    """vCPUs per type, from EC2, else from :data:`KNOWN_VCPUS`; a type neither knows is left out."""
+    """vCPUs per type, from EC2, else from the lab's table of instance types."""
     found: dict[str, int] = {}
     try:
         pages = ec2.get_paginator("describe_instance_types").paginate(InstanceTypes=list(dict.fromkeys(instance_types)))
@@ -101,24 +81,39 @@ def _vcpus(ec2: Any, instance_types: tuple[str, ...]) -> dict[str, int]:
             found |= {i["InstanceType"]: i["VCpuInfo"]["DefaultVCpus"] for i in page["InstanceTypes"]}
     except _AwsErrors:
         pass  # an unknown type fails the whole call: fall back on the table
-    sizes = {t: found.get(t, KNOWN_VCPUS.get(t)) for t in instance_types}
+    sizes = {t: found.get(t) or accelerators.vcpus_of(t) for t in instance_types}
     return {t: n for t, n in sizes.items() if n}
 
 
-def _quota(quotas: Any, *, code: str, name: str, types: list[str], vcpus: dict[str, int], people: int,
-           region: str, reach: str) -> Check:
-    unknown = [t for t in types if t not in vcpus]
-    need = people * sum(vcpus.get(t, 1) for t in types)  # at least 1 vCPU for a type of unknown size
-    who = f"{people} participant{'s' if people != 1 else ''}"
-    sizes = " + ".join(f"{t} {vcpus[t]}" for t in types if t in vcpus)
-    why = f"{who} × {sizes} vCPUs" if len(types) == 1 else f"{who} × ({sizes}) vCPUs"
+def _quota_value(quotas: Any, code: str) -> tuple[float, str]:
+    """The account's quota ``code`` and where the figure comes from. Quotas an account never had
+    changed have no applied value (NoSuchResourceException): then AWS's default is the value."""
     try:
-        value = float(quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+        return float(quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]), ""
+    except ClientError as e:
+        if error_code(e) != "NoSuchResourceException":
+            raise
+    value = float(quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+    return value, " (AWS's default: no value applied to this account)"
+
+
+def _quota(quotas: Any, *, code: str, name: str, types: list[str], vcpus: dict[str, int], people: int,
+           region: str, reach: str, sweep: dict[str, int] | None = None) -> Check:
+    sweep = {t: n for t, n in (sweep or {}).items() if accelerators.quota_of(t)[0] == code}
+    unknown = [t for t in types if t not in vcpus]
+    each = sum(vcpus.get(t, 1) for t in types) + sum(sweep.values())  # at least 1 vCPU for a type of unknown size
+    need = people * each
+    who = f"{people} participant{'s' if people != 1 else ''}"
+    parts = [f"{t} {vcpus[t]}" for t in types if t in vcpus] + [f"sweep on {t} {n}" for t, n in sweep.items()]
+    sizes = " + ".join(parts)
+    why = f"{who} × {sizes} vCPUs" if len(parts) == 1 else f"{who} × ({sizes}) vCPUs"
+    try:
+        value, source = _quota_value(quotas, code)
     except _AwsErrors as e:
         needs = f"the room needs {need} vCPUs" if not unknown else f"the vCPUs of {', '.join(unknown)} are unknown"
         return Check("quota", None, f"could not read the {name} quota {code} ({_why(e)}); "
                                     f"check it in the Service Quotas console: {needs}")
-    have = f"{name}: quota {_number(value)} vCPUs"
+    have = f"{name}: quota {_number(value)} vCPUs{source}"
     if value < need:
         profile = f" --profile {reach.split(' ', 1)[1]}" if reach.startswith("profile ") else ""
         needs = (f"the room needs {need} ({why})" if not unknown
@@ -145,12 +140,15 @@ def _default_vpc(ec2: Any, region: str) -> Check:
 
 
 def preflight_account(aws: Any, *, reach: str, region: str, participants: tuple[str, ...],
-                      instance_types: tuple[str, ...]) -> AccountPreflight:
+                      instance_types: tuple[str, ...], sweep: Callable[[dict[str, int]], dict[str, int]] | None = None,
+                      sweep_types: tuple[str, ...] = ()) -> AccountPreflight:
     """Check one account and region for the participants who will use it (see the module's docstring).
 
     ``aws``: anything whose ``client(service)`` gives a boto3 client for that account and region.
+    ``sweep``: vCPUs per type -> the vCPUs each participant's Batch sweep holds at once per type
+    (:meth:`Roster.sweep_vcpus`), for the ``sweep_types``: they count against the same quotas.
     """
-    buckets = _buckets(instance_types)
+    buckets = _buckets(tuple(dict.fromkeys(instance_types + sweep_types)))
 
     def result(account: str, checks: list[Check]) -> AccountPreflight:
         return AccountPreflight(account=account, region=region, reach=reach, participants=tuple(participants),
@@ -173,10 +171,11 @@ def preflight_account(aws: Any, *, reach: str, region: str, participants: tuple[
     except _AwsErrors as e:
         return result(account, checks + not_checked(f"not checked: {_why(e)}"))
     checks += _offerings(ec2, region, instance_types)
-    vcpus = _vcpus(ec2, instance_types) if buckets else {}
+    vcpus = _vcpus(ec2, tuple(dict.fromkeys(instance_types + sweep_types))) if buckets else {}
+    held = sweep(vcpus) if sweep else {}
     for (code, name), types in buckets.items():
-        checks.append(_quota(quotas, code=code, name=name, types=types, vcpus=vcpus, people=len(participants),
-                             region=region, reach=reach))
+        checks.append(_quota(quotas, code=code, name=name, types=[t for t in types if t in instance_types], vcpus=vcpus,
+                             people=len(participants), region=region, reach=reach, sweep=held))
     checks.append(_default_vpc(ec2, region))
     return result(account, checks)
 

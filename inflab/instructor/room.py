@@ -211,7 +211,8 @@ class RoomReader:
                 return AccountPreflight("", p.region, p.reach, tuple(x.label for x in people),
                                         (Check("credentials", False, describe_exception(e)),))
             return preflight_account(aws, reach=p.reach, region=p.region, participants=tuple(x.label for x in people),
-                                     instance_types=self.roster.instance_types)
+                                     instance_types=self.roster.instance_types, sweep=self.roster.sweep_vcpus,
+                                     sweep_types=self.roster.sweep_types)
 
         return list(self._pool.map(one, self.groups().values()))
 

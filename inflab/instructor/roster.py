@@ -9,6 +9,11 @@ CLI prints on one line with exit code 2, before any AWS call::
     region = "us-west-2"                 # default for every participant
     instance_types = ["inf1.2xlarge"]    # what each participant runs (preflight checks these)
 
+    [sweep]                              # the AWS Batch sweep each participant runs (preflight counts its hosts)
+    instance_types = ["inf1.2xlarge"]    # default: the lab's batch.instance_types
+    jobs = 3                             # jobs per instance type (families x batch sizes); 0: no sweep
+    max_vcpus = 64                       # each compute environment's vCPU limit (the lab's batch.max_vcpus)
+
     [stuck]                              # minutes on a step before a participant counts as stuck
     default = 20
     build-image = 40
@@ -37,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import (LABEL_RE, LABEL_TEXT, MAX_TEXT, REGIONS, ConfigError, SESSION_NAME_RE, _check_instance_type,
-                     _key_name, _shown, _type_name, parse_toml, read_config_file)
+from ..config import (LABEL_RE, LABEL_TEXT, MAX_SWEEP_JOBS, MAX_TEXT, REGIONS, BatchSection, ConfigError, SESSION_NAME_RE,
+                     _check_instance_type, _key_name, _shown, _type_name, parse_toml, read_config_file)
+from ..remote.payload import limits
 
 MAX_PARTICIPANTS = 200
 ROLE_ARN_RE = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
@@ -82,6 +88,15 @@ class Roster:
     refresh_s: float = 10.0
     concurrency: int = 8
     sandbox: bool = False
+    sweep_types: tuple[str, ...] = ("inf1.2xlarge",)
+    sweep_jobs: int = 3  # per instance type and participant
+    sweep_max_vcpus: int = 64
+
+    def sweep_vcpus(self, vcpus: dict[str, int]) -> dict[str, int]:
+        """vCPUs each participant's sweep can hold at once per instance type: every job takes a whole
+        instance, up to the compute environment's limit."""
+        return {t: min(self.sweep_max_vcpus, self.sweep_jobs * vcpus[t]) for t in self.sweep_types
+                if t in vcpus and self.sweep_jobs}
 
     def stuck_after_s(self, step: str) -> float:
         return 60 * self.stuck_min.get(step, self.stuck_min.get("default", STUCK_DEFAULT_MIN))
@@ -96,6 +111,8 @@ class Roster:
         parts = ["[workshop]\n" + tomli_w.dumps({"name": self.name, "region": self.region,
                                                  "instance_types": list(self.instance_types), "refresh_s": self.refresh_s,
                                                  "concurrency": self.concurrency, "sandbox": self.sandbox}),
+                 "[sweep]\n" + tomli_w.dumps({"instance_types": list(self.sweep_types), "jobs": self.sweep_jobs,
+                                              "max_vcpus": self.sweep_max_vcpus}),
                  "# minutes on a step before a participant counts as stuck\n[stuck]\n" + tomli_w.dumps(dict(self.stuck_min))]
         for p in self.participants:
             entry: dict[str, Any] = {"label": p.label}
@@ -111,6 +128,7 @@ class Roster:
 
 
 WORKSHOP_KEYS = {"name": str, "region": str, "instance_types": list, "refresh_s": float, "concurrency": int, "sandbox": bool}
+SWEEP_KEYS = {"instance_types": list, "jobs": int, "max_vcpus": int}
 PARTICIPANT_KEYS = {"label": str, "region": str, "profile": str, "role_arn": str, "external_id": str, "shared": bool,
                     "session": str}
 BOUNDS = {"workshop.refresh_s": (2, 3600), "workshop.concurrency": (1, 32)}
@@ -191,8 +209,8 @@ def from_dict(data: dict[str, Any]) -> Roster:
     from ..lab_steps import STEP_IDS
 
     for section in data:
-        if section not in ("workshop", "stuck", "participant"):
-            raise ConfigError(f"{_key_name(section)}: unknown section (known: workshop, stuck, participant)")
+        if section not in ("workshop", "sweep", "stuck", "participant"):
+            raise ConfigError(f"{_key_name(section)}: unknown section (known: workshop, sweep, stuck, participant)")
     ws = _table("workshop", data.get("workshop", {}), WORKSHOP_KEYS)
     name = ws.get("name", "inflab workshop")
     if not name.strip():
@@ -202,15 +220,13 @@ def from_dict(data: dict[str, Any]) -> Roster:
         short = key.split(".", 1)[1]
         if short in ws and not lo <= ws[short] <= hi:
             raise ConfigError(f"{key}: {ws[short]} is outside {lo}..{hi}")
-    types = ws.get("instance_types", ["inf1.2xlarge"])
-    if not types:
-        raise ConfigError("workshop.instance_types: must list at least one instance type")
-    for t in types:
-        if not isinstance(t, str):
-            raise ConfigError(f"workshop.instance_types: {_shown(t)} is not a string")
-        _check_instance_type("workshop.instance_types", t)
-    if len(set(types)) != len(types):
-        raise ConfigError("workshop.instance_types: lists an instance type twice")
+    types = _instance_types("workshop.instance_types", ws.get("instance_types", ["inf1.2xlarge"]))
+    sweep = _table("sweep", data.get("sweep", {}), SWEEP_KEYS)
+    sweep_types = _instance_types("sweep.instance_types", sweep.get("instance_types", list(BatchSection.instance_types)))
+    for key, default, (lo, hi) in (("jobs", 3, (0, MAX_SWEEP_JOBS)), ("max_vcpus", BatchSection.max_vcpus,
+                                                                     (limits.MAX_VCPUS.low, limits.MAX_VCPUS.high))):
+        if not lo <= sweep.setdefault(key, default) <= hi:
+            raise ConfigError(f"sweep.{key}: {sweep[key]} is outside {lo}..{hi}")
     stuck_raw = data.get("stuck", {})
     if not isinstance(stuck_raw, dict):
         raise ConfigError(f"stuck: expected a table, got {_type_name(stuck_raw)}")
@@ -241,7 +257,20 @@ def from_dict(data: dict[str, Any]) -> Roster:
     if len(set(sessions)) != len(sessions):
         raise ConfigError("participant.session: two participants follow the same session")
     return Roster(name=name, region=region, participants=people, instance_types=tuple(types), stuck_min=stuck,
-                  refresh_s=ws.get("refresh_s", 10.0), concurrency=ws.get("concurrency", 8), sandbox=sandbox)
+                  refresh_s=ws.get("refresh_s", 10.0), concurrency=ws.get("concurrency", 8), sandbox=sandbox,
+                  sweep_types=tuple(sweep_types), sweep_jobs=sweep["jobs"], sweep_max_vcpus=sweep["max_vcpus"])
+
+
+def _instance_types(key: str, types: list) -> list[str]:
+    if not types:
+        raise ConfigError(f"{key}: must list at least one instance type")
+    for t in types:
+        if not isinstance(t, str):
+            raise ConfigError(f"{key}: {_shown(t)} is not a string")
+        _check_instance_type(key, t)
+    if len(set(types)) != len(types):
+        raise ConfigError(f"{key}: lists an instance type twice")
+    return types
 
 
 def load(path: str | Path) -> Roster:
