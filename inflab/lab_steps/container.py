@@ -21,7 +21,7 @@ from ..aws import error_code, tag_dict
 from ..remote.paths import IMAGE_DIR
 from ..runtime.base import ImagePlan
 from .base import Step, StepContext, StepError
-from .remote_job import payload_files, run_job, upload
+from .remote_job import ensure_host_ready, payload_files, run_job, upload
 
 
 def repo_name(ctx: StepContext) -> str:
@@ -180,6 +180,7 @@ class BuildImage(Step):
         plan = image_plan(ctx)
         if plan.needs_registry and not ctx.get("ecr"):
             raise StepError("No ECR repository recorded: run the ecr-repo step first")
+        ensure_host_ready(ctx)  # docker there and usable, or the commands that make it so
         k = kind(ctx)
         if source(ctx) != ctx.config["container"]["source"]:
             ctx.log("container.source = prebuilt applies to the Neuron and GPU images; the CPU image is built")

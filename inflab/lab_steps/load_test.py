@@ -47,10 +47,10 @@ def rates(ctx: StepContext) -> list[float]:
     return [_round(start * 2 ** i) for i in range(s["max_rates"])]
 
 
-def load_args(ctx: StepContext, run: str, port: int | str) -> list[str]:
+def load_args(ctx: StepContext, run: str, port: int | str, token_auth: bool = True) -> list[str]:
     s = ctx.config["serve"]
     name, ctype, _ = request_input(ctx)
-    return ["--url", f"http://127.0.0.1:{port}/predictions/{MODEL}", "--key-file", f"{RUN}/key_file.json",
+    return ["--url", f"http://127.0.0.1:{port}/predictions/{MODEL}", *(["--key-file", f"{RUN}/key_file.json"] if token_auth else []),
             "--input", f"{SAMPLES}/{name}", "--content-type", ctype, "--rates", ",".join(f"{r:g}" for r in rates(ctx)),
             "--step-s", str(s["step_s"]), "--limit-ms", f"{s['latency_limit_ms']:g}", "--out", f"{RESULTS}/{run}.load.json",
             "--run-id", run]
@@ -94,7 +94,8 @@ class LoadTest(Step):
         endpoints = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RUN}/endpoints.json"), timeout=60)
         if not endpoints:
             raise StepError("The server has not written its endpoints (serve/run/endpoints.json): run the serve step again")
-        port = json.loads(endpoints)["inference"]
+        endpoints = json.loads(endpoints)
+        port, token_auth = endpoints["inference"], endpoints.get("token_auth", True)
         run = job_id(ctx, "load-test")  # stable while the job runs: a restarted run reattaches and stores it once
         s = ctx.config["serve"]
         plan = rates(ctx)
@@ -105,7 +106,7 @@ class LoadTest(Step):
         if direct is None:
             ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
         ctx.put("load_test_run", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "run": run})
-        command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port),
+        command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port, token_auth),
                                                               host_network=True)
         code, tail = run_job(ctx, "load-test", command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
         raw = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RESULTS}/{run}.load.json"), timeout=60)

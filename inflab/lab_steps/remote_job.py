@@ -65,6 +65,18 @@ def host_run(ctx: StepContext, fn, *, timeout: float = 120):
         raise StepError(f"The host did not answer within {timeout:.0f} s") from None
 
 
+def ensure_host_ready(ctx: StepContext) -> None:
+    """Stop with what to do when the host cannot run the lab's work (on AWS: docker missing, not
+    running, or not allowed to this user); the runtime says what to look at."""
+    command = ctx.runtime.host_check()
+    if not command:
+        return
+    result = host_run(ctx, lambda conn: conn.run(command, check=False), timeout=60)
+    problem = ctx.runtime.host_problem(result.stdout or "", ctx.config.login_user)
+    if problem:
+        raise StepError(problem)
+
+
 def job_id(ctx: StepContext, kind: str) -> str:
     """The job to run or attach to: the one still running on this instance, one not started yet, or a new attempt."""
     instance_id = (ctx.get("host") or {}).get("instance_id", "")

@@ -211,7 +211,7 @@ class Serve(Step):
         rec = {"n": n, "job": job, "jdir": job_dir(job), "instance_id": instance_id(ctx), "settings": self._settings(ctx),
                "started": time.time()}
         s = ctx.config["serve"]
-        ctx.log(f"Starting TorchServe on the instance (the project's last release, 0.12; it is in limited maintenance): "
+        ctx.log(f"Starting TorchServe on the instance (the image's own; its version is the server's first line below): "
                 f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: one per four cores)'}, server-side batching "
                 f"batchSize {serve_batch(ctx)}, maxBatchDelay {s['max_batch_delay_ms']} ms. It listens on the "
                 "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)")

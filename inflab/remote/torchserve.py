@@ -47,7 +47,7 @@ class Answer:
 
 
 def _call(url: str, key: str, data: bytes | None, content_type: str | None, timeout: float) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     if content_type:
         headers["Content-Type"] = content_type
     req = urllib.request.Request(url, data=data, headers=headers, method="POST" if data is not None else "GET")
@@ -71,15 +71,23 @@ class Server:
 
     async def __aenter__(self) -> Server:
         raw_ep = await read_file(self.conn, f"{self.run_dir}/endpoints.json")
-        raw_keys = await read_file(self.conn, f"{self.run_dir}/key_file.json")
-        if not raw_ep or not raw_keys:
-            raise ServerNotReady("TorchServe has not written its endpoints and keys yet")
+        if not raw_ep:
+            raise ServerNotReady("TorchServe has not written its endpoints yet")
         try:
             self.endpoints = json.loads(raw_ep)
-            keys = json.loads(raw_keys)
-            self._keys = {"inference": keys["inference"]["key"], "management": keys["management"]["key"]}
-        except (ValueError, KeyError, TypeError):
-            raise ServerNotReady("TorchServe's endpoints or key file are not complete yet") from None
+        except ValueError:
+            raise ServerNotReady("TorchServe's endpoints are not complete yet") from None
+        if self.endpoints.get("token_auth", True):  # TorchServe 0.11.0 has no keys (no token authorization)
+            raw_keys = await read_file(self.conn, f"{self.run_dir}/key_file.json")
+            if not raw_keys:
+                raise ServerNotReady("TorchServe has not written its keys yet")
+            try:
+                keys = json.loads(raw_keys)
+                self._keys = {"inference": keys["inference"]["key"], "management": keys["management"]["key"]}
+            except (ValueError, KeyError, TypeError):
+                raise ServerNotReady("TorchServe's key file is not complete yet") from None
+        else:
+            self._keys = {"inference": "", "management": ""}
         for api in ("inference", "management"):
             listener = await self.conn.forward_local_port(LOOPBACK, 0, LOOPBACK, int(self.endpoints[api]))
             self._listeners.append(listener)

@@ -83,7 +83,7 @@ class Client:
     def __init__(self, url: str, key: str, body: bytes, content_type: str, timeout: float):
         u = urllib.parse.urlsplit(url)
         self.host, self.port, self.path = u.hostname, u.port or 80, u.path
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
+        self.headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
         self.body, self.timeout = body, timeout
         self.conn: http.client.HTTPConnection | None = None
 
@@ -156,7 +156,7 @@ def write_json(path: str, obj) -> None:
 def main(argv=None) -> int:
     p = cmdline.Parser(prog="loadgen.py", description="Open-loop Poisson load on a TorchServe model at rising rates.")
     p.add_argument("--url", required=True)
-    p.add_argument("--key-file", required=True)
+    p.add_argument("--key-file", help="TorchServe's key_file.json (leave out for a server without token authorization)")
     p.add_argument("--input", required=True, help="the request body (a file)")
     p.add_argument("--content-type", default="application/octet-stream")
     p.add_argument("--rates", required=True, type=_rates, help="requests per second, rising, comma-separated")
@@ -169,8 +169,10 @@ def main(argv=None) -> int:
     if not args.step_s > 0 or not args.limit_ms > 0:
         p.error("argument --step-s/--limit-ms: must be above 0")
     try:
-        with open(args.key_file) as f:
-            key = json.load(f)["inference"]["key"]
+        key = ""
+        if args.key_file:
+            with open(args.key_file) as f:
+                key = json.load(f)["inference"]["key"]
         with open(args.input, "rb") as f:
             body = f.read()
     except (OSError, ValueError, KeyError, TypeError) as e:

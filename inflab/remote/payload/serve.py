@@ -7,12 +7,17 @@
 Picks free loopback ports for the inference, management and metrics APIs (and gRPC's two),
 writes ``<dir>/config.properties`` (every address on 127.0.0.1: the instance is reached over
 SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then runs
-``torchserve --foreground`` until it stops (a SIGTERM to the job's process group stops both). Token authorization stays on: TorchServe writes its keys to
-``<dir>/key_file.json``; nothing here reads or prints them. TorchServe keeps its pid file and its
+``torchserve --foreground`` until it stops (a SIGTERM to the job's process group stops both).
+Token authorization stays on where TorchServe has it by default (0.11.1 and later): TorchServe
+writes its keys to ``<dir>/key_file.json``; nothing here reads or prints them. The Neuron images
+ship 0.11.0, whose token authorization needs a plugin: there the server's only guard is that it
+listens on the instance's loopback, reached over SSH — said on screen, and in endpoints.json
+(``token_auth``) for the clients. TorchServe keeps its pid file and its
 workers' sockets in TMPDIR, so each server gets its own (a fresh short directory in the system's
 temporary directory, named in ``<dir>/tmpdir``): two sessions on one host never collide.
 
-TorchServe 0.12 is the project's last release (it is in limited maintenance).
+The version that runs is the one installed (0.12.0 in the CPU/GPU images and the sandbox, 0.11.0 in
+AWS's Neuron images); 0.12 is the project's last release (it is in limited maintenance).
 Standard library only; exits 2 on bad arguments, 1 when TorchServe is missing.
 """
 
@@ -85,6 +90,24 @@ def fresh_tmp(run: str) -> str:
     return tmp
 
 
+TOKEN_AUTH_SINCE = (0, 11, 1)  # token authorization on by default (0.11.0: only with a plugin)
+
+
+def installed_version() -> tuple[tuple[int, ...], str]:
+    """The TorchServe installed beside this Python: (version as numbers, as text); ((), "") if unknown."""
+    from importlib import metadata
+
+    try:
+        text = metadata.version("torchserve")
+    except metadata.PackageNotFoundError:
+        return (), ""
+    numbers = []
+    for part in text.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits or 0))
+    return tuple(numbers), text
+
+
 def properties(store: str, model: str, ports: dict, workers: int, batch: int, delay_ms: int) -> str:
     models = {model: {"1.0": {"defaultVersion": True, "marName": f"{model}.mar", "minWorkers": workers,
                               "maxWorkers": workers, "batchSize": batch, "maxBatchDelay": delay_ms,
@@ -138,15 +161,20 @@ def main(argv=None) -> int:
         f.write(properties(store, args.model, ports, workers, args.batch_size, args.max_batch_delay))
     env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
                METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(args.target, workers))
+    version, version_text = installed_version()
+    token_auth = not version or version >= TOKEN_AUTH_SINCE
     endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "batch_size": args.batch_size,
-                 "max_batch_delay_ms": args.max_batch_delay, "model": args.model}
+                 "max_batch_delay_ms": args.max_batch_delay, "model": args.model, "torchserve": version_text,
+                 "token_auth": token_auth}
     with open(os.path.join(run, "endpoints.json.tmp"), "w") as f:
         json.dump(endpoints, f)
     os.replace(os.path.join(run, "endpoints.json.tmp"), os.path.join(run, "endpoints.json"))
-    say(f"TorchServe 0.12 (the last release; the project is in limited maintenance): model {args.model}, {workers} worker(s) "
-        f"for {args.target}, batchSize {args.batch_size}, maxBatchDelay {args.max_batch_delay} ms; inference on "
-        f"{LOOPBACK}:{ports['inference']}, management on {LOOPBACK}:{ports['management']} (loopback only), "
-        "token authorization on")
+    guard = ("token authorization on" if token_auth else
+             f"no token authorization (TorchServe {version_text} has it only with a plugin): loopback and SSH are the guard")
+    say(f"TorchServe {version_text or '(version unknown)'} (0.12 is the last release; the project is in limited "
+        f"maintenance): model {args.model}, {workers} worker(s) for {args.target}, batchSize {args.batch_size}, "
+        f"maxBatchDelay {args.max_batch_delay} ms; inference on {LOOPBACK}:{ports['inference']}, management on "
+        f"{LOOPBACK}:{ports['management']} (loopback only), {guard}")
     # TorchServe runs as this script's child (its cwd is ``run``: key_file.json and the logs go
     # there), so the private temporary directory goes when the server does.
     child = subprocess.Popen([torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
