@@ -626,17 +626,24 @@ def sandbox() -> None:
 
 
 @sandbox.command("start")
-def sandbox_start() -> None:
+@click.option("--aws-like", is_flag=True, help="Answer as AWS does where the emulator is kinder (every entry of the "
+                                               "sandbox's faults table that is AWS's own behaviour).")
+def sandbox_start(aws_like: bool) -> None:
     """Start the sandbox daemon (does nothing if it is running)."""
     from . import sandbox as sb
+    from .sandbox.faults import AWS_LIKE, merged
 
     store = _store()
     try:
-        info = sb.ensure_running(store.home)
+        running = sb.status(store.home)
+        info = running or sb.ensure_running(store.home, aws_like=aws_like)
+        if aws_like and running:  # already up: turn the AWS behaviours on in its table
+            sb.set_faults(info, merged(sb.get_faults(info), AWS_LIKE))
     except sb.SandboxError as e:
         click.echo(f"inflab: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}")
+    click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}"
+               + ("; it answers as AWS does (--aws-like)" if aws_like else ""))
 
 
 @sandbox.command("status")
@@ -650,8 +657,14 @@ def sandbox_status(as_json: bool) -> None:
         click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
                                "ssh_port": info.ssh_port if info else None}))
     elif info:
+        from .sandbox.faults import AWS_LIKE
+
+        table = sb.get_faults(info)
+        like = all(table.get(s, {}).get(k) == v for s, entries in AWS_LIKE.items() for k, v in entries.items())
         click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
-                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1")
+                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
+                   f"  answers as AWS does (--aws-like): {'yes' if like else 'no'}"
+                   + (f"; faults set: {json.dumps(table, sort_keys=True)}" if table else ""))
     else:
         click.echo("sandbox not running (it starts by itself when a sandbox session needs it: inflab sandbox start)")
     sys.exit(0 if info else 1)

@@ -26,9 +26,10 @@ def inflab_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sandbox(inflab_home):
+    """The sandbox every test shares, answering as AWS does (``inflab sandbox start --aws-like``)."""
     from inflab import sandbox as sb
 
-    info = sb.ensure_running(inflab_home)
+    info = sb.ensure_running(inflab_home, aws_like=True)
     yield info
     sb.set_faults(info, {})
     sb.stop(inflab_home)
@@ -36,14 +37,18 @@ def sandbox(inflab_home):
 
 @pytest.fixture
 def faults(sandbox):
-    """Set sandbox faults for one test; cleared afterwards."""
+    """Set sandbox faults for one test, over the AWS-like ones the sandbox starts with (which
+    ``faults({})`` brings back); restored afterwards."""
     from inflab import sandbox as sb
+    from inflab.sandbox.faults import merged
+
+    baseline = sb.get_faults(sandbox)
 
     def set_(table: dict) -> None:
-        sb.set_faults(sandbox, table)
+        sb.set_faults(sandbox, merged(baseline, table))
 
     yield set_
-    sb.set_faults(sandbox, {})
+    sb.set_faults(sandbox, baseline)
 
 
 @pytest.fixture
