@@ -621,6 +621,57 @@ def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: boo
 
 
 @main.group()
+def policy() -> None:
+    """Print the least-privilege IAM policies the lab needs (JSON, for aws iam create-policy)."""
+
+
+def _print_policy(doc: dict) -> None:
+    from .aws.policy import MANAGED_POLICY_LIMIT, split
+
+    docs = split(doc)
+    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    if len(docs) > 1:
+        click.echo(f"inflab: note: the policy is longer than IAM's {MANAGED_POLICY_LIMIT:,} characters for one managed "
+                   f"policy, so it is printed as a JSON list of {len(docs)} documents: create a policy from each",
+                   err=True)
+
+
+@policy.command("participant")
+def policy_participant() -> None:
+    """The policy a participant's identity needs to run the lab on AWS: exactly the actions it calls,
+    on its own resources (inflab-*, /inflab/) wherever AWS allows the scoping."""
+    from .aws.policy import participant
+
+    _print_policy(participant())
+
+
+@policy.command("instructor")
+@click.option("--trust", "trust_account", metavar="ACCOUNT_ID",
+              help="Print instead the trust policy of the role the instructor (in ACCOUNT_ID) assumes in a "
+                   "participant's account.")
+@click.option("--external-id", metavar="ID", help="With --trust: the external ID the roster gives (external_id).")
+def policy_instructor(trust_account: str | None, external_id: str | None) -> None:
+    """The policy an instructor reads the room and cleans up with: the room's and preflight's reads, and
+    the look-up, delete and disable actions of cleanup. With --trust ACCOUNT_ID --external-id ID: the
+    trust policy of the role the instructor assumes in a participant's account."""
+    from .aws import policy as pol
+
+    if trust_account is None:
+        if external_id is not None:
+            raise InputError("--external-id: only goes with --trust ACCOUNT_ID")
+        _print_policy(pol.instructor())
+        return
+    if external_id is None:
+        raise InputError("--external-id: --trust needs the external ID the roster gives the instructor (external_id)")
+    if not pol.ACCOUNT_ID.fullmatch(trust_account):
+        raise InputError(f"--trust: {trust_account!r} is not an AWS account id (12 digits)")
+    if not pol.EXTERNAL_ID.fullmatch(external_id):
+        raise InputError(f"--external-id: {external_id!r} is not an external ID (2 to 1224 of letters, digits "
+                         "and _+=,.@:/-)")
+    click.echo(json.dumps(pol.trust(trust_account, external_id), indent=2))
+
+
+@main.group()
 def sandbox() -> None:
     """The local sandbox cloud (AWS emulated on loopback)."""
 
