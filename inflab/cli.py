@@ -676,18 +676,41 @@ def sandbox() -> None:
     """The local sandbox cloud (AWS emulated on loopback)."""
 
 
+def _iam_check(info) -> str:
+    if not info.iam_policy:
+        return "IAM check: off (start it with --iam-policy FILE to sign the lab's calls as a user holding only that policy)"
+    return f"IAM check: on — the lab signs as an emulated user holding only the policy in {info.iam_policy}"
+
+
 @sandbox.command("start")
-def sandbox_start() -> None:
+@click.option("--iam-policy", "iam_policy", metavar="FILE",
+              help="Check the lab's calls as an IAM user that holds only this policy (inflab policy participant > FILE).")
+def sandbox_start(iam_policy: str | None) -> None:
     """Start the sandbox daemon (does nothing if it is running)."""
+    import os
+
     from . import sandbox as sb
 
+    if iam_policy is not None:
+        from .sandbox.iam import PolicyFileError, load_documents
+
+        try:
+            load_documents(iam_policy)
+        except PolicyFileError as e:
+            raise InputError(f"--iam-policy: {e}") from None
+        iam_policy = os.path.abspath(iam_policy)
     store = _store()
+    running = sb.status(store.home)
+    if running and iam_policy is not None and running.iam_policy != iam_policy:
+        now = f"checking the policy in {running.iam_policy}" if running.iam_policy else "without an IAM check"
+        raise InputError(f"--iam-policy: the sandbox is running already, {now}; stop it first (inflab sandbox stop)")
     try:
-        info = sb.ensure_running(store.home)
+        info = running or sb.ensure_running(store.home, iam_policy=iam_policy)
     except sb.SandboxError as e:
         click.echo(f"inflab: {e}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}")
+    click.echo(f"  {_iam_check(info)}")
 
 
 @sandbox.command("status")
@@ -699,10 +722,12 @@ def sandbox_status(as_json: bool) -> None:
     info = sb.status(_store().home)
     if as_json:
         click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
-                               "ssh_port": info.ssh_port if info else None}))
+                               "ssh_port": info.ssh_port if info else None,
+                               "iam_policy": (info.iam_policy or None) if info else None}))
     elif info:
         click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
-                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1")
+                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
+                   f"  {_iam_check(info)}")
     else:
         click.echo("sandbox not running (it starts by itself when a sandbox session needs it: inflab sandbox start)")
     sys.exit(0 if info else 1)
