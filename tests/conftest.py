@@ -77,13 +77,17 @@ def cli(inflab_home):
 
 @pytest.fixture
 def aws(sandbox):
-    """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made."""
-    from inflab.aws import Aws
+    """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made
+    (as the sandbox's administrator when the sandbox checks an IAM policy)."""
+    from inflab.aws import Aws, Credentials
 
     regions: dict[str, Aws] = {}
+    admin = sandbox.access_key("admin")
+    key = Credentials(*admin) if admin else None
 
     def client(service: str, region: str = "us-west-2"):
-        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers)).client(service)
+        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers,
+                                              credentials=key)).client(service)
 
     return client
 
