@@ -112,6 +112,7 @@ def test_a_client_without_the_users_key_is_refused(enforced):
 
 
 def test_the_participant_policy_provisions_and_cleans_up_with_no_call_refused(enforced):
+    """Provisioning and cleanup as the participant: nothing refused, also with roles of others under /inflab/."""
     home, info, _ = enforced
     name = "p" + uuid.uuid4().hex[:8]
     before = len(_refusals(home))
@@ -122,6 +123,13 @@ def test_the_participant_policy_provisions_and_cleans_up_with_no_call_refused(en
     ec2 = _aws(info, info.access_key("admin")).client("ec2")
     found = ec2.describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])["Reservations"]
     assert [i["State"]["Name"] for res in found for i in res["Instances"]] == ["running"]
+    # someone else's role and instance profile under the lab's IAM path: not the lab's to read
+    iam = _aws(info, info.access_key("admin")).client("iam")
+    other = f"team-{name}"
+    iam.create_role(RoleName=other, Path=pol.IAM_PATH, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    iam.create_instance_profile(InstanceProfileName=other, Path=pol.IAM_PATH)
     r = run_cli("cleanup", name, "--yes", home=home)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"Session {name}: everything it created is gone" in r.stdout
