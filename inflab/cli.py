@@ -621,22 +621,94 @@ def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: boo
 
 
 @main.group()
+def policy() -> None:
+    """Print the least-privilege IAM policies the lab needs (JSON, for aws iam create-policy)."""
+
+
+def _print_policy(doc: dict) -> None:
+    from .aws.policy import MANAGED_POLICY_LIMIT, split
+
+    docs = split(doc)
+    click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    if len(docs) > 1:
+        click.echo(f"inflab: note: the policy is longer than IAM's {MANAGED_POLICY_LIMIT:,} characters for one managed "
+                   f"policy, so it is printed as a JSON list of {len(docs)} documents: create a policy from each",
+                   err=True)
+
+
+@policy.command("participant")
+def policy_participant() -> None:
+    """The policy a participant's identity needs to run the lab on AWS: exactly the actions it calls,
+    on its own resources (inflab-*, /inflab/) wherever AWS allows the scoping."""
+    from .aws.policy import participant
+
+    _print_policy(participant())
+
+
+@policy.command("instructor")
+@click.option("--trust", "trust_account", metavar="ACCOUNT_ID",
+              help="Print instead the trust policy of the role the instructor (in ACCOUNT_ID) assumes in a "
+                   "participant's account.")
+@click.option("--external-id", metavar="ID", help="With --trust: the external ID the roster gives (external_id).")
+def policy_instructor(trust_account: str | None, external_id: str | None) -> None:
+    """The policy an instructor reads the room and cleans up with: the room's and preflight's reads, and
+    the look-up, delete and disable actions of cleanup. With --trust ACCOUNT_ID --external-id ID: the
+    trust policy of the role the instructor assumes in a participant's account."""
+    from .aws import policy as pol
+
+    if trust_account is None:
+        if external_id is not None:
+            raise InputError("--external-id: only goes with --trust ACCOUNT_ID")
+        _print_policy(pol.instructor())
+        return
+    if external_id is None:
+        raise InputError("--external-id: --trust needs the external ID the roster gives the instructor (external_id)")
+    if not pol.ACCOUNT_ID.fullmatch(trust_account):
+        raise InputError(f"--trust: {trust_account!r} is not an AWS account id (12 digits)")
+    if not pol.EXTERNAL_ID.fullmatch(external_id):
+        raise InputError(f"--external-id: {external_id!r} is not an external ID (2 to 1224 of letters, digits "
+                         "and _+=,.@:/-)")
+    click.echo(json.dumps(pol.trust(trust_account, external_id), indent=2))
+
+
+@main.group()
 def sandbox() -> None:
     """The local sandbox cloud (AWS emulated on loopback)."""
+
+
+def _iam_check(info) -> str:
+    if not info.iam_policy:
+        return "IAM check: off (start it with --iam-policy FILE to sign the lab's calls as a user holding only that policy)"
+    return f"IAM check: on — the lab signs as an emulated user holding only the policy in {info.iam_policy}"
 
 
 @sandbox.command("start")
 @click.option("--aws-like", is_flag=True, help="Answer as AWS does where the emulator is kinder (every entry of the "
                                                "sandbox's faults table that is AWS's own behaviour).")
-def sandbox_start(aws_like: bool) -> None:
+@click.option("--iam-policy", "iam_policy", metavar="FILE",
+              help="Check the lab's calls as an IAM user that holds only this policy (inflab policy participant > FILE).")
+def sandbox_start(aws_like: bool, iam_policy: str | None) -> None:
     """Start the sandbox daemon (does nothing if it is running)."""
+    import os
+
     from . import sandbox as sb
     from .sandbox.faults import AWS_LIKE, merged
 
+    if iam_policy is not None:
+        from .sandbox.iam import PolicyFileError, load_documents
+
+        try:
+            load_documents(iam_policy)
+        except PolicyFileError as e:
+            raise InputError(f"--iam-policy: {e}") from None
+        iam_policy = os.path.abspath(iam_policy)
     store = _store()
+    running = sb.status(store.home)
+    if running and iam_policy is not None and running.iam_policy != iam_policy:
+        now = f"checking the policy in {running.iam_policy}" if running.iam_policy else "without an IAM check"
+        raise InputError(f"--iam-policy: the sandbox is running already, {now}; stop it first (inflab sandbox stop)")
     try:
-        running = sb.status(store.home)
-        info = running or sb.ensure_running(store.home, aws_like=aws_like)
+        info = running or sb.ensure_running(store.home, iam_policy=iam_policy, aws_like=aws_like)
         if aws_like and running:  # already up: turn the AWS behaviours on in its table
             sb.set_faults(info, merged(sb.get_faults(info), AWS_LIKE))
     except sb.SandboxError as e:
@@ -644,6 +716,7 @@ def sandbox_start(aws_like: bool) -> None:
         sys.exit(EXIT_FAILED)
     click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}"
                + ("; it answers as AWS does (--aws-like)" if aws_like else ""))
+    click.echo(f"  {_iam_check(info)}")
 
 
 @sandbox.command("status")
@@ -655,7 +728,8 @@ def sandbox_status(as_json: bool) -> None:
     info = sb.status(_store().home)
     if as_json:
         click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
-                               "ssh_port": info.ssh_port if info else None}))
+                               "ssh_port": info.ssh_port if info else None,
+                               "iam_policy": (info.iam_policy or None) if info else None}))
     elif info:
         from .sandbox.faults import AWS_LIKE
 
@@ -663,6 +737,7 @@ def sandbox_status(as_json: bool) -> None:
         like = all(table.get(s, {}).get(k) == v for s, entries in AWS_LIKE.items() for k, v in entries.items())
         click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
                    f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
+                   f"  {_iam_check(info)}\n"
                    f"  answers as AWS does (--aws-like): {'yes' if like else 'no'}"
                    + (f"; faults set: {json.dumps(table, sort_keys=True)}" if table else ""))
     else:

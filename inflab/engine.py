@@ -147,7 +147,8 @@ class Engine:
                 from .aws import Aws
 
                 self._aws = Aws(region=self.config.region, profile=self.config["aws"]["profile"] or None,
-                                endpoint_url=self.runtime.aws_endpoint(), headers=self.runtime.aws_headers())
+                                endpoint_url=self.runtime.aws_endpoint(), headers=self.runtime.aws_headers(),
+                                credentials=self.runtime.aws_credentials())
             return self._aws
 
     def step(self, step_id: str) -> Step:
@@ -397,7 +398,11 @@ class Engine:
         except Exception as e:
             errors.append(f"beacon: {describe_exception(e)}")
         self._beacon_off = False
-        found = inventory.session_resources(self.aws, self.name)
+        try:
+            found = inventory.session_resources(self.aws, self.name)
+        except Exception as e:  # AWS refused the look (a missing permission) or did not answer
+            errors.append(f"the look by tag: {describe_exception(e)}")
+            return errors, []
         kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not self.delete_data]
         leftovers = [r for r in found if r not in kept]
         if leftovers:

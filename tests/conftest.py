@@ -25,11 +25,17 @@ def inflab_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sandbox(inflab_home):
-    """The sandbox every test shares, answering as AWS does (``inflab sandbox start --aws-like``)."""
-    from inflab import sandbox as sb
+def sandbox(inflab_home, tmp_path_factory):
+    """The sandbox every test shares, answering as AWS does and checking the lab's calls as a user
+    holding only the participant policy (``inflab sandbox start --aws-like --iam-policy <participant>``)."""
+    import json
 
-    info = sb.ensure_running(inflab_home, aws_like=True)
+    from inflab import sandbox as sb
+    from inflab.aws import policy
+
+    policy_file = tmp_path_factory.mktemp("policy") / "participant.json"
+    policy_file.write_text(json.dumps(policy.participant()))
+    info = sb.ensure_running(inflab_home, iam_policy=policy_file, aws_like=True)
     yield info
     sb.set_faults(info, {})
     sb.stop(inflab_home)
@@ -82,13 +88,17 @@ def cli(inflab_home):
 
 @pytest.fixture
 def aws(sandbox):
-    """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made."""
-    from inflab.aws import Aws
+    """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made
+    (as the sandbox's administrator when the sandbox checks an IAM policy)."""
+    from inflab.aws import Aws, Credentials
 
     regions: dict[str, Aws] = {}
+    admin = sandbox.access_key("admin")
+    key = Credentials(*admin) if admin else None
 
     def client(service: str, region: str = "us-west-2"):
-        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers)).client(service)
+        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers,
+                                              credentials=key)).client(service)
 
     return client
 

@@ -1,10 +1,11 @@
 """boto3 access for the lab: one Session per thread, adaptive retries, tags, the sandbox seam.
 
 Nothing here imports Textual. Credentials come from the standard chain (environment,
-profiles, SSO, instance roles); in the sandbox they are fixed dummy values that the
-emulator accepts, never real keys. The sandbox endpoint answers only requests that carry
-its daemon's secret: the host runtime hands it over as ``headers``, sent with every request
-to that endpoint.
+profiles, SSO, instance roles), or are handed over as a :class:`Credentials` record: in the
+sandbox, the emulated IAM user the host runtime names (keys the emulator made, never real
+ones), else fixed placeholders the emulator accepts when it checks no IAM policy. The
+sandbox endpoint answers only requests that carry its daemon's secret: the host runtime
+hands it over as ``headers``, sent with every request to that endpoint.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def session_filter(session: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{TAG_SESSION}", "Values": [session]}]
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """An access key to sign with instead of the standard credential chain."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+
+#: what the sandbox's emulator accepts when it checks no IAM policy: placeholders, not credentials
+SANDBOX_PLACEHOLDER = Credentials("inflab-sandbox", "inflab-sandbox")
+
+
 def _add_headers(headers: Mapping[str, str]):
     def add(request, **_: Any) -> None:
         request.headers.update(headers)
@@ -46,12 +59,15 @@ class Aws:
     """Per-thread boto3 clients for one region (and, in the sandbox, one endpoint).
 
     ``headers``: extra HTTP headers on every request (the sandbox's secret; none on AWS).
+    ``credentials``: sign with this key instead of the standard chain (the sandbox's emulated users);
+    left out on a sandbox endpoint, the placeholders.
     """
 
     region: str
     profile: str | None = None
     endpoint_url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    credentials: Credentials | None = field(default=None, repr=False)
     #: act as this role (an instructor reading a participant's account); its credentials stay in
     #: memory and are renewed before they expire
     role_arn: str | None = None
@@ -83,13 +99,10 @@ class Aws:
         if s is None:
             import boto3
 
-            if self.sandbox:
-                # The emulator accepts any key; these are placeholders, not credentials.
-                s = boto3.session.Session(
-                    aws_access_key_id="inflab-sandbox",
-                    aws_secret_access_key="inflab-sandbox",
-                    region_name=self.region,
-                )
+            key = self.credentials or (SANDBOX_PLACEHOLDER if self.sandbox else None)
+            if key is not None:
+                s = boto3.session.Session(aws_access_key_id=key.access_key_id,
+                                          aws_secret_access_key=key.secret_access_key, region_name=self.region)
             else:
                 s = boto3.session.Session(profile_name=self.profile or None, region_name=self.region)
             if self.role_arn:

@@ -59,6 +59,8 @@ def roles(aws: Aws, session: str) -> list[dict[str, Any]]:
     found = []
     for page in iam.get_paginator("list_roles").paginate(PathPrefix=IAM_PATH):
         for role in page["Roles"]:
+            if not role["RoleName"].startswith("inflab-"):
+                continue  # not the lab's: its tags are not the lab's to read
             try:
                 role_tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
             except Exception as e:  # deleted between the list and the look-up
@@ -75,6 +77,8 @@ def instance_profiles(aws: Aws, session: str) -> list[dict[str, Any]]:
     found = []
     for page in iam.get_paginator("list_instance_profiles").paginate(PathPrefix=IAM_PATH):
         for prof in page["InstanceProfiles"]:
+            if not prof["InstanceProfileName"].startswith("inflab-"):
+                continue
             tags = prof.get("Tags")
             if tags is None:
                 try:

@@ -149,8 +149,9 @@ class RoomReader:
             if aws is None:
                 endpoint = self.runtime.aws_endpoint() if self.roster.sandbox else None
                 headers = self.runtime.aws_headers() if self.roster.sandbox else {}
+                key = self.runtime.aws_credentials(instructor=True) if self.roster.sandbox else None
                 aws = self._aws[p.account_key] = Aws(region=p.region, profile=p.profile or None, endpoint_url=endpoint,
-                                                     headers=headers, role_arn=p.role_arn or None,
+                                                     headers=headers, credentials=key, role_arn=p.role_arn or None,
                                                      external_id=p.external_id or None, per_thread=False)
             return aws
 

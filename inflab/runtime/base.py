@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from ..aws import Credentials
 from ..config import LabConfig
 from ..remote.host import Host
 
@@ -76,6 +77,11 @@ class HostRuntime(ABC):
     def aws_headers(self) -> dict[str, str]:
         """HTTP headers every AWS request carries (the sandbox's secret; none on AWS)."""
         return {}
+
+    def aws_credentials(self, *, instructor: bool = False) -> Credentials | None:
+        """The key AWS requests are signed with (None: the standard credential chain). ``instructor``:
+        for instructor mode, not for a participant's lab."""
+        return None
 
     @abstractmethod
     def where(self, account: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sandbox
+from ..aws import Credentials
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
@@ -46,6 +47,12 @@ class SandboxRuntime(HostRuntime):
 
     def aws_headers(self) -> dict[str, str]:
         return dict(sandbox.ensure_running(self.home).headers)
+
+    def aws_credentials(self, *, instructor: bool = False) -> Credentials | None:
+        """The emulated IAM user's key while the sandbox checks an IAM policy: the participant for the
+        lab, the sandbox's administrator for instructor mode (None: the emulator checks nothing)."""
+        key = sandbox.ensure_running(self.home).access_key("admin" if instructor else "lab")
+        return Credentials(*key) if key else None
 
     def where(self, account: str) -> str:
         return "the sandbox (emulated AWS on this machine)"

@@ -1,9 +1,10 @@
 """The sandbox: AWS emulated on loopback, run as a background daemon.
 
 ``ensure_running`` is idempotent: a live daemon is reused, a stale state file is
-replaced. The daemon's state lives in ``<INFLAB_HOME>/sandbox``: ``state.json`` (pid, ports)
-and ``secret.json``, the secret its endpoint asks of every request (both readable by this
-user only; see :mod:`.gate`).
+replaced. The daemon's state lives in ``<INFLAB_HOME>/sandbox``: ``state.json`` (pid, ports,
+the IAM policy it checks) and ``secret.json``, the secret its endpoint asks of every request and,
+while it checks an IAM policy, its emulated users' access keys (both readable by this user only;
+see :mod:`.gate` and :mod:`.iam`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class SandboxInfo:
     ssh_port: int = 0
     secret: str = field(default="", repr=False)
     secret_header: str = ""
+    #: the --iam-policy file the emulator checks the lab's calls against ("": it checks nothing)
+    iam_policy: str = ""
+    #: the emulated users' access keys while it checks one: "lab", "admin" → (key id, secret)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def endpoint(self) -> str:
@@ -44,6 +49,11 @@ class SandboxInfo:
     def headers(self) -> dict[str, str]:
         """What a request to the endpoint must carry to be answered."""
         return {self.secret_header: self.secret}
+
+    def access_key(self, who: str) -> tuple[str, str] | None:
+        """The access key of ``who`` ("lab": the participant the lab signs as; "admin": the sandbox's
+        own clients), or None when the emulator checks no IAM policy."""
+        return self.keys.get(who)
 
 
 def state_dir(home: Path) -> Path:
@@ -68,9 +78,11 @@ def read_state(home: Path) -> SandboxInfo | None:
     """What the daemon's files say (no health check: cheap). None unless both are its."""
     state, access = _read(home, STATE_FILE), _read(home, SECRET_FILE)
     try:
+        keys = {who: (str(k["access_key_id"]), str(k["secret_access_key"]))
+                for who, k in (access.get("credentials") or {}).items()}
         info = SandboxInfo(int(state["pid"]), int(state["port"]), int(state.get("ssh_port", 0)),
-                           str(access["secret"]), str(access["header"]))
-    except (KeyError, TypeError, ValueError):
+                           str(access["secret"]), str(access["header"]), str(state.get("iam_policy") or ""), keys)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
     if access.get("pid") != info.pid or access.get("endpoint") != info.endpoint:
         return None
@@ -103,7 +115,12 @@ def status(home: Path) -> SandboxInfo | None:
     return None
 
 
-def ensure_running(home: Path, port: int = 0, *, aws_like: bool = False) -> SandboxInfo:
+def ensure_running(home: Path, port: int = 0, iam_policy: str | os.PathLike | None = None, *,
+                   aws_like: bool = False) -> SandboxInfo:
+    """The running daemon, started if there is none. ``iam_policy``: a policy file (checked by the
+    caller, see :func:`.iam.load_documents`) that a daemon started now checks the lab's calls
+    against; ``aws_like``: a daemon started now begins with :data:`.faults.AWS_LIKE`. A daemon
+    already running is returned as it is (compare its ``iam_policy``)."""
     info = status(home)
     if info:
         return info
@@ -117,9 +134,13 @@ def ensure_running(home: Path, port: int = 0, *, aws_like: bool = False) -> Sand
     log = open(sdir / "daemon.log", "ab")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    args = [sys.executable, "-m", "inflab.sandbox.daemon", "--state-dir", str(sdir), "--port", str(port)]
+    if iam_policy is not None:
+        args += ["--iam-policy", str(Path(iam_policy).resolve())]
+    if aws_like:
+        args.append("--aws-like")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inflab.sandbox.daemon", "--state-dir", str(sdir), "--port", str(port),
-         *(["--aws-like"] if aws_like else [])],
+        args,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

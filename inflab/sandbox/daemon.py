@@ -3,7 +3,9 @@
 Started detached by ``inflab sandbox start`` (or ``--sandbox``); it outlives the app so
 that a session can be resumed. At start it makes a secret that every request must carry
 (see :mod:`.gate`) and writes it to ``secret.json``, then ``state.json`` (pid, ports) once it
-answers; both files are created readable by this user only.
+answers; both files are created readable by this user only. With ``--iam-policy FILE`` it first
+turns on the emulator's IAM check (see :mod:`.iam`); the emulated users' keys go into
+``secret.json`` with the secret.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ssh-port", type=int, default=0)
     ap.add_argument("--aws-like", action="store_true", help="start with every AWS behaviour of the faults table on")
+    ap.add_argument("--iam-policy", help="check the lab's calls against this IAM policy file")
     args = ap.parse_args(argv)
 
     # Managed policies (AmazonSSMManagedInstanceCore, ...) must exist in the emulated IAM.
@@ -132,12 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
+    access = {"header": SECRET_HEADER, "secret": secret}
+    if args.iam_policy:
+        from . import iam
+
+        try:
+            access["credentials"] = iam.enforce(iam.load_documents(args.iam_policy))
+        except iam.PolicyFileError as e:
+            print(f"--iam-policy: {e}", file=sys.stderr, flush=True)
+            return 2
     runner = batch.install(state_dir, layer)
     pid = os.getpid()
-    _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}",
-                                             "header": SECRET_HEADER, "secret": secret})
+    _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}", **access})
     ssh_port = _start_sshd(state_dir, args.ssh_port)
-    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port, "aws_like": args.aws_like})
+    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port,
+                                            "iam_policy": args.iam_policy or "", "aws_like": args.aws_like})
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -49,14 +49,15 @@ def _files(src: Path) -> list[Path]:
     return out
 
 
-def _client(endpoint: str, headers: dict[str, str], region: str):
-    """An S3 client on the sandbox endpoint carrying its secret, like the lab's own (inflab.aws.Aws)."""
+def _client(endpoint: str, headers: dict[str, str], region: str, key: tuple[str, str] | None = None):
+    """An S3 client on the sandbox endpoint carrying its secret, like the lab's own (inflab.aws.Aws).
+    ``key``: the sandbox administrator's emulated key while the emulator checks IAM policies (the
+    stand-in for the job's role); without one the placeholders the emulator then accepts."""
     import boto3
     from botocore.config import Config
 
-    # The emulator accepts any key; these are placeholders, not credentials.
-    session = boto3.session.Session(aws_access_key_id="inflab-sandbox", aws_secret_access_key="inflab-sandbox",
-                                     region_name=region)
+    key_id, secret = key or ("inflab-sandbox", "inflab-sandbox")  # placeholders, not credentials
+    session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region)
     client = session.client("s3", endpoint_url=endpoint,
                             config=Config(s3={"addressing_style": "path"}, retries={"mode": "adaptive", "max_attempts": 5}))
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = _client(info.endpoint, info.headers, args.region)
+    s3 = _client(info.endpoint, info.headers, args.region, info.access_key("admin"))
     for path in _files(src):
         key = "/".join(p for p in (prefix, path.relative_to(src).as_posix()) if p)
         try:
