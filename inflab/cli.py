@@ -16,6 +16,7 @@ import click
 
 from .config import ConfigError, validate_session_name
 from .lab_steps import STEP_IDS, STEP_TITLES
+from .private_files import UnsafePath
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -39,6 +40,9 @@ class OneLineGroup(click.Group):
             sys.exit(EXIT_CANCELLED)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+        except UnsafePath as e:  # a lab directory or file another user could reach: nothing was written
+            click.echo(f"inflab: error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
         except click.ClickException as e:
             click.echo(f"inflab: error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)

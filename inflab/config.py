@@ -559,21 +559,58 @@ def _not_regular(mode: int) -> str | None:
     return next((what for test, what in _FILE_KINDS.items() if test(mode)), "not a file")
 
 
-def _read_regular(p: str, flag: str, limit: int, what: str) -> bytes:
+def _real_user() -> int:
+    """Who the lab runs for: the user who ran sudo, when it did, else this process's real user."""
+    sudo = os.environ.get("SUDO_UID", "")
+    return int(sudo) if os.geteuid() == 0 and sudo.isdigit() else os.getuid()
+
+
+def _readable_by(uid: int, st: os.stat_result) -> bool:
+    """Could ``uid`` read the file of ``st`` by its mode bits (root's power to read anything aside)?"""
+    import pwd
+
+    if st.st_mode & stat.S_IROTH:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    try:
+        user = pwd.getpwuid(uid)
+        groups = os.getgrouplist(user.pw_name, user.pw_gid)
+    except KeyError:
+        groups = []
+    return st.st_gid in groups and bool(st.st_mode & stat.S_IRGRP)
+
+
+def _read_regular(p: str, flag: str, limit: int, what: str, *, sent: bool = False) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; anything else is a one-line
     :class:`ConfigError` naming ``flag``. Nothing blocks: the file's type is checked before it is
     opened (opening a FIFO waits for a writer), and it is opened non-blocking in case it was
-    replaced in between."""
+    replaced in between. A file the lab ``sent`` elsewhere is named without '..', is not reached
+    through a final link (not followed), and must be one the user could read without root."""
+    if sent and ".." in Path(p).parts:
+        raise ConfigError(f"{flag}: {p} has a '..' in it; name the file by a path without '..'")
     try:
-        kind = _not_regular(os.stat(p).st_mode)
+        mode = (os.lstat(p) if sent else os.stat(p)).st_mode
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else _not_regular(mode)
         if kind is None:
-            with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
-                kind = _not_regular(os.fstat(f.fileno()).st_mode)
+            nofollow = os.O_NOFOLLOW if sent else 0
+            with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | nofollow), "rb") as f:
+                st = os.fstat(f.fileno())
+                kind = _not_regular(st.st_mode)
+                if sent and kind is None and os.geteuid() == 0 and not _readable_by(_real_user(), st):
+                    kind = "unreadable"
                 raw = b"" if kind else f.read(limit + 1)
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise ConfigError(f"{flag}: no such file: {p}") from None
-        raise ConfigError(f"{flag}: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
+        if not (sent and e.errno == errno.ELOOP):
+            raise ConfigError(f"{flag}: cannot read {p}: {e.strerror or e.__class__.__name__}") from None
+        kind = "a symbolic link"  # replaced by a link since it was looked at
+    if kind == "a symbolic link":
+        raise ConfigError(f"{flag}: {p} is a symbolic link; name the file itself")
+    if kind == "unreadable":
+        raise ConfigError(f"{flag}: {p} is not readable by you (uid {_real_user()}) without root's rights; "
+                          "name a file of your own")
     if kind is not None:
         raise ConfigError(f"{flag}: {p} is {kind}, not a regular file")
     if len(raw) > limit:
@@ -593,7 +630,7 @@ def read_config_file(path: str | Path, flag: str = "--config", what: str = "a la
 
 def read_request_file(path: str | Path, flag: str = "serve.input") -> bytes:
     """A request body for the served model: a regular file TorchServe would accept (at most 6 MiB)."""
-    return _read_regular(str(path), flag, MAX_REQUEST_BYTES, "TorchServe takes requests of up to 6 MiB")
+    return _read_regular(str(path), flag, MAX_REQUEST_BYTES, "TorchServe takes requests of up to 6 MiB", sent=True)
 
 
 def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:
@@ -607,8 +644,9 @@ def load(path: str | Path | None, *, sandbox: bool = False) -> LabConfig:
         raise ConfigError(f"--config: {path} is {e}") from None
     serve = user.get("serve")
     if isinstance(serve, dict) and isinstance(serve.get("input"), str) and serve["input"]:
-        # relative to the config file, kept absolute in the session; checked now, before anything is made
-        serve["input"] = str((Path(path).parent / serve["input"]).resolve())
+        # relative to the config file, kept absolute in the session (links and '..' as written: the
+        # file is checked as it is named); checked now, before anything is made
+        serve["input"] = os.path.join(os.path.abspath(os.path.dirname(path)), serve["input"])
         cfg = from_dict(user, sandbox=sandbox)
         read_request_file(cfg.serve.input)
         return cfg

@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from . import private_files
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -100,6 +103,9 @@ PENDING, RUNNING, DONE, SKIPPED, FAILED, UNDONE, CANCELLED, STALE = (
     "stale",
 )
 
+# The directories the store and the session locks keep under the home (see inflab.private_files).
+LAB_DIRS = ("sessions", "locks")
+
 # Ledger statuses.
 INTENDED, CREATED, DELETED = "intended", "created", "deleted"
 
@@ -167,8 +173,8 @@ class SessionLock:
     def acquire(self, command: str) -> SessionLock:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_files.private_dir(self.path.parent)
+        fd = private_files.open_own(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -222,22 +228,28 @@ class Store:
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else default_home()
         where = "INFLAB_HOME" if os.environ.get("INFLAB_HOME") else "the data directory"
-        try:
-            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except (FileExistsError, NotADirectoryError):
-            raise StoreError(f"{where}: {self.home} is not a directory") from None
-        except OSError as e:
-            raise StoreError(f"{where}: cannot create {self.home} ({e.strerror})") from None
-        if not self.home.is_dir():
-            raise StoreError(f"{where}: {self.home} is not a directory")
         self.path = self.home / "inflab.db"
-        if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"{where}: {self.path} is not a regular file")
         try:
-            if not self.path.exists():
-                # Create the file 0600 before SQLite opens it, so it is never readable by others.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(self.path, 0o600)
+            # A home another user prepared (or can swap) is refused before anything is written in it.
+            private_files.check_home(self.home)
+            try:
+                self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except (FileExistsError, NotADirectoryError):
+                raise StoreError(f"{where}: {self.home} is not a directory") from None
+            except OSError as e:
+                raise StoreError(f"{where}: cannot create {self.home} ({e.strerror})") from None
+            if not self.home.is_dir():
+                raise StoreError(f"{where}: {self.home} is not a directory")
+            private_files.check_home(self.home)
+            for sub in LAB_DIRS:
+                private_files.check_dir(self.home / sub)
+            for side in ("", "-wal", "-shm"):
+                if side and not os.path.lexists(str(self.path) + side):
+                    continue
+                # Created 0600 before SQLite opens it, never through a link, and only a file of ours.
+                os.close(private_files.open_own(Path(str(self.path) + side), os.O_RDONLY | (os.O_CREAT if not side else 0)))
+        except private_files.UnsafePath as e:
+            raise StoreError(f"{where}: {e}") from None
         except OSError as e:
             raise StoreError(f"{where}: cannot write {self.path} ({e.strerror})") from None
         try:
@@ -265,25 +277,27 @@ class Store:
             # SQLite's side files get the process umask; keep them private too. Another
             # connection may remove them at any moment, so a vanished file is fine.
             try:
-                if os.stat(str(self.path) + suffix).st_mode & 0o077:
+                st = os.lstat(str(self.path) + suffix)
+                if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
                     os.chmod(str(self.path) + suffix, 0o600)
             except FileNotFoundError:
                 pass
 
     # -- sessions --------------------------------------------------------------------
     def session_dir(self, name: str) -> Path:
-        d = self.home / "sessions" / name
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return d
+        """``sessions/<name>``, made 0700 (and ``sessions/`` too); :class:`~inflab.private_files.UnsafePath`
+        if either is a link, another user's, or writable by others."""
+        private_files.private_dir(self.home / "sessions")
+        return private_files.private_dir(self.home / "sessions" / name)
 
     def create_session(self, name: str, config: dict[str, Any], *, sandbox: bool, track: str) -> SessionInfo:
+        self.session_dir(name)  # a directory the lab cannot use stops it before anything is recorded
         now = time.time()
         with self._conn() as c:
             c.execute(
                 "INSERT INTO sessions (name, created, updated, sandbox, track, config) VALUES (?,?,?,?,?,?)",
                 (name, now, now, int(sandbox), track, json.dumps(config)),
             )
-        self.session_dir(name)
         self.event(name, None, "session", f"session {name} created ({'sandbox' if sandbox else 'AWS'})")
         return self.get_session(name)
 

@@ -28,9 +28,11 @@ from typing import Any
 
 from .remote.payload.result import FORMAT, SchemaError
 from .report import new_row, row
+from .visible import visible
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_STARTS = 200  # lines of a .json file tried as the start of its JSON document
+MAX_REASON = 200  # characters of why a file was left out, in its warning
 RUNTIME = "workshop"
 SUFFIXES = (".log", ".json")
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -59,6 +61,36 @@ class WorkshopError(ValueError):
 
 class BadFile(ValueError):
     """One file that cannot be imported; the message says why."""
+
+
+class _NotFinite(ArithmeticError):
+    """A number in a file that is not a finite float (1e400, 10**400, NaN, Infinity)."""
+
+
+def _finite(text: str) -> float:
+    """A number read from a file, as a float; :class:`_NotFinite` when it is none (or overflows)."""
+    try:
+        value = float(text)
+    except OverflowError:  # an integer too large for a float
+        value = math.inf
+    if not math.isfinite(value):
+        raise _NotFinite(text if len(text) <= 24 else f"{text[:12]}…({len(text)} characters)")
+    return value
+
+
+def _finite_int(text: str) -> int:
+    _finite(text)
+    return int(text)
+
+
+def _json(text: str, start: int | None = None) -> Any:
+    """One JSON value, its numbers finite (:class:`_NotFinite`), nested at most as deeply as
+    Python's recursion allows (:class:`BadFile` beyond: one file must not stop the import)."""
+    decoder = json.JSONDecoder(parse_float=_finite, parse_int=_finite_int, parse_constant=_finite)
+    try:
+        return decoder.decode(text) if start is None else decoder.raw_decode(text, start)[0]
+    except RecursionError:
+        raise BadFile("its JSON is nested too deeply to read") from None
 
 
 def _family(model: str) -> str | None:
@@ -98,7 +130,7 @@ def parse_log(text: str, path: Path, when: str = "") -> dict[str, Any]:
     numbers = re.findall(NUMBER, values.group(1)) if values else []
     if len(numbers) != 3:
         raise BadFile("the Latency line is not followed by three values [P50 P90 P95]")
-    p50, p90, p95 = (float(v) * 1000 for v in numbers)  # seconds -> ms
+    p50, p90, p95 = (_finite(v) * 1000 for v in numbers)  # seconds -> ms
     total = TOTAL.search(text)
     batch = int(total.group(2)) if total else int(name["batch"]) if name else None
     if batch is None:
@@ -106,9 +138,9 @@ def parse_log(text: str, path: Path, when: str = "") -> dict[str, Any]:
     base = _base(path, name, batch, when, f"{name['length']}_{name['batch']}.log" if name else path.name[-12:])
     if HALF.search(text):
         base["precision"] = "fp16"
-    return new_row(**base, throughput_avg=float(thr.group(1)), latency_ms_p50=p50, latency_ms_p90=p90,
+    return new_row(**base, throughput_avg=_finite(thr.group(1)), latency_ms_p50=p50, latency_ms_p90=p90,
                    latency_ms_p95=p95, total_infs=int(lat.group(1)),
-                   duration_s=float(total.group(3)) if total else None, status="ok")
+                   duration_s=_finite(total.group(3)) if total else None, status="ok")
 
 
 def _results_list(doc: Any) -> bool:
@@ -120,17 +152,20 @@ def _json_document(text: str) -> Any:
     starting with ``[`` or ``{`` (log lines may come before it, and after), preferring a list of
     objects, so a log line such as ``[1/3] loading`` does not hide the results after it."""
     try:
-        return json.loads(text)
+        return _json(text)
+    except BadFile:
+        raise
     except ValueError:
         pass
-    decoder = json.JSONDecoder()
     parsed: list[Any] = []  # values parsed so far that are not a results list
     # Only lines that start with the bracket: a document's own inner lines are indented (or it is
     # one line), so a long truncated document is not re-parsed from each of its lines.
     starts = [m.start() for m in re.finditer(r"^[\[{]", text, re.M)][:MAX_STARTS]
     for start in starts:
         try:
-            doc = decoder.raw_decode(text, start)[0]
+            doc = _json(text, start)
+        except BadFile:
+            raise
         except ValueError:
             continue
         if _results_list(doc):
@@ -251,11 +286,19 @@ def import_dir(directory: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             text, fst = read_small(path)
             when = _mtime(fst)
-            rows += [parse_log(text, path, when)] if n.endswith(".log") else parse_neuronperf(text, path, when)
+            found = [parse_log(text, path, when)] if n.endswith(".log") else parse_neuronperf(text, path, when)
+        except _NotFinite as e:
+            warnings.append(f"{visible(str(path))}: not imported: {visible(str(e))} is not a finite number")
+            continue
         except BadFile as e:
-            warnings.append(f"{path}: not imported: {e}")
+            reason = visible(str(e))
+            reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
+            warnings.append(f"{visible(str(path))}: not imported: {reason}")
+            continue
+        # What came from the file (its name above all) is shown on terminals: no escape sequences.
+        rows += [{k: visible(v) if isinstance(v, str) else v for k, v in r.items()} for r in found]
     if not rows:
         found = (f"none of its {len(candidates)} .log/.json file(s) could be imported" if candidates
                  else "no workshop .log or .json files in it")
-        raise WorkshopError(f"--from {directory}: {found}", warnings)
+        raise WorkshopError(f"--from {visible(str(directory))}: {found}", warnings)
     return rows, warnings

@@ -552,3 +552,84 @@ def test_bad_session_names_name_the_flag(bad):
         config.validate_session_name(bad)
     with pytest.raises(ConfigError, match=r"^NAME: "):
         config.validate_session_name(bad, "NAME")
+
+
+# ---------------------------------------------------------------------- serve.input: only a file of your own
+
+
+def _serve_input_config(d: Path, value: str) -> Path:
+    path = d / "lab.toml"
+    path.write_text(f'[serve]\ninput = "{value}"\n')
+    return path
+
+
+def _request(d: Path, name: str = "req.json", mode: int = 0o644) -> Path:
+    p = d / name
+    p.write_bytes(b'{"sentence1": "a", "sentence2": "b"}')
+    p.chmod(mode)
+    return p
+
+
+@pytest.mark.parametrize("case", ["link-to-a-readable-file", "link-to-shadow", "link-loop", "dotdot", "dotdot-absolute"])
+def test_serve_input_refuses_links_and_dotdot_in_one_line(case, tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    if case == "link-to-a-readable-file":
+        (conf / "req.json").symlink_to(_request(tmp_path))
+        value, says = "req.json", "is a symbolic link"
+    elif case == "link-to-shadow":
+        (conf / "req.json").symlink_to("/etc/shadow")
+        value, says = "req.json", "is a symbolic link"
+    elif case == "link-loop":
+        (conf / "a").symlink_to(conf / "b")
+        (conf / "b").symlink_to(conf / "a")
+        value, says = "a", "is a symbolic link"
+    elif case == "dotdot":
+        _request(tmp_path)
+        value, says = "../req.json", "has a '..' in it"
+    else:
+        _request(tmp_path)
+        value, says = f"{conf}/../req.json", "has a '..' in it"
+    with pytest.raises(ConfigError) as e:
+        config.load(_serve_input_config(conf, value))
+    line = str(e.value)
+    assert "\n" not in line and line.startswith("serve.input: ") and says in line, line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a file only root can read needs root to be read at all")
+@pytest.mark.parametrize("case", ["another-users-private-file", "shadow-under-sudo"])
+def test_serve_input_refuses_a_file_only_root_could_read(case, tmp_path, monkeypatch):
+    if case == "another-users-private-file":
+        target = _request(tmp_path, mode=0o600)
+        os.chown(target, 65534, 65534)
+    else:
+        if not os.path.exists("/etc/shadow"):
+            pytest.skip("no /etc/shadow here")
+        monkeypatch.setenv("SUDO_UID", "65534")  # root through sudo, for user 65534
+        target = Path("/etc/shadow")
+    with pytest.raises(ConfigError) as e:
+        config.load(_serve_input_config(tmp_path, str(target)))
+    line = str(e.value)
+    assert line.startswith(f"serve.input: {target} is not readable by you") and "\n" not in line, line
+
+
+def test_serve_input_accepts_your_own_files_and_everyones(tmp_path):
+    own = _request(tmp_path, "own.json", mode=0o600)
+    assert config.load(_serve_input_config(tmp_path, "own.json")).serve.input == str(own)
+    shared = _request(tmp_path, "shared.json", mode=0o644)
+    if os.geteuid() == 0:
+        os.chown(shared, 65534, 65534)  # another user's, readable by everyone
+    assert config.load(_serve_input_config(tmp_path, "shared.json")).serve.input == str(shared)
+
+
+def test_a_bad_serve_input_through_the_cli_is_one_line_and_creates_nothing(tmp_path):
+    from conftest import run_cli
+
+    home = tmp_path / "home"
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    r = run_cli("run", "--sandbox", "--name", "x1", "--until", "credentials",
+                "--config", str(_serve_input_config(tmp_path, "a")), home=home, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("inflab: error: serve.input: "), r.stderr
+    assert not (home / "sessions").exists()

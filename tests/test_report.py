@@ -314,6 +314,56 @@ def test_unpriced_runs_are_placed_by_throughput_against_latency():
     assert report.frontier([sandbox(2, 100.0, 10.0), sandbox(4, 100.0, 10.0)]) == [True, True]  # a tie beats neither
 
 
+def _pairwise_frontier(rows: list[dict], percentile: str = "p90") -> list[bool]:
+    """The frontier by its definition, every pair compared (what the report computed before it sorted)."""
+    key = f"latency_ms_{percentile}"
+    points = []
+    for r in rows:
+        lat = r.get(key)
+        if not report.is_ok(r) or lat is None or r.get("served"):
+            points.append(None)
+        elif r.get("cost_per_million") is not None:
+            points.append(("cost", r["cost_per_million"], lat))
+        elif r.get("throughput_avg"):
+            points.append(("throughput", -r["throughput_avg"], lat))
+        else:
+            points.append(None)
+
+    def dominated(p, q) -> bool:
+        return q[0] == p[0] and q[1] <= p[1] and q[2] <= p[2] and (q[1] < p[1] or q[2] < p[2])
+
+    return [p is not None and not any(q is not None and dominated(p, q) for q in points) for p in points]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_sorted_frontier_dims_the_same_rows_as_comparing_every_pair(seed):
+    """Random rows, with many ties (few distinct values), missing, infinite and NaN values, failed,
+    served and unpriced runs: the frontier found by sorting is the one found pair by pair."""
+    import random
+
+    rnd = random.Random(seed)
+    n = rnd.choice([1, 2, 3, 10, 60, 300])
+    spread = rnd.choice([3, 10, 1000])
+    odd = rnd.choice([0.02, 0.1, 0.4])  # how often a value is infinite or NaN
+
+    def value(none_ok: bool = True):
+        roll = rnd.random()
+        if none_ok and roll < 0.05:
+            return None
+        if roll < 0.05 + odd:
+            return rnd.choice([float("inf"), float("inf"), float("nan"), -float("inf")])
+        return rnd.choice([rnd.randrange(spread), rnd.randrange(spread) / 4, float(rnd.randrange(spread))])
+
+    rows = []
+    for _ in range(n):
+        r = {"status": report.OK if rnd.random() > 0.05 else "FAILED: oom", "served": rnd.random() < 0.05,
+             "cost_per_million": value() if rnd.random() < 0.6 else None, "throughput_avg": value(),
+             "latency_ms_p90": value(), "latency_ms_p99": value()}
+        rows.append(r)
+    for percentile in ("p90", "p99"):
+        assert report.frontier(rows, percentile) == _pairwise_frontier(rows, percentile)
+
+
 def test_sort_rows_puts_missing_values_last_in_either_direction(sweep):
     rows = sweep + [failed()]
     up = report.sort_rows(rows, "throughput_avg", descending=False)

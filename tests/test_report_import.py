@@ -228,3 +228,64 @@ def test_imported_rows_have_the_report_row_shape(workshop_dir):
     # unpriced: throughput against p90. neuronperf's batch 4 (1,180.5/s at 14.8 ms) beats the logs' 4 and 8
     assert [(r["run"], on) for r, on in zip(rows, report.frontier(rows))] == [
         ("128_2.log", True), ("128_4.log", False), ("128_8.log", False), ("128_4.json", True)]
+
+
+# ---------------------------------------------------------------- hostile files: one warning each, the rest import
+
+def test_a_deeply_nested_json_file_is_one_warning_and_the_rest_import(workshop_dir, cli):
+    (workshop_dir / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (workshop_dir / "deep-after-a-log-line.json").write_text("loading\n" + "{\"a\": " * 50_000 + "1" + "}" * 50_000)
+
+    r = cli("report", "--from", str(workshop_dir), "--format", "csv")
+
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(rows_of(r.stdout)) == 4  # what imported before still does
+    deep = [w for w in warnings_of(r.stderr) if "/deep" in w]
+    assert len(deep) == 2 and all("not imported: its JSON is nested too deeply to read" in w for w in deep), deep
+
+
+@pytest.mark.parametrize("where, text, number", [
+    ("log", direct_log(4, 0.01, 0.02, 0.03, 10.0).replace("= 4000.0000", "= 1" + "0" * 400), "100000000000…(401 characters)"),
+    ("log", direct_log(4, 0.01, 0.02, 0.03, 10.0).replace("[0.01 ", "[1e400 "), "1e400"),
+    ("json", "[" + json.dumps(neuronperf_result(4, 1.0, 1.0, 2.0)).replace('"throughput_avg": 1.0', '"throughput_avg": ' + "1" + "0" * 400) + "]",
+     "100000000000…(401 characters)"),
+    ("json", json.dumps([neuronperf_result(4, float("inf"), 1.0, 2.0)]), "Infinity"),
+    ("json", json.dumps([neuronperf_result(4, 1.0, float("nan"), 2.0)]), "NaN"),
+    ("json", json.dumps([neuronperf_result(4, 1.0, 1.0, 2.0)]).replace('"latency_ms_p50": 1.0', '"latency_ms_p50": 1e999'), "1e999"),
+], ids=["log-10**400", "log-1e400", "json-10**400", "json-Infinity", "json-NaN", "json-1e999"])
+def test_a_number_that_is_not_finite_is_one_warning_and_never_ranked(where, text, number, workshop_dir, cli):
+    name = f"{MODEL}_inf1_128_64.pt.log" if where == "log" else f"neuronperf_results_{MODEL}_inf1_128_64.json"
+    (workshop_dir / name).write_text(text)
+
+    r = cli("report", "--from", str(workshop_dir), "--format", "json")
+
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    doc = json.loads(r.stdout)  # strict JSON: no Infinity in it
+    assert all(row["batch_size"] != 64 for row in doc["rows"])
+    assert doc["recommendation"]["fastest"]["throughput_avg"] == 1180.5
+    (warned,) = [w for w in warnings_of(r.stderr) if name in w]
+    assert warned.endswith(f"{name}: not imported: {number} is not a finite number"), warned
+
+
+def test_escape_sequences_in_file_names_are_shown_not_sent_to_the_terminal(workshop_dir, cli):
+    osc52 = "\x1b]52;c;aGk=\x07"  # write "hi" to the clipboard
+    (workshop_dir / f"{MODEL}_inf1_128_16.pt.log").rename(workshop_dir / f"crash{osc52}\x1b[2J.log")
+    good = workshop_dir / f"{MODEL}\x1b[31m_inf1_128_2.pt.log"
+    (workshop_dir / f"{MODEL}_inf1_128_2.pt.log").rename(good)
+
+    for fmt in ("table", "csv", "md"):
+        r = cli("report", "--from", str(workshop_dir), "--format", fmt)
+        assert r.returncode == 0, r.stderr
+        for stream in (r.stdout, r.stderr):
+            assert not any(c in stream for c in "\x1b\x07"), repr(stream)
+        assert "crash\\x1b]52;c;aGk=\\x07\\x1b[2J.log: not imported" in r.stderr
+        assert "\\x1b[31m" in r.stdout  # the imported row's model and run, shown as written
+
+
+def test_an_undecodable_file_name_is_shown_escaped(workshop_dir, cli):
+    os.rename(workshop_dir / f"{MODEL}_inf1_128_16.pt.log", os.fsencode(workshop_dir) + b"/bad\xff.log")
+    os.rename(workshop_dir / f"{MODEL}_inf1_128_2.pt.log", os.fsencode(workshop_dir) + b"/bert\xff_inf1_128_2.pt.log")
+    r = cli("report", "--from", str(workshop_dir))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "bad\\udcff.log: not imported" in r.stderr
+    assert "bert\\udcff " in r.stdout  # the row's model, from its file name: no raw byte on the terminal

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .. import faultpoints
+from ..private_files import write_private
 from ..aws import error_code, inventory
 from .base import Step, StepContext, StepError
 
@@ -16,21 +16,6 @@ def key_name(ctx: StepContext) -> str:
 
 def key_path(ctx: StepContext) -> Path:
     return ctx.key_path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write-then-rename, 0600 from the first byte: a kill leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def public_half(path: Path) -> str | None:
@@ -82,7 +67,7 @@ class KeyPair(Step):
             ec2.delete_key_pair(KeyName=key_name(ctx))
         key = asyncssh.generate_private_key("ssh-ed25519", comment=key_name(ctx))
         public = key.export_public_key("openssh")
-        _write_private(path, key.export_private_key("openssh"))
+        write_private(path, key.export_private_key("openssh"))  # exclusive temporary file, 0600, then renamed
         faultpoints.hit("keypair:key-written")
         rid = ctx.intend("ec2:key-pair", key_name(ctx))
         resp = ec2.import_key_pair(KeyName=key_name(ctx), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")])

@@ -137,19 +137,14 @@ def save_pin(ctx: StepContext, pin) -> None:
 
 def known_hosts_file(ctx: StepContext) -> str:
     """The pinned host key where OpenSSH can check it (0600, beside the session's key)."""
-    import os
-
+    from ..private_files import write_private
     from ..remote.host import known_hosts_line
 
     line = known_hosts_line(ctx.host())
     if not line:
         raise StepError("The host key is not pinned yet: run the connect step first")
     path = ctx.session_dir / "known_hosts"
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(line)
-    os.replace(tmp, path)
+    write_private(path, line.encode())
     return str(path)
 
 

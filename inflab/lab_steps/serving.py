@@ -66,7 +66,7 @@ def ship_input(ctx: StepContext):
 
     async def before(conn):
         await upload_payload(conn)
-        await upload(conn, {name: data}, f"{WORK_DIR}/{SAMPLES}")
+        await upload(conn, {name: data}, f"{WORK_DIR}/{SAMPLES}", mode=0o600)  # the user's file: theirs only
 
     return before
 

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..private_files import check_dir, open_own, private_dir
+
 START_TIMEOUT = 60.0
 STATE_FILE = "state.json"
 SECRET_FILE = "secret.json"
@@ -57,7 +59,11 @@ class SandboxInfo:
 
 
 def state_dir(home: Path) -> Path:
-    return Path(home) / "sandbox"
+    """``<home>/sandbox``; if it is there it must be this user's, writable by nobody else, and not a
+    link (:class:`~inflab.private_files.UnsafePath` otherwise): its files say where the cloud is."""
+    d = Path(home) / "sandbox"
+    check_dir(d)
+    return d
 
 
 def _read(home: Path, name: str) -> dict:
@@ -124,14 +130,13 @@ def ensure_running(home: Path, port: int = 0, iam_policy: str | os.PathLike | No
     info = status(home)
     if info:
         return info
-    sdir = state_dir(home)
-    sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sdir = private_dir(state_dir(home))
     stale = _state_pid(home)
     if stale is not None and _alive(stale):
         # A process holds the state file but does not answer (or left no secret): replace it.
         _terminate(stale)
     (sdir / STATE_FILE).unlink(missing_ok=True)
-    log = open(sdir / "daemon.log", "ab")
+    log = os.fdopen(open_own(sdir / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     args = [sys.executable, "-m", "inflab.sandbox.daemon", "--state-dir", str(sdir), "--port", str(port)]

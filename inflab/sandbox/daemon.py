@@ -16,23 +16,16 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
+from ..private_files import private_dir, write_private
 from . import SECRET_FILE, STATE_FILE
 
 
 def _write_private(path: Path, data: dict) -> None:
-    """Replace ``path`` with ``data`` as JSON, in a file that is 0600 from its creation on."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600, O_EXCL
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Replace ``path`` with ``data`` as JSON, in a file that is 0600 from its creation on (made exclusively)."""
+    write_private(path, json.dumps(data).encode())
 
 
 def _forget(path: Path) -> None:
@@ -132,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     port = server.server_port
 
-    state_dir = Path(args.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.chmod(0o700)
+    state_dir = private_dir(Path(args.state_dir))
     access = {"header": SECRET_HEADER, "secret": secret}
     if args.iam_policy:
         from . import iam

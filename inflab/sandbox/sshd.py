@@ -17,12 +17,15 @@ import fcntl
 import os
 import pty
 import signal
+import stat
 import struct
 import termios
 from pathlib import Path
 from typing import Callable
 
 import asyncssh
+
+from ..private_files import write_private
 
 ACCOUNT = "123456789012"
 
@@ -31,17 +34,24 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     if path.exists():
         return asyncssh.read_private_key(str(path))
     key = asyncssh.generate_private_key("ssh-ed25519")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.export_private_key())
+    write_private(path, key.export_private_key())
     return key
 
 
+def _ours(path: Path, others: int) -> bool:
+    """``path`` (not followed) is this user's and grants nothing in ``others`` to anyone else."""
+    st = os.lstat(path)
+    return st.st_uid == os.geteuid() and not st.st_mode & others and not stat.S_ISLNK(st.st_mode)
+
+
 def lab_keys(home: Path) -> set[tuple[str, str]]:
-    """Public halves of the session keys under INFLAB_HOME (files only the lab's user can read)."""
+    """Public halves of the session keys under INFLAB_HOME: files of the lab's user that only it can
+    read, in its own session directories (a key another user left there opens nothing)."""
     out = set()
     for pem in (home / "sessions").glob("*/*.pem"):
         try:
+            if not (_ours(pem, 0o077) and _ours(pem.parent, 0o022) and _ours(pem.parent.parent, 0o022)):
+                continue
             out.add(tuple(asyncssh.read_private_key(str(pem)).export_public_key("openssh").decode().split()[:2]))
         except (OSError, ValueError, asyncssh.KeyImportError):
             continue
