@@ -189,7 +189,8 @@ def terminate_instances(ctx: StepContext) -> list[str]:
         ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
         ctx.log(f"Terminated {', '.join(ids)}")
         ctx.put("launch_generation", ctx.get("launch_generation", 0) + 1)
-        ctx.runtime.after_terminate(ids)
+        for line in ctx.runtime.after_terminate(ids):
+            ctx.log(f"Note: {line}")
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
     ctx.store.delete(ctx.name, "instance")
     ctx.store.delete(ctx.name, "host")
