@@ -329,7 +329,7 @@ async def test_cleanup_everyone_after_typing_everyone():
         CleanupResult("carol", "333333333333", "us-east-1", ("lab-carol",), errors=("terminate: timed out",),
                       leftovers=({"type": "ec2:instance", "id": "i-0dead", "name": "lab-carol",
                                   "state": "shutting-down"},)),
-        CleanupResult("dave", "", "us-east-1", (), errors=(REASON,)),
+        CleanupResult("dave", "", "us-east-1", (), errors=(REASON,), looked=False),
     ]
     app = InstructorApp(source, refresh_s=60)
     async with app.run_test(size=SIZE) as pilot:
@@ -380,7 +380,7 @@ async def test_cleanup_everyone_after_typing_everyone():
         assert rows["alice"][4:7] == ["✓ ok", "nothing tagged is left", "—"]
         assert rows["bob"][4:7] == ["✓ ok", "nothing tagged is left", "inflab-lab-bob-results"]
         assert rows["carol"][4:6] == ["✗ terminate: timed out", "ec2:instance lab-carol [shutting-down]"]
-        assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be reached"]
+        assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be read"]
         shown = screen_text(app)
         assert "terminating the instance" in shown and "ec2:instance lab-carol [shutting-down]" in shown
         assert await wait_for(pilot, lambda: screen.refreshes == 2)  # the room is read again after a cleanup
