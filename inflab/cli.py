@@ -532,9 +532,9 @@ def _cleanup_lines(results) -> list[str]:
         lines.append(shown(f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
                            f"{len(r.sessions)} session(s): {r.outcome()}{kept}{errors}", 2000))
         for busy in r.active:
-            lines.append(shown(f"  ⚠ {r.label}: session {busy} — it was still active when cleaned: the participant's "
-                               "lab may publish its beacon again before it stops; run the cleanup again once they "
-                               "have stopped", 600))
+            lines.append(shown(f"  ⚠ {r.label}: session {busy} — it looked still active when cleaned: if the "
+                               "participant's lab is still going it stops at its next step and may publish its "
+                               "beacon again; run the cleanup again once they have stopped", 600))
     return lines
 
 

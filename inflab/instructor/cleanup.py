@@ -155,7 +155,7 @@ def clean_participant(label: str, aws: Aws, account: str, sessions: list[str], b
         busy = activity(beacons.get(session), modified.get(session))
         if busy:
             active.append(f"{session}: {busy}")
-            log(f"{label}/{session}: ⚠ still active ({busy}): its lab will stop at its next step")
+            log(f"{label}/{session}: ⚠ looks still active ({busy}): if it is, its lab stops at its next step")
         log(f"{label}: cleaning up session {session} in account {account} ({aws.region})")
         doc = beacons.get(session)
         try:

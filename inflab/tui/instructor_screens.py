@@ -406,7 +406,7 @@ def result_text(result: CleanupResult) -> Text:
     text = (Text("✓ ok", style="green") if result.ok
             else shown_text("✗ " + ("; ".join(result.errors) if result.errors else "something is left"), "red", limit=1000))
     for busy in result.active:
-        text.append("\n" + shown(f"⚠ was still active: {busy}", 300), style="bold yellow")
+        text.append("\n" + shown(f"⚠ looked still active: {busy}", 300), style="bold yellow")
     return text
 
 
