@@ -501,17 +501,45 @@ def _load_roster(path: str):
 
 
 def _room_table(room) -> None:
+    """The room as text. Everything a participant's account or the roster wrote goes through
+    ``shown``: a beacon's step, error or session name cannot move the cursor or write the clipboard."""
     from .events import elapsed_text
+    from .untrusted import shown
 
-    click.echo(room.summary().line())
+    click.echo(shown(room.summary().line()))
     click.echo(f"{'PARTICIPANT':<14} {'ACCOUNT':<13} {'REGION':<12} {'STEP':<16} {'STATE':<12} {'ON STEP':>8} "
                f"{'INST':>4} {'SPEND':>8}  NOTE")
     for r in room.rows:
         on = r.on_step_s()
         state = ("STUCK " if r.stuck() else "") + r.state
         note = r.reason or r.error or r.session
-        click.echo(f"{r.label:<14} {r.account or '-':<13} {r.region:<12} {r.step or '-':<16} {state:<12} "
-                   f"{elapsed_text(on) if on is not None else '-':>8} {len(r.instances):>4} ${r.spend_usd:>7.2f}  {note}")
+        if r.warnings:
+            note += f" (+{len(r.warnings)} warning(s): {r.warnings[0]})"
+        click.echo(f"{shown(r.label):<14} {shown(r.account) or '-':<13} {shown(r.region):<12} "
+                   f"{shown(r.step, 40) or '-':<16} {state:<12} {elapsed_text(on) if on is not None else '-':>8} "
+                   f"{len(r.instances):>4} ${r.spend_usd:>7.2f}  {shown(note, 400)}")
+
+
+def _json(value) -> str:
+    """Strict JSON (no NaN or Infinity); strings escaped, so control characters cannot reach the terminal."""
+    return json.dumps(value, indent=2, allow_nan=False)
+
+
+def _cleanup_lines(results) -> list[str]:
+    from .untrusted import shown
+
+    lines = []
+    for r in results:
+        mark = "✓" if r.ok else "✗"
+        kept = f"; kept {', '.join(k.get('name') or k.get('id', '?') for k in r.kept)}" if r.kept else ""
+        errors = f"; {'; '.join(r.errors)}" if r.errors else ""
+        lines.append(shown(f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
+                           f"{len(r.sessions)} session(s): {r.outcome()}{kept}{errors}", 2000))
+        for busy in r.active:
+            lines.append(shown(f"  ⚠ {r.label}: session {busy} — it looked still active when cleaned: if the "
+                               "participant's lab is still going it stops at its next step and may publish its "
+                               "beacon again; run the cleanup again once they have stopped", 600))
+    return lines
 
 
 def _confirm_everyone(yes: bool, what: str) -> None:
@@ -561,7 +589,9 @@ def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: boo
         click.echo(f"Making a sandbox room of {demo} session(s)…")
         room = make_room(store, demo, log=lambda line: click.echo(f"    {line}"))
         _write_replacing(write_roster, room.to_toml(), "--write-roster")
-        click.echo(f"Wrote {write_roster}. Watch the room: inflab instructor {write_roster}")
+        from .untrusted import shown
+
+        click.echo(f"Wrote {shown(write_roster)}. Watch the room: inflab instructor {shown(write_roster)}")
         return
     if write_roster is not None:
         raise InputError("--write-roster: only goes with --demo N")
@@ -576,46 +606,48 @@ def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: boo
     room_roster = _load_roster(roster)
     store = _store()
     from .instructor.room import RoomReader
+    from .untrusted import shown
 
     reader = RoomReader(room_roster, store.home)
     try:
         if once:
             room = reader.refresh()
             if as_json:
-                click.echo(json.dumps(room.to_json(), indent=2))
+                click.echo(_json(room.to_json()))
             else:
                 _room_table(room)
-            sys.exit(EXIT_FAILED if any(r.state == "unreachable" for r in room.rows) else 0)
+            sys.exit(EXIT_FAILED if any(r.state in ("unreachable", "unreadable") for r in room.rows) else 0)
         if preflight:
             from .instructor.preflight import summary_lines
 
             results = reader.preflight()
             if as_json:
-                click.echo(json.dumps({"accounts": [r.to_json() for r in results], "summary": summary_lines(results)},
-                                      indent=2))
+                click.echo(_json({"accounts": [r.to_json() for r in results], "summary": summary_lines(results)}))
             else:
                 for r in results:
-                    click.echo(f"{r.region} {r.account or '?'} ({r.reach}; {', '.join(r.participants)})")
+                    click.echo(shown(f"{r.region} {r.account or '?'} ({r.reach}; {', '.join(r.participants)})"))
                     for c in r.checks:
-                        click.echo(f"  {'✓' if c.ok else '✗' if c.ok is False else '?'} {c.name:<12} {c.detail}")
-                click.echo("\n".join(summary_lines(results)))
+                        click.echo(shown(f"  {'✓' if c.ok else '✗' if c.ok is False else '?'} {c.name:<12} {c.detail}"))
+                for line in summary_lines(results):
+                    click.echo(shown(line))
             sys.exit(EXIT_FAILED if any(r.failing for r in results) else 0)
         if cleanup_all:
-            _confirm_everyone(yes, f"This removes everything the {len(reader.labels)} participant(s) of "
-                                   f"{room_roster.name!r} made" + (", results buckets included" if delete_data else ""))
-            out = sys.stderr if as_json else sys.stdout
-            results = reader.cleanup(list(reader.labels), delete_data=delete_data,
-                                     log=lambda line: click.echo(f"    {line}", file=out))
+            from .instructor.cleanup import CleanupBusy, CleanupError
+
+            try:
+                with reader.exclusive_cleanup():  # before asking: a second cleanup says who holds it, exit 2
+                    _confirm_everyone(yes, f"This removes everything the {len(reader.labels)} participant(s) of "
+                                           f"'{shown(room_roster.name, 80)}' made"
+                                           + (", results buckets included" if delete_data else ""))
+                    out = sys.stderr if as_json else sys.stdout
+                    results = reader.cleanup(list(reader.labels), delete_data=delete_data,
+                                             log=lambda line: click.echo(f"    {shown(line, 2000)}", file=out))
+            except (CleanupBusy, CleanupError) as e:
+                raise InputError(f"--cleanup-all: {e}") from None
             if as_json:
-                click.echo(json.dumps([r.to_json() for r in results], indent=2))
+                click.echo(_json([r.to_json() for r in results]))
             else:
-                for r in results:
-                    mark = "✓" if r.ok else "✗"
-                    left = "nothing tagged is left" if not r.leftovers else "still there: " + ", ".join(
-                        f"{x['type']} {x['id']}" for x in r.leftovers)
-                    kept = f"; kept {', '.join(k['name'] for k in r.kept)}" if r.kept else ""
-                    click.echo(f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
-                               f"{len(r.sessions)} session(s): {left}{kept}" + (f"; {'; '.join(r.errors)}" if r.errors else ""))
+                click.echo("\n".join(_cleanup_lines(results)))
             sys.exit(0 if all(r.ok for r in results) else EXIT_FAILED)
         from .tui import run_instructor
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import LabConfig
 from .events import (BatchJobsChanged, EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged,
@@ -21,6 +21,9 @@ from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime, HostRuntimeError
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
+
+if TYPE_CHECKING:
+    from .aws.beacon import Beacon
 
 __all__ = ["Engine", "EngineEvent", "RunResult", "describe_exception", "CANCELLED", "FAILED", "UNDONE"]
 
@@ -188,15 +191,18 @@ class Engine:
         self.publish_progress(step, state)
 
     # -- the progress beacon (what an instructor's dashboard reads) ---------------------------
-    def progress_document(self, step: str | None = None, state: str | None = None) -> dict:
-        """The beacon: where the session is, its step history, the last error, its instances, and the
-        config values its resource names follow from. Progress only: never a key, token or credential."""
+    def progress_document(self, step: str | None = None, state: str | None = None) -> Beacon:
+        """The beacon (an :class:`inflab.aws.beacon.Beacon`): where the session is, its step history, the
+        last error, its instances, and the config values its resource names follow from. Progress only:
+        never a key, token or credential."""
         import importlib.metadata
+
+        from .aws import beacon
 
         recorded = self.store.step_states(self.name)
         order = [s.id for s in self.steps]
-        history = {sid: [recorded[sid]["state"], recorded[sid]["started"], recorded[sid]["finished"]]
-                   for sid in order if sid in recorded and recorded[sid]["state"] != PENDING}
+        history = tuple(beacon.Mark(sid, recorded[sid]["state"], recorded[sid]["started"], recorded[sid]["finished"])
+                        for sid in order if sid in recorded and recorded[sid]["state"] != PENDING)
         failed = [recorded[sid] for sid in order if recorded.get(sid, {}).get("state") in (FAILED, CANCELLED)]
         now = time.time()
         if self.finished():
@@ -206,22 +212,21 @@ class Engine:
         else:
             current, where = self.next_step() or "", "waiting"
         cfg = self.config
-        instances = [{"id": r.physical_id, "zone": r.detail.get("zone", ""), "launched": r.created}
-                     for r in self.store.ledger(self.name, live_only=True) if r.kind == "ec2:instance" and r.physical_id]
+        instances = tuple(beacon.BeaconInstance(r.physical_id, r.detail.get("zone", ""), r.created)
+                          for r in self.store.ledger(self.name, live_only=True) if r.kind == "ec2:instance" and r.physical_id)
         try:
             version = importlib.metadata.version("inflab")
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
-        return {
-            "v": 1, "session": self.name, "participant": cfg.lab.participant or self.name, "track": cfg.track,
-            "sandbox": self.info.sandbox, "step": current, "state": where, "since": now, "updated": now,
-            "error": (failed[-1]["error"] or "")[:1000] if failed and where in (FAILED, CANCELLED) else "",
-            "history": history, "instances": instances, "version": version,
-            "names": {"aws": {"region": cfg.region}, "lab": {"track": cfg.track}, "instance": {"type": cfg.instance_type},
-                      "model": {"family": cfg.model.family},
-                      "batch": {"families": list(cfg.batch.families), "sizes": list(cfg.batch.sizes),
-                                "instance_types": list(cfg.batch.instance_types)}},
-        }
+        return beacon.Beacon(
+            session=self.name, participant=cfg.lab.participant or self.name, track=cfg.track,
+            sandbox=self.info.sandbox, step=current or "", state=where, since=now, updated=now,
+            error=(failed[-1]["error"] or "")[:beacon.MAX_ERROR] if failed and where in (FAILED, CANCELLED) else "",
+            history=history, instances=instances, version=version,
+            names=beacon.Names(region=cfg.region, track=cfg.track, instance_type=cfg.instance_type,
+                               model_family=cfg.model.family, batch_families=tuple(cfg.batch.families),
+                               batch_sizes=tuple(cfg.batch.sizes), batch_instance_types=tuple(cfg.batch.instance_types)),
+        )
 
     def publish_progress(self, step: str | None = None, state: str | None = None) -> None:
         """Write the beacon (unless the config turns it off). A failure never fails a step: one log
@@ -231,7 +236,7 @@ class Engine:
         from .aws import beacon, tags
 
         try:
-            beacon.publish(self.aws, self.name, self.progress_document(step, state), tags(self.name, self.config.track),
+            beacon.publish(self.aws, self.progress_document(step, state), tags(self.name, self.config.track),
                            tagged=self._beacon_tagged)
             self._beacon_tagged, self._beacon_failing = True, False
         except Exception as e:

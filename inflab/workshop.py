@@ -28,7 +28,7 @@ from typing import Any
 
 from .remote.payload.result import FORMAT, SchemaError
 from .report import new_row, row
-from .visible import visible
+from .untrusted import shown as visible
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_STARTS = 200  # lines of a .json file tried as the start of its JSON document

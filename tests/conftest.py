@@ -86,6 +86,16 @@ def cli(inflab_home):
     return call
 
 
+def sandbox_aws(info, region: str = "us-west-2", who: str = "admin", **kw):
+    """An Aws on the sandbox ``info``, signing as its ``who`` ("admin", or "lab": the participant the lab
+    signs as) when the sandbox checks an IAM policy (placeholders otherwise)."""
+    from inflab.aws import Aws, Credentials
+
+    key = info.access_key(who)
+    return Aws(region=region, endpoint_url=info.endpoint, headers=info.headers,
+               credentials=Credentials(*key) if key else None, **kw)
+
+
 @pytest.fixture
 def aws(sandbox):
     """boto3 clients on the sandbox endpoint (the lab's own, carrying its secret), to look at what the lab made

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import sandbox_aws
+
 from inflab import config
 from inflab.lab_steps import container, model
 from inflab.lab_steps.base import StepContext, StepError
@@ -151,7 +153,7 @@ def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs
 def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, sandbox, store, name):
     from inflab.aws import Aws
 
-    aws = Aws(region="us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    aws = sandbox_aws(sandbox, who="lab")
     token = aws.client("ecr").get_authorization_token()["authorizationData"][0]
     password = base64.b64decode(token["authorizationToken"]).decode().split(":", 1)[1]
     assert len(password) > 8

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, sandbox_aws
 
 from inflab.engine import Engine
 from inflab.lab_steps import remote_job
@@ -190,7 +190,7 @@ def test_launch_is_verified_unencrypted_volumes_fail_outside_the_emulator(name, 
     assert "metadata IMDSv2-only" in r.stdout and "emulator artefact" in r.stdout
     iid = store.get(name, "host")["instance_id"]
     described = aws("ec2").describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
-    lab_aws = Aws(region="us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    lab_aws = sandbox_aws(sandbox, who="lab")
     ctx = StepContext(name=name, config=config.load(None), runtime=AwsRuntime(), store=store, aws_factory=lambda: lab_aws,
                       log=lambda m: None)
     with pytest.raises(StepError, match="is not encrypted"):  # on AWS an unrequested plain volume is an error

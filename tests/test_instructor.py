@@ -9,6 +9,8 @@ import stat
 
 import pytest
 
+from conftest import sandbox_aws
+
 from inflab import config
 from inflab.aws import beacon, inventory
 from inflab.config import ConfigError
@@ -37,11 +39,13 @@ def new_session(store, name, **lab):
 def test_each_step_transition_publishes_the_beacon_without_secrets(store, name, sandbox, aws, inflab_home):
     engine = new_session(store, name, participant="ana")
     assert engine.run("keypair").ok
-    doc = beacon.read(engine.aws, name)
-    assert doc["participant"] == "ana" and doc["session"] == name and doc["track"] == "inf1"
-    assert (doc["step"], doc["state"]) == ("security-group", "waiting")
-    assert [s for s in doc["history"]] == ["credentials", "preflight", "keypair"]
-    assert all(mark[0] == "done" and mark[1] <= mark[2] for mark in doc["history"].values())
+    doc = beacon.read(engine.aws, name).beacon  # what the session wrote reads back as the same record
+    assert doc is not None and beacon.Beacon.parse(doc.encode()) == doc
+    assert doc.participant == "ana" and doc.session == name and doc.track == "inf1"
+    assert (doc.step, doc.state) == ("security-group", "waiting")
+    assert [m.step for m in doc.history] == ["credentials", "preflight", "keypair"]
+    assert all(m.state == "done" and m.started <= m.finished for m in doc.history)
+    assert doc.names.region == "us-west-2" and doc.names.config()["aws"] == {"region": "us-west-2"}
     tags = aws("ssm").list_tags_for_resource(ResourceType="Parameter", ResourceId=beacon.path(name))["TagList"]
     assert {"Key": "inflab:session", "Value": name} in tags
     text = aws("ssm").get_parameter(Name=beacon.path(name))["Parameter"]["Value"]
@@ -60,7 +64,7 @@ def test_a_finished_session_says_so_in_its_beacon(store, name, sandbox):
     assert engine.run_one("credentials").ok
     engine.run_step("terminate")  # a destructive step that ends the run finishes the session
     assert engine.finished()
-    assert beacon.read(engine.aws, name)["state"] == "finished"
+    assert beacon.read(engine.aws, name).beacon.state == "finished"
     engine.cleanup()
 
 
@@ -86,11 +90,14 @@ def test_beacon_off_publishes_nothing(store, name, sandbox):
 
 
 def test_a_long_history_is_cut_to_fit_the_parameter():
-    doc = {"session": "s", "history": {f"step{i}": ["done", 1.0 * i, 2.0 * i] for i in range(200)}, "error": "x" * 300}
-    text = beacon.encode(doc)
+    doc = beacon.Beacon("s", state="failed", error="x" * 300,
+                        history=tuple(beacon.Mark(f"step{i}", "done", 1.0 * i, 2.0 * i) for i in range(200)))
+    text = doc.encode()
     assert len(text.encode()) <= beacon.MAX_BYTES
     back = json.loads(text)
     assert back["cut"] is True and "step199" in back["history"] and "step0" not in back["history"]
+    assert back["error"] == "x" * 300 and len(back["history"]) <= beacon.MAX_ITEMS
+    assert beacon.Beacon.parse(text).history[-1] == beacon.Mark("step199", "done", 199.0, 398.0)
 
 
 # ------------------------------------------------------------------------------------------- roster
@@ -252,7 +259,7 @@ def test_cleanup_all_leaves_no_tagged_resource_and_no_beacon(demo_room, tmp_path
     assert r.returncode == 0, r.stderr
     results = json.loads(r.stdout)
     assert [x["label"] for x in results] == ["ana", "ben", "cy"] and all(x["ok"] for x in results)
-    lab_aws = Aws(region="us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    lab_aws = sandbox_aws(sandbox)
     for session in sessions:
         assert inventory.session_resources(lab_aws, session) == []
         assert beacon.read(lab_aws, session) is None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
+
+from conftest import sandbox_aws
 from botocore.exceptions import ProfileNotFound
 from botocore.stub import Stubber
 
@@ -278,7 +280,7 @@ def test_the_summary_names_at_most_five_participants_and_counts_ready_accounts()
 def test_the_sandbox_answers_every_check_but_the_quota(sandbox):
     from inflab.aws import Aws
 
-    aws = Aws(region=REGION, endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    aws = sandbox_aws(sandbox, REGION)
     result = preflight_account(aws, reach="shared", region=REGION, participants=ROOM, instance_types=("inf1.2xlarge",))
     assert result.account == "123456789012"
     assert check(result, "credentials").ok is True

@@ -325,11 +325,12 @@ async def test_cleanup_everyone_after_typing_everyone():
     source.cleanup_results = [
         CleanupResult("alice", "111111111111", "us-east-1", ("lab-alice",)),
         CleanupResult("bob", "222222222222", "us-east-1", ("lab-bob",),
-                      kept=({"type": "s3:bucket", "id": "inflab-lab-bob-results", "name": "inflab-lab-bob-results"},)),
+                      kept=({"type": "s3:bucket", "id": "inflab-lab-bob-results", "name": "inflab-lab-bob-results"},),
+                      active=("lab-bob: step batch-monitor was running",)),
         CleanupResult("carol", "333333333333", "us-east-1", ("lab-carol",), errors=("terminate: timed out",),
                       leftovers=({"type": "ec2:instance", "id": "i-0dead", "name": "lab-carol",
                                   "state": "shutting-down"},)),
-        CleanupResult("dave", "", "us-east-1", (), errors=(REASON,)),
+        CleanupResult("dave", "", "us-east-1", (), errors=(REASON,), looked=False),
     ]
     app = InstructorApp(source, refresh_s=60)
     async with app.run_test(size=SIZE) as pilot:
@@ -378,9 +379,10 @@ async def test_cleanup_everyone_after_typing_everyone():
         table = cleanup.query_one("#cleanup-table", DataTable)
         rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)] for i in range(table.row_count)}
         assert rows["alice"][4:7] == ["✓ ok", "nothing tagged is left", "—"]
-        assert rows["bob"][4:7] == ["✓ ok", "nothing tagged is left", "inflab-lab-bob-results"]
+        assert rows["bob"][4:7] == ["✓ ok\n⚠ looked still active: lab-bob: step batch-monitor was running",
+                                    "nothing tagged is left", "inflab-lab-bob-results"]
         assert rows["carol"][4:6] == ["✗ terminate: timed out", "ec2:instance lab-carol [shutting-down]"]
-        assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be reached"]
+        assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be read"]
         shown = screen_text(app)
         assert "terminating the instance" in shown and "ec2:instance lab-carol [shutting-down]" in shown
         assert await wait_for(pilot, lambda: screen.refreshes == 2)  # the room is read again after a cleanup

@@ -15,6 +15,8 @@ import urllib.request
 
 import boto3
 import pytest
+
+from conftest import sandbox_aws
 from botocore.exceptions import ClientError
 
 from inflab import sandbox as sb
@@ -51,7 +53,7 @@ def http(endpoint: str, route: tuple, secret_headers: dict[str, str] | None = No
 
 @pytest.fixture
 def lab_ec2(sandbox):
-    return Aws(region="us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers).client("ec2")
+    return sandbox_aws(sandbox, who="lab").client("ec2")
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from typing import Any, Callable, Protocol
 # Row.state values
 RUNNING, FAILED, CANCELLED, WAITING, FINISHED = "running", "failed", "cancelled", "waiting", "finished"
 NOT_STARTED, NO_SESSION, UNREACHABLE = "not started", "no session", "unreachable"
+#: the account answered, but what it shows for this participant is not what inflab writes (a beacon
+#: that does not parse, a session name that is not one): the reason says what; tags still show
+UNREADABLE = "unreadable"
 
 # The workshop's exercises, by the steps they hold (the summary line counts participants per exercise).
 EXERCISES = {
@@ -77,7 +80,8 @@ class Row:
     price_source: str = ""
     updated: float | None = None  # when the session last published its beacon
     error: str = ""  # the session's last error line
-    reason: str = ""  # why the row could not be read (unreachable, denied); "" when it was
+    reason: str = ""  # why the row could not be read (unreachable, unreadable); "" when it was
+    warnings: tuple[str, ...] = ()  # what the account shows that could not be used (a bad beacon or tag)
     history: tuple[StepMark, ...] = ()
     track: str = ""
     version: str = ""  # the participant's inflab version
@@ -117,25 +121,28 @@ class Summary:
     unreachable: int
     spend_usd: float
     price_source: str = ""
+    unreadable: int = 0
 
     def line(self) -> str:
         at = " · ".join(f"{n} at {ex}" for ex, n in self.at.items() if n) or "nobody started"
+        unreadable = f" · {self.unreadable} unreadable" if self.unreadable else ""
         return (f"{self.participants} participants: {at} · {self.stuck} stuck · {self.failed} failed · "
-                f"{self.finished} finished · {self.unreachable} unreachable · spend ${self.spend_usd:,.2f}")
+                f"{self.finished} finished · {self.unreachable} unreachable{unreadable} · spend ${self.spend_usd:,.2f}")
 
 
 def summarize(rows: list[Row] | tuple[Row, ...], now: float | None = None) -> Summary:
     now = now or time.time()
     at = {name: 0 for name in EXERCISES}
     for r in rows:
-        if r.state not in (FINISHED, UNREACHABLE, NO_SESSION) and r.exercise:
+        if r.state not in (FINISHED, UNREACHABLE, NO_SESSION, UNREADABLE) and r.exercise:
             at[r.exercise] += 1
     sources = sorted({r.price_source for r in rows if r.price_source})
     return Summary(
         participants=len(rows), at=at, stuck=sum(r.stuck(now) for r in rows),
         failed=sum(r.state == FAILED for r in rows), finished=sum(r.state == FINISHED for r in rows),
         unreachable=sum(r.state == UNREACHABLE for r in rows),
-        spend_usd=round(sum(i.spend(now) for r in rows for i in r.instances), 4), price_source="; ".join(sources))
+        spend_usd=round(sum(i.spend(now) for r in rows for i in r.instances), 4), price_source="; ".join(sources),
+        unreadable=sum(r.state == UNREADABLE for r in rows))
 
 
 @dataclass(frozen=True)
@@ -199,13 +206,26 @@ class CleanupResult:
     account: str
     region: str
     sessions: tuple[str, ...]  # the sessions found and removed in that account (shared: the participant's)
-    errors: tuple[str, ...] = ()  # steps whose undo failed, or why the account could not be reached
+    errors: tuple[str, ...] = ()  # steps whose undo failed, names not cleaned, or why the account could not be reached
     leftovers: tuple[dict[str, str], ...] = ()  # still tagged after the cleanup (resource dicts as `inflab resources`)
     kept: tuple[dict[str, str], ...] = ()  # left on purpose (the results bucket, unless delete_data)
+    looked: bool = True  # False: the account could not be read, so nothing was looked at (or removed)
+    active: tuple[str, ...] = ()  # sessions that were still running when cleaned ("NAME: why it looked active")
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.leftovers
+        return self.looked and not self.errors and not self.leftovers
+
+    def outcome(self) -> str:
+        """What the final look found, in words (never "nothing left" without having looked)."""
+        if not self.looked:
+            return "not looked at: the account could not be read"
+        if not self.sessions:
+            return "no session found for this participant: nothing removed"
+        if self.leftovers:
+            return "still tagged: " + ", ".join(f"{x.get('type', '?')} {x.get('id') or x.get('name', '?')}"
+                                                for x in self.leftovers)
+        return "nothing tagged is left"
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

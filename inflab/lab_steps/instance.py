@@ -221,7 +221,8 @@ def terminate_instances(ctx: StepContext) -> list[str]:
         ctx.log(f"Terminating {', '.join(ids)}…")
         ctx.wait_for(ec2, "instance_terminated", "Instance termination", InstanceIds=ids, delay=5)
         ctx.log(f"Terminated {', '.join(ids)}")
-        ctx.runtime.after_terminate(ids)
+        for line in ctx.runtime.after_terminate(ids):
+            ctx.log(f"Note: {line}")
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
     ctx.store.delete(ctx.name, "instance")
     ctx.store.delete(ctx.name, "host")

@@ -77,6 +77,23 @@ def ensure_host_ready(ctx: StepContext) -> None:
         raise StepError(problem)
 
 
+def instance_gone(ctx: StepContext, iid: str) -> str:
+    """Why instance ``iid`` is no longer there ("terminated", "shutting-down", …), or "" while it is
+    (or when AWS cannot say): a job that stops answering on an instance that is gone is not a
+    network problem to retry."""
+    from ..aws import error_code
+
+    if not iid:
+        return ""
+    try:
+        found = ctx.aws.client("ec2").describe_instances(InstanceIds=[iid])["Reservations"]
+    except Exception as e:
+        return "terminated" if error_code(e) == "InvalidInstanceID.NotFound" else ""
+    states = [i["State"]["Name"] for r in found for i in r["Instances"]]
+    state = states[0] if states else "terminated"
+    return state if state in ("shutting-down", "terminated", "stopping", "stopped") else ""
+
+
 def job_id(ctx: StepContext, kind: str) -> str:
     """The job to run or attach to: the one still running on this instance, one not started yet, or a new attempt."""
     instance_id = (ctx.get("host") or {}).get("instance_id", "")
@@ -138,7 +155,12 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
         for attempt in range(MAX_RECONNECTS + 1):
             try:
                 return await attach(first=attempt == 0)
-            except (asyncssh.Error, OSError) as e:
+            except (asyncssh.Error, OSError, jobs.NoJobStatus) as e:
+                gone = instance_gone(ctx, instance_id)
+                if gone:
+                    raise StepError(f"The instance {instance_id} was {gone} while job {job} ran — by a cleanup "
+                                    "(yours or the instructor's)? Its work is lost: run the steps from launch again "
+                                    "for a new instance") from None
                 if attempt == MAX_RECONNECTS:
                     raise StepError(f"Lost the connection to the host {attempt + 1} times ({e}); the job may still be "
                                     "running there: run this step again to reattach") from None

@@ -34,6 +34,10 @@ LOST = -1  # the exit code reported for a job whose process is gone without writ
 EXIT_CODE_GRACE_S = 5.0  # how long follow() waits for exit_code once the job's process is gone
 
 
+class NoJobStatus(RuntimeError):
+    """The host answered a status query with nothing usable — a host going away (terminated) does."""
+
+
 @dataclass
 class JobStatus:
     running: bool
@@ -93,7 +97,7 @@ async def status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
         state, code, size = (r.stdout or "").split()
         int(size)
     except ValueError:
-        raise RuntimeError(f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}") from None
+        raise NoJobStatus(f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}") from None
     return JobStatus(running=state == "running", exit_code=int(code) if state == "done" else (None if state == "running" else LOST),
                      size=int(size))
 

@@ -91,8 +91,10 @@ class HostRuntime(ABC):
     def caller_cidr(self) -> str:
         """The address block SSH may come from when the config names none."""
 
-    def after_terminate(self, instance_ids: list[str]) -> None:
-        """Forget what a terminated instance left behind (nothing, on AWS)."""
+    def after_terminate(self, instance_ids: list[str]) -> list[str]:
+        """Forget what a terminated instance left behind (nothing, on AWS); a line for anything that
+        would not go (a process that did not end)."""
+        return []
 
     boot_note: str = ""
 

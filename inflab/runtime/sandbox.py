@@ -60,9 +60,9 @@ class SandboxRuntime(HostRuntime):
     def caller_cidr(self) -> str:
         return LOOPBACK
 
-    def after_terminate(self, instance_ids: list[str]) -> None:
-        for iid in instance_ids:  # the emulated instance's disk: its home directory on this machine
-            sandbox.forget_instance(self.home, iid)
+    def after_terminate(self, instance_ids: list[str]) -> list[str]:
+        # The emulated instance's processes end with it (waited for), then its disk: its home directory here.
+        return [line for iid in instance_ids for line in sandbox.forget_instance(self.home, iid)]
 
     def unrequested_volume(self, volume: dict[str, Any]) -> str | None:
         return "an emulator artefact: the emulated EC2 attaches its own small root volume beside the one the launch asked for"

@@ -187,23 +187,61 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
-def stop_jobs(home: Path, instance_id: str | None = None) -> int:
-    """Stop the detached jobs still running on an emulated instance (all of them when None) —
-    a server (TorchServe) never ends by itself, and a real instance's processes end with it.
-    Returns how many process groups were signalled."""
+STOP_WAIT_S = 10.0  # how long a stopped job's processes get to end after SIGTERM before SIGKILL
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of the group is still running (one that has ended but is not reaped yet does not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except OSError:
+            return False
+    for stat_file in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_jobs(home: Path, instance_id: str | None = None, wait: float = STOP_WAIT_S) -> list[str]:
+    """Stop the detached jobs still running on an emulated instance (all of them when None) — a server
+    (TorchServe) never ends by itself, and a real instance's processes end with it — and wait for
+    their processes to end: SIGTERM, up to ``wait`` seconds, then SIGKILL. Returns a line for each
+    job whose processes were still running after that (none: everything stopped has ended)."""
     base = state_dir(home) / "instances"
     dirs = [base / instance_id] if instance_id else sorted(base.glob("i-*"))
-    stopped = 0
+    groups: dict[int, str] = {}
     for d in dirs:
         for pid_file in (d / ".inflab" / "jobs").glob("*/pid"):
             if (pid_file.parent / "exit_code").exists():
                 continue  # ended: its pid may belong to someone else by now
             try:
-                os.killpg(int(pid_file.read_text().strip()), signal.SIGTERM)
-                stopped += 1
+                pgid = int(pid_file.read_text().strip())
+                os.killpg(pgid, signal.SIGTERM)
             except (ValueError, OSError):
-                pass
-    return stopped
+                continue
+            groups[pgid] = f"{d.name}/{pid_file.parent.name}"
+    for sig, seconds in ((signal.SIGKILL, wait), (None, 2.0)):
+        deadline = time.monotonic() + seconds
+        while groups and time.monotonic() < deadline:
+            groups = {g: job for g, job in groups.items() if _group_running(g)}
+            if groups:
+                time.sleep(0.05)
+        groups = {g: job for g, job in groups.items() if _group_running(g)}
+        if sig is not None:
+            for g in groups:
+                try:
+                    os.killpg(g, sig)
+                except OSError:
+                    pass
+    return [f"job {job} (process group {g}) was still running {wait + 2:.0f} s after it was stopped"
+            for g, job in groups.items()]
 
 
 def stop(home: Path) -> bool:
@@ -218,14 +256,17 @@ def stop(home: Path) -> bool:
     return running
 
 
-def forget_instance(home: Path, instance_id: str) -> None:
-    """Remove a terminated emulated instance's disk (its home directory here)."""
+def forget_instance(home: Path, instance_id: str) -> list[str]:
+    """Stop a terminated emulated instance's jobs (waiting for them to end) and remove its disk (its home
+    directory here). Returns a line for each job that would not end."""
     import re
     import shutil
 
-    if re.fullmatch(r"i-[0-9a-f]+", instance_id):
-        stop_jobs(home, instance_id)
-        shutil.rmtree(state_dir(home) / "instances" / instance_id, ignore_errors=True)
+    if not re.fullmatch(r"i-[0-9a-f]+", instance_id):
+        return []
+    stuck = stop_jobs(home, instance_id)
+    shutil.rmtree(state_dir(home) / "instances" / instance_id, ignore_errors=True)
+    return stuck
 
 
 def set_faults(info: SandboxInfo, faults: dict) -> dict:

@@ -188,9 +188,15 @@ def _log_refusals() -> None:
 
     check = IAMRequestBase.check_action_permitted
 
+    from moto.iam.exceptions import NotFoundException
+
     def logged(self, resource: str) -> None:
         try:
             check(self, resource)
+        except NotFoundException:
+            # A role assumed in another emulated account the sandbox never set up (an instructor's room
+            # of participants reached by role_arn): that account has no IAM of its own to check against.
+            return
         except Exception:
             print(f"IAM check refused {self._action} on {resource} to {self._access_key.arn}", flush=True)
             raise

@@ -26,7 +26,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ..events import elapsed_text
-from ..instructor.records import FAILED, UNREACHABLE, Room, RoomSource, Row
+from ..instructor.records import FAILED, UNREACHABLE, UNREADABLE, Room, RoomSource, Row
+from ..untrusted import shown, shown_text
 from .instructor_screens import (DASH, EVERYONE, STATE_STYLES, CleanupConfirm, CleanupScreen, ParticipantScreen,
                                  PreflightScreen, ago_text, clock, deliver, one_line, where_text)
 
@@ -53,7 +54,13 @@ JOB_WORDS = (("run", ("RUNNING", "STARTING")), ("wait", ("SUBMITTED", "PENDING",
 
 
 def step_text(row: Row) -> str:
-    return f"{row.exercise} · {row.step}" if row.exercise else (row.step or DASH)
+    """The row's step (a participant's beacon wrote it: shown safely)."""
+    return f"{row.exercise} · {row.step}" if row.exercise else (shown(row.step, 60) or DASH)
+
+
+def reason_row(row: Row) -> bool:
+    """A row whose Step column says why it could not be read (and wraps to say it)."""
+    return row.state in (UNREACHABLE, UNREADABLE)
 
 
 def instances_text(row: Row) -> str:
@@ -81,6 +88,9 @@ def ticking_cells(row: Row, now: float) -> dict[str, Text]:
     if row.state == UNREACHABLE:
         return {"state": Text(UNREACHABLE, style="red"), "on_step": Text(DASH, style="dim"),
                 "updated": Text(DASH, style="dim")}
+    if row.state == UNREADABLE:
+        return {"state": Text(UNREADABLE, style="bold red"), "on_step": Text(DASH, style="dim"),
+                "updated": Text(ago_text(now - row.updated) if row.updated else DASH, style="dim", justify="right")}
     stuck = row.stuck(now)
     on_step = row.on_step_s(now)
     if stuck:
@@ -99,19 +109,21 @@ def row_cells(row: Row, now: float) -> dict[str, Text]:
     """Every cell of a participant's row, by column key."""
     if row.state == UNREACHABLE:
         cells = {key: Text(DASH, style="dim") for key, _, _ in COLUMNS}
-        cells.update(label=Text(row.label), account=Text(row.account or DASH, style="dim"),
-                     region=Text(row.region or DASH, style="dim"),
-                     step=Text(row.reason or "could not be read", style="dim red"))
+        cells.update(label=shown_text(row.label), account=shown_text(row.account or DASH, "dim"),
+                     region=shown_text(row.region or DASH, "dim"),
+                     step=shown_text(row.reason or "could not be read", "dim red", limit=300))
     else:
         cells = {
-            "label": Text(row.label),
-            "account": Text(row.account or DASH),
-            "region": Text(row.region),
+            "label": shown_text(row.label),
+            "account": shown_text(row.account or DASH),
+            "region": shown_text(row.region),
             "step": Text(step_text(row), overflow="ellipsis", no_wrap=True),
-            "instances": Text(instances_text(row)),
-            "batch": Text(batch_text(row)),
+            "instances": shown_text(instances_text(row)),
+            "batch": shown_text(batch_text(row)),
             "spend": Text(f"${row.spend_usd:,.2f}", justify="right"),
         }
+        if row.state == UNREADABLE:
+            cells["step"] = shown_text(row.reason or "could not be read", "red", limit=300)
     cells.update(ticking_cells(row, now))
     return cells
 
@@ -255,7 +267,7 @@ class DashboardScreen(Screen):
     def _show_rows(self, rows: list[Row]) -> None:
         table = self.query_one("#room", DataTable)
         now = time.time()
-        shape = tuple((r.label, r.state == UNREACHABLE) for r in rows)
+        shape = tuple((r.label, reason_row(r)) for r in rows)
         self.rows = {r.label: r for r in rows}
         if shape == self._shape:  # the same participants in the same order: cells change in place
             for r in rows:
@@ -267,9 +279,8 @@ class DashboardScreen(Screen):
         self._shown.clear()
         for r in rows:
             cells = row_cells(r, now)
-            # An unreachable row's reason wraps inside the Step column.
-            table.add_row(*(cells[key] for key, _, _ in COLUMNS), key=r.label,
-                          height=None if r.state == UNREACHABLE else 1)
+            # An unreachable or unreadable row's reason wraps inside the Step column.
+            table.add_row(*(cells[key] for key, _, _ in COLUMNS), key=r.label, height=None if reason_row(r) else 1)
             self._shown.update({(r.label, key): _sig(v) for key, v in cells.items()})
         self._shape = shape
         if keep in self.rows:
@@ -314,7 +325,7 @@ class DashboardScreen(Screen):
         summary = self.room.summary(now or time.time())
         text = Text(summary.line(), style="bold")
         if summary.price_source:
-            text.append(f" · prices: {summary.price_source}", style="dim")
+            text.append(f" · prices: {shown(summary.price_source)}", style="dim")
         widget.update(text)
 
     def status_text(self) -> Text:
@@ -326,8 +337,9 @@ class DashboardScreen(Screen):
                 text.append(f" · showing the room as read at {clock(self.room.at)}", style="dim")
             return text
         if self.error:
-            shown = f" · showing the room as read at {clock(self.room.at)}" if self.room is not None else ""
-            return Text(f"refresh failed at {clock(self.error_at)}: {self.error}{shown} · {next_in}", style="bold red")
+            where = f" · showing the room as read at {clock(self.room.at)}" if self.room is not None else ""
+            return Text(f"refresh failed at {clock(self.error_at)}: {shown(self.error, 300)}{where} · {next_in}",
+                        style="bold red")
         if self.room is None:
             return Text("")
         return Text(f"refreshed {clock(self.room.at)} in {self.room.took_s:.1f} s · {next_in}")
@@ -345,16 +357,18 @@ class DashboardScreen(Screen):
         if row is None:
             widget.update("")
             return
-        text = Text(f"{row.label} ", style="bold")
-        text.append(f"({where_text(row.account, row.region, row.reach)}): ")
-        if row.state == UNREACHABLE:
-            text.append(f"could not be read: {row.reason}", style="red")
+        text = shown_text(f"{row.label} ", "bold")
+        text.append(shown(f"({where_text(row.account, row.region, row.reach)}): "))
+        if reason_row(row):
+            text.append(shown(f"{row.state}: {row.reason}", 300), style="red")
         else:
             text.append(f"{row.state} at {step_text(row)}", style=STATE_STYLES.get(row.state, ""))
             if row.session:
-                text.append(f" · session {row.session}")
+                text.append(f" · session {shown(row.session, 40)}")
             if row.error:
-                text.append(f" · last error: {row.error}", style="red")
+                text.append(f" · last error: {shown(row.error, 300)}", style="red")
+        if row.warnings:
+            text.append(f" · {len(row.warnings)} warning(s)", style="yellow")
         text.append("   Enter: details", style="dim")
         widget.update(text)
 
@@ -380,7 +394,7 @@ class DashboardScreen(Screen):
             self.notify("No participant is selected.", timeout=3)
             return
         row = self.rows.get(label)
-        where = f" in {where_text(row.account, row.region, row.reach)}" if row is not None else ""
+        where = f" in {shown(where_text(row.account, row.region, row.reach))}" if row is not None else ""
         question = (f"Clean up {label}? This deletes everything {label}'s sessions made{where}: the instance, the "
                     "Batch sweep, roles, key pair, security group and image repository. It cannot be undone.")
         self._confirm_cleanup(question, label, [label])
@@ -419,7 +433,7 @@ class InstructorApp(App):
         self.cleaning = False  # a cleanup runs (quitting asks first)
 
     def on_mount(self) -> None:
-        self.sub_title = self.source.workshop
+        self.sub_title = shown(self.source.workshop, 80)
         self.push_screen(DashboardScreen(self.source, self.refresh_s))
 
     @property

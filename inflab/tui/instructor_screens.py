@@ -21,13 +21,14 @@ from textual.worker import get_current_worker
 
 from ..events import elapsed_text
 from ..instructor.records import (CANCELLED, FAILED, FINISHED, NO_SESSION, NOT_STARTED, RUNNING, UNREACHABLE,
-                                  WAITING, AccountPreflight, CleanupResult, Row, RoomSource)
+                                  UNREADABLE, WAITING, AccountPreflight, CleanupResult, Row, RoomSource)
+from ..untrusted import shown, shown_text
 from .widgets import LogPane
 
 DASH = "—"
 EVERYONE = "everyone"
 STATE_STYLES = {RUNNING: "yellow", WAITING: "", FAILED: "bold red", CANCELLED: "magenta", FINISHED: "green",
-                NOT_STARTED: "dim", NO_SESSION: "dim", UNREACHABLE: "dim red"}
+                NOT_STARTED: "dim", NO_SESSION: "dim", UNREACHABLE: "dim red", UNREADABLE: "bold red"}
 CHECK_MARKS = {True: ("✓", "green"), False: ("✗", "bold red"), None: ("?", "yellow")}
 MARK_STYLES = {"done": "green", "failed": "bold red", "running": "yellow", "cancelled": "magenta", "stale": "dim",
                "undone": "dim", "skipped": "dim"}
@@ -91,8 +92,9 @@ def deliver(app, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def resource_text(r: dict[str, str]) -> str:
+    """A resource found by tag, in a few words (its name comes from the participant's account: shown safely)."""
     name = r.get("name") or r.get("id", "?")
-    return f"{r.get('type', '?')} {name}" + (f" [{r['state']}]" if r.get("state") else "")
+    return shown(f"{r.get('type', '?')} {name}" + (f" [{r['state']}]" if r.get("state") else ""), 200)
 
 
 # -- one participant ---------------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class ParticipantScreen(Screen):
         with Vertical(id="participant"):
             yield Static(self._header_text(), id="participant-header")
             yield Static(self._error_text(), id="participant-error")
+            yield Static(self._warnings_text(), id="participant-warnings")
             yield Label("Step history", classes="section")
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Label("Resources found by tag", classes="section")
@@ -120,7 +123,8 @@ class ParticipantScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.source.workshop} · {self.row.label}"
+        self.sub_title = shown(f"{self.source.workshop} · {self.row.label}", 120)
+        self.query_one("#participant-warnings").display = bool(self.row.warnings)
         history = self.query_one("#history", DataTable)
         history.add_column("Step", key="step")
         history.add_column("State", key="state")
@@ -135,8 +139,8 @@ class ParticipantScreen(Screen):
                 took = f"{elapsed_text(max(0.0, now - mark.started))} so far"
             else:
                 took = DASH
-            history.add_row(mark.step, Text(mark.state, style=MARK_STYLES.get(mark.state, "")), clock(mark.started),
-                            Text(took, justify="right"), Text(mark.error, style="red"),
+            history.add_row(shown_text(mark.step, limit=60),
+                            shown_text(mark.state, MARK_STYLES.get(mark.state, ""), limit=30), clock(mark.started), Text(took, justify="right"), shown_text(mark.error, "red", limit=1000),
                             key=f"{n}:{mark.step}", height=None if mark.error else 1)
         if not self.row.history:
             history.display = False
@@ -150,10 +154,10 @@ class ParticipantScreen(Screen):
     def _header_text(self) -> Text:
         r = self.row
         text = Text()
-        text.append(r.label, style="bold")
-        text.append(f"   account {r.account or DASH} · {r.region} · {r.reach}\n")
-        text.append(f"session {r.session or DASH} · track {r.track or DASH} · inflab {r.version or DASH}\n")
-        state = f"{r.state} at {r.exercise} · {r.step}" if r.exercise else f"{r.state} {r.step}".strip()
+        text.append(shown(r.label), style="bold")
+        text.append(shown(f"   account {r.account or DASH} · {r.region} · {r.reach}") + "\n")
+        text.append(shown(f"session {r.session or DASH} · track {r.track or DASH} · inflab {r.version or DASH}", 300) + "\n")
+        state = f"{r.state} at {r.exercise} · {r.step}" if r.exercise else shown(f"{r.state} {r.step}".strip(), 80)
         on = r.on_step_s()
         text.append("now: ")
         text.append(state, style=STATE_STYLES.get(r.state, ""))
@@ -167,11 +171,17 @@ class ParticipantScreen(Screen):
 
     def _error_text(self) -> Text:
         r = self.row
-        if r.state == UNREACHABLE or r.reason:
-            return Text(f"Could not read this participant: {r.reason or 'no reason given'}", style="bold red")
+        if r.state in (UNREACHABLE, UNREADABLE) or r.reason:
+            return shown_text(f"Could not read this participant: {r.reason or 'no reason given'}", "bold red", limit=1000)
         if r.error:
-            return Text(f"Last error: {r.error}", style="red")
+            return shown_text(f"Last error: {r.error}", "red", limit=1100)
         return Text("Last error: none", style="dim")
+
+    def _warnings_text(self) -> Text:
+        text = Text()
+        for n, line in enumerate(self.row.warnings):
+            text.append(("\n" if n else "") + "⚠ " + shown(line, 400), style="yellow")
+        return text
 
     def action_look_again(self) -> None:
         self.query_one("#resources-status", Static).update("looking…")
@@ -199,8 +209,8 @@ class ParticipantScreen(Screen):
             table.display = False
             return
         status.update(f"{len(found)} resource(s) tagged for this participant's session(s) (f5: look again)")
-        for n, r in enumerate(found):
-            table.add_row(r.get("type", ""), r.get("name", ""), r.get("id", ""), r.get("state", ""), key=str(n))
+        for n, r in enumerate(found):  # names and ids from the participant's account: never markup, never raw
+            table.add_row(*(shown_text(r.get(k, ""), limit=200) for k in ("type", "name", "id", "state")), key=str(n))
         table.display = True
 
     def action_close(self) -> None:
@@ -249,7 +259,7 @@ class PreflightScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.source.workshop} · preflight"
+        self.sub_title = shown(f"{self.source.workshop} · preflight", 120)
         self.query_one("#preflight-table").display = False
         self.set_interval(1, self._tick)
         self.action_check_again()
@@ -292,7 +302,7 @@ class PreflightScreen(Screen):
         self.query_one("#preflight-status", Static).update(f"checked at {clock(time.time())} in {took} (f5: check again)")
         summary = Text()
         for n, (line, style) in enumerate(preflight_lines(results)):
-            summary.append(("\n" if n else "") + line, style=style)
+            summary.append(("\n" if n else "") + shown(line), style=style)
         self.query_one("#preflight-summary", Static).update(summary)
         self._fill(results)
 
@@ -317,12 +327,12 @@ class PreflightScreen(Screen):
                 first = n == 0
                 account = Text()
                 if first:  # the account, then how it is reached
-                    account.append(where, style="bold" if a.failing else "")
+                    account.append(shown(where), style="bold" if a.failing else "")
                     if a.account and a.reach:
-                        account.append(f"\n{a.reach}", style="dim")
+                        account.append("\n" + shown(a.reach), style="dim")
                 table.add_row(account,
-                              Text(people if first else "", style="dim"), c.name, mark,
-                              Text(c.detail, style="red" if c.ok is False else ""), key=f"{where}:{a.reach}:{n}",
+                              shown_text(people if first else "", "dim"), shown_text(c.name), mark,
+                              shown_text(c.detail, "red" if c.ok is False else ""), key=f"{where}:{a.reach}:{n}",
                               height=None)
         table.display = bool(results)
         if results:
@@ -383,11 +393,21 @@ class CleanupConfirm(ModalScreen[bool | None]):
 
 
 def leftovers_text(result: CleanupResult) -> Text:
-    if not result.account and result.errors and not result.leftovers:  # the account never answered
-        return Text("not looked at: the account could not be reached", style="yellow")
+    """What the final look by tag found (never "nothing left" without having looked)."""
+    if not result.looked:
+        return Text(result.outcome(), style="yellow")
     if not result.leftovers:
-        return Text("nothing tagged is left", style="green")
+        return Text(result.outcome(), style="green" if result.sessions else "dim")
     return Text("; ".join(resource_text(r) for r in result.leftovers), style="bold red")
+
+
+def result_text(result: CleanupResult) -> Text:
+    """The Result cell: ok or what failed, and whether a session was still active when cleaned."""
+    text = (Text("✓ ok", style="green") if result.ok
+            else shown_text("✗ " + ("; ".join(result.errors) if result.errors else "something is left"), "red", limit=1000))
+    for busy in result.active:
+        text.append("\n" + shown(f"⚠ looked still active: {busy}", 300), style="bold yellow")
+    return text
 
 
 class CleanupScreen(Screen):
@@ -418,11 +438,12 @@ class CleanupScreen(Screen):
         return self.started is not None
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.source.workshop} · cleanup"
+        self.sub_title = shown(f"{self.source.workshop} · cleanup", 120)
         self.query_one("#cleanup-table").display = False
         self.started = time.monotonic()
         self.app.cleaning = True
-        self._log = thread_safe(self.app, self.query_one(LogPane).push)
+        pane = self.query_one(LogPane)
+        self._log = thread_safe(self.app, lambda line: pane.push(shown(line, 2000)))
         self.set_interval(1, self._tick)
         self._tick()
         self._run()
@@ -463,8 +484,8 @@ class CleanupScreen(Screen):
     def _failed(self, line: str) -> None:
         took = self._finished()
         self.query_one("#cleanup-status", Static).update(
-            Text(f"The cleanup stopped after {took}: {line}. What it did not delete is still there: "
-                 "run it again (Esc: back to the room)", style="bold red"))
+            shown_text(f"The cleanup stopped after {took}: {line}. What it did not delete is still there: "
+                       "run it again (Esc: back to the room)", "bold red", limit=800))
 
     def _done(self, results: list[CleanupResult]) -> None:
         took = self._finished()
@@ -485,11 +506,11 @@ class CleanupScreen(Screen):
                 (*fitted, 18, 26, leftovers_w, 24), strict=True):
             table.add_column(heading, key=key, width=width)
         for n, r in enumerate(results):
-            result = (Text("✓ ok", style="green") if r.ok
-                      else Text("✗ " + ("; ".join(r.errors) if r.errors else "something is left"), style="red"))
             kept = ", ".join(k.get("name") or k.get("id", "?") for k in r.kept)
-            table.add_row(r.label, r.account or DASH, r.region, ", ".join(r.sessions) or Text("none found", style="dim"),
-                          result, leftovers_text(r), kept or DASH, key=f"{n}:{r.label}", height=None)
+            table.add_row(shown_text(r.label), shown_text(r.account or DASH), shown_text(r.region),
+                          shown_text(", ".join(r.sessions), limit=200) if r.sessions else Text("none found", style="dim"),
+                          result_text(r), leftovers_text(r), shown_text(kept or DASH, limit=200), key=f"{n}:{r.label}",
+                          height=None)
         table.display = True
         table.focus()
 
