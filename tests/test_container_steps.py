@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import shlex
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -245,3 +246,38 @@ def test_benchmark_flags_follow_the_config(ctx_for):
     assert pairs["--rate"] == "800" and pairs["--min-duration"] == "30"
     assert pairs["--out"] == "results/bert_inf1_fp32_128_b8.bench.json"
     assert pairs["--instance-type"] == "inf1.2xlarge"
+
+
+def _dockerfile_run(text: str) -> str:
+    """The shell of the one RUN instruction of a Dockerfile (its continuation lines joined)."""
+    start = text.index("\nRUN ") + len("\nRUN ")
+    lines = []
+    for line in text[start:].splitlines():
+        lines.append(line.rstrip("\\").rstrip())
+        if not line.endswith("\\"):
+            break
+    return " ".join(lines)
+
+
+@pytest.mark.parametrize("kind, wants_tensorflow", [("inf1", True), ("gpu", False)])
+def test_the_prebuilt_inf1_image_adds_neuron_ccs_tensorflow_front_end(kind, wants_tensorflow, ctx_for, tmp_path):
+    """AWS's 2.20.2 Inf1 image ships neuron-cc without its [tensorflow] extra, which torch.neuron.trace
+    needs: the prebuilt path adds it at the shipped version, torch-neuron pinned with it."""
+    ctx = ctx_for({"container": {"source": "prebuilt"}})
+    assert f"--build-arg KIND={container.kind(ctx)}" in container.build_commands(ctx)[3]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pip = bin_dir / "pip"  # the image's pip, as far as this RUN line can tell
+    pip.write_text('#!/bin/sh\nif [ "$1" = show ]; then\n  case "$2" in\n'
+                   '    torch-neuron) echo "Version: 1.13.1.2.11.13.0";;\n    neuron-cc) echo "Version: 1.24.0.0";;\n'
+                   '  esac\n  exit 0\nfi\necho "$@" >> "$PIP_LOG"\n')
+    pip.chmod(0o755)
+    script = _dockerfile_run(container.container_files(kind)["Dockerfile.prebuilt"].decode())
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "KIND": kind, "NEURON_PIP_REPO": "https://pip.repos.neuron.amazonaws.com",
+           "PIP_LOG": str(tmp_path / "pip.log")}
+    r = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    installed = (tmp_path / "pip.log").read_text()
+    assert ("neuron-cc[tensorflow]==1.24.0.0" in installed) == wants_tensorflow
+    assert ("torch-neuron==1.13.1.2.11.13.0" in installed) == wants_tensorflow
+    assert "-r /opt/inflab/requirements.txt" in installed and "awscli" in installed

@@ -673,3 +673,16 @@ def test_served_rows_stay_out_of_the_recommendation_and_get_their_own_block(swee
                                "overhead_ms_p50_at_lowest_rate": 7.0, "rates": 3, "stop_reason": "2 request(s) failed at 40/s"}]
     md = report.render(rows, "md")
     assert "**Served by TorchServe**" in md and "| OFFERED/S |" in md
+
+
+@pytest.mark.parametrize("system, devices", [
+    ({"neuron_cores": 16, "gpus": 0, "cpu_count": 24}, "16 NeuronCores"),  # a sweep job on a whole inf1.6xlarge
+    ({"neuron_cores": 0, "gpus": 4, "cpu_count": 48}, "4 GPUs"),
+    ({"neuron_cores": 0, "gpus": 0, "cpu_count": 8}, "8 vCPUs"),
+    ({}, None),
+])
+def test_a_row_says_what_its_run_had(system, devices):
+    """Priced as the whole instance, a row must say how much of it the run used."""
+    r = report.row(result(system=system))
+    assert r["devices"] == devices
+    assert "devices" in report.render([r], "csv").splitlines()[0].split(",")

@@ -808,3 +808,29 @@ def test_serve_input_that_is_not_a_request_file_is_refused_in_one_line(tmp_path,
         config.load(write_config(tmp_path, "x.bin"))
     line = one_line(str(e.value))
     assert line.startswith("serve.input: ") and says in line and str(target) in line
+
+
+@pytest.mark.parametrize("text, numbers, tokens", [("0.11.0", (0, 11, 0), False), ("0.11.1", (0, 11, 1), True),
+                                                   ("0.12.0", (0, 12, 0), True), ("0.12.0b20241001", (0, 12, 0), True)])
+def test_serve_knows_which_torchserve_authorizes_with_tokens(text, numbers, tokens, monkeypatch):
+    """AWS's Neuron images ship TorchServe 0.11.0, whose token authorization needs a plugin: no key file."""
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "version", lambda name: text if name == "torchserve" else metadata.version(name))
+    version, shown = serve.installed_version()
+    assert (version, shown) == (numbers, text)
+    assert serve.token_auth_on(version) is tokens
+
+
+def test_the_torchserve_that_runs_here_is_named_and_keeps_its_tokens():
+    version, shown = serve.installed_version()
+    assert shown == "0.12.0" and serve.token_auth_on(version)
+
+
+def test_loadgen_sends_no_key_to_a_server_without_token_authorization(fake_server, tmp_path):
+    srv = fake_server(lambda n: (200, 0.002))
+    (tmp_path / "pair.json").write_bytes((SAMPLES / "pair.json").read_bytes())
+    loadgen.main(["--url", srv.url, "--input", str(tmp_path / "pair.json"), "--content-type", "application/json",
+                  "--rates", "20", "--step-s", str(STEP_S), "--limit-ms", "1000", "--out", str(tmp_path / "l.json"),
+                  "--run-id", "run-1"])  # (this server wants a key: what matters is what was sent)
+    assert srv.seen and all(s["auth"] is None for s in srv.seen)

@@ -103,9 +103,14 @@ def installed_version() -> tuple[tuple[int, ...], str]:
         return (), ""
     numbers = []
     for part in text.split(".")[:3]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        numbers.append(int(digits or 0))
+        digits = len(part) - len(part.lstrip("0123456789"))  # the leading digits: 0b2024 is 0
+        numbers.append(int(part[:digits] or 0))
     return tuple(numbers), text
+
+
+def token_auth_on(version: tuple[int, ...]) -> bool:
+    """TorchServe ``version`` authorizes with tokens by default (an unknown version is taken to)."""
+    return not version or version >= TOKEN_AUTH_SINCE
 
 
 def properties(store: str, model: str, ports: dict, workers: int, batch: int, delay_ms: int) -> str:
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
                METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(args.target, workers))
     version, version_text = installed_version()
-    token_auth = not version or version >= TOKEN_AUTH_SINCE
+    token_auth = token_auth_on(version)
     endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "batch_size": args.batch_size,
                  "max_batch_delay_ms": args.max_batch_delay, "model": args.model, "torchserve": version_text,
                  "token_auth": token_auth}
