@@ -762,15 +762,19 @@ def sandbox_status(as_json: bool) -> None:
     from . import sandbox as sb
 
     info = sb.status(_store().home)
-    if as_json:
-        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
-                               "ssh_port": info.ssh_port if info else None,
-                               "iam_policy": (info.iam_policy or None) if info else None}))
-    elif info:
+    table: dict = {}
+    like = False
+    if info:
         from .sandbox.faults import AWS_LIKE
 
         table = sb.get_faults(info)
         like = all(table.get(s, {}).get(k) == v for s, entries in AWS_LIKE.items() for k, v in entries.items())
+    if as_json:
+        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
+                               "ssh_port": info.ssh_port if info else None,
+                               "iam_policy": (info.iam_policy or None) if info else None,
+                               "aws_like": like if info else None, "faults": table if info else None}))
+    elif info:
         click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
                    f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
                    f"  {_iam_check(info)}\n"

@@ -148,7 +148,7 @@ def test_a_failing_job_shows_its_reason_and_is_marked_in_the_report(sweep_sessio
     assert run_steps(store, name, "batch-setup").ok
     # Force an impossible batch size through the job's environment: a new revision of one definition.
     batch = aws("batch")
-    d = batch.describe_job_definitions(jobDefinitionName=f"inflab-{name}-bert-cpu-b4", status="ACTIVE")["jobDefinitions"][0]
+    d = batch.describe_job_definitions(jobDefinitionName=f"inflab-{name}-bert-inf1-2xlarge-b4", status="ACTIVE")["jobDefinitions"][0]
     props = dict(d["containerProperties"])
     props["environment"] = [{"name": "INFLAB_BATCH_SIZE", "value": "0"}]
     batch.register_job_definition(jobDefinitionName=d["jobDefinitionName"], type="container", containerProperties=props,

@@ -59,7 +59,7 @@ class FakeConn:
             async def __aexit__(self, *exc):
                 return False
 
-            def open(self, path, mode):
+            def open(self, path, mode, attrs=None):
                 return File(path)
 
         return Sftp()
@@ -93,8 +93,12 @@ def jobs_sent(monkeypatch):
         sent.append({"kind": kind, "command": command, "env": env, "conn": conn})
         return 0, ["done"]
 
+    def fake_host_check(ctx):  # the host's docker check (a command over SSH on AWS): recorded, in order
+        sent.append({"kind": "host-check", "command": ctx.runtime.host_check(), "env": None, "conn": None})
+
     monkeypatch.setattr(container, "run_job", fake_run_job)
     monkeypatch.setattr(model, "run_job", fake_run_job)
+    monkeypatch.setattr(container, "ensure_host_ready", fake_host_check)
     return sent
 
 
@@ -142,7 +146,8 @@ def test_changing_the_definition_means_a_new_image(ctx_for, store, name, monkeyp
 def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs_sent, name):
     ctx = ctx_for({})
     container.BuildImage().apply(ctx)
-    job = jobs_sent[0]
+    check, job = jobs_sent[0], jobs_sent[1]
+    assert check["kind"] == "host-check" and "docker info" in check["command"]  # docker is checked before a build
     assert job["kind"] == "build-image"
     assert job["command"].splitlines() == container.build_commands(ctx)
     shipped = job["conn"].files  # the build context, written before the build starts

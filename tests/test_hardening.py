@@ -187,9 +187,13 @@ def test_launch_is_verified_unencrypted_volumes_fail_outside_the_emulator(name, 
 
     r = cli("run", "--sandbox", "--name", name, "--until", "wait-running")
     assert r.returncode == 0, r.stderr
-    assert "metadata IMDSv2-only" in r.stdout and "emulator artefact" in r.stdout
+    assert "metadata IMDSv2-only" in r.stdout and "1 encrypted volume(s) as asked" in r.stdout
     iid = store.get(name, "host")["instance_id"]
     described = aws("ec2").describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    # a plain volume the launch did not ask for, beside the encrypted one it did
+    plain = aws("ec2").create_volume(AvailabilityZone=described["Placement"]["AvailabilityZone"], Size=8)["VolumeId"]
+    described = {**described, "BlockDeviceMappings": [*described["BlockDeviceMappings"],
+                                                      {"DeviceName": "/dev/sdf", "Ebs": {"VolumeId": plain}}]}
     lab_aws = sandbox_aws(sandbox, who="lab")
     ctx = StepContext(name=name, config=config.load(None), runtime=AwsRuntime(), store=store, aws_factory=lambda: lab_aws,
                       log=lambda m: None)

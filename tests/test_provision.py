@@ -271,7 +271,10 @@ def test_sandbox_status_and_start_are_idempotent(cli, sandbox):
     assert f"AWS endpoint: {sandbox.endpoint}" in r.stdout and f"port {sandbox.ssh_port}" in r.stdout
 
     r = cli("sandbox", "status", "--json")
-    assert json.loads(r.stdout) == {"running": True, "pid": sandbox.pid, "endpoint": sandbox.endpoint, "ssh_port": sandbox.ssh_port}
+    got = json.loads(r.stdout)
+    assert {k: got[k] for k in ("running", "pid", "endpoint", "ssh_port", "aws_like")} == {
+        "running": True, "pid": sandbox.pid, "endpoint": sandbox.endpoint, "ssh_port": sandbox.ssh_port, "aws_like": True}
+    assert got["iam_policy"] == sandbox.iam_policy and got["faults"]["ec2"]["client_tokens"] is True
 
     first = cli("sandbox", "start")
     second = cli("sandbox", "start")

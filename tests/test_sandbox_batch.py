@@ -60,10 +60,28 @@ def quietly(call) -> None:
         pass
 
 
+@pytest.fixture(scope="module", autouse=True)
+def roles_propagate_at_once(sandbox):
+    """These tests are about running jobs, not IAM's propagation (the lab's own tests meet that):
+    a compute environment made right after its roles is VALID here."""
+    from inflab import sandbox as sb
+    from inflab.sandbox.faults import merged
+
+    before = sb.get_faults(sandbox)
+    sb.set_faults(sandbox, merged(before, {"batch": {"ce_role_propagation_s": 0}}))
+    yield
+    sb.set_faults(sandbox, before)
+
+
 @pytest.fixture
 def batch_env(aws, name):
     """A managed EC2 compute environment, its queue and a job definition, as the lab makes them."""
     ec2, iam, batch = aws("ec2"), aws("iam"), aws("batch")
+    try:  # the awslogs driver writes to a group that must exist, as on AWS
+        aws("logs").create_log_group(logGroupName=LOG_GROUP)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
     service_role = iam.create_role(RoleName=f"inflab-{name}-batch", AssumeRolePolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"},
                                                  "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]

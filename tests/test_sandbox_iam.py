@@ -136,7 +136,7 @@ def test_the_participant_policy_provisions_and_cleans_up_with_no_call_refused(en
     assert _refusals(home)[before:] == [], "a call was refused (and its step hid it)"
 
 
-def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_session(enforced):
+def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_session(enforced, tmp_path):
     """A user holding only `inflab policy instructor` (the sandbox's copy of it) reads the room,
     checks the account and removes everything a participant's session made."""
     from inflab.aws import beacon
@@ -165,8 +165,10 @@ def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_sessi
                                instance_types=("inf1.2xlarge",))
     assert checks.checks[0].ok, checks
     logged: list[str] = []
-    errors, leftovers, _ = clean_session(aws, name, beacon.read(aws, name), runtime=SandboxRuntime(home),
-                                         delete_data=True, log=logged.append)
+    published = beacon.read(aws, name)
+    names = published.beacon.names if published and published.beacon else None
+    errors, leftovers, _ = clean_session(aws, name, names, runtime=SandboxRuntime(home), delete_data=True,
+                                         log=logged.append, work=tmp_path)
     assert (errors, leftovers) == ([], []), logged
     assert _refusals(home)[before:] == []
 
