@@ -70,23 +70,35 @@ class BatchedLog(_Batched, Log):
 
 
 class LogPane(_Batched, RichLog):
-    """The step log: long lines wrap at the pane's width (and wrap again when the pane is resized)."""
+    """The step log: long lines wrap at the pane's width (and wrap again when the pane is resized).
+
+    Lines are laid out only at a width the pane really has: while it is hidden (another tab is
+    in front) its width is 0, and RichLog would wrap what arrives one character per line. They
+    are kept in :attr:`history` meanwhile and laid out when the pane has a width again.
+    """
 
     def __init__(self, *args, max_lines: int = 10_000, **kwargs):
         super().__init__(*args, max_lines=max_lines, wrap=True, markup=False, min_width=1, **kwargs)
-        self._wrapped_at = 0
+        self._wrapped_at = 0  # the width the shown lines were laid out at; 0: they wait for one
 
     def _write_batch(self, lines: list[str]) -> None:
+        if not self.scrollable_content_region.width:  # hidden: kept in history, laid out when shown
+            self._wrapped_at = 0
+            return
         self.write(Text("\n".join(lines)))
 
     def on_resize(self, event: events.Resize) -> None:  # RichLog's own handler runs too (Textual calls each class's)
-        if self._wrapped_at and event.size.width != self._wrapped_at and self.history:
+        if event.size.width and event.size.width != self._wrapped_at:
+            self._wrapped_at = event.size.width
             self.call_after_refresh(self._rewrap)
-        self._wrapped_at = event.size.width
 
     def _rewrap(self) -> None:
+        if not self.scrollable_content_region.width:
+            self._wrapped_at = 0  # hidden again before this ran: the next resize comes back here
+            return
         self.clear()
-        self.write(Text("\n".join(self.history)))
+        if self.history:
+            self.write(Text("\n".join(self.history)))
 
 
 class ConfirmModal(ModalScreen[bool]):
