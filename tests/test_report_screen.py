@@ -344,3 +344,33 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         await wait_for(pilot, lambda: app.screen.loaded)
         await pilot.press("escape")
         assert app.screen is wizard
+
+
+async def test_the_done_report_step_opens_the_report_screen_on_enter_or_r(sandbox, store, name):
+    from textual.widgets import Markdown
+
+    from inflab.session import DONE
+
+    new_session(store, name)
+    add_sweep(store, name)
+    store.put(name, "sweep", {"round": "r1"})  # what the report step's check looks at: its round was reported
+    store.put(name, "sweep_report", {"round": "r1", "results": 6, "failed": 1})
+    store.set_step(name, "report", DONE)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SIZE) as pilot:
+        wizard = app.screen
+        assert isinstance(wizard, Wizard)
+        await wait_idle(pilot, wizard)
+        steps = wizard.query_one("#steps")
+        steps.highlighted = steps.get_option_index("report")
+        await pilot.pause()
+        text = wizard.query_one("#instructions", Markdown).source
+        assert "Press `R` for the report screen" in text and "Press `r`" not in text  # the key that opens it
+        assert "press `Enter` or `r` for the report screen" in text
+        for key in ("r", "enter"):
+            await pilot.press(key)
+            assert isinstance(app.screen, ReportScreen), key  # not the next step (batch-cleanup's question)
+            assert await wait_for(pilot, lambda: app.screen.loaded)
+            await pilot.press("escape")
+            assert app.screen is wizard
+        assert wizard.busy is None and wizard.engine.states()["batch-cleanup"]["state"] == "pending"

@@ -84,7 +84,7 @@ class Report(Step):
         ctx.put("sweep_report", {"round": s["round"], "results": collected, "failed": failed})
         ctx.log(f"Collected {collected} result(s)" + (f" and {failed} failed job(s)" if failed else "")
                 + f"; report uploaded to s3://{name}/{ctx.name}/report/ — see it with: inflab report {ctx.name} "
-                  "(or r in the lab)")
+                  "(or R in the lab)")
 
     def _prices(self, ctx: StepContext) -> None:
         """Refresh the prices from the AWS Pricing API where there is one; the shipped table otherwise."""

@@ -34,7 +34,7 @@ class LabCommands(Provider):
     @staticmethod
     def _run(screen: Wizard, step_id: str) -> None:
         screen.query_one("#steps").highlighted = screen.query_one("#steps").get_option_index(step_id)
-        screen.action_run_selected()
+        screen.run_highlighted()
 
     @staticmethod
     def _undo(screen: Wizard, step_id: str) -> None:

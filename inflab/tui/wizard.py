@@ -35,6 +35,8 @@ STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta",
 ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
 KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
 OPENING = "checking the session"
+#: once done, Enter or r on this step opens the report screen (Ctrl+P runs it again)
+REPORT_STEP = "report"
 
 
 def status_line(state: str, message: str | None) -> str:
@@ -169,6 +171,8 @@ class Wizard(Screen):
         step = self.engine.step(step_id)
         st = self.engine.states()[step_id]
         status = f"\n\n**Status:** {status_line(st['state'], st.get('error'))}"
+        if step_id == REPORT_STEP and st["state"] == DONE:
+            status += " — press `Enter` or `r` for the report screen (`R` from any step; Ctrl+P runs the step again)"
         self.query_one("#instructions", Markdown).update(step.instructions() + status)
         try:
             cmds = self.engine.cli_lines(step_id)
@@ -332,6 +336,14 @@ class Wizard(Screen):
         self._engine_work(what, partial(fn, *args, **kwargs))
 
     def action_run_selected(self) -> None:
+        """Run the highlighted step; on the report step once it is done, open the report screen."""
+        if self.selected == REPORT_STEP and self.engine.states()[REPORT_STEP]["state"] == DONE:
+            self.action_report()
+            return
+        self.run_highlighted()
+
+    def run_highlighted(self) -> None:
+        """Run the highlighted step, whatever its state (the palette's "Run step")."""
         sid = self.selected
         step = self.engine.step(sid)
         if step.destructive:
