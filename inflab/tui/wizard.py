@@ -130,6 +130,9 @@ class Wizard(Screen):
             if ev["kind"] in ("log", "session"):
                 log.push(f"[{ev['step'] or 'lab'}] {ev['message']}")
         self._show_step(nxt)
+        recorded = self.engine.recorded_batch_jobs()  # the sweep's jobs as last recorded, before any poll
+        if recorded is not None:
+            self.call_after_refresh(self.query_one(JobsPane).show, recorded)
         from ..session import SessionBusy, SessionLock
 
         try:  # one process drives a session at a time; a second one only looks
