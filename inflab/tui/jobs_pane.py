@@ -38,8 +38,8 @@ class JobsPane(Vertical):
     DEFAULT_CSS = """
     JobsPane { height: 1fr; }
     JobsPane #jobs-progress { height: 1; padding: 0 1; text-style: bold; }
-    JobsPane DataTable { height: 1fr; }
-    JobsPane #jobs-detail { height: auto; padding: 0 1; color: $text-muted; }
+    JobsPane DataTable { height: 1fr; min-height: 4; }
+    JobsPane #jobs-detail { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     """
 
     class Follow(Message):

@@ -18,10 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, Select, Static, TabbedContent, TabPane
 from textual_plot import HiResMode, PlotWidget
 
 from .. import report
+from .widgets import KeyBar
 
 #: (row key, heading, format, sorted high-to-low first) — the columns in the order `s` visits them
 COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
@@ -46,6 +47,9 @@ MODEL_WIDTH = 26  # the full name is on the detail line
 CHEAPEST, FASTEST = "★", "⚡"
 PALETTE = ("cyan", "magenta", "yellow", "green", "bright_red", "bright_blue", "white", "bright_green")
 LIMIT_HELP = "The limit is a number of milliseconds, e.g. 50 (empty: no limit)"
+TABS = Binding.Group("Table/Plots", compact=True)
+#: below this many rows the limit and percentile boxes go compact (no border) and the answer scrolls
+SHORT = 36
 
 
 def parse_limit(text: str) -> float | None:
@@ -89,6 +93,31 @@ def series(rows: list[dict[str, Any]], measure: str) -> dict[str, list[tuple[int
     return {label: [(b, sum(v) / len(v)) for b, v in sorted(by_batch.items())] for label, by_batch in sorted(points.items())}
 
 
+class ResultsTable(DataTable):
+    """The results, a row at a time; ← and → scroll sideways a whole column at a time (the first
+    columns, which say what the row is, stay put)."""
+
+    def _edges(self) -> list[int]:
+        """Where each scrolling column starts, in the scrolled part of the table."""
+        x, edges = 0, []
+        for column in self.ordered_columns[self.fixed_columns:]:
+            edges.append(x)
+            x += column.get_render_width(self)
+        return edges
+
+    def action_cursor_right(self) -> None:
+        if self.cursor_type != "row":
+            return super().action_cursor_right()
+        after = [e for e in self._edges() if e > self.scroll_x]
+        self.scroll_to(x=min(after[0] if after else self.max_scroll_x, self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        if self.cursor_type != "row":
+            return super().action_cursor_left()
+        before = [e for e in self._edges() if e < self.scroll_x]
+        self.scroll_to(x=before[-1] if before else 0, animate=False)
+
+
 def empty_sentence(name: str) -> str:
     return (f"No results in session {name} yet. Measure the model with `inflab run --name {name} --until benchmark`, "
             f"or run the sweep over instance types and batch sizes with `inflab run --name {name} --until report` "
@@ -99,13 +128,18 @@ class ReportScreen(Screen):
     """One session's report. ``escape``/``q`` goes back to where it was opened from."""
 
     BINDINGS = [
-        Binding("s", "sort_next", "Sort by next column"),
+        Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort"),
         Binding("l", "focus_limit", "Latency limit"),
         Binding("p", "focus_percentile", "Percentile"),
+        Binding("1", "tab('tab-table')", "The table", group=TABS),
+        Binding("2", "tab('tab-plots')", "The plots", group=TABS),
         Binding("f5", "reload", "Reload"),
         Binding("escape,q", "close", "Back"),
     ]
+    KEYBAR_SECONDARY = ("sort_reverse", "reload")
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, store, name: str):
         super().__init__()
@@ -139,14 +173,17 @@ class ReportScreen(Screen):
                                  id="percentile")
                 yield Static("Loading the results…", id="recommendation", markup=False)
             yield Static("", id="report-empty", markup=False)
-            yield DataTable(id="report-table", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="report-detail", markup=False)
-            yield Static("", id="report-notes", markup=False)
-            with Horizontal(id="report-plots"):
-                yield PlotWidget(id="plot-throughput", allow_pan_and_zoom=False)
-                yield PlotWidget(id="plot-latency", allow_pan_and_zoom=False)
-            yield Static("", id="plot-legend")
-        yield Footer()
+            with TabbedContent(id="report-tabs", initial="tab-table"):
+                with TabPane("1 Table", id="tab-table"):
+                    yield ResultsTable(id="report-table", cursor_type="row", zebra_stripes=True, fixed_columns=2)
+                    yield Static("", id="report-detail", markup=False)
+                    yield Static("", id="report-notes", markup=False)
+                with TabPane("2 Plots", id="tab-plots"):
+                    with Horizontal(id="report-plots"):
+                        yield PlotWidget(id="plot-throughput", allow_pan_and_zoom=False)
+                        yield PlotWidget(id="plot-latency", allow_pan_and_zoom=False)
+                    yield Static("", id="plot-legend")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "inflab"
@@ -194,7 +231,7 @@ class ReportScreen(Screen):
         empty = not self.rows
         self.query_one("#report-empty", Static).update(empty_sentence(self.session_name) if empty else "")
         self.query_one("#report-empty").display = empty
-        for wid in ("#report-controls", "#report-table", "#report-detail", "#report-plots", "#plot-legend"):
+        for wid in ("#report-controls", "#report-tabs"):
             self.query_one(wid).display = not empty
         self._recompute()
 
@@ -403,6 +440,17 @@ class ReportScreen(Screen):
 
     def action_focus_percentile(self) -> None:
         self.set_focus(self.query_one("#percentile", Select))
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#report-tabs", TabbedContent).active = tab
+        if tab == "tab-table":
+            self.query_one(DataTable).focus()
+
+    def on_resize(self, event) -> None:
+        """On a short screen the limit and percentile boxes lose their borders (two rows each)."""
+        short = event.size.height < SHORT
+        self.query_one("#limit", Input).compact = short
+        self.query_one("#percentile", Select).compact = short
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -11,7 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Log, RichLog
+from textual.widgets import Button, Footer, Label, Log, RichLog
+from textual.widgets._footer import FooterKey
 
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 FLUSH_INTERVAL = 0.05
@@ -186,3 +187,66 @@ def toggle_help(app) -> None:
         app.action_hide_help_panel()
     else:
         app.action_show_help_panel()
+
+
+class KeyBar(Footer):
+    """The key bar, fitted to the screen's width so that no key is cut off.
+
+    Where the whole bar fits it is Textual's footer; narrower, it is compact (less space between
+    keys); narrower still it also leaves out the screen's secondary keys (``KEYBAR_SECONDARY``,
+    action names) and the command palette's. Those keys still work, and F1 lists every key.
+    """
+
+    DEFAULT_CSS = """
+    KeyBar.-compact FooterLabel { margin: 0 1 0 0; }  /* a group's description, apart from the next key */
+    """
+
+    FULL, COMPACT, ESSENTIAL = 0, 1, 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage = self.FULL
+
+    def _secondary(self) -> frozenset[str]:
+        return frozenset(getattr(self.screen, "KEYBAR_SECONDARY", ()))
+
+    def _width(self, compact: bool, leave_out: frozenset[str], palette: bool) -> int:
+        """How wide the bar would be (the footer's own layout, counted from its bindings)."""
+        seen: dict[str, Binding] = {}
+        for _, binding, _, _ in self.screen.active_bindings.values():
+            if binding.show and binding.action not in leave_out:
+                seen.setdefault(binding.action, binding)
+        width, group = 0, None
+        for binding in seen.values():
+            key = len(self.app.get_key_display(binding))
+            if binding.group is not None:
+                if binding.group is not group:  # the group's description once, after its keys
+                    width += len(binding.group.description) + 3
+                width += key + (0 if binding.group.compact else 2)
+            else:
+                width += key + len(binding.description) + (2 if compact else 3)
+            group = binding.group
+        if palette and self.app.ENABLE_COMMAND_PALETTE:
+            width += 14
+        return width
+
+    def _fit(self, width: int) -> int:
+        if not width or self._width(False, frozenset(), True) <= width:
+            return self.FULL
+        if self._width(True, frozenset(), True) <= width:
+            return self.COMPACT
+        return self.ESSENTIAL
+
+    def compose(self):
+        self.stage = self._fit(self.size.width or self.app.size.width)
+        self.compact = self.stage != self.FULL
+        leave_out = self._secondary() if self.stage == self.ESSENTIAL else frozenset()
+        for widget in super().compose():
+            if self.stage == self.ESSENTIAL and isinstance(widget, FooterKey) and (
+                    widget.action in leave_out or widget.has_class("-command-palette")):
+                continue
+            yield widget
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._bindings_ready and self._fit(event.size.width) != self.stage:
+            self.call_after_refresh(self.recompose)

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from ..engine import Engine, RunResult, describe_exception
@@ -26,7 +26,7 @@ from .messages import (BatchJobsMessage, JobLinesMessage, StepFoundMessage, Step
                        StepStateMessage, WorkFinished, message_for)
 from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
-from .widgets import ChoiceModal, ConfirmModal, LogPane
+from .widgets import ChoiceModal, ConfirmModal, KeyBar, LogPane
 
 ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■", STALE: "!"}
 STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan",
@@ -35,6 +35,7 @@ STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta",
 ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
 KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
 OPENING = "checking the session"
+TABS = Binding.Group("Tabs", compact=True)
 #: once done, Enter or r on this step opens the report screen (Ctrl+P runs it again)
 REPORT_STEP = "report"
 
@@ -55,16 +56,20 @@ class Wizard(Screen):
         Binding("u", "undo", "Undo"),
         Binding("c", "cancel", "Cancel"),
         Binding("C", "cleanup", "Clean up all", show=False),
-        Binding("1", "tab('tab-log')", "Log", show=False),
-        Binding("2", "tab('tab-monitor')", "Monitor"),
-        Binding("3", "tab('tab-terminal')", "Terminal"),
-        Binding("4", "tab('tab-job')", "Job output"),
-        Binding("5", "tab('tab-jobs')", "Batch jobs", show=False),
+        Binding("1", "tab('tab-log')", "Log tab", group=TABS),
+        Binding("2", "tab('tab-monitor')", "Monitor tab", group=TABS),
+        Binding("3", "tab('tab-terminal')", "Terminal tab", group=TABS),
+        Binding("4", "tab('tab-job')", "Job output tab", group=TABS),
+        Binding("5", "tab('tab-jobs')", "Batch jobs tab", group=TABS),
         Binding("R", "report", "Report"),
         Binding("o", "open_terminal", "ssh in my terminal", show=False),
-        Binding("z", "zoom", "Zoom pane"),
+        Binding("z", "zoom", "Zoom"),
         Binding("escape", "back", "Sessions", show=False),
     ]
+    #: left out of the key bar when the screen is too narrow for every key (they still work; F1 lists them)
+    KEYBAR_SECONDARY = ("run_to_here", "skip", "undo")
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer"
 
     def __init__(self, store, name: str):
@@ -92,7 +97,8 @@ class Wizard(Screen):
             with Vertical(id="right"):
                 with VerticalScroll(id="instructions-box"):
                     yield Markdown("", id="instructions")
-                yield Static("", id="cli", classes="cli", markup=False)
+                with VerticalScroll(id="cli-box"):  # scrolls when it is longer than the room it has
+                    yield Static("", id="cli", classes="cli", markup=False)
                 with Horizontal(id="progress-row"):
                     yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
                     yield Label("", id="progress-label", markup=False)
@@ -107,7 +113,7 @@ class Wizard(Screen):
                         yield JobOutput(id="job")
                     with TabPane("Jobs", id="tab-jobs"):
                         yield JobsPane(id="jobs")
-        yield Footer()
+        yield KeyBar()
 
     def _prompt(self, step_id: str, state: str) -> str:
         text = f"{ICONS.get(state, '○')} {step_id}"
@@ -181,9 +187,8 @@ class Wizard(Screen):
             cmds = self.engine.cli_lines(step_id)
         except Exception as e:  # a step that cannot name its commands yet must not break the view
             cmds = [f"# (not available yet: {describe_exception(e)})"]
-        cli = self.query_one("#cli", Static)
-        cli.border_title = "The same with the AWS CLI"
-        cli.update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
+        self.query_one("#cli-box").border_title = "The same with the AWS CLI"
+        self.query_one("#cli", Static).update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
 
     def _refresh_info(self) -> None:
         info = self.engine.info
