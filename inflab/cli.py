@@ -104,7 +104,25 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
         from .tui import run_app
 
-        run_app(_store(), mode="picker")
+        store = _store()
+        _farewell(store, run_app(store, mode="picker"))
+
+
+def _farewell(store, name: str | None) -> None:
+    """After the lab closes: how to come back to the session, and what keeps running meanwhile."""
+    from . import sandbox as sb
+
+    if name and store.has_session(name):
+        finished = store.get(name, "finished")
+        click.echo(f"Session {name} is saved{' (finished)' if finished else ''}. Resume it with: inflab resume {name}")
+        if not store.get_session(name).sandbox and not finished:
+            live = [r for r in store.ledger(name, live_only=True) if r.kind == "ec2:instance" and r.physical_id]
+            if live:
+                click.echo(f"Its instance {live[0].physical_id} keeps running in AWS, billed, until the lab's "
+                           f"terminate step or: inflab cleanup {name}")
+    if sb.status(store.home):
+        click.echo("The sandbox keeps running in the background (its emulated AWS, instance and jobs). "
+                   "Stop it with: inflab sandbox stop")
 
 
 @main.command()
@@ -123,7 +141,7 @@ def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
         name = store.new_session_name()
     from .tui import run_app
 
-    run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox)
+    _farewell(store, run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox))
 
 
 @main.command()
@@ -140,7 +158,7 @@ def resume(name: str | None) -> None:
         _existing(store, name)
     from .tui import run_app
 
-    run_app(store, mode="resume", name=name)
+    _farewell(store, run_app(store, mode="resume", name=name))
 
 
 def _open_or_create(store, name: str, sandbox: bool, config_path: str | None, cfg):
@@ -659,10 +677,35 @@ def sandbox_status(as_json: bool) -> None:
 
 @sandbox.command("stop")
 def sandbox_stop() -> None:
-    """Stop the sandbox daemon. Its emulated resources are forgotten."""
+    """Stop the sandbox daemon. Its emulated resources are forgotten; its image store is kept."""
     from . import sandbox as sb
+    from .sandbox import images
 
-    click.echo("sandbox stopped" if sb.stop(_store().home) else "sandbox was not running")
+    home = _store().home
+    click.echo("sandbox stopped" if sb.stop(home) else "sandbox was not running")
+    held = images.usage(home)
+    if held.images:
+        click.echo(f"Its image store keeps {images.size_text(held.bytes)} in {held.images} image(s) "
+                   f"({images.store_dir(home)}), for the next session; inflab sandbox prune frees it")
+
+
+@sandbox.command("prune")
+def sandbox_prune() -> None:
+    """Delete the sandbox's image store (the job virtualenvs build-image made); refused while the
+    sandbox or a job of its instances runs. A session that needs an image builds it again."""
+    from .sandbox import images
+
+    home = _store().home
+    try:
+        freed = images.prune(home)
+    except images.PruneRefused as e:
+        click.echo(f"inflab: nothing deleted: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    if not freed.images:
+        click.echo(f"The image store is empty: nothing to free ({images.store_dir(home)})")
+        return
+    click.echo(f"Freed {images.size_text(freed.bytes)}: deleted {freed.images} image(s) from {images.store_dir(home)}. "
+               "A session that needs one builds it again at its build-image step.")
 
 
 if __name__ == "__main__":

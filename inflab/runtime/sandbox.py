@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import sandbox
+from ..sandbox import images
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
 from .base import BatchContainer, HostRuntime, ImagePlan, PushPlan, StopPlan, upload_script
 
 LOOPBACK = "127.0.0.1/32"
-IMAGES = "images"  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
+IMAGES = images.DIR  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
 # The emulated Batch hosts' "AMI": any AMI the emulated account has.
 BATCH_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 

@@ -69,6 +69,7 @@ class InflabApp(App):
         self.start_name = name
         self.start_config = config
         self.start_sandbox = sandbox
+        self.last_session: str | None = None  # the session the lab showed last (what to say on leaving)
 
     def on_mount(self) -> None:
         if self.mode == "new":
@@ -86,6 +87,7 @@ class InflabApp(App):
             if not isinstance(self.screen, SessionPicker):
                 self.push_screen(SessionPicker())
             return
+        self.last_session = name
         if isinstance(self.screen, (ConfigReview, SessionPicker)) and len(self.screen_stack) > 1:
             self.switch_screen(wizard)
         else:
