@@ -379,7 +379,8 @@ def resources(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-data", is_flag=True, help="Also delete the results bucket (kept by default).")
-def cleanup(name: str, yes: bool, delete_data: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout; progress goes to stderr.")
+def cleanup(name: str, yes: bool, delete_data: bool, as_json: bool) -> None:
     """Delete everything session NAME created, then verify by tag that nothing is left (the results
     bucket is kept unless --delete-data)."""
     store = _store()
@@ -394,15 +395,21 @@ def cleanup(name: str, yes: bool, delete_data: bool) -> None:
     from .engine import Engine
     from .events import StepLogged, StepStateChanged
 
+    out = sys.stderr if as_json else sys.stdout
+
     def listener(ev):
         if isinstance(ev, StepLogged):
-            click.echo(f"    {ev.message}")
+            click.echo(f"    {ev.message}", file=out)
         elif isinstance(ev, StepStateChanged) and ev.state == "failed":
-            click.echo(f"✗ {ev.step}: {ev.message}")
+            click.echo(f"✗ {ev.step}: {ev.message}", file=out)
 
     engine = Engine(store, name, listener=listener)
     engine.delete_data = delete_data
     errors, leftovers = engine.cleanup()
+    if as_json:
+        click.echo(json.dumps({"session": name, "ok": not errors and not leftovers, "errors": errors,
+                               "leftovers": leftovers, "kept": engine.kept}, indent=2))
+        sys.exit(EXIT_FAILED if errors or leftovers else 0)
     if errors or leftovers:
         for e in errors:
             click.echo(f"inflab: {e}", err=True)
@@ -482,6 +489,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
         raise InputError(f"--limit-ms: {limit_ms:g} is not a positive number of milliseconds")
     if workshop_file is not None:
         _output_file(workshop_file, "--workshop-csv")  # refused before anything is read or written
+    region = None  # imported files name no region
     if from_dir is not None:
         from . import workshop
 
@@ -495,6 +503,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
         store = _store()
         _existing(store, name)
         rows, warnings = rep.session_rows(store, name)
+        region = rep.session_region(store, name)
     for w in warnings:
         click.echo(f"inflab: warning: {w}", err=True)
     if workshop_file is not None:
@@ -502,7 +511,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
     if not rows and fmt == "table":
         click.echo(f"No benchmark results in session {name} yet (run: inflab run --name {name} --until benchmark)")
         return
-    click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile))
+    click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile, region=region))
 
 
 def _load_roster(path: str):

@@ -76,8 +76,8 @@ class Report(Step):
         for w in warnings:
             ctx.log(w)
         for fmt, ext, ctype in (("md", "md", "text/markdown"), ("csv", "csv", "text/csv"), ("json", "json", "application/json")):
-            s3.put_object(Bucket=name, Key=f"{ctx.name}/report/report.{ext}", Body=rep.render(rows, fmt).encode(),
-                          ContentType=ctype)
+            body = rep.render(rows, fmt, region=ctx.region)  # the lab's region: a price list of another says so
+            s3.put_object(Bucket=name, Key=f"{ctx.name}/report/report.{ext}", Body=body.encode(), ContentType=ctype)
         recommendation = rep.recommend(rows)
         for line in recommendation.lines:
             ctx.log(line)

@@ -153,6 +153,7 @@ class ReportScreen(Screen):
         self.descending = False
         self.limit_ms: float | None = None
         self.percentile = "p90"
+        self.saved_view_shown = False
         self.recommendation: report.Recommendation | None = None
         self.on_frontier: list[bool] = []
         #: what the plots show now (label -> points), for tests and screen readers
@@ -203,17 +204,26 @@ class ReportScreen(Screen):
     def _load(self) -> None:
         try:
             rows, warnings = report.session_rows(self.store, self.session_name)
-            note = self._price_note(rows)
+            note = self._price_note(rows, report.session_region(self.store, self.session_name))
+            view = report.saved_view(self.store, self.session_name)
         except Exception as e:  # a store it cannot read: one line, not a crash
             self.app.call_from_thread(self._failed, f"Could not read the results: {e.__class__.__name__}: {e}")
             return
-        self.app.call_from_thread(self._loaded, rows, warnings, note)
+        self.app.call_from_thread(self._loaded, rows, warnings, note, view)
+
+    @work(thread=True, exclusive=True, group="report-save", exit_on_error=False)
+    def _save_view(self, limit_ms: float | None, percentile: str) -> None:
+        """The limit and percentile, kept with the session for the next time the report opens."""
+        try:
+            report.save_view(self.store, self.session_name, limit_ms, percentile)
+        except Exception as e:  # the store could not be written: the screen goes on, and says so
+            self.app.call_from_thread(self.notify, f"The limit and percentile were not saved: {e}", severity="warning",
+                                      markup=False)
 
     @staticmethod
-    def _price_note(rows: list[dict[str, Any]]) -> str:
-        """Where each price comes from and its date; what the sandbox's numbers are worth."""
-        notes = [f"Prices: {src['source']}, {src['date']} ({', '.join(src['instance_types'])})."
-                 for src in report.price_sources(rows)]
+    def _price_note(rows: list[dict[str, Any]], region: str | None = None) -> str:
+        """Where each price comes from, its date and the region it lists; what the sandbox's numbers are worth."""
+        notes = [report.price_note(src, region, types=True) for src in report.price_sources(rows)]
         if notes:
             notes.append("$ per 1M inferences = $/h ÷ (samples/s × 3,600) × 1,000,000.")
         elif rows:
@@ -226,8 +236,14 @@ class ReportScreen(Screen):
     def _failed(self, line: str) -> None:
         self.query_one("#recommendation", Static).update(line)
 
-    def _loaded(self, rows: list[dict[str, Any]], warnings: list[str], note: str) -> None:
+    def _loaded(self, rows: list[dict[str, Any]], warnings: list[str], note: str,
+                view: tuple[float | None, str] = (None, "p90")) -> None:
         self.rows, self.warnings, self.price_note, self.loaded = list(rows), list(warnings), note, True
+        if not self.saved_view_shown:  # the limit and percentile chosen last time, once (a reload keeps the edits)
+            self.saved_view_shown = True
+            self.limit_ms, self.percentile = view
+            self.query_one("#limit", Input).value = "" if self.limit_ms is None else f"{self.limit_ms:g}"
+            self.query_one("#percentile", Select).value = self.percentile
         empty = not self.rows
         self.query_one("#report-empty", Static).update(empty_sentence(self.session_name) if empty else "")
         self.query_one("#report-empty").display = empty
@@ -248,6 +264,7 @@ class ReportScreen(Screen):
         if limit != self.limit_ms:
             self.limit_ms = limit
             self._recompute()
+            self._save_view(self.limit_ms, self.percentile)
 
     @on(Input.Submitted, "#limit")
     def _limit_submitted(self) -> None:
@@ -258,6 +275,7 @@ class ReportScreen(Screen):
         if isinstance(event.value, str) and event.value != self.percentile:
             self.percentile = event.value
             self._recompute()
+            self._save_view(self.limit_ms, self.percentile)
 
     def _recompute(self) -> None:
         if not self.loaded:

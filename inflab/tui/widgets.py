@@ -128,8 +128,8 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Grid():
             yield Label(self.question, id="question", markup=False)
-            yield Button(self.yes_label, variant="error", id="yes")
-            yield Button("No, keep it", variant="primary", id="no")
+            yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
+            yield Button("No, keep it (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -142,7 +142,8 @@ class ConfirmModal(ModalScreen[bool]):
 
 
 class ChoiceModal(ModalScreen[str | None]):
-    """A question with a few named answers (buttons); dismisses with the chosen id, or None (Esc)."""
+    """A question with a few named answers (buttons, each with its key); dismisses with the chosen
+    id, or None (Esc)."""
 
     BINDINGS = [Binding("escape", "choose(None)", "Cancel")]
 
@@ -156,21 +157,27 @@ class ChoiceModal(ModalScreen[str | None]):
     ChoiceModal #choices Button { width: 1fr; margin-right: 1; }
     """
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]]):
-        """``choices``: (id, button label, variant), the first one focused."""
+    def __init__(self, question: str, choices: list[tuple[str, str, str, str]]):
+        """``choices``: (id, button label, variant, key), the first one focused."""
         super().__init__()
         self.question = question
         self.choices = choices
+        self.keys = {key: cid for cid, _, _, key in choices}
 
     def compose(self) -> ComposeResult:
         with Grid():
             yield Label(self.question, id="question", markup=False)
             with Horizontal(id="choices"):
-                for cid, label, variant in self.choices:
-                    yield Button(label, id=cid, variant=variant)
+                for cid, label, variant, key in self.choices:
+                    yield Button(f"{label} ({key})", id=cid, variant=variant)
 
     def on_mount(self) -> None:
         self.query_one(f"#{self.choices[0][0]}", Button).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character in self.keys:
+            event.stop()
+            self.dismiss(self.keys[event.character])
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id)

@@ -390,8 +390,8 @@ class Wizard(Screen):
             "Run every remaining step? Steps already done are checked, not redone. "
             "All but terminate stops before terminate and leaves the instance running; All + terminate goes on "
             "through the Batch sweep and its report, and ends by taking everything down.",
-            [(ALL_BUT_TERMINATE, "All but terminate", "primary"), (EVERYTHING, "All + terminate", "error"),
-             ("cancel", "Cancel", "default")]), answered)
+            [(ALL_BUT_TERMINATE, "All but terminate", "primary", "a"), (EVERYTHING, "All + terminate", "error", "t"),
+             ("cancel", "Cancel", "default", "n")]), answered)
 
     def _ask_data(self, step_ids: list[str], then) -> None:
         """Before a range that ends with batch-cleanup: keep the results bucket, or delete it too?"""
@@ -406,8 +406,8 @@ class Wizard(Screen):
 
         self.app.push_screen(ChoiceModal(
             "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
-            [(KEEP_DATA, "Keep the results", "primary"), (DELETE_DATA, "Delete them too", "error"),
-             ("cancel", "Cancel", "default")]), answered)
+            [(KEEP_DATA, "Keep the results", "primary", "k"), (DELETE_DATA, "Delete them too", "error", "d"),
+             ("cancel", "Cancel", "default", "n")]), answered)
 
     def action_run_again(self) -> None:
         self._confirm("Run the whole session again? Every step checks first, so what still exists is kept.",
