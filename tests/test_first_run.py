@@ -145,3 +145,17 @@ def test_batch_cleanup_says_the_beacon_stays_and_why(sandbox, store, name):
     last = next(m for m in reversed(logged) if m.startswith("Everything this session made is gone"))
     assert last == (f"Everything this session made is gone, except the progress beacon /inflab/sessions/{name}, so that "
                     f"the instructor sees the session finished (inflab cleanup {name} deletes it last)")
+
+
+async def test_back_from_the_jobs_tab_the_arrows_choose_steps_again(sandbox, store, name):
+    new_session(store, name)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SIZE) as pilot:
+        wizard = app.screen
+        await wait_idle(pilot, wizard)
+        assert wizard.selected == "credentials"
+        await pilot.press("5")  # the Jobs tab takes the focus (Enter follows a job)
+        await pilot.press("1")
+        await pilot.press("down")
+        await pilot.pause()
+        assert wizard.selected == "preflight"

@@ -473,6 +473,8 @@ class Wizard(Screen):
             self.query_one(TerminalPane).focus()
         elif tab == "tab-jobs":  # so Enter follows the highlighted job
             self.query_one("#jobs-table").focus()
+        elif self.focused is not None and self.query_one("#bottom") in self.focused.ancestors:
+            self.query_one("#steps", OptionList).focus()  # not left in a tab now hidden: ↑/↓ choose steps again
 
     @on(TabbedContent.TabActivated, "#bottom")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
