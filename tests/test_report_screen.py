@@ -419,6 +419,17 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
         await pilot.pause()
         assert table.region.height >= 1 + len(jobs), table.region  # the heading and every row, without zooming
 
+        # Real names share a long beginning: the Job column shows what tells them apart, so the
+        # state and time in state fit in 80 columns.
+        named = tuple(BatchJob(**{**j.__dict__, "name": f"inflab-lab-20261207-1657-bert-inf1-2xlarge-{j.name}"})
+                      for j in jobs)
+        wizard._from_engine(BatchJobsChanged("batch-monitor", named, done=2, total=3))
+        await pilot.pause()
+        assert sorted(r.split()[0] for r in pane.rows_text()) == ["b2", "b4", "b8"]
+        widths = [c.get_render_width(table) for c in table.ordered_columns]
+        time_column = [c.key.value for c in table.ordered_columns].index("time")
+        assert sum(widths[: time_column + 1]) <= table.scrollable_content_region.width, widths
+
 
 async def test_at_80x24_the_report_table_scrolls_sideways_and_the_plots_have_their_tab(home_store):
     new_session(home_store, "lab")

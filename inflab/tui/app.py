@@ -113,7 +113,7 @@ class InflabApp(App):
                     self.exit()
 
             self.push_screen(ConfirmModal(f"Quit while '{screen.busy}' runs? It stops at the next safe point; a job on the "
-                                          "instance keeps running and is picked up when you resume.",
-                                          "Quit"), answered)
+                                          "instance, or the sweep's jobs on AWS Batch, keep running and are picked up "
+                                          "when you resume.", "Quit"), answered)
             return
         self.exit()
