@@ -403,6 +403,8 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
         assert box.region.height >= 5 and text.region.height >= 3, (box.region, text.region)
         cli = wizard.query_one("#cli-box")
         assert cli.region.height <= 4 and cli.max_scroll_y > 0  # two lines shown; the rest scrolls
+        status = next(p for p in text.query("MarkdownParagraph") if (p.source or "").startswith("**Status:**"))
+        assert box.region.contains_region(status.region), (box.region, status.region)  # the state is in sight
 
         keys = footer_keys(wizard)
         assert {"r", "a", "c", "1", "5", "R", "z", "q", "f1"} <= set(keys), sorted(keys)

@@ -179,10 +179,13 @@ class Wizard(Screen):
     def _show_step(self, step_id: str) -> None:
         step = self.engine.step(step_id)
         st = self.engine.states()[step_id]
-        status = f"\n\n**Status:** {status_line(st['state'], st.get('error'))}"
+        status = f"**Status:** {status_line(st['state'], st.get('error'))}"
         if step_id == REPORT_STEP and st["state"] == DONE:
             status += " — press `Enter` or `r` for the report screen (`R` from any step; Ctrl+P runs the step again)"
-        self.query_one("#instructions", Markdown).update(step.instructions() + status)
+        # The status right under the title, where a short screen still shows it.
+        title, newline, body = step.instructions().partition("\n")
+        text = f"{title}\n\n{status}\n{newline}{body}" if title.startswith("# ") else f"{status}\n\n{title}{newline}{body}"
+        self.query_one("#instructions", Markdown).update(text)
         try:
             cmds = self.engine.cli_lines(step_id)
         except Exception as e:  # a step that cannot name its commands yet must not break the view
