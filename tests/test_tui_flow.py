@@ -150,7 +150,7 @@ async def test_run_all_but_terminate_leaves_the_instance_running(sandbox, store,
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, ChoiceModal)
-        assert app.focused.id == "all-but-terminate" and str(app.focused.label) == "All but terminate"
+        assert app.focused.id == "all-but-terminate" and str(app.focused.label) == "All but terminate (a)"
         await pilot.press("enter")
         await wait_idle(pilot, wizard, timeout=300)
         prompts = step_prompts(wizard)
