@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -464,7 +464,7 @@ class ReportScreen(Screen):
         if tab == "tab-table":
             self.query_one(DataTable).focus()
 
-    def on_resize(self, event) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         """On a short screen the limit and percentile boxes lose their borders (two rows each)."""
         short = event.size.height < SHORT
         self.query_one("#limit", Input).compact = short

@@ -217,11 +217,11 @@ class KeyBar(Footer):
     def _secondary(self) -> frozenset[str]:
         return frozenset(getattr(self.screen, "KEYBAR_SECONDARY", ()))
 
-    def _width(self, compact: bool, leave_out: frozenset[str], palette: bool) -> int:
-        """How wide the bar would be (the footer's own layout, counted from its bindings)."""
+    def _width(self, compact: bool) -> int:
+        """How wide the whole bar would be (the footer's own layout, counted from its bindings)."""
         seen: dict[str, Binding] = {}
         for _, binding, _, _ in self.screen.active_bindings.values():
-            if binding.show and binding.action not in leave_out:
+            if binding.show:
                 seen.setdefault(binding.action, binding)
         width, group = 0, None
         for binding in seen.values():
@@ -233,14 +233,12 @@ class KeyBar(Footer):
             else:
                 width += key + len(binding.description) + (2 if compact else 3)
             group = binding.group
-        if palette and self.app.ENABLE_COMMAND_PALETTE:
-            width += 14
-        return width
+        return width + (14 if self.app.ENABLE_COMMAND_PALETTE else 0)  # the palette's key, docked right
 
     def _fit(self, width: int) -> int:
-        if not width or self._width(False, frozenset(), True) <= width:
+        if not width or self._width(False) <= width:
             return self.FULL
-        if self._width(True, frozenset(), True) <= width:
+        if self._width(True) <= width:
             return self.COMPACT
         return self.ESSENTIAL
 
