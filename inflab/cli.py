@@ -108,7 +108,25 @@ def main(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is None:
         from .tui import run_app
 
-        run_app(_store(), mode="picker")
+        store = _store()
+        _farewell(store, run_app(store, mode="picker"))
+
+
+def _farewell(store, name: str | None) -> None:
+    """After the lab closes: how to come back to the session, and what keeps running meanwhile."""
+    from . import sandbox as sb
+
+    if name and store.has_session(name):
+        finished = store.get(name, "finished")
+        click.echo(f"Session {name} is saved{' (finished)' if finished else ''}. Resume it with: inflab resume {name}")
+        if not store.get_session(name).sandbox and not finished:
+            live = [r for r in store.ledger(name, live_only=True) if r.kind == "ec2:instance" and r.physical_id]
+            if live:
+                click.echo(f"Its instance {live[0].physical_id} keeps running in AWS, billed, until the lab's "
+                           f"terminate step or: inflab cleanup {name}")
+    if sb.status(store.home):
+        click.echo("The sandbox keeps running in the background (its emulated AWS, instance and jobs). "
+                   "Stop it with: inflab sandbox stop")
 
 
 @main.command()
@@ -127,7 +145,7 @@ def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
         name = store.new_session_name()
     from .tui import run_app
 
-    run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox)
+    _farewell(store, run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox))
 
 
 @main.command()
@@ -144,7 +162,7 @@ def resume(name: str | None) -> None:
         _existing(store, name)
     from .tui import run_app
 
-    run_app(store, mode="resume", name=name)
+    _farewell(store, run_app(store, mode="resume", name=name))
 
 
 def _open_or_create(store, name: str, sandbox: bool, config_path: str | None, cfg):
@@ -365,7 +383,8 @@ def resources(name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--delete-data", is_flag=True, help="Also delete the results bucket (kept by default).")
-def cleanup(name: str, yes: bool, delete_data: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout; progress goes to stderr.")
+def cleanup(name: str, yes: bool, delete_data: bool, as_json: bool) -> None:
     """Delete everything session NAME created, then verify by tag that nothing is left (the results
     bucket is kept unless --delete-data)."""
     store = _store()
@@ -380,15 +399,21 @@ def cleanup(name: str, yes: bool, delete_data: bool) -> None:
     from .engine import Engine
     from .events import StepLogged, StepStateChanged
 
+    out = sys.stderr if as_json else sys.stdout
+
     def listener(ev):
         if isinstance(ev, StepLogged):
-            click.echo(f"    {ev.message}")
+            click.echo(f"    {ev.message}", file=out)
         elif isinstance(ev, StepStateChanged) and ev.state == "failed":
-            click.echo(f"✗ {ev.step}: {ev.message}")
+            click.echo(f"✗ {ev.step}: {ev.message}", file=out)
 
     engine = Engine(store, name, listener=listener)
     engine.delete_data = delete_data
     errors, leftovers = engine.cleanup()
+    if as_json:
+        click.echo(json.dumps({"session": name, "ok": not errors and not leftovers, "errors": errors,
+                               "leftovers": leftovers, "kept": engine.kept}, indent=2))
+        sys.exit(EXIT_FAILED if errors or leftovers else 0)
     if errors or leftovers:
         for e in errors:
             click.echo(f"inflab: {e}", err=True)
@@ -468,6 +493,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
         raise InputError(f"--limit-ms: {limit_ms:g} is not a positive number of milliseconds")
     if workshop_file is not None:
         _output_file(workshop_file, "--workshop-csv")  # refused before anything is read or written
+    region = None  # imported files name no region
     if from_dir is not None:
         from . import workshop
 
@@ -481,6 +507,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
         store = _store()
         _existing(store, name)
         rows, warnings = rep.session_rows(store, name)
+        region = rep.session_region(store, name)
     for w in warnings:
         click.echo(f"inflab: warning: {w}", err=True)
     if workshop_file is not None:
@@ -488,7 +515,7 @@ def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | N
     if not rows and fmt == "table":
         click.echo(f"No benchmark results in session {name} yet (run: inflab run --name {name} --until benchmark)")
         return
-    click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile))
+    click.echo(rep.render(rows, fmt, limit_ms=limit_ms, percentile=percentile, region=region))
 
 
 def _load_roster(path: str):
@@ -787,10 +814,35 @@ def sandbox_status(as_json: bool) -> None:
 
 @sandbox.command("stop")
 def sandbox_stop() -> None:
-    """Stop the sandbox daemon. Its emulated resources are forgotten."""
+    """Stop the sandbox daemon. Its emulated resources are forgotten; its image store is kept."""
     from . import sandbox as sb
+    from .sandbox import image_store
 
-    click.echo("sandbox stopped" if sb.stop(_store().home) else "sandbox was not running")
+    home = _store().home
+    click.echo("sandbox stopped" if sb.stop(home) else "sandbox was not running")
+    held = image_store.usage(home)
+    if held.images:
+        click.echo(f"Its image store keeps {image_store.size_text(held.bytes)} in {held.images} image(s) "
+                   f"({image_store.store_dir(home)}), for the next session; inflab sandbox prune frees it")
+
+
+@sandbox.command("prune")
+def sandbox_prune() -> None:
+    """Delete the sandbox's image store (the job virtualenvs build-image made); refused while the
+    sandbox or a job of its instances runs. A session that needs an image builds it again."""
+    from .sandbox import image_store
+
+    home = _store().home
+    try:
+        freed = image_store.prune(home)
+    except image_store.PruneRefused as e:
+        click.echo(f"inflab: nothing deleted: {e}", err=True)
+        sys.exit(EXIT_FAILED)
+    if not freed.images:
+        click.echo(f"The image store is empty: nothing to free ({image_store.store_dir(home)})")
+        return
+    click.echo(f"Freed {image_store.size_text(freed.bytes)}: deleted {freed.images} image(s) from {image_store.store_dir(home)}. "
+               "A session that needs one builds it again at its build-image step.")
 
 
 if __name__ == "__main__":

@@ -419,7 +419,14 @@ class Engine:
 
     # -- opening a session: what is really there --------------------------------------
     def running_job_step(self) -> str | None:
-        """The step whose remote job the record says is still running on the current instance."""
+        """The step whose work is still running outside this process (see :meth:`in_flight`)."""
+        found = self.in_flight()
+        return found[0] if found else None
+
+    def in_flight(self) -> tuple[str, str] | None:
+        """(step, what) for work still running outside this process that its step follows when run
+        again: a job the record says runs on the current instance, or what a step not done says it
+        started (a submitted sweep whose jobs have not all ended). From the record: no AWS call."""
         jobs = self.store.get(self.name, "jobs") or {}
         host = (self.store.get(self.name, "host") or {}).get("instance_id")
         for kind, job_id in jobs.items():
@@ -427,8 +434,25 @@ class Engine:
                 continue
             rec = self.store.job(self.name, job_id)
             if rec and rec["status"] == "running" and host and rec["host"] == host:
-                return kind
+                return kind, "its job is still running on the instance"
+        states = self.states()
+        for step in self.steps:
+            if states[step.id]["state"] not in (DONE, SKIPPED):
+                what = step.in_flight(self.context(step))
+                if what:
+                    return step.id, what
         return None
+
+    def recorded_batch_jobs(self) -> BatchJobsChanged | None:
+        """The sweep's jobs as the record last has them (no AWS call), or None before any is
+        submitted: what the Jobs tab shows at once when a session opens, before the monitor polls."""
+        from .lab_steps.batch_jobs import BatchMonitor, recorded_table
+
+        monitor = next((s for s in self.steps if isinstance(s, BatchMonitor)), None)
+        if monitor is None:
+            return None
+        jobs, done, total = recorded_table(self.context(monitor))
+        return BatchJobsChanged(monitor.id, tuple(jobs), done, total) if jobs else None
 
     def ended_on_purpose(self, step: Step, states: dict | None = None) -> bool:
         """An instance step before a done step that removes the instance (terminate): its work
@@ -472,21 +496,22 @@ class Engine:
             self._set(step.id, STALE, message)
             found.append(StepFound(step.id, STALE, message))
             self.listener(found[-1])
-        job = self.running_job_step()
-        if job:
-            found.append(StepFound(job, RUNNING, "its job is still running on the instance: reattaching"))
+        running = self.in_flight()
+        if running:
+            found.append(StepFound(running[0], RUNNING, f"{running[1]}: reattaching"))
             self.listener(found[-1])
         summary = f"{len([f for f in found if f.state == STALE])} step(s) need running again" if found else "everything is where it was"
         self._log(None, f"Checked the session against what exists: {summary}")
         return found
 
     def resume(self) -> RunResult:
-        """Open the session: reconcile, then reattach to a job still running on the instance."""
+        """Open the session: reconcile, then reattach to work still running outside this process
+        (a job on the instance, a sweep's jobs on AWS Batch)."""
         self.reconcile()
-        job = self.running_job_step()
-        if job and not self.cancel_event.is_set():
-            self._log(job, "Reattaching to the job still running on the instance")
-            return self.run_one(job)
+        running = self.in_flight()
+        if running and not self.cancel_event.is_set():
+            self._log(running[0], f"Reattaching: {running[1]}")
+            return self.run_one(running[0])
         return RunResult(True)
 
     # -- the host, for live views (monitor, terminal, ssh) ---------------------------------

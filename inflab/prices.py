@@ -39,8 +39,12 @@ PRICES: dict[str, float] = {
     "c7i.large": 0.08925, "c7i.xlarge": 0.1785, "c7i.2xlarge": 0.357, "c7i.4xlarge": 0.714, "c7i.8xlarge": 1.428,
     "c7i.12xlarge": 2.142, "c7i.16xlarge": 2.856, "c7i.24xlarge": 4.284, "c7i.48xlarge": 8.568,
 }
-SOURCE = "inflab's table of AWS on-demand Linux list prices, us-east-1"
+REGION = "us-east-1"  # the region the shipped table lists
+SOURCE = f"inflab's table of AWS on-demand Linux list prices, {REGION}"
 DATE = "2026-11-22"  # when the table was last checked against the Pricing API
+#: regions where these types cost what the table says (checked on DATE); elsewhere a cost is indicative
+SAME_AS_TABLE = ("us-east-1", "us-west-2")
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 PRICING_REGION = "us-east-1"  # the Pricing API's endpoint the lab uses (it prices every region)
 INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
@@ -80,6 +84,13 @@ class Prices:
     def to_store(self) -> dict[str, Any]:
         """The session's ``"prices"`` value (this table only, not the fallback)."""
         return {"source": self.source, "date": self.date, "prices": dict(self.table)}
+
+
+def source_region(source: str) -> str | None:
+    """The region a price source lists (both sources end with it: the table's and the Pricing
+    API's, ``"…, us-west-2"``), or None when it names none."""
+    last = source.rsplit(", ", 1)[-1].strip()
+    return last if REGION_NAME.fullmatch(last) else None
 
 
 def default() -> Prices:

@@ -239,6 +239,29 @@ def check_query(limit_ms: float | None, percentile: str) -> None:
         raise ValueError(f"latency limit {limit_ms!r} ms: give a positive number of milliseconds")
 
 
+VIEW = "report_view"  # the session key: the latency limit and percentile the report screen last had
+
+
+def saved_view(store: Any, name: str) -> tuple[float | None, str]:
+    """The latency limit and percentile last chosen on session ``name``'s report screen; no limit
+    and p90 until one is (or when what is stored is not a valid choice)."""
+    view = store.get(name, VIEW)
+    if not isinstance(view, dict):
+        return None, "p90"
+    limit, percentile = view.get("limit_ms"), view.get("percentile")
+    try:
+        check_query(limit, percentile)
+    except ValueError:
+        return None, "p90"
+    return limit, percentile
+
+
+def save_view(store: Any, name: str, limit_ms: float | None, percentile: str) -> None:
+    """Remember the report screen's latency limit and percentile for session ``name``."""
+    check_query(limit_ms, percentile)
+    store.put(name, VIEW, {"limit_ms": limit_ms, "percentile": percentile})
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """The cheapest and the fastest configuration meeting a latency limit, and the lines that
@@ -421,24 +444,46 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def price_sources(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each distinct price source the rows use, with its date and the instance types priced by it."""
+    """Each distinct price source the rows use, with its date, the region it lists and the instance
+    types priced by it."""
     found: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r.get("price_source"):
             types = found.setdefault((r["price_source"], r.get("price_date") or ""), [])
             if r.get("instance_type") not in types:
                 types.append(r.get("instance_type"))
-    return [{"source": s, "date": d, "instance_types": t} for (s, d), t in found.items()]
+    return [{"source": s, "date": d, "region": _prices.source_region(s), "instance_types": t}
+            for (s, d), t in found.items()]
 
 
-def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: dict) -> list[str]:
+def price_note(src: dict[str, Any], region: str | None = None, mark: str = "", *, types: bool = False) -> str:
+    """One price source's line: where its prices come from and when (``types``: for which instance
+    types) — and, when it lists another region than the lab's (``region``), which one, and whether
+    that changes them."""
+    priced = f" ({', '.join(str(t) for t in src['instance_types'])})" if types else ""
+    line = f"Prices{' ' + mark if mark else ''}: {src['source']}, {src['date']}{priced}."
+    listed = src.get("region")
+    if region and listed and listed != region:
+        same = region in _prices.SAME_AS_TABLE and listed in _prices.SAME_AS_TABLE
+        line += (f" These are {listed} list prices; this lab runs in {region}, "
+                 + ("where these types cost the same." if same else "where they may differ."))
+    return line
+
+
+def session_region(store: Any, name: str) -> str | None:
+    """The AWS region session ``name`` runs in (what its prices are compared with)."""
+    config = store.get_session(name).config
+    region = (config.get("aws") or {}).get("region") if isinstance(config, dict) else None
+    return region if isinstance(region, str) else None
+
+
+def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: dict, region: str | None) -> list[str]:
     notes = []
     if any(on):
         notes.append(f"* on the cost/latency frontier at {percentile}: no other run is both cheaper per 1M and faster "
                      "(runs without a price: higher samples/s instead of lower cost).")
     for src in price_sources(rows):
-        mark = marks.get((src["source"], src["date"]))
-        notes.append(f"Prices{' ' + mark if mark else ''}: {src['source']}, {src['date']}.")
+        notes.append(price_note(src, region, marks.get((src["source"], src["date"]), "")))
     for r in rows:
         if not is_ok(r):
             notes.append(f"FAILED {r.get('run_id') or '-'} ({describe(r)}): {r['status'][len(FAILED) + 2:]}")
@@ -470,13 +515,15 @@ def _text_rows(rows: list[dict[str, Any]], on: list[bool], marks: dict) -> tuple
     return heads, cells
 
 
-def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = None, percentile: str = "p90") -> str:
+def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = None, percentile: str = "p90",
+           region: str | None = None) -> str:
     """The rows in ``fmt`` (table, csv, md or json). The table and Markdown end with the
     recommendation and notes (each price source and date, failed runs and their reasons); CSV is
     the rows only (one line each, for spreadsheets); JSON is ``{"rows", "recommendation",
     "prices", "serving"}``, each row with its ``frontier`` flag. Served rows (TorchServe load tests)
     are in the JSON and CSV rows (``served`` true) and, in the table and Markdown, in their own block
-    after the direct runs, with the serving overhead and the highest rate that met the limit."""
+    after the direct runs, with the serving overhead and the highest rate that met the limit. ``region``:
+    the lab's, so that a price list of another region says so."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     rec = recommend(rows, limit_ms, percentile)
@@ -500,7 +547,7 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     sources = price_sources(rows + served)
     marks = {(s["source"], s["date"]): f"[{i}]" for i, s in enumerate(sources, 1)} if len(sources) > 1 else {}
     heads, cells = _text_rows(rows, on, marks)
-    notes = _notes(rows + served, on + [False] * len(served), percentile, marks)
+    notes = _notes(rows + served, on + [False] * len(served), percentile, marks, region)
     s_heads = [h for _, h, _ in SERVED_COLUMNS]
     s_cells = [[_cell(r.get(k), f) for k, _, f in SERVED_COLUMNS] for r in served]
     if fmt == "md":

@@ -288,7 +288,9 @@ def test_the_sandbox_answers_every_check_but_the_quota(sandbox):
     assert offerings.ok is True and offerings.detail.startswith("inf1.2xlarge: us-west-2")
     assert check(result, "default-vpc").ok is True
     quota = check(result, "quota")
-    assert quota.ok is None and quota.detail.startswith("could not read the Running On-Demand Inf instances quota")
+    assert quota.ok is None and quota.detail.startswith("the sandbox cannot check the Running On-Demand Inf instances quota")
+    assert "on AWS this compares the account's with the room's need (the room needs 24 vCPUs)" in quota.detail
+    assert any(line.startswith("UNKNOWN") and "the sandbox cannot check" in line for line in summary_lines([result]))
     assert summary_lines([result])[-1] == "1 of 1 account(s) ready"
 
 

@@ -423,7 +423,7 @@ def test_json_has_rows_recommendation_and_prices(sweep):
     rec = data["recommendation"]
     assert (rec["limit_ms"], rec["percentile"], rec["cheapest"]["batch_size"], rec["fastest"]["batch_size"]) == (50, "p90", 4, 4)
     assert rec["lines"][0].startswith("Under 50 ms p90")
-    assert data["prices"] == [{"source": prices.SOURCE, "date": prices.DATE,
+    assert data["prices"] == [{"source": prices.SOURCE, "date": prices.DATE, "region": "us-east-1",
                                "instance_types": ["inf1.2xlarge", "c6i.4xlarge"]}]
 
 

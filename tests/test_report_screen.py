@@ -268,7 +268,7 @@ async def test_an_empty_session_says_how_to_get_results_and_escape_goes_back(hom
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         sentence = str(screen.query_one("#report-empty", Static).render())
-        assert screen.query_one("#report-empty").display and not screen.query_one("#report-table").display
+        assert screen.query_one("#report-empty").display and not screen.query_one("#report-tabs").display  # no table, no plots
         assert "No results in session empty yet" in sentence
         assert "inflab run --name empty --until benchmark" in sentence
         await pilot.press("escape")
@@ -344,3 +344,118 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         await wait_for(pilot, lambda: app.screen.loaded)
         await pilot.press("escape")
         assert app.screen is wizard
+
+
+async def test_the_done_report_step_opens_the_report_screen_on_enter_or_r(sandbox, store, name):
+    from textual.widgets import Markdown
+
+    from inflab.session import DONE
+
+    new_session(store, name)
+    add_sweep(store, name)
+    store.put(name, "sweep", {"round": "r1"})  # what the report step's check looks at: its round was reported
+    store.put(name, "sweep_report", {"round": "r1", "results": 6, "failed": 1})
+    store.set_step(name, "report", DONE)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SIZE) as pilot:
+        wizard = app.screen
+        assert isinstance(wizard, Wizard)
+        await wait_idle(pilot, wizard)
+        steps = wizard.query_one("#steps")
+        steps.highlighted = steps.get_option_index("report")
+        await pilot.pause()
+        text = wizard.query_one("#instructions", Markdown).source
+        assert "Press `R` for the report screen" in text and "Press `r`" not in text  # the key that opens it
+        assert "press `Enter` or `r` for the report screen" in text
+        for key in ("r", "enter"):
+            await pilot.press(key)
+            assert isinstance(app.screen, ReportScreen), key  # not the next step (batch-cleanup's question)
+            assert await wait_for(pilot, lambda: app.screen.loaded)
+            await pilot.press("escape")
+            assert app.screen is wizard
+        assert wizard.busy is None and wizard.engine.states()["batch-cleanup"]["state"] == "pending"
+
+
+# ---------------------------------------------------------------- 80×24
+
+SMALL_SCREEN = (80, 24)
+
+
+def footer_keys(screen) -> dict[str, object]:
+    from textual.widgets._footer import FooterKey
+
+    return {k.key: k.region for k in screen.query(FooterKey)}
+
+
+async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_rows(sandbox, store, name):
+    from textual.widgets import Markdown
+
+    new_session(store, name)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SMALL_SCREEN) as pilot:
+        wizard = app.screen
+        await wait_idle(pilot, wizard)
+        steps = wizard.query_one("#steps")
+        steps.highlighted = steps.get_option_index("batch-submit")  # three long commands: the tallest CLI box
+        await pilot.pause()
+        box = wizard.query_one("#instructions-box")
+        text = wizard.query_one("#instructions", Markdown)
+        assert box.region.height >= 5 and text.region.height >= 3, (box.region, text.region)
+        cli = wizard.query_one("#cli-box")
+        assert cli.region.height <= 4 and cli.max_scroll_y > 0  # two lines shown; the rest scrolls
+        status = next(p for p in text.query("MarkdownParagraph") if (p.source or "").startswith("**Status:**"))
+        assert box.region.contains_region(status.region), (box.region, status.region)  # the state is in sight
+
+        keys = footer_keys(wizard)
+        assert {"r", "a", "c", "1", "5", "R", "z", "q", "f1"} <= set(keys), sorted(keys)
+        assert all(region.right <= SMALL_SCREEN[0] for region in keys.values()), keys  # none cut off
+
+        jobs = (job("b2", "SUCCEEDED", batch=2), job("b4", "RUNNING", batch=4, ago=65),
+                job("b8", "FAILED", batch=8, attempt=2, reason=FAILED_REASON))
+        wizard._from_engine(BatchJobsChanged("batch-monitor", jobs, done=2, total=3))
+        await pilot.pause()
+        pane = wizard.query_one(JobsPane)
+        table = pane.query_one(DataTable)
+        assert wizard.query_one("#bottom", TabbedContent).active == "tab-jobs"
+        table.move_cursor(row=table.get_row_index("id-b8"))  # the failed job: its reason in full below
+        await pilot.pause()
+        assert table.region.height >= 1 + len(jobs), table.region  # the heading and every row, without zooming
+
+        # Real names share a long beginning: the Job column shows what tells them apart, so the
+        # state and time in state fit in 80 columns.
+        named = tuple(BatchJob(**{**j.__dict__, "name": f"inflab-lab-20261207-1657-bert-inf1-2xlarge-{j.name}"})
+                      for j in jobs)
+        wizard._from_engine(BatchJobsChanged("batch-monitor", named, done=2, total=3))
+        await pilot.pause()
+        assert sorted(r.split()[0] for r in pane.rows_text()) == ["b2", "b4", "b8"]
+        widths = [c.get_render_width(table) for c in table.ordered_columns]
+        time_column = [c.key.value for c in table.ordered_columns].index("time")
+        assert sum(widths[: time_column + 1]) <= table.scrollable_content_region.width, widths
+
+
+async def test_at_80x24_the_report_table_scrolls_sideways_and_the_plots_have_their_tab(home_store):
+    new_session(home_store, "lab")
+    add_sweep(home_store, "lab")
+    app = InflabApp(home_store)
+    async with app.run_test(size=SMALL_SCREEN) as pilot:
+        screen = await open_report(pilot, app)
+        table = screen.query_one("#report-table", DataTable)
+        assert table.region.height - 1 >= 6, table.region  # six rows or more under the heading
+        assert table.max_scroll_x > 0  # wider than the screen: the latency and cost columns are to the right
+        for _ in range(16):  # a column a press
+            if table.scroll_x >= table.max_scroll_x:
+                break
+            await pilot.press("right")
+            await pilot.pause(0.05)
+        assert table.scroll_x == table.max_scroll_x
+        keys = footer_keys(screen)
+        assert {"s", "l", "p", "1", "2", "escape", "f1"} <= set(keys), sorted(keys)
+        assert all(region.right <= SMALL_SCREEN[0] for region in keys.values()), keys
+
+        await pilot.press("2")
+        for pid in ("#plot-throughput", "#plot-latency"):
+            plot = screen.query_one(pid)
+            assert plot.region.width >= 30 and plot.region.height >= 8, (pid, plot.region)
+        assert screen.plotted["plot-throughput"]  # the lines are drawn there
+        await pilot.press("1")
+        assert table.region.height - 1 >= 6

@@ -150,7 +150,7 @@ async def test_run_all_but_terminate_leaves_the_instance_running(sandbox, store,
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, ChoiceModal)
-        assert app.focused.id == "all-but-terminate" and str(app.focused.label) == "All but terminate"
+        assert app.focused.id == "all-but-terminate" and str(app.focused.label) == "All but terminate (a)"
         await pilot.press("enter")
         await wait_idle(pilot, wizard, timeout=300)
         prompts = step_prompts(wizard)
@@ -247,6 +247,25 @@ async def test_a_long_log_line_wraps_in_a_narrow_window(sandbox, store, name):
         assert all(len(r) <= width for r in rows), (width, max(map(len, rows)))
         assert f"[launch] {long_line}" in flat(" ".join(rows))
         assert log.virtual_size.width <= width  # nothing to scroll sideways for
+
+
+async def test_log_lines_written_while_another_tab_is_in_front_wrap_at_the_log_width(sandbox, store, name):
+    new_session(store, name)
+    line = "Submitted bert inf1.2xlarge batch 4 → job 0123abcd"
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await open_wizard(pilot, app)
+        log = wizard.query_one(LogPane)
+        await pilot.press("4")  # the Job tab in front: the log is hidden
+        await pilot.pause()
+        assert not log.scrollable_content_region.width
+        wizard.engine.listener(StepLogged("batch-submit", line))  # arrives while the log is hidden
+        await pilot.pause(0.3)
+        await pilot.press("1")
+        assert await wait_for(pilot, lambda: any("job 0123abcd" in strip.text for strip in log.lines))
+        rows = [strip.text.rstrip() for strip in log.lines]
+        assert f"[batch-submit] {line}" in rows, rows[-5:]  # one line, as wide as the pane allows
+        assert not any(len(r) == 1 for r in rows), rows[-5:]  # never one character per line
 
 
 async def test_the_live_panes_never_stay_connecting(monkeypatch):

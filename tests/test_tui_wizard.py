@@ -224,7 +224,7 @@ async def test_run_all_asks_whether_to_terminate_and_cancel_runs_nothing(sandbox
         await pilot.pause()
         assert isinstance(app.screen, ChoiceModal)
         labels = [str(b.label) for b in app.screen.query(Button)]
-        assert labels == ["All but terminate", "All + terminate", "Cancel"]
+        assert labels == ["All but terminate (a)", "All + terminate (t)", "Cancel (n)"]  # each with its key
         await pilot.click("#cancel")
         await pilot.pause()
         assert isinstance(app.screen, Wizard)

@@ -191,3 +191,9 @@ class Step(ABC):
 
     def undo(self, ctx: StepContext) -> None:
         """Remove what apply made. Must be safe to call when nothing is there."""
+
+    def in_flight(self, ctx: StepContext) -> str:
+        """Work this step started that goes on outside this process and that it follows when run
+        again (a submitted sweep), in a few words; "" when there is none. From the record only (no
+        AWS call): opening the session runs the step again to reattach to it."""
+        return ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..aws import error_code, error_message, tag_dict
+from ..aws.beacon import path as beacon_path
 from .access import log_group, remove_role
 from .base import Step, StepContext, StepError
 from .batch_setup import active_definition, describe_ce, describe_queue, wait_state
@@ -226,7 +227,10 @@ class BatchCleanup(Step):
             except Exception as e:
                 raise StepError(f"Removing what {step.id} made failed: {error_message(e)}") from None
         ctx.put("batch_cleaned", True)
-        ctx.log("Everything this session made is gone" + ("" if ctx.delete_data else ", except the results bucket"))
+        kept = ([] if ctx.delete_data else ["the results bucket"]) + (
+            [f"the progress beacon {beacon_path(ctx.name)}, so that the instructor sees the session finished "
+             f"(inflab cleanup {ctx.name} deletes it last)"] if ctx.config.lab.beacon else [])
+        ctx.log("Everything this session made is gone" + (", except " + " and ".join(kept) if kept else ""))
 
 
 # Steps whose undo the track's end does not run: the sweep's own (done above) and those whose

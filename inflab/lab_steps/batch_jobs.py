@@ -16,12 +16,14 @@ from typing import Any
 from .. import faultpoints
 from ..aws import error_code, tag_dict
 from ..events import BatchJob
-from .base import Step, StepContext, StepError
+from .base import Cancelled, Step, StepContext, StepError
 from .batch_setup import LOG_PREFIX
 from .access import log_group
 from .sweep_grid import GridPoint, grid, results_uri
 
 ENDED = ("SUCCEEDED", "FAILED")
+#: the DescribeJobs field (epoch milliseconds) saying when a job entered a state, where Batch keeps one
+STATE_TIMES = {"SUBMITTED": "createdAt", "RUNNING": "startedAt", "SUCCEEDED": "stoppedAt", "FAILED": "stoppedAt"}
 TAG_ROUND = "inflab:sweep"
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 
@@ -149,6 +151,40 @@ def failure_reason(job: dict) -> str:
     return reason + (f" ({extra})" if extra and extra != reason else "") + (f", exit code {code}" if code is not None else "")
 
 
+def _epoch(ms: Any) -> float | None:
+    return ms / 1000 if isinstance(ms, (int, float)) and ms > 0 else None
+
+
+def entered(job: dict, seen_at: float | None) -> float:
+    """When the job entered its state: Batch's own timestamp where it keeps one (created, started,
+    stopped); for the states it does not time (PENDING, RUNNABLE, STARTING), when the change was
+    seen (``seen_at``), or else when the job was created."""
+    return (_epoch(job.get(STATE_TIMES.get(job.get("status", ""), ""))) or seen_at or _epoch(job.get("createdAt"))
+            or time.time())
+
+
+def recorded_table(ctx: StepContext) -> tuple[list[BatchJob], int, int]:
+    """The sweep's jobs as the record last has them (no AWS call): (rows, done, total). A job the
+    monitor has not seen yet is SUBMITTED, with no time in state."""
+    s = sweep(ctx)
+    points = _points(ctx)
+    seen, ended = s.get("seen") or {}, s.get("states") or {}
+    rows = []
+    for name, job_id in (s.get("jobs") or {}).items():
+        try:
+            state, since, attempts = seen.get(job_id) or ("SUBMITTED", 0.0, 0)
+            final = ended.get(name) or {}
+            state, reason = final.get("state") or state, final.get("reason") or ""
+            p = points.get(name)
+            rows.append(BatchJob(name=name, job_id=job_id, state=str(state), since=float(since),
+                                 instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
+                                 family=p.family if p else "", target=p.target if p else "", attempt=int(attempts),
+                                 reason=str(reason)))
+        except (TypeError, ValueError, AttributeError):
+            continue  # a record of another shape: that row waits for the monitor's first poll
+    return rows, sum(r.state in ENDED for r in rows), len(rows)
+
+
 class LogFollower:
     """One job's CloudWatch log stream, read forward with its token."""
 
@@ -194,13 +230,30 @@ class BatchMonitor(Step):
         s = sweep(ctx)
         return bool(s.get("jobs")) and s.get("ended") is not None and BatchSubmit().check(ctx)
 
+    def in_flight(self, ctx):
+        s = sweep(ctx)
+        if s.get("jobs") and s.get("ended") is None and BatchSubmit().check(ctx):
+            return f"the sweep's {len(s['jobs'])} job(s) were submitted and have not all ended"
+        return ""
+
     def apply(self, ctx):
+        try:
+            self._watch(ctx)
+        except Cancelled:
+            if ctx.detach.is_set():
+                raise Cancelled("detached: the sweep's jobs keep running on AWS Batch; "
+                                "opening the session follows them again") from None
+            raise
+
+    def _watch(self, ctx):
         s = sweep(ctx)
         if not s.get("jobs"):
             raise StepError("No sweep submitted: run the batch-submit step first")
         points = _points(ctx)
         names = {job_id: name for name, job_id in s["jobs"].items()}
-        seen: dict[str, tuple[str, float, int]] = {}  # job id -> (state, since, attempts)
+        # job id -> (state, since, attempts); kept in the record, so a reopened session goes on from it
+        seen: dict[str, tuple[str, float, int]] = {k: tuple(v) for k, v in (s.get("seen") or {}).items()
+                                                   if k in names and isinstance(v, list) and len(v) == 3}
         told: dict[str, str] = {}  # job id -> the statusReason last said
         follower: LogFollower | None = None
         poll = ctx.runtime.batch_poll_s
@@ -209,6 +262,7 @@ class BatchMonitor(Step):
             ctx.check_cancel()
             jobs = describe(ctx, list(names))
             now = time.time()
+            changed = False
             for job_id, job in jobs.items():
                 state, attempts = job["status"], len(job.get("attempts") or [])
                 before = seen.get(job_id)
@@ -216,13 +270,16 @@ class BatchMonitor(Step):
                 if before is None or before[0] != state:
                     why = f": {failure_reason(job)}" if state == "FAILED" else ""
                     ctx.log(f"{short}: {before[0] + ' → ' if before else ''}{state}{why}")
-                    seen[job_id] = (state, now, attempts)
+                    seen[job_id], changed = (state, entered(job, now if before else None), attempts), True
                 elif before[2] != attempts:
-                    seen[job_id] = (state, before[1], attempts)
+                    seen[job_id], changed = (state, before[1], attempts), True
                 reason = job.get("statusReason") or ""
                 if state not in ENDED and reason and told.get(job_id) != reason:  # why a job waits, every state
                     told[job_id] = reason
                     ctx.log(f"{short}: {state}: {runnable_note(ctx, reason) if state == 'RUNNABLE' else reason}")
+            if changed:
+                s["seen"] = seen
+                ctx.put("sweep", s)
             follower = self._follow(ctx, jobs, names, points, follower)
             if follower:
                 follower.poll()

@@ -76,15 +76,15 @@ class Report(Step):
         for w in warnings:
             ctx.log(w)
         for fmt, ext, ctype in (("md", "md", "text/markdown"), ("csv", "csv", "text/csv"), ("json", "json", "application/json")):
-            s3.put_object(Bucket=name, Key=f"{ctx.name}/report/report.{ext}", Body=rep.render(rows, fmt).encode(),
-                          ContentType=ctype)
+            body = rep.render(rows, fmt, region=ctx.region)  # the lab's region: a price list of another says so
+            s3.put_object(Bucket=name, Key=f"{ctx.name}/report/report.{ext}", Body=body.encode(), ContentType=ctype)
         recommendation = rep.recommend(rows)
         for line in recommendation.lines:
             ctx.log(line)
         ctx.put("sweep_report", {"round": s["round"], "results": collected, "failed": failed})
         ctx.log(f"Collected {collected} result(s)" + (f" and {failed} failed job(s)" if failed else "")
                 + f"; report uploaded to s3://{name}/{ctx.name}/report/ — see it with: inflab report {ctx.name} "
-                  "(or r in the lab)")
+                  "(or R in the lab)")
 
     def _prices(self, ctx: StepContext) -> None:
         """Refresh the prices from the AWS Pricing API where there is one; the shipped table otherwise."""

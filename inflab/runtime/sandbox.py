@@ -14,13 +14,14 @@ from typing import Any
 
 from .. import sandbox
 from ..aws import Credentials
+from ..sandbox import image_store
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
 from .base import BatchContainer, HostRuntime, ImagePlan, PushPlan, StopPlan, upload_script
 
 LOOPBACK = "127.0.0.1/32"
-IMAGES = "images"  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
+IMAGES = image_store.DIR  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
 
 
 def digest_of(image_uri: str) -> str:

@@ -1,10 +1,13 @@
 """The Textual front end. Imported only by the commands that open it."""
 
 
-def run_app(store, **kwargs) -> None:
+def run_app(store, **kwargs) -> str | None:
+    """Run the lab; returns the session it showed last (None if it opened none)."""
     from .app import InflabApp
 
-    InflabApp(store, **kwargs).run()
+    app = InflabApp(store, **kwargs)
+    app.run()
+    return app.last_session
 
 
 def run_instructor(source, *, refresh_s: float = 10.0) -> None:

@@ -34,7 +34,7 @@ class LabCommands(Provider):
     @staticmethod
     def _run(screen: Wizard, step_id: str) -> None:
         screen.query_one("#steps").highlighted = screen.query_one("#steps").get_option_index(step_id)
-        screen.action_run_selected()
+        screen.run_highlighted()
 
     @staticmethod
     def _undo(screen: Wizard, step_id: str) -> None:
@@ -69,6 +69,7 @@ class InflabApp(App):
         self.start_name = name
         self.start_config = config
         self.start_sandbox = sandbox
+        self.last_session: str | None = None  # the session the lab showed last (what to say on leaving)
 
     def on_mount(self) -> None:
         if self.mode == "new":
@@ -86,6 +87,7 @@ class InflabApp(App):
             if not isinstance(self.screen, SessionPicker):
                 self.push_screen(SessionPicker())
             return
+        self.last_session = name
         if isinstance(self.screen, (ConfigReview, SessionPicker)) and len(self.screen_stack) > 1:
             self.switch_screen(wizard)
         else:
@@ -111,7 +113,7 @@ class InflabApp(App):
                     self.exit()
 
             self.push_screen(ConfirmModal(f"Quit while '{screen.busy}' runs? It stops at the next safe point; a job on the "
-                                          "instance keeps running and is picked up when you resume.",
-                                          "Quit"), answered)
+                                          "instance, or the sweep's jobs on AWS Batch, keep running and are picked up "
+                                          "when you resume.", "Quit"), answered)
             return
         self.exit()

@@ -7,6 +7,7 @@ itself, from each job's ``since``. Choosing a row asks the wizard to stream that
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.text import Text
@@ -32,14 +33,23 @@ def progress_line(done: int, total: int, jobs: tuple[BatchJob, ...]) -> str:
     return f"{done} of {total} done" + (f" ({', '.join(extra)})" if extra else "")
 
 
+def shared_prefix(names: list[str]) -> str:
+    """The dash-separated beginning every name shares ("inflab-lab1-bert-inf1-2xlarge-" of its sweep's
+    jobs), so the Job column shows what tells them apart; "" for fewer than two names."""
+    if len(names) < 2:
+        return ""
+    common = os.path.commonprefix(names)
+    return common[: common.rfind("-") + 1]
+
+
 class JobsPane(Vertical):
     """The job table; Enter (or a click) on a row follows that job's log in the Job tab."""
 
     DEFAULT_CSS = """
     JobsPane { height: 1fr; }
     JobsPane #jobs-progress { height: 1; padding: 0 1; text-style: bold; }
-    JobsPane DataTable { height: 1fr; }
-    JobsPane #jobs-detail { height: auto; padding: 0 1; color: $text-muted; }
+    JobsPane DataTable { height: 1fr; min-height: 4; }
+    JobsPane #jobs-detail { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     """
 
     class Follow(Message):
@@ -53,6 +63,7 @@ class JobsPane(Vertical):
         super().__init__(id=id)
         self.jobs: dict[str, BatchJob] = {}
         self.following = ""
+        self._prefix = ""  # what every job's name begins with, left out of the Job column (the detail line has it)
         self.done = self.total = 0
 
     def compose(self) -> ComposeResult:
@@ -74,6 +85,7 @@ class JobsPane(Vertical):
     def show(self, event: BatchJobsChanged) -> None:
         """Draw the table the monitor saw; rows stay where they are so the cursor does not jump."""
         self.done, self.total, self.following = event.done, event.total, event.following
+        self._prefix = shared_prefix([j.name for j in event.jobs])
         self.query_one("#jobs-progress", Static).update(progress_line(event.done, event.total, event.jobs))
         table = self.query_one(DataTable)
         seen = set()
@@ -114,7 +126,7 @@ class JobsPane(Vertical):
         style = STATE_STYLES.get(job.state, "dim")
         mark = f"{FOLLOWING} " if job.job_id == self.following else "  "
         return [
-            Text(mark + job.name),
+            Text(mark + job.name.removeprefix(self._prefix)),
             Text(job.state, style=style),
             Text(self._time(job), justify="right"),
             Text(job.instance_type),

@@ -13,15 +13,16 @@ from collections import defaultdict
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, Select, Static, TabbedContent, TabPane
 from textual_plot import HiResMode, PlotWidget
 
 from .. import report
+from .widgets import KeyBar
 
 #: (row key, heading, format, sorted high-to-low first) — the columns in the order `s` visits them
 COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
@@ -46,6 +47,9 @@ MODEL_WIDTH = 26  # the full name is on the detail line
 CHEAPEST, FASTEST = "★", "⚡"
 PALETTE = ("cyan", "magenta", "yellow", "green", "bright_red", "bright_blue", "white", "bright_green")
 LIMIT_HELP = "The limit is a number of milliseconds, e.g. 50 (empty: no limit)"
+TABS = Binding.Group("Table/Plots", compact=True)
+#: below this many rows the limit and percentile boxes go compact (no border) and the answer scrolls
+SHORT = 36
 
 
 def parse_limit(text: str) -> float | None:
@@ -89,6 +93,31 @@ def series(rows: list[dict[str, Any]], measure: str) -> dict[str, list[tuple[int
     return {label: [(b, sum(v) / len(v)) for b, v in sorted(by_batch.items())] for label, by_batch in sorted(points.items())}
 
 
+class ResultsTable(DataTable):
+    """The results, a row at a time; ← and → scroll sideways a whole column at a time (the first
+    columns, which say what the row is, stay put)."""
+
+    def _edges(self) -> list[int]:
+        """Where each scrolling column starts, in the scrolled part of the table."""
+        x, edges = 0, []
+        for column in self.ordered_columns[self.fixed_columns:]:
+            edges.append(x)
+            x += column.get_render_width(self)
+        return edges
+
+    def action_cursor_right(self) -> None:
+        if self.cursor_type != "row":
+            return super().action_cursor_right()
+        after = [e for e in self._edges() if e > self.scroll_x]
+        self.scroll_to(x=min(after[0] if after else self.max_scroll_x, self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        if self.cursor_type != "row":
+            return super().action_cursor_left()
+        before = [e for e in self._edges() if e < self.scroll_x]
+        self.scroll_to(x=before[-1] if before else 0, animate=False)
+
+
 def empty_sentence(name: str) -> str:
     return (f"No results in session {name} yet. Measure the model with `inflab run --name {name} --until benchmark`, "
             f"or run the sweep over instance types and batch sizes with `inflab run --name {name} --until report` "
@@ -99,13 +128,18 @@ class ReportScreen(Screen):
     """One session's report. ``escape``/``q`` goes back to where it was opened from."""
 
     BINDINGS = [
-        Binding("s", "sort_next", "Sort by next column"),
+        Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse sort"),
         Binding("l", "focus_limit", "Latency limit"),
         Binding("p", "focus_percentile", "Percentile"),
+        Binding("1", "tab('tab-table')", "The table", group=TABS),
+        Binding("2", "tab('tab-plots')", "The plots", group=TABS),
         Binding("f5", "reload", "Reload"),
         Binding("escape,q", "close", "Back"),
     ]
+    KEYBAR_SECONDARY = ("sort_reverse", "reload")
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self, store, name: str):
         super().__init__()
@@ -119,6 +153,7 @@ class ReportScreen(Screen):
         self.descending = False
         self.limit_ms: float | None = None
         self.percentile = "p90"
+        self.saved_view_shown = False
         self.recommendation: report.Recommendation | None = None
         self.on_frontier: list[bool] = []
         #: what the plots show now (label -> points), for tests and screen readers
@@ -139,14 +174,17 @@ class ReportScreen(Screen):
                                  id="percentile")
                 yield Static("Loading the results…", id="recommendation", markup=False)
             yield Static("", id="report-empty", markup=False)
-            yield DataTable(id="report-table", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="report-detail", markup=False)
-            yield Static("", id="report-notes", markup=False)
-            with Horizontal(id="report-plots"):
-                yield PlotWidget(id="plot-throughput", allow_pan_and_zoom=False)
-                yield PlotWidget(id="plot-latency", allow_pan_and_zoom=False)
-            yield Static("", id="plot-legend")
-        yield Footer()
+            with TabbedContent(id="report-tabs", initial="tab-table"):
+                with TabPane("1 Table", id="tab-table"):
+                    yield ResultsTable(id="report-table", cursor_type="row", zebra_stripes=True, fixed_columns=2)
+                    yield Static("", id="report-detail", markup=False)
+                    yield Static("", id="report-notes", markup=False)
+                with TabPane("2 Plots", id="tab-plots"):
+                    with Horizontal(id="report-plots"):
+                        yield PlotWidget(id="plot-throughput", allow_pan_and_zoom=False)
+                        yield PlotWidget(id="plot-latency", allow_pan_and_zoom=False)
+                    yield Static("", id="plot-legend")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "inflab"
@@ -166,17 +204,26 @@ class ReportScreen(Screen):
     def _load(self) -> None:
         try:
             rows, warnings = report.session_rows(self.store, self.session_name)
-            note = self._price_note(rows)
+            note = self._price_note(rows, report.session_region(self.store, self.session_name))
+            view = report.saved_view(self.store, self.session_name)
         except Exception as e:  # a store it cannot read: one line, not a crash
             self.app.call_from_thread(self._failed, f"Could not read the results: {e.__class__.__name__}: {e}")
             return
-        self.app.call_from_thread(self._loaded, rows, warnings, note)
+        self.app.call_from_thread(self._loaded, rows, warnings, note, view)
+
+    @work(thread=True, exclusive=True, group="report-save", exit_on_error=False)
+    def _save_view(self, limit_ms: float | None, percentile: str) -> None:
+        """The limit and percentile, kept with the session for the next time the report opens."""
+        try:
+            report.save_view(self.store, self.session_name, limit_ms, percentile)
+        except Exception as e:  # the store could not be written: the screen goes on, and says so
+            self.app.call_from_thread(self.notify, f"The limit and percentile were not saved: {e}", severity="warning",
+                                      markup=False)
 
     @staticmethod
-    def _price_note(rows: list[dict[str, Any]]) -> str:
-        """Where each price comes from and its date; what the sandbox's numbers are worth."""
-        notes = [f"Prices: {src['source']}, {src['date']} ({', '.join(src['instance_types'])})."
-                 for src in report.price_sources(rows)]
+    def _price_note(rows: list[dict[str, Any]], region: str | None = None) -> str:
+        """Where each price comes from, its date and the region it lists; what the sandbox's numbers are worth."""
+        notes = [report.price_note(src, region, types=True) for src in report.price_sources(rows)]
         if notes:
             notes.append("$ per 1M inferences = $/h ÷ (samples/s × 3,600) × 1,000,000.")
         elif rows:
@@ -189,12 +236,18 @@ class ReportScreen(Screen):
     def _failed(self, line: str) -> None:
         self.query_one("#recommendation", Static).update(line)
 
-    def _loaded(self, rows: list[dict[str, Any]], warnings: list[str], note: str) -> None:
+    def _loaded(self, rows: list[dict[str, Any]], warnings: list[str], note: str,
+                view: tuple[float | None, str] = (None, "p90")) -> None:
         self.rows, self.warnings, self.price_note, self.loaded = list(rows), list(warnings), note, True
+        if not self.saved_view_shown:  # the limit and percentile chosen last time, once (a reload keeps the edits)
+            self.saved_view_shown = True
+            self.limit_ms, self.percentile = view
+            self.query_one("#limit", Input).value = "" if self.limit_ms is None else f"{self.limit_ms:g}"
+            self.query_one("#percentile", Select).value = self.percentile
         empty = not self.rows
         self.query_one("#report-empty", Static).update(empty_sentence(self.session_name) if empty else "")
         self.query_one("#report-empty").display = empty
-        for wid in ("#report-controls", "#report-table", "#report-detail", "#report-plots", "#plot-legend"):
+        for wid in ("#report-controls", "#report-tabs"):
             self.query_one(wid).display = not empty
         self._recompute()
 
@@ -211,6 +264,7 @@ class ReportScreen(Screen):
         if limit != self.limit_ms:
             self.limit_ms = limit
             self._recompute()
+            self._save_view(self.limit_ms, self.percentile)
 
     @on(Input.Submitted, "#limit")
     def _limit_submitted(self) -> None:
@@ -221,6 +275,7 @@ class ReportScreen(Screen):
         if isinstance(event.value, str) and event.value != self.percentile:
             self.percentile = event.value
             self._recompute()
+            self._save_view(self.limit_ms, self.percentile)
 
     def _recompute(self) -> None:
         if not self.loaded:
@@ -403,6 +458,17 @@ class ReportScreen(Screen):
 
     def action_focus_percentile(self) -> None:
         self.set_focus(self.query_one("#percentile", Select))
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#report-tabs", TabbedContent).active = tab
+        if tab == "tab-table":
+            self.query_one(DataTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """On a short screen the limit and percentile boxes lose their borders (two rows each)."""
+        short = event.size.height < SHORT
+        self.query_one("#limit", Input).compact = short
+        self.query_one("#percentile", Select).compact = short
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -131,8 +131,8 @@ class ConfigReview(Screen):
             where = "the sandbox — AWS emulated on this machine, nothing is billed" if self.sandbox else "your AWS account — this creates billed resources"
             yield Static(f"New session [b]{self.session_name}[/b] in {where}.", id="review-where")
             yield Static(
-                "This is the lab's configuration (TOML). Change what you need, then press [b]Ctrl+S[/b] "
-                "or Start. Nothing is created until you start.",
+                "This is the lab's configuration (TOML): PageDown reads on, and you can change what you need. "
+                "Then press [b]Ctrl+S[/b] (or Tab to Start). Nothing is created until you start.",
                 id="review-help",
             )
             yield TextArea(self.config.to_toml(), id="config-text", show_line_numbers=True)
@@ -144,7 +144,7 @@ class ConfigReview(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "review the configuration"
-        self.query_one("#start", Button).focus()
+        self.query_one("#config-text", TextArea).focus()  # what there is to review: PageDown reads on
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":

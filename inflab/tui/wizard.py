@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from ..engine import Engine, RunResult, describe_exception
@@ -26,7 +26,7 @@ from .messages import (BatchJobsMessage, JobLinesMessage, StepFoundMessage, Step
                        StepStateMessage, WorkFinished, message_for)
 from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
-from .widgets import ChoiceModal, ConfirmModal, LogPane
+from .widgets import ChoiceModal, ConfirmModal, KeyBar, LogPane
 
 ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■", STALE: "!"}
 STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan",
@@ -35,6 +35,9 @@ STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta",
 ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
 KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
 OPENING = "checking the session"
+TABS = Binding.Group("Tabs", compact=True)
+#: once done, Enter or r on this step opens the report screen (Ctrl+P runs it again)
+REPORT_STEP = "report"
 
 
 def status_line(state: str, message: str | None) -> str:
@@ -53,16 +56,20 @@ class Wizard(Screen):
         Binding("u", "undo", "Undo"),
         Binding("c", "cancel", "Cancel"),
         Binding("C", "cleanup", "Clean up all", show=False),
-        Binding("1", "tab('tab-log')", "Log", show=False),
-        Binding("2", "tab('tab-monitor')", "Monitor"),
-        Binding("3", "tab('tab-terminal')", "Terminal"),
-        Binding("4", "tab('tab-job')", "Job output"),
-        Binding("5", "tab('tab-jobs')", "Batch jobs", show=False),
+        Binding("1", "tab('tab-log')", "Log tab", group=TABS),
+        Binding("2", "tab('tab-monitor')", "Monitor tab", group=TABS),
+        Binding("3", "tab('tab-terminal')", "Terminal tab", group=TABS),
+        Binding("4", "tab('tab-job')", "Job output tab", group=TABS),
+        Binding("5", "tab('tab-jobs')", "Batch jobs tab", group=TABS),
         Binding("R", "report", "Report"),
         Binding("o", "open_terminal", "ssh in my terminal", show=False),
-        Binding("z", "zoom", "Zoom pane"),
+        Binding("z", "zoom", "Zoom"),
         Binding("escape", "back", "Sessions", show=False),
     ]
+    #: left out of the key bar when the screen is too narrow for every key (they still work; F1 lists them)
+    KEYBAR_SECONDARY = ("run_to_here", "skip", "undo")
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer"
 
     def __init__(self, store, name: str):
@@ -90,7 +97,8 @@ class Wizard(Screen):
             with Vertical(id="right"):
                 with VerticalScroll(id="instructions-box"):
                     yield Markdown("", id="instructions")
-                yield Static("", id="cli", classes="cli", markup=False)
+                with VerticalScroll(id="cli-box"):  # scrolls when it is longer than the room it has
+                    yield Static("", id="cli", classes="cli", markup=False)
                 with Horizontal(id="progress-row"):
                     yield ProgressBar(total=None, show_eta=False, show_percentage=False, id="progress")
                     yield Label("", id="progress-label", markup=False)
@@ -105,7 +113,7 @@ class Wizard(Screen):
                         yield JobOutput(id="job")
                     with TabPane("Jobs", id="tab-jobs"):
                         yield JobsPane(id="jobs")
-        yield Footer()
+        yield KeyBar()
 
     def _prompt(self, step_id: str, state: str) -> str:
         text = f"{ICONS.get(state, '○')} {step_id}"
@@ -128,6 +136,9 @@ class Wizard(Screen):
             if ev["kind"] in ("log", "session"):
                 log.push(f"[{ev['step'] or 'lab'}] {ev['message']}")
         self._show_step(nxt)
+        recorded = self.engine.recorded_batch_jobs()  # the sweep's jobs as last recorded, before any poll
+        if recorded is not None:
+            self.call_after_refresh(self.query_one(JobsPane).show, recorded)
         from ..session import SessionBusy, SessionLock
 
         try:  # one process drives a session at a time; a second one only looks
@@ -168,15 +179,19 @@ class Wizard(Screen):
     def _show_step(self, step_id: str) -> None:
         step = self.engine.step(step_id)
         st = self.engine.states()[step_id]
-        status = f"\n\n**Status:** {status_line(st['state'], st.get('error'))}"
-        self.query_one("#instructions", Markdown).update(step.instructions() + status)
+        status = f"**Status:** {status_line(st['state'], st.get('error'))}"
+        if step_id == REPORT_STEP and st["state"] == DONE:
+            status += " — press `Enter` or `r` for the report screen (`R` from any step; Ctrl+P runs the step again)"
+        # The status right under the title, where a short screen still shows it.
+        title, newline, body = step.instructions().partition("\n")
+        text = f"{title}\n\n{status}\n{newline}{body}" if title.startswith("# ") else f"{status}\n\n{title}{newline}{body}"
+        self.query_one("#instructions", Markdown).update(text)
         try:
             cmds = self.engine.cli_lines(step_id)
         except Exception as e:  # a step that cannot name its commands yet must not break the view
             cmds = [f"# (not available yet: {describe_exception(e)})"]
-        cli = self.query_one("#cli", Static)
-        cli.border_title = "The same with the AWS CLI"
-        cli.update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
+        self.query_one("#cli-box").border_title = "The same with the AWS CLI"
+        self.query_one("#cli", Static).update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
 
     def _refresh_info(self) -> None:
         info = self.engine.info
@@ -332,6 +347,14 @@ class Wizard(Screen):
         self._engine_work(what, partial(fn, *args, **kwargs))
 
     def action_run_selected(self) -> None:
+        """Run the highlighted step; on the report step once it is done, open the report screen."""
+        if self.selected == REPORT_STEP and self.engine.states()[REPORT_STEP]["state"] == DONE:
+            self.action_report()
+            return
+        self.run_highlighted()
+
+    def run_highlighted(self) -> None:
+        """Run the highlighted step, whatever its state (the palette's "Run step")."""
         sid = self.selected
         step = self.engine.step(sid)
         if step.destructive:
@@ -370,8 +393,8 @@ class Wizard(Screen):
             "Run every remaining step? Steps already done are checked, not redone. "
             "All but terminate stops before terminate and leaves the instance running; All + terminate goes on "
             "through the Batch sweep and its report, and ends by taking everything down.",
-            [(ALL_BUT_TERMINATE, "All but terminate", "primary"), (EVERYTHING, "All + terminate", "error"),
-             ("cancel", "Cancel", "default")]), answered)
+            [(ALL_BUT_TERMINATE, "All but terminate", "primary", "a"), (EVERYTHING, "All + terminate", "error", "t"),
+             ("cancel", "Cancel", "default", "n")]), answered)
 
     def _ask_data(self, step_ids: list[str], then) -> None:
         """Before a range that ends with batch-cleanup: keep the results bucket, or delete it too?"""
@@ -386,8 +409,8 @@ class Wizard(Screen):
 
         self.app.push_screen(ChoiceModal(
             "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
-            [(KEEP_DATA, "Keep the results", "primary"), (DELETE_DATA, "Delete them too", "error"),
-             ("cancel", "Cancel", "default")]), answered)
+            [(KEEP_DATA, "Keep the results", "primary", "k"), (DELETE_DATA, "Delete them too", "error", "d"),
+             ("cancel", "Cancel", "default", "n")]), answered)
 
     def action_run_again(self) -> None:
         self._confirm("Run the whole session again? Every step checks first, so what still exists is kept.",
@@ -453,6 +476,8 @@ class Wizard(Screen):
             self.query_one(TerminalPane).focus()
         elif tab == "tab-jobs":  # so Enter follows the highlighted job
             self.query_one("#jobs-table").focus()
+        elif self.focused is not None and self.query_one("#bottom") in self.focused.ancestors:
+            self.query_one("#steps", OptionList).focus()  # not left in a tab now hidden: ↑/↓ choose steps again
 
     @on(TabbedContent.TabActivated, "#bottom")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -1,0 +1,161 @@
+"""Small things a new user meets on a first run: where the focus starts, keys in dialogs, the report
+screen keeping its limit, which region a price list is for, `cleanup --json`, what batch-cleanup
+leaves on purpose."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import App
+from textual.widgets import Button, Select, Static, TextArea
+
+from conftest import run_cli
+from inflab import config, prices
+from inflab.engine import Engine
+from inflab.events import StepLogged
+from inflab.tui.app import InflabApp
+from inflab.tui.report_screen import CHEAPEST
+from inflab.tui.screens import ConfigReview
+from inflab.tui.widgets import ChoiceModal, ConfirmModal
+from test_report_screen import SIZE, add_sweep, home_store, marked, new_session, open_report, set_limit  # noqa: F401 (a fixture)
+from test_tui_wizard import wait_for, wait_idle
+
+
+async def test_the_config_review_opens_on_the_config_so_page_down_reads_on(home_store):
+    cfg = config.load(None, sandbox=True)
+    app = InflabApp(home_store, mode="new", name="lab1", config=cfg, sandbox=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert isinstance(app.screen, ConfigReview)
+        area = app.screen.query_one("#config-text", TextArea)
+        assert app.focused is area
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert area.scroll_y > 0 and area.cursor_location[0] > 0  # it moved on through the file
+        await pilot.press("ctrl+s")  # and starts from there
+        assert await wait_for(pilot, lambda: home_store.has_session("lab1"))
+
+
+class Asking(App):
+    def __init__(self, modal):
+        super().__init__()
+        self.modal, self.answers = modal, []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.modal, self.answers.append)
+
+
+async def test_dialogs_answer_to_the_keys_their_buttons_name():
+    choices = [("keep-data", "Keep the results", "primary", "k"), ("delete-data", "Delete them too", "error", "d"),
+               ("cancel", "Cancel", "default", "n")]
+    app = Asking(ChoiceModal("Keep the bucket?", choices))
+    async with app.run_test() as pilot:
+        labels = [str(b.label) for b in app.screen.query(Button)]
+        assert labels == ["Keep the results (k)", "Delete them too (d)", "Cancel (n)"]
+        await pilot.press("d")
+        await pilot.pause()
+        assert app.answers == ["delete-data"]
+
+    app = Asking(ConfirmModal("Undo 'Launch the instance'?"))
+    async with app.run_test() as pilot:
+        assert [str(b.label) for b in app.screen.query(Button)] == ["Yes, do it (y)", "No, keep it (n)"]
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.answers == [True]
+
+
+async def test_run_all_answers_n_without_running_anything(sandbox, store, name):
+    new_session(store, name)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SIZE) as pilot:
+        wizard = app.screen
+        await wait_idle(pilot, wizard)
+        await pilot.press("a")
+        assert isinstance(app.screen, ChoiceModal)
+        assert "All but terminate (a)" in [str(b.label) for b in app.screen.query(Button)]
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is wizard and wizard.busy is None
+
+
+async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(home_store):
+    new_session(home_store, "lab")
+    add_sweep(home_store, "lab")
+    new_session(home_store, "other")
+    add_sweep(home_store, "other")
+    app = InflabApp(home_store, mode="picker")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sessions")
+        table.move_cursor(row=table.get_row_index("lab"))
+        screen = await open_report(pilot, app)
+        await set_limit(pilot, screen, "15")
+        screen.query_one("#percentile", Select).value = "p50"
+        await pilot.pause()
+        assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
+        await pilot.press("escape")
+    app = InflabApp(home_store, mode="picker")  # another day: a new app
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sessions")
+        table.move_cursor(row=table.get_row_index("lab"))
+        screen = await open_report(pilot, app)
+        assert await wait_for(pilot, lambda: screen.limit_ms == 15 and screen.percentile == "p50")
+        assert screen.query_one("#limit").value == "15" and screen.query_one("#percentile", Select).value == "p50"
+        assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
+        assert "Under 15 ms p50" in str(screen.query_one("#recommendation", Static).render())
+        await pilot.press("escape")
+        table.move_cursor(row=table.get_row_index("other"))  # its own: none chosen there yet
+        screen = await open_report(pilot, app)
+        assert screen.limit_ms is None and screen.percentile == "p90" and screen.query_one("#limit").value == ""
+
+
+async def test_a_price_list_of_another_region_says_so_on_the_screen_and_in_the_report(home_store, tmp_path):
+    new_session(home_store, "lab")  # the sandbox's region: us-west-2
+    add_sweep(home_store, "lab")
+    said = (f"Prices: {prices.SOURCE}, {prices.DATE}")
+    region = "These are us-east-1 list prices; this lab runs in us-west-2, where these types cost the same."
+    app = InflabApp(home_store, mode="picker")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_report(pilot, app)
+        notes = " ".join(str(screen.query_one("#report-notes", Static).render()).split())
+        assert said in notes and region in notes, notes
+    r = run_cli("report", "lab", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{said}. {region}" in r.stdout
+    data = json.loads(run_cli("report", "lab", "--format", "json", home=tmp_path).stdout)
+    assert data["prices"][0]["region"] == "us-east-1"
+
+
+def test_cleanup_json_says_what_is_left_and_kept(sandbox, cli, name, store):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
+    assert Engine(store, name).run("keypair").ok
+    r = cli("cleanup", name, "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)  # progress went to stderr: stdout is the JSON alone
+    assert data == {"session": name, "ok": True, "errors": [], "leftovers": [], "kept": []}
+    assert "Deleted the progress beacon" in r.stderr
+
+
+def test_batch_cleanup_says_the_beacon_stays_and_why(sandbox, store, name):
+    cfg = config.load(None, sandbox=True)
+    store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
+    logged: list[str] = []
+    engine = Engine(store, name, listener=lambda e: logged.append(e.message) if isinstance(e, StepLogged) else None)
+    engine.delete_data = True
+    assert engine.run_one("batch-cleanup").ok
+    last = next(m for m in reversed(logged) if m.startswith("Everything this session made is gone"))
+    assert last == (f"Everything this session made is gone, except the progress beacon /inflab/sessions/{name}, so that "
+                    f"the instructor sees the session finished (inflab cleanup {name} deletes it last)")
+
+
+async def test_back_from_the_jobs_tab_the_arrows_choose_steps_again(sandbox, store, name):
+    new_session(store, name)
+    app = InflabApp(store, mode="resume", name=name)
+    async with app.run_test(size=SIZE) as pilot:
+        wizard = app.screen
+        await wait_idle(pilot, wizard)
+        assert wizard.selected == "credentials"
+        await pilot.press("5")  # the Jobs tab takes the focus (Enter follows a job)
+        await pilot.press("1")
+        await pilot.press("down")
+        await pilot.pause()
+        assert wizard.selected == "preflight"
