@@ -35,6 +35,20 @@ async def test_the_config_review_opens_on_the_config_so_page_down_reads_on(home_
         assert await wait_for(pilot, lambda: home_store.has_session("lab1"))
 
 
+async def test_the_config_review_says_which_image_the_instance_type_boots_as_it_is_edited(home_store):
+    """Change the instance type and its machine image and login user change with it: a GPU type never
+    boots the Neuron DLAMI the inf1 default found."""
+    cfg = config.load(None, sandbox=True)
+    app = InflabApp(home_store, mode="new", name="lab2", config=cfg, sandbox=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        line = app.screen.query_one("#config-image", Static)
+        assert await wait_for(pilot, lambda: "inf1.2xlarge (inf1) boots the newest Neuron DLAMI" in str(line.render()))
+        area = app.screen.query_one("#config-text", TextArea)
+        area.load_text(area.text.replace('type = "inf1.2xlarge"', 'type = "c6i.2xlarge"', 1))
+        assert await wait_for(pilot, lambda: "c6i.2xlarge (cpu) boots the current ECS-optimized Amazon Linux 2023 AMI"
+                              in str(line.render()) and "logs in as ec2-user" in str(line.render()))
+
+
 class Asking(App):
     def __init__(self, modal):
         super().__init__()

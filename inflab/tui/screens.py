@@ -136,6 +136,7 @@ class ConfigReview(Screen):
                 id="review-help",
             )
             yield TextArea(self.config.to_toml(), id="config-text", show_line_numbers=True)
+            yield Static("", id="config-image")
             yield Static("", id="config-error")
             with Horizontal(id="review-buttons"):
                 yield Button("Start", id="start", variant="success")
@@ -145,6 +146,27 @@ class ConfigReview(Screen):
     def on_mount(self) -> None:
         self.sub_title = "review the configuration"
         self.query_one("#config-text", TextArea).focus()  # what there is to review: PageDown reads on
+        self._image_timer = None
+        self._describe_image()
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        """Change the instance type and the machine image it boots follows: say so as the text changes."""
+        if self._image_timer is not None:
+            self._image_timer.stop()
+        self._image_timer = self.set_timer(0.3, self._describe_image)
+
+    def _describe_image(self) -> None:
+        label = self.query_one("#config-image", Static)
+        try:
+            cfg = from_dict(parse_toml(self.query_one("#config-text", TextArea).text), sandbox=self.sandbox)
+        except ConfigError:
+            label.update("")  # Start says what is wrong
+            return
+        image = cfg.host_image
+        where = image.ssm_parameter or image.name
+        label.update(f"[b]{escape(cfg.instance_type)}[/b] ({cfg.instance_kind}) boots {escape(image.what)}"
+                     + (f" — {escape(where)}" if where and where not in image.what else "")
+                     + f"; it logs in as [b]{escape(cfg.login_user)}[/b]")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
