@@ -15,7 +15,7 @@ import sys
 import click
 
 from .config import ConfigError, validate_session_name
-from .lab_steps import STEP_IDS, STEP_TITLES
+from .track import IDS as STEP_IDS, TITLES as STEP_TITLES, TRACK
 from .private_files import UnsafePath
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
@@ -189,11 +189,8 @@ def _open_or_create(store, name: str, sandbox: bool, config_path: str | None, cf
 def _check_until(step: str | None, flag: str) -> None:
     if step is None:
         return
-    from .lab_steps import available_steps
-
-    ids = [s.id for s in available_steps()]
-    if step not in ids:
-        raise InputError(f"{flag}: step {step!r} is not available in this version (available: {', '.join(ids)})")
+    if step not in STEP_IDS:
+        raise InputError(f"{flag}: step {step!r} is not available in this version (available: {', '.join(STEP_IDS)})")
 
 
 MARKS = {"running": "▶", "done": "✓", "failed": "✗", "cancelled": "■", "skipped": "·", "undone": "↺", "stale": "!"}
@@ -277,10 +274,8 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
     """List saved sessions (or remove one: inflab sessions rm NAME)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .lab_steps import available_steps
-
     store = _store()
-    ids = [s.id for s in available_steps()]
+    ids = list(STEP_IDS)
     rows = []
     for s in store.list_sessions():
         done, nxt = store.progress(s.name, ids)
@@ -330,14 +325,14 @@ def sessions_rm(name: str, yes: bool) -> None:
 
 
 @main.command()
-def steps() -> None:
+@click.option("--json", "as_json", is_flag=True, help="The track's step specs as JSON (id, title, exercise, flags).")
+def steps(as_json: bool) -> None:
     """List the lab's step ids (for --until) and what each does."""
-    from .lab_steps import available_steps
-
-    ids = {s.id for s in available_steps()}
-    for i, sid in enumerate(STEP_IDS, 1):
-        note = "" if sid in ids else "  (coming later)"
-        click.echo(f"{i:>2}. {sid:<17} {STEP_TITLES[sid]}{note}")
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in TRACK], indent=2))
+        return
+    for i, s in enumerate(TRACK, 1):
+        click.echo(f"{i:>2}. {s.id:<17} {s.title}")
 
 
 def _engine(store, name):

@@ -21,6 +21,7 @@ from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime, HostRuntimeError
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
+from .track import TRACK, UNDO, StepSpec, first, last
 
 if TYPE_CHECKING:
     from .aws.beacon import Beacon
@@ -30,6 +31,7 @@ __all__ = ["Engine", "EngineEvent", "RunResult", "describe_exception", "CANCELLE
 #: errors whose message is written for the user (no class name, no traceback)
 USER_ERRORS = (StepError, HostRuntimeError, HostUnavailable)
 HEARTBEAT_S = 1.0
+TRACK_ENDED = "track_ended"  # the store key: the end-of-track teardown ran to its end
 QUIET_S = 10.0  # after this long without output, the progress line says so
 
 
@@ -113,8 +115,10 @@ class _Heartbeat:
 
 class Engine:
     def __init__(self, store: Store, name: str, *, listener: Callable[[EngineEvent], None] | None = None, aws=None,
-                 runtime: HostRuntime | None = None):
-        from .lab_steps import available_steps
+                 runtime: HostRuntime | None = None, track: tuple[StepSpec, ...] = TRACK, steps: list[Step] | None = None):
+        """``track``: the steps to run, in order (the lab's own by default); ``steps``: step objects to
+        use instead of building the track's (each with its spec: an engine's own tests)."""
+        from .lab_steps import build
         from .runtime.select import for_session
 
         self.store = store
@@ -128,7 +132,8 @@ class Engine:
         self.cancel_event = threading.Event()
         # Set with cancel when the app quits: remote jobs keep running and are reattached later.
         self.detach_event = threading.Event()
-        self.steps: list[Step] = available_steps()
+        self.steps: list[Step] = steps if steps is not None else build(track)
+        self.track = tuple(s.spec for s in self.steps)
         self._by_id = {s.id: s for s in self.steps}
         #: cleanup (and the batch-cleanup step) also delete the results bucket
         self.delete_data = False
@@ -283,7 +288,7 @@ class Engine:
         step = self.step(step_id)
         try:
             if check_first:
-                if step.check(self.context(step)):
+                if step.check(self.context(step)) and (not step.spec.ends_track or self.store.get(self.name, TRACK_ENDED)):
                     self._log(step.id, "Already done — nothing to change")
                     self._set(step.id, DONE)
                     self._note_finish(step, ends_run)
@@ -293,6 +298,8 @@ class Engine:
                 ctx = self.context(step, beat)
                 ctx.check_cancel()
                 step.apply(ctx)
+                if step.spec.ends_track:
+                    self._end_track(step, beat)
             took = time.monotonic() - beat.started
             self._log(step.id, f"Finished in {took:.1f} s" if took < 60 else f"Finished in {elapsed_text(took)}")
             self._set(step.id, DONE)
@@ -305,6 +312,29 @@ class Engine:
             msg = describe_exception(e, self.config.aws.profile)
             self._set(step.id, FAILED, msg)
             return RunResult(False, step.id, msg)
+
+    def _end_track(self, ending: Step, beat: _Heartbeat) -> None:
+        """The track ends with ``ending``: what the steps before it made goes too — their undo, newest
+        first, each in its own context (a step whose work is results, or went already, is left: its
+        spec's teardown is KEEP)."""
+        from .aws import beacon
+
+        for step in reversed(self.steps[: self.index(ending.id)]):
+            if step.spec.teardown != UNDO:
+                continue
+            ctx = self.context(step, beat)
+            ctx.check_cancel()
+            try:
+                step.undo(ctx)
+            except (StepError, Cancelled):
+                raise
+            except Exception as e:
+                raise StepError(f"Removing what {step.id} made failed: {describe_exception(e, self.config.aws.profile)}") from None
+        self.store.put(self.name, TRACK_ENDED, {"step": ending.id, "at": time.time()})
+        kept = ([] if self.delete_data else ["the results bucket"]) + (
+            [f"the progress beacon {beacon.path(self.name)}, so that the instructor sees the session finished "
+             f"(inflab cleanup {self.name} deletes it last)"] if self.config.lab.beacon else [])
+        self._log(ending.id, "Everything this session made is gone" + (", except " + " and ".join(kept) if kept else ""))
 
     def _note_finish(self, step: Step, ends_run: bool) -> None:
         if step is self.steps[-1] or (step.destructive and ends_run):
@@ -327,7 +357,7 @@ class Engine:
         A finished session (terminated, or through its last step) runs nothing unless asked:
         ``again`` starts over (each step checks, so what still exists is kept), ``from_step``
         redoes that step and the ones after it even if they look done. ``exclude`` leaves
-        steps out (e.g. ``("terminate",)``: everything but terminate).
+        steps out (e.g. the step that ends the instance: everything but terminate).
         """
         self._fresh()
         fin = self.finished()
@@ -370,6 +400,8 @@ class Engine:
         try:
             self._set(step_id, RUNNING)
             step.undo(self.context(step))
+            if step.spec.ends_track:
+                self.store.delete(self.name, TRACK_ENDED)
             self._set(step_id, UNDONE)
             if (self.finished() or {}).get("step") == step_id:
                 self.store.delete(self.name, "finished")
@@ -519,17 +551,25 @@ class Engine:
         """The instance to watch, or HostUnavailable saying why there is none."""
         states = self.states()
         record = self.store.get(self.name, "host")
+        ender, first_host, ready, pinner = (first("ends_host", self.track), first("provides_host", self.track),
+                                            last("provides_host", self.track), first("pins_host", self.track))
         if not record:
-            if states.get("terminate", {}).get("state") == DONE:
-                raise HostUnavailable("The instance was terminated (step terminate). Run the steps from launch to get a new one")
-            raise HostUnavailable("No instance yet: run the steps up to wait-running")
-        if states.get("wait-running", {}).get("state") == STALE:
+            if ender and states.get(ender.id, {}).get("state") == DONE:
+                raise HostUnavailable(f"The instance was terminated (step {ender.id}). Run the steps from "
+                                      f"{first_host.id if first_host else 'the start'} to get a new one")
+            raise HostUnavailable(f"No instance yet: run the steps up to {ready.id if ready else 'the instance'}")
+        if ready and states.get(ready.id, {}).get("state") == STALE:
             raise HostUnavailable("The instance is gone (terminated outside inflab, or the sandbox was stopped): "
-                                  "run the steps from launch again")
-        host = self.context(self.step("connect")).host()
+                                  f"run the steps from {first_host.id if first_host else 'the start'} again")
+        host = self.context(self._pinner()).host()
         if not host.pinned:
-            raise HostUnavailable("Run the connect step first (it checks and pins the host key)")
+            raise HostUnavailable(f"Run the {pinner.id if pinner else 'connect'} step first (it checks and pins the host key)")
         return host
+
+    def _pinner(self) -> Step:
+        """The step that pins the host key: the context the live views connect in."""
+        spec = first("pins_host", self.track)
+        return self.step(spec.id) if spec else self.steps[0]
 
     async def open_host(self, timeout: float = 15):
         """An SSH connection to the instance for a live view (host key checked)."""
@@ -545,4 +585,4 @@ class Engine:
         from .lab_steps.connect import ssh_command
 
         self.host()
-        return ssh_command(self.context(self.step("connect")), *remote)
+        return ssh_command(self.context(self._pinner()), *remote)

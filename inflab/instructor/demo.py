@@ -12,16 +12,18 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from .. import config
+from .. import config, track
 from ..engine import Engine
 from ..session import Store
 from .roster import Participant, Roster
 
 NAMES = ("ana", "ben", "cy", "dee", "eli", "fay", "gus", "hal", "ivy", "jo", "kai", "lea", "max", "noa", "oli",
          "pia", "quin", "rae", "sam", "tia")
-# Where the sessions stop (after this step), in turn; the third session is the failed one.
-STOPS = ("keypair", "connect", None, "security-group", "wait-running", "credentials", "launch-template")
-FAILS_AT = "launch"
+# Where the sessions stop, in turn: after these steps of the provisioning exercise (by their place
+# in it); the third session (None) is the failed one, refused at the first launch.
+_PROVISION = track.steps_of("provision")
+STOPS = tuple(_PROVISION[i] if i is not None else None for i in (2, -1, None, 3, -2, 0, 5))
+FAILS_AT = track.first("provides_host").id
 MAX_ROOM = 60
 
 

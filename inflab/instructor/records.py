@@ -6,6 +6,8 @@ and the dashboard screen all speak these. ``to_json`` gives the ``--json`` shape
 
 from __future__ import annotations
 
+from .. import track
+
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
@@ -18,17 +20,8 @@ NOT_STARTED, NO_SESSION, UNREACHABLE = "not started", "no session", "unreachable
 UNREADABLE = "unreadable"
 
 # The workshop's exercises, by the steps they hold (the summary line counts participants per exercise).
-EXERCISES = {
-    "provision": ("credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template",
-                  "launch", "wait-running", "connect"),
-    "model": ("monitor", "ecr-repo", "build-image", "push-image", "compile", "benchmark", "terminate"),
-    "serving": ("package-model", "serve", "serve-check", "load-test", "serve-stop"),
-    "sweep": ("batch-setup", "batch-submit", "batch-monitor", "report", "batch-cleanup"),
-}
-
-
-def exercise_of(step: str) -> str:
-    return next((name for name, steps in EXERCISES.items() if step in steps), "")
+EXERCISES = {name: track.steps_of(name) for name in track.EXERCISES}
+exercise_of = track.exercise_of
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def _participant(i: int, entry: Any, default_region: str, sandbox: bool) -> Part
 
 
 def from_dict(data: dict[str, Any]) -> Roster:
-    from ..lab_steps import STEP_IDS
+    from ..track import IDS as STEP_IDS
 
     for section in data:
         if section not in ("workshop", "sweep", "stuck", "participant"):

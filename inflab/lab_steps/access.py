@@ -32,7 +32,6 @@ class KeyPair(Step):
     """The key is made here and only its public half goes to AWS: no AWS ever holds the private key."""
 
     id = "keypair"
-    title = "Create an SSH key pair"
 
     def cli(self, ctx):
         return [
@@ -96,7 +95,6 @@ def sg_name(ctx: StepContext) -> str:
 
 class SecurityGroup(Step):
     id = "security-group"
-    title = "Open SSH to your address only"
 
     def cli(self, ctx):
         cidr = ctx.get("ssh_cidr") or "<your-ip>/32"
@@ -269,7 +267,6 @@ def remove_role(ctx: StepContext, name: str) -> None:
 
 class InstanceProfile(Step):
     id = "instance-profile"
-    title = "Give the instance a role"
 
     def cli(self, ctx):
         r = role_name(ctx)

@@ -29,7 +29,6 @@ def sso_expired(exc: BaseException, profile: str = "") -> str | None:
 
 class Credentials(Step):
     id = "credentials"
-    title = "Check your AWS credentials"
 
     def cli(self, ctx):
         return ["aws sts get-caller-identity"]
@@ -68,7 +67,6 @@ class Credentials(Step):
 
 class Preflight(Step):
     id = "preflight"
-    title = "Check the instance type, zones and AMI"
 
     def cli(self, ctx):
         it = ctx.config.instance_type

@@ -16,12 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import track
 from ..aws import Aws, tags
 from ..config import LabConfig
 from ..events import BatchJob
 from ..remote.host import Host
 from ..runtime.base import HostRuntime
 from ..session import Store
+from ..track import StepSpec
 
 
 class StepError(RuntimeError):
@@ -159,17 +161,39 @@ class WaitFailed(StepError):
 
 
 class Step(ABC):
+    """One step of the track. Its id is its own; what the rest of the lab knows of it (title,
+    exercise, flags) is its :class:`~inflab.track.StepSpec` in the track declaration."""
+
     id: str = ""
-    title: str = ""
-    #: asks for confirmation in the TUI before apply (e.g. terminate); finishing it finishes the session
-    destructive: bool = False
-    #: works on the instance over SSH (its work goes when the instance goes)
-    needs_host: bool = False
-    #: makes or finds the instance itself (when its check fails, the instance is gone)
-    provides_host: bool = False
-    #: removes the instance on purpose: once done, the instance steps before it stay done
-    #: (the track goes on without an instance; only --from or --again brings one back)
-    ends_host: bool = False
+    _spec: StepSpec | None = None
+
+    @property
+    def spec(self) -> StepSpec:
+        return self._spec or track.spec(self.id)
+
+    @spec.setter
+    def spec(self, value: StepSpec) -> None:
+        self._spec = value
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def destructive(self) -> bool:
+        return self.spec.destructive
+
+    @property
+    def needs_host(self) -> bool:
+        return self.spec.needs_host
+
+    @property
+    def provides_host(self) -> bool:
+        return self.spec.provides_host
+
+    @property
+    def ends_host(self) -> bool:
+        return self.spec.ends_host
 
     def instructions(self) -> str:
         try:

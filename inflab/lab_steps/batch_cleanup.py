@@ -15,7 +15,6 @@ from __future__ import annotations
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..aws import error_code, error_message, tag_dict
-from ..aws.beacon import path as beacon_path
 from .access import log_group, remove_role
 from .base import Step, StepContext, StepError
 from .batch_setup import active_definition, describe_ce, describe_queue, wait_state
@@ -191,8 +190,6 @@ def teardown(ctx: StepContext, *, delete_data: bool) -> None:
 
 class BatchCleanup(Step):
     id = "batch-cleanup"
-    title = "Tear down AWS Batch"
-    destructive = True
 
     def cli(self, ctx):
         p = ctx.prefix
@@ -207,32 +204,12 @@ class BatchCleanup(Step):
                 f"inflab cleanup {ctx.name} [--delete-data]  # everything else the lab made, verified by tag"]
 
     def check(self, ctx):
-        if ctx.get("batch") or not ctx.get("batch_cleaned"):
+        """The sweep is down (the engine also wants the track's end to have run: see the track's
+        ``ends_track``)."""
+        if ctx.get("batch"):
             return False
         return all(describe_ce(ctx, compute_env_name(ctx.prefix, t)) is None for t in ctx.config.batch.instance_types)
 
     def apply(self, ctx):
+        """The sweep's own teardown; the engine then takes down what the earlier steps made."""
         teardown(ctx, delete_data=ctx.delete_data)
-        # The track ends here: what the earlier steps made goes too (their undo, newest first).
-        from . import available_steps
-
-        for step in reversed(available_steps()):
-            if step.id in TEARDOWN_SKIPS:
-                continue
-            ctx.check_cancel()
-            try:
-                step.undo(ctx)
-            except StepError:
-                raise
-            except Exception as e:
-                raise StepError(f"Removing what {step.id} made failed: {error_message(e)}") from None
-        ctx.put("batch_cleaned", True)
-        kept = ([] if ctx.delete_data else ["the results bucket"]) + (
-            [f"the progress beacon {beacon_path(ctx.name)}, so that the instructor sees the session finished "
-             f"(inflab cleanup {ctx.name} deletes it last)"] if ctx.config.lab.beacon else [])
-        ctx.log("Everything this session made is gone" + (", except " + " and ".join(kept) if kept else ""))
-
-
-# Steps whose undo the track's end does not run: the sweep's own (done above) and those whose
-# undo forgets results rather than removing resources.
-TEARDOWN_SKIPS = frozenset({"batch-cleanup", "report", "batch-monitor", "batch-submit", "batch-setup", "benchmark", "compile"})

@@ -39,7 +39,6 @@ def _points(ctx: StepContext) -> dict[str, GridPoint]:
 
 class BatchSubmit(Step):
     id = "batch-submit"
-    title = "Submit the batch-size sweep"
 
     def cli(self, ctx):
         return [f"aws batch submit-job --job-name {p.job_name} --job-queue {p.queue} --job-definition {p.definition} "
@@ -219,7 +218,6 @@ class LogFollower:
 
 class BatchMonitor(Step):
     id = "batch-monitor"
-    title = "Watch the sweep"
 
     def cli(self, ctx):
         ids = " ".join(list(sweep(ctx).get("jobs", {}).values())[:3]) or "<job ids>"

@@ -164,7 +164,6 @@ def time_limits(ctx: StepContext) -> list[dict]:
 
 class BatchSetup(Step):
     id = "batch-setup"
-    title = "Set up AWS Batch"
 
     def cli(self, ctx):
         p = ctx.prefix

@@ -34,8 +34,6 @@ def _console_fps(ctx: StepContext) -> list[str]:
 
 class Connect(Step):
     id = "connect"
-    title = "Connect over SSH"
-    needs_host = True
 
     def cli(self, ctx):
         iid = (ctx.get("host") or {}).get("instance_id", "<instance-id>")

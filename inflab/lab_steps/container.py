@@ -100,7 +100,6 @@ def ecr_password(ecr) -> tuple[str, str]:
 
 class EcrRepo(Step):
     id = "ecr-repo"
-    title = "Create the ECR repository"
 
     def cli(self, ctx):
         return [f"aws ecr create-repository --repository-name {repo_name(ctx)} --image-scanning-configuration scanOnPush=true "
@@ -157,8 +156,6 @@ class EcrRepo(Step):
 
 class BuildImage(Step):
     id = "build-image"
-    title = "Build the Neuron container"
-    needs_host = True
 
     def cli(self, ctx):
         return list(image_plan(ctx).cli)
@@ -204,7 +201,6 @@ class BuildImage(Step):
 
 class PushImage(Step):
     id = "push-image"
-    title = "Push the image to ECR"
 
     def cli(self, ctx):
         uri = image_uri(ctx)

@@ -25,7 +25,6 @@ def metadata_options() -> dict:
 
 class LaunchTemplate(Step):
     id = "launch-template"
-    title = "Write the launch template"
 
     def cli(self, ctx):
         return [
@@ -106,8 +105,6 @@ def client_token(ctx: StepContext, subnet_id: str) -> tuple[str, int | None]:
 
 class Launch(Step):
     id = "launch"
-    title = "Launch the instance"
-    provides_host = True
 
     def cli(self, ctx):
         subnets = (ctx.get("preflight") or {}).get("subnets") or [{"id": "<subnet-id>"}]
@@ -273,8 +270,6 @@ def state_reason(response: dict) -> str:
 
 class WaitRunning(Step):
     id = "wait-running"
-    title = "Wait until it is running"
-    provides_host = True
 
     def cli(self, ctx):
         iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
@@ -337,9 +332,6 @@ class WaitRunning(Step):
 
 class Terminate(Step):
     id = "terminate"
-    title = "Terminate the instance"
-    destructive = True
-    ends_host = True
 
     def cli(self, ctx):
         iid = (ctx.get("instance") or {}).get("id", "<instance-id>")

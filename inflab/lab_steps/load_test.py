@@ -58,8 +58,6 @@ def load_args(ctx: StepContext, run: str, port: int | str, token_auth: bool = Tr
 
 class LoadTest(Step):
     id = "load-test"
-    title = "Load-test the served model"
-    needs_host = True
 
     def cli(self, ctx):
         try:

@@ -83,8 +83,6 @@ def _need_environment(ctx: StepContext) -> None:
 
 class Compile(Step):
     id = "compile"
-    title = "Compile the model"
-    needs_host = True
 
     def cli(self, ctx):
         return ["# on the instance:",
@@ -135,8 +133,6 @@ class Compile(Step):
 
 class Benchmark(Step):
     id = "benchmark"
-    title = "Benchmark it"
-    needs_host = True
 
     def _artifacts(self, ctx) -> list[dict]:
         return (ctx.get("compile") or {}).get("artifacts") or []

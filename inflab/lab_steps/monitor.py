@@ -41,8 +41,6 @@ def device_table(rows: list[dict]) -> list[str]:
 
 class Monitor(Step):
     id = "monitor"
-    title = "Watch the NeuronCores"
-    needs_host = True
 
     def cli(self, ctx):
         try:

@@ -40,8 +40,6 @@ def check_answer(doc, k: int) -> str | None:
 
 class ServeCheck(Step):
     id = "serve-check"
-    title = "Check the served model"
-    needs_host = True
 
     def cli(self, ctx):
         name, ctype, _ = request_input(ctx)

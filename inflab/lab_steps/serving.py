@@ -78,8 +78,6 @@ def package_args(ctx: StepContext) -> list[str]:
 
 class PackageModel(Step):
     id = "package-model"
-    title = "Package it for TorchServe"
-    needs_host = True
 
     def cli(self, ctx):
         try:
@@ -176,8 +174,6 @@ def forget_server(ctx: StepContext, *, stopped: bool = False) -> None:
 
 class Serve(Step):
     id = "serve"
-    title = "Serve it with TorchServe"
-    needs_host = True
 
     def cli(self, ctx):
         try:
@@ -293,8 +289,6 @@ class Serve(Step):
 # ------------------------------------------------------------------------------ serve-stop
 class ServeStop(Step):
     id = "serve-stop"
-    title = "Stop the server"
-    needs_host = True
 
     def cli(self, ctx):
         rec = ctx.get("server") or {}

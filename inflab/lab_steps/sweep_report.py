@@ -24,7 +24,6 @@ PRICING_REGION = "us-east-1"  # the Pricing API's endpoint
 
 class Report(Step):
     id = "report"
-    title = "Build the report"
 
     def cli(self, ctx):
         return [f"aws s3 cp --recursive s3://inflab-{ctx.name}-<account>/{ctx.name}/{SWEEP}/ ./sweep/ --exclude '*' "

@@ -18,6 +18,7 @@ from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, St
 from textual.widgets.option_list import Option
 
 from ..engine import Engine, RunResult, describe_exception
+from ..track import first
 from ..events import EngineEvent, elapsed_text
 from ..remote.host import HostUnavailable
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
@@ -37,7 +38,6 @@ KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
 OPENING = "checking the session"
 TABS = Binding.Group("Tabs", compact=True)
 #: once done, Enter or r on this step opens the report screen (Ctrl+P runs it again)
-REPORT_STEP = "report"
 
 
 def status_line(state: str, message: str | None) -> str:
@@ -180,7 +180,7 @@ class Wizard(Screen):
         step = self.engine.step(step_id)
         st = self.engine.states()[step_id]
         status = f"**Status:** {status_line(st['state'], st.get('error'))}"
-        if step_id == REPORT_STEP and st["state"] == DONE:
+        if self.engine.step(step_id).spec.opens_report and st["state"] == DONE:
             status += " — press `Enter` or `r` for the report screen (`R` from any step; Ctrl+P runs the step again)"
         # The status right under the title, where a short screen still shows it.
         title, newline, body = step.instructions().partition("\n")
@@ -245,7 +245,7 @@ class Wizard(Screen):
         if ev.state == FAILED:
             self.notify(ev.message, title=f"{ev.step} failed", severity="error", timeout=8, markup=False)
         step = self.engine.step(ev.step)
-        if ev.state in (DONE, UNDONE, STALE) and (step.provides_host or step.destructive or ev.step == "connect"):
+        if ev.state in (DONE, UNDONE, STALE) and (step.provides_host or step.destructive or step.spec.pins_host):
             self._host_changed()
 
     def on_step_log_message(self, message: StepLogMessage) -> None:
@@ -348,7 +348,8 @@ class Wizard(Screen):
 
     def action_run_selected(self) -> None:
         """Run the highlighted step; on the report step once it is done, open the report screen."""
-        if self.selected == REPORT_STEP and self.engine.states()[REPORT_STEP]["state"] == DONE:
+        if (self.selected and self.engine.step(self.selected).spec.opens_report
+                and self.engine.states()[self.selected]["state"] == DONE):
             self.action_report()
             return
         self.run_highlighted()
@@ -384,7 +385,8 @@ class Wizard(Screen):
 
         def answered(choice: str | None) -> None:
             if choice == ALL_BUT_TERMINATE:  # the instance exercise, up to the step before terminate
-                before = self.engine.steps[self.engine.index("terminate") - 1].id
+                ender = first("ends_host", self.engine.track)
+                before = self.engine.steps[self.engine.index(ender.id) - 1].id if ender else None
                 self._go("all steps but terminate", self.engine.run, before)
             elif choice == EVERYTHING:
                 self._ask_data([s.id for s in self.engine.steps], lambda: self._go("all steps", self.engine.run))
@@ -398,7 +400,7 @@ class Wizard(Screen):
 
     def _ask_data(self, step_ids: list[str], then) -> None:
         """Before a range that ends with batch-cleanup: keep the results bucket, or delete it too?"""
-        if "batch-cleanup" not in step_ids:
+        if not any(self.engine.step(s).spec.asks_delete_data for s in step_ids):
             then()
             return
 
