@@ -109,7 +109,7 @@ def main(ctx: click.Context) -> None:
         from .tui import run_app
 
         store = _store()
-        _farewell(store, run_app(store, mode="picker"))
+        _farewell(store, run_app(store, _engines(), mode="picker"))
 
 
 def _farewell(store, name: str | None) -> None:
@@ -145,7 +145,7 @@ def new(sandbox: bool, config_path: str | None, name: str | None) -> None:
         name = store.new_session_name()
     from .tui import run_app
 
-    _farewell(store, run_app(store, mode="new", name=name, config=cfg, sandbox=sandbox))
+    _farewell(store, run_app(store, _engines(), mode="new", name=name, config=cfg, sandbox=sandbox))
 
 
 @main.command()
@@ -162,7 +162,7 @@ def resume(name: str | None) -> None:
         _existing(store, name)
     from .tui import run_app
 
-    _farewell(store, run_app(store, mode="resume", name=name))
+    _farewell(store, run_app(store, _engines(), mode="resume", name=name))
 
 
 def _open_or_create(store, name: str, sandbox: bool, config_path: str | None, cfg):
@@ -333,6 +333,13 @@ def steps(as_json: bool) -> None:
         return
     for i, s in enumerate(TRACK, 1):
         click.echo(f"{i:>2}. {s.id:<17} {s.title}")
+
+
+def _engines():
+    """What the TUI opens a session's engine with (it does not import the engine itself)."""
+    from .engine import Engine
+
+    return Engine
 
 
 def _engine(store, name):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from .config import LabConfig
-from .events import (BatchJobsChanged, EngineEvent, JobLines, StepFound, StepLogged, StepProgress, StepStateChanged,
-                     elapsed_text)
+from .events import (BatchJobsChanged, EngineEvent, JobLines, RunResult, StepFound, StepLogged, StepProgress,
+                     StepStateChanged, elapsed_text)
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime, HostRuntimeError
@@ -33,15 +33,6 @@ USER_ERRORS = (StepError, HostRuntimeError, HostUnavailable)
 HEARTBEAT_S = 1.0
 TRACK_ENDED = "track_ended"  # the store key: the end-of-track teardown ran to its end
 QUIET_S = 10.0  # after this long without output, the progress line says so
-
-
-@dataclass(frozen=True)
-class RunResult:
-    ok: bool
-    step: str | None = None  # the step that failed or was cancelled
-    error: str = ""
-    cancelled: bool = False
-    finished: bool = False  # nothing was run: the session had finished already
 
 
 def describe_exception(exc: BaseException, profile: str = "") -> str:
@@ -142,6 +133,11 @@ class Engine:
         self._beacon_tagged = False
         self._beacon_failing = False
         self._beacon_off = False  # set while cleanup removes the beacon for good
+
+    def describe(self, exc: BaseException) -> str:
+        """An error in one line a learner can act on (what :func:`describe_exception` says, with this
+        session's profile): for front ends that must not know AWS's exception classes."""
+        return describe_exception(exc, self.config.aws.profile)
 
     def follow_batch_job(self, job_id: str) -> None:
         """Stream this Batch job's log into the job pane (the sweep monitor reads it each poll)."""

@@ -80,3 +80,14 @@ class BatchJobsChanged:
 
 
 EngineEvent = StepStateChanged | StepLogged | StepProgress | JobLines | StepFound | BatchJobsChanged
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run of the engine (one step, a range, an undo, a cleanup) came to."""
+
+    ok: bool
+    step: str | None = None  # the step that failed or was cancelled
+    error: str = ""
+    cancelled: bool = False
+    finished: bool = False  # nothing was run: the session had finished already

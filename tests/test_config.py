@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import unusable_config
 
+from inflab.engine import Engine
 from inflab import config
 from inflab.config import ConfigError
 from inflab.remote.payload import compile as comp
@@ -503,7 +504,7 @@ async def test_review_screen_shows_toml_that_starts_the_session_as_configured(st
     from inflab.tui.app import InflabApp
 
     cfg = config.from_dict(ODD_STRINGS, sandbox=True)
-    app = InflabApp(store, mode="new", name=name, config=cfg, sandbox=True)
+    app = InflabApp(store, engines=Engine, mode="new", name=name, config=cfg, sandbox=True)
     opened = []
     app.open_session = opened.append  # the wizard that would open next has tests of its own
     async with app.run_test(size=(140, 45)) as pilot:
@@ -528,7 +529,7 @@ async def test_review_screen_refuses_what_validation_refuses(store, name, line, 
     from inflab.tui.app import InflabApp
     from inflab.tui.screens import ConfigReview
 
-    app = InflabApp(store, mode="new", name=name, config=config.load(None, sandbox=True), sandbox=True)
+    app = InflabApp(store, engines=Engine, mode="new", name=name, config=config.load(None, sandbox=True), sandbox=True)
     async with app.run_test(size=(140, 45)) as pilot:
         area = app.screen.query_one("#config-text", TextArea)
         area.text = re.sub(r"^ami_name = .*$", lambda _: line, area.text, count=1, flags=re.M)

@@ -23,7 +23,7 @@ from test_tui_wizard import wait_for, wait_idle
 
 async def test_the_config_review_opens_on_the_config_so_page_down_reads_on(home_store):
     cfg = config.load(None, sandbox=True)
-    app = InflabApp(home_store, mode="new", name="lab1", config=cfg, sandbox=True)
+    app = InflabApp(home_store, engines=Engine, mode="new", name="lab1", config=cfg, sandbox=True)
     async with app.run_test(size=(100, 30)) as pilot:
         assert isinstance(app.screen, ConfigReview)
         area = app.screen.query_one("#config-text", TextArea)
@@ -39,7 +39,7 @@ async def test_the_config_review_says_which_image_the_instance_type_boots_as_it_
     """Change the instance type and its machine image and login user change with it: a GPU type never
     boots the Neuron DLAMI the inf1 default found."""
     cfg = config.load(None, sandbox=True)
-    app = InflabApp(home_store, mode="new", name="lab2", config=cfg, sandbox=True)
+    app = InflabApp(home_store, engines=Engine, mode="new", name="lab2", config=cfg, sandbox=True)
     async with app.run_test(size=(120, 40)) as pilot:
         line = app.screen.query_one("#config-image", Static)
         assert await wait_for(pilot, lambda: "inf1.2xlarge (inf1) boots the newest Neuron DLAMI" in str(line.render()))
@@ -79,7 +79,7 @@ async def test_dialogs_answer_to_the_keys_their_buttons_name():
 
 async def test_run_all_answers_n_without_running_anything(sandbox, store, name):
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)
@@ -96,7 +96,7 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
     add_sweep(home_store, "lab")
     new_session(home_store, "other")
     add_sweep(home_store, "other")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#sessions")
         table.move_cursor(row=table.get_row_index("lab"))
@@ -106,7 +106,7 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
         await pilot.pause()
         assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
         await pilot.press("escape")
-    app = InflabApp(home_store, mode="picker")  # another day: a new app
+    app = InflabApp(home_store, engines=Engine, mode="picker")  # another day: a new app
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("#sessions")
         table.move_cursor(row=table.get_row_index("lab"))
@@ -126,7 +126,7 @@ async def test_a_price_list_of_another_region_says_so_on_the_screen_and_in_the_r
     add_sweep(home_store, "lab")
     said = (f"Prices: {prices.SOURCE}, {prices.DATE}")
     region = "These are us-east-1 list prices; this lab runs in us-west-2, where these types cost the same."
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         notes = " ".join(str(screen.query_one("#report-notes", Static).render()).split())
@@ -163,7 +163,7 @@ def test_batch_cleanup_says_the_beacon_stays_and_why(sandbox, store, name):
 
 async def test_back_from_the_jobs_tab_the_arrows_choose_steps_again(sandbox, store, name):
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)

@@ -149,7 +149,7 @@ async def test_the_wizard_streams_a_compile_into_the_job_tab(lab, store):
 
     name, _ = lab
     store.delete(name, "compile")  # make the step run again
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard, timeout=120)  # the check of the session when it opens
@@ -324,7 +324,7 @@ async def test_the_tui_shows_the_management_answer_and_a_prediction(served, stor
 
     name, _ = served
     store.delete(name, "serve_check")  # make the step run again, on screen
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(160, 48)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard, timeout=120)

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from inflab.aws import pricing as pricing_api
 from inflab import config, prices, report
 from inflab.remote.payload.result import BenchResult, SchemaError, Window
 
@@ -505,7 +506,7 @@ def test_refresh_reads_the_on_demand_hourly_price_of_each_type(pricing):
     stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_item("c6i.4xlarge", "0.6800000000")]},
                       expected_request("c6i.4xlarge") | {"NextToken": "page2"})
     stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, expected_request("trn1.2xlarge"))
-    got = prices.refresh(client, ["inf1.2xlarge", "sandbox", "c6i.4xlarge", "inf1.2xlarge", "trn1.2xlarge"], "us-west-2",
+    got = pricing_api.refresh(client, ["inf1.2xlarge", "sandbox", "c6i.4xlarge", "inf1.2xlarge", "trn1.2xlarge"], "us-west-2",
                          today="2026-11-21")
     assert dict(got.table) == {"inf1.2xlarge": 0.362, "c6i.4xlarge": 0.68}  # on-demand, not the reserved 0.15
     assert (got.source, got.date) == ("AWS Pricing API, on-demand Linux, us-west-2", "2026-11-21")
@@ -518,7 +519,7 @@ def test_refresh_errors_are_one_line(pricing):
     client, stub = pricing
     stub.add_client_error("get_products", "AccessDeniedException", "User is not authorized to perform:\npricing:GetProducts")
     with pytest.raises(prices.PriceError) as e:
-        prices.refresh(client, ["inf1.2xlarge"], "us-west-2")
+        pricing_api.refresh(client, ["inf1.2xlarge"], "us-west-2")
     assert str(e.value) == ("AWS Pricing API (us-east-1): AccessDeniedException: "
                             "User is not authorized to perform: pricing:GetProducts")
 
@@ -528,9 +529,9 @@ def test_refresh_with_nothing_priced_is_an_error(pricing):
     stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_item("inf1.xlarge", "0.228")]},
                       expected_request("inf1.2xlarge", "eu-west-3"))
     with pytest.raises(prices.PriceError, match="no on-demand Linux price for inf1.2xlarge in eu-west-3"):
-        prices.refresh(client, ["inf1.2xlarge"], "eu-west-3")  # an entry for another type is not taken
+        pricing_api.refresh(client, ["inf1.2xlarge"], "eu-west-3")  # an entry for another type is not taken
     with pytest.raises(prices.PriceError, match="no instance type to price"):
-        prices.refresh(client, ["sandbox"], "us-west-2")
+        pricing_api.refresh(client, ["sandbox"], "us-west-2")
 
 
 def test_the_shipped_table_has_the_types_the_lab_sweeps():

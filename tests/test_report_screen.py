@@ -12,6 +12,7 @@ import time
 import pytest
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
+from inflab.engine import Engine
 from inflab import config
 from inflab.events import BatchJob, BatchJobsChanged
 from inflab.remote.payload.result import BenchResult, Window
@@ -134,7 +135,7 @@ def samples(rows: list[list[str]]) -> list[float]:
 async def test_sorting_by_throughput_orders_rows_by_samples_per_second(home_store):
     new_session(home_store, "sweep1")
     add_sweep(home_store, "sweep1")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         assert len(table_rows(screen)) == 8  # six sweep rows, the model exercise, the failed job
@@ -168,7 +169,7 @@ async def test_sorting_by_throughput_orders_rows_by_samples_per_second(home_stor
 async def test_the_latency_limit_changes_the_recommendation(home_store):
     new_session(home_store, "lim")
     add_sweep(home_store, "lim")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         # No limit: the cheapest per 1M is inf1 at batch 8, the fastest inf2 at batch 8.
@@ -197,7 +198,7 @@ async def test_the_latency_limit_changes_the_recommendation(home_store):
 async def test_invalid_limit_text_shows_one_line_and_keeps_the_answer(home_store):
     new_session(home_store, "bad")
     add_sweep(home_store, "bad")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         error = screen.query_one("#limit-error", Static)
@@ -220,7 +221,7 @@ async def test_invalid_limit_text_shows_one_line_and_keeps_the_answer(home_store
 async def test_the_percentile_the_limit_applies_to_changes_the_answer(home_store):
     new_session(home_store, "pct")
     add_sweep(home_store, "pct")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         await set_limit(pilot, screen, "15")
@@ -238,7 +239,7 @@ async def test_the_percentile_the_limit_applies_to_changes_the_answer(home_store
 async def test_failed_jobs_are_rows_with_their_reason_and_plots_have_one_line_per_type(home_store):
     new_session(home_store, "fail")
     add_sweep(home_store, "fail")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         rows = table_rows(screen)
@@ -264,7 +265,7 @@ async def test_failed_jobs_are_rows_with_their_reason_and_plots_have_one_line_pe
 
 async def test_an_empty_session_says_how_to_get_results_and_escape_goes_back(home_store):
     new_session(home_store, "empty")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         sentence = str(screen.query_one("#report-empty", Static).render())
@@ -278,7 +279,7 @@ async def test_an_empty_session_says_how_to_get_results_and_escape_goes_back(hom
 async def test_a_one_row_report_reads_well(home_store):
     new_session(home_store, "one")
     home_store.add_result("one", "benchmark", bench(run_id="benchmark-1.0", label="one"), key="benchmark-1.0")
-    app = InflabApp(home_store, mode="picker")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         assert len(table_rows(screen)) == 1
@@ -297,7 +298,7 @@ def job(name: str, state: str, *, batch: int, ago: float = 0, attempt: int = 1, 
 
 async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, name):
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         assert isinstance(wizard, Wizard)
@@ -356,7 +357,7 @@ async def test_the_done_report_step_opens_the_report_screen_on_enter_or_r(sandbo
     store.put(name, "sweep", {"round": "r1"})  # what the report step's check looks at: its round was reported
     store.put(name, "sweep_report", {"round": "r1", "results": 6, "failed": 1})
     store.set_step(name, "report", DONE)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         assert isinstance(wizard, Wizard)
@@ -391,7 +392,7 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
     from textual.widgets import Markdown
 
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SMALL_SCREEN) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)
@@ -436,7 +437,7 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
 async def test_at_80x24_the_report_table_scrolls_sideways_and_the_plots_have_their_tab(home_store):
     new_session(home_store, "lab")
     add_sweep(home_store, "lab")
-    app = InflabApp(home_store)
+    app = InflabApp(home_store, engines=Engine)
     async with app.run_test(size=SMALL_SCREEN) as pilot:
         screen = await open_report(pilot, app)
         table = screen.query_one("#report-table", DataTable)

@@ -77,7 +77,7 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
     ids = sorted(store.get(name, "sweep")["jobs"].values())
 
     # In the lab, the submitted sweep is watched (batch-monitor starts by itself); quitting while it runs.
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         assert await wait_for(pilot, lambda: wizard.busy == "checking the session", timeout=10)
@@ -97,7 +97,7 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
     # the submitted jobs from the record at once.
     holder = SessionLock(store.home, name).acquire("a test holding the session")
     try:
-        app = InflabApp(store, mode="resume", name=name)
+        app = InflabApp(store, engines=Engine, mode="resume", name=name)
         async with app.run_test(size=SIZE) as pilot:
             wizard = app.screen
             await pilot.pause()
@@ -110,7 +110,7 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
         holder.release()
 
     # Opened again: the monitor reattaches by itself, and time in state is Batch's own.
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         log = wizard.query_one(LogPane)

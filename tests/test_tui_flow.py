@@ -65,7 +65,7 @@ async def test_resume_reattaches_a_running_job_with_no_key_press(sandbox, store,
     assert store.job(name, job_id)["status"] == "running"
 
     opened_ns = time.time_ns()
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
         job = wizard.query_one(JobOutput)
@@ -101,7 +101,7 @@ def _run_quietly(ctx) -> None:
 
 async def test_after_a_step_finishes_the_next_is_highlighted(sandbox, store, name):
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         assert wizard.selected == "credentials"
@@ -124,7 +124,7 @@ async def test_after_a_step_finishes_the_next_is_highlighted(sandbox, store, nam
 
 async def test_zoom_gives_the_bottom_pane_the_whole_screen(sandbox, store, name):
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(120, 40)) as pilot:
         wizard = await open_wizard(pilot, app)
         bottom = wizard.query_one("#bottom")
@@ -144,7 +144,7 @@ async def test_run_all_but_terminate_leaves_the_instance_running(sandbox, store,
     engine = new_session(store, name)
     for sid in SLOW_STEPS:
         engine.skip(sid)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         await pilot.press("a")
@@ -168,7 +168,7 @@ async def test_after_terminate_the_live_tabs_say_so_and_the_picker_says_finished
     engine = new_session(store, name)
     assert (await asyncio.to_thread(engine.run, "wait-running")).ok
     assert (await asyncio.to_thread(engine.run_one, "terminate")).ok
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         assert "✓" in step_prompts(wizard)["wait-running"]
@@ -186,7 +186,7 @@ async def test_after_terminate_the_live_tabs_say_so_and_the_picker_says_finished
         await pilot.pause()
         assert app.focused is wizard.query_one("#steps")
 
-    picker = InflabApp(store, mode="picker")
+    picker = InflabApp(store, engines=Engine, mode="picker")
     async with picker.run_test(size=(140, 45)) as pilot:
         await pilot.pause()
         assert isinstance(picker.screen, SessionPicker)
@@ -199,7 +199,7 @@ async def test_stale_steps_show_their_own_icon_and_say_why(sandbox, store, name,
     engine = new_session(store, name)
     assert (await asyncio.to_thread(engine.run, "keypair")).ok
     aws("ec2").delete_key_pair(KeyName=f"inflab-{name}")  # gone behind the lab's back
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         prompt = step_prompts(wizard)["keypair"]
@@ -216,7 +216,7 @@ async def test_f1_toggles_the_keys_and_toasts_stay_off_the_log(sandbox, store, n
     from textual.widgets import HelpPanel
 
     new_session(store, name)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         wizard = await open_wizard(pilot, app)
         await pilot.press("f1")
@@ -236,7 +236,7 @@ async def test_f1_toggles_the_keys_and_toasts_stay_off_the_log(sandbox, store, n
 async def test_a_long_log_line_wraps_in_a_narrow_window(sandbox, store, name):
     new_session(store, name)
     long_line = "Launched i-0123456789abcdef0 in us-west-2b " + " ".join(f"word{i}" for i in range(60)) + " END"
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(72, 40)) as pilot:
         wizard = await open_wizard(pilot, app)
         wizard.engine.listener(StepLogged("launch", long_line))  # as the engine sends it, from any thread
@@ -252,7 +252,7 @@ async def test_a_long_log_line_wraps_in_a_narrow_window(sandbox, store, name):
 async def test_log_lines_written_while_another_tab_is_in_front_wrap_at_the_log_width(sandbox, store, name):
     new_session(store, name)
     line = "Submitted bert inf1.2xlarge batch 4 → job 0123abcd"
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(120, 40)) as pilot:
         wizard = await open_wizard(pilot, app)
         log = wizard.query_one(LogPane)
@@ -311,7 +311,7 @@ async def test_a_session_driven_elsewhere_opens_read_only(sandbox, store, name):
     new_session(store, name)
     held = SessionLock(store.home, name).acquire(f"inflab run --name {name}")  # as another process would
     try:
-        app = InflabApp(store, mode="resume", name=name)
+        app = InflabApp(store, engines=Engine, mode="resume", name=name)
         async with app.run_test(size=(140, 45)) as pilot:
             await pilot.pause(0.5)
             wizard = app.screen
@@ -325,7 +325,7 @@ async def test_a_session_driven_elsewhere_opens_read_only(sandbox, store, name):
     finally:
         held.release()
     # Once it is free, the wizard drives the session again.
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         assert wizard.read_only is None

@@ -35,7 +35,7 @@ def step_prompts(wizard: Wizard) -> dict[str, str]:
 
 async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name, aws):
     cfg = config.load(None, sandbox=True)
-    app = InflabApp(store, mode="new", name=name, config=cfg, sandbox=True)
+    app = InflabApp(store, engines=Engine, mode="new", name=name, config=cfg, sandbox=True)
     async with app.run_test(size=(140, 45)) as pilot:
         assert isinstance(app.screen, ConfigReview)
         assert not store.has_session(name), "the review screen must not create anything"
@@ -63,7 +63,7 @@ async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name,
         assert any("imported its public half as key pair" in line for line in log.history)
 
     # A new app on the same session starts at the first step not done.
-    app2 = InflabApp(store, mode="resume", name=name)
+    app2 = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app2.run_test(size=(140, 45)) as pilot:
         wizard = app2.screen
         assert isinstance(wizard, Wizard)
@@ -94,7 +94,7 @@ async def test_undo_asks_first_and_no_keeps_everything(sandbox, store, name, aws
     cfg = config.load(None, sandbox=True)
     store.create_session(name, cfg.data, sandbox=True, track="inf1")
     Engine(store, name).run("keypair")
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)
@@ -120,7 +120,7 @@ async def test_undo_asks_first_and_no_keeps_everything(sandbox, store, name, aws
 async def test_picker_lists_sessions_and_opens_one(sandbox, store, name):
     cfg = config.load(None, sandbox=True)
     store.create_session(name, cfg.data, sandbox=True, track="inf1")
-    app = InflabApp(store, mode="picker")
+    app = InflabApp(store, engines=Engine, mode="picker")
     async with app.run_test(size=(140, 45)) as pilot:
         assert isinstance(app.screen, SessionPicker)
         table = app.screen.query_one("#sessions")
@@ -135,7 +135,7 @@ async def test_picker_lists_sessions_and_opens_one(sandbox, store, name):
 
 async def test_review_screen_rejects_bad_config_without_creating(sandbox, store, name):
     cfg = config.load(None, sandbox=True)
-    app = InflabApp(store, mode="new", name=name, config=cfg, sandbox=True)
+    app = InflabApp(store, engines=Engine, mode="new", name=name, config=cfg, sandbox=True)
     async with app.run_test(size=(140, 45)) as pilot:
         area = app.screen.query_one("#config-text")
         area.text = area.text.replace('region = "us-west-2"', 'region = "mars-north-1"')
@@ -152,7 +152,7 @@ async def test_clean_up_from_the_wizard_removes_everything(sandbox, store, name)
     engine = Engine(store, name)
     assert engine.run("wait-running").ok
     ip = store.get(name, "host")["public_ip"]
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)
@@ -185,7 +185,7 @@ async def test_monitor_and_terminal_tabs_stream_from_the_instance(sandbox, store
 
     r = cli("run", "--sandbox", "--name", name, "--until", "monitor")
     assert r.returncode == 0, r.stdout + r.stderr
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 50)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)
@@ -216,7 +216,7 @@ async def test_run_all_asks_whether_to_terminate_and_cancel_runs_nothing(sandbox
 
     cfg = config.load(None, sandbox=True)
     store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
-    app = InflabApp(store, mode="resume", name=name)
+    app = InflabApp(store, engines=Engine, mode="resume", name=name)
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = app.screen
         await wait_idle(pilot, wizard)

@@ -89,7 +89,8 @@ class Report(Step):
         """Refresh the prices from the AWS Pricing API where there is one; the shipped table otherwise."""
         if not ctx.runtime.has_pricing:
             return
-        from ..prices import PriceError, refresh
+        from ..aws.pricing import refresh
+        from ..prices import PriceError
 
         aws = dataclasses.replace(ctx.aws, region=PRICING_REGION, _local=threading.local())
         types = sorted({p.instance_type for p in grid(ctx)})

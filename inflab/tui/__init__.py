@@ -1,11 +1,12 @@
 """The Textual front end. Imported only by the commands that open it."""
 
 
-def run_app(store, **kwargs) -> str | None:
-    """Run the lab; returns the session it showed last (None if it opened none)."""
+def run_app(store, engines, **kwargs) -> str | None:
+    """Run the lab on the sessions of ``store`` (``engines`` opens one: the engine's class, given by the
+    command); returns the session it showed last (None if it opened none)."""
     from .app import InflabApp
 
-    app = InflabApp(store, **kwargs)
+    app = InflabApp(store, engines=engines, **kwargs)
     app.run()
     return app.last_session
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, Callable
 
 from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -62,9 +63,13 @@ class InflabApp(App):
     BINDINGS = [("q", "quit_lab", "Quit"), ("f1", "help", "Keys")]
     NOTIFICATION_TIMEOUT = 4
 
-    def __init__(self, store: Store, *, mode: str = "picker", name: str | None = None, config=None, sandbox: bool = False):
+    def __init__(self, store: Store, *, engines: Callable[..., Any], mode: str = "picker", name: str | None = None,
+                 config=None, sandbox: bool = False):
+        """``engines``: what opens a session's engine — ``engines(store, name, listener=...)`` — given by
+        the command that starts the app (the TUI is a view on the engine; it does not make one itself)."""
         super().__init__()
         self.store = store
+        self.engines = engines
         self.mode = mode
         self.start_name = name
         self.start_config = config
@@ -81,7 +86,7 @@ class InflabApp(App):
 
     def open_session(self, name: str) -> None:
         try:
-            wizard = Wizard(self.store, name)
+            wizard = Wizard(self.store, name, self.engines)
         except ConfigError as e:  # a saved configuration this version refuses
             self.notify(f"Cannot open {name}: {e}", severity="error", markup=False, timeout=10)
             if not isinstance(self.screen, SessionPicker):

@@ -52,15 +52,13 @@ class SessionPicker(Screen):
         self.refresh_sessions()
 
     def refresh_sessions(self) -> None:
-        from ..engine import Engine
-
         table = self.query_one(DataTable)
         table.clear(columns=True)
         table.add_columns("Name", "Where", "Region", "Instance", "Progress", "Next step", "Last used")
         sessions = self.app.store.list_sessions()
         for s in sessions:
             try:
-                engine = Engine(self.app.store, s.name)
+                engine = self.app.engines(self.app.store, s.name)
             except ConfigError as e:  # a snapshot from an older version, or edited by hand
                 progress, where_now = "?", f"config unreadable: {e}"
             else:

@@ -8,6 +8,7 @@ back as one Textual message per kind (:mod:`inflab.tui.messages`), and the live 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,9 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from ..engine import Engine, RunResult, describe_exception
 from ..track import first
-from ..events import EngineEvent, elapsed_text
+from ..events import EngineEvent, RunResult, elapsed_text
 from ..remote.host import HostUnavailable
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
 from .jobs_pane import JobsPane
@@ -72,11 +72,11 @@ class Wizard(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer"
 
-    def __init__(self, store, name: str):
+    def __init__(self, store, name: str, engines: Callable[..., Any]):
         super().__init__()
         self.app_store = store
         self.session_name = name
-        self.engine = Engine(store, name, listener=self._from_engine)
+        self.engine = engines(store, name, listener=self._from_engine)
         self.busy: str | None = None
         self._job_step: str | None = None  # the step whose job output the Job tab shows
         self._progress_step: str | None = None  # the step the progress row is about
@@ -189,7 +189,7 @@ class Wizard(Screen):
         try:
             cmds = self.engine.cli_lines(step_id)
         except Exception as e:  # a step that cannot name its commands yet must not break the view
-            cmds = [f"# (not available yet: {describe_exception(e)})"]
+            cmds = [f"# (not available yet: {self.engine.describe(e)})"]
         self.query_one("#cli-box").border_title = "The same with the AWS CLI"
         self.query_one("#cli", Static).update("\n".join(f"$ {c}" for c in cmds) or "(no AWS call)")
 
@@ -329,7 +329,7 @@ class Wizard(Screen):
             result: RunResult = fn()
             done = WorkFinished(what, result.ok, result.error, result.finished)
         except Exception as e:  # e.g. the sandbox would not start
-            err = describe_exception(e)
+            err = self.engine.describe(e)
             self.app.call_from_thread(self.query_one(LogPane).push, f"[lab] error: {err}")
             self.app.call_from_thread(self.notify, err, title=what, severity="error", timeout=8, markup=False)
             done = WorkFinished(what, False, err)

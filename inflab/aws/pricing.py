@@ -1,0 +1,91 @@
+"""The AWS Pricing API: today's on-demand prices of the instance types a session used.
+
+The price tables, their sources and dates are :mod:`inflab.prices` (standard library only, on
+the CLI's path); this is the one call that asks AWS, made by the report step.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..prices import INSTANCE_TYPE, MAX_PAGES, PRICING_REGION, PriceError, Prices, default
+
+def _filters(instance_type: str, region: str) -> list[dict[str, str]]:
+    # On-demand only (not Capacity Blocks, which share the other attributes) and no licensed software.
+    wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
+              "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand",
+              "licenseModel": "No License required"}
+    return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
+
+
+def on_demand_usd(item: Any, instance_type: str) -> float | None:
+    """The hourly on-demand USD price in one ``PriceList`` entry (a JSON string or its object), or
+    None when the entry is for another type or has no positive hourly price."""
+    doc = json.loads(item) if isinstance(item, str) else item
+    attrs = ((doc.get("product") or {}).get("attributes")) or {}
+    if attrs.get("instanceType", instance_type) != instance_type:
+        return None
+    found = []
+    for offer in ((doc.get("terms") or {}).get("OnDemand") or {}).values():
+        for dim in (offer.get("priceDimensions") or {}).values():
+            if str(dim.get("unit", "")).lower() not in ("hrs", "hours", "hour"):
+                continue
+            usd = float((dim.get("pricePerUnit") or {}).get("USD", 0))
+            if usd > 0:
+                found.append(usd)
+    return min(found) if found else None
+
+
+def _one_line(e: BaseException) -> str:
+    response = getattr(e, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        text = f"{err.get('Code', type(e).__name__)}: {err.get('Message', '')}"
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return " ".join(text.split())
+
+
+def refresh(pricing_client: Any, instance_types: list[str] | tuple[str, ...], region: str, *,
+            today: str | None = None) -> Prices:
+    """Prices of ``instance_types`` in ``region`` from the AWS Pricing API (``pricing_client`` is a
+    boto3 ``pricing`` client for the us-east-1 endpoint). Names that are not instance types (the
+    sandbox's ``"sandbox"``) are skipped; a type the API does not price falls back to the shipped
+    table. Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
+    api_errors: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
+    wanted = [t for t in dict.fromkeys(instance_types) if INSTANCE_TYPE.fullmatch(t or "")]
+    if not wanted:
+        raise PriceError("no instance type to price")
+    table: dict[str, float] = {}
+    for itype in wanted:
+        found: list[float] = []
+        token = None
+        for _ in range(MAX_PAGES):
+            kwargs: dict[str, Any] = {"ServiceCode": "AmazonEC2", "Filters": _filters(itype, region),
+                                      "FormatVersion": "aws_v1", "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = pricing_client.get_products(**kwargs)
+            except api_errors as e:
+                raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
+            for item in page.get("PriceList") or []:
+                try:
+                    usd = on_demand_usd(item, itype)
+                except (ValueError, TypeError, AttributeError):
+                    continue  # one unreadable entry does not hide the others
+                if usd:
+                    found.append(usd)
+            token = page.get("NextToken")
+            if not token:
+                break
+        if found:
+            table[itype] = min(found)
+    if not table:
+        raise PriceError(f"the AWS Pricing API has no on-demand Linux price for {', '.join(wanted)} in {region}")
+    date = today or datetime.now(timezone.utc).date().isoformat()
+    return Prices(table, f"AWS Pricing API, on-demand Linux, {region}", date, fallback=default())
