@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from inflab import accelerators, config
 from inflab.engine import Engine
 from inflab.events import StepLogged
-from inflab.lab_steps.container import image_hash
+from inflab.lab_steps.image import image_hash
 from inflab.session import Store
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,6 @@ no traceback, and nothing created — no session, no session directory, nothing 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import sandbox_aws
 
 from inflab import config
-from inflab.lab_steps import container, model
+from inflab.lab_steps import container, image, model, payload_jobs
 from inflab.lab_steps.base import StepContext, StepError
 from inflab.runtime.select import for_session
 
@@ -104,43 +104,43 @@ def jobs_sent(monkeypatch):
 
 def test_build_on_the_instance_tags_the_ecr_uri_and_labels_the_definition(ctx_for, name):
     ctx = ctx_for({})
-    cmds = container.build_commands(ctx)
-    digest = container.image_hash(ctx)
+    cmds = image.build_commands(ctx)
+    digest = image.image_hash(ctx)
     assert cmds == ["set -e", 'cd "$HOME/.inflab/image"',
                     f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1-{digest} ."]
     # the tag names the hash, which covers the payload: changed code is a new tag, never an old image
-    assert container.image_tag(ctx) == f"inf1-{digest}"
+    assert image.image_tag(ctx) == f"inf1-{digest}"
 
 
 def test_prebuilt_pulls_the_neuron_2_20_image_and_adds_the_payload(ctx_for, name):
     ctx = ctx_for({"container": {"source": "prebuilt"}})
-    base = container.base_image("inf1")
+    base = image.base_image("inf1")
     assert "pytorch-inference-neuron" in base and "sdk2.20" in base
-    cmds = container.build_commands(ctx)
+    cmds = image.build_commands(ctx)
     assert cmds[2] == f"docker pull {base}"
     assert cmds[3].startswith(f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} ")
-    assert cmds[3].endswith(f"-t {ACCOUNT_URI}/inflab-{name}:inf1-{container.image_hash(ctx)} .")
+    assert cmds[3].endswith(f"-t {ACCOUNT_URI}/inflab-{name}:inf1-{image.image_hash(ctx)} .")
     # the prebuilt definition only adds the payload to the base image
-    prebuilt = container.container_files("inf1")["Dockerfile.prebuilt"].decode()
+    prebuilt = image.container_files("inf1")["Dockerfile.prebuilt"].decode()
     assert "FROM ${BASE_IMAGE}" in prebuilt and "/opt/inflab/payload" in prebuilt
 
 
 def test_changing_the_definition_means_a_new_image(ctx_for, store, name, monkeypatch):
     ctx = ctx_for({})
-    before = container.image_hash(ctx)
-    real_files, real_payload = container.container_files, container.payload_files
+    before = image.image_hash(ctx)
+    real_files, real_payload = image.container_files, image.payload_files
     for changed in ("Dockerfile", "Dockerfile.prebuilt", "requirements.txt"):
-        monkeypatch.setattr(container, "container_files", lambda k, f=changed: {**real_files(k), f: real_files(k)[f] + b"\n# edited\n"})
-        assert container.image_hash(ctx) != before, f"editing {changed} must give a new image"
-    monkeypatch.setattr(container, "container_files", real_files)
+        monkeypatch.setattr(image, "container_files", lambda k, f=changed: {**real_files(k), f: real_files(k)[f] + b"\n# edited\n"})
+        assert image.image_hash(ctx) != before, f"editing {changed} must give a new image"
+    monkeypatch.setattr(image, "container_files", real_files)
     # the payload is baked into the image: a job must never run stale code
-    monkeypatch.setattr(container, "payload_files", lambda: {**real_payload(), "bench.py": real_payload()["bench.py"] + b"\n# edited\n"})
-    assert container.image_hash(ctx) != before, "editing the payload must give a new image"
-    monkeypatch.setattr(container, "payload_files", real_payload)
-    assert container.image_hash(ctx) == before, "the same definition gives the same image"
+    monkeypatch.setattr(image, "payload_files", lambda: {**real_payload(), "bench.py": real_payload()["bench.py"] + b"\n# edited\n"})
+    assert image.image_hash(ctx) != before, "editing the payload must give a new image"
+    monkeypatch.setattr(image, "payload_files", real_payload)
+    assert image.image_hash(ctx) == before, "the same definition gives the same image"
     prebuilt = StepContext(name=name, config=config.from_dict({"container": {"source": "prebuilt"}}),
                            runtime=for_session(False, store.home), store=store)
-    assert container.image_hash(prebuilt) != before
+    assert image.image_hash(prebuilt) != before
 
 
 def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs_sent, name):
@@ -149,15 +149,14 @@ def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs
     check, job = jobs_sent[0], jobs_sent[1]
     assert check["kind"] == "host-check" and "docker info" in check["command"]  # docker is checked before a build
     assert job["kind"] == "build-image"
-    assert job["command"].splitlines() == container.build_commands(ctx)
+    assert job["command"].splitlines() == image.build_commands(ctx)
     shipped = job["conn"].files  # the build context, written before the build starts
     assert b"torch-neuron" in shipped[".inflab/image/Dockerfile"]
     assert ".inflab/image/requirements.txt" in shipped and ".inflab/image/payload/bench.py" in shipped
-    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:{container.image_tag(ctx)}"
+    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:{image.image_tag(ctx)}"
 
 
 def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, sandbox, store, name):
-    from inflab.aws import Aws
 
     aws = sandbox_aws(sandbox, who="lab")
     token = aws.client("ecr").get_authorization_token()["authorizationData"][0]
@@ -166,7 +165,7 @@ def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, san
     logs: list[str] = []
     ctx = ctx_for({}, aws=aws)
     ctx.log = logs.append
-    ctx.put("image", {"uri": f"{ACCOUNT_URI}/inflab-{name}:inf1", "hash": container.image_hash(ctx)})
+    ctx.put("image", {"uri": f"{ACCOUNT_URI}/inflab-{name}:inf1", "hash": image.image_hash(ctx)})
 
     container.PushImage().apply(ctx)
 
@@ -196,12 +195,12 @@ def _argv(command: str) -> list[str]:
 
 def test_compile_runs_in_the_container_with_the_neuron_devices(ctx_for, name):
     ctx = ctx_for({})
-    argv = _argv(model.payload_command(ctx, "compile", "compile.py", model.compile_args(ctx)))
+    argv = _argv(payload_jobs.payload_command(ctx, "compile", "compile.py", payload_jobs.compile_args(ctx)))
     assert argv[:4] == ["docker", "run", "--rm", "--init"]
     assert f"inflab.session={name}" in argv
     # the devices are listed on the host when the job runs: every /dev/neuron* becomes --device=
     assert "$(ls /dev/neuron* 2>/dev/null | sed 's/^/--device=/')" in ctx_command(ctx)
-    uri = f"{ACCOUNT_URI}/inflab-{name}:{container.image_tag(ctx)}"
+    uri = f"{ACCOUNT_URI}/inflab-{name}:{image.image_tag(ctx)}"
     assert uri in argv
     i = argv.index(uri)
     assert argv[i + 1:i + 4] == ["python3", "-u", "/opt/inflab/payload/compile.py"]
@@ -214,7 +213,7 @@ def test_compile_runs_in_the_container_with_the_neuron_devices(ctx_for, name):
 
 
 def ctx_command(ctx) -> str:
-    return model.payload_command(ctx, "compile", "compile.py", model.compile_args(ctx))
+    return payload_jobs.payload_command(ctx, "compile", "compile.py", payload_jobs.compile_args(ctx))
 
 
 def test_gpu_and_cpu_targets(ctx_for, store, name):
@@ -233,18 +232,18 @@ def test_sandbox_runs_the_payload_in_the_job_virtualenv(ctx_for, store):
     ctx = ctx_for({}, sandbox=True)
     cmd = ctx_command(ctx)
     assert "docker" not in cmd
-    venv = store.home / "sandbox" / "images" / container.image_hash(ctx) / "venv"
+    venv = store.home / "sandbox" / "images" / image.image_hash(ctx) / "venv"
     assert cmd.startswith(f'cd "$HOME/.inflab/work" && {venv}/bin/python -u "$HOME/.inflab/payload/compile.py" ')
     args = _argv(cmd)
     assert args[args.index("--size") + 1] == "tiny" and args[args.index("--target") + 1] == "cpu" and "--int8" in args
-    build = container.build_commands(ctx)
+    build = image.build_commands(ctx)
     assert f"python3 -m venv {venv}" in build
     assert any(c.endswith("-r .inflab/image/requirements.txt") for c in build)
 
 
 def test_benchmark_flags_follow_the_config(ctx_for):
     ctx = ctx_for({"bench": {"n_models": 4, "workers_per_model": 2, "mode": "open", "rate": 800, "min_duration_s": 30}})
-    args = model.bench_args(ctx, {"file": "bert_inf1_fp32_128_b8.pt"})
+    args = payload_jobs.bench_args(ctx, {"file": "bert_inf1_fp32_128_b8.pt"})
     assert args[0] == "models/bert_inf1_fp32_128_b8.pt"
     pairs = dict(zip(args[1::2], args[2::2]))
     assert pairs["--n-models"] == "4" and pairs["--workers"] == "2" and pairs["--mode"] == "open"
@@ -269,7 +268,7 @@ def test_the_prebuilt_inf1_image_adds_neuron_ccs_tensorflow_front_end(kind, want
     """AWS's 2.20.2 Inf1 image ships neuron-cc without its [tensorflow] extra, which torch.neuron.trace
     needs: the prebuilt path adds it at the shipped version, torch-neuron pinned with it."""
     ctx = ctx_for({"container": {"source": "prebuilt"}})
-    assert f"--build-arg KIND={container.kind(ctx)}" in container.build_commands(ctx)[3]
+    assert f"--build-arg KIND={image.kind(ctx)}" in image.build_commands(ctx)[3]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pip = bin_dir / "pip"  # the image's pip, as far as this RUN line can tell
@@ -277,7 +276,7 @@ def test_the_prebuilt_inf1_image_adds_neuron_ccs_tensorflow_front_end(kind, want
                    '    torch-neuron) echo "Version: 1.13.1.2.11.13.0";;\n    neuron-cc) echo "Version: 1.24.0.0";;\n'
                    '  esac\n  exit 0\nfi\necho "$@" >> "$PIP_LOG"\n')
     pip.chmod(0o755)
-    script = _dockerfile_run(container.container_files(kind)["Dockerfile.prebuilt"].decode())
+    script = _dockerfile_run(image.container_files(kind)["Dockerfile.prebuilt"].decode())
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "KIND": kind, "NEURON_PIP_REPO": "https://pip.repos.neuron.amazonaws.com",
            "PIP_LOG": str(tmp_path / "pip.log")}
     r = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)

@@ -148,7 +148,8 @@ def test_a_sessions_role_grants_nothing_on_a_session_whose_name_extends_its_own(
     from fnmatch import fnmatchcase
 
     from inflab import config
-    from inflab.lab_steps.access import lab_access_policy, log_group, results_bucket
+    from inflab.lab_steps.access import lab_access_policy
+    from inflab.names import log_group, results_bucket
     from inflab.lab_steps.base import StepContext
     from inflab.runtime.select import for_session
 
@@ -180,7 +181,6 @@ def test_launch_is_verified_unencrypted_volumes_fail_outside_the_emulator(name, 
     import pytest
 
     from inflab import config
-    from inflab.aws import Aws
     from inflab.lab_steps.base import StepContext, StepError
     from inflab.lab_steps.instance import verify_launch
     from inflab.runtime.aws import AwsRuntime

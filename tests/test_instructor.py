@@ -249,7 +249,6 @@ async def test_the_dashboard_shows_the_demo_room(demo_room, inflab_home):
 
 
 def test_cleanup_all_leaves_no_tagged_resource_and_no_beacon(demo_room, tmp_path, cli, aws, tagged, sandbox, inflab_home):
-    from inflab.aws import Aws
 
     path = tmp_path / "room.toml"
     path.write_text(demo_room.to_toml())

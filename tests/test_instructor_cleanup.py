@@ -21,7 +21,7 @@ from conftest import sandbox_aws
 
 from inflab import config
 from inflab import sandbox as sb
-from inflab.aws import Aws, beacon, tags
+from inflab.aws import beacon, tags
 from inflab.engine import Engine
 from inflab.instructor import roster
 from inflab.instructor.cleanup import WORK_DIR, CleanupBusy, exclusive
@@ -125,7 +125,7 @@ def test_a_killed_cleanup_leaves_its_store_under_the_home_and_the_next_one_remov
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Removed 1 stand-in store(s)" in again.stdout
     assert list((inflab_home / WORK_DIR).iterdir()) == [] and list(tmp.iterdir()) == []
-    assert f"✓ kim" in again.stdout and "nothing tagged is left" in again.stdout
+    assert "✓ kim" in again.stdout and "nothing tagged is left" in again.stdout
     assert f"⚠ kim: session {session}: step compile was running" in again.stdout and "still active" in again.stdout
     assert beacon.read(aws, session) is None
 

@@ -21,8 +21,7 @@ from conftest import sandbox_aws
 from rich.console import Console
 from textual.widgets import DataTable, Static
 
-from inflab import config
-from inflab.aws import Aws, beacon, inventory, tags
+from inflab.aws import beacon, inventory, tags
 from inflab.instructor import roster
 from inflab.instructor.records import RUNNING, UNREADABLE, WAITING
 from inflab.instructor.room import RoomReader

@@ -278,7 +278,6 @@ def test_the_summary_names_at_most_five_participants_and_counts_ready_accounts()
 
 
 def test_the_sandbox_answers_every_check_but_the_quota(sandbox):
-    from inflab.aws import Aws
 
     aws = sandbox_aws(sandbox, REGION)
     result = preflight_account(aws, reach="shared", region=REGION, participants=ROOM, instance_types=("inf1.2xlarge",))

@@ -245,15 +245,14 @@ def test_the_lab_attaches_only_the_managed_policies_the_policy_lets_it():
 def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
     from inflab.aws import beacon
     from inflab.lab_steps import access, batch_setup, sweep_grid
-    from inflab.lab_steps.access import key_name, log_group, results_bucket, role_name, sg_name
-    from inflab.lab_steps.container import repo_name
+    from inflab import names
 
     doc = pol.participant()
     ctx = SimpleNamespace(name="lab1", prefix="inflab-lab1")
     acct, region = "111122223333", "us-west-2"
-    roles = [role_name(ctx), *sweep_grid.role_names(ctx).values()]
+    roles = [names.instance_role(ctx.name), *names.batch_roles(ctx.name).values()]
     definition = sweep_grid.GridPoint(ctx.prefix, "bert", "inf1.2xlarge", 8, "inf1").definition
-    bucket = results_bucket(ctx.name, acct)
+    bucket = names.results_bucket(ctx.name, acct)
 
     def ok(action: str, arn: str) -> bool:
         return pol.allowed(doc, action, arn)
@@ -265,21 +264,21 @@ def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
         assert ok("iam:GetRole", f"arn:aws:iam::{acct}:role/{r}")  # a look-up before it exists
         assert ok("iam:CreateInstanceProfile", f"arn:aws:iam::{acct}:instance-profile{pol.IAM_PATH}{r}")
         assert ok("iam:GetInstanceProfile", f"arn:aws:iam::{acct}:instance-profile/{r}")
-    assert ok("ec2:ImportKeyPair", f"arn:aws:ec2:{region}:{acct}:key-pair/{key_name(ctx)}")
-    assert sg_name(ctx).startswith("inflab-") and sweep_grid.security_group_name(ctx).startswith("inflab-")
+    assert ok("ec2:ImportKeyPair", f"arn:aws:ec2:{region}:{acct}:key-pair/{names.key_pair(ctx.name)}")
+    assert names.ssh_security_group(ctx.name).startswith("inflab-") and names.batch_security_group(ctx.name).startswith("inflab-")
     for itype in ("inf1.2xlarge", "g5.xlarge"):
         assert ok("batch:CreateComputeEnvironment",
-                  f"arn:aws:batch:{region}:{acct}:compute-environment/{sweep_grid.compute_env_name(ctx.prefix, itype)}")
-        assert ok("batch:CreateJobQueue", f"arn:aws:batch:{region}:{acct}:job-queue/{sweep_grid.queue_name(ctx.prefix, itype)}")
-        assert ok("batch:SubmitJob", f"arn:aws:batch:{region}:{acct}:job-queue/{sweep_grid.queue_name(ctx.prefix, itype)}")
+                  f"arn:aws:batch:{region}:{acct}:compute-environment/{names.compute_environment(ctx.name, itype)}")
+        assert ok("batch:CreateJobQueue", f"arn:aws:batch:{region}:{acct}:job-queue/{names.job_queue(ctx.name, itype)}")
+        assert ok("batch:SubmitJob", f"arn:aws:batch:{region}:{acct}:job-queue/{names.job_queue(ctx.name, itype)}")
     assert ok("batch:RegisterJobDefinition", f"arn:aws:batch:{region}:{acct}:job-definition/{definition}")
     assert ok("batch:DeregisterJobDefinition", f"arn:aws:batch:{region}:{acct}:job-definition/{definition}:3")
-    assert ok("ecr:CreateRepository", f"arn:aws:ecr:{region}:{acct}:repository/{repo_name(ctx)}")
-    assert ok("ecr:PutImage", f"arn:aws:ecr:{region}:{acct}:repository/{repo_name(ctx)}")
+    assert ok("ecr:CreateRepository", f"arn:aws:ecr:{region}:{acct}:repository/{names.repository(ctx.name)}")
+    assert ok("ecr:PutImage", f"arn:aws:ecr:{region}:{acct}:repository/{names.repository(ctx.name)}")
     assert ok("s3:CreateBucket", f"arn:aws:s3:::{bucket}")
     assert ok("s3:PutObject", f"arn:aws:s3:::{bucket}/{ctx.name}/report/report.md")
-    assert ok("logs:CreateLogGroup", f"arn:aws:logs:{region}:{acct}:log-group:{log_group(ctx.name)}")
-    assert ok("logs:GetLogEvents", f"arn:aws:logs:{region}:{acct}:log-group:{log_group(ctx.name)}:log-stream:sweep/default/1")
+    assert ok("logs:CreateLogGroup", f"arn:aws:logs:{region}:{acct}:log-group:{names.log_group(ctx.name)}")
+    assert ok("logs:GetLogEvents", f"arn:aws:logs:{region}:{acct}:log-group:{names.log_group(ctx.name)}:log-stream:sweep/default/1")
     assert ok("ssm:PutParameter", f"arn:aws:ssm:{region}:{acct}:parameter{beacon.path(ctx.name)}")
     assert ok("ssm:GetParametersByPath", f"arn:aws:ssm:{region}:{acct}:parameter{beacon.PREFIX.rstrip('/')}")
     assert ok("ssm:GetParameter", f"arn:aws:ssm:{region}::parameter/aws/service/ecs/optimized-ami/amazon-linux-2023/"

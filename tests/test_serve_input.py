@@ -11,7 +11,7 @@ import pytest
 from inflab.engine import Engine
 from inflab.lab_steps import remote_job
 from inflab.lab_steps.base import StepError
-from inflab.lab_steps.serving import SAMPLES, request_input, ship_input
+from inflab.lab_steps.served import SAMPLES, request_input, ship_input
 from inflab.remote.paths import WORK_DIR
 
 

@@ -9,7 +9,6 @@ the second RUNNABLE (the sandbox runs one job at a time) for as long as the test
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 import time
 
@@ -18,7 +17,7 @@ import pytest
 from inflab import config
 from inflab import sandbox as sb
 from inflab.engine import Engine
-from inflab.lab_steps.container import image_hash
+from inflab.lab_steps.image import image_hash
 from inflab.session import CANCELLED, RUNNING, SessionLock, Store
 from inflab.tui.app import InflabApp
 from inflab.tui.jobs_pane import JobsPane

@@ -316,7 +316,7 @@ async def test_a_session_driven_elsewhere_opens_read_only(sandbox, store, name):
             await pilot.pause(0.5)
             wizard = app.screen
             assert isinstance(wizard, Wizard)
-            assert wizard.read_only and f"in use by pid" in wizard.read_only and "inflab run --name" in wizard.read_only
+            assert wizard.read_only and "in use by pid" in wizard.read_only and "inflab run --name" in wizard.read_only
             assert "read-only" in str(wizard.query_one("#session-info").render())
             await pilot.press("r")
             await pilot.pause(0.5)

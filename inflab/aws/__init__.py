@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-TAG_SESSION = "inflab:session"
-TAG_LAB = "inflab:lab"
+from ..names import TAG_LAB, TAG_SESSION  # noqa: F401 (the tags are the names module's)
 USER_AGENT = "inflab/0.1"
 
 

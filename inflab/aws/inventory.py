@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import TAG_SESSION, Aws, beacon, error_code, session_filter, tag_dict
+from .. import names
+from ..names import BATCH_HOST, IAM_PATH, TAG_ROLE, TAG_SESSION
+from . import Aws, beacon, error_code, session_filter, tag_dict
 
-IAM_PATH = "/inflab/"
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
-TAG_ROLE = "inflab:role"
-BATCH_HOST = "batch-host"  # the hosts AWS Batch launches for the sweep carry the session's tags and this
 
 
 def _tagged_instances(aws: Aws, session: str, states: list[str] | None) -> list[dict[str, Any]]:
@@ -59,7 +58,7 @@ def roles(aws: Aws, session: str) -> list[dict[str, Any]]:
     found = []
     for page in iam.get_paginator("list_roles").paginate(PathPrefix=IAM_PATH):
         for role in page["Roles"]:
-            if not role["RoleName"].startswith("inflab-"):
+            if not role["RoleName"].startswith(names.prefix("")):
                 continue  # not the lab's: its tags are not the lab's to read
             try:
                 role_tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
@@ -77,7 +76,7 @@ def instance_profiles(aws: Aws, session: str) -> list[dict[str, Any]]:
     found = []
     for page in iam.get_paginator("list_instance_profiles").paginate(PathPrefix=IAM_PATH):
         for prof in page["InstanceProfiles"]:
-            if not prof["InstanceProfileName"].startswith("inflab-"):
+            if not prof["InstanceProfileName"].startswith(names.prefix("")):
                 continue
             tags = prof.get("Tags")
             if tags is None:
@@ -98,7 +97,7 @@ def ecr_repositories(aws: Aws, session: str) -> list[dict[str, Any]]:
     found = []
     for page in ecr.get_paginator("describe_repositories").paginate():
         for repo in page["repositories"]:
-            if not repo["repositoryName"].startswith("inflab-"):
+            if not repo["repositoryName"].startswith(names.prefix("")):
                 continue
             try:
                 repo_tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags")
@@ -116,7 +115,7 @@ def buckets(aws: Aws, session: str) -> list[dict[str, Any]]:
     s3 = aws.client("s3")
     found = []
     for b in s3.list_buckets().get("Buckets", []):
-        if not b["Name"].startswith(f"inflab-{session}-"):
+        if not b["Name"].startswith(names.results_bucket(session, "")):
             continue
         try:
             tags = s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet")
@@ -169,7 +168,7 @@ def log_group_named(aws: Aws, group: str) -> dict[str, Any] | None:
 
 
 def log_groups(aws: Aws, session: str) -> list[dict[str, Any]]:
-    found = log_group_named(aws, f"/inflab/{session}")
+    found = log_group_named(aws, names.log_group(session))
     return [found] if found else []
 
 

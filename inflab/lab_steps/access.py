@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import faultpoints
+from .. import faultpoints, names
+from ..aws import error_code
 from ..private_files import write_private
-from ..aws import error_code, inventory
-from .base import Step, StepContext, StepError
-
-def key_name(ctx: StepContext) -> str:
-    return ctx.prefix
+from . import ssh_rule
+from .base import Step, StepContext
+from .iam_roles import remove_role
 
 
 def key_path(ctx: StepContext) -> Path:
@@ -35,14 +34,14 @@ class KeyPair(Step):
 
     def cli(self, ctx):
         return [
-            f"ssh-keygen -t ed25519 -N '' -C {key_name(ctx)} -f {key_path(ctx)}",
-            f"aws ec2 import-key-pair --key-name {key_name(ctx)} --public-key-material fileb://{key_path(ctx)}.pub "
+            f"ssh-keygen -t ed25519 -N '' -C {names.key_pair(ctx.name)} -f {key_path(ctx)}",
+            f"aws ec2 import-key-pair --key-name {names.key_pair(ctx.name)} --public-key-material fileb://{key_path(ctx)}.pub "
             f"--tag-specifications 'ResourceType=key-pair,Tags=[{{Key=inflab:session,Value={ctx.name}}}]'",
         ]
 
     def _described(self, ctx) -> dict | None:
         try:
-            return ctx.aws.client("ec2").describe_key_pairs(KeyNames=[key_name(ctx)])["KeyPairs"][0]
+            return ctx.aws.client("ec2").describe_key_pairs(KeyNames=[names.key_pair(ctx.name)])["KeyPairs"][0]
         except Exception as e:
             if error_code(e) == "InvalidKeyPair.NotFound":
                 return None
@@ -62,35 +61,30 @@ class KeyPair(Step):
         path = key_path(ctx)
         if self._described(ctx):
             # A pair whose private half is not the file here (lost, cut short, or made elsewhere) is useless.
-            ctx.log(f"Key pair {key_name(ctx)} exists but {path.name} does not hold its private key: replacing both")
-            ec2.delete_key_pair(KeyName=key_name(ctx))
-        key = asyncssh.generate_private_key("ssh-ed25519", comment=key_name(ctx))
+            ctx.log(f"Key pair {names.key_pair(ctx.name)} exists but {path.name} does not hold its private key: replacing both")
+            ec2.delete_key_pair(KeyName=names.key_pair(ctx.name))
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=names.key_pair(ctx.name))
         public = key.export_public_key("openssh")
         write_private(path, key.export_private_key("openssh"))  # exclusive temporary file, 0600, then renamed
         faultpoints.hit("keypair:key-written")
-        rid = ctx.intend("ec2:key-pair", key_name(ctx))
-        resp = ec2.import_key_pair(KeyName=key_name(ctx), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")])
+        rid = ctx.intend("ec2:key-pair", names.key_pair(ctx.name))
+        resp = ec2.import_key_pair(KeyName=names.key_pair(ctx.name), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")])
         ctx.put("keypair", {"fingerprint": resp.get("KeyFingerprint", ""), "public_key": public.decode().split()[1]})
-        ctx.store.mark_created(rid, resp.get("KeyPairId", key_name(ctx)), {"fingerprint": resp.get("KeyFingerprint", "")})
-        ctx.log(f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {key_name(ctx)}; "
+        ctx.store.mark_created(rid, resp.get("KeyPairId", names.key_pair(ctx.name)), {"fingerprint": resp.get("KeyFingerprint", "")})
+        ctx.log(f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {names.key_pair(ctx.name)}; "
                 "the private key never leaves this machine")
 
     def undo(self, ctx):
         if self._described(ctx):
-            ctx.aws.client("ec2").delete_key_pair(KeyName=key_name(ctx))
-            ctx.log(f"Deleted key pair {key_name(ctx)}")
+            ctx.aws.client("ec2").delete_key_pair(KeyName=names.key_pair(ctx.name))
+            ctx.log(f"Deleted key pair {names.key_pair(ctx.name)}")
         key_path(ctx).unlink(missing_ok=True)
         ctx.store.delete(ctx.name, "keypair")
         ctx.store.mark_deleted(ctx.name, "ec2:key-pair")
 
 
-def caller_cidr(ctx: StepContext) -> str:
-    """Where SSH may come from: the config's CIDR, else what the runtime says (your public IP /32)."""
-    return ctx.config["instance"]["ssh_cidr"] or ctx.runtime.caller_cidr()
 
 
-def sg_name(ctx: StepContext) -> str:
-    return f"{ctx.prefix}-ssh"
 
 
 class SecurityGroup(Step):
@@ -100,67 +94,34 @@ class SecurityGroup(Step):
         cidr = ctx.get("ssh_cidr") or "<your-ip>/32"
         vpc = (ctx.get("preflight") or {}).get("vpc_id", "<vpc-id>")
         return [
-            f"aws ec2 create-security-group --group-name {sg_name(ctx)} --vpc-id {vpc} "
+            f"aws ec2 create-security-group --group-name {names.ssh_security_group(ctx.name)} --vpc-id {vpc} "
             f"--description 'inflab SSH for session {ctx.name}'",
             f"aws ec2 authorize-security-group-ingress --group-id <sg-id> --protocol tcp --port 22 --cidr {cidr}",
         ]
 
-    def _find(self, ctx) -> dict | None:
-        groups = [g for g in inventory.security_groups(ctx.aws, ctx.name) if g["GroupName"] == sg_name(ctx)]
-        return groups[0] if groups else None
-
-    @staticmethod
-    def _ssh_cidrs(group: dict) -> set[str]:
-        out = set()
-        for perm in group.get("IpPermissions", []):
-            if perm.get("IpProtocol") == "tcp" and perm.get("FromPort") == 22 and perm.get("ToPort") == 22:
-                out |= {r["CidrIp"] for r in perm.get("IpRanges", [])}
-        return out
-
     def check(self, ctx):
-        group = self._find(ctx)
-        if not group:
-            return False
-        cidr = caller_cidr(ctx)
-        return self._ssh_cidrs(group) == {cidr}
+        return ssh_rule.current(ctx)
 
     def apply(self, ctx):
         ec2 = ctx.aws.client("ec2")
-        cidr = caller_cidr(ctx)
-        ctx.put("ssh_cidr", cidr)
-        group = self._find(ctx)
+        group = ssh_rule.find_group(ctx)
         if group is None:
             vpc_id = ctx.get("preflight")["vpc_id"]
-            rid = ctx.intend("ec2:security-group", sg_name(ctx))
+            rid = ctx.intend("ec2:security-group", names.ssh_security_group(ctx.name))
             gid = ec2.create_security_group(
-                GroupName=sg_name(ctx),
+                GroupName=names.ssh_security_group(ctx.name),
                 Description=f"inflab SSH for session {ctx.name}",
                 VpcId=vpc_id,
                 TagSpecifications=[ctx.tag_spec("security-group")],
             )["GroupId"]
             ctx.store.mark_created(rid, gid)
-            ctx.log(f"Created security group {sg_name(ctx)} ({gid}) in {vpc_id}")
+            ctx.log(f"Created security group {names.ssh_security_group(ctx.name)} ({gid}) in {vpc_id}")
             group = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
-        gid = group["GroupId"]
-        ctx.put("security_group_id", gid)
-        stale = self._ssh_cidrs(group) - {cidr}
-        if stale:
-            ec2.revoke_security_group_ingress(
-                GroupId=gid,
-                IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": c} for c in sorted(stale)]}],
-            )
-            ctx.log(f"Removed SSH access from {', '.join(sorted(stale))} (no longer your address)")
-        if cidr not in self._ssh_cidrs(group):
-            ec2.authorize_security_group_ingress(
-                GroupId=gid,
-                IpPermissions=[
-                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr, "Description": "inflab: SSH from you"}]}
-                ],
-            )
-            ctx.log(f"Allowed SSH (tcp/22) from {cidr} only")
+        ctx.put("security_group_id", group["GroupId"])
+        ssh_rule.fit(ctx, group)
 
     def undo(self, ctx):
-        group = self._find(ctx)
+        group = ssh_rule.find_group(ctx)
         if group:
             ec2 = ctx.aws.client("ec2")
             for attempt in range(30):  # an instance that is still shutting down keeps the group in use
@@ -176,8 +137,6 @@ class SecurityGroup(Step):
         ctx.store.mark_deleted(ctx.name, "ec2:security-group")
 
 
-def role_name(ctx: StepContext) -> str:
-    return f"{ctx.prefix}-instance"
 
 
 # Attached by earlier versions of the lab; access is over SSH, so a role that still has it lets go of it.
@@ -188,13 +147,6 @@ TRUST = {
 }
 
 
-def results_bucket(session: str, account: str) -> str:
-    """The session's S3 bucket: named exactly (3-63 characters), so no other session's name can match it."""
-    return f"inflab-{session}-{account}"
-
-
-def log_group(session: str) -> str:
-    return f"/inflab/{session}"
 
 
 def lab_access_policy(ctx: StepContext, account: str) -> dict:
@@ -203,7 +155,7 @@ def lab_access_policy(ctx: StepContext, account: str) -> dict:
     No wildcard follows a session name: session ``lab`` must get nothing of session ``lab-2``.
     """
     region = ctx.region
-    bucket = results_bucket(ctx.name, account)
+    bucket = names.results_bucket(ctx.name, account)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -227,49 +179,20 @@ def lab_access_policy(ctx: StepContext, account: str) -> dict:
                 "Sid": "LabLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:{log_group(ctx.name)}",
-                             f"arn:aws:logs:{region}:{account}:log-group:{log_group(ctx.name)}:*"],
+                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}",
+                             f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}:*"],
             },
         ],
     }
 
 
-def remove_role(ctx: StepContext, name: str) -> None:
-    """Delete role ``name`` and the instance profile of the same name (safe when either is gone):
-    the profile lets go of its roles, the role of its policies, then each is deleted."""
-    iam = ctx.aws.client("iam")
-    try:
-        prof = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-    except Exception as e:
-        if error_code(e) != "NoSuchEntity":
-            raise
-        prof = None
-    if prof:
-        for r in prof.get("Roles", []):
-            iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=r["RoleName"])
-        iam.delete_instance_profile(InstanceProfileName=name)
-        ctx.log(f"Deleted instance profile {name}")
-    try:
-        iam.get_role(RoleName=name)
-    except Exception as e:
-        if error_code(e) == "NoSuchEntity":
-            return
-        raise
-    for other in iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]:
-        iam.remove_role_from_instance_profile(InstanceProfileName=other["InstanceProfileName"], RoleName=name)
-    for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-        iam.detach_role_policy(RoleName=name, PolicyArn=p["PolicyArn"])
-    for p in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-        iam.delete_role_policy(RoleName=name, PolicyName=p)
-    iam.delete_role(RoleName=name)
-    ctx.log(f"Deleted role {name}")
 
 
 class InstanceProfile(Step):
     id = "instance-profile"
 
     def cli(self, ctx):
-        r = role_name(ctx)
+        r = names.instance_role(ctx.name)
         return [
             f"aws iam create-role --role-name {r} --path /inflab/ --assume-role-policy-document file://trust-ec2.json",
             f"aws iam put-role-policy --role-name {r} --policy-name inflab-lab-access --policy-document file://lab-access.json",
@@ -280,7 +203,7 @@ class InstanceProfile(Step):
 
     def _profile(self, ctx) -> dict | None:
         try:
-            return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=role_name(ctx))["InstanceProfile"]
+            return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=names.instance_role(ctx.name))["InstanceProfile"]
         except Exception as e:
             if error_code(e) == "NoSuchEntity":
                 return None
@@ -288,7 +211,7 @@ class InstanceProfile(Step):
 
     def _role_exists(self, ctx) -> bool:
         try:
-            ctx.aws.client("iam").get_role(RoleName=role_name(ctx))
+            ctx.aws.client("iam").get_role(RoleName=names.instance_role(ctx.name))
             return True
         except Exception as e:
             if error_code(e) == "NoSuchEntity":
@@ -297,11 +220,11 @@ class InstanceProfile(Step):
 
     def check(self, ctx):
         prof = self._profile(ctx)
-        return bool(prof) and any(r["RoleName"] == role_name(ctx) for r in prof.get("Roles", []))
+        return bool(prof) and any(r["RoleName"] == names.instance_role(ctx.name) for r in prof.get("Roles", []))
 
     def apply(self, ctx):
         iam = ctx.aws.client("iam")
-        name = role_name(ctx)
+        name = names.instance_role(ctx.name)
         account = (ctx.get("identity") or {}).get("account") or ctx.aws.client("sts").get_caller_identity()["Account"]
         if not self._role_exists(ctx):
             rid = ctx.intend("iam:role", name)
@@ -336,6 +259,6 @@ class InstanceProfile(Step):
         ctx.put("instance_profile", {"name": name, "arn": prof["Arn"]})
 
     def undo(self, ctx):
-        remove_role(ctx, role_name(ctx))
+        remove_role(ctx, names.instance_role(ctx.name))
         ctx.store.mark_deleted(ctx.name, "iam:instance-profile")
         ctx.store.mark_deleted(ctx.name, "iam:role")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-
 from datetime import datetime, timezone
 
 from .. import accelerators
@@ -34,7 +33,11 @@ class Credentials(Step):
         return ["aws sts get-caller-identity"]
 
     def _identity(self, ctx: StepContext) -> dict:
-        from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
+        from botocore.exceptions import (
+            NoCredentialsError,
+            NoRegionError,
+            ProfileNotFound,
+        )
 
         try:
             return ctx.aws.client("sts").get_caller_identity()

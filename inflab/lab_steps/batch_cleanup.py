@@ -12,195 +12,23 @@ kept unless the user asked for it to go (the TUI asks; ``--delete-data`` headles
 
 from __future__ import annotations
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
-
-from ..aws import error_code, error_message, tag_dict
-from .access import log_group, remove_role
-from .base import Step, StepContext, StepError
-from .batch_setup import active_definition, describe_ce, describe_queue, wait_state
-from .sweep_grid import bucket, compute_env_name, legacy_role_names, queue_name, role_names, security_group_name
-
-ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-IN_USE_WORDS = ("in use", "relationship", "dependent", "dependency")
-RETRY_FOR_S = 900
-
-
-def _in_use(e: BaseException) -> bool:
-    """AWS says another resource still depends on this one (it will let go)."""
-    if error_code(e) in ("DependencyViolation", "ResourceInUse", "ResourceInUseException"):
-        return True
-    return error_code(e) in ("ClientException", "InvalidParameterValue") and any(
-        w in error_message(e).lower() for w in IN_USE_WORDS)
-
-
-def retry_in_use(ctx: StepContext, what: str, call) -> None:
-    """``call()`` until AWS stops answering "in use" (backoff 2 s → 20 s, at most RETRY_FOR_S)."""
-    def before_sleep(state: RetryCallState) -> None:
-        err = state.outcome.exception() if state.outcome else None
-        ctx.log(f"{what}: AWS says it is still in use ({error_message(err) if err else '?'}); "
-                f"retrying in {state.next_action.sleep:.0f} s (attempt {state.attempt_number})")
-
-    for attempt in Retrying(retry=retry_if_exception(_in_use), stop=stop_after_delay(RETRY_FOR_S),
-                            wait=wait_exponential(multiplier=2, min=2, max=20), sleep=ctx.sleep,
-                            before_sleep=before_sleep, reraise=True):
-        with attempt:
-            call()
-
-
-def _names(ctx: StepContext, kind: str, from_config: list[str]) -> list[str]:
-    """What to remove: the current config's names and whatever the ledger says this session made."""
-    ledger = [r.name for r in ctx.store.ledger(ctx.name, live_only=True) if r.kind == kind]
-    return list(dict.fromkeys(from_config + ledger))
-
-
-def stop_jobs(ctx: StepContext, queues: list[str]) -> None:
-    batch = ctx.aws.client("batch")
-    active: list[str] = []
-    for q in queues:
-        for status in ACTIVE_JOB_STATES:
-            try:
-                pages = batch.get_paginator("list_jobs").paginate(jobQueue=q, jobStatus=status)
-                active += [j["jobId"] for page in pages for j in page["jobSummaryList"]]
-            except Exception as e:
-                if error_code(e) != "ClientException":  # the queue is gone already
-                    raise
-    for job_id in active:
-        batch.terminate_job(jobId=job_id, reason="inflab cleanup")
-    if active:
-        ctx.log(f"Terminated {len(active)} unfinished job(s); waiting for them to stop")
-
-        def still_running():
-            jobs = batch.describe_jobs(jobs=active[:100])["jobs"]
-            live = [j for j in jobs if j["status"] not in ("SUCCEEDED", "FAILED")]
-            return {"status": f"{len(live)} running"} if live else None
-
-        wait_state(ctx, f"{len(active)} job(s) to stop", still_running, {"DELETED"}, timeout=600)
-
-
-def _disable_and_delete(ctx: StepContext, what: str, describe, disable, delete, disabled: set[str]) -> None:
-    """The Batch order for a queue or a compute environment: DISABLED first, wait until AWS says
-    so, delete (retrying while something still uses it), wait until it is gone."""
-    found = describe()
-    if found is None:
-        return
-    if found.get("state") != "DISABLED":
-        disable()
-    wait_state(ctx, f"{what} to be DISABLED", describe, disabled | {"DELETED"})
-    retry_in_use(ctx, what, delete)
-    wait_state(ctx, f"{what} to be deleted", describe, {"DELETED"})
-    ctx.log(f"Deleted {what}")
-
-
-def remove_queue(ctx: StepContext, name: str) -> None:
-    batch = ctx.aws.client("batch")
-    _disable_and_delete(ctx, f"job queue {name}", lambda: describe_queue(ctx, name),
-                        lambda: batch.update_job_queue(jobQueue=name, state="DISABLED"),
-                        lambda: batch.delete_job_queue(jobQueue=name), {"DISABLED/VALID"})
-
-
-def remove_compute_env(ctx: StepContext, name: str) -> None:
-    batch = ctx.aws.client("batch")
-    _disable_and_delete(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name),
-                        lambda: batch.update_compute_environment(computeEnvironment=name, state="DISABLED"),
-                        lambda: batch.delete_compute_environment(computeEnvironment=name),
-                        {"DISABLED/VALID", "DISABLED/INVALID"})
-
-
-def remove_definitions(ctx: StepContext, names: list[str]) -> None:
-    batch = ctx.aws.client("batch")
-    for name in names:
-        count = 0
-        while (d := active_definition(ctx, name)) is not None:
-            batch.deregister_job_definition(jobDefinition=d["jobDefinitionArn"])
-            count += 1
-        if count:
-            ctx.log(f"Deregistered job definition {name} ({count} revision(s))")
-
-
-def remove_security_group(ctx: StepContext) -> None:
-    ec2 = ctx.aws.client("ec2")
-    name = security_group_name(ctx)
-    for g in ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]:
-        if tag_dict(g.get("Tags")).get("inflab:session") != ctx.name:
-            continue
-        # The hosts' network interfaces linger for a while after the compute environment goes.
-        retry_in_use(ctx, f"security group {name}", lambda gid=g["GroupId"]: ec2.delete_security_group(GroupId=gid))
-        ctx.log(f"Deleted security group {name} ({g['GroupId']})")
-
-
-def bucket_exists(ctx: StepContext, name: str) -> bool:
-    try:
-        ctx.aws.client("s3").head_bucket(Bucket=name)
-        return True
-    except Exception as e:
-        if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
-            return False
-        raise
-
-
-def remove_bucket(ctx: StepContext, name: str) -> None:
-    s3 = ctx.aws.client("s3")
-    if not bucket_exists(ctx, name):
-        return
-    count = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        objs = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-        if objs:
-            s3.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
-            count += len(objs)
-    s3.delete_bucket(Bucket=name)
-    ctx.log(f"Deleted S3 bucket {name} and its {count} object(s)")
-
-
-def teardown(ctx: StepContext, *, delete_data: bool) -> None:
-    """Everything batch-setup and batch-submit made, in the order AWS lets go of it."""
-    types = list(ctx.config.batch.instance_types)
-    queues = _names(ctx, "batch:job-queue", [queue_name(ctx.prefix, t) for t in types])
-    envs = _names(ctx, "batch:compute-environment", [compute_env_name(ctx.prefix, t) for t in types])
-    from .batch_setup import definition_names, log_group_exists
-
-    defs = _names(ctx, "batch:job-definition", definition_names(ctx))
-    stop_jobs(ctx, queues)
-    for q in queues:
-        remove_queue(ctx, q)
-    for ce in envs:
-        remove_compute_env(ctx, ce)
-    remove_definitions(ctx, defs)
-    roles = [*role_names(ctx).values(), *legacy_role_names(ctx)]
-    for role in roles:
-        remove_role(ctx, role)
-    remove_security_group(ctx)
-    if log_group_exists(ctx, log_group(ctx.name)):  # by exact name: never another session's /inflab/<name>-2
-        ctx.aws.client("logs").delete_log_group(logGroupName=log_group(ctx.name))
-        ctx.log(f"Deleted log group {log_group(ctx.name)} (the jobs' logs are in the bucket too: job.log)")
-    for kind in ("batch:job", "batch:job-queue", "batch:compute-environment", "batch:job-definition"):
-        ctx.store.mark_deleted(ctx.name, kind)
-    for name in roles:
-        ctx.store.mark_deleted(ctx.name, "iam:role", name)
-        ctx.store.mark_deleted(ctx.name, "iam:instance-profile", name)
-    ctx.store.mark_deleted(ctx.name, "ec2:security-group", security_group_name(ctx))
-    name = bucket(ctx)
-    if delete_data:
-        remove_bucket(ctx, name)
-        ctx.store.mark_deleted(ctx.name, "s3:bucket", name)
-    elif bucket_exists(ctx, name):
-        ctx.log(f"Kept the results bucket s3://{name} (delete it with: inflab cleanup {ctx.name} --delete-data)")
-    ctx.store.delete(ctx.name, "batch")
+from .. import names
+from .base import Step
+from .batch_aws import describe_ce, teardown
 
 
 class BatchCleanup(Step):
     id = "batch-cleanup"
 
     def cli(self, ctx):
-        p = ctx.prefix
         t = ctx.config.batch.instance_types[0]
-        return [f"aws batch terminate-job --job-id <each unfinished job> --reason 'inflab cleanup'",
-                f"aws batch update-job-queue --job-queue {queue_name(p, t)} --state DISABLED",
-                f"aws batch delete-job-queue --job-queue {queue_name(p, t)}",
-                f"aws batch update-compute-environment --compute-environment {compute_env_name(p, t)} --state DISABLED",
-                f"aws batch delete-compute-environment --compute-environment {compute_env_name(p, t)}",
+        return ["aws batch terminate-job --job-id <each unfinished job> --reason 'inflab cleanup'",
+                f"aws batch update-job-queue --job-queue {names.job_queue(ctx.name, t)} --state DISABLED",
+                f"aws batch delete-job-queue --job-queue {names.job_queue(ctx.name, t)}",
+                f"aws batch update-compute-environment --compute-environment {names.compute_environment(ctx.name, t)} --state DISABLED",
+                f"aws batch delete-compute-environment --compute-environment {names.compute_environment(ctx.name, t)}",
                 "aws batch deregister-job-definition --job-definition <each definition>",
-                f"aws iam delete-role --role-name {role_names(ctx)['job']}  # and the other sweep roles",
+                f"aws iam delete-role --role-name {names.batch_roles(ctx.name)['job']}  # and the other sweep roles",
                 f"inflab cleanup {ctx.name} [--delete-data]  # everything else the lab made, verified by tag"]
 
     def check(self, ctx):
@@ -208,7 +36,7 @@ class BatchCleanup(Step):
         ``ends_track``)."""
         if ctx.get("batch"):
             return False
-        return all(describe_ce(ctx, compute_env_name(ctx.prefix, t)) is None for t in ctx.config.batch.instance_types)
+        return all(describe_ce(ctx, names.compute_environment(ctx.name, t)) is None for t in ctx.config.batch.instance_types)
 
     def apply(self, ctx):
         """The sweep's own teardown; the engine then takes down what the earlier steps made."""

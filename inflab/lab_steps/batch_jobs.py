@@ -13,13 +13,12 @@ import secrets
 import time
 from typing import Any
 
-from .. import faultpoints
+from .. import faultpoints, names
 from ..aws import error_code, tag_dict
 from ..events import BatchJob
 from .base import Cancelled, Step, StepContext, StepError
-from .batch_setup import LOG_PREFIX
-from .access import log_group
-from .sweep_grid import GridPoint, grid, results_uri
+from .batch_aws import LOG_PREFIX
+from .sweep_grid import GridPoint, grid, results_uri, sweep
 
 ENDED = ("SUCCEEDED", "FAILED")
 #: the DescribeJobs field (epoch milliseconds) saying when a job entered a state, where Batch keeps one
@@ -28,9 +27,6 @@ TAG_ROUND = "inflab:sweep"
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 
 
-def sweep(ctx: StepContext) -> dict[str, Any]:
-    """The current round of the sweep: {"round": id, "setup": settings, "jobs": {job name: job id}}."""
-    return ctx.get("sweep") or {}
 
 
 def _points(ctx: StepContext) -> dict[str, GridPoint]:
@@ -134,7 +130,7 @@ def runnable_note(ctx: StepContext, reason: str) -> str:
     meaning = RUNNABLE_REASONS.get(code)
     if not meaning:
         return reason
-    from .batch_setup import TIME_LIMIT_REASONS
+    from .batch_aws import TIME_LIMIT_REASONS
 
     after = (f"; the queue cancels it after {ctx.config.batch.runnable_timeout_min} min in RUNNABLE "
              "(batch.runnable_timeout_min)" if code in TIME_LIMIT_REASONS else "")
@@ -197,7 +193,7 @@ class LogFollower:
         logs = self.ctx.aws.client("logs")
         lines: list[str] = []
         while True:
-            kwargs = {"logGroupName": log_group(self.ctx.name), "logStreamName": self.stream, "startFromHead": True}
+            kwargs = {"logGroupName": names.log_group(self.ctx.name), "logStreamName": self.stream, "startFromHead": True}
             if self.token:
                 kwargs["nextToken"] = self.token
             try:
@@ -222,7 +218,7 @@ class BatchMonitor(Step):
     def cli(self, ctx):
         ids = " ".join(list(sweep(ctx).get("jobs", {}).values())[:3]) or "<job ids>"
         return [f"aws batch describe-jobs --jobs {ids} --query 'jobs[].[jobName,status,statusReason]'",
-                f"aws logs tail {log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow"]
+                f"aws logs tail {names.log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow"]
 
     def check(self, ctx):
         s = sweep(ctx)
@@ -298,7 +294,7 @@ class BatchMonitor(Step):
         ctx.put("sweep", s)
         if len(failed) == len(names):
             raise StepError(f"Every job of the sweep failed (first: {s['states'][failed[0]]['reason']}); "
-                            f"their logs are in {log_group(ctx.name)}")
+                            f"their logs are in {names.log_group(ctx.name)}")
         ctx.log(f"Sweep finished: {len(names) - len(failed)} of {len(names)} succeeded"
                 + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else ""))
 

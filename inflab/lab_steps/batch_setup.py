@@ -23,22 +23,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
-from .. import accelerators
-from ..aws import error_code, error_message, instances, inventory, tag_dict
-from .access import log_group
+from .. import accelerators, names
+from ..aws import error_code, error_message, tag_dict
 from .base import Step, StepContext, StepError
-from .container import image_hash, image_tag, repo_name, repository_uri
-from .sweep_grid import (GridPoint, bucket, compute_env_name, grid, queue_name, role_names, security_group_name)
+from .batch_aws import (
+    active_definition,
+    definition_names,
+    definitions,
+    describe_ce,
+    describe_queue,
+    log_group_exists,
+    time_limits,
+    wait_state,
+)
+from .image import image_hash, image_tag
+from .sweep_grid import bucket, grid
 
 ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
-LOG_PREFIX = "sweep"  # awslogs-stream-prefix: streams are sweep/default/<task id>
 LOG_RETENTION_DAYS = 14
 IAM_PATH = "/inflab/"
-HOST_ROLE_TAG = {"inflab:role": "batch-host"}  # on the hosts Batch launches: not the lab's own instance
-TIME_LIMIT_REASONS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")
+HOST_ROLE_TAG = {names.TAG_ROLE: names.BATCH_HOST}  # on the hosts Batch launches: not the lab's own instance
 REPAIR_WAITS_S = (10, 20, 40, 60)  # before each new try at a compute environment IAM has not caught up with
 
 
@@ -49,7 +54,7 @@ def _trust(service: str) -> str:
 
 def job_policy(ctx: StepContext, bucket_name: str, account: str) -> dict:
     """The jobs may write under the session's prefix and to the session's log group: nothing else."""
-    group = log_group(ctx.name)
+    group = names.log_group(ctx.name)
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "SweepResults", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
          "Resource": f"arn:aws:s3:::{bucket_name}/{ctx.name}/*"},
@@ -59,54 +64,10 @@ def job_policy(ctx: StepContext, bucket_name: str, account: str) -> dict:
     ]}
 
 
-def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
-    """batch_job.py's arguments for one definition (the batch size comes from its environment)."""
-    m, b, bench = ctx.config.model, ctx.config.batch, ctx.config.bench
-    compile_args = ["--family", point.family, "--target", point.target, "--size", ctx.runtime.model_size(ctx.config),
-                    "--max-length", str(m.max_length), "--image-size", str(m.image_size)]
-    if point.family == m.family and m.name:
-        compile_args += ["--name", m.name]
-    if m.offline:
-        compile_args.append("--offline")
-    if m.int8 and point.target == "cpu":
-        compile_args.append("--int8")
-    bench_args = ["--workers", str(bench.workers_per_model), "--min-duration", str(b.min_duration_s),
-                  "--min-queries", str(bench.min_queries), "--max-duration", str(b.max_duration_s), "--mode", bench.mode]
-    if bench.n_models:
-        bench_args += ["--n-models", str(bench.n_models)]
-    if bench.mode == "open":
-        bench_args += ["--rate", str(bench.rate)]
-    return ["--label", ctx.name, "--runtime", ctx.runtime.kind, "--compile", *compile_args, "--bench", *bench_args]
 
 
-def definitions(ctx: StepContext) -> dict[str, dict]:
-    """Job definition name → its registration (without tags), one per (family, instance type, batch size):
-    the whole instance, as EC2 describes the type."""
-    out: dict[str, dict] = {}
-    points = grid(ctx)
-    specs = instances.specs(ctx.aws, [p.instance_type for p in points])
-    for p in points:
-        if p.definition in out:
-            continue
-        spec = specs.get(p.instance_type) or accelerators.InstanceSpec(vcpus=accelerators.vcpus_of(p.instance_type),
-                                                                      memory_mib=2048 * accelerators.vcpus_of(p.instance_type))
-        container = ctx.runtime.batch_container(kind=p.kind, image_uri=f"{repository_uri(ctx)}:{image_tag(ctx, p.kind)}",
-                                                digest=image_hash(ctx, p.kind), job_args=job_args(ctx, p))
-        out[p.definition] = {
-            "instance_type": p.instance_type, "devices": spec.devices,
-            "containerProperties": {
-                "image": container.image, "command": list(container.command),
-                "environment": [{"name": "INFLAB_BATCH_SIZE", "value": str(p.batch_size)}],
-                "logConfiguration": {"logDriver": "awslogs", "options": {
-                    "awslogs-group": log_group(ctx.name), "awslogs-region": ctx.region, "awslogs-stream-prefix": LOG_PREFIX}},
-                **instances.job_resources(spec),
-            },
-        }
-    return out
 
 
-def definition_names(ctx: StepContext) -> list[str]:
-    return list(dict.fromkeys(p.definition for p in grid(ctx)))
 
 
 def settings_digest(ctx: StepContext) -> str:
@@ -116,69 +77,34 @@ def settings_digest(ctx: StepContext) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def wait_state(ctx: StepContext, what: str, describe, want: set[str], *, timeout: float = 900, delay: float = 2) -> dict | None:
-    """Poll ``describe()`` (one resource's description or None when gone) until its status is in ``want``
-    (``"DELETED"`` in ``want``: until it is gone). Says what it waits for; cancel works."""
-    start = time.monotonic()
-    while True:
-        ctx.check_cancel()
-        d = describe()
-        status = "DELETED" if d is None else f"{d.get('state', '')}/{d.get('status', '')}"
-        if d is None and "DELETED" in want or d is not None and (d.get("status") in want or status in want):
-            return d
-        if d is not None and d.get("status") == "INVALID":
-            raise StepError(f"{what} is INVALID: {d.get('statusReason') or 'no reason given'}")
-        elapsed = time.monotonic() - start
-        if elapsed > timeout:
-            raise StepError(f"{what}: still {status} after {timeout:.0f} s")
-        ctx.progress(None, f"Waiting for {what} ({status}, want {' or '.join(sorted(want))})… {elapsed:.0f} s")
-        ctx.sleep(delay)
 
 
-def log_group_exists(ctx: StepContext, group: str) -> bool:
-    return inventory.log_group_named(ctx.aws, group) is not None
 
 
-def describe_ce(ctx: StepContext, name: str) -> dict | None:
-    found = ctx.aws.client("batch").describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
-    return found[0] if found else None
 
 
-def describe_queue(ctx: StepContext, name: str) -> dict | None:
-    found = ctx.aws.client("batch").describe_job_queues(jobQueues=[name])["jobQueues"]
-    return found[0] if found else None
 
 
-def active_definition(ctx: StepContext, name: str) -> dict | None:
-    defs = ctx.aws.client("batch").describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
-    return max(defs, key=lambda d: d["revision"]) if defs else None
 
 
-def time_limits(ctx: StepContext) -> list[dict]:
-    """The queues' jobStateTimeLimitActions: a job Batch leaves RUNNABLE for one of these reasons (it
-    fits no instance type, asks more than maxvCpus, no capacity) is cancelled after the set time,
-    rather than waiting — and billing nothing — forever."""
-    seconds = ctx.config.batch.runnable_timeout_min * 60
-    return [{"reason": r, "state": "RUNNABLE", "maxTimeSeconds": seconds, "action": "CANCEL"} for r in TIME_LIMIT_REASONS]
 
 
 class BatchSetup(Step):
     id = "batch-setup"
 
     def cli(self, ctx):
-        p = ctx.prefix
-        cmds = [f"aws s3api create-bucket --bucket inflab-{ctx.name}-<account> --create-bucket-configuration LocationConstraint={ctx.region}",
-                f"aws s3api put-public-access-block --bucket inflab-{ctx.name}-<account> --public-access-block-configuration "
+        cmds = [f"aws s3api create-bucket --bucket {names.results_bucket(ctx.name, '<account>')} --create-bucket-configuration LocationConstraint={ctx.region}",
+                f"aws s3api put-public-access-block --bucket {names.results_bucket(ctx.name, '<account>')} --public-access-block-configuration "
                 "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
-                f"aws s3api put-bucket-encryption --bucket inflab-{ctx.name}-<account> --server-side-encryption-configuration "
+                f"aws s3api put-bucket-encryption --bucket {names.results_bucket(ctx.name, '<account>')} --server-side-encryption-configuration "
                 "'{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"AES256\"}}]}'"]
-        for role in role_names(ctx).values():
+        for role in names.batch_roles(ctx.name).values():
             cmds.append(f"aws iam create-role --role-name {role} --path {IAM_PATH} --assume-role-policy-document file://trust.json")
         for itype in ctx.config.batch.instance_types:
-            cmds.append(f"aws batch create-compute-environment --compute-environment-name {compute_env_name(p, itype)} --type MANAGED "
+            cmds.append(f"aws batch create-compute-environment --compute-environment-name {names.compute_environment(ctx.name, itype)} --type MANAGED "
                         f"--compute-resources type=EC2,minvCpus=0,maxvCpus={ctx.config.batch.max_vcpus},instanceTypes={itype},...")
-            cmds.append(f"aws batch create-job-queue --job-queue-name {queue_name(p, itype)} --priority 1 "
-                        f"--compute-environment-order order=1,computeEnvironment={compute_env_name(p, itype)}")
+            cmds.append(f"aws batch create-job-queue --job-queue-name {names.job_queue(ctx.name, itype)} --priority 1 "
+                        f"--compute-environment-order order=1,computeEnvironment={names.compute_environment(ctx.name, itype)}")
         for name in definition_names(ctx):
             cmds.append(f"aws batch register-job-definition --job-definition-name {name} --type container "
                         "--container-properties file://container.json")
@@ -195,7 +121,7 @@ class BatchSetup(Step):
                 return False
             raise
         for itype in ctx.config.batch.instance_types:
-            ce, q = describe_ce(ctx, compute_env_name(ctx.prefix, itype)), describe_queue(ctx, queue_name(ctx.prefix, itype))
+            ce, q = describe_ce(ctx, names.compute_environment(ctx.name, itype)), describe_queue(ctx, names.job_queue(ctx.name, itype))
             if not ce or not q or ce.get("status") != "VALID" or q.get("status") != "VALID" or q.get("state") != "ENABLED":
                 return False
             if q.get("jobStateTimeLimitActions") != time_limits(ctx):
@@ -234,7 +160,7 @@ class BatchSetup(Step):
             raise StepError("No ECR repository recorded: run the ecr-repo step first (the jobs run the session's image)")
         ecr = ctx.aws.client("ecr")
         missing = [why for k in sorted({p.kind for p in grid(ctx)})
-                   if (why := ctx.runtime.batch_image_missing(ecr, repo_name(ctx), image_tag(ctx, k), image_hash(ctx, k)))]
+                   if (why := ctx.runtime.batch_image_missing(ecr, names.repository(ctx.name), image_tag(ctx, k), image_hash(ctx, k)))]
         if missing:
             raise StepError("; ".join(missing))
 
@@ -253,7 +179,7 @@ class BatchSetup(Step):
                 tags = tag_dict(s3.get_bucket_tagging(Bucket=name).get("TagSet"))
             except Exception:
                 tags = {}
-            if tags.get("inflab:session") != ctx.name:
+            if tags.get(names.TAG_SESSION) != ctx.name:
                 raise StepError(f"An S3 bucket named {name} exists but does not belong to this session")
         else:
             rid = ctx.intend("s3:bucket", name)
@@ -291,12 +217,12 @@ class BatchSetup(Step):
     def _roles(self, ctx, bucket_name: str) -> dict[str, str]:
         from .sweep_grid import account
 
-        names = role_names(ctx)
-        arns = {"host": self._role(ctx, names["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
-                "job": self._role(ctx, names["job"], "ecs-tasks.amazonaws.com",
+        roles = names.batch_roles(ctx.name)
+        arns = {"host": self._role(ctx, roles["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
+                "job": self._role(ctx, roles["job"], "ecs-tasks.amazonaws.com",
                                   inline=job_policy(ctx, bucket_name, account(ctx)))}
         iam = ctx.aws.client("iam")
-        profile_name = names["instance"]
+        profile_name = roles["instance"]
         try:
             prof = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]
         except Exception as e:
@@ -310,7 +236,7 @@ class BatchSetup(Step):
         iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=profile_name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
         arns["profile"] = prof["Arn"]
         ctx.log("Roles: hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
-                f"s3://{bucket_name}/{ctx.name}/* and log group {log_group(ctx.name)} only); Batch acts through its "
+                f"s3://{bucket_name}/{ctx.name}/* and log group {names.log_group(ctx.name)} only); Batch acts through its "
                 "service-linked role AWSServiceRoleForBatch")
         return arns
 
@@ -323,7 +249,7 @@ class BatchSetup(Step):
         if not subnets:
             raise StepError("No default subnets in this region: set instance.subnet_id in the config")
         vpc = subnets[0]["VpcId"]
-        name = security_group_name(ctx)
+        name = names.batch_security_group(ctx.name)
         found = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}])
         if found["SecurityGroups"]:
             group_id = found["SecurityGroups"][0]["GroupId"]
@@ -337,14 +263,14 @@ class BatchSetup(Step):
 
     def _log_group(self, ctx) -> None:
         logs = ctx.aws.client("logs")
-        group = log_group(ctx.name)
+        group = names.log_group(ctx.name)
         if not log_group_exists(ctx, group):  # by exact name: /inflab/lab must not be taken for /inflab/lab-2
             logs.create_log_group(logGroupName=group, tags=tag_dict(ctx.tags()))
             logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
             ctx.log(f"Created log group {group} (kept {LOG_RETENTION_DAYS} days)")
 
     def _compute_env(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
-        name = compute_env_name(ctx.prefix, itype)
+        name = names.compute_environment(ctx.name, itype)
         batch = ctx.aws.client("batch")
         ce = describe_ce(ctx, name)
         if ce is None:
@@ -362,17 +288,17 @@ class BatchSetup(Step):
             ctx.log(f"Compute environment {name} is INVALID: {reason[:300]}. A new IAM role takes a while to reach "
                     f"AWS Batch: making the environment again in {wait} s")
             ctx.sleep(wait)
-            from .batch_cleanup import remove_compute_env, remove_queue
+            from .batch_aws import remove_compute_env, remove_queue
 
-            queue = describe_queue(ctx, queue_name(ctx.prefix, itype))
+            queue = describe_queue(ctx, names.job_queue(ctx.name, itype))
             if queue and any(o.get("computeEnvironment") in (ce["computeEnvironmentArn"], name)
                              for o in queue.get("computeEnvironmentOrder") or []):
-                remove_queue(ctx, queue_name(ctx.prefix, itype))  # it is made again right after
+                remove_queue(ctx, names.job_queue(ctx.name, itype))  # it is made again right after
             remove_compute_env(ctx, name)
             self._create_ce(ctx, itype, arns, group_id, subnets, image_type, ami)
 
     def _create_ce(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
-        name = compute_env_name(ctx.prefix, itype)
+        name = names.compute_environment(ctx.name, itype)
         rid = ctx.intend("batch:compute-environment", name)
         ce = ctx.aws.client("batch").create_compute_environment(
             computeEnvironmentName=name, type="MANAGED", state="ENABLED",  # no serviceRole: Batch's service-linked role
@@ -386,7 +312,7 @@ class BatchSetup(Step):
         ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
 
     def _queue(self, ctx, itype: str) -> None:
-        name, ce = queue_name(ctx.prefix, itype), compute_env_name(ctx.prefix, itype)
+        name, ce = names.job_queue(ctx.name, itype), names.compute_environment(ctx.name, itype)
         limits = time_limits(ctx)
         batch = ctx.aws.client("batch")
         q = describe_queue(ctx, name)
@@ -419,6 +345,6 @@ class BatchSetup(Step):
         return arn
 
     def undo(self, ctx):
-        from .batch_cleanup import teardown
+        from .batch_aws import teardown
 
         teardown(ctx, delete_data=ctx.delete_data)

@@ -6,7 +6,7 @@ import asyncio
 import base64
 
 from ..aws import error_code
-from .access import SecurityGroup
+from . import ssh_rule
 from .base import Step, StepContext, StepError
 
 PROBE = (
@@ -51,7 +51,13 @@ class Connect(Step):
         return self._probe(ctx, timeout=20)[0] is not None
 
     def _probe(self, ctx: StepContext, timeout: float):
-        from ..remote.ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, connect, run
+        from ..remote.ssh import (
+            ConnectFailed,
+            HostKeyMismatch,
+            HostKeyPin,
+            connect,
+            run,
+        )
 
         host = ctx.host()
         target = host.target
@@ -91,10 +97,12 @@ class Connect(Step):
         return fps
 
     def apply(self, ctx):
-        sg = SecurityGroup()
-        if not sg.check(ctx):  # your address changed since the group was made (new network)
+        if not ssh_rule.current(ctx):  # your address changed since the group was made (new network)
+            group = ssh_rule.find_group(ctx)
+            if group is None:
+                raise StepError("The session's SSH security group is gone: run the security-group step again")
             ctx.log("Your public IP changed since the security group was made: updating the SSH rule")
-            sg.apply(ctx)
+            ssh_rule.fit(ctx, group)
         result, pin, error = self._probe(ctx, timeout=300)
         if result is None:
             raise StepError(f"Could not connect: {error}")

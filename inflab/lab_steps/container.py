@@ -12,110 +12,41 @@ These steps ship the build context, run the runtime's plan and record what was m
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-from importlib import resources
-
+from .. import names
 from ..aws import error_code, tag_dict
 from ..remote.paths import IMAGE_DIR
-from ..runtime.base import ImagePlan
-from .base import Step, StepContext, StepError
+from .base import Step, StepError
+from .image import (
+    container_files,
+    ecr_password,
+    image_hash,
+    image_plan,
+    image_tag,
+    image_uri,
+    kind,
+    source,
+)
 from .remote_job import ensure_host_ready, payload_files, run_job, upload
-
-
-def repo_name(ctx: StepContext) -> str:
-    return ctx.prefix  # inflab-<session>: the instance role may push to exactly this repository
-
-
-def kind(ctx: StepContext) -> str:
-    return ctx.runtime.container_kind(ctx.config)
-
-
-def container_files(k: str) -> dict[str, bytes]:
-    """The build context's definition files for container kind ``k``."""
-    root = resources.files("inflab.assets").joinpath("container")
-    return {
-        "Dockerfile": root.joinpath(k, "Dockerfile").read_bytes(),
-        "Dockerfile.prebuilt": root.joinpath("Dockerfile.prebuilt").read_bytes(),
-        "requirements.txt": root.joinpath(k, "requirements.txt").read_bytes(),
-    }
-
-
-def base_image(k: str) -> str:
-    """The image a kind's Dockerfile starts from (its ``ARG BASE_IMAGE=`` default)."""
-    text = container_files(k)["Dockerfile"].decode()
-    m = re.search(r"^ARG\s+BASE_IMAGE=(\S+)", text, re.M)
-    return m.group(1) if m else ""
-
-
-def source(ctx: StepContext, k: str | None = None) -> str:
-    """build or prebuilt; the CPU image is always built (there is no AWS CPU inference image to start from)."""
-    return "build" if (k or kind(ctx)) == "cpu" else ctx.config["container"]["source"]
-
-
-def image_hash(ctx: StepContext, k: str | None = None) -> str:
-    """Changes when what the image is built from changes (definition, requirements, source, the payload it bakes in)."""
-    k = k or kind(ctx)
-    h = hashlib.sha256(source(ctx, k).encode())
-    files = {**container_files(k), **{f"payload/{n}": d for n, d in payload_files().items()}}
-    for name, data in sorted(files.items()):
-        h.update(name.encode() + b"\0" + data + b"\0")
-    return h.hexdigest()[:16]
-
-
-def image_tag(ctx: StepContext, k: str | None = None) -> str:
-    """``<kind>-<hash>``: the tag names what the image was built from, payload included, so a
-    Batch job never runs an image with older code under a familiar name."""
-    return f"{k or kind(ctx)}-{image_hash(ctx, k)}"
-
-
-def repository_uri(ctx: StepContext) -> str:
-    repo = ctx.get("ecr") or {}
-    return repo.get("uri") or f"<account>.dkr.ecr.{ctx.region}.amazonaws.com/{repo_name(ctx)}"
-
-
-def image_uri(ctx: StepContext, k: str | None = None) -> str:
-    return f"{repository_uri(ctx)}:{image_tag(ctx, k)}"
-
-
-def image_plan(ctx: StepContext) -> ImagePlan:
-    k = kind(ctx)
-    return ctx.runtime.image_plan(uri=image_uri(ctx), digest=image_hash(ctx), kind=k, source=source(ctx), base_image=base_image(k))
-
-
-def build_commands(ctx: StepContext) -> list[str]:
-    """The build job's script, line by line (what the tests read)."""
-    return image_plan(ctx).script.split("\n")
-
-
-def ecr_password(ecr) -> tuple[str, str]:
-    """(registry host, password) from ECR's authorization token."""
-    data = ecr.get_authorization_token()["authorizationData"][0]
-    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-    if user != "AWS" or not password:
-        raise StepError("ECR returned an authorization token in an unexpected form")
-    return data["proxyEndpoint"].removeprefix("https://").rstrip("/"), password
 
 
 class EcrRepo(Step):
     id = "ecr-repo"
 
     def cli(self, ctx):
-        return [f"aws ecr create-repository --repository-name {repo_name(ctx)} --image-scanning-configuration scanOnPush=true "
+        return [f"aws ecr create-repository --repository-name {names.repository(ctx.name)} --image-scanning-configuration scanOnPush=true "
                 f"--encryption-configuration encryptionType=AES256 --tags Key=inflab:session,Value={ctx.name}"]
 
     def _find(self, ctx) -> dict | None:
         ecr = ctx.aws.client("ecr")
         try:
-            repo = ecr.describe_repositories(repositoryNames=[repo_name(ctx)])["repositories"][0]
+            repo = ecr.describe_repositories(repositoryNames=[names.repository(ctx.name)])["repositories"][0]
         except Exception as e:
             if error_code(e) == "RepositoryNotFoundException":
                 return None
             raise
         tags = tag_dict(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
-        if tags.get("inflab:session") != ctx.name:
-            raise StepError(f"An ECR repository named {repo_name(ctx)} exists but does not belong to this session")
+        if tags.get(names.TAG_SESSION) != ctx.name:
+            raise StepError(f"An ECR repository named {names.repository(ctx.name)} exists but does not belong to this session")
         return repo
 
     def _remember(self, ctx, repo: dict) -> None:
@@ -129,7 +60,7 @@ class EcrRepo(Step):
 
     def apply(self, ctx):
         ecr = ctx.aws.client("ecr")
-        name = repo_name(ctx)
+        name = names.repository(ctx.name)
         rid = ctx.intend("ecr:repository", name)
         repo = ecr.create_repository(
             repositoryName=name,
@@ -146,8 +77,8 @@ class EcrRepo(Step):
         ecr = ctx.aws.client("ecr")
         try:
             if self._find(ctx):
-                ecr.delete_repository(repositoryName=repo_name(ctx), force=True)
-                ctx.log(f"Deleted ECR repository {repo_name(ctx)} and its images")
+                ecr.delete_repository(repositoryName=names.repository(ctx.name), force=True)
+                ctx.log(f"Deleted ECR repository {names.repository(ctx.name)} and its images")
         except StepError:
             pass  # not ours: leave it alone
         ctx.store.mark_deleted(ctx.name, "ecr:repository")
@@ -216,7 +147,7 @@ class PushImage(Step):
         if not pushed.get("pushed"):
             return True  # the runtime had nothing to push
         try:
-            images = ctx.aws.client("ecr").describe_images(repositoryName=repo_name(ctx), imageIds=[{"imageTag": image_tag(ctx)}])
+            images = ctx.aws.client("ecr").describe_images(repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": image_tag(ctx)}])
         except Exception as e:
             if error_code(e) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return False
@@ -250,7 +181,7 @@ class PushImage(Step):
         pushed = ctx.get("pushed") or {}
         if pushed.get("pushed"):
             try:
-                ctx.aws.client("ecr").batch_delete_image(repositoryName=repo_name(ctx),
+                ctx.aws.client("ecr").batch_delete_image(repositoryName=names.repository(ctx.name),
                                                          imageIds=[{"imageTag": pushed["uri"].rsplit(":", 1)[1]}])
                 ctx.log(f"Deleted image {pushed['uri']} from ECR")
             except Exception as e:

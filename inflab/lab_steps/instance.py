@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from .. import accelerators
+from .. import accelerators, names
 from ..aws import error_code, error_message, inventory, tag_dict
-from .access import key_name, role_name
 from .base import Step, StepContext, StepError, WaitFailed
 
 CAPACITY_ERRORS = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity"}
@@ -14,8 +13,6 @@ QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeA
 PROFILE_NOT_READY = "Invalid IAM Instance Profile"
 
 
-def template_name(ctx: StepContext) -> str:
-    return ctx.prefix
 
 
 def metadata_options() -> dict:
@@ -28,9 +25,9 @@ class LaunchTemplate(Step):
 
     def cli(self, ctx):
         return [
-            f"aws ec2 create-launch-template --launch-template-name {template_name(ctx)} "
+            f"aws ec2 create-launch-template --launch-template-name {names.launch_template(ctx.name)} "
             "--launch-template-data file://launch-template.json",
-            f"aws ec2 describe-launch-template-versions --launch-template-name {template_name(ctx)}",
+            f"aws ec2 describe-launch-template-versions --launch-template-name {names.launch_template(ctx.name)}",
         ]
 
     def data(self, ctx) -> dict:
@@ -39,9 +36,9 @@ class LaunchTemplate(Step):
         return {
             "ImageId": pf.get("ami", {}).get("id", "<ami-id>"),
             "InstanceType": inst["type"],
-            "KeyName": key_name(ctx),
+            "KeyName": names.key_pair(ctx.name),
             "SecurityGroupIds": [ctx.get("security_group_id") or "<sg-id>"],
-            "IamInstanceProfile": {"Name": role_name(ctx)},
+            "IamInstanceProfile": {"Name": names.instance_role(ctx.name)},
             "MetadataOptions": metadata_options(),
             "BlockDeviceMappings": [
                 {
@@ -58,7 +55,7 @@ class LaunchTemplate(Step):
         }
 
     def _find(self, ctx) -> dict | None:
-        found = [t for t in inventory.launch_templates(ctx.aws, ctx.name) if t["LaunchTemplateName"] == template_name(ctx)]
+        found = [t for t in inventory.launch_templates(ctx.aws, ctx.name) if t["LaunchTemplateName"] == names.launch_template(ctx.name)]
         return found[0] if found else None
 
     def check(self, ctx):
@@ -68,16 +65,16 @@ class LaunchTemplate(Step):
         if not ctx.get("preflight") or not ctx.get("security_group_id"):
             raise StepError("Run the preflight and security-group steps first")
         ec2 = ctx.aws.client("ec2")
-        rid = ctx.intend("ec2:launch-template", template_name(ctx))
+        rid = ctx.intend("ec2:launch-template", names.launch_template(ctx.name))
         lt = ec2.create_launch_template(
-            LaunchTemplateName=template_name(ctx),
+            LaunchTemplateName=names.launch_template(ctx.name),
             VersionDescription=f"inflab session {ctx.name}",
             LaunchTemplateData=self.data(ctx),
             TagSpecifications=[ctx.tag_spec("launch-template")],
         )["LaunchTemplate"]
         ctx.store.mark_created(rid, lt["LaunchTemplateId"])
         ctx.log(
-            f"Created launch template {template_name(ctx)} ({lt['LaunchTemplateId']}): {ctx.config.instance_type}, "
+            f"Created launch template {names.launch_template(ctx.name)} ({lt['LaunchTemplateId']}): {ctx.config.instance_type}, "
             f"IMDSv2 required, {ctx.config['instance']['volume_size_gb']} GB encrypted {ctx.config['instance']['volume_type']}"
         )
 
@@ -109,7 +106,7 @@ class Launch(Step):
     def cli(self, ctx):
         subnets = (ctx.get("preflight") or {}).get("subnets") or [{"id": "<subnet-id>"}]
         return [
-            f"aws ec2 run-instances --launch-template LaunchTemplateName={template_name(ctx)} "
+            f"aws ec2 run-instances --launch-template LaunchTemplateName={names.launch_template(ctx.name)} "
             f"--subnet-id {subnets[0]['id']} --count 1 --client-token <token> "
             "--metadata-options HttpTokens=required,HttpEndpoint=enabled",
         ]
@@ -152,7 +149,7 @@ class Launch(Step):
                     ) from None
                 raise
             ctx.put("instance", {"id": inst["InstanceId"], "zone": sub["zone"]})
-            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub['zone']} from template {template_name(ctx)}")
+            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub['zone']} from template {names.launch_template(ctx.name)}")
             if failed:
                 ctx.log(f"Zones without capacity: {', '.join(failed)}")
             return
@@ -184,7 +181,7 @@ class Launch(Step):
         for attempt in range(12):
             try:
                 return ec2.run_instances(
-                    LaunchTemplate={"LaunchTemplateName": template_name(ctx), "Version": "$Latest"},
+                    LaunchTemplate={"LaunchTemplateName": names.launch_template(ctx.name), "Version": "$Latest"},
                     SubnetId=sub["id"],
                     MinCount=1,
                     MaxCount=1,
@@ -192,7 +189,7 @@ class Launch(Step):
                     # Also given here (same values as the template): some EC2 implementations
                     # do not copy these from the template.
                     MetadataOptions=metadata_options(),
-                    IamInstanceProfile={"Name": role_name(ctx)},
+                    IamInstanceProfile={"Name": names.instance_role(ctx.name)},
                     TagSpecifications=[ctx.tag_spec("instance"), ctx.tag_spec("volume")],
                 )["Instances"][0]
             except Exception as e:

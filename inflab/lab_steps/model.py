@@ -11,69 +11,21 @@ into the session, where ``inflab report`` reads them.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shlex
 
-from .base import Step, StepContext, StepError
-from .container import image_uri, kind
 from .. import faultpoints
 from ..remote.payload.result import BenchResult
+from .base import Step, StepContext, StepError
+from .payload_jobs import (
+    MODELS,
+    RESULTS,
+    bench_args,
+    compile_args,
+    digest,
+    instance_id,
+    payload_command,
+)
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job, upload_payload
-
-MODELS = "models"  # under WORK_DIR
-RESULTS = "results"
-
-
-def digest(obj) -> str:
-    """A short stable hash of plain data: what a step's settings were when it last ran."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def python_prefix(ctx: StepContext, job: str, host_network: bool = False) -> str:
-    """How a payload script is started on the host (the runtime decides: a container, a virtualenv)."""
-    return ctx.runtime.payload_prefix(session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx),
-                                      host_network=host_network)
-
-
-def payload_command(ctx: StepContext, job: str, script: str, args: list[str], host_network: bool = False) -> str:
-    return python_prefix(ctx, job, host_network) + script + '" ' + " ".join(shlex.quote(a) for a in args)
-
-
-def instance_label(ctx: StepContext) -> str:
-    return ctx.runtime.instance_label(ctx.config)
-
-
-def compile_args(ctx: StepContext) -> list[str]:
-    m, target = ctx.config["model"], ctx.runtime.payload_target(ctx.config)
-    args = ["--family", m["family"], "--name", ctx.config.model_name, "--target", target,
-            "--batch-size", str(ctx.config["bench"]["batch_size"]), "--max-length", str(m["max_length"]),
-            "--image-size", str(m["image_size"]), "--size", ctx.runtime.model_size(ctx.config),
-            "--out", MODELS, "--instance-type", instance_label(ctx)]
-    if m["offline"]:
-        args.append("--offline")
-    if m["int8"] and target == "cpu":
-        args.append("--int8")
-    return args
-
-
-def bench_args(ctx: StepContext, artifact: dict) -> list[str]:
-    b = ctx.config["bench"]
-    stem = artifact["file"].rsplit(".", 1)[0]
-    args = [f"{MODELS}/{artifact['file']}", "--workers", str(b["workers_per_model"]),
-            "--min-duration", str(b["min_duration_s"]), "--min-queries", str(b["min_queries"]),
-            "--max-duration", str(b["max_duration_s"]), "--mode", b["mode"],
-            "--instance-type", instance_label(ctx), "--out", f"{RESULTS}/{stem}.bench.json"]
-    if b["n_models"]:
-        args += ["--n-models", str(b["n_models"])]
-    if b["mode"] == "open":
-        args += ["--rate", str(b["rate"])]
-    return args
-
-
-def instance_id(ctx: StepContext) -> str:
-    """The instance the session's host record names ("" before there is one)."""
-    return (ctx.get("host") or {}).get("instance_id", "")
 
 
 def _need_environment(ctx: StepContext) -> None:

@@ -14,7 +14,7 @@ import hashlib
 
 from .base import Step, StepContext, StepError
 from .remote_job import WORK_DIR, connect
-from .serving import MODEL, RUN, request_input
+from .served import MODEL, RUN, request_input
 
 TOP_K = 5
 PREDICT_TIMEOUT_S = 90

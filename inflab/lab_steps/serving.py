@@ -16,59 +16,21 @@ import asyncio
 import json
 import time
 from collections import deque
-from importlib import resources
 
 from .base import Cancelled, Step, StepContext, StepError
-from .model import MODELS, digest, instance_id, payload_command
-from .remote_job import WORK_DIR, connect, host_run, read_file, run_job, upload, upload_payload
+from .payload_jobs import MODELS, digest, instance_id, payload_command
+from .remote_job import WORK_DIR, connect, host_run, read_file, run_job, upload_payload
+from .served import MODEL, RUN, STORE, serve_batch, served_artifact, ship_input
 
-SERVE = "serve"  # under WORK_DIR
-STORE = f"{SERVE}/model-store"
-RUN = f"{SERVE}/run"
-SAMPLES = f"{SERVE}/samples"
-MODEL = "inflab"  # the model's name in TorchServe
 READY_TIMEOUT_S = 300
 LOAD_FAILURES = 2  # workers failed to start or load this often: they cannot (TorchServe would retry for ever)
 WORKER_FAILED = ("Load model failed", "Backend worker error")  # TorchServe's log lines when a worker fails
-SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
 
 
-def served_artifact(ctx: StepContext) -> dict:
-    """The compiled model the exercise serves: the target's own (fp32) one."""
-    arts = (ctx.get("compile") or {}).get("artifacts") or []
-    own = [a for a in arts if a.get("target") == ctx.runtime.payload_target(ctx.config)] or arts
-    if not own:
-        raise StepError("Nothing compiled yet: run the compile step first")
-    return own[0]
 
 
-def request_input(ctx: StepContext) -> tuple[str, str, bytes]:
-    """(file name, content type, bytes) of what the check and the load test send: ``serve.input``
-    or the family's sample from assets/samples."""
-    from ..config import ConfigError, read_request_file
-
-    family = ctx.config["model"]["family"]
-    name, ctype = SAMPLE_FILES[family]
-    path = ctx.config["serve"]["input"]
-    if not path:
-        return name, ctype, resources.files("inflab.assets").joinpath("samples", name).read_bytes()
-    try:
-        data = read_request_file(path)
-    except ConfigError as e:
-        raise StepError(str(e)) from None
-    base = path.rsplit("/", 1)[-1]
-    return "input-" + base, (ctype if family == "bert" else "application/octet-stream"), data
 
 
-def ship_input(ctx: StepContext):
-    """An async ``before`` hook: the payload and the request input onto the host."""
-    name, _, data = request_input(ctx)
-
-    async def before(conn):
-        await upload_payload(conn)
-        await upload(conn, {name: data}, f"{WORK_DIR}/{SAMPLES}", mode=0o600)  # the user's file: theirs only
-
-    return before
 
 
 # ------------------------------------------------------------------------------ package-model
@@ -119,10 +81,6 @@ class PackageModel(Step):
         ctx.store.delete(ctx.name, "package")  # the archive lives on the instance
 
 
-# ------------------------------------------------------------------------------ serve
-def serve_batch(ctx: StepContext) -> int:
-    """TorchServe's batchSize: ``serve.batch_size``, or the batch the model was compiled for."""
-    return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).get("batch_size") or 1)
 
 
 def serve_args(ctx: StepContext) -> list[str]:

@@ -8,21 +8,18 @@ Job definitions are one per (family, instance type, batch size): each asks for a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from .. import names
 from ..config import CONTAINER_TARGETS
-from .access import results_bucket
 from .base import StepContext
 
 SWEEP = "sweep"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sweep/<job name>/
 
 
-def dashed(instance_type: str) -> str:
-    return instance_type.replace(".", "-")
-
-
 @dataclass(frozen=True)
 class GridPoint:
-    prefix: str  # inflab-<session>
+    session: str
     family: str
     instance_type: str
     batch_size: int
@@ -34,16 +31,16 @@ class GridPoint:
 
     @property
     def job_name(self) -> str:
-        return f"{self.prefix}-{self.family}-{dashed(self.instance_type)}-b{self.batch_size}"
+        return names.job(self.session, self.family, self.instance_type, self.batch_size)
 
     @property
     def definition(self) -> str:
         """One per instance type: each job definition asks for that type's whole instance."""
-        return f"{self.prefix}-{self.family}-{dashed(self.instance_type)}-b{self.batch_size}"
+        return names.job(self.session, self.family, self.instance_type, self.batch_size)
 
     @property
     def queue(self) -> str:
-        return queue_name(self.prefix, self.instance_type)
+        return names.job_queue(self.session, self.instance_type)
 
     @property
     def short(self) -> str:
@@ -52,31 +49,18 @@ class GridPoint:
 
 def grid(ctx: StepContext) -> list[GridPoint]:
     b = ctx.config.batch
-    return [GridPoint(ctx.prefix, family, itype, size, ctx.runtime.batch_kind(ctx.config, itype))
+    return [GridPoint(ctx.name, family, itype, size, ctx.runtime.batch_kind(ctx.config, itype))
             for family in b.families for itype in b.instance_types for size in b.sizes]
 
 
-def compute_env_name(prefix: str, instance_type: str) -> str:
-    return f"{prefix}-{dashed(instance_type)}"
 
 
-def queue_name(prefix: str, instance_type: str) -> str:
-    return f"{prefix}-{dashed(instance_type)}"
 
 
-def role_names(ctx: StepContext) -> dict[str, str]:
-    """The sweep's IAM roles: its hosts' role (and profile), the jobs' role. (Batch acts through its
-    own service-linked role.)"""
-    return {"instance": f"{ctx.prefix}-batch-host", "job": f"{ctx.prefix}-batch-job"}
 
 
-def legacy_role_names(ctx: StepContext) -> list[str]:
-    """Roles earlier versions of the lab made for the sweep (a service role of its own): cleanup takes them too."""
-    return [f"{ctx.prefix}-batch-service"]
 
 
-def security_group_name(ctx: StepContext) -> str:
-    return f"{ctx.prefix}-batch"
 
 
 def account(ctx: StepContext) -> str:
@@ -88,8 +72,15 @@ def account(ctx: StepContext) -> str:
 
 
 def bucket(ctx: StepContext) -> str:
-    return results_bucket(ctx.name, account(ctx))
+    return names.results_bucket(ctx.name, account(ctx))
 
 
 def results_uri(ctx: StepContext, point: GridPoint) -> str:
     return f"s3://{bucket(ctx)}/{ctx.name}/{SWEEP}/{point.job_name}"
+
+
+def sweep(ctx: StepContext) -> dict[str, Any]:
+    """The current round of the sweep: {"round": id, "setup": settings, "jobs": {job name: job id}}."""
+    return ctx.get("sweep") or {}
+
+

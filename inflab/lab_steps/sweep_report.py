@@ -16,8 +16,7 @@ import threading
 from .. import report as rep
 from ..remote.payload.result import BenchResult, SchemaError
 from .base import Step, StepContext, StepError
-from .batch_jobs import sweep
-from .sweep_grid import SWEEP, bucket, grid
+from .sweep_grid import SWEEP, bucket, grid, sweep
 
 PRICING_REGION = "us-east-1"  # the Pricing API's endpoint
 

@@ -1,0 +1,64 @@
+"""What the serving steps share: where TorchServe's model store, run directory and samples live on
+the instance, the model's name there, the compiled model it serves, and the request the check and
+the load test send.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from .base import StepContext, StepError
+from .remote_job import WORK_DIR, upload, upload_payload
+
+SERVE = "serve"  # under WORK_DIR
+STORE = f"{SERVE}/model-store"
+RUN = f"{SERVE}/run"
+SAMPLES = f"{SERVE}/samples"
+MODEL = "inflab"  # the model's name in TorchServe
+SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
+
+
+def served_artifact(ctx: StepContext) -> dict:
+    """The compiled model the exercise serves: the target's own (fp32) one."""
+    arts = (ctx.get("compile") or {}).get("artifacts") or []
+    own = [a for a in arts if a.get("target") == ctx.runtime.payload_target(ctx.config)] or arts
+    if not own:
+        raise StepError("Nothing compiled yet: run the compile step first")
+    return own[0]
+
+
+def request_input(ctx: StepContext) -> tuple[str, str, bytes]:
+    """(file name, content type, bytes) of what the check and the load test send: ``serve.input``
+    or the family's sample from assets/samples."""
+    from ..config import ConfigError, read_request_file
+
+    family = ctx.config["model"]["family"]
+    name, ctype = SAMPLE_FILES[family]
+    path = ctx.config["serve"]["input"]
+    if not path:
+        return name, ctype, resources.files("inflab.assets").joinpath("samples", name).read_bytes()
+    try:
+        data = read_request_file(path)
+    except ConfigError as e:
+        raise StepError(str(e)) from None
+    base = path.rsplit("/", 1)[-1]
+    return "input-" + base, (ctype if family == "bert" else "application/octet-stream"), data
+
+
+def ship_input(ctx: StepContext):
+    """An async ``before`` hook: the payload and the request input onto the host."""
+    name, _, data = request_input(ctx)
+
+    async def before(conn):
+        await upload_payload(conn)
+        await upload(conn, {name: data}, f"{WORK_DIR}/{SAMPLES}", mode=0o600)  # the user's file: theirs only
+
+    return before
+
+
+# ------------------------------------------------------------------------------ serve
+def serve_batch(ctx: StepContext) -> int:
+    """TorchServe's batchSize: ``serve.batch_size``, or the batch the model was compiled for."""
+    return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).get("batch_size") or 1)
+
+
