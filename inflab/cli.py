@@ -15,10 +15,10 @@ import sys
 import click
 
 from .config import ConfigError, validate_session_name
+from .errors import EXIT_FAILED, EXIT_USAGE, InflabError
 from .track import IDS as STEP_IDS, TITLES as STEP_TITLES, TRACK
-from .private_files import UnsafePath
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+EXIT_CANCELLED = 130
 
 
 class InputError(click.UsageError):
@@ -40,9 +40,9 @@ class OneLineGroup(click.Group):
             sys.exit(EXIT_CANCELLED)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except UnsafePath as e:  # a lab directory or file another user could reach: nothing was written
+        except InflabError as e:  # a message written for the user: bad input (2) or a failure (1)
             click.echo(f"inflab: error: {e}", err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"inflab: error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)

@@ -25,10 +25,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from . import accelerators
+from .errors import InputError
 from .remote.payload import limits
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """Bad configuration; the message names the offending key."""
 
 

@@ -14,11 +14,21 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from .config import LabConfig
-from .events import (BatchJobsChanged, EngineEvent, JobLines, RunResult, StepFound, StepLogged, StepProgress,
-                     StepStateChanged, elapsed_text)
+from .errors import InflabError
+from .events import (
+    BatchJobsChanged,
+    EngineEvent,
+    JobLines,
+    RunResult,
+    StepFound,
+    StepLogged,
+    StepProgress,
+    StepStateChanged,
+    elapsed_text,
+)
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
 from .remote.host import Host, HostUnavailable
-from .runtime.base import HostRuntime, HostRuntimeError
+from .runtime.base import HostRuntime
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
 from .track import TRACK, UNDO, StepSpec, first, last
 
@@ -28,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineEvent", "RunResult", "describe_exception", "CANCELLED", "FAILED", "UNDONE"]
 
 #: errors whose message is written for the user (no class name, no traceback)
-USER_ERRORS = (StepError, HostRuntimeError, HostUnavailable)
+USER_ERRORS = (InflabError,)
 HEARTBEAT_S = 1.0
 TRACK_ENDED = "track_ended"  # the store key: the end-of-track teardown ran to its end
 QUIET_S = 10.0  # after this long without output, the progress line says so
@@ -414,9 +424,7 @@ class Engine:
 
         Returns (errors, leftovers).
         """
-        from .aws import inventory
-
-        from .aws import beacon
+        from .aws import beacon, inventory
 
         errors = []
         for step in reversed(self.steps):

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
+from .errors import InflabError
+
 # On-demand Linux, shared tenancy, $/hour, us-east-1 (the same in us-west-2 for these types).
 PRICES: dict[str, float] = {
     # Inferentia (inf1: torch-neuron; inf2: torch-neuronx)
@@ -49,7 +51,7 @@ INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 MAX_PAGES = 10  # a filtered get_products answers one or two products: more pages means a wrong filter
 
 
-class PriceError(Exception):
+class PriceError(InflabError):
     """Prices could not be had (no credentials, an API error, nothing priced); one line."""
 
 

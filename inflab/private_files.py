@@ -24,10 +24,12 @@ import stat
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
-class UnsafePath(RuntimeError):
+class UnsafePath(InputError, RuntimeError):
     """A path the lab will not write in or through; the message is one line naming it."""
 
 

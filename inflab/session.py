@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import private_files
+from .errors import EXIT_FAILED, EXIT_USAGE, InflabError, InputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -123,15 +124,17 @@ class SessionNotFound(KeyError):
     pass
 
 
-class StoreError(RuntimeError):
-    """The session store cannot be used; ``corrupt`` tells a damaged file from a bad place."""
+class StoreError(InflabError, RuntimeError):
+    """The session store cannot be used; ``corrupt`` tells a damaged file (a failure, exit 1) from a
+    bad place for it (bad input, exit 2)."""
 
     def __init__(self, message: str, *, corrupt: bool = False):
         super().__init__(message)
         self.corrupt = corrupt
+        self.exit_code = EXIT_FAILED if corrupt else EXIT_USAGE
 
 
-class SessionBusy(RuntimeError):
+class SessionBusy(InputError, RuntimeError):
     """Another process drives the session; the message says which (pid, command, since when)."""
 
 

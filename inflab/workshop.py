@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .remote.payload.result import FORMAT, SchemaError
 from .report import new_row, row
 from .untrusted import shown as visible
@@ -50,7 +51,7 @@ PROCESSORS = {"inf": ("inf1", None), "inf1": ("inf1", None), "inf2": ("inf2", No
               "cuda": ("cuda", None), "cpu": ("cpu", "fp32")}
 
 
-class WorkshopError(ValueError):
+class WorkshopError(InputError, ValueError):
     """A directory that cannot be imported (missing, not a directory, nothing importable); one line.
     ``warnings`` names the files that were tried and left out."""
 

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..names import TAG_LAB, TAG_SESSION  # noqa: F401 (the tags are the names module's)
+
 USER_AGENT = "inflab/0.1"
 
 

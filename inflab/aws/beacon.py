@@ -21,7 +21,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..config import SESSION_NAME_RE
+from ..errors import InflabError
 from . import Aws, error_code
 
 PREFIX = "/inflab/sessions/"
@@ -35,7 +38,7 @@ LATEST_TIME = 1e11  # epoch seconds (the year 5138): a larger time is not a time
 STATES = ("running", "failed", "cancelled", "waiting", "finished")
 
 
-class BeaconError(ValueError):
+class BeaconError(InflabError, ValueError):
     """A parameter under the prefix that is not a beacon inflab writes; the message says why (one line)."""
 
 
@@ -343,7 +346,7 @@ def publish(aws: Aws, beacon: Beacon, tags: list[dict[str, str]], *, tagged: boo
             ssm.put_parameter(Name=name, Value=value, Type="String", Tags=tags,
                               Description="inflab session progress (no secrets)")
             return
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) != "ParameterAlreadyExists":
                 raise
             ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tags)
@@ -354,7 +357,7 @@ def read(aws: Aws, session: str) -> Published | None:
     """The session's parameter read as a beacon (or with the reason it is not one); None when there is none."""
     try:
         p = aws.client("ssm").get_parameter(Name=path(session))["Parameter"]
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) == "ParameterNotFound":
             return None
         raise
@@ -366,7 +369,7 @@ def delete(aws: Aws, session: str) -> bool:
     try:
         aws.client("ssm").delete_parameter(Name=path(session))
         return True
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) == "ParameterNotFound":
             return False
         raise

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .. import accelerators
 from ..accelerators import InstanceSpec
 from . import Aws, error_code
@@ -40,7 +42,7 @@ def specs(aws: Aws, instance_types: list[str]) -> dict[str, InstanceSpec]:
         answer = aws.client("ec2").describe_instance_types(InstanceTypes=list(dict.fromkeys(instance_types)))
         for info in answer.get("InstanceTypes") or []:
             found[info["InstanceType"]] = spec_from_ec2(info)
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) not in ("InvalidInstanceType", "UnauthorizedOperation"):
             raise
     for t in instance_types:

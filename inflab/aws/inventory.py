@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .. import names
 from ..names import BATCH_HOST, IAM_PATH, TAG_ROLE, TAG_SESSION
 from . import Aws, beacon, error_code, session_filter, tag_dict
@@ -62,7 +64,7 @@ def roles(aws: Aws, session: str) -> list[dict[str, Any]]:
                 continue  # not the lab's: its tags are not the lab's to read
             try:
                 role_tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
-            except Exception as e:  # deleted between the list and the look-up
+            except ClientError as e:  # deleted between the list and the look-up
                 if error_code(e) == "NoSuchEntity":
                     continue
                 raise
@@ -82,7 +84,7 @@ def instance_profiles(aws: Aws, session: str) -> list[dict[str, Any]]:
             if tags is None:
                 try:
                     tags = iam.get_instance_profile(InstanceProfileName=prof["InstanceProfileName"])["InstanceProfile"].get("Tags")
-                except Exception as e:
+                except ClientError as e:
                     if error_code(e) == "NoSuchEntity":
                         continue
                     raise
@@ -101,7 +103,7 @@ def ecr_repositories(aws: Aws, session: str) -> list[dict[str, Any]]:
                 continue
             try:
                 repo_tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags")
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) == "RepositoryNotFoundException":
                     continue
                 raise
@@ -119,7 +121,7 @@ def buckets(aws: Aws, session: str) -> list[dict[str, Any]]:
             continue
         try:
             tags = s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet")
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) in ("NoSuchTagSet", "NoSuchBucket", "404"):
                 continue
             raise

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..prices import INSTANCE_TYPE, MAX_PAGES, PRICING_REGION, PriceError, Prices, default
 
+
 def _filters(instance_type: str, region: str) -> list[dict[str, str]]:
     # On-demand only (not Capacity Blocks, which share the other attributes) and no licensed software.
     wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",

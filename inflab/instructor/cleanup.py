@@ -30,6 +30,7 @@ from ..aws import Aws
 from ..aws.beacon import Beacon, Names
 from ..config import SESSION_NAME_RE
 from ..engine import Engine
+from ..errors import InflabError, InputError
 from ..events import StepLogged, StepStateChanged
 from ..session import SessionBusy, SessionLock, Store
 from ..untrusted import shown
@@ -40,11 +41,11 @@ WORK_DIR = "instructor-cleanup"  # <home>/instructor-cleanup/<session>-XXXX: the
 ACTIVE_S = 60.0  # a beacon written this recently: the participant's lab is still going
 
 
-class CleanupBusy(RuntimeError):
+class CleanupBusy(InputError, RuntimeError):
     """Another cleanup holds this lab home's lock; the message says who (pid, command, since when)."""
 
 
-class CleanupError(RuntimeError):
+class CleanupError(InflabError, RuntimeError):
     """The cleanup cannot start here (its work directory is not one this user owns)."""
 
 

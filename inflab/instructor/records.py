@@ -6,11 +6,11 @@ and the dashboard screen all speak these. ``to_json`` gives the ``--json`` shape
 
 from __future__ import annotations
 
-from .. import track
-
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
+
+from .. import track
 
 # Row.state values
 RUNNING, FAILED, CANCELLED, WAITING, FINISHED = "running", "failed", "cancelled", "waiting", "finished"

@@ -22,8 +22,23 @@ from ..config import SESSION_NAME_RE
 from ..engine import describe_exception
 from ..prices import default as default_prices
 from ..untrusted import shown
-from .records import (CANCELLED, FAILED, FINISHED, NO_SESSION, NOT_STARTED, RUNNING, UNREACHABLE, UNREADABLE, WAITING,
-                      AccountPreflight, CleanupResult, Instance, Room, Row, StepMark)
+from .records import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    NO_SESSION,
+    NOT_STARTED,
+    RUNNING,
+    UNREACHABLE,
+    UNREADABLE,
+    WAITING,
+    AccountPreflight,
+    CleanupResult,
+    Instance,
+    Room,
+    Row,
+    StepMark,
+)
 from .roster import Participant, Roster
 
 STATES = {"running": RUNNING, "failed": FAILED, "cancelled": CANCELLED, "waiting": WAITING, "finished": FINISHED}

@@ -42,8 +42,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import (LABEL_RE, LABEL_TEXT, MAX_SWEEP_JOBS, MAX_TEXT, REGIONS, BatchSection, ConfigError, SESSION_NAME_RE,
-                     _check_instance_type, _key_name, _shown, _type_name, parse_toml, read_config_file)
+from ..config import (
+    LABEL_RE,
+    LABEL_TEXT,
+    MAX_SWEEP_JOBS,
+    MAX_TEXT,
+    REGIONS,
+    SESSION_NAME_RE,
+    BatchSection,
+    ConfigError,
+    _check_instance_type,
+    _key_name,
+    _shown,
+    _type_name,
+    parse_toml,
+    read_config_file,
+)
 from ..remote.payload import limits
 
 MAX_PARTICIPANTS = 200

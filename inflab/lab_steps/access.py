@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from .. import faultpoints, names
 from ..aws import error_code
 from ..private_files import write_private
@@ -42,7 +44,7 @@ class KeyPair(Step):
     def _described(self, ctx) -> dict | None:
         try:
             return ctx.aws.client("ec2").describe_key_pairs(KeyNames=[names.key_pair(ctx.name)])["KeyPairs"][0]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "InvalidKeyPair.NotFound":
                 return None
             raise
@@ -128,7 +130,7 @@ class SecurityGroup(Step):
                 try:
                     ec2.delete_security_group(GroupId=group["GroupId"])
                     break
-                except Exception as e:
+                except ClientError as e:
                     if error_code(e) != "DependencyViolation" or attempt == 29:
                         raise
                     ctx.progress(None, "Waiting for the instance to let go of the security group…")
@@ -204,7 +206,7 @@ class InstanceProfile(Step):
     def _profile(self, ctx) -> dict | None:
         try:
             return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=names.instance_role(ctx.name))["InstanceProfile"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "NoSuchEntity":
                 return None
             raise
@@ -213,7 +215,7 @@ class InstanceProfile(Step):
         try:
             ctx.aws.client("iam").get_role(RoleName=names.instance_role(ctx.name))
             return True
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "NoSuchEntity":
                 return False
             raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fnmatch
 from datetime import datetime, timezone
 
+from botocore.exceptions import ClientError
+
 from .. import accelerators
 from ..aws import error_code, error_message
 from .base import Step, StepContext, StepError
@@ -33,11 +35,7 @@ class Credentials(Step):
         return ["aws sts get-caller-identity"]
 
     def _identity(self, ctx: StepContext) -> dict:
-        from botocore.exceptions import (
-            NoCredentialsError,
-            NoRegionError,
-            ProfileNotFound,
-        )
+        from botocore.exceptions import NoCredentialsError, NoRegionError, ProfileNotFound
 
         try:
             return ctx.aws.client("sts").get_caller_identity()
@@ -102,7 +100,7 @@ class Preflight(Step):
         # What was found must still be there (a default VPC can be deleted and remade).
         try:
             ctx.aws.client("ec2").describe_subnets(SubnetIds=[s["id"] for s in pf["subnets"]])
-        except Exception as e:
+        except ClientError as e:
             if error_code(e).startswith("InvalidSubnetID"):
                 ctx.log("The subnets found earlier are gone: looking again")
                 return False
@@ -122,7 +120,7 @@ class Preflight(Step):
         if not ami_id and image_spec.ssm_parameter:
             try:
                 ami_id = ctx.aws.client("ssm").get_parameter(Name=image_spec.ssm_parameter)["Parameter"]["Value"]
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) == "ParameterNotFound":
                     raise StepError(f"{key}: the public parameter {image_spec.ssm_parameter} does not exist in {ctx.region}") from None
                 raise
@@ -130,7 +128,7 @@ class Preflight(Step):
         if ami_id:
             try:
                 images = ec2.describe_images(ImageIds=[ami_id])["Images"]  # named by id: deprecated ones too
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
                     images = []
                 else:
@@ -209,7 +207,7 @@ class Preflight(Step):
         if subnet_id:
             try:
                 subnets = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e).startswith("InvalidSubnetID"):
                     raise StepError(f"instance.subnet_id: {subnet_id} does not exist in {ctx.region}") from None
                 raise

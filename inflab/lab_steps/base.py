@@ -19,6 +19,7 @@ from typing import Any, Callable
 from .. import track
 from ..aws import Aws, tags
 from ..config import LabConfig
+from ..errors import InflabError
 from ..events import BatchJob
 from ..remote.host import Host
 from ..runtime.base import HostRuntime
@@ -26,7 +27,7 @@ from ..session import Store
 from ..track import StepSpec
 
 
-class StepError(RuntimeError):
+class StepError(InflabError, RuntimeError):
     """A step failed in a way the user can understand; the message says what to do."""
 
 

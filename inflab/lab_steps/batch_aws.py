@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import time
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
+from botocore.exceptions import ClientError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from .. import accelerators, names
 from ..aws import error_code, error_message, instances, inventory, tag_dict
@@ -151,7 +146,7 @@ def stop_jobs(ctx: StepContext, queues: list[str]) -> None:
             try:
                 pages = batch.get_paginator("list_jobs").paginate(jobQueue=q, jobStatus=status)
                 active += [j["jobId"] for page in pages for j in page["jobSummaryList"]]
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) != "ClientException":  # the queue is gone already
                     raise
     for job_id in active:
@@ -222,7 +217,7 @@ def bucket_exists(ctx: StepContext, name: str) -> bool:
     try:
         ctx.aws.client("s3").head_bucket(Bucket=name)
         return True
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
             return False
         raise

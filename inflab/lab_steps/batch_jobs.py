@@ -13,6 +13,8 @@ import secrets
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from .. import faultpoints, names
 from ..aws import error_code, tag_dict
 from ..events import BatchJob
@@ -83,7 +85,7 @@ class BatchSubmit(Step):
         batch = ctx.aws.client("batch")
         try:
             summaries = batch.list_jobs(jobQueue=p.queue, filters=[{"name": "JOB_NAME", "values": [p.job_name]}])["jobSummaryList"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "ClientException":
                 return None
             raise
@@ -198,7 +200,7 @@ class LogFollower:
                 kwargs["nextToken"] = self.token
             try:
                 page = logs.get_log_events(**kwargs)
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) == "ResourceNotFoundException":
                     return 0  # the stream starts with the job's first line
                 raise

@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from botocore.exceptions import ClientError
+
 from .. import accelerators, names
 from ..aws import error_code, error_message, tag_dict
 from .base import Step, StepContext, StepError
@@ -116,7 +118,7 @@ class BatchSetup(Step):
             return False
         try:
             ctx.aws.client("s3").head_bucket(Bucket=done["bucket"])
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) in ("404", "NoSuchBucket", "403", "NotFound"):
                 return False
             raise
@@ -170,7 +172,7 @@ class BatchSetup(Step):
         try:
             s3.head_bucket(Bucket=name)
             exists = True
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
                 raise StepError(f"S3 bucket {name}: {error_message(e)}") from None
             exists = False
@@ -199,7 +201,7 @@ class BatchSetup(Step):
         iam = ctx.aws.client("iam")
         try:
             arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) != "NoSuchEntity":
                 raise
             rid = ctx.intend("iam:role", name)
@@ -225,7 +227,7 @@ class BatchSetup(Step):
         profile_name = roles["instance"]
         try:
             prof = iam.get_instance_profile(InstanceProfileName=profile_name)["InstanceProfile"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) != "NoSuchEntity":
                 raise
             rid = ctx.intend("iam:instance-profile", profile_name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 
+from botocore.exceptions import ClientError
+
 from ..aws import error_code
 from . import ssh_rule
 from .base import Step, StepContext, StepError
@@ -21,7 +23,7 @@ def _console_fps(ctx: StepContext) -> list[str]:
     iid = ctx.get("host")["instance_id"]
     try:
         out = ctx.aws.client("ec2").get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) in ("UnsupportedOperation", "InvalidInstanceID.NotFound", "InvalidParameterValue"):
             return []
         raise
@@ -51,13 +53,7 @@ class Connect(Step):
         return self._probe(ctx, timeout=20)[0] is not None
 
     def _probe(self, ctx: StepContext, timeout: float):
-        from ..remote.ssh import (
-            ConnectFailed,
-            HostKeyMismatch,
-            HostKeyPin,
-            connect,
-            run,
-        )
+        from ..remote.ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, connect, run
 
         host = ctx.host()
         target = host.target

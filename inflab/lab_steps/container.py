@@ -12,20 +12,13 @@ These steps ship the build context, run the runtime's plan and record what was m
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 from .. import names
 from ..aws import error_code, tag_dict
 from ..remote.paths import IMAGE_DIR
 from .base import Step, StepError
-from .image import (
-    container_files,
-    ecr_password,
-    image_hash,
-    image_plan,
-    image_tag,
-    image_uri,
-    kind,
-    source,
-)
+from .image import container_files, ecr_password, image_hash, image_plan, image_tag, image_uri, kind, source
 from .remote_job import ensure_host_ready, payload_files, run_job, upload
 
 
@@ -40,7 +33,7 @@ class EcrRepo(Step):
         ecr = ctx.aws.client("ecr")
         try:
             repo = ecr.describe_repositories(repositoryNames=[names.repository(ctx.name)])["repositories"][0]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "RepositoryNotFoundException":
                 return None
             raise
@@ -148,7 +141,7 @@ class PushImage(Step):
             return True  # the runtime had nothing to push
         try:
             images = ctx.aws.client("ecr").describe_images(repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": image_tag(ctx)}])
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return False
             raise
@@ -184,7 +177,7 @@ class PushImage(Step):
                 ctx.aws.client("ecr").batch_delete_image(repositoryName=names.repository(ctx.name),
                                                          imageIds=[{"imageTag": pushed["uri"].rsplit(":", 1)[1]}])
                 ctx.log(f"Deleted image {pushed['uri']} from ECR")
-            except Exception as e:
+            except ClientError as e:
                 if error_code(e) != "RepositoryNotFoundException":
                     raise
         ctx.store.delete(ctx.name, "pushed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 from ..aws import error_code
 from .base import StepContext
 
@@ -12,7 +14,7 @@ def remove_role(ctx: StepContext, name: str) -> None:
     iam = ctx.aws.client("iam")
     try:
         prof = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) != "NoSuchEntity":
             raise
         prof = None
@@ -23,7 +25,7 @@ def remove_role(ctx: StepContext, name: str) -> None:
         ctx.log(f"Deleted instance profile {name}")
     try:
         iam.get_role(RoleName=name)
-    except Exception as e:
+    except ClientError as e:
         if error_code(e) == "NoSuchEntity":
             return
         raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from botocore.exceptions import ClientError
+
 from .. import accelerators, names
 from ..aws import error_code, error_message, inventory, tag_dict
 from .base import Step, StepContext, StepError, WaitFailed
@@ -135,7 +137,7 @@ class Launch(Step):
             ctx.progress(i / len(subnets), f"Launching in {sub['zone']}…")
             try:
                 inst = self._launch_in(ctx, ec2, sub)
-            except Exception as e:
+            except ClientError as e:
                 code = error_code(e)
                 if code in CAPACITY_ERRORS:
                     failed.append(f"{sub['zone']} ({code})")
@@ -281,7 +283,7 @@ class WaitRunning(Step):
             return None
         try:
             res = ctx.aws.client("ec2").describe_instances(InstanceIds=[inst["id"]])["Reservations"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) == "InvalidInstanceID.NotFound":
                 return None
             raise

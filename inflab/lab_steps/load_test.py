@@ -17,15 +17,7 @@ from .. import faultpoints
 from .base import Step, StepContext, StepError
 from .payload_jobs import RESULTS, digest, instance_id, instance_label, payload_command
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
-from .served import (
-    MODEL,
-    RUN,
-    SAMPLES,
-    request_input,
-    serve_batch,
-    served_artifact,
-    ship_input,
-)
+from .served import MODEL, RUN, SAMPLES, request_input, serve_batch, served_artifact, ship_input
 
 FORMAT = "inflab-served/1"
 

@@ -16,15 +16,7 @@ import json
 from .. import faultpoints
 from ..remote.payload.result import BenchResult
 from .base import Step, StepContext, StepError
-from .payload_jobs import (
-    MODELS,
-    RESULTS,
-    bench_args,
-    compile_args,
-    digest,
-    instance_id,
-    payload_command,
-)
+from .payload_jobs import MODELS, RESULTS, bench_args, compile_args, digest, instance_id, payload_command
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job, upload_payload
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from ..errors import InflabError
 from .ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, Target
 
 
-class HostUnavailable(RuntimeError):
+class HostUnavailable(InflabError, RuntimeError):
     """The host cannot be reached; the message says why and what to do."""
 
 

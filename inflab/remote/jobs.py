@@ -29,12 +29,14 @@ from typing import Awaitable, Callable
 
 import asyncssh
 
+from ..errors import InflabError
+
 DEFAULT_BASE = "~/.inflab/jobs"
 LOST = -1  # the exit code reported for a job whose process is gone without writing exit_code
 EXIT_CODE_GRACE_S = 5.0  # how long follow() waits for exit_code once the job's process is gone
 
 
-class NoJobStatus(RuntimeError):
+class NoJobStatus(InflabError, RuntimeError):
     """The host answered a status query with nothing usable — a host going away (terminated) does."""
 
 

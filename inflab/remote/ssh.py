@@ -17,15 +17,17 @@ from typing import Callable
 
 import asyncssh
 
+from ..errors import InflabError
+
 FP_BLOCK = re.compile(r"-----BEGIN SSH HOST KEY FINGERPRINTS-----(.*?)-----END SSH HOST KEY FINGERPRINTS-----", re.S)
 
 
-class HostKeyMismatch(Exception):
+class HostKeyMismatch(InflabError):
     """The server's host key is not the one pinned for this instance."""
 
 
-class ConnectFailed(Exception):
-    pass
+class ConnectFailed(InflabError):
+    """The SSH connection could not be made (the message says why; callers retry while a host boots)."""
 
 
 def console_fingerprints(console_text: str) -> list[str]:

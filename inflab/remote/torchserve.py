@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from ..errors import InflabError
 from .sftp import read_file
 
 LOOPBACK = "127.0.0.1"
 
 
-class ServerNotReady(RuntimeError):
+class ServerNotReady(InflabError, RuntimeError):
     """The server has not written its endpoints or keys yet (or is gone)."""
 
 

@@ -7,6 +7,8 @@ import shlex
 import urllib.request
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
@@ -159,7 +161,7 @@ class AwsRuntime(HostRuntime):
 
         try:
             found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
-        except Exception as e:
+        except ClientError as e:
             if error_code(e) not in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 raise
             found = []

@@ -8,10 +8,11 @@ from typing import Any
 
 from ..aws import Credentials
 from ..config import LabConfig
+from ..errors import InflabError
 from ..remote.host import Host
 
 
-class HostRuntimeError(RuntimeError):
+class HostRuntimeError(InflabError, RuntimeError):
     """The runtime cannot do what was asked; the message says why and what to do."""
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from .. import sandbox
 from ..aws import Credentials
-from ..sandbox import image_store
 from ..config import LabConfig
 from ..remote.host import Host
 from ..remote.paths import IMAGE_DIR, PAYLOAD_DIR, WORK_DIR
+from ..sandbox import image_store
 from .base import BatchContainer, HostRuntime, ImagePlan, PushPlan, StopPlan, upload_script
 
 LOOPBACK = "127.0.0.1/32"

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InflabError
 from ..private_files import check_dir, open_own, private_dir
 
 START_TIMEOUT = 60.0
@@ -27,7 +28,7 @@ STATE_FILE = "state.json"
 SECRET_FILE = "secret.json"
 
 
-class SandboxError(RuntimeError):
+class SandboxError(InflabError, RuntimeError):
     pass
 
 

@@ -72,6 +72,8 @@ import threading
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+from ..errors import InputError
+
 MESSAGES = {
     "InsufficientInstanceCapacity": "We currently do not have sufficient {itype} capacity in the Availability Zone you requested ({az}). "
     "Our system will be working on provisioning additional capacity.",
@@ -97,7 +99,7 @@ AWS_LIKE: dict[str, dict[str, Any]] = {
 }
 
 
-class BadFaults(ValueError):
+class BadFaults(InputError, ValueError):
     pass
 
 

@@ -40,6 +40,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+
 LAB_USER = "participant"
 ADMIN_USER = "sandbox-admin"
 ACCOUNT = "123456789012"  # the emulator's default account, where the lab's resources live
@@ -59,7 +61,7 @@ MOTO_S3_NAMES = {
 }
 
 
-class PolicyFileError(ValueError):
+class PolicyFileError(InputError, ValueError):
     """A --iam-policy file that is not a usable policy (the message names the problem)."""
 
 

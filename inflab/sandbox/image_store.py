@@ -14,11 +14,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InflabError
+
 DIR = "images"  # under the sandbox's state directory: one job virtualenv (+ payload) per image hash
 PRUNING = ".pruning-"  # an image being deleted (a prune that was killed leaves it for the next)
 
 
-class PruneRefused(RuntimeError):
+class PruneRefused(InflabError, RuntimeError):
     """Something may be using an image: nothing was deleted. The message says what and what to do."""
 
 

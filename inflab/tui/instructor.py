@@ -28,8 +28,20 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..events import elapsed_text
 from ..instructor.records import FAILED, UNREACHABLE, UNREADABLE, Room, RoomSource, Row
 from ..untrusted import shown, shown_text
-from .instructor_screens import (DASH, EVERYONE, STATE_STYLES, CleanupConfirm, CleanupScreen, ParticipantScreen,
-                                 PreflightScreen, ago_text, clock, deliver, one_line, where_text)
+from .instructor_screens import (
+    DASH,
+    EVERYONE,
+    STATE_STYLES,
+    CleanupConfirm,
+    CleanupScreen,
+    ParticipantScreen,
+    PreflightScreen,
+    ago_text,
+    clock,
+    deliver,
+    one_line,
+    where_text,
+)
 
 STEP_WIDTH = 28  # "provision · instance-profile"; an unreachable row's reason wraps inside it
 #: (key, heading, fixed width or None to fit the content)

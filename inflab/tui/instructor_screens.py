@@ -20,8 +20,21 @@ from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, 
 from textual.worker import get_current_worker
 
 from ..events import elapsed_text
-from ..instructor.records import (CANCELLED, FAILED, FINISHED, NO_SESSION, NOT_STARTED, RUNNING, UNREACHABLE,
-                                  UNREADABLE, WAITING, AccountPreflight, CleanupResult, Row, RoomSource)
+from ..instructor.records import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    NO_SESSION,
+    NOT_STARTED,
+    RUNNING,
+    UNREACHABLE,
+    UNREADABLE,
+    WAITING,
+    AccountPreflight,
+    CleanupResult,
+    RoomSource,
+    Row,
+)
 from ..untrusted import shown, shown_text
 from .widgets import LogPane
 

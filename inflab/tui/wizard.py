@@ -18,13 +18,21 @@ from textual.screen import Screen
 from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from ..track import first
 from ..events import EngineEvent, RunResult, elapsed_text
 from ..remote.host import HostUnavailable
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
+from ..track import first
 from .jobs_pane import JobsPane
-from .messages import (BatchJobsMessage, JobLinesMessage, StepFoundMessage, StepLogMessage, StepProgressMessage,
-                       StepStateMessage, WorkFinished, message_for)
+from .messages import (
+    BatchJobsMessage,
+    JobLinesMessage,
+    StepFoundMessage,
+    StepLogMessage,
+    StepProgressMessage,
+    StepStateMessage,
+    WorkFinished,
+    message_for,
+)
 from .panes import JobOutput, MonitorPane
 from .terminal import TerminalPane
 from .widgets import ChoiceModal, ConfirmModal, KeyBar, LogPane

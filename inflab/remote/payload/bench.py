@@ -49,7 +49,9 @@ try:
     from .model_process import build_inputs
     from .result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 except ImportError:  # run as a script on the host
-    import cmdline, sysinfo, targets
+    import cmdline
+    import sysinfo
+    import targets
     from model_process import build_inputs
     from result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
 

@@ -27,7 +27,10 @@ import warnings
 try:
     from . import cmdline, limits, sysinfo, targets
 except ImportError:  # run as a script on the host
-    import cmdline, limits, sysinfo, targets
+    import cmdline
+    import limits
+    import sysinfo
+    import targets
 
 FORMAT = "inflab-model/1"
 DEFAULT_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/resnet-50"}
@@ -197,6 +200,7 @@ def wrap(model, family: str):
     """An nn.Module whose forward returns ONE tensor, the logits: what tracing needs (transformers
     5 returns a ModelOutput under tracing, 4.x a tuple when return_dict is off)."""
     import inspect
+
     import torch
 
     class TextLogits(torch.nn.Module):

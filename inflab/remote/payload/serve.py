@@ -36,7 +36,8 @@ import tempfile
 try:
     from . import cmdline, targets
 except ImportError:  # run as a script on the host
-    import cmdline, targets
+    import cmdline
+    import targets
 
 LOOPBACK = "127.0.0.1"
 RESPONSE_TIMEOUT_S = 120
