@@ -245,10 +245,9 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, fr
 
     out = sys.stderr if as_json else sys.stdout
     engine = Engine(store, info.name, listener=_printer(out, out.isatty()))
-    engine.delete_data = delete_data
     signal.signal(signal.SIGINT, lambda *_: engine.cancel())
     signal.signal(signal.SIGTERM, lambda *_: engine.cancel())
-    result = engine.run(until, again=again, from_step=from_step)
+    result = engine.run(until, again=again, from_step=from_step, delete_data=delete_data)
     states = {sid: st["state"] for sid, st in engine.states().items()}
     if as_json:
         click.echo(json.dumps({"session": info.name, "sandbox": info.sandbox, "ok": result.ok, "failed_step": None if result.ok else result.step,
@@ -410,8 +409,7 @@ def cleanup(name: str, yes: bool, delete_data: bool, as_json: bool) -> None:
             click.echo(f"✗ {ev.step}: {ev.message}", file=out)
 
     engine = Engine(store, name, listener=listener)
-    engine.delete_data = delete_data
-    errors, leftovers = engine.cleanup()
+    errors, leftovers = engine.cleanup(delete_data=delete_data)
     if as_json:
         click.echo(json.dumps({"session": name, "ok": not errors and not leftovers, "errors": errors,
                                "leftovers": leftovers, "kept": engine.kept}, indent=2))

@@ -136,7 +136,7 @@ class Engine:
         self.track = tuple(s.spec for s in self.steps)
         self._by_id = {s.id: s for s in self.steps}
         #: cleanup (and the batch-cleanup step) also delete the results bucket
-        self.delete_data = False
+        self._delete_data = False  # this run's answer: does the teardown delete the results bucket too?
         self.kept: list[dict] = []  # what the last cleanup left on purpose (the results bucket)
         self._followed = ""
         self._beacon_tagged = False
@@ -187,7 +187,7 @@ class Engine:
             cancel=self.cancel_event, detach=self.detach_event,
             batch_jobs=lambda jobs, done, total, following, s=step.id: self.listener(
                 BatchJobsChanged(s, tuple(jobs), done, total, following)),
-            followed=lambda: self._followed, delete_data=self.delete_data,
+            followed=lambda: self._followed, delete_data=self._delete_data,
         )
 
     def _log(self, step: str | None, message: str) -> None:
@@ -336,7 +336,7 @@ class Engine:
             except Exception as e:
                 raise StepError(f"Removing what {step.id} made failed: {describe_exception(e, self.config.aws.profile)}") from None
         self.store.put(self.name, TRACK_ENDED, {"step": ending.id, "at": time.time()})
-        kept = ([] if self.delete_data else ["the results bucket"]) + (
+        kept = ([] if self._delete_data else ["the results bucket"]) + (
             [f"the progress beacon {beacon.path(self.name)}, so that the instructor sees the session finished "
              f"(inflab cleanup {self.name} deletes it last)"] if self.config.lab.beacon else [])
         self._log(ending.id, "Everything this session made is gone" + (", except " + " and ".join(kept) if kept else ""))
@@ -346,25 +346,28 @@ class Engine:
             self.store.put(self.name, "finished", {"step": step.id, "at": time.time()})
             self.publish_progress(step.id, DONE)  # the beacon says finished, not waiting
 
-    def _fresh(self) -> None:
+    def _fresh(self, delete_data: bool = False) -> None:
+        self._delete_data = delete_data
         self.cancel_event.clear()
         self.detach_event.clear()
 
-    def run_one(self, step_id: str) -> RunResult:
-        """Run a single step on its own (the TUI's "run" action)."""
-        self._fresh()
+    def run_one(self, step_id: str, *, delete_data: bool = False) -> RunResult:
+        """Run a single step on its own (the TUI's "run" action). ``delete_data``: a teardown it runs
+        deletes the results bucket too."""
+        self._fresh(delete_data)
         return self.run_step(step_id)
 
     def run(self, until: str | None = None, *, again: bool = False, from_step: str | None = None,
-            exclude: tuple[str, ...] = ()) -> RunResult:
+            exclude: tuple[str, ...] = (), delete_data: bool = False) -> RunResult:
         """Run every step up to and including ``until``; already-done steps are checked and skipped.
 
         A finished session (terminated, or through its last step) runs nothing unless asked:
         ``again`` starts over (each step checks, so what still exists is kept), ``from_step``
         redoes that step and the ones after it even if they look done. ``exclude`` leaves
-        steps out (e.g. the step that ends the instance: everything but terminate).
+        steps out (e.g. the step that ends the instance: everything but terminate). ``delete_data``:
+        the teardown at the end of the track deletes the results bucket too.
         """
-        self._fresh()
+        self._fresh(delete_data)
         fin = self.finished()
         if fin and not (again or from_step):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fin["at"]))
@@ -399,9 +402,9 @@ class Engine:
         self._log(step_id, "Skipped by you")
         self._set(step_id, SKIPPED)
 
-    def undo(self, step_id: str) -> RunResult:
+    def undo(self, step_id: str, *, delete_data: bool = False) -> RunResult:
         step = self.step(step_id)
-        self._fresh()
+        self._fresh(delete_data)
         try:
             self._set(step_id, RUNNING)
             step.undo(self.context(step))
@@ -419,8 +422,9 @@ class Engine:
             self._set(step_id, FAILED, msg)
             return RunResult(False, step_id, msg)
 
-    def cleanup(self) -> tuple[list[str], list[dict]]:
-        """Undo every step in reverse order, then look for anything still tagged for the session.
+    def cleanup(self, *, delete_data: bool = False) -> tuple[list[str], list[dict]]:
+        """Undo every step in reverse order, then look for anything still tagged for the session;
+        the results bucket stays unless ``delete_data``.
 
         Returns (errors, leftovers).
         """
@@ -428,7 +432,7 @@ class Engine:
 
         errors = []
         for step in reversed(self.steps):
-            result = self.undo(step.id)
+            result = self.undo(step.id, delete_data=delete_data)
             if not result.ok:
                 errors.append(f"{step.id}: {result.error}")
         self._beacon_off = True  # it goes last, and stays gone until the session runs again
@@ -443,7 +447,7 @@ class Engine:
         except Exception as e:  # AWS refused the look (a missing permission) or did not answer
             errors.append(f"the look by tag: {describe_exception(e)}")
             return errors, []
-        kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not self.delete_data]
+        kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not delete_data]
         leftovers = [r for r in found if r not in kept]
         if leftovers:
             self._log(None, "Still tagged for this session: " + ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in leftovers))

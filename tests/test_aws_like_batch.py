@@ -91,8 +91,7 @@ def run(store: Store, name: str, *steps: str) -> tuple[list[str], object]:
 
 def cleanup(store: Store, name: str) -> None:
     engine = Engine(store, name)
-    engine.delete_data = True
-    errors, left = engine.cleanup()
+    errors, left = engine.cleanup(delete_data=True)
     assert not errors and not left, (errors, left)
 
 

@@ -12,7 +12,7 @@ from textual.widgets import Button, Select, Static, TextArea
 from conftest import run_cli
 from inflab import config, prices
 from inflab.engine import Engine
-from inflab.events import StepLogged
+from inflab.events import RunResult, StepLogged
 from inflab.tui.app import InflabApp
 from inflab.tui.report_screen import CHEAPEST
 from inflab.tui.screens import ConfigReview
@@ -154,8 +154,7 @@ def test_batch_cleanup_says_the_beacon_stays_and_why(sandbox, store, name):
     store.create_session(name, cfg.data, sandbox=True, track=cfg.track)
     logged: list[str] = []
     engine = Engine(store, name, listener=lambda e: logged.append(e.message) if isinstance(e, StepLogged) else None)
-    engine.delete_data = True
-    assert engine.run_one("batch-cleanup").ok
+    assert engine.run_one("batch-cleanup", delete_data=True).ok
     last = next(m for m in reversed(logged) if m.startswith("Everything this session made is gone"))
     assert last == (f"Everything this session made is gone, except the progress beacon /inflab/sessions/{name}, so that "
                     f"the instructor sees the session finished (inflab cleanup {name} deletes it last)")
@@ -173,3 +172,32 @@ async def test_back_from_the_jobs_tab_the_arrows_choose_steps_again(sandbox, sto
         await pilot.press("down")
         await pilot.pause()
         assert wizard.selected == "preflight"
+
+
+class RecordingEngine(Engine):
+    """Runs nothing: records what the TUI asked of run()."""
+
+    runs: list[dict] = []
+
+    def run(self, until=None, **kwargs):
+        RecordingEngine.runs.append({"until": until, **kwargs})
+        return RunResult(True, until)
+
+
+async def test_the_teardown_question_reaches_the_run(sandbox, store, name):
+    """All + terminate asks about the results bucket; the answer is what the run is given."""
+    new_session(store, name)
+    for key, wanted in (("d", True), ("k", False)):
+        RecordingEngine.runs = []
+        app = InflabApp(store, engines=RecordingEngine, mode="resume", name=name)
+        async with app.run_test(size=SIZE) as pilot:
+            wizard = app.screen
+            await wait_idle(pilot, wizard)
+            await pilot.press("a")
+            await pilot.press("t")
+            await pilot.pause()
+            assert isinstance(app.screen, ChoiceModal)
+            assert "Delete them too (d)" in [str(b.label) for b in app.screen.query(Button)]
+            await pilot.press(key)
+            await wait_for(pilot, lambda: RecordingEngine.runs)
+            assert RecordingEngine.runs == [{"until": None, "delete_data": wanted}]

@@ -134,8 +134,7 @@ def clean_session(aws: Aws, session: str, names: Names | None, *, runtime, delet
         store.create_session(session, cfg.data, sandbox=sandbox, track=cfg.track)
         faultpoints.hit("instructor-cleanup:stand-in")  # a cleanup killed here leaves this store behind
         engine = Engine(store, session, listener=listener, aws=aws, runtime=runtime)
-        engine.delete_data = delete_data
-        errors, leftovers = engine.cleanup()
+        errors, leftovers = engine.cleanup(delete_data=delete_data)
         return errors, leftovers, list(engine.kept)
 
 

@@ -368,7 +368,7 @@ class Wizard(Screen):
         step = self.engine.step(sid)
         if step.destructive:
             self._confirm(f"{step.title}? This cannot be undone.",
-                          lambda: self._ask_data([sid], lambda: self._go(f"step {sid}", self.engine.run_one, sid)))
+                          lambda: self._ask_data([sid], lambda data: self._go(f"step {sid}", self.engine.run_one, sid, delete_data=data)))
         else:
             self._go(f"step {sid}", self.engine.run_one, sid)
 
@@ -381,7 +381,7 @@ class Wizard(Screen):
         what = f"steps up to {until}"
         if risky:
             self._confirm(f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
-                          lambda: self._ask_data([s.id for s in risky], lambda: self._go(what, self.engine.run, until)))
+                          lambda: self._ask_data([s.id for s in risky], lambda data: self._go(what, self.engine.run, until, delete_data=data)))
         else:
             self._go(what, self.engine.run, until)
 
@@ -397,7 +397,7 @@ class Wizard(Screen):
                 before = self.engine.steps[self.engine.index(ender.id) - 1].id if ender else None
                 self._go("all steps but terminate", self.engine.run, before)
             elif choice == EVERYTHING:
-                self._ask_data([s.id for s in self.engine.steps], lambda: self._go("all steps", self.engine.run))
+                self._ask_data([s.id for s in self.engine.steps], lambda data: self._go("all steps", self.engine.run, delete_data=data))
 
         self.app.push_screen(ChoiceModal(
             "Run every remaining step? Steps already done are checked, not redone. "
@@ -406,16 +406,16 @@ class Wizard(Screen):
             [(ALL_BUT_TERMINATE, "All but terminate", "primary", "a"), (EVERYTHING, "All + terminate", "error", "t"),
              ("cancel", "Cancel", "default", "n")]), answered)
 
-    def _ask_data(self, step_ids: list[str], then) -> None:
-        """Before a range that ends with batch-cleanup: keep the results bucket, or delete it too?"""
+    def _ask_data(self, step_ids: list[str], then: Callable[[bool], None]) -> None:
+        """Before a range whose teardown could take the results: keep the results bucket, or delete it
+        too? ``then`` gets the answer (delete_data)."""
         if not any(self.engine.step(s).spec.asks_delete_data for s in step_ids):
-            then()
+            then(False)
             return
 
         def answered(choice: str | None) -> None:
             if choice in (KEEP_DATA, DELETE_DATA):
-                self.engine.delete_data = choice == DELETE_DATA
-                then()
+                then(choice == DELETE_DATA)
 
         self.app.push_screen(ChoiceModal(
             "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
