@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.test-installed
 
-.PHONY: install lab test system-deps bench clean
+.PHONY: install lab test test-fast lint system-deps bench clean
 
 install: $(STAMP)
 
@@ -35,8 +35,21 @@ $(TSTAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-test: $(TSTAMP) system-deps
-	$(BIN)/python -m pytest -q --durations=15
+# The whole suite, two test processes (each with its own INFLAB_HOME and sandbox daemon); a test
+# file stays in one process (its module fixtures are set up once).
+test: $(TSTAMP) system-deps lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+
+# The unit tier only (no sandbox, no sshd, no model): seconds per file, for every edit.
+test-fast: $(TSTAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m unit
+
+# Lint: pyflakes and import order, the code's format, types of the typed modules. (The layer
+# contracts are a test: tests/test_layers.py.)
+lint: $(TSTAMP)
+	$(BIN)/ruff check inflab tests bench
+	$(BIN)/ruff format --check inflab tests bench
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/startup.py

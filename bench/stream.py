@@ -68,7 +68,7 @@ async def latency(n: int, rate: float) -> list[float]:
     chunks = make_stream(n)
     per_chunk = n / len(chunks)
     latencies: list[float] = []
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40)):
         pane = app.query_one(JobOutput)
         done = asyncio.Event()
 

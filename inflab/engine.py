@@ -570,7 +570,8 @@ class Engine:
                                   f"run the steps from {first_host.id if first_host else 'the start'} again")
         host = self.context(self._pinner()).host()
         if not host.pinned:
-            raise HostUnavailable(f"Run the {pinner.id if pinner else 'connect'} step first (it checks and pins the host key)")
+            raise HostUnavailable(f"Run the {pinner.id} step first (it checks and pins the host key)" if pinner
+                                  else "Nothing in this track checks and pins the instance's host key")
         return host
 
     def _pinner(self) -> Step:

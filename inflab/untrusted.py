@@ -13,7 +13,10 @@ Cheap to import (the standard library only; Rich is loaded by :func:`shown_text`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 ELLIPSIS = "…"
 
@@ -39,7 +42,7 @@ def shown(value: Any, limit: int | None = None) -> str:
     return text
 
 
-def shown_text(value: Any, style: str = "", *, limit: int | None = None, **kwargs: Any):
+def shown_text(value: Any, style: str = "", *, limit: int | None = None, **kwargs: Any) -> Text:
     """:func:`shown` as a Rich ``Text``: styled, never parsed as markup (``[/]`` stays ``[/]``)."""
     from rich.text import Text
 

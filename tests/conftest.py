@@ -17,6 +17,31 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: fixtures that start a daemon: the shared sandbox, a test's own sandbox, a real OpenSSH server
+DAEMON_FIXTURES = {"sandbox", "own_sandbox", "enforced", "sshd"}
+#: fixtures that compile or measure real models (seconds to minutes of CPU)
+MODEL_FIXTURES = {"compiled", "packaged", "steady_run", "bert_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tiers, from what a test uses (its fixtures, directly or through others, or its marks): one
+    that starts a daemon is ``sandbox``, one that compiles or measures models is ``slow``, the rest
+    are ``unit`` — what ``make test-fast`` runs."""
+    for item in items:
+        used = set(item.fixturenames)
+        if used & DAEMON_FIXTURES:
+            item.add_marker(pytest.mark.sandbox)
+        if used & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is None and item.get_closest_marker("sandbox") is None:
+            item.add_marker(pytest.mark.unit)
+
+
+def _uses_sandbox(args: tuple[str, ...]) -> bool:
+    """Would ``inflab *args`` start (or talk to) the sandbox of the test home?"""
+    return "--sandbox" in args or (len(args) > 1 and args[0] == "sandbox" and args[1] == "start")
+
+
 @pytest.fixture(scope="session")
 def inflab_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("inflab-home")
@@ -35,6 +60,10 @@ def sandbox(inflab_home, tmp_path_factory):
 
     policy_file = tmp_path_factory.mktemp("policy") / "participant.json"
     policy_file.write_text(json.dumps(policy.participant()))
+    running = sb.status(inflab_home)
+    if running is not None:  # something started it without this fixture: a kinder emulator than the suite's
+        pytest.fail("The shared sandbox was started before its fixture (without --aws-like and the participant "
+                    "policy): give the test that started it the `sandbox` fixture")
     info = sb.ensure_running(inflab_home, iam_policy=policy_file, aws_like=True)
     yield info
     sb.set_faults(info, {})
@@ -63,6 +92,15 @@ def name() -> str:
 
 
 @pytest.fixture
+def home_store(tmp_path, monkeypatch):
+    """A store in a home of the test's own (INFLAB_HOME points there for the test)."""
+    from inflab.session import Store
+
+    monkeypatch.setenv("INFLAB_HOME", str(tmp_path))
+    return Store(tmp_path)
+
+
+@pytest.fixture
 def store(inflab_home):
     from inflab.session import Store
 
@@ -79,8 +117,15 @@ def run_cli(*args: str, home: Path, timeout: float = 180, input: str | None = No
 
 
 @pytest.fixture
-def cli(inflab_home):
+def cli(inflab_home, request):
+    """``inflab`` in the test home; a command that uses the sandbox gets the shared one (started by
+    its fixture, so AWS-like and checking the participant policy)."""
+
     def call(*args: str, **kw) -> subprocess.CompletedProcess:
+        if _uses_sandbox(args) and "INFLAB_HOME" not in (kw.get("env") or {}):  # another home: not ours
+            if request.node.get_closest_marker("unit"):
+                pytest.fail(f"inflab {' '.join(args)} uses the sandbox: mark the test (or its module) sandbox")
+            request.getfixturevalue("sandbox")
         return run_cli(*args, home=inflab_home, **kw)
 
     return call

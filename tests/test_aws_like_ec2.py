@@ -22,6 +22,8 @@ from inflab.sandbox import images
 
 NEURON_2204 = "Deep Learning AMI Neuron (Ubuntu 22.04) *"
 
+pytestmark = pytest.mark.sandbox  # the lab runs here on the AWS-like sandbox
+
 
 def _config(tmp_path, text: str) -> str:
     path = tmp_path / "lab.toml"

@@ -14,8 +14,8 @@ import json
 import uuid
 
 import pytest
-
 from conftest import run_cli
+
 from inflab import config
 from inflab.engine import Engine
 from inflab.events import BatchJobsChanged, JobLines, StepLogged

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from inflab.remote.payload import compile as comp
-from inflab.remote.payload import targets
+from inflab.remote.payload import compile as comp, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "inflab" / "remote" / "payload" / "compile.py"

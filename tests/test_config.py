@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import unusable_config
 
-from inflab.engine import Engine
 from inflab import config
 from inflab.config import ConfigError
-from inflab.remote.payload import compile as comp
-from inflab.remote.payload import limits
+from inflab.engine import Engine
+from inflab.remote.payload import compile as comp, limits
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,6 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import sandbox_aws
 
 from inflab import config

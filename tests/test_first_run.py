@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+from conftest import run_cli
+from test_report_screen import SIZE, add_sweep, marked, new_session, open_report, set_limit
+from test_tui_wizard import wait_for, wait_idle
 from textual.app import App
 from textual.widgets import Button, Select, Static, TextArea
 
-from conftest import run_cli
 from inflab import config, prices
 from inflab.engine import Engine
 from inflab.events import RunResult, StepLogged
@@ -17,8 +19,6 @@ from inflab.tui.app import InflabApp
 from inflab.tui.report_screen import CHEAPEST
 from inflab.tui.screens import ConfigReview
 from inflab.tui.widgets import ChoiceModal, ConfirmModal
-from test_report_screen import SIZE, add_sweep, home_store, marked, new_session, open_report, set_limit  # noqa: F401 (a fixture)
-from test_tui_wizard import wait_for, wait_idle
 
 
 async def test_the_config_review_opens_on_the_config_so_page_down_reads_on(home_store):

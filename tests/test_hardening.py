@@ -83,7 +83,7 @@ JOB_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_kill_as_a_job_ends_is_collected_once_on_the_next_run(name, cli, store, inflab_home):
+def test_a_kill_as_a_job_ends_is_collected_once_on_the_next_run(sandbox, name, cli, store, inflab_home):
     r = cli("run", "--sandbox", "--name", name, "--until", "connect")
     assert r.returncode == 0, r.stderr
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), INFLAB_FAULT_POINT="job:ended")
@@ -149,8 +149,8 @@ def test_a_sessions_role_grants_nothing_on_a_session_whose_name_extends_its_own(
 
     from inflab import config
     from inflab.lab_steps.access import lab_access_policy
-    from inflab.names import log_group, results_bucket
     from inflab.lab_steps.base import StepContext
+    from inflab.names import log_group, results_bucket
     from inflab.runtime.select import for_session
 
     account, region = "123456789012", "us-west-2"

@@ -27,6 +27,8 @@ BENCH = ROOT / "inflab" / "remote" / "payload" / "bench.py"
 MODELS = ROOT / "tests" / "data" / "harness_models.py"
 FAST = ["--min-duration", "1", "--window", "0.25", "--min-queries", "20", "--max-duration", "10"]
 
+pytestmark = pytest.mark.slow  # the harness runs real models in worker processes
+
 
 def model(func: str) -> str:
     return f"py:{MODELS}:{func}"

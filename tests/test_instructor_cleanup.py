@@ -16,11 +16,9 @@ import threading
 import time
 
 import pytest
-
 from conftest import sandbox_aws
 
-from inflab import config
-from inflab import sandbox as sb
+from inflab import config, sandbox as sb
 from inflab.aws import beacon, tags
 from inflab.engine import Engine
 from inflab.instructor import roster

@@ -16,7 +16,6 @@ import secrets
 import time
 
 import pytest
-
 from conftest import sandbox_aws
 from rich.console import Console
 from textual.widgets import DataTable, Static

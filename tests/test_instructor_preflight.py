@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import boto3
 import pytest
-
-from conftest import sandbox_aws
 from botocore.exceptions import ProfileNotFound
 from botocore.stub import Stubber
+from conftest import sandbox_aws
 
 from inflab.instructor.preflight import NOT_CHECKED, preflight_account, quota_of, summary_lines
 from inflab.instructor.records import AccountPreflight, Check

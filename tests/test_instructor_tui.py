@@ -16,8 +16,21 @@ from typing import Callable
 from rich.console import Console
 from textual.widgets import Button, DataTable, Input, Static
 
-from inflab.instructor.records import (FAILED, FINISHED, RUNNING, UNREACHABLE, WAITING, AccountPreflight, Check,
-                                       CleanupResult, Instance, Room, Row, StepMark, summarize)
+from inflab.instructor.records import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    UNREACHABLE,
+    WAITING,
+    AccountPreflight,
+    Check,
+    CleanupResult,
+    Instance,
+    Room,
+    Row,
+    StepMark,
+    summarize,
+)
 from inflab.tui.instructor import STUCK_STYLE, DashboardScreen, InstructorApp
 from inflab.tui.instructor_screens import CleanupConfirm, CleanupScreen, ParticipantScreen, PreflightScreen
 from inflab.tui.widgets import ConfirmModal, LogPane

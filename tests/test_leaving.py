@@ -15,9 +15,10 @@ import sys
 import termios
 import time
 
+import pytest
 from conftest import ROOT, run_cli
-from inflab import config
-from inflab import sandbox as sb
+
+from inflab import config, sandbox as sb
 from inflab.sandbox import image_store
 
 ANSI = re.compile(r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[@-Z\\-_]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
@@ -77,6 +78,7 @@ def fake_image(home, digest: str, size: int) -> None:
     (venv / ".inflab-image").write_text(digest)
 
 
+@pytest.mark.sandbox  # a daemon of its own
 def test_stop_says_what_the_image_store_holds_and_prune_frees_it_only_when_nothing_runs(tmp_path):
     home = tmp_path
     fake_image(home, "aaaa1111", 3_000_000)

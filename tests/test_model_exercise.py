@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from inflab.engine import Engine
 from inflab.lab_steps import remote_job
 from inflab.lab_steps.base import Cancelled
@@ -141,11 +141,11 @@ def test_a_detached_job_keeps_running_and_is_reattached_without_repeats(lab, sto
 
 
 async def test_the_wizard_streams_a_compile_into_the_job_tab(lab, store):
+    from test_tui_wizard import wait_idle
     from textual.widgets import TabbedContent
 
     from inflab.tui.app import InflabApp
     from inflab.tui.panes import JobOutput
-    from test_tui_wizard import wait_idle
 
     name, _ = lab
     store.delete(name, "compile")  # make the step run again
@@ -318,9 +318,10 @@ def test_a_bad_input_is_a_clear_error_in_the_check_step(served, inflab_home, tmp
 
 
 async def test_the_tui_shows_the_management_answer_and_a_prediction(served, store):
+    from test_tui_wizard import wait_idle
+
     from inflab.tui.app import InflabApp
     from inflab.tui.widgets import LogPane
-    from test_tui_wizard import wait_idle
 
     name, _ = served
     store.delete(name, "serve_check")  # make the step run again, on screen

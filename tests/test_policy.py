@@ -243,9 +243,9 @@ def test_the_lab_attaches_only_the_managed_policies_the_policy_lets_it():
 
 # -- the lab's own resources --------------------------------------------------------------------
 def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
+    from inflab import names
     from inflab.aws import beacon
     from inflab.lab_steps import access, batch_setup, sweep_grid
-    from inflab import names
 
     doc = pol.participant()
     ctx = SimpleNamespace(name="lab1", prefix="inflab-lab1")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 
@@ -255,7 +254,7 @@ def test_failed_launch_can_be_retried_once_capacity_returns(name, cli, tagged, f
     assert len(tagged(name)["instances"]) == 1
 
 
-def test_run_json_summary(name, cli):
+def test_run_json_summary(sandbox, name, cli):
     r = cli("run", "--sandbox", "--json", "--name", name, "--until", "keypair")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -283,7 +282,7 @@ def test_sandbox_status_and_start_are_idempotent(cli, sandbox):
     assert first.stdout == second.stdout
 
 
-def test_sessions_shows_where_to_resume(name, cli):
+def test_sessions_shows_where_to_resume(sandbox, name, cli):
     r = cli("run", "--sandbox", "--name", name, "--until", "keypair")
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_remote_ssh import sshd  # noqa: F401  (fixture: a real OpenSSH server on loopback)
 
 from inflab import config
 from inflab.remote import jobs
 from inflab.remote.ssh import HostKeyPin, connect
 from inflab.session import Store
-from test_remote_ssh import sshd  # noqa: F401  (fixture: a real OpenSSH server on loopback)
 
 # ~3,000 lines over about a second and a half, a progress-bar redraw, and a last line with no newline.
 NOISY = (
@@ -88,7 +88,6 @@ async def test_a_restarted_client_continues_where_the_last_one_stopped(sshd, tmp
     with pytest.raises(Quit):
         await jobs.follow(conn, jdir, 0, first_app)
     conn.close()
-    del first_store
 
     # A new app: new store object, new connection; only the database remembers.
     store = Store(inflab_home)

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from inflab.aws import pricing as pricing_api
 from inflab import config, prices, report
+from inflab.aws import pricing as pricing_api
 from inflab.remote.payload.result import BenchResult, SchemaError, Window
 
 

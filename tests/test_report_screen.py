@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
+from test_tui_wizard import wait_for, wait_idle
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
-from inflab.engine import Engine
 from inflab import config
+from inflab.engine import Engine
 from inflab.events import BatchJob, BatchJobsChanged
 from inflab.remote.payload.result import BenchResult, Window
 from inflab.session import Store
@@ -22,7 +22,6 @@ from inflab.tui.jobs_pane import JobsPane
 from inflab.tui.report_screen import CHEAPEST, FASTEST, ReportScreen
 from inflab.tui.screens import SessionPicker
 from inflab.tui.wizard import Wizard
-from test_tui_wizard import wait_for, wait_idle
 
 SIZE = (160, 48)
 # (instance type, target, batch, samples/s, p50, p90, p95, p99): latency grows with the batch;
@@ -55,12 +54,6 @@ def bench(**changes) -> dict:
     )
     fields.update(changes)
     return BenchResult(**fields).to_dict()
-
-
-@pytest.fixture
-def home_store(tmp_path, monkeypatch) -> Store:
-    monkeypatch.setenv("INFLAB_HOME", str(tmp_path))
-    return Store(tmp_path)
 
 
 def new_session(store: Store, name: str) -> None:

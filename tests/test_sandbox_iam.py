@@ -173,6 +173,7 @@ def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_sessi
     assert _refusals(home)[before:] == []
 
 
+@pytest.mark.sandbox  # a daemon of its own, with a narrower policy
 def test_a_call_the_policy_does_not_allow_fails_its_step_in_one_line(tmp_path):
     """With ec2:CreateSecurityGroup taken out of the participant's policy, the lab stops at
     security-group with AWS's refusal, and the daemon's log names it."""

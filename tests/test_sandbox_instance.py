@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from test_remote_ssh import render_top
 
 from inflab.remote.ssh import ConnectFailed, HostKeyPin, Target, connect
-from test_remote_ssh import render_top
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import stat
 import time
 
 import pytest
+from test_tui_wizard import step_prompts, wait_for
 
-from inflab import config
-from inflab import sandbox as sb
+from inflab import config, sandbox as sb
 from inflab.engine import Engine
 from inflab.lab_steps.image import image_hash
 from inflab.session import CANCELLED, RUNNING, SessionLock, Store
@@ -23,7 +23,6 @@ from inflab.tui.app import InflabApp
 from inflab.tui.jobs_pane import JobsPane
 from inflab.tui.widgets import ConfirmModal, LogPane
 from inflab.tui.wizard import Wizard
-from test_tui_wizard import step_prompts, wait_for
 
 SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4}, "model": {"int8": False}}
 SIZE = (160, 48)

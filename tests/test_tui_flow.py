@@ -7,6 +7,7 @@ import re
 import threading
 import time
 
+from test_tui_wizard import step_prompts, wait_for, wait_idle
 from textual.widgets import Footer, Header, Label, Markdown, OptionList
 
 from inflab import config
@@ -20,7 +21,6 @@ from inflab.tui.screens import SessionPicker
 from inflab.tui.terminal import TerminalPane
 from inflab.tui.widgets import ChoiceModal, LogPane
 from inflab.tui.wizard import Wizard
-from test_tui_wizard import step_prompts, wait_for, wait_idle
 
 SLOW_STEPS = ("build-image", "push-image", "compile", "benchmark", "package-model", "serve", "serve-check", "load-test",
               "serve-stop")

@@ -37,7 +37,7 @@ def plan(n: int) -> list[tuple[str, str | None]]:
     for i in range(n):
         stop = STOPS[i % len(STOPS)]
         if stop is None and any(s is None for _, s in out):
-            stop = "keypair"  # one failed participant is enough to see
+            stop = STOPS[0]  # one failed participant is enough to see
         out.append((label(i), stop))
     if n < 3 and all(s is not None for _, s in out):
         out[-1] = (out[-1][0], None)

@@ -117,8 +117,8 @@ class StepContext:
         if self.cancel.wait(seconds):
             raise Cancelled("cancelled")
 
-    def wait_for(self, client, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900,
-                 explain: Callable[[dict], str] | None = None, **kwargs) -> None:
+    def wait_for(self, client: Any, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900,
+                 explain: Callable[[dict], str] | None = None, **kwargs: Any) -> None:
         """Run a boto3 waiter, one poll at a time, so progress shows and cancel works.
 
         A poll that times out polls again (until ``timeout``); a terminal failure state (an instance
