@@ -210,7 +210,7 @@ async def test_the_room_shows_each_participant_and_the_summary():
 async def test_a_row_becomes_stuck_while_you_watch():
     def rows(now: float) -> list[Row]:
         return [Row("erin", "us-east-1", "shared", account="444444444444", session="lab-erin", step="compile",
-                    state=RUNNING, since=now - 5, stuck_after_s=6, updated=now)]
+                    state=RUNNING, since=now - 5, stuck_after_s=9, updated=now)]  # stuck 4 s after the fetch
 
     source = FakeSource([rows], labels=("erin",), delay=0.05)
     app = InstructorApp(source, refresh_s=60)
@@ -220,7 +220,7 @@ async def test_a_row_becomes_stuck_while_you_watch():
         first = cells(screen, "erin")
         assert first["state"] == "running" and "STUCK" not in first["state"]
         assert cell(screen, "erin", "on_step").style == ""
-        assert await wait_for(pilot, lambda: cells(screen, "erin")["state"] == "STUCK · running", timeout=4)
+        assert await wait_for(pilot, lambda: cells(screen, "erin")["state"] == "STUCK · running", timeout=10)
         assert await wait_for(pilot, lambda: time.monotonic() - seen_at >= 1.5)
         await pilot.pause(0.6)
         later = cells(screen, "erin")

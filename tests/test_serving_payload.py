@@ -834,3 +834,20 @@ def test_loadgen_sends_no_key_to_a_server_without_token_authorization(fake_serve
                   "--rates", "20", "--step-s", str(STEP_S), "--limit-ms", "1000", "--out", str(tmp_path / "l.json"),
                   "--run-id", "run-1"])  # (this server wants a key: what matters is what was sent)
     assert srv.seen and all(s["auth"] is None for s in srv.seen)
+
+
+def test_the_archiver_stages_in_a_directory_of_its_own(compiled, tmp_path, monkeypatch):
+    """torch-model-archiver empties and fills $TMPDIR/<model name>: a name every archive on the host
+    shares. Another archive's files there (or a planted one) must be neither removed nor packed."""
+    shared = tmp_path / "tmp"
+    (shared / "inflab").mkdir(parents=True)
+    (shared / "inflab" / "planted.py").write_text("print('not ours')\n")
+    monkeypatch.setenv("TMPDIR", str(shared))
+    out = tmp_path / "store"
+    model = str(Path(compiled["bert"]["path"]).with_suffix(".pt"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert archive.main(["--model", model, "--name", "inflab", "--out", str(out)]) == 0
+    assert (shared / "inflab" / "planted.py").is_file()
+    with zipfile.ZipFile(out / "inflab.mar") as z:
+        assert "planted.py" not in z.namelist()
+        assert json.loads(z.read("model.json"))["batch_size"] == BERT_BATCH

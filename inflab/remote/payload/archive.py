@@ -98,7 +98,13 @@ def main(argv=None) -> int:
                "--handler", os.path.join(HERE, "inflab_handler.py"), "--extra-files", ",".join(extra),
                "--export-path", args.out, "--force"]
         say("$ " + " ".join(os.path.basename(c) if c == cmd[0] else c for c in cmd))
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # torch-model-archiver stages the files in $TMPDIR/<model name>, a name every archiver on the host
+        # shares and empties first: in /tmp, two at once mix their files, and another user could plant
+        # one (or a link) there. Its TMPDIR is our own 0700 temporary directory.
+        staging = os.path.join(tmp, "staging")
+        os.mkdir(staging, 0o700)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TMPDIR": staging})
         for line in done.stdout.splitlines():
             say(line)
         if done.returncode != 0:
