@@ -43,9 +43,17 @@ def _uses_sandbox(args: tuple[str, ...]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def inflab_home(tmp_path_factory) -> Path:
+def inflab_home(tmp_path_factory, worker_id) -> Path:
+    """The test process's lab home. Its sandbox's image store (the job virtualenvs, a minute and a
+    gigabyte each) is one the test processes share: a build of an image another process is making
+    waits for it (the build's own lock) instead of making it again."""
     home = tmp_path_factory.mktemp("inflab-home")
     os.environ["INFLAB_HOME"] = str(home)
+    if worker_id != "master":  # pytest-xdist: every worker's base directory is under the run's own
+        shared = tmp_path_factory.getbasetemp().parent / "sandbox-images"
+        shared.mkdir(mode=0o700, exist_ok=True)
+        (home / "sandbox").mkdir(mode=0o700)
+        (home / "sandbox" / "images").symlink_to(shared, target_is_directory=True)
     return home
 
 

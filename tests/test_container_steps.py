@@ -284,3 +284,38 @@ def test_the_prebuilt_inf1_image_adds_neuron_ccs_tensorflow_front_end(kind, want
     assert ("neuron-cc[tensorflow]==1.24.0.0" in installed) == wants_tensorflow
     assert ("torch-neuron==1.13.1.2.11.13.0" in installed) == wants_tensorflow
     assert "-r /opt/inflab/requirements.txt" in installed and "awscli" in installed
+
+
+def test_a_second_build_of_the_same_sandbox_image_waits_for_the_first_and_takes_its_image(tmp_path):
+    """Two sessions of one home building the same image (a room of sessions, two test processes):
+    the second waits for the first's lock, then finds the image made and leaves it alone."""
+    import fcntl
+    import os
+    import signal
+    import time
+
+    from inflab.runtime.sandbox import SandboxRuntime
+
+    runtime = SandboxRuntime(tmp_path)
+    digest = "0123456789abcdef"
+    plan = runtime.image_plan(uri="repo:cpu-x", digest=digest, kind="cpu", source="build", base_image="")
+    image = runtime.image_dir(digest)
+    image.mkdir(parents=True)
+    (image / "half-built").write_text("the first build is still writing\n")
+    with open(image.with_suffix(".lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first build
+        second = subprocess.Popen(["bash", "-c", plan.script], env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            line = second.stdout.readline()
+            assert line.strip() == "[build] Another session is building this image: waiting for it"
+            time.sleep(0.5)
+            assert second.poll() is None and (image / "half-built").exists()  # it waits, and touches nothing
+        except BaseException:
+            os.killpg(second.pid, signal.SIGKILL)  # never leave a build running (it would install the requirements)
+            raise
+        (image / "venv").mkdir()
+        (image / "venv" / ".inflab-image").write_text(digest + "\n")  # the first build ends
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == 0, out
+    assert "has this image already" in out and (image / "half-built").exists()

@@ -89,9 +89,14 @@ class SandboxRuntime(HostRuntime):
         venv = f"{image}/venv"
         pip = (f"{venv}/bin/python -m pip install --progress-bar off --disable-pip-version-check "
                f"-r {IMAGE_DIR}/requirements.txt")
+        lock = shlex.quote(str(self.image_dir(digest).with_suffix(".lock")))
         lines = [
             "set -e",
             'cd "$HOME"',
+            # one build of an image at a time: another session building the same one is waited for
+            f"mkdir -p {shlex.quote(str(self.image_dir(digest).parent))}",
+            f"exec 9>>{lock}",
+            "flock -n 9 || { echo '[build] Another session is building this image: waiting for it'; flock 9; }",
             # like docker's layer cache: an image with this hash is there already (another session made it)
             f"if [ \"$(cat {venv}/.inflab-image 2>/dev/null)\" = {digest} ]; then "
             f"echo '[build] The sandbox image store has this image already: {venv}'; exit 0; fi",
