@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from .. import accelerators, names
 from ..aws import error_code, error_message, inventory, tag_dict
 from .base import Step, StepContext, StepError, WaitFailed
+from .records import HostRecord, PinnedHostKey
 
 CAPACITY_ERRORS = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity"}
 QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeAddressesInSubnet"}
@@ -221,7 +222,7 @@ def terminate_instances(ctx: StepContext) -> list[str]:
             ctx.log(f"Note: {line}")
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
     ctx.store.delete(ctx.name, "instance")
-    ctx.store.delete(ctx.name, "host")
+    ctx.forget(HostRecord)
     return ids
 
 
@@ -291,9 +292,9 @@ class WaitRunning(Step):
 
     def check(self, ctx):
         d = self._describe(ctx)
-        host = ctx.get("host") or {}
-        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress"))
-                and host.get("instance_id") == d["InstanceId"] and host.get("public_ip") == d["PublicIpAddress"])
+        host = ctx.load(HostRecord)
+        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress")) and host is not None
+                and host.instance_id == d["InstanceId"] and host.public_ip == d["PublicIpAddress"])
 
     def apply(self, ctx):
         inst = ctx.get("instance")
@@ -321,8 +322,8 @@ class WaitRunning(Step):
         ip = d.get("PublicIpAddress")
         if not ip:
             raise StepError(f"{inst['id']} is running but has no public IP: its subnet does not map public addresses")
-        ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config.login_user,
-                         "name": tag_dict(d.get("Tags")).get("Name", "")})
+        ctx.save(HostRecord(instance_id=inst["id"], public_ip=ip, zone=inst["zone"], user=ctx.config.login_user,
+                            name=tag_dict(d.get("Tags")).get("Name", "")))
         ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
         verify_launch(ctx, d)
         if ctx.runtime.boot_note:
@@ -342,7 +343,8 @@ class Terminate(Step):
 
     def _stop_work(self, ctx) -> None:
         """Best effort: stop the session's containers and jobs before the instance goes."""
-        if not (ctx.get("host_key") or {}).get("fingerprint") or not ctx.get("host"):
+        pin = ctx.load(PinnedHostKey)
+        if not (pin and pin.fingerprint) or not ctx.load(HostRecord):
             return
         from .remote_job import host_run
 
