@@ -9,7 +9,7 @@ work starts, so a run killed after its results were stored is not measured twice
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Self
 
 from .base import Record, convert, omitted
@@ -64,6 +64,12 @@ class CompiledModel:
     @property
     def stem(self) -> str:
         return self.file.rsplit(".", 1)[0]
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> CompiledModel:
+        """The model a compile job's manifest describes (what the lab keeps of it)."""
+        made: CompiledModel = convert({f.name: manifest.get(f.name) for f in fields(cls)}, cls, "the compile job's manifest")
+        return made
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +167,10 @@ class ServerJob(Record):
     def running(self) -> bool:
         """The record names a server that was started and not stopped since."""
         return bool(self.jdir) and not self.stopped
+
+    def ready(self, workers: int, ready_s: float) -> ServerJob:
+        """The record once every worker is READY."""
+        return replace(self, workers=workers, ready_s=ready_s)
 
     def gone(self, *, stopped: bool = False) -> ServerJob:
         """The record once the server is gone: its number and job only."""
