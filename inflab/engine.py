@@ -26,7 +26,9 @@ from .events import (
     StepStateChanged,
     elapsed_text,
 )
+from .lab_steps import records
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
+from .lab_steps.records import HostJobs, HostRecord, RecordError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
@@ -466,10 +468,11 @@ class Engine:
         """(step, what) for work still running outside this process that its step follows when run
         again: a job the record says runs on the current instance, or what a step not done says it
         started (a submitted sweep whose jobs have not all ended). From the record: no AWS call."""
-        jobs = self.store.get(self.name, "jobs") or {}
-        host = (self.store.get(self.name, "host") or {}).get("instance_id")
-        for kind, job_id in jobs.items():
-            if kind.endswith("#") or kind not in self._by_id:
+        jobs = records.load(self.store, self.name, HostJobs) or HostJobs()
+        recorded = self.recorded_host()
+        host = recorded.instance_id if recorded else None
+        for kind, job_id in jobs.current.items():
+            if kind not in self._by_id:
                 continue
             rec = self.store.job(self.name, job_id)
             if rec and rec["status"] == "running" and host and rec["host"] == host:
@@ -490,7 +493,10 @@ class Engine:
         monitor = next((s for s in self.steps if isinstance(s, BatchMonitor)), None)
         if monitor is None:
             return None
-        jobs, done, total = recorded_table(self.context(monitor))
+        try:
+            jobs, done, total = recorded_table(self.context(monitor))
+        except RecordError:
+            return None  # the monitor says what is wrong with the record when it runs
         return BatchJobsChanged(monitor.id, tuple(jobs), done, total) if jobs else None
 
     def ended_on_purpose(self, step: Step, states: dict | None = None) -> bool:
@@ -557,7 +563,10 @@ class Engine:
     def host(self) -> Host:
         """The instance to watch, or HostUnavailable saying why there is none."""
         states = self.states()
-        record = self.store.get(self.name, "host")
+        try:
+            record = self.recorded_host()
+        except RecordError as e:
+            raise HostUnavailable(str(e)) from None
         ender, first_host, ready, pinner = (first("ends_host", self.track), first("provides_host", self.track),
                                             last("provides_host", self.track), first("pins_host", self.track))
         if not record:
@@ -568,10 +577,18 @@ class Engine:
         if ready and states.get(ready.id, {}).get("state") == STALE:
             raise HostUnavailable("The instance is gone (terminated outside inflab, or the sandbox was stopped): "
                                   f"run the steps from {first_host.id if first_host else 'the start'} again")
-        host = self.context(self._pinner()).host()
+        try:
+            host = self.context(self._pinner()).host()
+        except RecordError as e:  # the pinned key's record
+            raise HostUnavailable(str(e)) from None
         if not host.pinned:
             raise HostUnavailable(f"Run the {pinner.id if pinner else 'connect'} step first (it checks and pins the host key)")
         return host
+
+    def recorded_host(self) -> HostRecord | None:
+        """The instance the record names (no AWS call), or None before there is one; a damaged record
+        is a :class:`~inflab.lab_steps.records.RecordError` saying which step to run again."""
+        return records.load(self.store, self.name, HostRecord)
 
     def _pinner(self) -> Step:
         """The step that pins the host key: the context the live views connect in."""

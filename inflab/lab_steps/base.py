@@ -122,12 +122,6 @@ class StepContext:
     def forget(self, record: type[Record]) -> None:
         records.forget(self.store, self.name, record)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.store.get(self.name, key, default)
-
-    def put(self, key: str, value: Any) -> None:
-        self.store.put(self.name, key, value)
-
     def intend(self, kind: str, name: str, detail: dict | None = None) -> int:
         """Record in the ledger that a resource is about to be made (see :meth:`creating`)."""
         return self.store.intend(self.name, self.step_id, kind, name, self.region, detail)

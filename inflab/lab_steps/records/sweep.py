@@ -48,8 +48,8 @@ class SweepRound(Record):
 
     KEY = "sweep"
     WRITER = "batch-submit"
-    round: str
-    setup: str
+    round: str = ""
+    setup: str = ""  # the digest of the Batch setup's settings
     jobs: Mapping[str, str] = field(default_factory=dict)  # job name -> job id
     seen: Mapping[str, JobSeen] = omitted_map()
     ended: float | None = omitted()
