@@ -140,7 +140,7 @@ class Engine:
         #: cleanup (and the batch-cleanup step) also delete the results bucket
         self._delete_data = False  # this run's answer: does the teardown delete the results bucket too?
         self.kept: list[dict] = []  # what the last cleanup left on purpose (the results bucket)
-        self._followed = ""
+        self._asked: dict[tuple[str, str], str] = {}  # (step, key) -> what the user asked of that step
         self._beacon_tagged = False
         self._beacon_failing = False
         self._beacon_off = False  # set while cleanup removes the beacon for good
@@ -150,9 +150,12 @@ class Engine:
         session's profile): for front ends that must not know AWS's exception classes."""
         return describe_exception(exc, self.config.aws.profile)
 
-    def follow_batch_job(self, job_id: str) -> None:
-        """Stream this Batch job's log into the job pane (the sweep monitor reads it each poll)."""
-        self._followed = job_id
+    def ask(self, step_id: str, key: str, value: str) -> None:
+        """Tell a step what the user asked of it while it runs (or when it next runs): the step reads
+        it with ``ctx.asked(key)`` — e.g. which of the sweep's jobs to follow (the keys a step answers
+        to are named by the events it emits, e.g. :attr:`BatchJobsChanged.FOLLOW`)."""
+        self.step(step_id)  # KeyError for a step this engine does not have
+        self._asked[(step_id, key)] = value
 
     # -- wiring ------------------------------------------------------------------
     @property
@@ -186,10 +189,8 @@ class Engine:
         return StepContext(
             name=self.name, config=self.config, runtime=self.runtime, store=self.store, aws_factory=lambda: self.aws,
             step_id=step.id, log=lambda msg, s=step.id: self._log(s, msg), progress=progress, output=output,
-            cancel=self.cancel_event, detach=self.detach_event,
-            batch_jobs=lambda jobs, done, total, following, s=step.id: self.listener(
-                BatchJobsChanged(s, tuple(jobs), done, total, following)),
-            followed=lambda: self._followed, delete_data=self._delete_data,
+            cancel=self.cancel_event, detach=self.detach_event, emit=self.listener,
+            asked=lambda key, s=step.id: self._asked.get((s, key)), delete_data=self._delete_data,
         )
 
     def _log(self, step: str | None, message: str) -> None:

@@ -22,7 +22,7 @@ from .. import track
 from ..aws import Aws, tags
 from ..config import LabConfig
 from ..errors import InflabError
-from ..events import BatchJob
+from ..events import EngineEvent
 from ..remote.host import Host
 from ..runtime.base import HostRuntime
 from ..session import Store
@@ -57,10 +57,10 @@ class StepContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: set with ``cancel`` when the app quits: leave remote jobs running, reattach later
     detach: threading.Event = field(default_factory=threading.Event)
-    #: the Batch sweep's job table, as it changes: (jobs, done, total, the job whose log streams)
-    batch_jobs: Callable[[list[BatchJob], int, int, str], None] = lambda jobs, done, total, following: None
-    #: the Batch job id the user asked to follow in the job pane ("" = the monitor picks)
-    followed: Callable[[], str] = lambda: ""
+    #: an event of this step's own for the engine's listener (the sweep's job table: BatchJobsChanged)
+    emit: Callable[[EngineEvent], None] = lambda event: None
+    #: what the user asked of this step while it runs, by key (``Engine.ask``); None when nothing was asked
+    asked: Callable[[str], str | None] = lambda key: None
     #: cleanup also deletes the results bucket (asked in the TUI, ``--delete-data`` headless)
     delete_data: bool = False
 

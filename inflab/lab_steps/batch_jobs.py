@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from .. import faultpoints, names
 from ..aws import error_code, tag_dict
-from ..events import BatchJob
+from ..events import BatchJob, BatchJobsChanged
 from .base import Cancelled, Step, StepContext, StepError
 from .batch_aws import LOG_PREFIX
 from .records import BatchEnvironment, JobEnd, JobSeen, SweepRound
@@ -285,7 +285,7 @@ class BatchMonitor(Step):
                 follower.poll()
             done = sum(1 for j in jobs.values() if j["status"] in ENDED)
             table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(names[job_id])) for job_id in names]
-            ctx.batch_jobs(table, done, len(names), follower.job_id if follower else "")
+            ctx.emit(BatchJobsChanged(ctx.step_id, tuple(table), done, len(names), follower.job_id if follower else ""))
             faultpoints.hit("batch-monitor:polled")
             running = sum(1 for j in jobs.values() if j["status"] == "RUNNING")
             ctx.progress(done / len(names), f"{done} of {len(names)} done · {running} running · "
@@ -313,7 +313,8 @@ class BatchMonitor(Step):
 
     def _follow(self, ctx, jobs: dict, names: dict, points: dict, current: LogFollower | None) -> LogFollower | None:
         """The job whose log streams: the one the user picked, else the running one (else stay)."""
-        wanted = ctx.followed() if ctx.followed() in jobs else ""
+        asked = ctx.asked(BatchJobsChanged.FOLLOW) or ""
+        wanted = asked if asked in jobs else ""
         if not wanted:
             running = [i for i, j in jobs.items() if j["status"] in ("RUNNING", "STARTING")]
             wanted = current.job_id if current and (current.job_id in running or not running) else (running[0] if running else "")
