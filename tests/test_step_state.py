@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import pytest
+from test_records import legacy, open_legacy
 
-from inflab import config
-from inflab import sandbox as sb
+from inflab import config, sandbox as sb
 from inflab.engine import Engine
 from inflab.events import BatchJobsChanged, StepLogged
 from inflab.lab_steps.base import Step, StepContext
@@ -22,15 +22,20 @@ from inflab.remote.host import HostUnavailable
 from inflab.runtime.select import for_session
 from inflab.session import CREATED, DONE, FAILED, INTENDED, STALE, Store
 from inflab.track import StepSpec
-from test_records import legacy, open_legacy
 
 
 @pytest.fixture
-def own_store(tmp_path, monkeypatch):
-    """A store of this test's own; a sandbox started for it (by the runtime, on demand) goes afterwards."""
+def own_home(tmp_path, monkeypatch):
+    """A store in a home of this test's own, with no sandbox running in it."""
     monkeypatch.setenv("INFLAB_HOME", str(tmp_path))
     yield Store(tmp_path)
-    sb.stop(tmp_path)
+    sb.stop(tmp_path)  # (nothing to stop unless a test started one by mistake)
+
+
+@pytest.fixture
+def own_sandbox(own_home):
+    """A store of this test's own whose sandbox daemon the runtime starts when asked (and that goes afterwards)."""
+    return own_home
 
 
 def quiet_session(store: Store, name: str = "s") -> str:
@@ -41,10 +46,9 @@ def quiet_session(store: Store, name: str = "s") -> str:
 
 
 # ------------------------------------------------------------------ a session of the old code
-def test_a_session_written_before_the_records_opens_in_the_engine(own_store):
-    name = open_legacy(own_store)
-    events: list = []
-    engine = Engine(own_store, name, listener=events.append)
+def test_a_session_written_before_the_records_opens_in_the_engine(own_sandbox):
+    name = open_legacy(own_sandbox)
+    engine = Engine(own_sandbox, name)
 
     states = engine.states()
     assert states["report"]["state"] == DONE and states["terminate"]["state"] == "pending"
@@ -65,22 +69,22 @@ def test_a_session_written_before_the_records_opens_in_the_engine(own_store):
     assert engine.states()["credentials"]["state"] == DONE  # the same account: still done
 
 
-def test_the_old_sessions_job_numbering_goes_on(own_store):
+def test_the_old_sessions_job_numbering_goes_on(own_home):
     from inflab.lab_steps.remote_job import job_id
 
-    name = open_legacy(own_store)
-    engine = Engine(own_store, name)
+    name = open_legacy(own_home)
+    engine = Engine(own_home, name)
     ctx = engine.context(engine.step("benchmark"))
     assert job_id(ctx, "benchmark") == "benchmark-2"  # benchmark-1 ended: a new attempt, numbered on
-    assert own_store.get(name, "jobs")["benchmark"] == "benchmark-2" and own_store.get(name, "jobs")["benchmark#"] == 2
-    assert own_store.get(name, "jobs")["compile"] == "compile-1"  # the others as they were
+    assert own_home.get(name, "jobs")["benchmark"] == "benchmark-2" and own_home.get(name, "jobs")["benchmark#"] == 2
+    assert own_home.get(name, "jobs")["compile"] == "compile-1"  # the others as they were
 
 
 # ------------------------------------------------------------------ a damaged record
-def test_a_damaged_record_fails_the_step_that_reads_it_with_one_line(own_store):
-    name = quiet_session(own_store)
-    own_store.put(name, "sweep", {"round": "r1", "setup": "s", "jobs": ["not", "an", "object"]})
-    engine = Engine(own_store, name)
+def test_a_damaged_record_fails_the_step_that_reads_it_with_one_line(own_home):
+    name = quiet_session(own_home)
+    own_home.put(name, "sweep", {"round": "r1", "setup": "s", "jobs": ["not", "an", "object"]})
+    engine = Engine(own_home, name)
 
     result = engine.run_step("report")
 
@@ -91,39 +95,39 @@ def test_a_damaged_record_fails_the_step_that_reads_it_with_one_line(own_store):
     assert engine.recorded_batch_jobs() is None  # the Jobs tab shows nothing rather than failing to open
 
 
-def test_a_damaged_host_record_is_said_by_the_live_views(own_store):
-    name = quiet_session(own_store)
-    own_store.put(name, "host", {"instance_id": "i-0abc", "public_ip": None, "user": "ubuntu"})
+def test_a_damaged_host_record_is_said_by_the_live_views(own_home):
+    name = quiet_session(own_home)
+    own_home.put(name, "host", {"instance_id": "i-0abc", "public_ip": None, "user": "ubuntu"})
     with pytest.raises(HostUnavailable, match=r"'host' record, field 'public_ip': expected text, got None .* "
                                               r"run the wait-running step again"):
-        Engine(own_store, name).host()
+        Engine(own_home, name).host()
 
 
 # ------------------------------------------------------------------ the ledger around a create call
-def test_creating_writes_the_intent_first_and_marks_it_created(own_store):
-    name = quiet_session(own_store)
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_store.home),
-                      store=own_store, step_id="keypair")
+def test_creating_writes_the_intent_first_and_marks_it_created(own_home):
+    name = quiet_session(own_home)
+    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
+                      store=own_home, step_id="keypair")
     with ctx.creating("ec2:key-pair", "inflab-s") as made:
-        (during,) = own_store.ledger(name)
+        (during,) = own_home.ledger(name)
         made("key-0123", {"fingerprint": "ab:cd"})
-    (after,) = own_store.ledger(name)
+    (after,) = own_home.ledger(name)
     assert during.status == INTENDED and during.physical_id is None  # in the ledger before the call
     assert (after.status, after.physical_id, after.detail, after.step) == (CREATED, "key-0123", {"fingerprint": "ab:cd"},
                                                                           "keypair")
 
 
-def test_a_create_call_that_fails_leaves_its_intent_for_cleanup(own_store):
-    name = quiet_session(own_store)
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_store.home),
-                      store=own_store, step_id="launch-template")
+def test_a_create_call_that_fails_leaves_its_intent_for_cleanup(own_home):
+    name = quiet_session(own_home)
+    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
+                      store=own_home, step_id="launch-template")
     with pytest.raises(ConnectionError):
         with ctx.creating("ec2:launch-template", "inflab-s"):
             raise ConnectionError("the answer never came")  # the template may exist: cleanup looks for it
     with pytest.raises(RuntimeError, match="without saying what it made"):
         with ctx.creating("iam:role", "inflab-s-instance"):
             pass
-    assert [(r.kind, r.status) for r in own_store.ledger(name)] == [("ec2:launch-template", INTENDED),
+    assert [(r.kind, r.status) for r in own_home.ledger(name)] == [("ec2:launch-template", INTENDED),
                                                                    ("iam:role", INTENDED)]
 
 
@@ -142,10 +146,10 @@ class Asking(Step):
         ctx.emit(BatchJobsChanged(ctx.step_id, (), 0, 0, following=ctx.asked(BatchJobsChanged.FOLLOW) or "-"))
 
 
-def test_what_is_asked_of_a_step_reaches_that_step_and_its_events_the_listener(own_store):
-    name = quiet_session(own_store)
+def test_what_is_asked_of_a_step_reaches_that_step_and_its_events_the_listener(own_home):
+    name = quiet_session(own_home)
     events: list = []
-    engine = Engine(own_store, name, listener=events.append, steps=[Asking("one"), Asking("two")])
+    engine = Engine(own_home, name, listener=events.append, steps=[Asking("one"), Asking("two")])
 
     engine.ask("one", BatchJobsChanged.FOLLOW, "job-7")
     assert engine.run().ok
@@ -157,12 +161,12 @@ def test_what_is_asked_of_a_step_reaches_that_step_and_its_events_the_listener(o
         engine.ask("three", BatchJobsChanged.FOLLOW, "job-7")
 
 
-def test_the_sweep_monitor_streams_the_job_the_user_asked_for(own_store):
-    name = quiet_session(own_store)
+def test_the_sweep_monitor_streams_the_job_the_user_asked_for(own_home):
+    name = quiet_session(own_home)
     shown: list[str] = []
     asked: dict[str, str] = {}
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_store.home),
-                      store=own_store, output=shown.extend, asked=asked.get)
+    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
+                      store=own_home, output=shown.extend, asked=asked.get)
     jobs = {"id-1": {"status": "RUNNING", "jobName": "a"}, "id-2": {"status": "SUCCEEDED", "jobName": "b"}}
     names = {"id-1": "a", "id-2": "b"}
 
