@@ -13,6 +13,7 @@ deep inside a step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -127,7 +128,7 @@ def _build(cls: type, data: Any, where: str, owner: type[Record] | None = None) 
     missing = [json_key(f) for f in fields if _required(f) and json_key(f) not in data]
     if missing:
         raise fail(where, f"missing {'fields' if len(missing) > 1 else 'field'} {', '.join(map(repr, missing))}", owner)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     values = {f.name: convert(data[json_key(f)], hints[f.name], f"{where}, field {json_key(f)!r}", owner)
               for f in fields if f.init and json_key(f) in data}
     return cls(**values)
@@ -149,7 +150,7 @@ def convert(value: Any, hint: Any, where: str, owner: type[Record] | None = None
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where, owner)
     if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):  # a NamedTuple: a JSON list
-        fields = typing.get_type_hints(hint)
+        fields = _hints(hint)
         if not isinstance(value, (list, tuple)) or len(value) != len(fields):
             raise fail(where, f"expected a list of {len(fields)} ({', '.join(fields)}), got {_shown(value)}", owner)
         return hint(*(convert(v, h, f"{where}[{i}]", owner) for i, (v, h) in enumerate(zip(value, fields.values()))))
@@ -171,6 +172,12 @@ def convert(value: Any, hint: Any, where: str, owner: type[Record] | None = None
     if not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool)):
         raise fail(where, f"expected {_name(hint)}, got {_shown(value)}", owner)
     return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A class's annotations, resolved (once: every poll of a record reads them)."""
+    return typing.get_type_hints(cls)
 
 
 def _name(hint: Any) -> str:
