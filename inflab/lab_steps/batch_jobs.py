@@ -251,22 +251,22 @@ class BatchMonitor(Step):
         if s is None or not s.jobs:
             raise StepError("No sweep submitted: run the batch-submit step first")
         points = _points(ctx)
-        names = {job_id: name for name, job_id in s.jobs.items()}
+        job_names = {job_id: name for name, job_id in s.jobs.items()}
         # kept in the record, so a reopened session goes on from it
-        seen: dict[str, JobSeen] = {k: v for k, v in s.seen.items() if k in names}
+        seen: dict[str, JobSeen] = {k: v for k, v in s.seen.items() if k in job_names}
         told: dict[str, str] = {}  # job id -> the statusReason last said
         follower: LogFollower | None = None
         poll = ctx.runtime.batch_poll_s
         start = time.monotonic()
         while True:
             ctx.check_cancel()
-            jobs = describe(ctx, list(names))
+            jobs = describe(ctx, list(job_names))
             now = time.time()
             changed = False
             for job_id, job in jobs.items():
                 state, attempts = job["status"], len(job.get("attempts") or [])
                 before = seen.get(job_id)
-                short = points[names[job_id]].short if names[job_id] in points else names[job_id]
+                short = points[job_names[job_id]].short if job_names[job_id] in points else job_names[job_id]
                 if before is None or before[0] != state:
                     why = f": {failure_reason(job)}" if state == "FAILED" else ""
                     ctx.log(f"{short}: {before.state + ' → ' if before else ''}{state}{why}")
@@ -280,28 +280,28 @@ class BatchMonitor(Step):
             if changed:
                 s = replace(s, seen=dict(seen))
                 ctx.save(s)
-            follower = self._follow(ctx, jobs, names, points, follower)
+            follower = self._follow(ctx, jobs, job_names, points, follower)
             if follower:
                 follower.poll()
             done = sum(1 for j in jobs.values() if j["status"] in ENDED)
-            table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(names[job_id])) for job_id in names]
-            ctx.emit(BatchJobsChanged(ctx.step_id, tuple(table), done, len(names), follower.job_id if follower else ""))
+            table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(job_names[job_id])) for job_id in job_names]
+            ctx.emit(BatchJobsChanged(ctx.step_id, tuple(table), done, len(job_names), follower.job_id if follower else ""))
             faultpoints.hit("batch-monitor:polled")
             running = sum(1 for j in jobs.values() if j["status"] == "RUNNING")
-            ctx.progress(done / len(names), f"{done} of {len(names)} done · {running} running · "
-                                            f"{len(names) - done - running} waiting · {time.monotonic() - start:.0f} s")
-            if done == len(names) and len(jobs) == len(names):
+            ctx.progress(done / len(job_names), f"{done} of {len(job_names)} done · {running} running · "
+                                            f"{len(job_names) - done - running} waiting · {time.monotonic() - start:.0f} s")
+            if done == len(job_names) and len(jobs) == len(job_names):
                 break
             ctx.sleep(poll)
-        failed = [names[i] for i, j in jobs.items() if j["status"] == "FAILED"]
-        s = replace(s, ended=now, states={names[i]: JobEnd(state=j["status"],
+        failed = [job_names[i] for i, j in jobs.items() if j["status"] == "FAILED"]
+        s = replace(s, ended=now, states={job_names[i]: JobEnd(state=j["status"],
                                                           reason=failure_reason(j) if j["status"] == "FAILED" else "")
                                           for i, j in jobs.items()})
         ctx.save(s)
-        if len(failed) == len(names):
+        if len(failed) == len(job_names):
             raise StepError(f"Every job of the sweep failed (first: {s.states[failed[0]].reason}); "
                             f"their logs are in {names.log_group(ctx.name)}")
-        ctx.log(f"Sweep finished: {len(names) - len(failed)} of {len(names)} succeeded"
+        ctx.log(f"Sweep finished: {len(job_names) - len(failed)} of {len(job_names)} succeeded"
                 + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else ""))
 
     def _row(self, job_id: str, job: dict, seen: JobSeen | None, p: GridPoint | None) -> BatchJob:
