@@ -142,3 +142,18 @@ def test_a_record_is_saved_forgotten_and_loaded_through_the_store(tmp_path):
     assert records.load(store, "s", HostRecord) == HostRecord.from_json(HOST)
     records.forget(store, "s", HostRecord)
     assert store.get("s", "host") is None
+
+
+def test_refreshed_prices_are_stored_as_the_price_list_reads_them(tmp_path):
+    """(Only the Pricing API refreshes prices, so the sandbox-made legacy session has none.)"""
+    from inflab import prices
+    from inflab.lab_steps.records import RefreshedPrices
+
+    fetched = prices.Prices({"inf1.xlarge": 0.228, "g5.xlarge": 1.006}, "AWS Pricing API, on-demand Linux, us-west-2",
+                            "2026-11-20")
+    store = Store(tmp_path)
+    store.create_session("s", {}, sandbox=False, track="inf1")
+    records.save(store, "s", RefreshedPrices(source=fetched.source, date=fetched.date, prices=dict(fetched.table)))
+    assert json.dumps(store.get("s", "prices")) == json.dumps(fetched.to_store())  # as the report step always wrote it
+    assert prices.from_store(store, "s") == fetched
+    assert RefreshedPrices.from_json(fetched.to_store()).to_json() == fetched.to_store()
