@@ -26,7 +26,9 @@ from .events import (
     StepStateChanged,
     elapsed_text,
 )
+from .lab_steps import records
 from .lab_steps.base import Cancelled, Step, StepContext, StepError
+from .lab_steps.records import HostJobs, HostRecord, RecordError
 from .remote.host import Host, HostUnavailable
 from .runtime.base import HostRuntime
 from .session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE, Store
@@ -138,7 +140,7 @@ class Engine:
         #: cleanup (and the batch-cleanup step) also delete the results bucket
         self._delete_data = False  # this run's answer: does the teardown delete the results bucket too?
         self.kept: list[dict] = []  # what the last cleanup left on purpose (the results bucket)
-        self._followed = ""
+        self._asked: dict[tuple[str, str], str] = {}  # (step, key) -> what the user asked of that step
         self._beacon_tagged = False
         self._beacon_failing = False
         self._beacon_off = False  # set while cleanup removes the beacon for good
@@ -148,9 +150,12 @@ class Engine:
         session's profile): for front ends that must not know AWS's exception classes."""
         return describe_exception(exc, self.config.aws.profile)
 
-    def follow_batch_job(self, job_id: str) -> None:
-        """Stream this Batch job's log into the job pane (the sweep monitor reads it each poll)."""
-        self._followed = job_id
+    def ask(self, step_id: str, key: str, value: str) -> None:
+        """Tell a step what the user asked of it while it runs (or when it next runs): the step reads
+        it with ``ctx.asked(key)`` — e.g. which of the sweep's jobs to follow (the keys a step answers
+        to are named by the events it emits, e.g. :attr:`BatchJobsChanged.FOLLOW`)."""
+        self.step(step_id)  # KeyError for a step this engine does not have
+        self._asked[(step_id, key)] = value
 
     # -- wiring ------------------------------------------------------------------
     @property
@@ -184,10 +189,8 @@ class Engine:
         return StepContext(
             name=self.name, config=self.config, runtime=self.runtime, store=self.store, aws_factory=lambda: self.aws,
             step_id=step.id, log=lambda msg, s=step.id: self._log(s, msg), progress=progress, output=output,
-            cancel=self.cancel_event, detach=self.detach_event,
-            batch_jobs=lambda jobs, done, total, following, s=step.id: self.listener(
-                BatchJobsChanged(s, tuple(jobs), done, total, following)),
-            followed=lambda: self._followed, delete_data=self._delete_data,
+            cancel=self.cancel_event, detach=self.detach_event, emit=self.listener,
+            asked=lambda key, s=step.id: self._asked.get((s, key)), delete_data=self._delete_data,
         )
 
     def _log(self, step: str | None, message: str) -> None:
@@ -466,10 +469,11 @@ class Engine:
         """(step, what) for work still running outside this process that its step follows when run
         again: a job the record says runs on the current instance, or what a step not done says it
         started (a submitted sweep whose jobs have not all ended). From the record: no AWS call."""
-        jobs = self.store.get(self.name, "jobs") or {}
-        host = (self.store.get(self.name, "host") or {}).get("instance_id")
-        for kind, job_id in jobs.items():
-            if kind.endswith("#") or kind not in self._by_id:
+        jobs = records.load(self.store, self.name, HostJobs) or HostJobs()
+        recorded = self.recorded_host()
+        host = recorded.instance_id if recorded else None
+        for kind, job_id in jobs.current.items():
+            if kind not in self._by_id:
                 continue
             rec = self.store.job(self.name, job_id)
             if rec and rec["status"] == "running" and host and rec["host"] == host:
@@ -490,7 +494,10 @@ class Engine:
         monitor = next((s for s in self.steps if isinstance(s, BatchMonitor)), None)
         if monitor is None:
             return None
-        jobs, done, total = recorded_table(self.context(monitor))
+        try:
+            jobs, done, total = recorded_table(self.context(monitor))
+        except RecordError:
+            return None  # the monitor says what is wrong with the record when it runs
         return BatchJobsChanged(monitor.id, tuple(jobs), done, total) if jobs else None
 
     def ended_on_purpose(self, step: Step, states: dict | None = None) -> bool:
@@ -557,7 +564,10 @@ class Engine:
     def host(self) -> Host:
         """The instance to watch, or HostUnavailable saying why there is none."""
         states = self.states()
-        record = self.store.get(self.name, "host")
+        try:
+            record = self.recorded_host()
+        except RecordError as e:
+            raise HostUnavailable(str(e)) from None
         ender, first_host, ready, pinner = (first("ends_host", self.track), first("provides_host", self.track),
                                             last("provides_host", self.track), first("pins_host", self.track))
         if not record:
@@ -568,11 +578,19 @@ class Engine:
         if ready and states.get(ready.id, {}).get("state") == STALE:
             raise HostUnavailable("The instance is gone (terminated outside inflab, or the sandbox was stopped): "
                                   f"run the steps from {first_host.id if first_host else 'the start'} again")
-        host = self.context(self._pinner()).host()
+        try:
+            host = self.context(self._pinner()).host()
+        except RecordError as e:  # the pinned key's record
+            raise HostUnavailable(str(e)) from None
         if not host.pinned:
             raise HostUnavailable(f"Run the {pinner.id} step first (it checks and pins the host key)" if pinner
                                   else "Nothing in this track checks and pins the instance's host key")
         return host
+
+    def recorded_host(self) -> HostRecord | None:
+        """The instance the record names (no AWS call), or None before there is one; a damaged record
+        is a :class:`~inflab.lab_steps.records.RecordError` saying which step to run again."""
+        return records.load(self.store, self.name, HostRecord)
 
     def _pinner(self) -> Step:
         """The step that pins the host key: the context the live views connect in."""

@@ -7,6 +7,7 @@ Events are delivered on whatever thread the engine runs on; a listener hands the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,12 @@ class BatchJob:
 
 @dataclass(frozen=True)
 class BatchJobsChanged:
-    """The sweep's job table changed (a state, an attempt, a reason)."""
+    """The sweep's job table changed (a state, an attempt, a reason).
+
+    To stream another job's log into the job pane, a front end answers the step:
+    ``engine.ask(event.step, BatchJobsChanged.FOLLOW, job_id)``."""
+
+    FOLLOW: ClassVar[str] = "follow"
 
     step: str
     jobs: tuple[BatchJob, ...]

@@ -19,6 +19,7 @@ from conftest import sandbox_aws
 from inflab import config
 from inflab.lab_steps import container, image, model, payload_jobs
 from inflab.lab_steps.base import StepContext, StepError
+from inflab.lab_steps.records import BuiltImage, CompiledModel, HostRecord, PushedImage, Repository
 from inflab.runtime.select import for_session
 
 ACCOUNT_URI = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
@@ -71,8 +72,8 @@ def ctx_for(store, name):
         store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
         ctx = StepContext(name=name, config=cfg, runtime=for_session(sandbox, store.home), store=store,
                           aws_factory=(lambda: aws) if aws else None, step_id="test", log=lambda m: None)
-        ctx.put("ecr", {"name": f"inflab-{name}", "uri": f"{ACCOUNT_URI}/inflab-{name}", "arn": "arn"})
-        ctx.put("host", {"instance_id": "i-0123456789abcdef0", "public_ip": "203.0.113.7", "user": "ubuntu", "zone": "us-west-2a"})
+        ctx.save(Repository(name=f"inflab-{name}", uri=f"{ACCOUNT_URI}/inflab-{name}", arn="arn"))
+        ctx.save(HostRecord(instance_id="i-0123456789abcdef0", public_ip="203.0.113.7", user="ubuntu", zone="us-west-2a"))
         return ctx
 
     return make
@@ -152,7 +153,7 @@ def test_build_image_ships_the_context_and_runs_the_build_as_a_job(ctx_for, jobs
     shipped = job["conn"].files  # the build context, written before the build starts
     assert b"torch-neuron" in shipped[".inflab/image/Dockerfile"]
     assert ".inflab/image/requirements.txt" in shipped and ".inflab/image/payload/bench.py" in shipped
-    assert ctx.get("image")["uri"] == f"{ACCOUNT_URI}/inflab-{name}:{image.image_tag(ctx)}"
+    assert ctx.require(BuiltImage).uri == f"{ACCOUNT_URI}/inflab-{name}:{image.image_tag(ctx)}"
 
 
 def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, sandbox, store, name):
@@ -164,7 +165,7 @@ def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, san
     logs: list[str] = []
     ctx = ctx_for({}, aws=aws)
     ctx.log = logs.append
-    ctx.put("image", {"uri": f"{ACCOUNT_URI}/inflab-{name}:inf1", "hash": image.image_hash(ctx)})
+    ctx.save(BuiltImage(uri=f"{ACCOUNT_URI}/inflab-{name}:inf1", hash=image.image_hash(ctx)))
 
     container.PushImage().apply(ctx)
 
@@ -179,7 +180,7 @@ def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, san
     assert password not in login and password not in job["command"] and password not in str(job["env"])
     assert not any(password in line for line in logs)
     assert password.encode() not in (store.home / "inflab.db").read_bytes()
-    assert ctx.get("pushed")["pushed"] is True
+    assert ctx.require(PushedImage).pushed is True
 
 
 def test_push_refuses_without_an_image(ctx_for, jobs_sent):
@@ -242,7 +243,7 @@ def test_sandbox_runs_the_payload_in_the_job_virtualenv(ctx_for, store):
 
 def test_benchmark_flags_follow_the_config(ctx_for):
     ctx = ctx_for({"bench": {"n_models": 4, "workers_per_model": 2, "mode": "open", "rate": 800, "min_duration_s": 30}})
-    args = payload_jobs.bench_args(ctx, {"file": "bert_inf1_fp32_128_b8.pt"})
+    args = payload_jobs.bench_args(ctx, CompiledModel(file="bert_inf1_fp32_128_b8.pt"))
     assert args[0] == "models/bert_inf1_fp32_128_b8.pt"
     pairs = dict(zip(args[1::2], args[2::2]))
     assert pairs["--n-models"] == "4" and pairs["--workers"] == "2" and pairs["--mode"] == "open"

@@ -321,8 +321,8 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         rows = {r.split()[0]: r for r in pane.rows_text()}
         assert "FAILED" in rows["b8"] and FAILED_REASON in rows["b8"] and " 2 " in rows["b8"]
 
-        followed: list[str] = []
-        wizard.engine.follow_batch_job = followed.append  # the engine's hook, seen from here
+        asked: list[tuple[str, str, str]] = []
+        wizard.engine.ask = lambda step, key, value: asked.append((step, key, value))  # the engine's hook, seen from here
         table = pane.query_one(DataTable)
         table.focus()
         table.move_cursor(row=table.get_row_index("id-b8"))
@@ -331,7 +331,7 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         assert detail.startswith("b8 (id-b8): FAILED") and FAILED_REASON in detail  # the reason in full
         await pilot.press("enter")
         await pilot.pause()
-        assert followed == ["id-b8"]
+        assert asked == [("batch-monitor", BatchJobsChanged.FOLLOW, "id-b8")]  # asked of the step that sent the table
 
         await pilot.press("R")  # the report, over the wizard; escape comes back
         assert isinstance(app.screen, ReportScreen)

@@ -13,6 +13,7 @@ from ..private_files import write_private
 from . import ssh_rule
 from .base import Step, StepContext
 from .iam_roles import remove_role
+from .records import Identity, ImportedKey, InstanceProfileRef, PreflightFindings, SecurityGroupId, SshCidr
 
 
 def key_path(ctx: StepContext) -> Path:
@@ -51,10 +52,10 @@ class KeyPair(Step):
 
     def check(self, ctx):
         """Done only if the key file holds the private half of the key pair AWS has now."""
-        known = ctx.get("keypair") or {}
+        known = ctx.load(ImportedKey)
         pair = self._described(ctx)
-        return (pair is not None and bool(known) and pair.get("KeyFingerprint") == known.get("fingerprint")
-                and public_half(key_path(ctx)) == known.get("public_key"))
+        return (pair is not None and known is not None and pair.get("KeyFingerprint") == known.fingerprint
+                and public_half(key_path(ctx)) == known.public_key)
 
     def apply(self, ctx):
         import asyncssh
@@ -69,10 +70,11 @@ class KeyPair(Step):
         public = key.export_public_key("openssh")
         write_private(path, key.export_private_key("openssh"))  # exclusive temporary file, 0600, then renamed
         faultpoints.hit("keypair:key-written")
-        rid = ctx.intend("ec2:key-pair", names.key_pair(ctx.name))
-        resp = ec2.import_key_pair(KeyName=names.key_pair(ctx.name), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")])
-        ctx.put("keypair", {"fingerprint": resp.get("KeyFingerprint", ""), "public_key": public.decode().split()[1]})
-        ctx.store.mark_created(rid, resp.get("KeyPairId", names.key_pair(ctx.name)), {"fingerprint": resp.get("KeyFingerprint", "")})
+        with ctx.creating("ec2:key-pair", names.key_pair(ctx.name)) as made:
+            resp = ec2.import_key_pair(KeyName=names.key_pair(ctx.name), PublicKeyMaterial=public,
+                                       TagSpecifications=[ctx.tag_spec("key-pair")])
+            ctx.save(ImportedKey(fingerprint=resp.get("KeyFingerprint", ""), public_key=public.decode().split()[1]))
+            made(resp.get("KeyPairId", names.key_pair(ctx.name)), {"fingerprint": resp.get("KeyFingerprint", "")})
         ctx.log(f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {names.key_pair(ctx.name)}; "
                 "the private key never leaves this machine")
 
@@ -81,7 +83,7 @@ class KeyPair(Step):
             ctx.aws.client("ec2").delete_key_pair(KeyName=names.key_pair(ctx.name))
             ctx.log(f"Deleted key pair {names.key_pair(ctx.name)}")
         key_path(ctx).unlink(missing_ok=True)
-        ctx.store.delete(ctx.name, "keypair")
+        ctx.forget(ImportedKey)
         ctx.store.mark_deleted(ctx.name, "ec2:key-pair")
 
 
@@ -93,8 +95,9 @@ class SecurityGroup(Step):
     id = "security-group"
 
     def cli(self, ctx):
-        cidr = ctx.get("ssh_cidr") or "<your-ip>/32"
-        vpc = (ctx.get("preflight") or {}).get("vpc_id", "<vpc-id>")
+        known, pf = ctx.load(SshCidr), ctx.load(PreflightFindings)
+        cidr = known.value if known else "<your-ip>/32"
+        vpc = pf.vpc_id if pf else "<vpc-id>"
         return [
             f"aws ec2 create-security-group --group-name {names.ssh_security_group(ctx.name)} --vpc-id {vpc} "
             f"--description 'inflab SSH for session {ctx.name}'",
@@ -108,18 +111,18 @@ class SecurityGroup(Step):
         ec2 = ctx.aws.client("ec2")
         group = ssh_rule.find_group(ctx)
         if group is None:
-            vpc_id = ctx.get("preflight")["vpc_id"]
-            rid = ctx.intend("ec2:security-group", names.ssh_security_group(ctx.name))
-            gid = ec2.create_security_group(
-                GroupName=names.ssh_security_group(ctx.name),
-                Description=f"inflab SSH for session {ctx.name}",
-                VpcId=vpc_id,
-                TagSpecifications=[ctx.tag_spec("security-group")],
-            )["GroupId"]
-            ctx.store.mark_created(rid, gid)
+            vpc_id = ctx.require(PreflightFindings).vpc_id
+            with ctx.creating("ec2:security-group", names.ssh_security_group(ctx.name)) as made:
+                gid = ec2.create_security_group(
+                    GroupName=names.ssh_security_group(ctx.name),
+                    Description=f"inflab SSH for session {ctx.name}",
+                    VpcId=vpc_id,
+                    TagSpecifications=[ctx.tag_spec("security-group")],
+                )["GroupId"]
+                made(gid)
             ctx.log(f"Created security group {names.ssh_security_group(ctx.name)} ({gid}) in {vpc_id}")
             group = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
-        ctx.put("security_group_id", group["GroupId"])
+        ctx.save(SecurityGroupId(value=group["GroupId"]))
         ssh_rule.fit(ctx, group)
 
     def undo(self, ctx):
@@ -227,17 +230,18 @@ class InstanceProfile(Step):
     def apply(self, ctx):
         iam = ctx.aws.client("iam")
         name = names.instance_role(ctx.name)
-        account = (ctx.get("identity") or {}).get("account") or ctx.aws.client("sts").get_caller_identity()["Account"]
+        identity = ctx.load(Identity)
+        account = (identity.account if identity else "") or ctx.aws.client("sts").get_caller_identity()["Account"]
         if not self._role_exists(ctx):
-            rid = ctx.intend("iam:role", name)
-            role = iam.create_role(
-                RoleName=name,
-                Path="/inflab/",
-                AssumeRolePolicyDocument=json.dumps(TRUST),
-                Description=f"inflab instance role for session {ctx.name}",
-                Tags=ctx.tags(),
-            )["Role"]
-            ctx.store.mark_created(rid, role["Arn"])
+            with ctx.creating("iam:role", name) as made:
+                role = iam.create_role(
+                    RoleName=name,
+                    Path="/inflab/",
+                    AssumeRolePolicyDocument=json.dumps(TRUST),
+                    Description=f"inflab instance role for session {ctx.name}",
+                    Tags=ctx.tags(),
+                )["Role"]
+                made(role["Arn"])
             ctx.log(f"Created role {name}")
         iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
         attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]]
@@ -250,15 +254,15 @@ class InstanceProfile(Step):
         ctx.check_cancel()
         prof = self._profile(ctx)
         if prof is None:
-            rid = ctx.intend("iam:instance-profile", name)
-            prof = iam.create_instance_profile(InstanceProfileName=name, Path="/inflab/", Tags=ctx.tags())["InstanceProfile"]
-            ctx.store.mark_created(rid, prof["Arn"])
+            with ctx.creating("iam:instance-profile", name) as made:
+                prof = iam.create_instance_profile(InstanceProfileName=name, Path="/inflab/", Tags=ctx.tags())["InstanceProfile"]
+                made(prof["Arn"])
             ctx.log(f"Created instance profile {name}")
         if not any(r["RoleName"] == name for r in prof.get("Roles", [])):
             iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
         ctx.progress(None, "Waiting for IAM to publish the instance profile…")
         iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
-        ctx.put("instance_profile", {"name": name, "arn": prof["Arn"]})
+        ctx.save(InstanceProfileRef(name=name, arn=prof["Arn"]))
 
     def undo(self, ctx):
         remove_role(ctx, names.instance_role(ctx.name))

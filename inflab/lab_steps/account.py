@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from .. import accelerators
 from ..aws import error_code, error_message
 from .base import Step, StepContext, StepError
+from .records import Identity, MachineImage, PreflightFindings, Subnet
 
 NO_CREDENTIALS = (
     "No AWS credentials found. Run `aws configure` (or `aws sso login`, or set AWS_PROFILE), "
@@ -54,15 +55,15 @@ class Credentials(Step):
             raise
 
     def check(self, ctx):
-        known = ctx.get("identity")
+        known = ctx.load(Identity)
         if not known:
             return False
         ident = self._identity(ctx)
-        return ident["Account"] == known["account"]
+        return ident["Account"] == known.account
 
     def apply(self, ctx):
         ident = self._identity(ctx)
-        ctx.put("identity", {"account": ident["Account"], "arn": ident["Arn"]})
+        ctx.save(Identity(account=ident["Account"], arn=ident["Arn"]))
         ctx.log(f"Signed in to {ctx.runtime.where(ident['Account'])} as {ident['Arn']}")
 
 
@@ -94,12 +95,12 @@ class Preflight(Step):
         return [ctx.region, inst["type"], inst["ami"], image.ssm_parameter, image.name, inst["subnet_id"]]
 
     def check(self, ctx):
-        pf = ctx.get("preflight")
-        if not pf or pf.get("fingerprint") != self._fingerprint(ctx):
+        pf = ctx.load(PreflightFindings)
+        if not pf or pf.fingerprint != tuple(self._fingerprint(ctx)):
             return False
         # What was found must still be there (a default VPC can be deleted and remade).
         try:
-            ctx.aws.client("ec2").describe_subnets(SubnetIds=[s["id"] for s in pf["subnets"]])
+            ctx.aws.client("ec2").describe_subnets(SubnetIds=[s.id for s in pf.subnets])
         except ClientError as e:
             if error_code(e).startswith("InvalidSubnetID"):
                 ctx.log("The subnets found earlier are gone: looking again")
@@ -107,7 +108,7 @@ class Preflight(Step):
             raise
         return True
 
-    def _resolve_ami(self, ctx) -> dict:
+    def _resolve_ami(self, ctx) -> MachineImage:
         """The AMI to launch: the one named, the one a public parameter names, or the newest Amazon
         image named like the pattern — for Inf1 only images whose Neuron SDK still supports it
         (deprecated ones too, when no current one does: AWS hides them from a plain look-up)."""
@@ -144,9 +145,9 @@ class Preflight(Step):
         if when and when <= datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"):
             ctx.log(f"Note: {image['ImageId']} was deprecated on {when[:10]} (AWS no longer lists it by default); "
                     "it still launches")
-        return {"id": image["ImageId"], "name": image.get("Name", ""), "root_device": image.get("RootDeviceName") or "/dev/sda1",
-                "neuron_sdk": accelerators.sdk_text(sdk) if sdk else "", "user": ctx.config.login_user,
-                "deprecated": when}
+        return MachineImage(id=image["ImageId"], name=image.get("Name", ""), root_device=image.get("RootDeviceName") or "/dev/sda1",
+                            neuron_sdk=accelerators.sdk_text(sdk) if sdk else "", user=ctx.config.login_user,
+                            deprecated=when)
 
     def _check_sdk(self, ctx, key: str, image: dict, cap) -> None:
         sdk = accelerators.neuron_sdk(image.get("Description"))
@@ -226,15 +227,8 @@ class Preflight(Step):
         ctx.log("Candidate subnets: " + ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets))
         ctx.check_cancel()
         ami = self._resolve_ami(ctx)
-        ctx.log(f"Image: {ami['id']} {ami['name']} (root device {ami['root_device']}"
-                + (f", Neuron SDK {ami['neuron_sdk']}" if ami["neuron_sdk"] else "") + f"); login user {ami['user']}")
-        ctx.put(
-            "preflight",
-            {
-                "fingerprint": self._fingerprint(ctx),
-                "zones": zones,
-                "vpc_id": vpc_id,
-                "subnets": [{"id": s["SubnetId"], "zone": s["AvailabilityZone"]} for s in subnets],
-                "ami": ami,
-            },
-        )
+        ctx.log(f"Image: {ami.id} {ami.name} (root device {ami.root_device}"
+                + (f", Neuron SDK {ami.neuron_sdk}" if ami.neuron_sdk else "") + f"); login user {ami.user}")
+        ctx.save(PreflightFindings(fingerprint=tuple(self._fingerprint(ctx)), zones=tuple(zones), vpc_id=vpc_id,
+                                   subnets=tuple(Subnet(id=s["SubnetId"], zone=s["AvailabilityZone"]) for s in subnets),
+                                   ami=ami))

@@ -11,20 +11,26 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from .. import track
 from ..aws import Aws, tags
 from ..config import LabConfig
 from ..errors import InflabError
-from ..events import BatchJob
+from ..events import EngineEvent
 from ..remote.host import Host
 from ..runtime.base import HostRuntime
 from ..session import Store
 from ..track import StepSpec
+from . import records
+from .records import HostRecord, PinnedHostKey, Record
+
+R = TypeVar("R", bound=Record)
 
 
 class StepError(InflabError, RuntimeError):
@@ -51,10 +57,10 @@ class StepContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: set with ``cancel`` when the app quits: leave remote jobs running, reattach later
     detach: threading.Event = field(default_factory=threading.Event)
-    #: the Batch sweep's job table, as it changes: (jobs, done, total, the job whose log streams)
-    batch_jobs: Callable[[list[BatchJob], int, int, str], None] = lambda jobs, done, total, following: None
-    #: the Batch job id the user asked to follow in the job pane ("" = the monitor picks)
-    followed: Callable[[], str] = lambda: ""
+    #: an event of this step's own for the engine's listener (the sweep's job table: BatchJobsChanged)
+    emit: Callable[[EngineEvent], None] = lambda event: None
+    #: what the user asked of this step while it runs, by key (``Engine.ask``); None when nothing was asked
+    asked: Callable[[str], str | None] = lambda key: None
     #: cleanup also deletes the results bucket (asked in the TUI, ``--delete-data`` headless)
     delete_data: bool = False
 
@@ -76,13 +82,12 @@ class StepContext:
 
     def host(self, *, start: bool = True) -> Host:
         """The running instance as SSH sees it, with its pinned host key (if it is the same instance)."""
-        record = self.get("host")
-        if not record:
+        record = self.load(HostRecord)
+        if record is None:
             raise StepError("No running instance recorded: run the wait-running step first")
-        pin = self.get("host_key") or {}
-        if pin.get("instance_id") != record.get("instance_id"):
-            pin = {}
-        return self.runtime.host(record, str(self.key_path), pin, start=start)
+        known = self.load(PinnedHostKey)
+        pin = known.for_host(record) if known else None
+        return self.runtime.host(record.to_json(), str(self.key_path), pin.to_json() if pin else {}, start=start)
 
     @property
     def region(self) -> str:
@@ -99,14 +104,50 @@ class StepContext:
         return {"ResourceType": resource_type, "Tags": self.tags(Name=f"{self.prefix}", **extra)}
 
     # -- state -------------------------------------------------------------------
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.store.get(self.name, key, default)
+    def load(self, record: type[R]) -> R | None:
+        """The session's ``record`` (one of :mod:`.records`), or None when no step wrote it; a stored
+        value of the wrong shape is a :class:`~.records.RecordError` naming the key and field."""
+        return records.load(self.store, self.name, record)
 
-    def put(self, key: str, value: Any) -> None:
-        self.store.put(self.name, key, value)
+    def require(self, record: type[R]) -> R:
+        """The session's ``record``; a :class:`StepError` saying which step writes it when there is none."""
+        found = self.load(record)
+        if found is None:
+            raise StepError(f"Nothing recorded under {record.KEY!r} yet: run the {record.WRITER or 'earlier'} step first")
+        return found
+
+    def save(self, record: Record) -> None:
+        records.save(self.store, self.name, record)
+
+    def forget(self, record: type[Record]) -> None:
+        records.forget(self.store, self.name, record)
 
     def intend(self, kind: str, name: str, detail: dict | None = None) -> int:
+        """Record in the ledger that a resource is about to be made (see :meth:`creating`)."""
         return self.store.intend(self.name, self.step_id, kind, name, self.region, detail)
+
+    @contextmanager
+    def creating(self, kind: str, name: str, detail: dict | None = None) -> Iterator[Callable[..., None]]:
+        """Make a resource with its intent in the ledger first::
+
+            with ctx.creating("iam:role", name) as made:
+                arn = iam.create_role(RoleName=name, ...)["Role"]["Arn"]
+                made(arn)  # its physical id (and, optionally, the detail to record instead)
+
+        The intent is written before the block runs; ``made`` marks it created. If the block raises,
+        the intent stays, so cleanup looks for what the call may have made before it failed.
+        """
+        rid = self.intend(kind, name, detail)
+        marked = False
+
+        def made(physical_id: str, detail: dict | None = None) -> None:
+            nonlocal marked
+            self.store.mark_created(rid, physical_id, detail)
+            marked = True
+
+        yield made
+        if not marked:
+            raise RuntimeError(f"creating {kind} {name}: the block ended without saying what it made")
 
     # -- control -----------------------------------------------------------------
     def check_cancel(self) -> None:

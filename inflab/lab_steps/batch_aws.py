@@ -22,6 +22,7 @@ from .base import StepContext, StepError
 from .iam_roles import remove_role
 from .image import image_hash, image_tag, repository_uri
 from .payload_jobs import job_args
+from .records import BatchEnvironment
 from .sweep_grid import bucket, grid
 
 LOG_PREFIX = "sweep"  # awslogs-stream-prefix: streams are sweep/default/<task id>
@@ -270,6 +271,6 @@ def teardown(ctx: StepContext, *, delete_data: bool) -> None:
         ctx.store.mark_deleted(ctx.name, "s3:bucket", name)
     elif bucket_exists(ctx, name):
         ctx.log(f"Kept the results bucket s3://{name} (delete it with: inflab cleanup {ctx.name} --delete-data)")
-    ctx.store.delete(ctx.name, "batch")
+    ctx.forget(BatchEnvironment)
 
 

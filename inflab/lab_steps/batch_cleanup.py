@@ -15,6 +15,7 @@ from __future__ import annotations
 from .. import names
 from .base import Step
 from .batch_aws import describe_ce, teardown
+from .records import BatchEnvironment
 
 
 class BatchCleanup(Step):
@@ -34,7 +35,7 @@ class BatchCleanup(Step):
     def check(self, ctx):
         """The sweep is down (the engine also wants the track's end to have run: see the track's
         ``ends_track``)."""
-        if ctx.get("batch"):
+        if ctx.load(BatchEnvironment):
             return False
         return all(describe_ce(ctx, names.compute_environment(ctx.name, t)) is None for t in ctx.config.batch.instance_types)
 

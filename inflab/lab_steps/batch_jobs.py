@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .. import faultpoints, names
 from ..aws import error_code, tag_dict
-from ..events import BatchJob
+from ..events import BatchJob, BatchJobsChanged
 from .base import Cancelled, Step, StepContext, StepError
 from .batch_aws import LOG_PREFIX
+from .records import BatchEnvironment, JobEnd, JobSeen, SweepRound
 from .sweep_grid import GridPoint, grid, results_uri, sweep
 
 ENDED = ("SUCCEEDED", "FAILED")
@@ -44,41 +46,40 @@ class BatchSubmit(Step):
                 f"{{name=INFLAB_RESULTS_URI,value=s3://…/{ctx.name}/sweep/{p.job_name}}}]'" for p in grid(ctx)]
 
     def check(self, ctx):
-        s = sweep(ctx)
-        setup = (ctx.get("batch") or {}).get("settings")
-        return bool(setup) and s.get("setup") == setup and set(s.get("jobs", {})) == set(_points(ctx))
+        s, setup = sweep(ctx), _setup(ctx)
+        return bool(setup) and s is not None and s.setup == setup and set(s.jobs) == set(_points(ctx))
 
     def apply(self, ctx):
-        setup = (ctx.get("batch") or {}).get("settings")
+        setup = _setup(ctx)
         if not setup:
             raise StepError("AWS Batch is not set up for this session: run the batch-setup step first")
         s = sweep(ctx)
-        if s.get("setup") != setup or s.get("ended"):
-            s = {"round": secrets.token_hex(4), "setup": setup, "jobs": {}}  # a new sweep
-            ctx.put("sweep", s)
+        if s is None or s.setup != setup or s.ended:
+            s = SweepRound(round=secrets.token_hex(4), setup=setup)  # a new sweep
+            ctx.save(s)
         batch = ctx.aws.client("batch")
         points = _points(ctx)
         for n, (name, p) in enumerate(points.items(), 1):
             ctx.check_cancel()
             ctx.progress(n / len(points), f"Submitting {n} of {len(points)}: {p.short}")
-            if name in s["jobs"]:
+            if name in s.jobs:
                 continue
-            found = self._find(ctx, p, s["round"])
+            found = self._find(ctx, p, s.round)
             if found:
                 ctx.log(f"{p.short}: found job {found} submitted before the last stop — not submitting it again")
                 job_id = found
             else:
-                ctx.intend("batch:job", name, {"round": s["round"]})
+                ctx.intend("batch:job", name, {"round": s.round})
                 job_id = batch.submit_job(
                     jobName=name, jobQueue=p.queue, jobDefinition=p.definition, propagateTags=True,
                     containerOverrides={"environment": [{"name": "INFLAB_INSTANCE_TYPE", "value": p.instance_type},
                                                         {"name": "INFLAB_RESULTS_URI", "value": results_uri(ctx, p)}]},
-                    tags={**tag_dict(ctx.tags()), TAG_ROUND: s["round"]})["jobId"]
+                    tags={**tag_dict(ctx.tags()), TAG_ROUND: s.round})["jobId"]
                 faultpoints.hit("batch-submit:submitted")  # answered, not yet recorded
                 ctx.log(f"Submitted {p.short} → job {job_id} on queue {p.queue}")
-            s["jobs"][name] = job_id
-            ctx.put("sweep", s)
-        ctx.log(f"{len(points)} job(s) in the sweep (round {s['round']}); the monitor step follows them")
+            s = replace(s, jobs={**s.jobs, name: job_id})
+            ctx.save(s)
+        ctx.log(f"{len(points)} job(s) in the sweep (round {s.round}); the monitor step follows them")
 
     def _find(self, ctx: StepContext, p: GridPoint, round_id: str) -> str | None:
         """A job of this round already in the queue under this name (submitted, not recorded)."""
@@ -97,7 +98,13 @@ class BatchSubmit(Step):
         return None
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "sweep")  # batch-cleanup terminates what still runs
+        ctx.forget(SweepRound)  # batch-cleanup terminates what still runs
+
+
+def _setup(ctx: StepContext) -> str:
+    """The settings digest of the Batch setup the sweep runs on ("" before batch-setup)."""
+    batch = ctx.load(BatchEnvironment)
+    return batch.settings if batch else ""
 
 
 def describe(ctx: StepContext, ids: list[str]) -> dict[str, dict]:
@@ -164,21 +171,18 @@ def recorded_table(ctx: StepContext) -> tuple[list[BatchJob], int, int]:
     """The sweep's jobs as the record last has them (no AWS call): (rows, done, total). A job the
     monitor has not seen yet is SUBMITTED, with no time in state."""
     s = sweep(ctx)
+    if s is None:
+        return [], 0, 0
     points = _points(ctx)
-    seen, ended = s.get("seen") or {}, s.get("states") or {}
     rows = []
-    for name, job_id in (s.get("jobs") or {}).items():
-        try:
-            state, since, attempts = seen.get(job_id) or ("SUBMITTED", 0.0, 0)
-            final = ended.get(name) or {}
-            state, reason = final.get("state") or state, final.get("reason") or ""
-            p = points.get(name)
-            rows.append(BatchJob(name=name, job_id=job_id, state=str(state), since=float(since),
-                                 instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
-                                 family=p.family if p else "", target=p.target if p else "", attempt=int(attempts),
-                                 reason=str(reason)))
-        except (TypeError, ValueError, AttributeError):
-            continue  # a record of another shape: that row waits for the monitor's first poll
+    for name, job_id in s.jobs.items():
+        state, since, attempts = s.seen.get(job_id) or JobSeen("SUBMITTED", 0.0, 0)
+        final = s.states.get(name)
+        p = points.get(name)
+        rows.append(BatchJob(name=name, job_id=job_id, state=(final.state if final else "") or state, since=since,
+                             instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
+                             family=p.family if p else "", target=p.target if p else "", attempt=attempts,
+                             reason=final.reason if final else ""))
     return rows, sum(r.state in ENDED for r in rows), len(rows)
 
 
@@ -218,18 +222,19 @@ class BatchMonitor(Step):
     id = "batch-monitor"
 
     def cli(self, ctx):
-        ids = " ".join(list(sweep(ctx).get("jobs", {}).values())[:3]) or "<job ids>"
+        s = sweep(ctx)
+        ids = " ".join(list(s.jobs.values())[:3] if s else []) or "<job ids>"
         return [f"aws batch describe-jobs --jobs {ids} --query 'jobs[].[jobName,status,statusReason]'",
                 f"aws logs tail {names.log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow"]
 
     def check(self, ctx):
         s = sweep(ctx)
-        return bool(s.get("jobs")) and s.get("ended") is not None and BatchSubmit().check(ctx)
+        return s is not None and bool(s.jobs) and s.ended is not None and BatchSubmit().check(ctx)
 
     def in_flight(self, ctx):
         s = sweep(ctx)
-        if s.get("jobs") and s.get("ended") is None and BatchSubmit().check(ctx):
-            return f"the sweep's {len(s['jobs'])} job(s) were submitted and have not all ended"
+        if s is not None and s.jobs and s.ended is None and BatchSubmit().check(ctx):
+            return f"the sweep's {len(s.jobs)} job(s) were submitted and have not all ended"
         return ""
 
     def apply(self, ctx):
@@ -243,13 +248,12 @@ class BatchMonitor(Step):
 
     def _watch(self, ctx):
         s = sweep(ctx)
-        if not s.get("jobs"):
+        if s is None or not s.jobs:
             raise StepError("No sweep submitted: run the batch-submit step first")
         points = _points(ctx)
-        job_names = {job_id: name for name, job_id in s["jobs"].items()}
-        # job id -> (state, since, attempts); kept in the record, so a reopened session goes on from it
-        seen: dict[str, tuple[str, float, int]] = {k: tuple(v) for k, v in (s.get("seen") or {}).items()
-                                                   if k in job_names and isinstance(v, list) and len(v) == 3}
+        job_names = {job_id: name for name, job_id in s.jobs.items()}
+        # kept in the record, so a reopened session goes on from it
+        seen: dict[str, JobSeen] = {k: v for k, v in s.seen.items() if k in job_names}
         told: dict[str, str] = {}  # job id -> the statusReason last said
         follower: LogFollower | None = None
         poll = ctx.runtime.batch_poll_s
@@ -265,23 +269,23 @@ class BatchMonitor(Step):
                 short = points[job_names[job_id]].short if job_names[job_id] in points else job_names[job_id]
                 if before is None or before[0] != state:
                     why = f": {failure_reason(job)}" if state == "FAILED" else ""
-                    ctx.log(f"{short}: {before[0] + ' → ' if before else ''}{state}{why}")
-                    seen[job_id], changed = (state, entered(job, now if before else None), attempts), True
-                elif before[2] != attempts:
-                    seen[job_id], changed = (state, before[1], attempts), True
+                    ctx.log(f"{short}: {before.state + ' → ' if before else ''}{state}{why}")
+                    seen[job_id], changed = JobSeen(state, entered(job, now if before else None), attempts), True
+                elif before.attempts != attempts:
+                    seen[job_id], changed = JobSeen(state, before.since, attempts), True
                 reason = job.get("statusReason") or ""
                 if state not in ENDED and reason and told.get(job_id) != reason:  # why a job waits, every state
                     told[job_id] = reason
                     ctx.log(f"{short}: {state}: {runnable_note(ctx, reason) if state == 'RUNNABLE' else reason}")
             if changed:
-                s["seen"] = seen
-                ctx.put("sweep", s)
+                s = replace(s, seen=dict(seen))
+                ctx.save(s)
             follower = self._follow(ctx, jobs, job_names, points, follower)
             if follower:
                 follower.poll()
             done = sum(1 for j in jobs.values() if j["status"] in ENDED)
             table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(job_names[job_id])) for job_id in job_names]
-            ctx.batch_jobs(table, done, len(job_names), follower.job_id if follower else "")
+            ctx.emit(BatchJobsChanged(ctx.step_id, tuple(table), done, len(job_names), follower.job_id if follower else ""))
             faultpoints.hit("batch-monitor:polled")
             running = sum(1 for j in jobs.values() if j["status"] == "RUNNING")
             ctx.progress(done / len(job_names), f"{done} of {len(job_names)} done · {running} running · "
@@ -290,17 +294,17 @@ class BatchMonitor(Step):
                 break
             ctx.sleep(poll)
         failed = [job_names[i] for i, j in jobs.items() if j["status"] == "FAILED"]
-        s["ended"] = now
-        s["states"] = {job_names[i]: {"state": j["status"], "reason": failure_reason(j) if j["status"] == "FAILED" else ""}
-                       for i, j in jobs.items()}
-        ctx.put("sweep", s)
+        s = replace(s, ended=now, states={job_names[i]: JobEnd(state=j["status"],
+                                                          reason=failure_reason(j) if j["status"] == "FAILED" else "")
+                                          for i, j in jobs.items()})
+        ctx.save(s)
         if len(failed) == len(job_names):
-            raise StepError(f"Every job of the sweep failed (first: {s['states'][failed[0]]['reason']}); "
+            raise StepError(f"Every job of the sweep failed (first: {s.states[failed[0]].reason}); "
                             f"their logs are in {names.log_group(ctx.name)}")
         ctx.log(f"Sweep finished: {len(job_names) - len(failed)} of {len(job_names)} succeeded"
                 + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else ""))
 
-    def _row(self, job_id: str, job: dict, seen: tuple[str, float, int] | None, p: GridPoint | None) -> BatchJob:
+    def _row(self, job_id: str, job: dict, seen: JobSeen | None, p: GridPoint | None) -> BatchJob:
         state, since, attempts = seen or ("SUBMITTED", time.time(), 0)
         return BatchJob(name=job.get("jobName", ""), job_id=job_id, state=state, since=since,
                         instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
@@ -309,7 +313,8 @@ class BatchMonitor(Step):
 
     def _follow(self, ctx, jobs: dict, names: dict, points: dict, current: LogFollower | None) -> LogFollower | None:
         """The job whose log streams: the one the user picked, else the running one (else stay)."""
-        wanted = ctx.followed() if ctx.followed() in jobs else ""
+        asked = ctx.asked(BatchJobsChanged.FOLLOW) or ""
+        wanted = asked if asked in jobs else ""
         if not wanted:
             running = [i for i, j in jobs.items() if j["status"] in ("RUNNING", "STARTING")]
             wanted = current.job_id if current and (current.job_id in running or not running) else (running[0] if running else "")

@@ -40,6 +40,7 @@ from .batch_aws import (
     wait_state,
 )
 from .image import image_hash, image_tag
+from .records import BatchEnvironment, Repository
 from .sweep_grid import bucket, grid
 
 ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
@@ -113,11 +114,11 @@ class BatchSetup(Step):
         return cmds
 
     def check(self, ctx):
-        done = ctx.get("batch") or {}
-        if done.get("settings") != settings_digest(ctx):
+        done = ctx.load(BatchEnvironment)
+        if not done or done.settings != settings_digest(ctx):
             return False
         try:
-            ctx.aws.client("s3").head_bucket(Bucket=done["bucket"])
+            ctx.aws.client("s3").head_bucket(Bucket=done.bucket)
         except ClientError as e:
             if error_code(e) in ("404", "NoSuchBucket", "403", "NotFound"):
                 return False
@@ -150,15 +151,15 @@ class BatchSetup(Step):
             registered[def_name] = self._definition(ctx, def_name, spec["containerProperties"], arns["job"])
             ctx.log(f"  {def_name}: the whole {spec['instance_type']} — {spec['devices']}, "
                     + ", ".join(f"{r['type'].lower()} {r['value']}" for r in spec["containerProperties"]["resourceRequirements"]))
-        ctx.put("batch", {"settings": settings_digest(ctx), "bucket": name, "definitions": registered,
-                          "security_group": group_id, "roles": arns,
-                          "devices": {spec["instance_type"]: spec["devices"] for spec in defs.values()}})
+        ctx.save(BatchEnvironment(settings=settings_digest(ctx), bucket=name, definitions=registered,
+                                  security_group=group_id, roles=arns,
+                                  devices={spec["instance_type"]: spec["devices"] for spec in defs.values()}))
         ctx.log(f"Ready: {len(ctx.config.batch.instance_types)} compute environment(s) and queue(s), {len(registered)} job "
                 f"definition(s), one job per host; results go to s3://{name}/{ctx.name}/")
 
     # -- the pieces ---------------------------------------------------------------------------
     def _images_ready(self, ctx) -> None:
-        if not ctx.get("ecr"):
+        if not ctx.load(Repository):
             raise StepError("No ECR repository recorded: run the ecr-repo step first (the jobs run the session's image)")
         ecr = ctx.aws.client("ecr")
         missing = [why for k in sorted({p.kind for p in grid(ctx)})

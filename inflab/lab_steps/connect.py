@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from ..aws import error_code
 from . import ssh_rule
 from .base import Step, StepContext, StepError
+from .records import HostProbe, HostRecord, PinnedHostKey
 
 PROBE = (
     "uname -srmo; nproc; "
@@ -20,7 +21,7 @@ PROBE = (
 def _console_fps(ctx: StepContext) -> list[str]:
     from ..remote.ssh import console_fingerprints
 
-    iid = ctx.get("host")["instance_id"]
+    iid = ctx.require(HostRecord).instance_id
     try:
         out = ctx.aws.client("ec2").get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
     except ClientError as e:
@@ -38,7 +39,8 @@ class Connect(Step):
     id = "connect"
 
     def cli(self, ctx):
-        iid = (ctx.get("host") or {}).get("instance_id", "<instance-id>")
+        host = ctx.load(HostRecord)
+        iid = host.instance_id if host else "<instance-id>"
         try:
             login = ctx.host(start=False).login()
         except StepError:
@@ -46,9 +48,8 @@ class Connect(Step):
         return [f"aws ec2 get-console-output --instance-id {iid} --latest --output text", login]
 
     def check(self, ctx):
-        info = ctx.get("connect") or {}
-        host = ctx.get("host") or {}
-        if not host or info.get("instance_id") != host.get("instance_id"):
+        info, host = ctx.load(HostProbe), ctx.load(HostRecord)
+        if not host or not info or info.instance_id != host.instance_id:
             return False
         return self._probe(ctx, timeout=20)[0] is not None
 
@@ -107,14 +108,14 @@ class Connect(Step):
         save_pin(ctx, pin)
         lines = (result.stdout or "").splitlines()
         tools = [line[5:] for line in lines if line.startswith("tool:")]
-        info = {"instance_id": ctx.get("host")["instance_id"], "uname": lines[0] if lines else "",
-                "cores": int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None, "tools": tools}
-        ctx.put("connect", info)
+        info = HostProbe(instance_id=ctx.require(HostRecord).instance_id, uname=lines[0] if lines else "",
+                         cores=int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None, tools=tuple(tools))
+        ctx.save(info)
         target = ctx.host().target
         how = {"console": "matched the instance's console output", "first-use": "trusted on first use",
                "pinned": "matches the pinned key"}.get(pin.source, pin.source)
         ctx.log(f"Connected to {target.user}@{target.host}:{target.port}; host key {pin.seen} ({how}, pinned)")
-        ctx.log(f"{info['uname']}, {info['cores']} cores")
+        ctx.log(f"{info.uname}, {info.cores} cores")
         neuron = [t for t in tools if t.startswith("neuron")]
         ctx.log("Neuron tools: " + (", ".join(neuron) if neuron else "none — this host has no Neuron SDK (CPU only)"))
         from .remote_job import ensure_host_ready
@@ -122,18 +123,18 @@ class Connect(Step):
         ensure_host_ready(ctx)
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "connect")
+        ctx.forget(HostProbe)
         forget_pin(ctx)
         ctx.log("Forgot the connection details and the pinned host key")
 
 
 def save_pin(ctx: StepContext, pin) -> None:
     """Pin the host key seen for the current instance (the known_hosts file follows the pin)."""
-    host = ctx.get("host") or {}
-    old = ctx.get("host_key") or {}
-    ctx.put("host_key", {"instance_id": host.get("instance_id"), "fingerprint": pin.seen,
-                         "public_key": pin.seen_key or old.get("public_key"),
-                         "source": pin.source if pin.source != "pinned" else old.get("source", "pinned")})
+    host = ctx.load(HostRecord)
+    old = ctx.load(PinnedHostKey)
+    ctx.save(PinnedHostKey(instance_id=host.instance_id if host else None, fingerprint=pin.seen,
+                           public_key=pin.seen_key or (old.public_key if old else None),
+                           source=pin.source if pin.source != "pinned" else (old.source if old else "pinned")))
     (ctx.session_dir / "known_hosts").unlink(missing_ok=True)  # rewritten from the pin when next needed
 
 
@@ -158,5 +159,5 @@ def ssh_command(ctx: StepContext, *remote: str) -> list[str]:
 
 
 def forget_pin(ctx: StepContext) -> None:
-    ctx.store.delete(ctx.name, "host_key")
+    ctx.forget(PinnedHostKey)
     (ctx.session_dir / "known_hosts").unlink(missing_ok=True)

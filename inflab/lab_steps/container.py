@@ -19,6 +19,7 @@ from ..aws import error_code, tag_dict
 from ..remote.paths import IMAGE_DIR
 from .base import Step, StepError
 from .image import container_files, ecr_password, image_hash, image_plan, image_tag, image_uri, kind, source
+from .records import BuiltImage, HostRecord, PushedImage, Repository
 from .remote_job import ensure_host_ready, payload_files, run_job, upload
 
 
@@ -43,7 +44,7 @@ class EcrRepo(Step):
         return repo
 
     def _remember(self, ctx, repo: dict) -> None:
-        ctx.put("ecr", {"name": repo["repositoryName"], "uri": repo["repositoryUri"], "arn": repo["repositoryArn"]})
+        ctx.save(Repository(name=repo["repositoryName"], uri=repo["repositoryUri"], arn=repo["repositoryArn"]))
 
     def check(self, ctx):
         repo = self._find(ctx)
@@ -54,15 +55,15 @@ class EcrRepo(Step):
     def apply(self, ctx):
         ecr = ctx.aws.client("ecr")
         name = names.repository(ctx.name)
-        rid = ctx.intend("ecr:repository", name)
-        repo = ecr.create_repository(
-            repositoryName=name,
-            imageScanningConfiguration={"scanOnPush": True},
-            imageTagMutability="MUTABLE",
-            encryptionConfiguration={"encryptionType": "AES256"},
-            tags=ctx.tags(Name=name),
-        )["repository"]
-        ctx.store.mark_created(rid, repo["repositoryArn"])
+        with ctx.creating("ecr:repository", name) as made:
+            repo = ecr.create_repository(
+                repositoryName=name,
+                imageScanningConfiguration={"scanOnPush": True},
+                imageTagMutability="MUTABLE",
+                encryptionConfiguration={"encryptionType": "AES256"},
+                tags=ctx.tags(Name=name),
+            )["repository"]
+            made(repo["repositoryArn"])
         self._remember(ctx, repo)
         ctx.log(f"Created ECR repository {repo['repositoryUri']} (scan on push, encrypted)")
 
@@ -75,7 +76,7 @@ class EcrRepo(Step):
         except StepError:
             pass  # not ours: leave it alone
         ctx.store.mark_deleted(ctx.name, "ecr:repository")
-        ctx.store.delete(ctx.name, "ecr")
+        ctx.forget(Repository)
 
 
 class BuildImage(Step):
@@ -85,8 +86,8 @@ class BuildImage(Step):
         return list(image_plan(ctx).cli)
 
     def _state_ok(self, ctx) -> bool:
-        img = ctx.get("image") or {}
-        return img.get("hash") == image_hash(ctx) and img.get("instance_id") == (ctx.get("host") or {}).get("instance_id")
+        img, host = ctx.load(BuiltImage), ctx.load(HostRecord)
+        return bool(img and host) and img.hash == image_hash(ctx) and img.instance_id == host.instance_id
 
     def check(self, ctx):
         if not self._state_ok(ctx):
@@ -99,7 +100,7 @@ class BuildImage(Step):
 
     def apply(self, ctx):
         plan = image_plan(ctx)
-        if plan.needs_registry and not ctx.get("ecr"):
+        if plan.needs_registry and not ctx.load(Repository):
             raise StepError("No ECR repository recorded: run the ecr-repo step first")
         ensure_host_ready(ctx)  # docker there and usable, or the commands that make it so
         k = kind(ctx)
@@ -115,12 +116,13 @@ class BuildImage(Step):
         code, tail = run_job(ctx, "build-image", plan.script, before=ship)
         if code != 0:
             raise StepError(f"The image build failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
-        ctx.put("image", {"uri": image_uri(ctx), "hash": image_hash(ctx), "kind": k, "runtime": ctx.runtime.kind,
-                          "instance_id": (ctx.get("host") or {}).get("instance_id")})
+        host = ctx.load(HostRecord)
+        ctx.save(BuiltImage(uri=image_uri(ctx), hash=image_hash(ctx), kind=k, runtime=ctx.runtime.kind,
+                            instance_id=host.instance_id if host else None))
         ctx.log(f"Ready: {image_uri(ctx)}" if plan.needs_registry else "Ready: the job virtualenv")
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "image")  # it lives on the instance, which terminate removes
+        ctx.forget(BuiltImage)  # it lives on the instance, which terminate removes
 
 
 class PushImage(Step):
@@ -134,10 +136,10 @@ class PushImage(Step):
         return [f"aws ecr get-login-password --region {ctx.region} | {plan.login}", f"docker push {uri}"]
 
     def check(self, ctx):
-        pushed = ctx.get("pushed") or {}
-        if pushed.get("hash") != image_hash(ctx):
+        pushed = ctx.load(PushedImage)
+        if pushed is None or pushed.hash != image_hash(ctx):
             return False
-        if not pushed.get("pushed"):
+        if not pushed.pushed:
             return True  # the runtime had nothing to push
         try:
             images = ctx.aws.client("ecr").describe_images(repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": image_tag(ctx)}])
@@ -148,12 +150,12 @@ class PushImage(Step):
         return bool(images["imageDetails"])
 
     def apply(self, ctx):
-        image = ctx.get("image")
+        image = ctx.load(BuiltImage)
         if not image:
             raise StepError("No image recorded: run the build-image step first")
-        plan = ctx.runtime.push_plan(image["uri"])
+        plan = ctx.runtime.push_plan(image.uri)
         if plan.script is None:
-            ctx.put("pushed", {"uri": image["uri"], "hash": image["hash"], "pushed": False})
+            ctx.save(PushedImage(uri=image.uri, hash=image.hash, pushed=False))
             ctx.log(plan.note)
             return
         registry, password = ecr_password(ctx.aws.client("ecr"))
@@ -167,17 +169,17 @@ class PushImage(Step):
         code, tail = run_job(ctx, "push-image", plan.script, before=login)
         if code != 0:
             raise StepError(f"docker push failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
-        ctx.put("pushed", {"uri": image["uri"], "hash": image["hash"], "pushed": True})
+        ctx.save(PushedImage(uri=image.uri, hash=image.hash, pushed=True))
         ctx.log(plan.note)
 
     def undo(self, ctx):
-        pushed = ctx.get("pushed") or {}
-        if pushed.get("pushed"):
+        pushed = ctx.load(PushedImage)
+        if pushed and pushed.pushed:
             try:
                 ctx.aws.client("ecr").batch_delete_image(repositoryName=names.repository(ctx.name),
-                                                         imageIds=[{"imageTag": pushed["uri"].rsplit(":", 1)[1]}])
-                ctx.log(f"Deleted image {pushed['uri']} from ECR")
+                                                         imageIds=[{"imageTag": pushed.uri.rsplit(":", 1)[1]}])
+                ctx.log(f"Deleted image {pushed.uri} from ECR")
             except ClientError as e:
                 if error_code(e) != "RepositoryNotFoundException":
                     raise
-        ctx.store.delete(ctx.name, "pushed")
+        ctx.forget(PushedImage)

@@ -15,6 +15,7 @@ from importlib import resources
 from .. import names
 from ..runtime.base import ImagePlan
 from .base import StepContext, StepError
+from .records import Repository
 from .remote_job import payload_files
 
 
@@ -61,8 +62,8 @@ def image_tag(ctx: StepContext, k: str | None = None) -> str:
 
 
 def repository_uri(ctx: StepContext) -> str:
-    repo = ctx.get("ecr") or {}
-    return repo.get("uri") or f"<account>.dkr.ecr.{ctx.region}.amazonaws.com/{names.repository(ctx.name)}"
+    repo = ctx.load(Repository)
+    return repo.uri if repo else f"<account>.dkr.ecr.{ctx.region}.amazonaws.com/{names.repository(ctx.name)}"
 
 
 def image_uri(ctx: StepContext, k: str | None = None) -> str:

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from .. import accelerators, names
 from ..aws import error_code, error_message, inventory, tag_dict
 from .base import Step, StepContext, StepError, WaitFailed
+from .records import HostRecord, LaunchedInstance, PinnedHostKey, PreflightFindings, SecurityGroupId, Subnet
 
 CAPACITY_ERRORS = {"InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity"}
 QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeAddressesInSubnet"}
@@ -33,18 +34,18 @@ class LaunchTemplate(Step):
         ]
 
     def data(self, ctx) -> dict:
-        pf = ctx.get("preflight") or {}
+        pf, group = ctx.load(PreflightFindings), ctx.load(SecurityGroupId)
         inst = ctx.config["instance"]
         return {
-            "ImageId": pf.get("ami", {}).get("id", "<ami-id>"),
+            "ImageId": pf.ami.id if pf else "<ami-id>",
             "InstanceType": inst["type"],
             "KeyName": names.key_pair(ctx.name),
-            "SecurityGroupIds": [ctx.get("security_group_id") or "<sg-id>"],
+            "SecurityGroupIds": [group.value if group else "<sg-id>"],
             "IamInstanceProfile": {"Name": names.instance_role(ctx.name)},
             "MetadataOptions": metadata_options(),
             "BlockDeviceMappings": [
                 {
-                    "DeviceName": pf.get("ami", {}).get("root_device", "/dev/sda1"),
+                    "DeviceName": pf.ami.root_device if pf else "/dev/sda1",
                     "Ebs": {
                         "VolumeSize": inst["volume_size_gb"],
                         "VolumeType": inst["volume_type"],
@@ -64,17 +65,17 @@ class LaunchTemplate(Step):
         return self._find(ctx) is not None
 
     def apply(self, ctx):
-        if not ctx.get("preflight") or not ctx.get("security_group_id"):
+        if not ctx.load(PreflightFindings) or not ctx.load(SecurityGroupId):
             raise StepError("Run the preflight and security-group steps first")
         ec2 = ctx.aws.client("ec2")
-        rid = ctx.intend("ec2:launch-template", names.launch_template(ctx.name))
-        lt = ec2.create_launch_template(
-            LaunchTemplateName=names.launch_template(ctx.name),
-            VersionDescription=f"inflab session {ctx.name}",
-            LaunchTemplateData=self.data(ctx),
-            TagSpecifications=[ctx.tag_spec("launch-template")],
-        )["LaunchTemplate"]
-        ctx.store.mark_created(rid, lt["LaunchTemplateId"])
+        with ctx.creating("ec2:launch-template", names.launch_template(ctx.name)) as made:
+            lt = ec2.create_launch_template(
+                LaunchTemplateName=names.launch_template(ctx.name),
+                VersionDescription=f"inflab session {ctx.name}",
+                LaunchTemplateData=self.data(ctx),
+                TagSpecifications=[ctx.tag_spec("launch-template")],
+            )["LaunchTemplate"]
+            made(lt["LaunchTemplateId"])
         ctx.log(
             f"Created launch template {names.launch_template(ctx.name)} ({lt['LaunchTemplateId']}): {ctx.config.instance_type}, "
             f"IMDSv2 required, {ctx.config['instance']['volume_size_gb']} GB encrypted {ctx.config['instance']['volume_type']}"
@@ -106,26 +107,27 @@ class Launch(Step):
     id = "launch"
 
     def cli(self, ctx):
-        subnets = (ctx.get("preflight") or {}).get("subnets") or [{"id": "<subnet-id>"}]
+        pf = ctx.load(PreflightFindings)
+        subnets = (pf.subnets if pf else ()) or (Subnet(id="<subnet-id>", zone=""),)
         return [
             f"aws ec2 run-instances --launch-template LaunchTemplateName={names.launch_template(ctx.name)} "
-            f"--subnet-id {subnets[0]['id']} --count 1 --client-token <token> "
+            f"--subnet-id {subnets[0].id} --count 1 --client-token <token> "
             "--metadata-options HttpTokens=required,HttpEndpoint=enabled",
         ]
 
     def check(self, ctx):
         live = inventory.instances(ctx.aws, ctx.name, ["pending", "running"])
         if live:
-            ctx.put("instance", {"id": live[0]["InstanceId"], "zone": live[0]["Placement"]["AvailabilityZone"]})
+            ctx.save(LaunchedInstance(id=live[0]["InstanceId"], zone=live[0]["Placement"]["AvailabilityZone"]))
             return True
         return False
 
     def apply(self, ctx, *, after_zone: str | None = None):
         """Launch in the first zone with capacity (``after_zone``: only the zones after that one)."""
         ec2 = ctx.aws.client("ec2")
-        subnets = ctx.get("preflight")["subnets"]
+        subnets = ctx.require(PreflightFindings).subnets
         if after_zone is not None:
-            zones = [s["zone"] for s in subnets]
+            zones = [s.zone for s in subnets]
             subnets = subnets[zones.index(after_zone) + 1:] if after_zone in zones else subnets
             if not subnets:
                 raise StepError(f"EC2 could not keep the {ctx.config.instance_type} it started in {after_zone}, and no zone "
@@ -134,14 +136,14 @@ class Launch(Step):
         failed: list[str] = []
         for i, sub in enumerate(subnets):
             ctx.check_cancel()
-            ctx.progress(i / len(subnets), f"Launching in {sub['zone']}…")
+            ctx.progress(i / len(subnets), f"Launching in {sub.zone}…")
             try:
                 inst = self._launch_in(ctx, ec2, sub)
             except ClientError as e:
                 code = error_code(e)
                 if code in CAPACITY_ERRORS:
-                    failed.append(f"{sub['zone']} ({code})")
-                    ctx.log(f"No {ctx.config.instance_type} capacity in {sub['zone']} ({code}); trying the next zone")
+                    failed.append(f"{sub.zone} ({code})")
+                    ctx.log(f"No {ctx.config.instance_type} capacity in {sub.zone} ({code}); trying the next zone")
                     continue
                 if code in QUOTA_ERRORS:
                     quota_code, quota = accelerators.quota_of(ctx.config.instance_type)
@@ -150,8 +152,8 @@ class Launch(Step):
                         f"request more '{quota}' vCPUs ({quota_code}) for EC2 in {ctx.region}, then run this step again"
                     ) from None
                 raise
-            ctx.put("instance", {"id": inst["InstanceId"], "zone": sub["zone"]})
-            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub['zone']} from template {names.launch_template(ctx.name)}")
+            ctx.save(LaunchedInstance(id=inst["InstanceId"], zone=sub.zone))
+            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub.zone} from template {names.launch_template(ctx.name)}")
             if failed:
                 ctx.log(f"Zones without capacity: {', '.join(failed)}")
             return
@@ -160,13 +162,13 @@ class Launch(Step):
             "Nothing was launched. Try again in a few minutes, or choose another region or instance type"
         )
 
-    def _launch_in(self, ctx, ec2, sub: dict) -> dict:
+    def _launch_in(self, ctx, ec2, sub: Subnet) -> dict:
         """One launch in one subnet, its token in the ledger before the call; the instance EC2 answers."""
-        token, rid = client_token(ctx, sub["id"])
+        token, rid = client_token(ctx, sub.id)
         if rid is None:
-            rid = ctx.intend("ec2:instance", token, {"subnet": sub["id"], "zone": sub["zone"]})
+            rid = ctx.intend("ec2:instance", token, {"subnet": sub.id, "zone": sub.zone})
         else:
-            ctx.log(f"A launch in {sub['zone']} was asked before the last stop and never answered: asking again with "
+            ctx.log(f"A launch in {sub.zone} was asked before the last stop and never answered: asking again with "
                     "its client token (EC2 answers with that instance if it started, instead of starting another)")
         try:
             inst = self._run(ctx, ec2, sub, token)
@@ -174,9 +176,9 @@ class Launch(Step):
             ctx.store.mark_deleted(ctx.name, "ec2:instance", token)
             if error_code(e) != "IdempotentInstanceTerminated":
                 raise
-            ctx.log(f"The instance that launch started was terminated since: launching a new one in {sub['zone']}")
+            ctx.log(f"The instance that launch started was terminated since: launching a new one in {sub.zone}")
             return self._launch_in(ctx, ec2, sub)  # the record is closed: a fresh token
-        ctx.store.mark_created(rid, inst["InstanceId"], {"subnet": sub["id"], "zone": sub["zone"]})
+        ctx.store.mark_created(rid, inst["InstanceId"], {"subnet": sub.id, "zone": sub.zone})
         return inst
 
     def _run(self, ctx, ec2, sub, token) -> dict:
@@ -184,7 +186,7 @@ class Launch(Step):
             try:
                 return ec2.run_instances(
                     LaunchTemplate={"LaunchTemplateName": names.launch_template(ctx.name), "Version": "$Latest"},
-                    SubnetId=sub["id"],
+                    SubnetId=sub.id,
                     MinCount=1,
                     MaxCount=1,
                     ClientToken=token,
@@ -220,8 +222,8 @@ def terminate_instances(ctx: StepContext) -> list[str]:
         for line in ctx.runtime.after_terminate(ids):
             ctx.log(f"Note: {line}")
     ctx.store.mark_deleted(ctx.name, "ec2:instance")
-    ctx.store.delete(ctx.name, "instance")
-    ctx.store.delete(ctx.name, "host")
+    ctx.forget(LaunchedInstance)
+    ctx.forget(HostRecord)
     return ids
 
 
@@ -232,7 +234,8 @@ def verify_launch(ctx: StepContext, described: dict) -> None:
     if tokens != "required":
         raise StepError(f"{iid} was launched with instance metadata tokens {tokens!r}, not IMDSv2-only ('required'): "
                         "terminate it (step terminate) and check the launch template")
-    requested = {((ctx.get("preflight") or {}).get("ami") or {}).get("root_device") or "/dev/sda1"}
+    pf = ctx.load(PreflightFindings)
+    requested = {(pf.ami.root_device if pf else "") or "/dev/sda1"}
     ids = [b["Ebs"]["VolumeId"] for b in described.get("BlockDeviceMappings", []) if b.get("Ebs", {}).get("VolumeId")]
     volumes = ctx.aws.client("ec2").describe_volumes(VolumeIds=ids)["Volumes"] if ids else []
     for v in volumes:
@@ -271,18 +274,19 @@ class WaitRunning(Step):
     id = "wait-running"
 
     def cli(self, ctx):
-        iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
+        inst = ctx.load(LaunchedInstance)
+        iid = inst.id if inst else "<instance-id>"
         return [
             f"aws ec2 wait instance-running --instance-ids {iid}",
             f"aws ec2 describe-instances --instance-ids {iid} --query 'Reservations[].Instances[].PublicIpAddress'",
         ]
 
     def _describe(self, ctx) -> dict | None:
-        inst = ctx.get("instance")
+        inst = ctx.load(LaunchedInstance)
         if not inst:
             return None
         try:
-            res = ctx.aws.client("ec2").describe_instances(InstanceIds=[inst["id"]])["Reservations"]
+            res = ctx.aws.client("ec2").describe_instances(InstanceIds=[inst.id])["Reservations"]
         except ClientError as e:
             if error_code(e) == "InvalidInstanceID.NotFound":
                 return None
@@ -291,18 +295,18 @@ class WaitRunning(Step):
 
     def check(self, ctx):
         d = self._describe(ctx)
-        host = ctx.get("host") or {}
-        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress"))
-                and host.get("instance_id") == d["InstanceId"] and host.get("public_ip") == d["PublicIpAddress"])
+        host = ctx.load(HostRecord)
+        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress")) and host is not None
+                and host.instance_id == d["InstanceId"] and host.public_ip == d["PublicIpAddress"])
 
     def apply(self, ctx):
-        inst = ctx.get("instance")
+        inst = ctx.load(LaunchedInstance)
         if not inst:
             raise StepError("No instance to wait for: run the launch step first")
         ec2 = ctx.aws.client("ec2")
         while True:
             try:
-                ctx.wait_for(ec2, "instance_running", f"Instance {inst['id']} starting", InstanceIds=[inst["id"]], delay=5,
+                ctx.wait_for(ec2, "instance_running", f"Instance {inst.id} starting", InstanceIds=[inst.id], delay=5,
                              explain=state_reason)
                 break
             except WaitFailed as e:
@@ -311,19 +315,19 @@ class WaitRunning(Step):
                     raise StepError(f"{e}. Nothing of it is running: run the launch step again"
                                     + (" (check the AMI and that the account may use the volume's KMS key)"
                                        if code == "Client.InternalError" else "")) from None
-                ctx.store.mark_deleted(ctx.name, "ec2:instance", inst["id"])
-                ctx.store.delete(ctx.name, "instance")
-                ctx.log(f"{inst['id']} died while starting in {inst['zone']} ({state_reason(e.response)}): "
+                ctx.store.mark_deleted(ctx.name, "ec2:instance", inst.id)
+                ctx.forget(LaunchedInstance)
+                ctx.log(f"{inst.id} died while starting in {inst.zone} ({state_reason(e.response)}): "
                         "launching in the next zone")
-                Launch().apply(ctx, after_zone=inst["zone"])
-                inst = ctx.get("instance")
+                Launch().apply(ctx, after_zone=inst.zone)
+                inst = ctx.require(LaunchedInstance)
         d = self._describe(ctx)
         ip = d.get("PublicIpAddress")
         if not ip:
-            raise StepError(f"{inst['id']} is running but has no public IP: its subnet does not map public addresses")
-        ctx.put("host", {"instance_id": inst["id"], "public_ip": ip, "zone": inst["zone"], "user": ctx.config.login_user,
-                         "name": tag_dict(d.get("Tags")).get("Name", "")})
-        ctx.log(f"{inst['id']} is running in {inst['zone']} at {ip}")
+            raise StepError(f"{inst.id} is running but has no public IP: its subnet does not map public addresses")
+        ctx.save(HostRecord(instance_id=inst.id, public_ip=ip, zone=inst.zone, user=ctx.config.login_user,
+                            name=tag_dict(d.get("Tags")).get("Name", "")))
+        ctx.log(f"{inst.id} is running in {inst.zone} at {ip}")
         verify_launch(ctx, d)
         if ctx.runtime.boot_note:
             ctx.log(ctx.runtime.boot_note)
@@ -333,7 +337,8 @@ class Terminate(Step):
     id = "terminate"
 
     def cli(self, ctx):
-        iid = (ctx.get("instance") or {}).get("id", "<instance-id>")
+        inst = ctx.load(LaunchedInstance)
+        iid = inst.id if inst else "<instance-id>"
         return [ctx.runtime.stop_plan(ctx.name).cli,
                 f"aws ec2 terminate-instances --instance-ids {iid}", f"aws ec2 wait instance-terminated --instance-ids {iid}"]
 
@@ -342,7 +347,8 @@ class Terminate(Step):
 
     def _stop_work(self, ctx) -> None:
         """Best effort: stop the session's containers and jobs before the instance goes."""
-        if not (ctx.get("host_key") or {}).get("fingerprint") or not ctx.get("host"):
+        pin = ctx.load(PinnedHostKey)
+        if not (pin and pin.fingerprint) or not ctx.load(HostRecord):
             return
         from .remote_job import host_run
 

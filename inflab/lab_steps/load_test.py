@@ -16,6 +16,7 @@ import math
 from .. import faultpoints
 from .base import Step, StepContext, StepError
 from .payload_jobs import RESULTS, digest, instance_id, instance_label, payload_command
+from .records import LoadTestDone, LoadTestRun, ModelArchive, ServerJob
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
 from .served import MODEL, RUN, SAMPLES, request_input, serve_batch, served_artifact, ship_input
 
@@ -26,7 +27,7 @@ def direct_result(ctx: StepContext) -> dict | None:
     """The newest direct benchmark of the served model file (same model, same batch), if any."""
     art = served_artifact(ctx)
     found = [r["data"] for r in ctx.store.results(ctx.name, "benchmark")
-             if r["data"].get("model_filename") == art["file"] and r["data"].get("batch_size") == art.get("batch_size")]
+             if r["data"].get("model_filename") == art.file and r["data"].get("batch_size") == art.batch_size]
     return found[-1] if found else None
 
 
@@ -70,25 +71,25 @@ class LoadTest(Step):
     def _settings(self, ctx) -> str:
         s = ctx.config["serve"]
         return digest([rates(ctx), s["step_s"], s["latency_limit_ms"], request_input(ctx)[:2],
-                       (ctx.get("server") or {}).get("job")])
+                       s.job if (s := ctx.load(ServerJob)) else None])
 
     def check(self, ctx):
-        mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
-        done = ctx.get("load-test") or {}
-        if {k: done.get(k) for k in mine} == mine:
+        mine = (self._settings(ctx), instance_id(ctx))
+        done = ctx.load(LoadTestDone)
+        if done and (done.settings, done.instance_id) == mine:
             return True
-        last = ctx.get("load_test_run") or {}  # killed after storing the run, before the step was recorded done
-        if {k: last.get(k) for k in mine} == mine and last.get("run") and ctx.store.has_result(ctx.name, "served", last["run"]):
-            ctx.put("load-test", {**mine, "run": last["run"]})
-            ctx.log(f"The results of the last load test ({last['run']}) were collected already")
+        last = ctx.load(LoadTestRun)  # killed after storing the run, before the step was recorded done
+        if last and (last.settings, last.instance_id) == mine and last.run and ctx.store.has_result(ctx.name, "served", last.run):
+            ctx.save(LoadTestDone(settings=last.settings, instance_id=last.instance_id, run=last.run))
+            ctx.log(f"The results of the last load test ({last.run}) were collected already")
             return True
         return False
 
     def apply(self, ctx):
-        rec = ctx.get("server") or {}
-        if not rec.get("jdir") or rec.get("stopped"):
+        rec = ctx.load(ServerJob)
+        if not rec or not rec.running:
             raise StepError("No server running: run the serve step first")
-        ctx.store.delete(ctx.name, "load-test")
+        ctx.forget(LoadTestDone)
         endpoints = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RUN}/endpoints.json"), timeout=60)
         if not endpoints:
             raise StepError("The server has not written its endpoints (serve/run/endpoints.json): run the serve step again")
@@ -103,7 +104,7 @@ class LoadTest(Step):
                 "The generator runs on the instance, beside the server, so the SSH tunnel is not in the measured path")
         if direct is None:
             ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
-        ctx.put("load_test_run", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "run": run})
+        ctx.save(LoadTestRun(settings=self._settings(ctx), instance_id=instance_id(ctx), run=run))
         command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port, token_auth),
                                                               host_network=True)
         code, tail = run_job(ctx, "load-test", command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
@@ -115,19 +116,19 @@ class LoadTest(Step):
         if ctx.store.add_result(ctx.name, "served", record, key=run):
             self._summarise(ctx, record)
         faultpoints.hit("load-test:results-stored")
-        ctx.put("load-test", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "run": run})
+        ctx.save(LoadTestDone(settings=self._settings(ctx), instance_id=instance_id(ctx), run=run))
         ctx.log(f"See them beside the direct benchmark with: inflab report {ctx.name}")
 
     def _record(self, ctx, result: dict, direct: dict | None) -> dict:
-        art, pkg, srv = served_artifact(ctx), ctx.get("package") or {}, ctx.get("server") or {}
+        art, pkg, srv = served_artifact(ctx), ctx.load(ModelArchive), ctx.load(ServerJob) or ServerJob()
         s = ctx.config["serve"]
         return {
             "format": FORMAT, "run_id": result["run_id"], "timestamp": result.get("started"), "label": ctx.name,
             "runtime": ctx.runtime.kind, "sandbox": ctx.runtime.kind == "sandbox", "instance_type": instance_label(ctx),
-            "name": art.get("name") or ctx.config.model_name, "size": art.get("size"), "family": art.get("family"),
-            "precision": art.get("precision"), "target": art.get("target"), "weights": art.get("weights"),
-            "model_filename": art["file"], "batch_size": art.get("batch_size"), "server_batch_size": serve_batch(ctx),
-            "max_batch_delay_ms": s["max_batch_delay_ms"], "workers": srv.get("workers"), "archive": pkg.get("mar"),
+            "name": art.name or ctx.config.model_name, "size": art.size, "family": art.family,
+            "precision": art.precision, "target": art.target, "weights": art.weights,
+            "model_filename": art.file, "batch_size": art.batch_size, "server_batch_size": serve_batch(ctx),
+            "max_batch_delay_ms": s["max_batch_delay_ms"], "workers": srv.workers, "archive": pkg.mar if pkg else None,
             "limit_ms": result.get("limit_ms"), "step_s": result.get("step_s"), "stop_reason": result.get("stop_reason"),
             "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"), "generator": result.get("generator"),
             "input": result.get("input"), "rates": result.get("rates") or [],
@@ -148,7 +149,7 @@ class LoadTest(Step):
                 + ("none" if best is None else f"{best:g} requests/s"))
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "load-test")  # results stay in the session
+        ctx.forget(LoadTestDone)  # results stay in the session
 
 
 def _ms(v) -> str:

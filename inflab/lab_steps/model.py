@@ -17,11 +17,12 @@ from .. import faultpoints
 from ..remote.payload.result import BenchResult
 from .base import Step, StepContext, StepError
 from .payload_jobs import MODELS, RESULTS, bench_args, compile_args, digest, instance_id, payload_command
+from .records import BenchmarkDone, BenchmarkRun, BuiltImage, CompiledModel, CompiledModels
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job, upload_payload
 
 
 def _need_environment(ctx: StepContext) -> None:
-    if not ctx.get("image"):
+    if not ctx.load(BuiltImage):
         raise StepError("No image (or job virtualenv) on the instance yet: run the build-image step first")
 
 
@@ -33,15 +34,15 @@ class Compile(Step):
                 payload_command(ctx, "compile", "compile.py", compile_args(ctx))]
 
     def check(self, ctx):
-        done = ctx.get("compile") or {}
-        if done.get("settings") != digest(compile_args(ctx)) or done.get("instance_id") != instance_id(ctx):
+        done = ctx.load(CompiledModels)
+        if not done or done.settings != digest(compile_args(ctx)) or done.instance_id != instance_id(ctx):
             return False
         index = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{MODELS}/index.json"), timeout=60)
         return index is not None
 
     def apply(self, ctx):
         _need_environment(ctx)
-        ctx.store.delete(ctx.name, "compile")  # compiling again: the models on the host are being replaced
+        ctx.forget(CompiledModels)  # compiling again: the models on the host are being replaced
         args = compile_args(ctx)
         ctx.log(f"Compiling {ctx.config.model_name} ({ctx.runtime.model_size(ctx.config)}) for "
                 f"{ctx.runtime.payload_target(ctx.config)}, batch {ctx.config['bench']['batch_size']}: output below")
@@ -67,41 +68,42 @@ class Compile(Step):
             check = m.get("check") or {}
             ctx.log(f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
                     f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})")
-        ctx.put("compile", {"settings": digest(args), "instance_id": instance_id(ctx),
-                            "artifacts": [{k: m.get(k) for k in ("file", "family", "name", "size", "precision", "target",
-                                                                 "batch_size", "weights")} for m in manifests]})
+        ctx.save(CompiledModels(settings=digest(args), instance_id=instance_id(ctx),
+                                artifacts=tuple(CompiledModel.from_manifest(m) for m in manifests)))
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "compile")  # the files live on the instance
+        ctx.forget(CompiledModels)  # the files live on the instance
 
 
 class Benchmark(Step):
     id = "benchmark"
 
-    def _artifacts(self, ctx) -> list[dict]:
-        return (ctx.get("compile") or {}).get("artifacts") or []
+    def _artifacts(self, ctx) -> list[CompiledModel]:
+        compiled = ctx.load(CompiledModels)
+        return list(compiled.artifacts) if compiled else []
 
     def cli(self, ctx):
-        arts = self._artifacts(ctx) or [{"file": "<model>.pt"}]
+        arts = self._artifacts(ctx) or [CompiledModel(file="<model>.pt")]
         return ["# on the instance:"] + [payload_command(ctx, "bench", "bench.py", bench_args(ctx, a)) for a in arts]
 
     def _settings(self, ctx) -> str:
-        return digest([bench_args(ctx, a) for a in self._artifacts(ctx)] + [(ctx.get("compile") or {}).get("settings")])
+        compiled = ctx.load(CompiledModels)
+        return digest([bench_args(ctx, a) for a in self._artifacts(ctx)] + [compiled.settings if compiled else None])
 
     def check(self, ctx):
         if not self._artifacts(ctx):
             return False
-        mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
-        done = ctx.get("benchmark") or {}
-        if {k: done.get(k) for k in mine} == mine:
+        mine = (self._settings(ctx), instance_id(ctx))
+        done = ctx.load(BenchmarkDone)
+        if done and (done.settings, done.instance_id) == mine:
             return True
         # Killed after the last run's results were stored but before the step was recorded done:
         # those results stand; running again would measure (and store) the same thing twice.
-        last = ctx.get("benchmark_run") or {}
-        if {k: last.get(k) for k in mine} == mine and last.get("runs") and all(
-                ctx.store.has_result(ctx.name, "benchmark", run) for run in last["runs"]):
-            ctx.put("benchmark", {**mine, "results": len(last["runs"])})
-            ctx.log(f"The results of the last run ({', '.join(last['runs'])}) were collected already")
+        last = ctx.load(BenchmarkRun)
+        if last and (last.settings, last.instance_id) == mine and last.runs and all(
+                ctx.store.has_result(ctx.name, "benchmark", run) for run in last.runs):
+            ctx.save(BenchmarkDone(settings=last.settings, instance_id=last.instance_id, results=len(last.runs)))
+            ctx.log(f"The results of the last run ({', '.join(last.runs)}) were collected already")
             return True
         return False
 
@@ -109,7 +111,7 @@ class Benchmark(Step):
         arts = self._artifacts(ctx)
         if not arts:
             raise StepError("Nothing compiled yet: run the compile step first")
-        ctx.store.delete(ctx.name, "benchmark")  # measuring again: the last run no longer says this step is done
+        ctx.forget(BenchmarkDone)  # measuring again: the last run no longer says this step is done
         b = ctx.config["bench"]
         ctx.log(f"Benchmarking {len(arts)} model(s): at least {b['min_duration_s']} s and {b['min_queries']} queries each, until "
                 f"throughput is stable ({b['mode']} loop). Watch the Monitor tab while it runs.")
@@ -122,13 +124,13 @@ class Benchmark(Step):
                                                                           "--runtime", ctx.runtime.kind]) + " || exit $?"
             for a, run in zip(arts, runs)]
 
-        ctx.put("benchmark_run", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
+        ctx.save(BenchmarkRun(settings=self._settings(ctx), instance_id=instance_id(ctx), runs=tuple(runs)))
         code, tail = run_job(ctx, "benchmark", "\n".join(script), env={"PYTHONUNBUFFERED": "1"}, before=upload_payload)
 
         async def fetch(conn):
             out = []
             for a in arts:
-                raw = await read_file(conn, f"{WORK_DIR}/{RESULTS}/{a['file'].rsplit('.', 1)[0]}.bench.json")
+                raw = await read_file(conn, f"{WORK_DIR}/{RESULTS}/{a.stem}.bench.json")
                 if raw:
                     out.append(BenchResult.from_dict(json.loads(raw)))
             return out
@@ -142,8 +144,8 @@ class Benchmark(Step):
         if code != 0:
             raise StepError(f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"
                             + (f"; {len(results)} result(s) kept" if results else ""))
-        ctx.put("benchmark", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "results": len(results)})
+        ctx.save(BenchmarkDone(settings=self._settings(ctx), instance_id=instance_id(ctx), results=len(results)))
         ctx.log(f"See them with: inflab report {ctx.name}")
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "benchmark")  # results stay in the session: they are the point
+        ctx.forget(BenchmarkDone)  # results stay in the session: they are the point

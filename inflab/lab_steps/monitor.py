@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from .base import Step, StepContext, StepError
+from .records import HostRecord, MonitorAgent
 from .remote_job import PAYLOAD_DIR, connect, upload_payload
 
 
@@ -50,8 +51,8 @@ class Monitor(Step):
         return [f"{ssh} neuron-ls", f"{ssh} -t neuron-top", f"{ssh} -t htop"]
 
     def check(self, ctx):
-        info = ctx.get("monitor") or {}
-        return info.get("instance_id") == (ctx.get("host") or {}).get("instance_id") and bool(info.get("source"))
+        info, host = ctx.load(MonitorAgent), ctx.load(HostRecord)
+        return bool(info and host and info.instance_id == host.instance_id and info.source)
 
     def apply(self, ctx: StepContext):
         from ..remote import monitor as parse_monitor
@@ -78,10 +79,10 @@ class Monitor(Step):
         parsed = parse_monitor.parse((sample.stdout or "").strip().splitlines()[-1]) if (sample.stdout or "").strip() else None
         if sample.exit_status != 0 or parsed is None:
             raise StepError(f"The monitor agent did not run on the host: {(sample.stderr or '').strip()[:300] or 'no output'}")
-        ctx.put("monitor", {"instance_id": ctx.get("host")["instance_id"], "source": parsed.source, "devices": devices,
-                            "agent": f"{PAYLOAD_DIR}/monitor.py"})
+        ctx.save(MonitorAgent(instance_id=ctx.require(HostRecord).instance_id, source=parsed.source, devices=tuple(devices),
+                              agent=f"{PAYLOAD_DIR}/monitor.py"))
         ctx.log(f"Monitor agent running: {parsed.source}, {len(parsed.cores)} gauges")
         ctx.log("Open the Monitor and Terminal tabs below to watch the host live (neuron-top or htop in the terminal).")
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "monitor")
+        ctx.forget(MonitorAgent)

@@ -11,6 +11,7 @@ import shlex
 
 from .base import StepContext
 from .image import image_uri, kind
+from .records import CompiledModel, HostRecord
 from .sweep_grid import GridPoint
 
 MODELS = "models"  # under WORK_DIR
@@ -68,17 +69,18 @@ def compile_args(ctx: StepContext) -> list[str]:
             "--batch-size", str(ctx.config.bench.batch_size), "--out", MODELS, "--instance-type", instance_label(ctx)]
 
 
-def bench_args(ctx: StepContext, artifact: dict) -> list[str]:
+def bench_args(ctx: StepContext, artifact: CompiledModel) -> list[str]:
     b = ctx.config.bench
-    stem = artifact["file"].rsplit(".", 1)[0]
-    return [f"{MODELS}/{artifact['file']}",
+    stem = artifact.stem
+    return [f"{MODELS}/{artifact.file}",
             *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s),
             "--instance-type", instance_label(ctx), "--out", f"{RESULTS}/{stem}.bench.json"]
 
 
 def instance_id(ctx: StepContext) -> str:
     """The instance the session's host record names ("" before there is one)."""
-    return (ctx.get("host") or {}).get("instance_id", "")
+    host = ctx.load(HostRecord)
+    return host.instance_id if host else ""
 
 
 def job_args(ctx: StepContext, point: GridPoint) -> list[str]:

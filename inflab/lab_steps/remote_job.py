@@ -18,6 +18,7 @@ from .. import faultpoints
 from ..remote.paths import PAYLOAD_DIR, WORK_DIR
 from ..remote.sftp import read_file, upload
 from .base import Cancelled, StepContext, StepError
+from .records import HostJobs, HostRecord
 
 __all__ = ["PAYLOAD_DIR", "WORK_DIR", "connect", "host_run", "read_file", "run_job", "upload", "upload_payload"]
 
@@ -96,16 +97,20 @@ def instance_gone(ctx: StepContext, iid: str) -> str:
 
 def job_id(ctx: StepContext, kind: str) -> str:
     """The job to run or attach to: the one still running on this instance, one not started yet, or a new attempt."""
-    instance_id = (ctx.get("host") or {}).get("instance_id", "")
-    jobs = ctx.get("jobs") or {}
-    current = jobs.get(kind)
+    instance_id = _instance_id(ctx)
+    jobs = ctx.load(HostJobs) or HostJobs()
+    current = jobs.current.get(kind)
     rec = ctx.store.job(ctx.name, current) if current else None
     if current and (rec is None or (rec["status"] == "running" and rec["host"] == instance_id)):
         return current
-    n = int(jobs.get(f"{kind}#", 0)) + 1
-    jobs.update({kind: f"{kind}-{n}", f"{kind}#": n})
-    ctx.put("jobs", jobs)
-    return jobs[kind]
+    jobs, job = jobs.started(kind)
+    ctx.save(jobs)
+    return job
+
+
+def _instance_id(ctx: StepContext) -> str:
+    host = ctx.load(HostRecord)
+    return host.instance_id if host else ""
 
 
 def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | None = None,
@@ -119,7 +124,7 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
 
     from ..remote import jobs
 
-    instance_id = (ctx.get("host") or {}).get("instance_id", "")
+    instance_id = _instance_id(ctx)
     job = job_id(ctx, kind)
     tail: deque[str] = deque(maxlen=40)
 

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 
 from .base import Step, StepContext, StepError
+from .records import ModelArchive, ServeCheckResult, ServerJob
 from .remote_job import WORK_DIR, connect
 from .served import MODEL, RUN, request_input
 
@@ -21,7 +22,8 @@ PREDICT_TIMEOUT_S = 90
 
 
 def expected_scores(ctx: StepContext) -> int:
-    return min(TOP_K, int((ctx.get("package") or {}).get("labels") or TOP_K))
+    archive = ctx.load(ModelArchive)
+    return min(TOP_K, int((archive.labels if archive else None) or TOP_K))
 
 
 def check_answer(doc, k: int) -> str | None:
@@ -53,17 +55,17 @@ class ServeCheck(Step):
         return hashlib.sha256(request_input(ctx)[2]).hexdigest()[:16]
 
     def check(self, ctx):
-        done, rec = ctx.get("serve_check") or {}, ctx.get("server") or {}
-        return bool(done) and done.get("job") == rec.get("job") and done.get("input") == self._input_digest(ctx)
+        done, rec = ctx.load(ServeCheckResult), ctx.load(ServerJob)
+        return bool(done) and done.job == (rec.job if rec else None) and done.input == self._input_digest(ctx)
 
     def apply(self, ctx):
-        rec = ctx.get("server") or {}
-        if not rec.get("jdir") or rec.get("stopped"):
+        rec = ctx.load(ServerJob)
+        if not rec or not rec.running:
             raise StepError("No server running: run the serve step first")
-        ctx.store.delete(ctx.name, "serve_check")  # asking again: an earlier answer no longer says it is done
+        ctx.forget(ServeCheckResult)  # asking again: an earlier answer no longer says it is done
         name, ctype, data = request_input(ctx)
         result = asyncio.run(self._ask(ctx, name, ctype, data))
-        ctx.put("serve_check", {"job": rec["job"], "input": self._input_digest(ctx), **result})
+        ctx.save(ServeCheckResult.from_json({"job": rec.job, "input": self._input_digest(ctx), **result}))
 
     async def _ask(self, ctx, name: str, ctype: str, data: bytes) -> dict:
         from ..remote.torchserve import Server, ServerNotReady, worker_table, workers_of
@@ -114,4 +116,4 @@ class ServeCheck(Step):
                 "input_name": name, "prediction": doc, "ms": round(answer.ms, 1)}
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "serve_check")
+        ctx.forget(ServeCheckResult)

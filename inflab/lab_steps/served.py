@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib import resources
 
 from .base import StepContext, StepError
+from .records import CompiledModel, CompiledModels
 from .remote_job import WORK_DIR, upload, upload_payload
 
 SERVE = "serve"  # under WORK_DIR
@@ -18,10 +19,11 @@ MODEL = "inflab"  # the model's name in TorchServe
 SAMPLE_FILES = {"bert": ("pair.json", "application/json"), "resnet": ("cat.jpg", "image/jpeg")}
 
 
-def served_artifact(ctx: StepContext) -> dict:
+def served_artifact(ctx: StepContext) -> CompiledModel:
     """The compiled model the exercise serves: the target's own (fp32) one."""
-    arts = (ctx.get("compile") or {}).get("artifacts") or []
-    own = [a for a in arts if a.get("target") == ctx.runtime.payload_target(ctx.config)] or arts
+    compiled = ctx.load(CompiledModels)
+    arts = list(compiled.artifacts) if compiled else []
+    own = [a for a in arts if a.target == ctx.runtime.payload_target(ctx.config)] or arts
     if not own:
         raise StepError("Nothing compiled yet: run the compile step first")
     return own[0]
@@ -59,6 +61,6 @@ def ship_input(ctx: StepContext):
 # ------------------------------------------------------------------------------ serve
 def serve_batch(ctx: StepContext) -> int:
     """TorchServe's batchSize: ``serve.batch_size``, or the batch the model was compiled for."""
-    return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).get("batch_size") or 1)
+    return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).batch_size or 1)
 
 

@@ -19,6 +19,7 @@ from collections import deque
 
 from .base import Cancelled, Step, StepContext, StepError
 from .payload_jobs import MODELS, digest, instance_id, payload_command
+from .records import CompiledModels, ModelArchive, PinnedHostKey, ServerJob
 from .remote_job import WORK_DIR, connect, host_run, read_file, run_job, upload_payload
 from .served import MODEL, RUN, STORE, serve_batch, served_artifact, ship_input
 
@@ -35,7 +36,7 @@ WORKER_FAILED = ("Load model failed", "Backend worker error")  # TorchServe's lo
 
 # ------------------------------------------------------------------------------ package-model
 def package_args(ctx: StepContext) -> list[str]:
-    return ["--model", f"{MODELS}/{served_artifact(ctx)['file']}", "--name", MODEL, "--out", STORE]
+    return ["--model", f"{MODELS}/{served_artifact(ctx).file}", "--name", MODEL, "--out", STORE]
 
 
 class PackageModel(Step):
@@ -50,22 +51,22 @@ class PackageModel(Step):
                 payload_command(ctx, "package", "archive.py", args)]
 
     def _settings(self, ctx) -> str:
-        return digest([package_args(ctx), (ctx.get("compile") or {}).get("settings")])
+        return digest([package_args(ctx), c.settings if (c := ctx.load(CompiledModels)) else None])
 
     def check(self, ctx):
-        done = ctx.get("package") or {}
-        if not (ctx.get("compile") or {}).get("artifacts"):
+        done, compiled = ctx.load(ModelArchive), ctx.load(CompiledModels)
+        if not (compiled and compiled.artifacts):
             return False
-        if done.get("settings") != self._settings(ctx) or done.get("instance_id") != instance_id(ctx):
+        if not done or done.settings != self._settings(ctx) or done.instance_id != instance_id(ctx):
             return False
         info = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{STORE}/{MODEL}.json"), timeout=60)
-        return bool(info) and json.loads(info).get("sha256") == done.get("sha256")
+        return bool(info) and json.loads(info).get("sha256") == done.sha256
 
     def apply(self, ctx):
         art = served_artifact(ctx)
-        ctx.store.delete(ctx.name, "package")
-        ctx.log(f"Packaging {art['file']} as a TorchServe model archive ({MODEL}.mar) with inflab's handler: it loads the "
-                f"model for {art.get('target')} and turns {'a sentence pair' if art.get('family') == 'bert' else 'an image'} "
+        ctx.forget(ModelArchive)
+        ctx.log(f"Packaging {art.file} as a TorchServe model archive ({MODEL}.mar) with inflab's handler: it loads the "
+                f"model for {art.target} and turns {'a sentence pair' if art.family == 'bert' else 'an image'} "
                 "into the model's input")
         code, tail = run_job(ctx, "package-model", payload_command(ctx, "package", "archive.py", package_args(ctx)),
                              env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
@@ -75,10 +76,10 @@ class PackageModel(Step):
         if not raw:
             raise StepError(f"The package job finished but wrote no {STORE}/{MODEL}.json")
         info = json.loads(raw)
-        ctx.put("package", {"settings": self._settings(ctx), "instance_id": instance_id(ctx), **info})
+        ctx.save(ModelArchive(settings=self._settings(ctx), instance_id=instance_id(ctx), archive=info))
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "package")  # the archive lives on the instance
+        ctx.forget(ModelArchive)  # the archive lives on the instance
 
 
 
@@ -86,7 +87,7 @@ class PackageModel(Step):
 def serve_args(ctx: StepContext) -> list[str]:
     s = ctx.config["serve"]
     art = served_artifact(ctx)
-    return ["--store", STORE, "--model", MODEL, "--target", art.get("target") or ctx.runtime.payload_target(ctx.config),
+    return ["--store", STORE, "--model", MODEL, "--target", art.target or ctx.runtime.payload_target(ctx.config),
             "--workers", str(s["workers"]), "--batch-size", str(serve_batch(ctx)),
             "--max-batch-delay", str(s["max_batch_delay_ms"]), "--dir", RUN]
 
@@ -95,20 +96,20 @@ def serve_command(ctx: StepContext, job: str) -> str:
     return payload_command(ctx, job, "serve.py", serve_args(ctx), host_network=True)
 
 
-async def stop_server(ctx: StepContext, conn, rec: dict) -> None:
+async def stop_server(ctx: StepContext, conn, rec: ServerJob) -> None:
     """Stop the recorded server: its job's process group, then whatever the runtime started for it."""
     from ..remote import jobs
 
-    await jobs.cancel(conn, rec["jdir"])
-    await conn.run(ctx.runtime.stop_job_command(ctx.name, rec["job"]), check=False)
+    await jobs.cancel(conn, rec.jdir)
+    await conn.run(ctx.runtime.stop_job_command(ctx.name, rec.job), check=False)
 
 
-async def server_state(conn, rec: dict) -> tuple[bool, list[dict], str]:
+async def server_state(conn, rec: ServerJob) -> tuple[bool, list[dict], str]:
     """(job running, workers from the management API, why not READY) for the recorded server."""
     from ..remote import jobs
     from ..remote.torchserve import Server, ServerNotReady, workers_of
 
-    st = await jobs.status(conn, rec["jdir"])
+    st = await jobs.status(conn, rec.jdir)
     if not st.running:
         return False, [], f"the server's job has ended (exit {st.exit_code})"
     try:
@@ -125,9 +126,9 @@ async def server_state(conn, rec: dict) -> tuple[bool, list[dict], str]:
 
 def forget_server(ctx: StepContext, *, stopped: bool = False) -> None:
     """The server is gone. ``stopped``: on purpose (serve-stop), so the steps that used it stay done."""
-    rec = ctx.get("server") or {}
+    rec = ctx.load(ServerJob)
     if rec:
-        ctx.put("server", {**{k: v for k, v in rec.items() if k in ("n", "job")}, **({"stopped": True} if stopped else {})})
+        ctx.save(rec.gone(stopped=stopped))
 
 
 class Serve(Step):
@@ -143,27 +144,27 @@ class Serve(Step):
                 'curl -H "Authorization: Bearer $(jq -r .management.key key_file.json)" http://127.0.0.1:8081/models/inflab']
 
     def _settings(self, ctx) -> str:
-        return digest([serve_args(ctx), (ctx.get("package") or {}).get("sha256")])
+        return digest([serve_args(ctx), p.sha256 if (p := ctx.load(ModelArchive)) else None])
 
     def check(self, ctx):
-        rec = ctx.get("server") or {}
-        if rec.get("stopped"):
+        rec = ctx.load(ServerJob) or ServerJob()
+        if rec.stopped:
             return True  # stopped on purpose by serve-stop: done, like a terminated instance's steps (--from serve serves again)
-        if not rec.get("jdir") or rec.get("instance_id") != instance_id(ctx) or rec.get("settings") != self._settings(ctx):
+        if not rec.jdir or rec.instance_id != instance_id(ctx) or rec.settings != self._settings(ctx):
             return False
         running, workers, _ = host_run(ctx, lambda conn: server_state(conn, rec), timeout=60)
         return running and bool(workers) and all(w.get("status") == "READY" for w in workers)
 
     def apply(self, ctx):
-        if not ctx.get("package"):
+        if not ctx.load(ModelArchive):
             raise StepError("No model archive yet: run the package-model step first")
-        old = ctx.get("server") or {}
-        n = int(old.get("n", 0)) + 1
+        old = ctx.load(ServerJob) or ServerJob()
+        n = old.n + 1
         job = f"serve-{n}"
         from ..remote.jobs import job_dir
 
-        rec = {"n": n, "job": job, "jdir": job_dir(job), "instance_id": instance_id(ctx), "settings": self._settings(ctx),
-               "started": time.time()}
+        rec = ServerJob(n=n, job=job, jdir=job_dir(job), instance_id=instance_id(ctx), settings=self._settings(ctx),
+                        started=time.time())
         s = ctx.config["serve"]
         ctx.log(f"Starting TorchServe on the instance (the image's own; its version is the server's first line below): "
                 f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: one per four cores)'}, server-side batching "
@@ -171,16 +172,16 @@ class Serve(Step):
                 "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)")
         asyncio.run(self._start(ctx, old, rec))
 
-    async def _start(self, ctx, old: dict, rec: dict) -> None:
+    async def _start(self, ctx, old: ServerJob, rec: ServerJob) -> None:
         from ..remote import jobs
 
         conn = await connect(ctx)
         async with conn:
-            if old.get("jdir"):  # never two servers: the last one goes first (it may hold the same ports' files)
+            if old.jdir:  # never two servers: the last one goes first (it may hold the same ports' files)
                 await stop_server(ctx, conn, old)
             await upload_payload(conn)
-            ctx.put("server", rec)  # before it starts: a kill right after still finds (and stops) it
-            jdir = await jobs.start(conn, rec["job"], serve_command(ctx, rec["job"]), env={"PYTHONUNBUFFERED": "1"})
+            ctx.save(rec)  # before it starts: a kill right after still finds (and stops) it
+            jdir = await jobs.start(conn, rec.job, serve_command(ctx, rec.job), env={"PYTHONUNBUFFERED": "1"})
             tail: deque[str] = deque(maxlen=60)
             failures = 0
 
@@ -227,18 +228,18 @@ class Serve(Step):
                                         "stopped it. Its log is in the job pane")
             finally:
                 follower.cancel()
-        ctx.put("server", {**rec, "workers": len(ready), "ready_s": round(waited, 1)})
-        ctx.log(f"TorchServe is up: {len(ready)} worker(s) READY after {waited:.1f} s (job {rec['job']}; the server keeps "
+        ctx.save(rec.ready(len(ready), round(waited, 1)))
+        ctx.log(f"TorchServe is up: {len(ready)} worker(s) READY after {waited:.1f} s (job {rec.job}; the server keeps "
                 "running until serve-stop, terminate or cleanup)")
 
     def undo(self, ctx):
-        rec = ctx.get("server") or {}
-        if not rec.get("jdir"):
+        rec = ctx.load(ServerJob) or ServerJob()
+        if not rec.jdir:
             return
-        if rec.get("instance_id") == instance_id(ctx) and (ctx.get("host_key") or {}).get("fingerprint"):
+        if rec.instance_id == instance_id(ctx) and (pin := ctx.load(PinnedHostKey)) and pin.fingerprint:
             try:
                 host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
-                ctx.log(f"Stopped TorchServe (job {rec['job']})")
+                ctx.log(f"Stopped TorchServe (job {rec.job})")
             except StepError as e:
                 ctx.log(f"Could not reach the instance to stop TorchServe ({e}); terminating the instance stops it")
         forget_server(ctx)
@@ -249,24 +250,24 @@ class ServeStop(Step):
     id = "serve-stop"
 
     def cli(self, ctx):
-        rec = ctx.get("server") or {}
+        rec = ctx.load(ServerJob) or ServerJob()
         return ["# on the instance: stop TorchServe and its container",
-                f"kill -TERM -- -$(cat ~/{(rec.get('jdir') or '~/.inflab/jobs/serve-N').removeprefix('~/')}/pid)",
-                ctx.runtime.stop_job_command(ctx.name, rec.get("job") or "serve-N")]
+                f"kill -TERM -- -$(cat ~/{(rec.jdir or '~/.inflab/jobs/serve-N').removeprefix('~/')}/pid)",
+                ctx.runtime.stop_job_command(ctx.name, rec.job or "serve-N")]
 
     def check(self, ctx):
-        rec = ctx.get("server") or {}
-        if not rec.get("jdir") or rec.get("instance_id") != instance_id(ctx):
+        rec = ctx.load(ServerJob) or ServerJob()
+        if not rec.jdir or rec.instance_id != instance_id(ctx):
             return True
         from ..remote import jobs
 
-        return not host_run(ctx, lambda conn: jobs.status(conn, rec["jdir"]), timeout=60).running
+        return not host_run(ctx, lambda conn: jobs.status(conn, rec.jdir), timeout=60).running
 
     def apply(self, ctx):
-        rec = ctx.get("server") or {}
-        if rec.get("jdir") and rec.get("instance_id") == instance_id(ctx):
+        rec = ctx.load(ServerJob) or ServerJob()
+        if rec.jdir and rec.instance_id == instance_id(ctx):
             host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
-            ctx.log(f"Stopped TorchServe (job {rec['job']}) and everything it started. To serve again: "
+            ctx.log(f"Stopped TorchServe (job {rec.job}) and everything it started. To serve again: "
                     f"inflab run --name {ctx.name} --from serve")
         else:
             ctx.log("No server running for this session")

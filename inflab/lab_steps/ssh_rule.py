@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import names
 from ..aws import inventory
 from .base import StepContext
+from .records import SshCidr
 
 
 def caller_cidr(ctx: StepContext) -> str:
@@ -40,7 +41,7 @@ def fit(ctx: StepContext, group: dict) -> None:
     """Let SSH in from your address only: revoke the others, authorize yours."""
     ec2 = ctx.aws.client("ec2")
     cidr = caller_cidr(ctx)
-    ctx.put("ssh_cidr", cidr)
+    ctx.save(SshCidr(value=cidr))
     gid = group["GroupId"]
     stale = cidrs(group) - {cidr}
     if stale:

@@ -8,11 +8,11 @@ Job definitions are one per (family, instance type, batch size): each asks for a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .. import names
 from ..config import CONTAINER_TARGETS
 from .base import StepContext
+from .records import Identity, SweepRound
 
 SWEEP = "sweep"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sweep/<job name>/
 
@@ -64,10 +64,11 @@ def grid(ctx: StepContext) -> list[GridPoint]:
 
 
 def account(ctx: StepContext) -> str:
-    known = (ctx.get("identity") or {}).get("account")
-    if not known:
-        known = ctx.aws.client("sts").get_caller_identity()["Account"]
-        ctx.put("identity", {**(ctx.get("identity") or {}), "account": known})
+    identity = ctx.load(Identity)
+    if identity and identity.account:
+        return identity.account
+    known: str = ctx.aws.client("sts").get_caller_identity()["Account"]
+    ctx.save(Identity(account=known, arn=identity.arn if identity else ""))
     return known
 
 
@@ -79,8 +80,8 @@ def results_uri(ctx: StepContext, point: GridPoint) -> str:
     return f"s3://{bucket(ctx)}/{ctx.name}/{SWEEP}/{point.job_name}"
 
 
-def sweep(ctx: StepContext) -> dict[str, Any]:
-    """The current round of the sweep: {"round": id, "setup": settings, "jobs": {job name: job id}}."""
-    return ctx.get("sweep") or {}
+def sweep(ctx: StepContext) -> SweepRound | None:
+    """The current round of the sweep (None before one was submitted)."""
+    return ctx.load(SweepRound)
 
 

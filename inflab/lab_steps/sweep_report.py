@@ -16,6 +16,7 @@ import threading
 from .. import report as rep
 from ..remote.payload.result import BenchResult, SchemaError
 from .base import Step, StepContext, StepError
+from .records import RefreshedPrices, SweepReport
 from .sweep_grid import SWEEP, bucket, grid, sweep
 
 PRICING_REGION = "us-east-1"  # the Pricing API's endpoint
@@ -31,20 +32,20 @@ class Report(Step):
                 f"aws s3 cp report.md s3://inflab-{ctx.name}-<account>/{ctx.name}/report/report.md"]
 
     def check(self, ctx):
-        s = sweep(ctx)
-        return bool(s.get("round")) and (ctx.get("sweep_report") or {}).get("round") == s["round"]
+        s, done = sweep(ctx), ctx.load(SweepReport)
+        return bool(s and s.round) and done is not None and done.round == s.round
 
     def apply(self, ctx):
         s = sweep(ctx)
-        if not s.get("ended"):
+        if s is None or not s.ended:
             raise StepError("The sweep has not finished: run the batch-monitor step first")
         name = bucket(ctx)
         s3 = ctx.aws.client("s3")
         points = {p.job_name: p for p in grid(ctx)}
         collected, failed, skipped = 0, 0, []
-        for job_name, job_id in s["jobs"].items():
+        for job_name, job_id in s.jobs.items():
             ctx.check_cancel()
-            state = (s.get("states") or {}).get(job_name, {})
+            state = s.states.get(job_name)
             prefix = f"{ctx.name}/{SWEEP}/{job_name}/results/"
             keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix)
                     for o in page.get("Contents", []) if o["Key"].endswith(".bench.json")]
@@ -59,12 +60,12 @@ class Report(Step):
                     collected += 1
                     ctx.log(f"{result.instance_type} {result.family} {result.precision} batch {result.batch_size}: "
                             f"{result.throughput_avg:,.1f} samples/s · p90 {result.latency_ms_p90:.2f} ms (run {result.run_id})")
-            if state.get("state") == "FAILED":
+            if state and state.state == "FAILED":
                 p = points.get(job_name)
                 record = {"job_name": job_name, "job_id": job_id, "family": p.family if p else None,
                           "target": p.target if p else None, "precision": None,
                           "instance_type": p.instance_type if p else None, "batch_size": p.batch_size if p else None,
-                          "reason": state.get("reason", ""), "label": ctx.name}
+                          "reason": state.reason, "label": ctx.name}
                 if ctx.store.add_result(ctx.name, "batch-failed", record, key=job_id):
                     failed += 1
         for line in skipped:
@@ -79,7 +80,7 @@ class Report(Step):
         recommendation = rep.recommend(rows)
         for line in recommendation.lines:
             ctx.log(line)
-        ctx.put("sweep_report", {"round": s["round"], "results": collected, "failed": failed})
+        ctx.save(SweepReport(round=s.round, results=collected, failed=failed))
         ctx.log(f"Collected {collected} result(s)" + (f" and {failed} failed job(s)" if failed else "")
                 + f"; report uploaded to s3://{name}/{ctx.name}/report/ — see it with: inflab report {ctx.name} "
                   "(or R in the lab)")
@@ -98,8 +99,8 @@ class Report(Step):
         except PriceError as e:
             ctx.log(f"Prices not refreshed ({e}); using the table shipped with inflab")
             return
-        ctx.put("prices", prices.to_store())
+        ctx.save(RefreshedPrices(source=prices.source, date=prices.date, prices=dict(prices.table)))
         ctx.log(f"Prices refreshed from the AWS Pricing API for {', '.join(types)}")
 
     def undo(self, ctx):
-        ctx.store.delete(ctx.name, "sweep_report")  # the results stay: they are the point
+        ctx.forget(SweepReport)  # the results stay: they are the point

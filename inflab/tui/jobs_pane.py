@@ -55,14 +55,15 @@ class JobsPane(Vertical):
     class Follow(Message):
         """The user chose a job: stream its log."""
 
-        def __init__(self, job_id: str, name: str):
+        def __init__(self, step: str, job_id: str, name: str):
             super().__init__()
-            self.job_id, self.name = job_id, name
+            self.step, self.job_id, self.name = step, job_id, name
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
         self.jobs: dict[str, BatchJob] = {}
         self.following = ""
+        self.step = ""  # the step whose jobs these are (the one that follows a chosen job's log)
         self._prefix = ""  # what every job's name begins with, left out of the Job column (the detail line has it)
         self.done = self.total = 0
 
@@ -84,7 +85,7 @@ class JobsPane(Vertical):
 
     def show(self, event: BatchJobsChanged) -> None:
         """Draw the table the monitor saw; rows stay where they are so the cursor does not jump."""
-        self.done, self.total, self.following = event.done, event.total, event.following
+        self.done, self.total, self.following, self.step = event.done, event.total, event.following, event.step
         self._prefix = shared_prefix([j.name for j in event.jobs])
         self.query_one("#jobs-progress", Static).update(progress_line(event.done, event.total, event.jobs))
         table = self.query_one(DataTable)
@@ -156,4 +157,4 @@ class JobsPane(Vertical):
         event.stop()
         job = self.jobs.get(event.row_key.value)
         if job is not None:
-            self.post_message(self.Follow(job.job_id, job.name))
+            self.post_message(self.Follow(self.step, job.job_id, job.name))

@@ -18,7 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Header, Label, Markdown, OptionList, ProgressBar, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from ..events import EngineEvent, RunResult, elapsed_text
+from ..errors import InflabError
+from ..events import BatchJobsChanged, EngineEvent, RunResult, elapsed_text
 from ..remote.host import HostUnavailable
 from ..session import CANCELLED, DONE, FAILED, PENDING, RUNNING, SKIPPED, STALE, UNDONE
 from ..track import first
@@ -203,14 +204,17 @@ class Wizard(Screen):
 
     def _refresh_info(self) -> None:
         info = self.engine.info
-        host = self.app_store.get(self.session_name, "host") or {}
+        try:
+            host = self.engine.recorded_host()
+        except InflabError:
+            host = None  # a damaged record: the steps that read it say what to do
         lines = [
             f"[b]{info.name}[/b]",
             "sandbox (emulated AWS)" if info.sandbox else f"AWS · {info.config['aws']['region']}",
             f"{info.config['instance']['type']}",
         ]
         if host:
-            lines.append(f"{host.get('instance_id')}\n{host.get('public_ip')}")
+            lines.append(f"{host.instance_id}\n{host.public_ip}")
         if self.engine.finished():
             lines.append("[green]finished[/]")
         if self.read_only:
@@ -299,7 +303,7 @@ class Wizard(Screen):
 
     def on_jobs_pane_follow(self, message: JobsPane.Follow) -> None:
         """A job chosen in the Jobs tab: its log streams into the Job tab."""
-        self.engine.follow_batch_job(message.job_id)
+        self.engine.ask(message.step, BatchJobsChanged.FOLLOW, message.job_id)
         self.action_tab("tab-job")
         self.notify(f"Following {message.name}: its log from the next poll on", timeout=4)
 
