@@ -71,7 +71,10 @@ def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
     if m.int8 and point.target == "cpu":
         compile_args.append("--int8")
     bench_args = ["--workers", str(bench.workers_per_model), "--min-duration", str(b.min_duration_s),
-                  "--min-queries", str(bench.min_queries), "--max-duration", str(b.max_duration_s), "--mode", bench.mode]
+                  "--min-queries", str(bench.min_queries), "--max-duration", str(b.max_duration_s), "--mode", bench.mode,
+                  "--repeats", str(bench.repeats)]
+    if bench.harness != "inflab":
+        bench_args += ["--harness", bench.harness]
     if bench.n_models:
         bench_args += ["--n-models", str(bench.n_models)]
     if bench.mode == "open":
