@@ -151,7 +151,7 @@ def parse_args(argv):
     p.add_argument("--out", metavar="FILE", help="the result file (one MODEL)")
     p.add_argument("--out-dir", metavar="DIR", help="where the results go, as X.bench.json (default: beside each model)")
     p.add_argument("--no-neuronperf", action="store_true")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # models may come before and after the flags
     if args.mode == "open" and args.rate is None:
         p.error("argument --rate: required with --mode open")
     if args.mode == "closed" and args.rate is not None:
@@ -388,7 +388,7 @@ def run_neuronperf(spec, n_models, workers, duration, seed, result_path):
 # ---------------------------------------------------------------- the result
 
 def out_path(args, spec):
-    stem = Path(spec["path"]).stem if spec["kind"] == "pt" else "bench"
+    stem = Path(spec["path"]).stem if spec["kind"] == "pt" else spec["func"]
     if args.out:
         return Path(args.out)
     if args.out_dir:
