@@ -35,7 +35,8 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     d = tmp_path_factory.mktemp("cfg")
     cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
     (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
-    cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n"
+    # one-second trials (three of them, the default): these tests look at the flow and the record
+    cfg.write_text("[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 10\n"
                    '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n')
     r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
                 timeout=1200)
@@ -72,8 +73,14 @@ def test_report_has_a_bert_result_with_ordered_percentiles(lab, inflab_home):
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p95"] <= r["latency_ms_p99"]
         assert r["batch_size"] == 8 and r["target"] == "cpu" and r["instance_type"] == "sandbox"
         assert r["weights"] == "random" and r["cost_per_million"] is None  # no price for this machine
+        # independent trials, their interval around the median, and what the rest of the machine took meanwhile
+        assert r["repeats"] >= 3 and r["harness"] == "inflab"
+        lo, hi = r["throughput_ci95"]
+        assert lo <= r["throughput_avg"] <= hi
+        assert r["quality"] in ("ok", "noisy", "disturbed") and 0 <= r["interference"] <= 1
     table = report(name, inflab_home, "table")
     assert "SAMPLES/S" in table and "bert-base-cased-finetuned-mrpc" in table and "sandbox rows ran" in table
+    assert "QUALITY" in table and "±95%" in table
     csv = report(name, inflab_home, "csv").splitlines()
     assert csv[0].startswith("model,precision,target,instance_type,batch_size,throughput_avg") and len(csv) == 1 + len(rows)
 
