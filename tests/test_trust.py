@@ -378,3 +378,34 @@ def test_the_server_cpu_ledger_is_written_with_ticks_and_time(tmp_path):
         t.join()
     data = json.loads((tmp_path / "cpu.json").read_text())
     assert data["ticks"] >= 0 and data["time"] > 0 and data["hz"] > 0
+
+
+def test_a_sweep_checks_its_compiled_model_against_eager_once_per_settings(tmp_path, monkeypatch, capsys, store, name):
+    from inflab.lab_steps import batch_setup
+    from inflab.lab_steps.base import StepContext
+    from inflab.lab_steps.sweep_grid import GridPoint
+    from inflab.remote.payload import compile as comp
+    from inflab.runtime.select import for_session
+
+    cfg = config.from_dict({"batch": {"sizes": [2, 4, 8]}})
+    store.create_session(name, cfg.data, sandbox=False, track=cfg.track)
+    ctx = StepContext(name=name, config=cfg, runtime=for_session(False, store.home), store=store, step_id="t",
+                      log=lambda m: None)
+    points = [GridPoint(ctx.prefix, "bert", "inf1.2xlarge", size, "inf1") for size in (2, 4, 8)]
+    args = [batch_setup.job_args(ctx, p) for p in points]
+    assert "--checked-by" not in args[0]  # the first batch size's job checks
+    said = [a[a.index("--checked-by") + 1] for a in args[1:]]
+    assert said[0] == said[1] and said[0].startswith(f"job {points[0].job_name} (settings digest ")
+
+    monkeypatch.setitem(comp.REL_TOL, "cpu", -1.0)  # a check that ran would fail: this one must not run
+    for key, value in (("HF_HUB_ETAG_TIMEOUT", "10"), ("HF_HUB_DOWNLOAD_TIMEOUT", "30"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_VERBOSITY", "error")):
+        monkeypatch.setenv(key, os.environ.get(key, value))  # main() sets these: put back afterwards
+    out = tmp_path / "models"
+    code = comp.main(["--family", "bert", "--size", "tiny", "--target", "cpu", "--batch-size", "1", "--max-length", "8",
+                      "--offline", "--out", str(out), "--checked-by", said[0]])
+    assert code == 0
+    (manifest,) = [json.loads((out / n).read_text()) for n in json.loads((out / "index.json").read_text())]
+    assert manifest["check"]["skipped"] is True and manifest["check"]["checked_by"] == said[0]
+    printed = capsys.readouterr().out
+    assert "check: skipped — these settings are checked against eager once" in printed and "max abs diff" not in printed

@@ -70,6 +70,11 @@ def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
         compile_args.append("--offline")
     if m.int8 and point.target == "cpu":
         compile_args.append("--int8")
+    first = ctx.config.batch.sizes[0]
+    if point.batch_size != first:  # the compiled model is checked against eager once per settings, by the first size's job
+        settings = hashlib.sha256(json.dumps(compile_args).encode()).hexdigest()[:12]
+        checker = GridPoint(point.prefix, point.family, point.instance_type, first, point.kind)
+        compile_args += ["--checked-by", f"job {checker.job_name} (settings digest {settings})"]
     bench_args = ["--workers", str(bench.workers_per_model), "--min-duration", str(b.min_duration_s),
                   "--min-queries", str(bench.min_queries), "--max-duration", str(b.max_duration_s), "--mode", bench.mode,
                   "--repeats", str(bench.repeats)]
