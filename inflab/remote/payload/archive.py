@@ -98,7 +98,10 @@ def main(argv=None) -> int:
                "--handler", os.path.join(HERE, "inflab_handler.py"), "--extra-files", ",".join(extra),
                "--export-path", args.out, "--force"]
         say("$ " + " ".join(os.path.basename(c) if c == cmd[0] else c for c in cmd))
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The archiver stages files in $TMPDIR/<model name>: a private TMPDIR keeps two packagings on one
+        # host (two sessions, both naming their model "inflab") from writing into the same directory.
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TMPDIR": tmp})
         for line in done.stdout.splitlines():
             say(line)
         if done.returncode != 0:
