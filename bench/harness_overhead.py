@@ -71,9 +71,10 @@ def bare(path: str, duration: float, threads: int) -> None:
     os.environ.update(targets.pin_env("cpu", 0, 1))  # what the harness gives its only model process
     targets.apply_pinning("cpu")
     manifest = json.loads(Path(path).with_suffix(".json").read_text())
-    model, inputs = model_process.load_model({"kind": "pt", "path": path, "target": "cpu", "batch_size": BATCH,
+    model, pool = model_process.load_model({"kind": "pt", "path": path, "target": "cpu", "batch_size": BATCH,
                                       "inputs": manifest["inputs"]}, seed=0)
     model_process.set_intra_op_threads(threads)
+    inputs = pool[0]  # the bare loop reuses one input; the harness draws from its pool (inputs.py)
     import torch
 
     with torch.inference_mode():
@@ -121,7 +122,7 @@ def run_bare(path: Path, duration: float, threads: int) -> float:
 def run_harness(path: Path, duration: float, threads: int, out: Path) -> result.BenchResult:
     subprocess.run([sys.executable, str(BENCH), str(path), "--target", "cpu", "--n-models", "1", "--workers", "1",
                     "--intra-op-threads", str(threads), "--min-duration", str(duration),
-                    "--max-duration", str(duration), "--min-queries", "1", "--window", "1", "--no-neuronperf",
+                    "--max-duration", str(duration), "--min-queries", "1", "--window", "1", "--no-neuronperf", "--repeats", "1",
                     "--out", str(out)], capture_output=True, text=True, check=True)
     return result.BenchResult.from_dict(json.loads(out.read_text()))
 

@@ -13,7 +13,13 @@ From `inflab report NAME --format json` (or, if the report has no served rows ye
   and p99 within the limit, and the highest achieved at any rate;
 - the ratio served/direct (samples/s: each request is one sample);
 - the serving overhead at the lowest rate (served p50 − direct p50);
-- the highest offered rate meeting the limit.
+- the highest offered rate meeting the limit;
+- the load generator against wrk (Debian's ``wrk``) on the same server, the same requests in
+  flight (64 connections): each sends back to back for --wrk-s seconds, wrk and loadgen.py in
+  turns (--rounds of each), and the ratio of their medians (loadgen ÷ wrk; the aim: ≥ 0.95), with
+  each one's CPU per request. wrk reads TorchServe's inference key from its key file itself (a
+  Lua script), so the key is not copied anywhere. Without wrk on the PATH this part is skipped, and
+  the script says so.
 
 A fresh INFLAB_HOME builds the sandbox's job virtualenv with pip the first time (about a minute);
 both sessions share one home. Each session is cleaned up (`inflab cleanup NAME --yes
@@ -24,6 +30,7 @@ script then exits 1. The figures are only as good as the machine is idle: a load
 0.5 before a run is reported (the server, the generator and the benchmark share its cores).
 
     .venv/bin/python bench/serve.py [--batches 1,8] [--home DIR] [--keep] [--step-s 10] [--limit-ms 200]
+        [--wrk-s 10] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -200,6 +210,120 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v:.2f} ms"
 
 
+WRK_LUA = """\
+-- POST the request body with TorchServe's inference key, both read from their files here
+local function slurp(path) local f = assert(io.open(path, "rb")); local s = f:read("*a"); f:close(); return s end
+wrk.method = "POST"
+wrk.body = slurp({body!r})
+wrk.headers["Content-Type"] = {ctype!r}
+local keys = {keys!r}
+if keys ~= "" then
+  local key = slurp(keys):match('"inference"%s*:%s*{{[^}}]-"key"%s*:%s*"([^"]+)"')
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
+"""
+
+PROBE = """\
+import json, sys, time
+sys.path.insert(0, {payload!r})
+import loadgen
+key = ""
+if {keys!r}:
+    key = json.load(open({keys!r}))["inference"]["key"]
+client = loadgen.Client({url!r}, key, open({body!r}, "rb").read(), {ctype!r}, 30.0, {connections})
+assert "ok" in client.warm(loadgen.WARMUP_REQUESTS)
+r = loadgen.probe(client, {seconds}, loadgen.Meter(None))
+print(json.dumps(r))
+"""
+
+
+def serving_files(home: Path, name: str) -> dict | None:
+    """Where session ``name``'s server listens, its key file and the request body (on this machine:
+    the sandbox instance's home directory)."""
+    from inflab.session import Store
+
+    host = Store(home).get(name, "host") or {}
+    run = home / "sandbox" / "instances" / str(host.get("instance_id")) / ".inflab" / "work" / "serve" / "run"
+    try:
+        endpoints = json.loads((run / "endpoints.json").read_text())
+    except (OSError, ValueError):
+        return None
+    samples = run.parent / "samples"
+    body = next(iter(sorted(samples.glob("*"))), None)
+    keys = run / "key_file.json"
+    return {"url": f"http://127.0.0.1:{endpoints['inference']}/predictions/inflab", "body": str(body),
+            "ctype": "application/json" if body and body.suffix == ".json" else "application/octet-stream",
+            "keys": str(keys) if endpoints.get("token_auth", True) and keys.exists() else "",
+            "workers": endpoints.get("workers"), "threads": endpoints.get("threads_per_worker")}
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_wrk(files: dict, seconds: int, connections: int, scratch: Path) -> dict:
+    lua = scratch / "post.lua"
+    lua.write_text(WRK_LUA.format(body=files["body"], ctype=files["ctype"], keys=files["keys"]))
+    lua.chmod(0o600)
+    cpu0 = _children_cpu()
+    p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), files["url"]],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    cpu = _children_cpu() - cpu0
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
+    total = re.search(r"(\d+) requests in", p.stdout)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", p.stdout)
+    if p.returncode != 0 or not rate:
+        raise RunFailed(f"wrk failed (exit {p.returncode})", (p.stdout + p.stderr).splitlines()[-10:])
+    n = int(total.group(1)) if total else 0
+    return {"rps": float(rate.group(1)), "errors": int(bad.group(1)) if bad else 0,
+            "cpu_us_per_request": cpu / n * 1e6 if n else None}
+
+
+def run_probe(files: dict, seconds: int, connections: int) -> dict:
+    code = PROBE.format(payload=str(ROOT / "inflab" / "remote" / "payload"), keys=files["keys"], url=files["url"],
+                        body=files["body"], ctype=files["ctype"], connections=connections, seconds=seconds)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120)
+    if p.returncode != 0:
+        raise RunFailed(f"loadgen.py's probe failed (exit {p.returncode})", (p.stdout + p.stderr).splitlines()[-10:])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return {"rps": r["achieved_rps"], "errors": r["errors"], "cpu_us_per_request": r["generator_cpu_us_per_request"],
+            "cpu_share": r["generator_cpu_share"]}
+
+
+def against_wrk(home: Path, name: str, seconds: int, rounds: int, connections: int = 64) -> dict | None:
+    """loadgen.py's maximum rate (its closed-loop probe) against wrk's on the session's server, in turns."""
+    if not shutil.which("wrk"):
+        print("  loadgen ÷ wrk: skipped — wrk is not installed (Debian: apt-get install wrk)", flush=True)
+        return None
+    files = serving_files(home, name)
+    if files is None:
+        print("  loadgen ÷ wrk: skipped — the server's endpoints.json is not there (was it stopped?)", flush=True)
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="inflab-bench-wrk-"))
+    wrk, gen = [], []
+    try:
+        for i in range(rounds):
+            load = os.getloadavg()[0]
+            wrk.append(run_wrk(files, seconds, connections, scratch))
+            gen.append(run_probe(files, seconds, connections))
+            print(f"  round {i + 1}: wrk {wrk[-1]['rps']:,.1f} req/s ({_num(wrk[-1]['cpu_us_per_request'])} µs CPU per "
+                  f"request); loadgen.py {gen[-1]['rps']:,.1f} req/s ({_num(gen[-1]['cpu_us_per_request'])} µs CPU per "
+                  f"request, {gen[-1]['cpu_share']:.1%} of the CPU); load average before: {load:.2f}", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    w, g = statistics.median(x["rps"] for x in wrk), statistics.median(x["rps"] for x in gen)
+    out = {"wrk_rps": w, "loadgen_rps": g, "ratio": g / w if w else None, "connections": connections,
+           "wrk_us": statistics.median(x["cpu_us_per_request"] or 0 for x in wrk),
+           "loadgen_us": statistics.median(x["cpu_us_per_request"] or 0 for x in gen),
+           "errors": sum(x["errors"] for x in wrk + gen), "workers": files["workers"], "threads": files["threads"]}
+    print(f"  loadgen ÷ wrk ({connections} connections, {seconds} s each, median of {rounds}): "
+          f"{g:,.1f} ÷ {w:,.1f} = {_num(out['ratio'], '{:.3f}')} (aim ≥ 0.95); CPU per request "
+          f"{out['loadgen_us']:.1f} µs vs wrk's {out['wrk_us']:.1f} µs"
+          + (f"; {out['errors']} non-200 answer(s)" if out["errors"] else ""), flush=True)
+    return out
+
+
 def cleanup(env: dict, name: str) -> bool:
     try:
         p = inflab(env, "cleanup", name, "--yes", "--delete-data", timeout=300)
@@ -224,6 +348,8 @@ def main() -> None:
     ap.add_argument("--limit-ms", type=float, default=200.0, help="p99 limit of the load test (default 200)")
     ap.add_argument("--max-rates", type=int, default=8, help="at most this many doubling rates (default 8)")
     ap.add_argument("--timeout-s", type=float, default=1800, help="give one session's run at most this long")
+    ap.add_argument("--wrk-s", type=int, default=10, help="seconds of each wrk / loadgen.py maximum-rate run (default 10)")
+    ap.add_argument("--rounds", type=int, default=2, help="wrk and loadgen.py runs, in turns, of each (default 2)")
     args = ap.parse_args()
     try:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
@@ -264,6 +390,7 @@ def main() -> None:
                 took = run_session(env, name, cfg, logs / f"{name}.log", args.timeout_s)
                 print(f"  run took {took:.0f} s (load average after it: {os.getloadavg()[0]:.2f})", flush=True)
                 results.append(summarise(batch, figures(env, home, name)))
+                results[-1]["wrk"] = against_wrk(home, name, args.wrk_s, args.rounds)
             except RunFailed as e:
                 failed = True
                 print(f"\nFAILED: {e}", flush=True)
@@ -308,6 +435,11 @@ def main() -> None:
             print(f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}"
                   + ("" if s["ratio"] is not None else
                      f" (no rate met the limit; at any rate: {_num(s['ratio_any'], '{:.2f}')})"))
+            w = s.get("wrk")
+            if w:
+                print(f"loadgen ÷ wrk at batch {s['batch']}: {w['loadgen_rps']:,.1f} ÷ {w['wrk_rps']:,.1f} = "
+                      f"{_num(w['ratio'], '{:.3f}')} ({w['workers']} TorchServe worker(s)"
+                      + (f" × {w['threads']} thread(s)" if w["threads"] else "") + ")")
     if not cleanups_ok:
         print("a cleanup failed (see above)", file=sys.stderr)
     sys.exit(1 if failed or not cleanups_ok else 0)

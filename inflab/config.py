@@ -116,6 +116,8 @@ class BenchSection:
     max_duration_s: int = 120
     mode: str = "closed"
     rate: float = 0.0  # open loop: queries per second across all models
+    repeats: int = 3  # independent trials per configuration: the median and its 95% CI
+    harness: str = "inflab"  # or "loadgen": MLPerf LoadGen measures the same model (a cross-check)
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,11 @@ class BatchSection:
 
 @dataclass(frozen=True)
 class ServeSection:
-    workers: int = 0  # 0 = one per NeuronCore / GPU; CPU: one per four cores
+    workers: int = 0  # 0 = one per NeuronCore / GPU; CPU: the direct benchmark's copies x workers_per_model
     batch_size: int = 0  # 0 = the compiled batch size
     max_batch_delay_ms: int = 10
     latency_limit_ms: float = 100.0
-    rates: tuple[float, ...] = ()  # empty: doubling from 1% of the direct benchmark's throughput
+    rates: tuple[float, ...] = ()  # empty: probe what the server sustains, then double from a quarter of it
     max_rates: int = 8
     step_s: int = 10
     input: str = ""  # empty: the sample sentence pair / image in assets/samples
@@ -174,23 +176,25 @@ COMMENTS = {
     "bench.batch_size": f"samples per model call ({limits.BATCH_SIZE})",
     "bench.n_models": "0: one per NeuronCore (or GPU); on a CPU one per four cores",
     "bench.workers_per_model": f"threads calling each model copy ({limits.WORKERS_PER_MODEL})",
-    "bench.min_duration_s": "run at least this long AND this many queries AND until stable",
+    "bench.min_duration_s": "each trial runs at least this long AND this many queries AND until stable",
     "bench.min_queries": f"at least this many queries ({limits.MIN_QUERIES})",
     "bench.max_duration_s": 'stop anyway (the result says "not stable")',
     "bench.mode": "closed | open (Poisson arrivals at `rate` queries/s; latency counts queueing)",
     "bench.rate": f"open mode: queries/s over all model copies ({limits.RATE})",
+    "bench.repeats": f"independent trials, each until stable; the median and its 95% CI ({limits.REPEATS})",
+    "bench.harness": "inflab | loadgen (MLPerf LoadGen: Offline, SingleStream, Server at `rate`; a cross-check)",
     "batch.families": "the sweep's model families: bert, resnet (sequence length / image size from [model])",
     "batch.sizes": f"the AWS Batch sweep: one job per family, instance type and batch size ({limits.BATCH_SIZE})",
     "batch.instance_types": "inf1 → torch-neuron, inf2 → torch-neuronx, g4dn/g5 → CUDA, c6i/c7i → CPU fp32 and int8",
-    "batch.min_duration_s": "each sweep job's benchmark: at least this long (and bench.min_queries, and stable)",
+    "batch.min_duration_s": "each sweep job's benchmark: each trial at least this long (and bench.min_queries, and stable)",
     "batch.max_duration_s": 'each sweep job\'s benchmark stops anyway (the result says "not stable")',
     "batch.max_vcpus": f"the Batch compute environment's vCPU limit ({limits.MAX_VCPUS})",
     "batch.runnable_timeout_min": f"a job Batch cannot place (RUNNABLE) is cancelled after this long ({limits.RUNNABLE_TIMEOUT_MIN})",
-    "serve.workers": "TorchServe workers; 0: one per NeuronCore (or GPU), on a CPU one per four cores",
+    "serve.workers": "TorchServe workers; 0: one per NeuronCore (or GPU), on a CPU the direct benchmark's copies x workers",
     "serve.batch_size": "TorchServe's server-side batchSize; 0: the compiled batch size",
     "serve.max_batch_delay_ms": f"how long TorchServe waits to fill a batch ({limits.MAX_BATCH_DELAY_MS})",
     "serve.latency_limit_ms": "the load test's rates stop rising once p99 is over this",
-    "serve.rates": "requests/s to offer, rising; empty: doubling from 1% of the direct benchmark's samples/s",
+    "serve.rates": "requests/s to offer, rising; empty: probe the server, then double from a quarter of what it sustains",
     "serve.max_rates": f"automatic rates: at most this many (1..{limits.MAX_LOAD_RATES})",
     "serve.step_s": f"seconds of load at each rate ({limits.LOAD_STEP_S})",
     "serve.input": "a file to send in the check and the load test; empty: the sample sentence pair or image",
@@ -395,6 +399,7 @@ _BOUNDS = {
     "model.image_size": limits.IMAGE_SIZE, "bench.batch_size": limits.BATCH_SIZE, "bench.n_models": limits.N_MODELS,
     "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
     "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
+    "bench.repeats": limits.REPEATS,
     "batch.max_vcpus": limits.MAX_VCPUS, "batch.runnable_timeout_min": limits.RUNNABLE_TIMEOUT_MIN,
     "batch.min_duration_s": limits.MIN_DURATION_S,
     "batch.max_duration_s": limits.MAX_DURATION_S, "serve.workers": limits.SERVE_WORKERS,
@@ -405,6 +410,7 @@ _BOUNDS = {
 _CHOICES = {
     "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
     "container.source": CONTAINER_SOURCES, "container.target": tuple(CONTAINER_TARGETS), "bench.mode": BENCH_MODES,
+    "bench.harness": limits.HARNESSES,
 }
 _FORMATS = {  # key: (pattern, what a value must be)
     "aws.profile": (r"[\w.+@-]+", "a profile name (letters, digits and . + @ _ -)"),

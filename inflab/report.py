@@ -15,38 +15,40 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from . import prices as _prices
 from .prices import Prices
+from .ranking import FAILED, OK, PERCENTILES, Recommendation, check_query, describe, frontier, is_ok, recommend
 from .remote.payload.result import BenchResult
+from .remote.payload.stats import DISTURBED, DISTURBED_SHARE, NOISY, STABLE_HALF_WIDTH
 
 PRICES = _prices.PRICES  # kept here for callers of the first report module
 PRICE_SOURCE = _prices.SOURCE
-PERCENTILES = ("p50", "p90", "p95", "p99")
 FORMATS = ("table", "csv", "md", "json")
-OK = "ok"
-FAILED = "FAILED"
+__all__ = ["FAILED", "OK", "PERCENTILES", "Recommendation", "check_query", "describe", "frontier", "is_ok", "recommend"]
 
 COLUMNS = [  # (key, heading, format): the table, Markdown and the TUI's report screen
     ("model", "MODEL", "{}"), ("precision", "PREC", "{}"), ("target", "TARGET", "{}"), ("instance_type", "INSTANCE", "{}"),
-    ("batch_size", "BATCH", "{}"), ("throughput_avg", "SAMPLES/S", "{:,.1f}"), ("latency_ms_p50", "P50 MS", "{:.2f}"),
+    ("batch_size", "BATCH", "{}"), ("throughput_avg", "SAMPLES/S", "{:,.1f}"), ("throughput_pm", "±95%", "{}"),
+    ("latency_ms_p50", "P50 MS", "{:.2f}"),
     ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p95", "P95 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
-    ("models_x_workers", "MODELS×W", "{}"), ("stable", "STABLE", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"),
+    ("models_x_workers", "MODELS×W", "{}"), ("quality", "QUALITY", "{}"), ("harness", "HARNESS", "{}"),
+    ("stable", "STABLE", "{}"), ("price_per_hour", "$/HOUR", "{:.4f}"),
     ("cost_per_million", "$/1M INF", "{:.4f}"), ("run", "RUN", "{}"),
 ]
 CSV_EXTRA = ["n_models", "workers_per_model", "devices", "weights", "run_id", "timestamp", "status", "frontier",
              "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime",
-             "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms"]
+             "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms", "repeats",
+             "throughput_ci95_low", "throughput_ci95_high", "interference", "validity", "generator_cpu_share",
+             "threads", "phase"]
 SERVED_COLUMNS = [  # the served block of the table and Markdown
     ("model", "MODEL", "{}"), ("batch_size", "BATCH", "{}"), ("n_models", "WORKERS", "{}"),
     ("offered_rps", "OFFERED/S", "{:,.1f}"), ("throughput_avg", "ACHIEVED/S", "{:,.1f}"),
     ("latency_ms_p50", "P50 MS", "{:.2f}"), ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
     ("errors", "ERRORS", "{}"), ("overhead_ms_p50", "OVERHEAD MS", "{:+.2f}"), ("meets_limit", "MEETS", "{}"),
-    ("run", "RUN", "{}"),
+    ("generator_cpu_share", "GEN CPU", "{:.1%}"), ("interference", "OTHERS", "{:.0%}"), ("run", "RUN", "{}"),
 ]
 WORKSHOP_COLUMNS = ["model_name", "processor", "max_length", "batch_size", "samples", "latency_p50", "latency_p90",
                     "latency_p95", "total_time", "throughput"]
@@ -59,6 +61,10 @@ ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a 
     # served rows (TorchServe, one per offered rate of a load test); False/None on direct rows
     "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms", "highest_rate_meeting_limit",
     "direct_run_id", "direct_latency_ms_p50",
+    # trust: trials, their CIs, the CPU others took, which harness measured it (None: not recorded)
+    "harness", "repeats", "throughput_ci95", "throughput_pm", "latency_ms_p50_ci95", "latency_ms_p90_ci95",
+    "latency_ms_p95_ci95", "latency_ms_p99_ci95", "interference", "quality", "validity",
+    "generator_cpu_share", "threads", "phase",
 )
 RUN_CHARS = 34  # a run id longer than this is shortened in the table and Markdown
 INPUT_SIZE = re.compile(r"_(\d+)_b\d+\.pt$")  # compile.py's model file: FAMILY_TARGET_PRECISION_SIZE_bBATCH.pt
@@ -129,7 +135,19 @@ def row(result: dict[str, Any] | BenchResult, prices: Prices | None = None) -> d
         **_priced(r.instance_type, r.throughput_avg, prices),
         model_filename=r.model_filename, run=short_run(r.run_id), run_id=r.run_id, timestamp=r.timestamp,
         label=r.label, runtime=r.runtime, status=OK, served=False,
+        harness=r.harness, repeats=r.repeats, throughput_ci95=r.throughput_ci95,
+        throughput_pm=_pm(r.throughput_ci95, r.throughput_avg), latency_ms_p50_ci95=r.latency_ms_p50_ci95,
+        latency_ms_p90_ci95=r.latency_ms_p90_ci95, latency_ms_p95_ci95=r.latency_ms_p95_ci95,
+        latency_ms_p99_ci95=r.latency_ms_p99_ci95, interference=r.interference, quality=r.quality,
+        validity=(r.loadgen or {}).get("validity"), threads=r.models[0].threads if r.models else None,
     )
+
+
+def _pm(ci: list[float] | None, centre: float | None) -> str | None:
+    """The CI's half-width as ``±1.2%`` of the median (None without a CI)."""
+    if not ci or not centre:
+        return None
+    return f"±{(ci[1] - ci[0]) / 2 / abs(centre):.1%}"
 
 
 def served_rows(record: dict[str, Any], prices: Prices | None = None) -> list[dict[str, Any]]:
@@ -156,12 +174,16 @@ def served_rows(record: dict[str, Any], prices: Prices | None = None) -> list[di
             models_x_workers=f"{workers}×1" if workers else None, mode="served", stop_reason=record.get("stop_reason"),
             weights=record.get("weights"), total_infs=r.get("ok"), duration_s=r.get("duration_s"),
             **_priced(record.get("instance_type"), r.get("achieved_rps"), prices),
-            model_filename=record.get("model_filename"), run=short_run(f"{record['run_id']}@{rate:g}/s"),
+            model_filename=record.get("model_filename"),
+            run=short_run(f"{record['run_id']}@{rate:g}/s" + ("" if r.get("phase") in (None, "rise") else f" {r['phase']}")),
             run_id=record["run_id"], timestamp=record.get("timestamp"), label=record.get("label"), runtime="torchserve",
             status=OK, served=True, offered_rps=rate, errors=r.get("errors"),
             overhead_ms_p50=None if p50 is None or base is None else p50 - base, meets_limit=r.get("meets_limit"),
             limit_ms=record.get("limit_ms"), highest_rate_meeting_limit=record.get("highest_rate_meeting_limit"),
             direct_run_id=direct.get("run_id"), direct_latency_ms_p50=base,
+            interference=r.get("interference"), generator_cpu_share=r.get("generator_cpu_share"),
+            threads=record.get("threads_per_worker"), phase=r.get("phase"),
+            quality=None if r.get("interference") is None else (DISTURBED if r["interference"] > DISTURBED_SHARE else "ok"),
         ))
     return out
 
@@ -183,10 +205,6 @@ def failed_row(record: dict[str, Any], prices: Prices | None = None) -> dict[str
         **price, run=short_run(run_id), run_id=run_id, label=record.get("label"), runtime="batch",
         status=f"{FAILED}: {reason}",
     )
-
-
-def is_ok(r: dict[str, Any]) -> bool:
-    return r.get("status", OK) == OK
 
 
 def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -229,16 +247,6 @@ def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]
 
 # ---------------------------------------------------------------- the answer
 
-def check_query(limit_ms: float | None, percentile: str) -> None:
-    """ValueError (one line) for a percentile not in :data:`PERCENTILES` or a limit that is not a
-    positive finite number of milliseconds."""
-    if percentile not in PERCENTILES:
-        raise ValueError(f"percentile {percentile!r} is not one of {', '.join(PERCENTILES)}")
-    if limit_ms is not None and (isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float))
-                                 or not math.isfinite(limit_ms) or limit_ms <= 0):
-        raise ValueError(f"latency limit {limit_ms!r} ms: give a positive number of milliseconds")
-
-
 VIEW = "report_view"  # the session key: the latency limit and percentile the report screen last had
 
 
@@ -260,162 +268,6 @@ def save_view(store: Any, name: str, limit_ms: float | None, percentile: str) ->
     """Remember the report screen's latency limit and percentile for session ``name``."""
     check_query(limit_ms, percentile)
     store.put(name, VIEW, {"limit_ms": limit_ms, "percentile": percentile})
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The cheapest and the fastest configuration meeting a latency limit, and the lines that
-    say so — or say why there is none."""
-
-    limit_ms: float | None
-    percentile: str
-    cheapest: dict[str, Any] | None
-    fastest: dict[str, Any] | None
-    lines: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"limit_ms": self.limit_ms, "percentile": self.percentile, "cheapest": self.cheapest,
-                "fastest": self.fastest, "lines": list(self.lines)}
-
-
-def describe(r: dict[str, Any], others: list[dict[str, Any]] | None = None) -> str:
-    """A configuration in words: ``inf1.2xlarge bert fp32 batch 4`` (the target stands in for an
-    unknown instance type); with the run when another of ``others`` reads the same."""
-    parts = [r.get("instance_type") or r.get("target") or "-", r.get("family") or r.get("model") or "-"]
-    if r.get("precision"):
-        parts.append(r["precision"])
-    text = " ".join(parts) + f" batch {r.get('batch_size')}"
-    if others and sum(describe(o) == text for o in others) > 1:
-        text += f" (run {r.get('run') or r.get('run_id')})"
-    return text
-
-
-def _latency(r: dict[str, Any], key: str) -> float:
-    v = r.get(key)
-    return math.inf if v is None else v
-
-
-def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percentile: str = "p90") -> Recommendation:
-    """The cheapest configuration per 1M inferences among the runs that succeeded and whose
-    latency at ``percentile`` is at most ``limit_ms`` (no limit: all of them), and the fastest
-    (highest samples/s) of the same runs. The fastest is chosen among the priced runs when any
-    qualifies, so both answers compare like with like; among unpriced runs (an instance type
-    with no price, imported workshop logs) there is only a fastest."""
-    check_query(limit_ms, percentile)
-    key = f"latency_ms_{percentile}"
-    rows = [r for r in rows if not r.get("served")]  # the served model's rows answer another question (see the served block)
-    ok = [r for r in rows if is_ok(r)]
-    failed = len(rows) - len(ok)
-
-    def done(lines: list[str], cheapest=None, fastest=None) -> Recommendation:
-        if failed and ok:
-            lines.append(f"{failed} failed run(s) left out (marked FAILED in the table).")
-        return Recommendation(limit_ms, percentile, cheapest, fastest, tuple(lines))
-
-    if not rows:
-        return done(["No recommendation: nothing has been measured yet."])
-    if not ok:
-        return done([f"No recommendation: all {failed} run(s) failed."])
-    if limit_ms is None:
-        head, eligible = f"With no latency limit ({percentile} shown)", ok
-    else:
-        head = f"Under {limit_ms:g} ms {percentile}"
-        measured = [r for r in ok if r.get(key) is not None]
-        if not measured:
-            return done([f"No recommendation: no run reports a {percentile} latency; choose another percentile."])
-        eligible = [r for r in measured if r[key] <= limit_ms]
-        if not eligible:
-            best = min(measured, key=lambda r: r[key])
-            return done([f"Nothing meets {limit_ms:g} ms {percentile}: the lowest {percentile} is {best[key]:.2f} ms "
-                         f"({describe(best, ok)}). Raise the limit, or try a smaller batch size or a faster "
-                         "instance type."])
-    priced = [r for r in eligible if r.get("cost_per_million") is not None]
-    cheapest = min(priced, key=lambda r: (r["cost_per_million"], -(r["throughput_avg"] or 0), _latency(r, key))) \
-        if priced else None
-    fastest = max(priced or eligible, key=lambda r: ((r["throughput_avg"] or 0), -_latency(r, key),
-                                                     -(r.get("cost_per_million") or math.inf)))
-
-    def cost(r):
-        return f"${r['cost_per_million']:.4f} per 1M inferences ({r['price_source']}, {r['price_date']})"
-
-    def speed(r):
-        lat = r.get(key)
-        return f"{r['throughput_avg']:,.1f} samples/s" + ("" if lat is None else f" ({percentile} {lat:.2f} ms)")
-
-    def caveat(r):
-        return "" if r.get("stable") is not False else " — not stable: it stopped at its time limit, measure it longer"
-
-    of = " of the priced runs" if priced and len(priced) < len(eligible) else ""
-    lines = []
-    if cheapest is not None and cheapest is fastest:
-        lines.append(f"{head} — cheapest and fastest{of}: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}"
-                     f"{caveat(cheapest)}")
-    else:
-        if cheapest is not None:
-            lines.append(f"{head} — cheapest: {describe(cheapest, ok)}, {cost(cheapest)}{caveat(cheapest)}")
-        else:
-            lines.append(f"{head} — no cheapest: no qualifying run has a price "
-                         "(no instance type, or one not in the price table)")
-        lines.append(f"{head} — fastest{of}: {describe(fastest, ok)}, {speed(fastest)}{caveat(fastest)}")
-    if of:
-        lines.append(f"{len(eligible) - len(priced)} run(s) without a price (e.g. measured on the sandbox host itself) "
-                     "are left out of both answers: cost and speed are compared like with like.")
-    if limit_ms is not None and len(eligible) < len(ok):
-        lines.append(f"{len(eligible)} of {len(ok)} measured runs meet the limit.")
-    if len(ok) == 1:
-        lines.append("Only one configuration measured: sweep batch sizes or instance types to compare.")
-    return done(lines, cheapest, fastest)
-
-
-def frontier(rows: list[dict[str, Any]], percentile: str = "p90") -> list[bool]:
-    """Per row: is it on the cost/latency frontier at ``percentile``? A run is on it when no other
-    run is both cheaper-or-equal per 1M inferences and lower-or-equal in latency, one of the two
-    strictly. Runs without a cost (unpriced) are compared among themselves on throughput instead
-    (higher is better) against latency. Failed runs and runs without that percentile are off it.
-    One sort per kind of point, not a comparison of every pair: 45,000 rows take well under a second."""
-    check_query(None, percentile)
-    key = f"latency_ms_{percentile}"
-    points: list[tuple[str, float, float] | None] = []
-    for r in rows:
-        lat = r.get(key)
-        if not is_ok(r) or lat is None or r.get("served"):
-            points.append(None)
-        elif r.get("cost_per_million") is not None:
-            points.append(("cost", r["cost_per_million"], lat))
-        elif r.get("throughput_avg"):
-            points.append(("throughput", -r["throughput_avg"], lat))  # negated: lower is better, like a cost
-        else:
-            points.append(None)
-
-    on = [p is not None for p in points]
-    groups: dict[str, list[tuple[float, float, int]]] = {}
-    for i, p in enumerate(points):
-        if p is not None and p[1] == p[1] and p[2] == p[2]:  # a NaN is beaten by nothing and beats nothing
-            groups.setdefault(p[0], []).append((p[1], p[2], i))
-    for group in groups.values():
-        for i in _dominated(group):
-            on[i] = False
-    return on
-
-
-def _dominated(points: list[tuple[float, float, int]]) -> list[int]:
-    """The indices of the points (x, y, index) that another point beats: x and y lower or equal,
-    one of them strictly. One sort, then one pass in rising x: a point is beaten by one with a
-    lower x and a y no higher (the lowest y seen so far tells), or by one with the same x and a
-    lower y (the lowest y of its own x tells)."""
-    points = sorted(points, key=lambda p: (p[0], p[1]))
-    beaten: list[int] = []
-    best: float | None = None  # the lowest y among the points of lower x
-    start = 0
-    while start < len(points):
-        end = start + 1
-        while end < len(points) and points[end][0] == points[start][0]:
-            end += 1
-        lowest = points[start][1]  # sorted by y within one x
-        beaten += [i for _, y, i in points[start:end] if (best is not None and best <= y) or lowest < y]
-        best = lowest if best is None else min(best, lowest)
-        start = end
-    return beaten
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) -> list[dict[str, Any]]:
@@ -477,11 +329,15 @@ def session_region(store: Any, name: str) -> str | None:
     return region if isinstance(region, str) else None
 
 
-def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: dict, region: str | None) -> list[str]:
+def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: dict, region: str | None,
+           tied: set[str] = frozenset()) -> list[str]:
     notes = []
     if any(on):
-        notes.append(f"* on the cost/latency frontier at {percentile}: no other run is both cheaper per 1M and faster "
-                     "(runs without a price: higher samples/s instead of lower cost).")
+        notes.append(f"* on the cost/latency frontier at {percentile}: no other run is both no worse and, beyond noise, "
+                     "better on cost per 1M or latency (runs without a price: higher samples/s instead of lower cost).")
+    if tied:
+        notes.append("≈ within noise of a recommended run: their 95% CIs overlap, so neither is shown to be better.")
+    notes += trust_notes(rows)
     for src in price_sources(rows):
         notes.append(price_note(src, region, marks.get((src["source"], src["date"]), "")))
     for r in rows:
@@ -499,14 +355,40 @@ def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: d
     return notes
 
 
-def _text_rows(rows: list[dict[str, Any]], on: list[bool], marks: dict) -> tuple[list[str], list[list[str]]]:
+def trust_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the ±95%, QUALITY and HARNESS columns mean, and each disturbed or INVALID run."""
+    notes = []
+    if any(r.get("throughput_pm") for r in rows):
+        notes.append("±95%: half the 95% confidence interval of the median samples/s over the run's trials (a seeded "
+                     "percentile bootstrap; 2 to 5 trials: their range), as a share of it; one trial has none.")
+    if any(r.get("quality") for r in rows):
+        notes.append(f"QUALITY: ok; {NOISY} — the interval is wider than ±{STABLE_HALF_WIDTH:.0%}; {DISTURBED} — other "
+                     f"processes took more than {DISTURBED_SHARE:.0%} of the host's CPU while it measured (it reads low).")
+    for r in rows:
+        if r.get("quality") == DISTURBED and not r.get("served"):
+            notes.append(f"disturbed {r.get('run_id')} ({describe(r)}): other processes took {r['interference']:.0%} of "
+                         "the CPU while it measured; measure it again on a quiet machine.")
+    if any(r.get("harness") == "loadgen" for r in rows):
+        notes.append("HARNESS loadgen: measured by MLPerf LoadGen on the same model (Offline: samples/s; SingleStream: "
+                     "latency; Server at the open-loop rate), with LoadGen's verdict VALID or INVALID.")
+    for r in rows:
+        if r.get("validity") == "INVALID":
+            notes.append(f"INVALID {r.get('run_id')} ({describe(r)}): LoadGen's rules were not met; see the result's "
+                         "loadgen record for the reasons.")
+    return notes
+
+
+def _text_rows(rows: list[dict[str, Any]], on: list[bool], marks: dict,
+               tied: set[str] = frozenset()) -> tuple[list[str], list[list[str]]]:
     heads = [""] + [h for _, h, _ in COLUMNS]
     cells = []
     for r, front in zip(rows, on):
-        line = ["*" if front else ""]
+        line = [("*" if front else "") + ("≈" if r.get("run_id") in tied else "")]
         for k, _, f in COLUMNS:
             if k == "throughput_avg" and not is_ok(r):
                 line.append(FAILED)
+            elif k == "harness" and r.get("validity"):
+                line.append(f"{r[k]} {r['validity']}")
             elif k == "price_per_hour" and r.get(k) is not None and marks:
                 line.append(_cell(r[k], f) + " " + marks[(r["price_source"], r.get("price_date") or "")])
             else:
@@ -536,7 +418,8 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
         keys = [k for k, _, _ in COLUMNS if k not in ("models_x_workers", "run")] + CSV_EXTRA
         w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        w.writerows(dict(r, frontier=f) for r, f in zip(rows, on))
+        w.writerows(dict(r, frontier=f, throughput_ci95_low=(r.get("throughput_ci95") or [None, None])[0],
+                         throughput_ci95_high=(r.get("throughput_ci95") or [None, None])[1]) for r, f in zip(rows, on))
         return buf.getvalue().rstrip("\n")
     if not rows:
         lines = ["No results to report yet.", ""] + list(rec.lines)
@@ -546,8 +429,9 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     rows = [r for r in rows if not r.get("served")]
     sources = price_sources(rows + served)
     marks = {(s["source"], s["date"]): f"[{i}]" for i, s in enumerate(sources, 1)} if len(sources) > 1 else {}
-    heads, cells = _text_rows(rows, on, marks)
-    notes = _notes(rows + served, on + [False] * len(served), percentile, marks, region)
+    tied = rec.tied_runs()
+    heads, cells = _text_rows(rows, on, marks, tied)
+    notes = _notes(rows + served, on + [False] * len(served), percentile, marks, region, tied)
     s_heads = [h for _, h, _ in SERVED_COLUMNS]
     s_cells = [[_cell(r.get(k), f) for k, _, f in SERVED_COLUMNS] for r in served]
     if fmt == "md":
@@ -591,6 +475,7 @@ def serving_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "achieved_at_that_rate": best.get("throughput_avg") if best else None,
                     "direct_run_id": rs[0].get("direct_run_id"), "direct_latency_ms_p50": rs[0].get("direct_latency_ms_p50"),
                     "overhead_ms_p50_at_lowest_rate": rs[0].get("overhead_ms_p50"), "rates": len(rs),
+                    "threads_per_worker": rs[0].get("threads"),
                     "stop_reason": rs[0].get("stop_reason")})
     return out
 
@@ -598,14 +483,19 @@ def serving_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def serving_lines(served: list[dict[str, Any]]) -> list[str]:
     """The served block's explanation and its answer, one line per load test."""
     lines = ["Load from the instance itself (open-loop Poisson arrivals, latency from each request's scheduled time); "
-             "throughput = requests answered per second; overhead = served p50 − direct p50 at the same batch."]
+             "throughput = requests answered per second; overhead = served p50 − direct p50 at the same batch; "
+             "GEN CPU = the load generator's own share of the host's CPU; OTHERS = the share processes other than the "
+             "server and the generator took. A rate over the limit is measured again (repeat), then the answer is "
+             "narrowed (bisect)."]
     for s in serving_summary(served):
         best = s["highest_rate_meeting_limit"]
         direct = ("no direct benchmark to compare with" if s["direct_latency_ms_p50"] is None
                   else f"direct p50 {s['direct_latency_ms_p50']:.2f} ms (run {s['direct_run_id']})")
         lines.append(f"Run {s['run_id']}: highest rate meeting p99 ≤ {s['limit_ms']:g} ms: "
                      + ("none" if best is None else f"{best:g} requests/s ({s['achieved_at_that_rate']:,.1f} achieved)")
-                     + f"; {direct}; {s['stop_reason']}.")
+                     + f"; {direct}; {s['workers']} TorchServe worker(s)"
+                     + (f" × {s['threads_per_worker']} thread(s)" if s.get("threads_per_worker") else "")
+                     + f"; {s['stop_reason']}.")
     return lines
 
 

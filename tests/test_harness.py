@@ -25,7 +25,8 @@ from inflab.remote.payload.result import FORMAT, BenchResult, SchemaError
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "inflab" / "remote" / "payload" / "bench.py"
 MODELS = ROOT / "tests" / "data" / "harness_models.py"
-FAST = ["--min-duration", "1", "--window", "0.25", "--min-queries", "20", "--max-duration", "10"]
+# One trial: these tests look at one trial's stop rule and process set-up (repeats: test_trust.py).
+FAST = ["--min-duration", "1", "--window", "0.25", "--min-queries", "20", "--max-duration", "10", "--repeats", "1"]
 
 pytestmark = pytest.mark.slow  # the harness runs real models in worker processes
 
@@ -91,7 +92,7 @@ def test_steady_model_stops_once_stable_soon_after_min_duration(steady_run):
 
 def test_shifting_model_runs_to_max_duration_and_says_unstable(tmp_path):
     proc, data = bench(tmp_path, model("shifting"), "--min-duration", "1", "--max-duration", "2.5",
-                       "--window", "0.25", "--min-queries", "10")
+                       "--window", "0.25", "--min-queries", "10", "--repeats", "1")
     ok(proc)
     assert data["stable"] is False and data["stop_reason"] == "max-duration"
     assert data["duration_s"] >= 2.45
@@ -100,7 +101,7 @@ def test_shifting_model_runs_to_max_duration_and_says_unstable(tmp_path):
 
 def test_min_queries_keeps_a_slow_model_running_past_min_duration(tmp_path):
     proc, _ = bench(tmp_path, model("slow"), "--workers", "1", "--min-duration", "0.25",
-                    "--window", "0.25", "--min-queries", "60", out=False)
+                    "--window", "0.25", "--min-queries", "60", "--repeats", "1", out=False)
     ok(proc)
     data = json.loads((tmp_path / "bench.json").read_text())  # a py: model's default: bench.json here
     assert data["total_infs"] >= 60

@@ -25,6 +25,7 @@ from conftest import run_cli
 from inflab.engine import Engine
 from inflab.lab_steps import remote_job
 from inflab.lab_steps.base import Cancelled
+from inflab.remote.payload import serve
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,8 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     d = tmp_path_factory.mktemp("cfg")
     cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
     (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
-    cfg.write_text("[bench]\nmin_duration_s = 3\nmin_queries = 100\nmax_duration_s = 20\n"
+    # one-second trials (three of them, the default): these tests look at the flow and the record
+    cfg.write_text("[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 10\n"
                    '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n')
     r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
                 timeout=1200)
@@ -43,6 +45,8 @@ def lab(sandbox, inflab_home, tmp_path_factory):
 
 
 PAIR = '{"sentence1": "The cat sat on the mat", "sentence2": "A cat was sitting on the mat"}'
+# TorchServe's workers on a CPU: as the direct benchmark ran (its copies x bench.workers_per_model, 2 by default)
+SERVE_WORKERS = serve.workers_for("cpu", 0, 2)
 
 
 def report(name, home, fmt="json"):
@@ -72,8 +76,14 @@ def test_report_has_a_bert_result_with_ordered_percentiles(lab, inflab_home):
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p95"] <= r["latency_ms_p99"]
         assert r["batch_size"] == 8 and r["target"] == "cpu" and r["instance_type"] == "sandbox"
         assert r["weights"] == "random" and r["cost_per_million"] is None  # no price for this machine
+        # independent trials, their interval around the median, and what the rest of the machine took meanwhile
+        assert r["repeats"] >= 3 and r["harness"] == "inflab"
+        lo, hi = r["throughput_ci95"]
+        assert lo <= r["throughput_avg"] <= hi
+        assert r["quality"] in ("ok", "noisy", "disturbed") and 0 <= r["interference"] <= 1
     table = report(name, inflab_home, "table")
     assert "SAMPLES/S" in table and "bert-base-cased-finetuned-mrpc" in table and "sandbox rows ran" in table
+    assert "QUALITY" in table and "±95%" in table
     csv = report(name, inflab_home, "csv").splitlines()
     assert csv[0].startswith("model,precision,target,instance_type,batch_size,throughput_avg") and len(csv) == 1 + len(rows)
 
@@ -236,7 +246,7 @@ def test_served_until_load_test_exits_0_with_the_check_and_the_load_on_screen(se
     name, r = served
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     out = r.stdout
-    assert "TorchServe is up: 1 worker(s) READY" in out
+    assert f"TorchServe is up: {SERVE_WORKERS} worker(s) READY" in out
     assert "WORKER  STATUS" in out and "READY" in out, "the management API's answer as a table"
     assert "Prediction: " in out and "paraphrase" in out
     assert "runs on the instance, beside the server" in out
@@ -252,7 +262,9 @@ def test_the_report_has_served_rows_with_rates_percentiles_errors_and_overhead(s
     assert served_rows, "served rows in the report"
     assert [r["offered_rps"] for r in served_rows][:2] == [4, 8], "rising rates, as configured"
     for r in served_rows:
-        assert r["runtime"] == "torchserve" and r["batch_size"] == 8 and r["n_models"] == 1
+        assert r["runtime"] == "torchserve" and r["batch_size"] == 8 and r["n_models"] == SERVE_WORKERS
+        assert r["threads"] == max(1, len(os.sched_getaffinity(0)) // SERVE_WORKERS)  # the direct benchmark's threads
+        assert 0 < r["generator_cpu_share"] < 1 and r["phase"] in ("rise", "repeat", "bisect")
         assert r["throughput_avg"] > 0 and r["errors"] == 0
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
         base = direct[r["direct_run_id"]]

@@ -671,7 +671,7 @@ def test_served_rows_stay_out_of_the_recommendation_and_get_their_own_block(swee
                                "batch_size": 8, "workers": 4, "limit_ms": 100.0, "percentile": "p99",
                                "highest_rate_meeting_limit": 20, "achieved_at_that_rate": 19.5,
                                "direct_run_id": "sweep-inf1.2xlarge-b8", "direct_latency_ms_p50": 5.0,
-                               "overhead_ms_p50_at_lowest_rate": 7.0, "rates": 3, "stop_reason": "2 request(s) failed at 40/s"}]
+                               "overhead_ms_p50_at_lowest_rate": 7.0, "rates": 3, "threads_per_worker": None, "stop_reason": "2 request(s) failed at 40/s"}]
     md = report.render(rows, "md")
     assert "**Served by TorchServe**" in md and "| OFFERED/S |" in md
 

@@ -24,6 +24,7 @@ import hashlib
 import http.server
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -606,35 +607,87 @@ def test_loadgen_runs_every_rate_when_all_meet_the_limit(fake_server, tmp_path, 
     assert "highest rate meeting the limit: 40/s" in out
 
 
-@pytest.mark.parametrize("slow_from", ["second-rate", "start"])
-def test_loadgen_stops_rising_after_the_first_rate_over_the_latency_limit(fake_server, tmp_path, capsys, slow_from):
-    fast = loadgen.WARMUP_REQUESTS + (first_rate_requests() if slow_from == "second-rate" else 0)
+def phases(result: dict) -> list[tuple[str, float]]:
+    return [(r["phase"], r["offered_rps"]) for r in result["rates"]]
+
+
+def step_requests(*rates: float) -> list[int]:
+    """How many requests loadgen sends at each of its first steps (its schedule is seeded: exact)."""
+    rng = random.Random(loadgen.SEED)
+    return [len(loadgen.schedule(r, STEP_S, rng)) for r in rates]
+
+
+def test_loadgen_measures_a_rate_over_the_limit_again_then_narrows_the_answer(fake_server, tmp_path, capsys):
+    fast = loadgen.WARMUP_REQUESTS + first_rate_requests()
     srv = fake_server(lambda n: (200, 0.002 if n <= fast else 0.25))
     code, result = run_loadgen(tmp_path, srv.url, limit_ms=120)
     assert code == 0 and result["complete"] is True
-    ran = RATES[:2] if slow_from == "second-rate" else RATES[:1]
-    assert_rate_entries(result, ran)
-    last = result["rates"][-1]
-    assert last["meets_limit"] is False and last["errors"] == 0 and last["latency_ms_p99"] > 120
-    assert all(r["meets_limit"] for r in result["rates"][:-1])
-    assert result["highest_rate_meeting_limit"] == (RATES[0] if slow_from == "second-rate" else None)
-    assert "over the 120 ms limit" in result["stop_reason"] and f"{ran[-1]:g}/s" in result["stop_reason"]
+    # 40/s is over the limit twice, then halvings between 20 (met) and 40: 30, 25, 22 (two figures)
+    assert phases(result) == [("rise", 20), ("rise", 40), ("repeat", 40), ("bisect", 30), ("bisect", 25), ("bisect", 22)]
+    assert_rate_entries(result, [20, 40, 40, 30, 25, 22])
+    assert [r["meets_limit"] for r in result["rates"]] == [True] + [False] * 5
+    assert all(r["errors"] == 0 and r["latency_ms_p99"] > 120 for r in result["rates"][1:])
+    assert result["highest_rate_meeting_limit"] == 20
+    assert result["stop_reason"] == f"p99 {result['rates'][1]['latency_ms_p99']:.2f} ms is over the 120 ms limit at 40/s (measured twice)"
     assert_key_kept_secret(capsys, tmp_path)
 
 
-def test_loadgen_stops_rising_after_the_first_rate_with_a_failed_request(fake_server, tmp_path, capsys):
+def test_loadgen_goes_on_rising_when_the_second_measurement_meets_the_limit(fake_server, tmp_path):
+    first, second = step_requests(20, 40)
+    noisy = range(loadgen.WARMUP_REQUESTS + first + 1, loadgen.WARMUP_REQUESTS + first + second + 1)
+    srv = fake_server(lambda n: (200, 0.25 if n in noisy else 0.002))  # one slow step, as a busy neighbour makes
+    code, result = run_loadgen(tmp_path, srv.url, limit_ms=120)
+    assert code == 0
+    assert phases(result) == [("rise", 20), ("rise", 40), ("repeat", 40), ("rise", 80)]
+    assert [r["meets_limit"] for r in result["rates"]] == [True, False, True, True]
+    assert result["highest_rate_meeting_limit"] == 80 and "every rate" in result["stop_reason"]
+
+
+def test_loadgen_with_no_rate_meeting_the_limit_says_the_lowest_p99_and_the_limit_it_would_meet(fake_server, tmp_path):
+    srv = fake_server(lambda n: (200, 0.002 if n <= loadgen.WARMUP_REQUESTS else 0.25))
+    code, result = run_loadgen(tmp_path, srv.url, limit_ms=120)
+    assert code == 0 and result["complete"] is True
+    assert phases(result) == [("rise", 20), ("repeat", 20), ("bisect", 10), ("bisect", 5), ("bisect", 2.5)]
+    assert result["highest_rate_meeting_limit"] is None
+    lowest = min(r["latency_ms_p99"] for r in result["rates"])
+    assert result["lowest_p99_ms"] == lowest
+    assert f"the lowest p99 was {lowest:.1f} ms" in result["stop_reason"]
+    assert f"a limit of {math.ceil(lowest)} ms would have been met there" in result["stop_reason"]
+
+
+def test_loadgen_treats_failed_requests_like_a_rate_over_the_limit(fake_server, tmp_path, capsys):
     fast = loadgen.WARMUP_REQUESTS + first_rate_requests()
     srv = fake_server(lambda n: (200, 0.002) if n <= fast or n % 3 else (503, 0))
     code, result = run_loadgen(tmp_path, srv.url, limit_ms=1000)
     assert code == 0 and result["complete"] is True
-    assert_rate_entries(result, RATES[:2])
-    first, second = result["rates"]
+    assert phases(result)[:3] == [("rise", 20), ("rise", 40), ("repeat", 40)]
+    first, second = result["rates"][:2]
     assert first["meets_limit"] and first["errors"] == 0
     assert second["meets_limit"] is False and second["errors"] > 0 and set(second["error_kinds"]) == {"503"}
     assert second["ok"] > 0  # the rest were answered and measured
-    assert result["highest_rate_meeting_limit"] == RATES[0]
+    assert all(r["phase"] == "bisect" and 20 < r["offered_rps"] < 40 for r in result["rates"][3:])
+    assert result["highest_rate_meeting_limit"] == 20
     assert "failed at 40/s" in result["stop_reason"]
     assert "503" in assert_key_kept_secret(capsys, tmp_path)
+
+
+def test_loadgen_auto_rates_start_from_a_probe_and_say_their_own_cpu(fake_server, tmp_path):
+    srv = fake_server(lambda n: (200, 0.002))
+    keys = tmp_path / "key_file.json"
+    keys.write_text(json.dumps({"inference": {"key": KEY}}))
+    (tmp_path / "pair.json").write_bytes((SAMPLES / "pair.json").read_bytes())
+    code = loadgen.main(["--url", srv.url, "--key-file", str(keys), "--input", str(tmp_path / "pair.json"),
+                         "--rates", "auto", "--max-rates", "2", "--probe-s", "0.5", "--connections", "8",
+                         "--step-s", str(STEP_S), "--limit-ms", "1000", "--out", str(tmp_path / "l.json"), "--run-id", "r"])
+    assert code == 0
+    result = json.loads((tmp_path / "l.json").read_text())
+    probe = result["probe"]
+    assert probe["connections"] == 8 and probe["achieved_rps"] > 0 and probe["ok"] == probe["sent"] > 0
+    start = loadgen.round2(probe["achieved_rps"] * loadgen.START_SHARE)
+    assert [r["offered_rps"] for r in result["rates"]] == [start, loadgen.round2(2 * start)]
+    for r in result["rates"] + [probe]:
+        assert 0 < r["generator_cpu_share"] <= 1 and r["generator_cpu_us_per_request"] > 0
+        assert r["interference"] is None  # no server CPU ledger given: others cannot be told from the server
 
 
 def test_loadgen_with_a_wrong_key_fails_the_warm_up(fake_server, tmp_path, capsys):

@@ -3,15 +3,16 @@
 The generator (``payload/loadgen.py``) runs on the instance beside the server — a detached job
 like the benchmark, reattached after a restart — so the SSH tunnel is not in the measured
 path. Open loop: Poisson arrivals, latency from each request's scheduled time. Rates rise
-(``serve.rates``, or doubling from 1% of the direct benchmark's throughput) until p99 passes
-``serve.latency_limit_ms`` or a request fails. The run is stored once, under its job's id, with
-the direct benchmark it is compared with, for the report's served rows.
+(``serve.rates``, or doubling from a quarter of what a short probe found the server sustains)
+until p99 passes ``serve.latency_limit_ms`` or a request fails; that rate is measured again, and
+the answer narrowed by bisection. Each rate says the generator's own CPU and the share other
+processes took. The run is stored once, under its job's id, with the direct benchmark it is
+compared with, for the report's served rows.
 """
 
 from __future__ import annotations
 
 import json
-import math
 
 from .. import faultpoints
 from .base import Step, StepContext, StepError
@@ -31,30 +32,21 @@ def direct_result(ctx: StepContext) -> dict | None:
     return found[-1] if found else None
 
 
-def _round(x: float) -> float:
-    """Two significant figures: rates people can read."""
-    if x <= 0:
-        return x
-    digits = 1 - int(math.floor(math.log10(x)))
-    return round(x, max(digits, 0)) if digits > 0 else float(round(x, digits))
-
-
-def rates(ctx: StepContext) -> list[float]:
+def rates(ctx: StepContext) -> list[float] | str:
+    """The configured rates, or "auto": the generator probes the server and rises from there."""
     s = ctx.config["serve"]
-    if s["rates"]:
-        return [float(r) for r in s["rates"]]
-    direct = direct_result(ctx)
-    start = max(1.0, _round((direct or {}).get("throughput_avg", 100.0) / 100))
-    return [_round(start * 2 ** i) for i in range(s["max_rates"])]
+    return [float(r) for r in s["rates"]] if s["rates"] else "auto"
 
 
 def load_args(ctx: StepContext, run: str, port: int | str, token_auth: bool = True) -> list[str]:
     s = ctx.config["serve"]
     name, ctype, _ = request_input(ctx)
+    plan = rates(ctx)
     return ["--url", f"http://127.0.0.1:{port}/predictions/{MODEL}", *(["--key-file", f"{RUN}/key_file.json"] if token_auth else []),
-            "--input", f"{SAMPLES}/{name}", "--content-type", ctype, "--rates", ",".join(f"{r:g}" for r in rates(ctx)),
-            "--step-s", str(s["step_s"]), "--limit-ms", f"{s['latency_limit_ms']:g}", "--out", f"{RESULTS}/{run}.load.json",
-            "--run-id", run]
+            "--input", f"{SAMPLES}/{name}", "--content-type", ctype,
+            "--rates", plan if plan == "auto" else ",".join(f"{r:g}" for r in plan), "--max-rates", str(s["max_rates"]),
+            "--step-s", str(s["step_s"]), "--limit-ms", f"{s['latency_limit_ms']:g}", "--server-cpu", f"{RUN}/cpu.json",
+            "--out", f"{RESULTS}/{run}.load.json", "--run-id", run]
 
 
 class LoadTest(Step):
@@ -99,9 +91,12 @@ class LoadTest(Step):
         s = ctx.config["serve"]
         plan = rates(ctx)
         direct = direct_result(ctx)
-        ctx.log(f"Open-loop load (Poisson arrivals, latency from each request's scheduled time) at {', '.join(f'{r:g}' for r in plan)} "
-                f"requests/s, {s['step_s']} s each, until p99 passes {s['latency_limit_ms']:g} ms or a request fails. "
-                "The generator runs on the instance, beside the server, so the SSH tunnel is not in the measured path")
+        said = ("rates from a quarter of what a short probe finds the server sustains, doubling" if plan == "auto"
+                else f"{', '.join(f'{r:g}' for r in plan)} requests/s")
+        ctx.log(f"Open-loop load (Poisson arrivals, latency from each request's scheduled time) at {said}, {s['step_s']} s "
+                f"each, until p99 passes {s['latency_limit_ms']:g} ms or a request fails; that rate is measured again and "
+                "the answer narrowed by bisection. The generator runs on the instance, beside the server, so the SSH "
+                "tunnel is not in the measured path")
         if direct is None:
             ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
         ctx.save(LoadTestRun(settings=self._settings(ctx), instance_id=instance_id(ctx), run=run))
@@ -112,14 +107,14 @@ class LoadTest(Step):
         result = json.loads(raw) if raw else {}
         if code != 0 or not result.get("complete") or result.get("run_id") != run:
             raise StepError(f"The load test failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
-        record = self._record(ctx, result, direct)
+        record = self._record(ctx, result, direct, endpoints)
         if ctx.store.add_result(ctx.name, "served", record, key=run):
             self._summarise(ctx, record)
         faultpoints.hit("load-test:results-stored")
         ctx.save(LoadTestDone(settings=self._settings(ctx), instance_id=instance_id(ctx), run=run))
         ctx.log(f"See them beside the direct benchmark with: inflab report {ctx.name}")
 
-    def _record(self, ctx, result: dict, direct: dict | None) -> dict:
+    def _record(self, ctx, result: dict, direct: dict | None, endpoints: dict | None = None) -> dict:
         art, pkg, srv = served_artifact(ctx), ctx.load(ModelArchive), ctx.load(ServerJob) or ServerJob()
         s = ctx.config["serve"]
         return {
@@ -132,6 +127,9 @@ class LoadTest(Step):
             "limit_ms": result.get("limit_ms"), "step_s": result.get("step_s"), "stop_reason": result.get("stop_reason"),
             "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"), "generator": result.get("generator"),
             "input": result.get("input"), "rates": result.get("rates") or [],
+            "threads_per_worker": (endpoints or {}).get("threads_per_worker"), "probe": result.get("probe"),
+            "connections": result.get("connections"), "lowest_p99_ms": result.get("lowest_p99_ms"),
+            "lowest_p99_at": result.get("lowest_p99_at"),
             "direct": None if direct is None else {k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99",
                                                                               "throughput_avg", "batch_size")},
         }
@@ -142,11 +140,17 @@ class LoadTest(Step):
             p50 = r.get("latency_ms_p50")
             over = (f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50" if p50 is not None and d.get("latency_ms_p50")
                     is not None else "")
-            ctx.log(f"{r['offered_rps']:g}/s offered → {r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
-                    f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}")
+            cpu, other = r.get("generator_cpu_share"), r.get("interference")
+            ctx.log(f"{r['offered_rps']:g}/s offered{' (' + r['phase'] + ')' if r.get('phase') else ''} → "
+                    f"{r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
+                    f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
+                    + ("" if cpu is None else f"; the generator took {cpu:.1%} of the CPU")
+                    + ("" if other is None else f", other processes {other:.0%}"))
         best = record["highest_rate_meeting_limit"]
+        threads = record.get("threads_per_worker")
         ctx.log(f"{record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
-                + ("none" if best is None else f"{best:g} requests/s"))
+                + ("none" if best is None else f"{best:g} requests/s")
+                + f" ({record.get('workers')} TorchServe worker(s)" + (f" × {threads} thread(s)" if threads else "") + ")")
 
     def undo(self, ctx):
         ctx.forget(LoadTestDone)  # results stay in the session

@@ -113,8 +113,10 @@ class Benchmark(Step):
             raise StepError("Nothing compiled yet: run the compile step first")
         ctx.forget(BenchmarkDone)  # measuring again: the last run no longer says this step is done
         b = ctx.config["bench"]
-        ctx.log(f"Benchmarking {len(arts)} model(s): at least {b['min_duration_s']} s and {b['min_queries']} queries each, until "
-                f"throughput is stable ({b['mode']} loop). Watch the Monitor tab while it runs.")
+        ctx.log(f"Benchmarking {len(arts)} model(s), {b['repeats']} trial(s) each: at least {b['min_duration_s']} s and "
+                f"{b['min_queries']} queries per trial, until throughput is stable ({b['mode']} loop"
+                + (", measured by MLPerf LoadGen" if b["harness"] == "loadgen" else "")
+                + "). Watch the Monitor tab while it runs.")
         # Each model's run is named after the job (stable when the job is reattached), so a result
         # collected twice — a kill between storing and recording — is stored once.
         job = job_id(ctx, "benchmark")
@@ -138,8 +140,15 @@ class Benchmark(Step):
         results = [r for r in host_run(ctx, fetch) if r.run_id in runs]  # an older run's file is not this run
         for r in results:
             if ctx.store.add_result(ctx.name, "benchmark", r.to_dict(), key=r.run_id):
-                ctx.log(f"{r.model_filename}: {r.throughput_avg:,.1f} samples/s · p50 {r.latency_ms_p50:.2f} ms · "
-                        f"p99 {r.latency_ms_p99:.2f} ms · {r.n_models}×{r.workers_per_model} · {r.stop_reason} (run {r.run_id})")
+                ci = f" (95% CI {r.throughput_ci95[0]:,.1f}–{r.throughput_ci95[1]:,.1f})" if r.throughput_ci95 else ""
+                other = "" if r.interference is None else f", other processes took {r.interference:.0%} of the CPU"
+                lg = f" · MLPerf LoadGen {r.loadgen.get('validity')}" if r.loadgen else ""
+                ctx.log(f"{r.model_filename}: {r.throughput_avg:,.1f} samples/s{ci} · p50 {r.latency_ms_p50:.2f} ms · "
+                        f"p99 {r.latency_ms_p99:.2f} ms · {r.n_models}×{r.workers_per_model} · {r.repeats} trial(s) · "
+                        f"quality {r.quality}{other}{lg} (run {r.run_id})")
+                if r.quality == "disturbed":
+                    ctx.log(f"{r.model_filename}: disturbed — other processes took {r.interference:.0%} of the CPU while "
+                            "it measured; its numbers read low. Measure again on a quiet machine")
         faultpoints.hit("benchmark:results-stored")
         if code != 0:
             raise StepError(f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"

@@ -56,7 +56,10 @@ def measure_args(ctx: StepContext, *, min_duration_s: int, max_duration_s: int) 
     """bench.py's arguments for how to measure (shared likewise); the durations are the caller's."""
     b = ctx.config.bench
     args = ["--workers", str(b.workers_per_model), "--min-duration", str(min_duration_s),
-            "--min-queries", str(b.min_queries), "--max-duration", str(max_duration_s), "--mode", b.mode]
+            "--min-queries", str(b.min_queries), "--max-duration", str(max_duration_s), "--mode", b.mode,
+            "--repeats", str(b.repeats)]
+    if b.harness != "inflab":
+        args += ["--harness", b.harness]
     if b.n_models:
         args += ["--n-models", str(b.n_models)]
     if b.mode == "open":
@@ -86,6 +89,10 @@ def instance_id(ctx: StepContext) -> str:
 def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
     """batch_job.py's arguments for one definition (the batch size comes from its environment)."""
     b = ctx.config.batch
-    return ["--label", ctx.name, "--runtime", ctx.runtime.kind,
-            "--compile", *model_args(ctx, family=point.family, target=point.target),
+    compile = model_args(ctx, family=point.family, target=point.target)
+    first = b.sizes[0]
+    if point.batch_size != first:  # the compiled model is checked against eager once per settings, by the first size's job
+        checker = GridPoint(point.session, point.family, point.instance_type, first, point.kind)
+        compile += ["--checked-by", f"job {checker.job_name} (settings digest {digest(compile)[:12]})"]
+    return ["--label", ctx.name, "--runtime", ctx.runtime.kind, "--compile", *compile,
             "--bench", *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s)]

@@ -88,7 +88,8 @@ def serve_args(ctx: StepContext) -> list[str]:
     s = ctx.config["serve"]
     art = served_artifact(ctx)
     return ["--store", STORE, "--model", MODEL, "--target", art.target or ctx.runtime.payload_target(ctx.config),
-            "--workers", str(s["workers"]), "--batch-size", str(serve_batch(ctx)),
+            "--workers", str(s["workers"]), "--workers-per-copy", str(ctx.config["bench"]["workers_per_model"]),
+            "--batch-size", str(serve_batch(ctx)),
             "--max-batch-delay", str(s["max_batch_delay_ms"]), "--dir", RUN]
 
 
@@ -167,7 +168,7 @@ class Serve(Step):
                         started=time.time())
         s = ctx.config["serve"]
         ctx.log(f"Starting TorchServe on the instance (the image's own; its version is the server's first line below): "
-                f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: one per four cores)'}, server-side batching "
+                f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: as the direct benchmark ran, its copies × workers)'}, server-side batching "
                 f"batchSize {serve_batch(ctx)}, maxBatchDelay {s['max_batch_delay_ms']} ms. It listens on the "
                 "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)")
         asyncio.run(self._start(ctx, old, rec))

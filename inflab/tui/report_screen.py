@@ -32,19 +32,22 @@ COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
     ("instance_type", "Instance", "{}", False),
     ("batch_size", "Batch", "{}", False),
     ("throughput_avg", "Samples/s", "{:,.1f}", True),
+    ("throughput_pm", "±95%", "{}", False),
     ("latency_ms_p50", "p50 ms", "{:.2f}", False),
     ("latency_ms_p90", "p90 ms", "{:.2f}", False),
     ("latency_ms_p95", "p95 ms", "{:.2f}", False),
     ("latency_ms_p99", "p99 ms", "{:.2f}", False),
     ("models_x_workers", "Models×W", "{}", False),
     ("stable", "Stable?", "{}", False),
+    ("quality", "Quality", "{}", False),
+    ("harness", "Harness", "{}", False),
     ("price_per_hour", "$/h", "{:.4f}", False),
     ("cost_per_million", "$ per 1M", "{:.4f}", False),
 )
-SORTABLE = [key for key, *_ in COLUMNS]
-MARK = "mark"  # the first, narrow column: ★ cheapest, ⚡ fastest
+SORTABLE = [key for key, *_ in COLUMNS if key != "throughput_pm"]  # a ±share reads, it does not sort
+MARK = "mark"  # the first, narrow column: ★ cheapest, ⚡ fastest, ≈ within noise of one of them
 MODEL_WIDTH = 26  # the full name is on the detail line
-CHEAPEST, FASTEST = "★", "⚡"
+CHEAPEST, FASTEST, TIED = "★", "⚡", "≈"
 PALETTE = ("cyan", "magenta", "yellow", "green", "bright_red", "bright_blue", "white", "bright_green")
 LIMIT_HELP = "The limit is a number of milliseconds, e.g. 50 (empty: no limit)"
 TABS = Binding.Group("Table/Plots", compact=True)
@@ -73,6 +76,8 @@ def cell(row: dict[str, Any], key: str, fmt: str) -> str:
         return "-"
     if key == "stable":
         return "yes" if value else "no"
+    if key == "harness" and row.get("validity"):
+        return f"{value} {row['validity']}"
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
@@ -302,6 +307,8 @@ class ReportScreen(Screen):
             marks.append(f"{CHEAPEST} cheapest")
         if rec.fastest is not None:
             marks.append(f"{FASTEST} fastest")
+        if rec.ties:
+            marks.append(f"{TIED} within noise of a pick")
         if marks:
             text.append("\n" + "   ".join(marks) + " in the table; dim rows are off the cost/latency frontier",
                         style="italic")
@@ -320,8 +327,9 @@ class ReportScreen(Screen):
         rec = self.recommendation
         if rec is None:
             return ""
-        return ((CHEAPEST if rec.cheapest is not None and rec.cheapest == row else "")
-                + (FASTEST if rec.fastest is not None and rec.fastest == row else ""))
+        picked = ((CHEAPEST if rec.cheapest is not None and rec.cheapest == row else "")
+                  + (FASTEST if rec.fastest is not None and rec.fastest == row else ""))
+        return picked or (TIED if row.get("run_id") in rec.tied_runs() else "")
 
     def _fill_table(self) -> None:
         table = self.query_one(DataTable)
@@ -403,8 +411,16 @@ class ReportScreen(Screen):
         parts = [str(row.get("model")), where, f"run {row.get('run_id')}"]
         if row.get("weights"):
             parts.append(f"weights {row['weights']}")
+        if row.get("repeats"):
+            ci = row.get("throughput_ci95")
+            parts.append(f"{row['repeats']} trial(s)" + (f", 95% CI {ci[0]:,.1f}–{ci[1]:,.1f} samples/s" if ci else ""))
         if row.get("stable") is False:
-            parts.append("not stable: throughput still moved when the run ended")
+            parts.append("not stable: its trials disagree" if (row.get("repeats") or 1) > 1
+                         else "not stable: throughput still moved when the run ended")
+        if row.get("interference") is not None and not row.get("served"):
+            parts.append(f"{row.get('quality')}: other processes took {row['interference']:.0%} of the CPU while it measured")
+        if row.get("harness") == "loadgen":
+            parts.append(f"measured by MLPerf LoadGen: {row.get('validity') or '?'}")
         if row.get("served"):
             over = row.get("overhead_ms_p50")
             parts.append(f"served by TorchServe at {row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"

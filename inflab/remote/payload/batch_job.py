@@ -9,7 +9,8 @@ the container, so one definition serves every instance type of a (family, target
     AWS_BATCH_JOB_ID       Batch's id for this job: the results' run ids are made from it
 
 Everything the job makes goes under ``--out``: ``models/`` (the compiled models and their
-manifests), ``results/`` (one benchmark result per model, inflab-bench JSON) and ``job.log``
+manifests), ``results/`` (one benchmark result per model, inflab-bench JSON, all measured by
+one ``bench.py``; with ``--run-id`` PREFIX their run ids are PREFIX.1, PREFIX.2 …) and ``job.log``
 (the readable log: this job's whole output). The job definition's command copies that
 directory to S3 afterwards, whatever the exit code, so a failed job's log is kept too.
 
@@ -94,17 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         tee.line(f"[sweep] compile failed (exit {code})")
         return code
     index = json.loads((out / "models" / "index.json").read_text())
-    prefix = run_id_prefix(job_id, itype, batch)
-    for i, name in enumerate(index, 1):
-        model = json.loads((out / "models" / name).read_text())["file"]  # the manifest names its model file
-        stem = model.rsplit(".", 1)[0]
-        code = tee.run([py, "-u", str(HERE / "bench.py"), f"models/{model}", *args.bench, "--instance-type", itype,
-                        "--run-id", f"{prefix}.{i}", "--label", args.label, "--runtime", args.runtime,
-                        "--out", f"results/{stem}.bench.json"], cwd=out)
-        if code != 0:
-            tee.line(f"[sweep] benchmark of {stem} failed (exit {code})")
-            return code
-    tee.line(f"[sweep] done: {len(index)} model(s) compiled and measured")
+    models = [json.loads((out / "models" / name).read_text())["file"] for name in index]  # each manifest names its file
+    # One harness for every precision: one start-up and one runtime import, and their trials take turns.
+    code = tee.run([py, "-u", str(HERE / "bench.py"), *[f"models/{m}" for m in models], *args.bench,
+                    "--instance-type", itype, "--run-id", run_id_prefix(job_id, itype, batch), "--label", args.label,
+                    "--runtime", args.runtime, "--out-dir", "results"], cwd=out)
+    if code != 0:
+        tee.line(f"[sweep] benchmark of {', '.join(models)} failed (exit {code})")
+        return code
+    tee.line(f"[sweep] done: {len(models)} model(s) compiled and measured")
     return 0
 
 

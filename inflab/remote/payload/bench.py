@@ -1,29 +1,44 @@
 #!/usr/bin/env python3
-"""Benchmark harness: throughput and latency of one traced model on this host (DESIGN §7).
+"""Benchmark harness: throughput and latency of traced models on this host (DESIGN §7).
 
-    python3 bench.py MODEL [--target inf1|inf2|cuda|cpu] [--batch-size B] [--n-models N]
-        [--workers W] [--min-duration S] [--min-queries Q] [--max-duration S] [--window S]
-        [--stability F] [--intra-op-threads T] [--warmup N] [--mode closed|open] [--rate R] [--seed N]
-        [--instance-type T] [--run-id ID] [--label TEXT] [--runtime NAME] [--out FILE] [--no-neuronperf]
+    python3 bench.py MODEL [MODEL ...] [--target inf1|inf2|cuda|cpu] [--batch-size B] [--n-models N]
+        [--workers W] [--repeats R] [--harness inflab|loadgen] [--min-duration S] [--min-queries Q]
+        [--max-duration S] [--window S] [--stability F] [--intra-op-threads T] [--warmup N]
+        [--mode closed|open] [--rate R] [--seed N] [--instance-type T] [--run-id ID] [--label TEXT]
+        [--runtime NAME] [--out FILE | --out-dir DIR] [--no-neuronperf]
 
 MODEL is a TorchScript file ``X.pt`` with its manifest ``X.json`` beside it (written by the
 compile step), or ``py:FILE:FUNC`` where ``FUNC(batch_size, target)`` returns
-``(callable, inputs_tuple)``.
+``(callable, inputs)`` — one tuple of inputs, or a list of them (a pool). Several models (the
+sweep's fp32 and int8 of one batch size) are measured by one harness: their trials take turns.
 
-One OS process per model copy (``model_process.py``), pinned with ``targets.pin_env``, runs W worker threads, each
-with its own intra-op team of ``--intra-op-threads`` (by default, on the cpu target, the
-copy's cores / W, so the workers never run more threads than the copy has cores). All
-workers warm up, then every process starts on the parent's "go". Only ``model(*inputs)`` and
-a device synchronize are timed (``perf_counter_ns``; inputs are built beforehand). Each
-process streams, window by window, the latencies that completed (JSON lines on stdout); the
-parent merges them and stops once ``--min-duration`` AND ``--min-queries`` are reached AND
-the last 3 windows' throughputs are within ``--stability`` of each other — or at
-``--max-duration`` regardless (``"stable": false``). The result is one JSON object of the
-schema in ``result.py`` (``--out``; default ``X.bench.json`` beside the model), complete as
-written: run id, time, the model's manifest facts and the caller's ``--instance-type``,
-``--label`` and ``--runtime`` are in it. In ``--mode open`` queries arrive as a
-seeded Poisson process at ``--rate`` queries/s (split evenly over the copies) and latency
-counts from the *scheduled* arrival, so queueing delay is part of it.
+One OS process per model copy (``model_process.py``), pinned with ``targets.pin_env``, loads
+every MODEL once and runs W worker threads, each with its own intra-op team of
+``--intra-op-threads`` (by default, on the cpu target, the copy's cores / W, so the workers
+never run more threads than the copy has cores). Each configuration is measured as
+``--repeats`` independent trials; each trial warms up again, then every process starts on the
+parent's "go". Only ``model(*inputs)`` and a device synchronize are timed
+(``perf_counter_ns``), each call on a batch drawn at random from a pool of distinct inputs
+(``inputs.py``), drawn outside the timed region. Each process streams, window by window, the
+latencies that completed (JSON lines on stdout); the parent merges them and stops the trial
+once ``--min-duration`` AND ``--min-queries`` are reached AND the last 3 windows' throughputs
+are within ``--stability`` of each other — or at ``--max-duration`` regardless. During each
+trial the parent records the share of the host's CPU that processes outside its own process
+tree took (``interference.py``).
+
+The result reports the median over the trials of the throughput and of each latency
+percentile, with its 95% CI (``trials.py``, ``stats.py``), the interference, and ``quality``
+(ok, noisy, disturbed). It is one JSON object of the schema in ``result.py`` per model
+(``--out`` for one model; by default ``X.bench.json`` beside it, or in ``--out-dir``),
+complete as written: run id (``--run-id``; with several models ``ID.1``, ``ID.2`` … in their
+order), time, the model's manifest facts and the caller's ``--instance-type``, ``--label`` and
+``--runtime`` are in it. In ``--mode open`` queries arrive as a seeded Poisson process at
+``--rate`` queries/s (split evenly over the copies) and latency counts from the *scheduled*
+arrival, so queueing delay is part of it.
+
+``--harness loadgen`` measures the same models with MLPerf LoadGen instead
+(``loadgen_harness.py``: Offline for throughput, SingleStream for latency, Server at
+``--rate`` in open mode) and writes the same schema, plus LoadGen's VALID/INVALID verdicts.
 
 The parent uses the standard library only; torch is imported in model processes that need it.
 """
@@ -37,23 +52,26 @@ import math
 import os
 import queue
 import signal
-import subprocess
 import sys
-import threading
-import time
 from array import array
 from pathlib import Path
 
 try:
-    from . import cmdline, sysinfo, targets
+    from . import cmdline, interference, limits, sysinfo, targets
+    from .children import BenchError, ModelProcess, end_all, next_event, stop_all, wait_for
     from .model_process import build_inputs
-    from .result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
+    from .result import RUN_ID, SANDBOX_RUNTIME, Trial, Window, new_run_id, utc_now
+    from .trials import Measured, build_result
 except ImportError:  # run as a script on the host
     import cmdline
+    import interference
+    import limits
     import sysinfo
     import targets
+    from children import BenchError, ModelProcess, end_all, next_event, stop_all, wait_for
     from model_process import build_inputs
-    from result import RUN_ID, SANDBOX_RUNTIME, BenchResult, ModelCopy, Window, new_run_id, utc_now
+    from result import RUN_ID, SANDBOX_RUNTIME, Trial, Window, new_run_id, utc_now
+    from trials import Measured, build_result
 
 STABLE_WINDOWS = 3  # stability is judged on this many most recent windows
 # Open loop: the count of Poisson arrivals in a window varies by 1/sqrt(count), so a window
@@ -61,7 +79,6 @@ STABLE_WINDOWS = 3  # stability is judged on this many most recent windows
 OPEN_WINDOW_ARRIVALS = 1000
 # (BenchResult attribute suffix, percentile)
 PERCENTILES = (("p0", 0), ("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p99_9", 99.9), ("p100", 100))
-STDERR_TAIL = 30  # lines of a failed model process's stderr to show
 
 
 # ---------------------------------------------------------------- statistics
@@ -87,7 +104,7 @@ def spread(values):
 
 # ---------------------------------------------------------------- command line
 
-def _number(kind, low, inclusive=True):
+def _number(kind, low, inclusive=True, high=None):
     def parse(text):
         try:
             value = kind(text)
@@ -95,6 +112,8 @@ def _number(kind, low, inclusive=True):
             raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
         if not (value >= low if inclusive else value > low) or not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'more than'} {low}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, not {text}")
         return value
     return parse
 
@@ -106,21 +125,25 @@ def _run_id(text):
 
 
 def parse_args(argv):
-    p = cmdline.Parser(prog="bench.py", description="Benchmark a traced model (see the module docstring).")
-    p.add_argument("model", metavar="MODEL", help="X.pt with X.json beside it, or py:FILE:FUNC")
+    p = cmdline.Parser(prog="bench.py", description="Benchmark traced models (see the module docstring).")
+    p.add_argument("model", metavar="MODEL", nargs="+", help="X.pt with X.json beside it, or py:FILE:FUNC")
     p.add_argument("--target", choices=targets.TARGETS, help="default: the manifest's, or cpu for py: models")
     p.add_argument("--batch-size", type=_number(int, 1), help="py: models (default 1); a .pt has its manifest's")
     p.add_argument("--n-models", type=_number(int, 0), default=0, help="model processes (0: one per device)")
     p.add_argument("--workers", type=_number(int, 1), default=2, help="worker threads per model")
-    p.add_argument("--min-duration", type=_number(float, 0), default=10.0, metavar="S")
-    p.add_argument("--min-queries", type=_number(int, 0), default=500, metavar="Q")
-    p.add_argument("--max-duration", type=_number(float, 0, inclusive=False), default=120.0, metavar="S")
+    p.add_argument("--repeats", type=_number(int, limits.REPEATS.low, high=limits.REPEATS.high), default=3, metavar="R",
+                   help=f"independent trials per model ({limits.REPEATS})")
+    p.add_argument("--harness", choices=limits.HARNESSES, default="inflab",
+                   help="inflab (this harness) or loadgen (MLPerf LoadGen on the same model)")
+    p.add_argument("--min-duration", type=_number(float, 0), default=10.0, metavar="S", help="per trial")
+    p.add_argument("--min-queries", type=_number(int, 0), default=500, metavar="Q", help="per trial")
+    p.add_argument("--max-duration", type=_number(float, 0, inclusive=False), default=120.0, metavar="S", help="per trial")
     p.add_argument("--window", type=_number(float, 0, inclusive=False), default=None, metavar="S",
                    help="seconds per measuring window (default 1; open loop: long enough for ~%d arrivals)" % OPEN_WINDOW_ARRIVALS)
     p.add_argument("--stability", type=_number(float, 0), default=0.10, metavar="F")
     p.add_argument("--intra-op-threads", type=_number(int, 0), default=0, metavar="T",
                    help="torch threads per worker (0: cpu target, the model's cores / workers; else the default)")
-    p.add_argument("--warmup", type=_number(int, 0), default=10, metavar="N", help="calls per worker")
+    p.add_argument("--warmup", type=_number(int, 0), default=10, metavar="N", help="calls per worker, each trial")
     p.add_argument("--mode", choices=("closed", "open"), default="closed")
     p.add_argument("--rate", type=_number(float, 0, inclusive=False), metavar="R", help="queries/s over all models")
     p.add_argument("--seed", type=int, default=0)
@@ -129,29 +152,34 @@ def parse_args(argv):
     p.add_argument("--label", default="", metavar="TEXT", help="recorded in the result, e.g. the session's name")
     p.add_argument("--runtime", default="", metavar="NAME",
                    help=f"where this runs, recorded in the result ({SANDBOX_RUNTIME!r}: the local sandbox host)")
-    p.add_argument("--out", metavar="FILE")
+    p.add_argument("--out", metavar="FILE", help="the result file (one MODEL)")
+    p.add_argument("--out-dir", metavar="DIR", help="where the results go, as X.bench.json (default: beside each model)")
     p.add_argument("--no-neuronperf", action="store_true")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # models may come before and after the flags
     if args.mode == "open" and args.rate is None:
         p.error("argument --rate: required with --mode open")
     if args.mode == "closed" and args.rate is not None:
         p.error("argument --rate: only meaningful with --mode open")
     if args.max_duration < args.min_duration:
         p.error(f"argument --max-duration: {args.max_duration:g} is less than --min-duration {args.min_duration:g}")
+    if args.out and len(args.model) > 1:
+        p.error(f"argument --out: names one result file, and {len(args.model)} models were given (use --out-dir)")
+    if args.out and args.out_dir:
+        p.error("argument --out-dir: not with --out")
     return args, p.error
 
 
-def resolve_model(args, error):
+def resolve_model(text, args, error):
     """(spec, manifest): what the model processes load, and a .pt model's manifest (else None)."""
-    if args.model.startswith("py:"):
-        file, sep, func = args.model[3:].rpartition(":")
+    if text.startswith("py:"):
+        file, sep, func = text[3:].rpartition(":")
         if not (sep and file and func):
-            error(f"argument MODEL: expected py:FILE:FUNC, got {args.model!r}")
+            error(f"argument MODEL: expected py:FILE:FUNC, got {text!r}")
         if not os.path.isfile(file):
             error(f"argument MODEL: no such file: {file}")
         return {"kind": "py", "file": os.path.abspath(file), "func": func,
                 "target": args.target or "cpu", "batch_size": args.batch_size or 1}, None
-    path = Path(args.model)
+    path = Path(text)
     if not path.is_file():
         error(f"argument MODEL: no such file: {path}")
     mpath = path.with_suffix(".json")
@@ -173,84 +201,11 @@ def resolve_model(args, error):
     return spec, manifest
 
 
-# ---------------------------------------------------------------- parent
+# ---------------------------------------------------------------- measuring
 
-class BenchError(Exception):
-    pass
-
-
-class ModelProcess:
-    """A model copy's process; its protocol messages go to a queue shared by all of them."""
-
-    def __init__(self, index, config, env, events):
-        self.index, self.env, self.threads = index, env, config["threads"]
-        self.stderr_tail = collections.deque(maxlen=STDERR_TAIL)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve().with_name("model_process.py")), json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, **env}, text=True, bufsize=1)
-        self.pid = self.proc.pid
-        self._stderr = threading.Thread(target=self._pump_stderr, daemon=True)
-        self._stderr.start()
-        threading.Thread(target=self._pump_stdout, args=(events,), daemon=True).start()
-
-    def _pump_stdout(self, events):
-        for line in self.proc.stdout:
-            try:
-                events.put((self.index, json.loads(line)))
-            except ValueError:  # not ours (cannot happen from model_process, but never lose it)
-                self.stderr_tail.append(line.rstrip("\n"))
-        events.put((self.index, None))  # end of stream: the process is gone
-
-    def _pump_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_tail.append(line.rstrip("\n"))
-
-    def send(self, word):
-        try:
-            self.proc.stdin.write(word + "\n")
-            self.proc.stdin.flush()
-        except (OSError, ValueError):  # already gone: its end of stream reports that
-            pass
-
-    def failure(self, what):
-        """A BenchError about this process, with its exit code and the tail of its stderr."""
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        self._stderr.join(timeout=2)
-        code, tail = self.proc.returncode, "\n".join(f"  | {line}" for line in self.stderr_tail)
-        return BenchError(f"model process {self.index} (pid {self.pid}) {what}"
-                          + (f", exit code {code}" if code is not None else "")
-                          + (f"; its stderr ends:\n{tail}" if tail else ""))
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def next_event(events, procs):
-    """The next protocol message; a crash or an error report becomes a BenchError."""
-    while True:
-        try:
-            index, msg = events.get(timeout=0.5)  # a timeout keeps signals responsive
-        except queue.Empty:
-            continue
-        if msg is None:
-            raise procs[index].failure("exited unexpectedly")
-        if msg.get("event") == "error":
-            raise procs[index].failure(f"failed: {msg.get('message')}")
-        return index, msg
-
-
-def measure(args, procs, events, batch):
-    """Merge the processes' windows until the stop rule holds; returns the measurements."""
+def measure(args, procs, events, batch, trial, label=""):
+    """Merge the processes' windows of one trial until the stop rule holds; returns the
+    measurements."""
     n = len(procs)
     pending = collections.defaultdict(dict)  # window number -> {process index: message}
     last_t, per_model = [0.0] * n, [0] * n
@@ -272,7 +227,7 @@ def measure(args, procs, events, batch):
         last_t = [parts[i]["t"] for i in range(n)]
         throughput = len(window) * batch / dt if dt > 0 else 0.0
         elapsed = k * args.window  # nominal, so the rule does not hinge on wake-up jitter
-        rows.append(Window(t=round(elapsed, 6), queries=len(window), throughput=throughput))
+        rows.append(Window(t=round(elapsed, 6), queries=len(window), throughput=throughput, trial=trial))
         recent = [r.throughput for r in rows[-STABLE_WINDOWS:]]
         waiting = [what for what, missing in (
             ("duration", elapsed < args.min_duration - 1e-9),
@@ -282,7 +237,7 @@ def measure(args, procs, events, batch):
         note = (f"stopping: {'stable' if not waiting else 'max duration'}" if done
                 else f"waiting for: {', '.join(waiting)}")
         p50 = _ms(percentile(sorted(window), 50) / 1e6) if window else "-"
-        print(f"[bench] {elapsed:.{digits}f} s  {len(latencies):,} queries  {throughput:,.1f} samples/s  "
+        print(f"[bench] {label}{elapsed:.{digits}f} s  {len(latencies):,} queries  {throughput:,.1f} samples/s  "
               f"p50 {p50}  ({note})", flush=True)
         if done:
             return {"windows": rows, "latencies": latencies, "per_model": per_model,
@@ -295,17 +250,119 @@ def _ms(value):
     return f"{value:.2f} ms" if value >= 1 else f"{value:#.3g} ms"
 
 
-def stop_all(procs, timeout=15.0):
-    """Tell every process to stop and wait for each to finish (killed if it does not)."""
-    for p in procs:
-        p.send("stop")
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        try:
-            p.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"[bench] warning: model process {p.index} did not stop; killing it", flush=True)
-            p.kill()
+def trial_of(index, m, batch, share):
+    """A :class:`Trial` from one trial's measurements (``m``, from :func:`measure`)."""
+    ordered = sorted(m["latencies"])
+    if not ordered:
+        raise BenchError(f"no query completed in {m['duration_s']:.1f} s (trial {index})")
+    lat = {f"latency_ms_{name}": percentile(ordered, p) / 1e6 for name, p in PERCENTILES if name not in ("p0", "p100")}
+    return Trial(index=index, throughput=len(ordered) * batch / m["duration_s"], **lat, queries=len(ordered),
+                 duration_s=m["duration_s"], stop_reason=m["stop_reason"], interference=share.interference,
+                 steal=share.steal)
+
+
+def _trial_label(args, spec, trial, several):
+    parts = []
+    if several:
+        parts.append(Path(spec.get("path") or spec.get("func") or "").stem)
+    if args.repeats > 1:
+        parts.append(f"trial {trial}/{args.repeats}")
+    return (" · ".join(parts) + ": ") if parts else ""
+
+
+def run_inflab(args, specs, n):
+    """Every model's trials, measured by this harness's model processes: trials take turns
+    between the models (t1 of each, then t2 of each ...), so a slow drift of the host touches
+    them alike."""
+    target = specs[0]["target"]
+    out = [Measured(per_copy=[0] * n) for _ in specs]
+    events, procs = queue.Queue(), []
+    try:
+        for i in range(n):
+            env = targets.pin_env(target, i, n)
+            config = {"index": i, "specs": specs, "workers": args.workers, "warmup": args.warmup, "seed": args.seed,
+                      "window": args.window, "rate": args.rate / n if args.rate else None,
+                      "threads": targets.intra_op_threads(target, env, args.workers, args.intra_op_threads)}
+            procs.append(ModelProcess(i, config, env, events))
+        for index, msg in sorted(wait_for(events, procs, "loaded").items()):
+            p = procs[index]
+            pin = " ".join(f"{k}={v}" for k, v in p.env.items()) + (f" intra-op threads {p.threads}" if p.threads else "")
+            loads = ", ".join(f"{ms:.0f}" for ms in msg["load_ms"])
+            print(f"[bench] model process {index} loaded {len(specs)} model(s) in {loads} ms "
+                  f"(pid {msg['pid']} {pin}); input pool {', '.join(map(str, msg['pool']))} batch(es)", flush=True)
+            for m, measured in enumerate(out):
+                measured.copies[index] = {"pid": msg["pid"], "load_ms": msg["load_ms"][m], "warmup_ms": None}
+                measured.pool = msg["pool"][m]
+        sampler = interference.Sampler()
+        for t in range(1, args.repeats + 1):
+            for m, spec in enumerate(specs):
+                label = _trial_label(args, spec, t, len(specs) > 1)
+                for p in procs:
+                    p.send(f"warm {m}")
+                for index, msg in wait_for(events, procs, "ready").items():
+                    if msg["warmup_ms"] is not None:
+                        out[m].warmups.append(msg["warmup_ms"])
+                        out[m].copies[index]["warmup_ms"] = msg["warmup_ms"]
+                sampler.refresh()
+                before = sampler.sample()
+                for p in procs:  # everyone is warm: start the clocks together
+                    p.send("go")
+                measured = measure(args, procs, events, spec["batch_size"], t, label)
+                after = sampler.sample()
+                for p in procs:
+                    p.send("stop")
+                wait_for(events, procs, "done")
+                trial = trial_of(t, measured, spec["batch_size"], interference.share(before, after))
+                out[m].trials.append(trial)
+                out[m].windows.extend(measured["windows"])
+                out[m].latencies.extend(measured["latencies"])
+                out[m].per_copy = [a + b for a, b in zip(out[m].per_copy, measured["per_model"])]
+                print(f"[bench] {label}{trial.throughput:,.1f} samples/s, p50 {_ms(trial.latency_ms_p50)}, "
+                      f"other processes took {trial.interference:.0%} of the CPU", flush=True)
+        stop_all(procs)
+    finally:
+        end_all(procs)
+    return out
+
+
+def run_loadgen(args, specs, n):
+    """Every model's trials, measured by MLPerf LoadGen in one process (``loadgen_harness.py``)."""
+    target = specs[0]["target"]
+    events = queue.Queue()
+    env = targets.pin_env(target, 0, 1)  # one process: every core the copies would share
+    threads = targets.intra_op_threads(target, targets.pin_env(target, 0, n), args.workers, args.intra_op_threads)
+    config = {"specs": specs, "n_models": n, "workers": args.workers, "threads": threads, "warmup": args.warmup,
+              "seed": args.seed, "repeats": args.repeats, "min_duration": args.min_duration,
+              "min_queries": args.min_queries, "max_duration": args.max_duration,
+              "rate": args.rate if args.mode == "open" else None, "logs": str(args.loadgen_logs)}
+    out = [Measured(per_copy=[0] * n) for _ in specs]
+    procs = [ModelProcess(0, config, env, events, script="loadgen_harness.py")]
+    try:
+        msg = wait_for(events, procs, "loaded")[0]
+        for m, measured in enumerate(out):
+            measured.pool = msg["pool"][m]
+            measured.copies = {i: {"pid": msg["pid"], "load_ms": msg["load_ms"][m], "warmup_ms": msg["warmup_ms"][m]}
+                               for i in range(n)}
+            if msg["warmup_ms"][m] is not None:
+                measured.warmups.append(msg["warmup_ms"][m])
+        while True:
+            _, msg = next_event(events, procs)
+            if msg.get("event") == "finished":
+                break
+            if msg.get("event") != "trial":
+                continue
+            m, trial = msg["model"], Trial(**msg["trial"])
+            out[m].trials.append(trial)
+            out[m].loadgen.append(msg["loadgen"])
+            ext = out[m].extremes
+            ext["min"] = min(ext.get("min", math.inf), msg["min_ms"])
+            ext["max"] = max(ext.get("max", 0.0), msg["max_ms"])
+            ext.setdefault("means", []).append(msg["mean_ms"])
+            out[m].per_copy = [c + trial.queries // n for c in out[m].per_copy]
+        stop_all(procs)
+    finally:
+        end_all(procs)
+    return out
 
 
 def run_neuronperf(spec, n_models, workers, duration, seed, result_path):
@@ -332,9 +389,25 @@ def run_neuronperf(spec, n_models, workers, duration, seed, result_path):
         return None
 
 
+# ---------------------------------------------------------------- the result
+
+def out_path(args, spec):
+    stem = Path(spec["path"]).stem if spec["kind"] == "pt" else spec["func"]
+    if args.out:
+        return Path(args.out)
+    if args.out_dir:
+        return Path(args.out_dir) / f"{stem}.bench.json"
+    if spec["kind"] == "pt":
+        return Path(spec["path"]).with_name(stem + ".bench.json")
+    return Path("bench.json")
+
+
 def run(args, error):
-    spec, manifest = resolve_model(args, error)
-    target, batch = spec["target"], spec["batch_size"]
+    resolved = [resolve_model(text, args, error) for text in args.model]
+    kinds = {spec["target"] for spec, _ in resolved}
+    if len(kinds) > 1:
+        error(f"argument MODEL: the models are for different targets ({', '.join(sorted(kinds))}); one run measures one target")
+    target = resolved[0][0]["target"]
     n = args.n_models or targets.device_count(target)
     if args.window is None:
         args.window = 1.0
@@ -342,82 +415,31 @@ def run(args, error):
             args.window = math.ceil(OPEN_WINDOW_ARRIVALS / args.rate)
             print(f"[bench] open loop at {args.rate:g}/s: {args.window:g} s windows, so each holds about "
                   f"{OPEN_WINDOW_ARRIVALS:,} arrivals", flush=True)
-    started_at, run_id = utc_now(), args.run_id or new_run_id()
+    started_at = utc_now()
+    base_id = args.run_id or new_run_id()
+    run_ids = [base_id] if len(resolved) == 1 else [f"{base_id}.{i}"[:64] for i in range(1, len(resolved) + 1)]
     system = sysinfo.system_info(args.instance_type)
-    if args.out:
-        out_path = Path(args.out)
-    elif spec["kind"] == "pt":
-        out_path = Path(spec["path"]).with_name(Path(spec["path"]).stem + ".bench.json")
-    else:
-        out_path = Path("bench.json")
-    print(f"[bench] {args.model}: target {target}, batch {batch}, {n} model(s) x {args.workers} worker(s), "
-          f"{args.mode} loop" + (f" at {args.rate:g} queries/s" if args.rate else ""), flush=True)
-    events, procs, ready = queue.Queue(), [], {}
-    try:
-        for i in range(n):
-            env = targets.pin_env(target, i, n)
-            config = {"index": i, "spec": spec, "workers": args.workers, "warmup": args.warmup, "seed": args.seed,
-                      "window": args.window, "rate": args.rate / n if args.rate else None,
-                      "threads": targets.intra_op_threads(target, env, args.workers, args.intra_op_threads)}
-            procs.append(ModelProcess(i, config, env, events))
-        while len(ready) < n:
-            index, msg = next_event(events, procs)
-            if msg.get("event") == "ready":
-                ready[index] = msg
-                warm = f"{msg['warmup_ms']:.2f} ms/call" if msg["warmup_ms"] is not None else "none"
-                pin = " ".join(f"{k}={v}" for k, v in procs[index].env.items())
-                pin += f" intra-op threads {procs[index].threads}" if procs[index].threads else ""
-                print(f"[bench] model {index} ready: load {msg['load_ms']:.0f} ms, warm-up {warm} "
-                      f"(pid {msg['pid']} {pin})", flush=True)
-        for p in procs:  # everyone is warm: start the clocks together
-            p.send("go")
-        m = measure(args, procs, events, batch)
-        stop_all(procs)
-    finally:
-        # No signal may cut this short: block them until every model process is gone.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        try:
-            for p in procs:
-                p.kill()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    if not m["latencies"]:
-        raise BenchError(f"no query completed in {m['duration_s']:.1f} s")
-
-    total, man = len(m["latencies"]), manifest or {}
-    ordered = sorted(m["latencies"])
-    lat = {f"latency_ms_{name}": percentile(ordered, p) / 1e6 for name, p in PERCENTILES}
-    warms = [r["warmup_ms"] for r in ready.values() if r["warmup_ms"] is not None]
-    result = BenchResult(
-        run_id=run_id, timestamp=started_at, label=args.label, runtime=args.runtime,
-        instance_type=system["instance_type"],
-        model_filename=os.path.basename(spec["path"]) if spec["kind"] == "pt" else args.model,
-        family=man.get("family"), name=man.get("name") or spec.get("func"), size=man.get("size"),
-        precision=man.get("precision"), target=target, weights=man.get("weights"),
-        batch_size=batch, n_models=n, workers_per_model=args.workers, mode=args.mode, target_rate=args.rate,
-        throughput_avg=total * batch / m["duration_s"],
-        throughput_peak=max(w.throughput for w in m["windows"]),
-        **lat, latency_ms_max=lat["latency_ms_p100"], latency_ms_mean=sum(ordered) / total / 1e6,
-        total_infs=total, total_samples=total * batch, duration_s=m["duration_s"],
-        stable=m["stable"], stop_reason=m["stop_reason"],
-        load_avg_ms=sum(r["load_ms"] for r in ready.values()) / n,
-        warmup_avg_ms=sum(warms) / len(warms) if warms else None,
-        windows=m["windows"],
-        models=[ModelCopy(index=p.index, pid=ready[p.index]["pid"], env=p.env, threads=p.threads,
-                          queries=m["per_model"][p.index],
-                          load_ms=ready[p.index]["load_ms"], warmup_ms=ready[p.index]["warmup_ms"]) for p in procs],
-        settings={k: getattr(args, k) for k in ("min_duration", "min_queries", "max_duration", "window",
-                                                "stability", "warmup", "seed", "intra_op_threads")},
-        system=system,
-    )
-    write_json(out_path, result.to_dict())  # before the cross-check, which may take long or fail
-    print_summary(result, args, out_path)
+    paths = [out_path(args, spec) for spec, _ in resolved]
+    args.loadgen_logs = paths[0].with_name(paths[0].name.removesuffix(".json") + ".loadgen")
+    for (spec, _), text in zip(resolved, args.model):
+        print(f"[bench] {text}: target {target}, batch {spec['batch_size']}, {n} model(s) x {args.workers} worker(s), "
+              f"{args.mode} loop" + (f" at {args.rate:g} queries/s" if args.rate else "")
+              + f", {args.repeats} trial(s)" + (", measured by MLPerf LoadGen" if args.harness == "loadgen" else ""),
+              flush=True)
+    specs = [spec for spec, _ in resolved]
+    measured = run_inflab(args, specs, n) if args.harness == "inflab" else run_loadgen(args, specs, n)
+    results = []
+    for (spec, manifest), text, run_id, path, m in zip(resolved, args.model, run_ids, paths, measured):
+        result = build_result(args, text, spec, manifest, n, run_id, started_at, system, m)
+        write_json(path, result.to_dict())  # before the cross-check, which may take long or fail
+        print_summary(result, args, path)
+        results.append((spec, path, result))
     if not args.no_neuronperf:
-        checked = run_neuronperf(spec, n, args.workers, m["duration_s"], args.seed, out_path)
-        if checked:
-            result = dataclasses.replace(result, neuronperf=checked)
-            write_json(out_path, result.to_dict())
-    return result
+        for spec, path, result in results:
+            checked = run_neuronperf(spec, n, args.workers, result.duration_s / max(1, result.repeats), args.seed, path)
+            if checked:
+                write_json(path, dataclasses.replace(result, neuronperf=checked).to_dict())
+    return [r for _, _, r in results]
 
 
 def write_json(path, data):
@@ -428,17 +450,26 @@ def write_json(path, data):
 
 
 def print_summary(r, args, out_path):
-    why = (f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})" if r.stable
-           else f"max duration {args.max_duration:g} s reached before stability")
+    if r.harness == "loadgen":
+        why = f"MLPerf LoadGen: {r.loadgen['validity']}" + (f" ({'; '.join(r.loadgen['reasons'])})" if r.loadgen["reasons"] else "")
+    elif r.repeats > 1:
+        why = ("stable (the median's 95% CI within 5%)" if r.stable else "not stable: the trials disagree by more than 5%")
+    else:
+        why = (f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})" if r.stable
+               else f"max duration {args.max_duration:g} s reached before stability")
+    ci = r.throughput_ci95
     lines = [
         f"model       {r.name or r.model_filename} ({r.model_filename})",
         f"setup       {r.target}, batch {r.batch_size}, {r.n_models} model(s) x {r.workers_per_model} "
-        f"worker(s), {r.mode} loop" + (f" at {r.target_rate:g} queries/s" if r.target_rate else ""),
-        f"throughput  {r.throughput_avg:,.1f} samples/s (peak window {r.throughput_peak:,.1f}); "
-        f"{r.total_infs:,} queries in {r.duration_s:.1f} s",
+        f"worker(s), {r.mode} loop" + (f" at {r.target_rate:g} queries/s" if r.target_rate else "")
+        + f"; harness {r.harness}",
+        f"throughput  {r.throughput_avg:,.1f} samples/s" + (f" (95% CI {ci[0]:,.1f} – {ci[1]:,.1f})" if ci else "")
+        + f", median of {r.repeats} trial(s); {r.total_infs:,} queries in {r.duration_s:.1f} s",
         f"latency     p50 {_ms(r.latency_ms_p50)}  p90 {_ms(r.latency_ms_p90)}  "
         f"p99 {_ms(r.latency_ms_p99)}  max {_ms(r.latency_ms_max)}",
         f"stopped     {why}",
+        f"quality     {r.quality}" + ("" if r.interference is None else
+                                      f" (other processes took {r.interference:.0%} of the host's CPU while it measured)"),
         f"result      {out_path} (run {r.run_id})",
     ]
     print("\n".join(f"[bench] {line}" for line in lines), flush=True)

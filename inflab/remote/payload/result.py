@@ -55,6 +55,7 @@ class Window:
     t: float
     queries: int
     throughput: float
+    trial: int = 1  # which trial it belongs to (results of one trial say 1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,25 @@ class ModelCopy:
     queries: int
     load_ms: float
     warmup_ms: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One independent trial of a configuration: its own warm-up, its own stop rule."""
+
+    index: int
+    throughput: float  # samples/s
+    latency_ms_p50: float
+    latency_ms_p90: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    latency_ms_p99_9: float = field(metadata=_key("latency_ms_p99.9"))
+    queries: int
+    duration_s: float
+    stop_reason: str  # stable | max-duration (inflab); VALID | INVALID (LoadGen)
+    interference: float | None = None  # share of the host's CPU other processes took (0..1)
+    steal: float | None = None  # share the hypervisor stole (0..1), where the kernel reports it
+    loadgen: dict[str, Any] | None = None  # LoadGen's own verdicts of this trial's scenarios
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +139,22 @@ class BenchResult:
     settings: dict[str, Any]  # the stop rule and warm-up the run used
     system: dict[str, Any]  # host, CPU, Python, SDK package versions (sysinfo.system_info)
     neuronperf: str | None = None  # path of neuronperf's cross-check report, when it ran
+    # Trust (added within inflab-bench/2: older results load with these defaults). With
+    # repeats > 1, throughput_avg and the latency percentiles above are the medians of the
+    # trials, and each *_ci95 is [low, high], the 95% CI of that median (stats.py).
+    harness: str = "inflab"  # inflab | loadgen (MLPerf LoadGen ran the same model: loadgen_harness.py)
+    repeats: int = 1
+    throughput_ci95: list[float] | None = None
+    latency_ms_p50_ci95: list[float] | None = None
+    latency_ms_p90_ci95: list[float] | None = None
+    latency_ms_p95_ci95: list[float] | None = None
+    latency_ms_p99_ci95: list[float] | None = None
+    interference: float | None = None  # share of the host's CPU others took while it measured (interference.py)
+    steal: float | None = None
+    quality: str | None = None  # ok | noisy (the CI is wide) | disturbed (interference over 10%)
+    trials: list[Trial] = field(default_factory=list)
+    inputs: dict[str, Any] | None = None  # the input pool: {"pool", "order", "kind"}
+    loadgen: dict[str, Any] | None = None  # harness loadgen: its version and VALID/INVALID verdicts
 
     @property
     def sandbox(self) -> bool:

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """Start TorchServe on this host's loopback with one model, in the foreground.
 
-    python3 serve.py --store serve/model-store --model MODEL --target T --workers N
+    python3 serve.py --store serve/model-store --model MODEL --target T --workers N [--workers-per-copy W]
         --batch-size B --max-batch-delay MS --dir serve/run
 
 Picks free loopback ports for the inference, management and metrics APIs (and gRPC's two),
 writes ``<dir>/config.properties`` (every address on 127.0.0.1: the instance is reached over
-SSH only) and ``<dir>/endpoints.json`` (the ports, for the steps), then runs
-``torchserve --foreground`` until it stops (a SIGTERM to the job's process group stops both).
+SSH only) and ``<dir>/endpoints.json`` (the ports, the workers and their threads, for the steps),
+then runs ``torchserve --foreground`` until it stops (a SIGTERM to the job's process group stops
+both). Meanwhile it keeps ``<dir>/cpu.json`` — the CPU its process tree (TorchServe's frontend and
+workers) has used, and when — so the load generator, in another container, can tell the
+server's CPU from other processes' (``interference.py``).
+
+Workers: ``--workers``, or by default one per NeuronCore / GPU; on a CPU the direct benchmark's
+threads — its model copies (one per four cores) × ``--workers-per-copy`` workers, each with an
+equal share of the cores as intra-op threads — so the served model runs as it was measured.
 Token authorization stays on where TorchServe has it by default (0.11.1 and later): TorchServe
 writes its keys to ``<dir>/key_file.json``; nothing here reads or prints them. The Neuron images
 ship 0.11.0, whose token authorization needs a plugin: there the server's only guard is that it
@@ -32,17 +39,22 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 try:
-    from . import cmdline, targets
+    from . import cmdline, interference, targets
 except ImportError:  # run as a script on the host
     import cmdline
+    import interference
     import targets
 
 LOOPBACK = "127.0.0.1"
 RESPONSE_TIMEOUT_S = 120
 TOKEN_EXPIRATION_MIN = 480  # a workshop day
 TMP_PREFIX = "inflab-ts-"
+LEDGER_S = 0.5  # how often cpu.json is written
+LEDGER_REFRESH_S = 5.0  # how often the process tree is looked for again (workers restart rarely)
 
 
 def say(msg: str) -> None:
@@ -133,12 +145,39 @@ def properties(store: str, model: str, ports: dict, workers: int, batch: int, de
     return "".join(f"{k}={v}\n" for k, v in lines.items())
 
 
+def workers_for(target: str, workers: int, per_copy: int) -> int:
+    """TorchServe's workers: ``workers`` when given; else one per NeuronCore / GPU, and on a CPU
+    the direct benchmark's copies x ``per_copy`` workers."""
+    if workers:
+        return workers
+    return targets.device_count(target) * (max(1, per_copy) if target == "cpu" else 1)
+
+
+def keep_ledger(path: str, stop: threading.Event) -> None:
+    """Write the CPU ticks of this process's tree to ``path`` every ``LEDGER_S`` until ``stop``."""
+    sampler, refreshed = interference.Sampler(), time.monotonic()
+    while not stop.wait(LEDGER_S):
+        if time.monotonic() - refreshed > LEDGER_REFRESH_S:
+            sampler.refresh()
+            refreshed = time.monotonic()
+        try:
+            ticks = sum(sampler.sample().tree.values())
+            with open(path + ".tmp", "w") as f:
+                json.dump({"ticks": ticks, "time": time.time(), "hz": interference.clock_ticks()}, f)
+            os.replace(path + ".tmp", path)
+        except (OSError, ValueError):
+            continue  # a moment without /proc or disk: the next write catches up
+
+
 def main(argv=None) -> int:
     p = cmdline.Parser(prog="serve.py", description="Start TorchServe on loopback with one model.")
     p.add_argument("--store", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True, choices=targets.TARGETS)
-    p.add_argument("--workers", type=_positive, default=0, help="0: one per NeuronCore / GPU; CPU: one per four cores")
+    p.add_argument("--workers", type=_positive, default=0,
+                   help="0: one per NeuronCore / GPU; CPU: the direct benchmark's copies x --workers-per-copy")
+    p.add_argument("--workers-per-copy", type=_positive, default=1,
+                   help="CPU: the direct benchmark's worker threads per model copy (bench.workers_per_model)")
     p.add_argument("--batch-size", type=_positive, required=True)
     p.add_argument("--max-batch-delay", type=_positive, required=True, help="milliseconds")
     p.add_argument("--dir", required=True)
@@ -153,11 +192,11 @@ def main(argv=None) -> int:
     if not torchserve:
         say("TorchServe is not installed in this environment (pip install torchserve torch-model-archiver; it needs Java 17)")
         return 1
-    workers = args.workers or targets.device_count(args.target)
+    workers = workers_for(args.target, args.workers, args.workers_per_copy)
     names = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
     ports = dict(zip(names, free_ports(len(names))))
     os.makedirs(run, exist_ok=True)
-    for stale in ("key_file.json", "endpoints.json"):  # an earlier server's (the serve step stops it first)
+    for stale in ("key_file.json", "endpoints.json", "cpu.json"):  # an earlier server's (the serve step stops it first)
         try:
             os.remove(os.path.join(run, stale))
         except FileNotFoundError:
@@ -165,11 +204,14 @@ def main(argv=None) -> int:
     tmp = fresh_tmp(run)
     with open(os.path.join(run, "config.properties"), "w") as f:
         f.write(properties(store, args.model, ports, workers, args.batch_size, args.max_batch_delay))
+    worker_env = targets.serve_env(args.target, workers)
     env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
-               METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(args.target, workers))
+               METRICS_LOCATION=os.path.join(run, "logs"), **worker_env)
+    threads = int(worker_env["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in worker_env else None
     version, version_text = installed_version()
     token_auth = token_auth_on(version)
-    endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "batch_size": args.batch_size,
+    endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "threads_per_worker": threads,
+                 "batch_size": args.batch_size,
                  "max_batch_delay_ms": args.max_batch_delay, "model": args.model, "torchserve": version_text,
                  "token_auth": token_auth}
     with open(os.path.join(run, "endpoints.json.tmp"), "w") as f:
@@ -178,7 +220,8 @@ def main(argv=None) -> int:
     guard = ("token authorization on" if token_auth else
              f"no token authorization (TorchServe {version_text} has it only with a plugin): loopback and SSH are the guard")
     say(f"TorchServe {version_text or '(version unknown)'} (0.12 is the last release; the project is in limited "
-        f"maintenance): model {args.model}, {workers} worker(s) for {args.target}, batchSize {args.batch_size}, "
+        f"maintenance): model {args.model}, {workers} worker(s) for {args.target}"
+        + (f" x {threads} intra-op thread(s)" if threads else "") + f", batchSize {args.batch_size}, "
         f"maxBatchDelay {args.max_batch_delay} ms; inference on {LOOPBACK}:{ports['inference']}, management on "
         f"{LOOPBACK}:{ports['management']} (loopback only), {guard}")
     # TorchServe runs as this script's child (its cwd is ``run``: key_file.json and the logs go
@@ -191,9 +234,12 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, stopped)
     signal.signal(signal.SIGINT, stopped)
+    stop = threading.Event()
+    threading.Thread(target=keep_ledger, args=(os.path.join(run, "cpu.json"), stop), daemon=True).start()
     try:
         return child.wait()
     finally:
+        stop.set()
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -13,7 +13,7 @@ from importlib import metadata
 
 # Packages whose versions matter for a result (those missing are left out).
 PACKAGES = ("torch", "transformers", "torch-neuron", "torch-neuronx", "neuron-cc", "neuronx-cc", "neuronperf",
-            "numpy", "tokenizers")
+            "mlcommons-loadgen", "numpy", "tokenizers")
 
 
 def package_versions() -> dict:
