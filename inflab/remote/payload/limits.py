@@ -55,3 +55,4 @@ LATENCY_LIMIT_MS = Bound(0.1, 600_000)
 LOAD_RATE = Bound(0.01, 100_000)  # requests per second offered by the load generator
 LOAD_STEP_S = Bound(1, 3600)  # seconds at each rate
 MAX_LOAD_RATES = 16
+SAGEMAKER_INSTANCES = Bound(1, 10)  # instances behind each variant of the SageMaker endpoint

@@ -4,6 +4,9 @@
     python3 loadgen.py --url http://127.0.0.1:PORT/predictions/MODEL --key-file serve/run/key_file.json
         --input FILE --content-type TYPE --rates 5,10,20 --step-s 10 --limit-ms 100 --out FILE --run-id ID
 
+With ``--url sagemaker://ENDPOINT?region=REGION&variant=VARIANT`` each request is a SageMaker
+``InvokeEndpoint`` call instead (:mod:`sagemaker_invoke`; ``--key-file`` is not used).
+
 For each rate in turn, requests are scheduled as a Poisson process (exponential gaps) for
 ``--step-s`` seconds and sent at their scheduled times whatever is still outstanding (open
 loop); each latency runs from the request's *scheduled* time to its answer, so time spent
@@ -33,9 +36,10 @@ import urllib.parse
 from datetime import datetime, timezone
 
 try:
-    from . import cmdline
+    from . import cmdline, sagemaker_invoke
 except ImportError:  # run as a script on the host
     import cmdline
+    import sagemaker_invoke
 
 FORMAT = "inflab-load/1"
 SEED = 0
@@ -178,12 +182,22 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         p.error(f"argument --key-file/--input: cannot read it ({type(e).__name__}: {e})")
 
+    sagemaker = args.url.startswith(sagemaker_invoke.SCHEME)  # the SageMaker target: InvokeEndpoint calls
+    if sagemaker:
+        try:
+            sagemaker_invoke.target(args.url)
+        except ValueError as e:
+            p.error(f"argument --url: {e}")
+
     def make_client():
+        if sagemaker:
+            return sagemaker_invoke.Client(args.url, body, args.content_type, args.timeout_s)
         return Client(args.url, key, body, args.content_type, args.timeout_s)
 
     result = {"format": FORMAT, "run_id": args.run_id, "path": urllib.parse.urlsplit(args.url).path,
               "input": os.path.basename(args.input), "limit_ms": args.limit_ms, "percentile": "p99",
-              "step_s": args.step_s, "generator": "on the instance, beside the server (no SSH tunnel in the path)",
+              "step_s": args.step_s, "generator": sagemaker_invoke.GENERATOR if sagemaker else
+              "on the instance, beside the server (no SSH tunnel in the path)",
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rates": [],
               "stop_reason": "", "highest_rate_meeting_limit": None, "complete": False}
     warm = make_client()
