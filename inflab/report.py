@@ -71,7 +71,7 @@ ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a 
     # how the model was deployed (:data:`DEPLOYMENTS`), and a SageMaker endpoint's instances behind the row's variant
     "deployment", "instance_count",
     # SageMaker's own view of a load test's calls (CloudWatch's ModelLatency and OverheadLatency, averaged over the run)
-    "model_latency_ms", "overhead_latency_ms",
+    "model_latency_ms", "overhead_latency_ms", "cloudwatch_calls", "load_calls",
 )
 #: the ways the report's rows were served: the direct benchmark on the instance, TorchServe on it, a SageMaker
 #: real-time endpoint, the Batch sweep's direct benchmarks — in the order the report groups them
@@ -209,6 +209,7 @@ def sagemaker_rows(record: dict[str, Any], prices: Prices | None = None) -> list
     cw = record.get("cloudwatch") if isinstance(record.get("cloudwatch"), dict) else {}
     seen = {k: (cw.get(f"{k}_ms") or {}).get("avg_ms") if isinstance(cw.get(f"{k}_ms"), dict) else None
             for k in ("model_latency", "overhead_latency")}
+    calls = (cw.get("model_latency_ms") or {}).get("calls") if isinstance(cw.get("model_latency_ms"), dict) else None
     rows = []
     for r in served_rows({**record, "workers": None}, prices):
         per_hour = quote.per_hour * count if quote else None
@@ -216,7 +217,8 @@ def sagemaker_rows(record: dict[str, Any], prices: Prices | None = None) -> list
                      "models_x_workers": f"{count} instance{'s' if count > 1 else ''}", "n_models": count,
                      "price_per_hour": per_hour, "cost_per_million": cost_per_million(per_hour, r["throughput_avg"]),
                      "price_source": quote.source if quote else None, "price_date": quote.date if quote else None,
-                     "model_latency_ms": seen["model_latency"], "overhead_latency_ms": seen["overhead_latency"]})
+                     "model_latency_ms": seen["model_latency"], "overhead_latency_ms": seen["overhead_latency"],
+                     "cloudwatch_calls": calls, "load_calls": cw.get("run_calls")})
     return rows
 
 
@@ -699,9 +701,11 @@ def sagemaker_lines(rows: list[dict[str, Any]]) -> list[str]:
     for s in serving_summary(rows):
         best = s["highest_rate_meeting_limit"]
         r = next(x for x in rows if x["run_id"] == s["run_id"])
+        mixed = (r.get("cloudwatch_calls") or 0) > (r.get("load_calls") or r.get("cloudwatch_calls") or 0)
         seen = ("" if r.get("model_latency_ms") is None or r.get("overhead_latency_ms") is None else
                 f"; SageMaker saw ModelLatency {r['model_latency_ms']:.2f} ms and OverheadLatency "
-                f"{r['overhead_latency_ms']:.2f} ms on average (CloudWatch)")
+                f"{r['overhead_latency_ms']:.2f} ms on average (CloudWatch"
+                + (f", per minute: {r['cloudwatch_calls']:,} calls, {r['load_calls']:,} of them this run's)" if mixed else ")"))
         lines.append(f"Run {s['run_id']} ({r.get('precision')} on {r.get('instance_type')} × {r.get('instance_count')}): "
                      f"highest rate meeting p99 ≤ {s['limit_ms']:g} ms: "
                      + ("none" if best is None else f"{best:g} requests/s ({s['achieved_at_that_rate']:,.1f} achieved)")

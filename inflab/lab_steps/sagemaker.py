@@ -260,6 +260,8 @@ class SageMakerEndpoint(Step):
                     f"{rec.instance_count} × {rec.instance_type} each, billed from now until it is deleted")
         else:
             ctx.log(f"Endpoint {endpoint} is already being made ({found.get('EndpointStatus')}): waiting for it")
+        made = str((describe_endpoint(ctx, endpoint) or {}).get("CreationTime") or "")
+        rec = Endpoint(**{**rec.to_dict(), "made": made})
         ctx.put(ENDPOINT_KEY, rec.to_dict())  # before the wait: a kill now finds the same endpoint next time
         faultpoints.hit("sagemaker-endpoint:created")
         for old_config in ([old.config] if old and old.config != config else []):

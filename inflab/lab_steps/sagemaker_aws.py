@@ -93,6 +93,7 @@ class Endpoint:
     ready_s: float | None = None
     deleted: bool = False  # taken down on purpose by sagemaker-delete: the endpoint step stays done
     image: str = ""
+    made: str = ""  # the endpoint's CreationTime: which endpoint of that name the later steps measured
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from .. import faultpoints, names
 from ..aws import error_code, error_message
+from ..remote.payload.loadgen import WARMUP_REQUESTS as WARMUP_CALLS  # unmeasured, before the first rate
 from .base import Step, StepContext, StepError
 from .payload_jobs import RESULTS, digest, instance_id
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
@@ -86,7 +87,8 @@ class SageMakerCheck(Step):
 
     def check(self, ctx):
         done, rec = ctx.get(CHECK_KEY) or {}, endpoint_record(ctx)
-        return bool(done) and rec is not None and done.get("config") == rec.config and done.get("input") == _input_digest(ctx)
+        return (bool(done) and rec is not None and done.get("made") == rec.made and done.get("config") == rec.config
+                and done.get("input") == _input_digest(ctx))
 
     def apply(self, ctx):
         rec, pkg = _need_endpoint(ctx)
@@ -117,7 +119,8 @@ class SageMakerCheck(Step):
             ctx.log(f"{variant}: {doc['label']} — top {k}: {top} ({ms:.0f} ms from here, through SageMaker; served by "
                     f"{answer.get('InvokedProductionVariant') or variant})" + (f". Note: {doc['note']}" if doc.get("note") else ""))
             answers[variant] = {"prediction": doc, "ms": round(ms, 1)}
-        ctx.put(CHECK_KEY, {"config": rec.config, "input": _input_digest(ctx), "input_name": name, "answers": answers})
+        ctx.put(CHECK_KEY, {"config": rec.config, "made": rec.made, "input": _input_digest(ctx), "input_name": name,
+                            "answers": answers})
 
     @staticmethod
     def _refused(e: ClientError, name: str) -> str:
@@ -188,16 +191,23 @@ class SageMakerLoadTest(Step):
         rec, pkg = endpoint_record(ctx), package(ctx)
         s = ctx.config.sagemaker
         return digest([[rates(ctx, d) for d in (pkg.data if pkg else ())], s.step_s, s.latency_limit_ms,
-                       request_input(ctx)[:2], rec.config if rec else None])
+                       request_input(ctx)[:2], [rec.config, rec.made] if rec else None])
+
+    def _planned(self, ctx) -> list[str]:
+        """The runs the last attempt planned, one per variant, when it was of these settings on this instance."""
+        mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
+        last = ctx.get(LOAD_RUN_KEY) or {}
+        runs = last.get("runs") or []
+        pkg = package(ctx)
+        return runs if {k: last.get(k) for k in mine} == mine and pkg and len(runs) == len(pkg.data) else []
 
     def check(self, ctx):
         mine = {"settings": self._settings(ctx), "instance_id": instance_id(ctx)}
         done = ctx.get(LOAD_KEY) or {}
         if {k: done.get(k) for k in mine} == mine:
             return True
-        last = ctx.get(LOAD_RUN_KEY) or {}  # killed after storing the runs, before the step was recorded done
-        runs = last.get("runs") or []
-        if {k: last.get(k) for k in mine} == mine and runs and all(ctx.store.has_result(ctx.name, "sagemaker", r) for r in runs):
+        runs = self._planned(ctx)  # killed after storing every variant's run, before the step was recorded done
+        if runs and all(ctx.store.has_result(ctx.name, "sagemaker", r) for r in runs):
             ctx.put(LOAD_KEY, {**mine, "runs": runs})
             ctx.log(f"The results of the last load test ({', '.join(runs)}) were collected already")
             return True
@@ -211,15 +221,19 @@ class SageMakerLoadTest(Step):
                 f"scheduled time), one variant at a time, {s.step_s} s at each rate, until p99 passes "
                 f"{s.latency_limit_ms:g} ms or a call fails. The generator runs on the instance, in {ctx.region}: your own "
                 "network is not in the measured path")
-        runs = []
-        for d in pkg.data:
-            kind = f"sagemaker-load-{d.precision}"
-            run = job_id(ctx, kind)  # stable while the job runs: a restarted app reattaches and stores it once
-            runs.append(run)
-            ctx.put(LOAD_RUN_KEY, {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
-            if ctx.store.has_result(ctx.name, "sagemaker", run):
-                continue  # measured and stored before a kill: not measured twice
-            self._one(ctx, rec, d, kind, run)
+        # One run per variant, planned before any starts: a run stored before a kill is not measured again, one
+        # still running on the instance is reattached (its job id is stable while it runs), the others start anew.
+        planned = self._planned(ctx) or [""] * len(pkg.data)
+        stored = [bool(p) and ctx.store.has_result(ctx.name, "sagemaker", p) for p in planned]
+        if all(stored):  # every variant measured already, and asked again (--from): a new run of each
+            planned, stored = [""] * len(pkg.data), [False] * len(pkg.data)
+        runs = [p if done else job_id(ctx, f"sagemaker-load-{d.precision}") for p, done, d in zip(planned, stored, pkg.data)]
+        ctx.put(LOAD_RUN_KEY, {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
+        for d, run, done in zip(pkg.data, runs, stored):
+            if done:
+                ctx.log(f"Variant {names.sagemaker_variant(d.precision)}: run {run} was measured and stored already")
+                continue
+            self._one(ctx, rec, d, f"sagemaker-load-{d.precision}", run)
         ctx.put(LOAD_KEY, {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
         ctx.log(f"See them beside the instance and TorchServe with: inflab report {ctx.name}")
 
@@ -237,15 +251,19 @@ class SageMakerLoadTest(Step):
         result = json.loads(raw) if raw else {}
         if code != 0 or not result.get("complete") or result.get("run_id") != run:
             raise StepError(f"The load test of variant {variant} failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
-        cloudwatch = self._cloudwatch(ctx, rec.endpoint, variant, started, ended)
+        made = sum(int(r.get("sent") or 0) for r in result.get("rates") or []) + WARMUP_CALLS
+        cloudwatch = self._cloudwatch(ctx, rec.endpoint, variant, started, ended, made)
         record = self._record(ctx, rec, d, result, direct, cloudwatch)
         if ctx.store.add_result(ctx.name, "sagemaker", record, key=run):
             self._summarise(ctx, record)
         faultpoints.hit("sagemaker-load-test:results-stored")
 
-    def _cloudwatch(self, ctx, endpoint: str, variant: str, started: datetime, ended: datetime) -> dict | None:
+    def _cloudwatch(self, ctx, endpoint: str, variant: str, started: datetime, ended: datetime,
+                    made: int) -> dict | None:
         """SageMaker's own latencies over the run, from CloudWatch (average of each minute's, weighted by
-        its calls), once CloudWatch has as many calls as the run made at most ``metrics_wait_s`` later."""
+        its calls), once CloudWatch counts the ``made`` calls of the run, at most ``metrics_wait_s`` later.
+        SageMaker's metrics are per minute: calls of another run in the same minutes are in them too, and
+        the record says how many CloudWatch counted."""
         cw = ctx.aws.client("cloudwatch")
         dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
         t0 = time.monotonic()
@@ -260,7 +278,8 @@ class SageMakerLoadTest(Step):
                 if calls:
                     out[metric] = {"avg_ms": sum(p["Average"] * p["SampleCount"] for p in points) / calls / 1000,
                                    "max_ms": max(p["Maximum"] for p in points) / 1000, "calls": int(calls)}
-            if len(out) == 2 or time.monotonic() - t0 > ctx.runtime.metrics_wait_s:
+            counted = min((m["calls"] for m in out.values()), default=0)
+            if (len(out) == 2 and counted >= made) or time.monotonic() - t0 > ctx.runtime.metrics_wait_s:
                 break
             ctx.progress(None, f"Waiting for CloudWatch to show {variant}'s ModelLatency and OverheadLatency… "
                                f"{time.monotonic() - t0:.0f} s")
@@ -268,7 +287,8 @@ class SageMakerLoadTest(Step):
         if not out:
             ctx.log(f"CloudWatch has no ModelLatency/OverheadLatency for {variant} yet: recorded without them")
             return None
-        return {"model_latency_ms": out.get("ModelLatency"), "overhead_latency_ms": out.get("OverheadLatency")}
+        return {"model_latency_ms": out.get("ModelLatency"), "overhead_latency_ms": out.get("OverheadLatency"),
+                "run_calls": made}
 
     def _record(self, ctx, rec, d: ModelData, result: dict, direct: dict | None, cloudwatch: dict | None) -> dict:
         return {
@@ -296,12 +316,25 @@ class SageMakerLoadTest(Step):
                     f"p90 {_ms(r.get('latency_ms_p90'))}, p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}")
         cw = record.get("cloudwatch") or {}
         if cw.get("model_latency_ms") and cw.get("overhead_latency_ms"):
+            calls, mine = cw["model_latency_ms"]["calls"], cw.get("run_calls") or 0
+            others = (f"; {calls - mine:,} of them another run's in the same minutes (SageMaker's metrics are per minute)"
+                      if calls > mine else "")
             ctx.log(f"{record['variant']} as SageMaker saw it (CloudWatch): ModelLatency {cw['model_latency_ms']['avg_ms']:.2f} ms, "
-                    f"OverheadLatency {cw['overhead_latency_ms']['avg_ms']:.2f} ms on average over "
-                    f"{cw['model_latency_ms']['calls']:,} calls")
+                    f"OverheadLatency {cw['overhead_latency_ms']['avg_ms']:.2f} ms on average over {calls:,} calls{others}")
         best = record["highest_rate_meeting_limit"]
         ctx.log(f"{record['variant']}: {record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
                 + ("none" if best is None else f"{best:g} requests/s"))
+
+    def in_flight(self, ctx):
+        """A variant's load job still running on the instance (by the record): opening the session reattaches it."""
+        jobs = ctx.get("jobs") or {}
+        host = instance_id(ctx)
+        for kind, job in jobs.items():
+            if kind.startswith("sagemaker-load-") and not kind.endswith("#"):
+                rec = ctx.store.job(ctx.name, job)
+                if rec and rec["status"] == "running" and host and rec["host"] == host:
+                    return f"its load on the endpoint ({job}) is still running on the instance"
+        return ""
 
     def undo(self, ctx):
         ctx.store.delete(ctx.name, LOAD_KEY)  # the results stay in the session

@@ -22,8 +22,9 @@ does, so :func:`install` (called once by the daemon) hooks the emulator:
   answer returned; a 4xx/5xx from the container is SageMaker's ``ModelError`` (HTTP 424) with the
   container's status and message. Each call adds SageMaker's metrics to CloudWatch (namespace
   ``AWS/SageMaker``, dimensions EndpointName and VariantName): Invocations, ModelLatency and
-  OverheadLatency (microseconds; the overhead is the time spent here outside the container call),
-  Invocation4XXErrors, Invocation5XXErrors.
+  OverheadLatency (microseconds),
+  Invocation4XXErrors, Invocation5XXErrors. OverheadLatency runs from the moment the emulator takes the
+  request (its parsing and IAM check included) to its answer, less the container's time.
 - **DeleteEndpoint**: ``Deleting`` until the instances' processes have ended (SIGTERM, SIGKILL
   after :data:`STOP_GRACE_S`), then gone. When the daemon stops, every endpoint's processes stop
   with it; a daemon that was killed leaves their process groups in ``<state>/sagemaker``, and the
@@ -362,10 +363,12 @@ class Hosting:
         self._flush()
 
     # -- serving ---------------------------------------------------------------------------------
-    def invoke(self, account: str, region: str, name: str, body: bytes, headers: Any) -> tuple[int, dict, bytes]:
+    def invoke(self, account: str, region: str, name: str, body: bytes, headers: Any,
+               received: float | None = None) -> tuple[int, dict, bytes]:
         """InvokeEndpoint: (status, headers, body) as SageMaker's runtime answers (the emulator takes
-        the status from the headers' ``status``)."""
-        t0 = time.perf_counter()
+        the status from the headers' ``status``). ``received``: when the emulator took the request
+        (``time.perf_counter``), where SageMaker's OverheadLatency starts."""
+        t0 = received if received is not None else time.perf_counter()
         with self.lock:
             ep = self.endpoints.get(_key(account, region, name))
         from moto.sagemaker.models import sagemaker_backends
@@ -569,10 +572,17 @@ def install(state_dir: Path, layer: Any = None) -> Hosting:
             return None
         return delete_endpoint(self, endpoint_name)
 
+    setup_class = SageMakerRuntimeResponse.setup_class
+
+    def timed_setup(self, *args, **kwargs):
+        self.inflab_received = time.perf_counter()  # the emulator has the request: parsing and the IAM check follow
+        return setup_class(self, *args, **kwargs)
+
     def invoke_endpoint(self):
         name = self._get_param("EndpointName") or self.path.split("/endpoints/", 1)[-1].split("/", 1)[0]
         body = self.raw_body if isinstance(self.raw_body, bytes) else str(self.raw_body or "").encode()
-        return hosting.invoke(self.current_account, self.region, name, body, self.headers)
+        return hosting.invoke(self.current_account, self.region, name, body, self.headers,
+                              getattr(self, "inflab_received", None))
 
     FakeEndpointConfig.validate_instance_type = validate_instance_type
     SageMakerModelBackend.create_model = model
@@ -581,6 +591,7 @@ def install(state_dir: Path, layer: Any = None) -> Hosting:
     SageMakerModelBackend.delete_endpoint = delete
     SageMakerRuntimeResponse.use_raw_body = True  # a request body is the model's input: bytes, never decoded
     SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+    SageMakerRuntimeResponse.setup_class = timed_setup
     hosting.start()
     _hosting = hosting
     return hosting

@@ -207,7 +207,8 @@ def main(argv=None) -> int:
     if "ok" not in outcomes:
         say(f"the server did not answer a warm-up request ({', '.join(sorted(set(outcomes)))}): no load sent")
         return 1
-    say(f"open-loop Poisson load from this host (beside the server): {len(args.rates)} rate(s) of {args.step_s:g} s, "
+    where = "through SageMaker's InvokeEndpoint" if sagemaker else "beside the server"
+    say(f"open-loop Poisson load from this host ({where}): {len(args.rates)} rate(s) of {args.step_s:g} s, "
         f"stopping once p99 is over {args.limit_ms:g} ms or a request fails")
     rng = random.Random(SEED)
     for rate in args.rates:
