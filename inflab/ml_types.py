@@ -29,9 +29,14 @@ def ec2_type(ml_type: str) -> str:
     return ml_type.removeprefix(PREFIX)
 
 
+#: EC2 sizes SageMaker does not offer for real-time inference (SageMaker's ProductionVariantInstanceType),
+#: besides the bare-metal ones
+NOT_OFFERED = frozenset({"c5.12xlarge", "c5.24xlarge", "m5.8xlarge", "m5.16xlarge"})
+
+
 def sizes(family: str) -> list[str]:
-    """The ml.* sizes of an EC2 family (SageMaker offers no bare-metal ones)."""
-    return [PREFIX + t for t in accelerators.sizes_of(family) if ".metal" not in t]
+    """The ml.* sizes of an EC2 family that SageMaker offers for real-time endpoints."""
+    return [PREFIX + t for t in accelerators.sizes_of(family) if ".metal" not in t and t not in NOT_OFFERED]
 
 
 def target_of(ml_type: str) -> str:

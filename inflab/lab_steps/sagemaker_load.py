@@ -235,7 +235,28 @@ class SageMakerLoadTest(Step):
                 continue
             self._one(ctx, rec, d, f"sagemaker-load-{d.precision}", run)
         ctx.put(LOAD_KEY, {"settings": self._settings(ctx), "instance_id": instance_id(ctx), "runs": runs})
+        self._prices(ctx, rec.instance_type)
         ctx.log(f"See them beside the instance and TorchServe with: inflab report {ctx.name}")
+
+    def _prices(self, ctx, ml_type: str) -> None:
+        """Today's SageMaker price of the endpoint's type from the AWS Pricing API (its own product, AmazonSageMaker),
+        where there is one; the table shipped with inflab otherwise."""
+        if not ctx.runtime.has_pricing:
+            return
+        import dataclasses
+        import threading
+
+        from ..aws.pricing import refresh_sagemaker
+        from ..prices import PRICING_REGION, SAGEMAKER_KEY, PriceError
+
+        aws = dataclasses.replace(ctx.aws, region=PRICING_REGION, _local=threading.local())
+        try:
+            prices = refresh_sagemaker(aws.client("pricing"), [ml_type], ctx.region)
+        except PriceError as e:
+            ctx.log(f"SageMaker prices not refreshed ({e}); using the table shipped with inflab")
+            return
+        ctx.put(SAGEMAKER_KEY, prices.to_store())
+        ctx.log(f"SageMaker price of {ml_type} refreshed from the AWS Pricing API: ${prices.table[ml_type]}/hour per instance")
 
     def _one(self, ctx, rec, d: ModelData, kind: str, run: str) -> None:
         variant = names.sagemaker_variant(d.precision)
