@@ -331,7 +331,11 @@ class _Runtime(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (the stdlib's name)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         _Runtime.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        if b"bad" in body:
+        if b"throttle" in body:  # retryable on AWS's terms: a client that retries would ask again
+            out = json.dumps({"message": "Rate exceeded"}).encode()
+            self.send_response(400)
+            self.send_header("x-amzn-ErrorType", "ThrottlingException")
+        elif b"bad" in body:
             out = json.dumps({"ErrorCode": "CLIENT_ERROR_FROM_MODEL", "Message": "Received client error (400)",
                               "OriginalStatusCode": 400, "OriginalMessage": "no"}).encode()
             self.send_response(424)
@@ -362,6 +366,8 @@ def test_the_load_generators_sagemaker_target_signs_invokeendpoint_calls_through
         assert ok.send() == "ok"
         bad = sagemaker_invoke.Client("sagemaker://inflab-lab1?region=us-west-2", b"bad", "application/json", 5)
         assert bad.send() == "424 ModelError"
+        throttled = sagemaker_invoke.Client("sagemaker://inflab-lab1?region=us-west-2", b"throttle", "application/json", 5)
+        assert throttled.send() == "400 ThrottlingException"
     finally:
         aws_client.configure()
         sagemaker_invoke._clients.clear()
@@ -372,4 +378,4 @@ def test_the_load_generators_sagemaker_target_signs_invokeendpoint_calls_through
     assert first["headers"]["X-Extra"] == "s3cr3t", "the configured headers go with every call"
     assert "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/" in first["headers"]["Authorization"]
     assert "/us-west-2/sagemaker/aws4_request" in first["headers"]["Authorization"]
-    assert len(_Runtime.seen) == 2, "no retry of the failed call"
+    assert len(_Runtime.seen) == 3, "no retry of a failed or throttled call: it is an error of the run"
