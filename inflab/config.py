@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from . import accelerators
+from . import accelerators, ml_types
 from .errors import InputError
 from .remote.payload import limits
 
@@ -143,9 +143,20 @@ class ServeSection:
     input: str = ""  # empty: the sample sentence pair / image in assets/samples
 
 
+@dataclass(frozen=True)
+class SageMakerSection:
+    enabled: bool = True  # false: the SageMaker exercise's steps are skipped
+    instance_type: str = ml_types.DEFAULT
+    instance_count: int = 1
+    latency_limit_ms: float = 100.0
+    rates: tuple[float, ...] = ()  # empty: doubling from 1% of the direct benchmark's throughput
+    max_rates: int = 8
+    step_s: int = 10
+
+
 SECTIONS: dict[str, type] = {"aws": AwsSection, "lab": LabSection, "instance": InstanceSection, "model": ModelSection,
                               "container": ContainerSection, "bench": BenchSection, "batch": BatchSection,
-                              "serve": ServeSection}
+                              "serve": ServeSection, "sagemaker": SageMakerSection}
 
 # What the config review screen (and ``to_toml``) writes beside each key.
 COMMENTS = {
@@ -198,6 +209,13 @@ COMMENTS = {
     "serve.max_rates": f"automatic rates: at most this many (1..{limits.MAX_LOAD_RATES})",
     "serve.step_s": f"seconds of load at each rate ({limits.LOAD_STEP_S})",
     "serve.input": "a file to send in the check and the load test; empty: the sample sentence pair or image",
+    "sagemaker.enabled": "false: skip the SageMaker exercise (a real-time endpoint of the compiled model)",
+    "sagemaker.instance_type": "ml.c6i.xlarge; ml.inf1/ml.inf2/ml.g4dn types where the compiled target fits",
+    "sagemaker.instance_count": f"instances behind each variant ({limits.SAGEMAKER_INSTANCES}), each billed",
+    "sagemaker.latency_limit_ms": "the load test's rates stop rising once p99 is over this",
+    "sagemaker.rates": "requests/s to offer, rising; empty: doubling from 1% of the direct benchmark's samples/s",
+    "sagemaker.max_rates": f"automatic rates: at most this many (1..{limits.MAX_LOAD_RATES})",
+    "sagemaker.step_s": f"seconds of load at each rate ({limits.LOAD_STEP_S})",
 }
 
 
@@ -234,6 +252,7 @@ class LabConfig:
     bench: BenchSection
     batch: BatchSection
     serve: ServeSection
+    sagemaker: SageMakerSection
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any], sandbox: bool) -> LabConfig:
@@ -406,6 +425,8 @@ _BOUNDS = {
     "serve.batch_size": limits.SERVE_BATCH_SIZE, "serve.max_batch_delay_ms": limits.MAX_BATCH_DELAY_MS,
     "serve.latency_limit_ms": limits.LATENCY_LIMIT_MS, "serve.step_s": limits.LOAD_STEP_S,
     "serve.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
+    "sagemaker.instance_count": limits.SAGEMAKER_INSTANCES, "sagemaker.latency_limit_ms": limits.LATENCY_LIMIT_MS,
+    "sagemaker.step_s": limits.LOAD_STEP_S, "sagemaker.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
 }
 _CHOICES = {
     "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
@@ -523,19 +544,23 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"batch.sizes: the sweep would be {jobs} jobs (families × instance types × sizes); "
                           f"at most {MAX_SWEEP_JOBS}")
     _check_rates(data["serve"]["rates"])
+    _check_rates(data["sagemaker"]["rates"], "sagemaker.rates")
+    wrong = ml_types.problem(data["sagemaker"]["instance_type"])
+    if wrong:
+        raise ConfigError(f"sagemaker.instance_type: {wrong}")
     if batch["max_duration_s"] < batch["min_duration_s"]:
         raise ConfigError(
             f"batch.max_duration_s: {batch['max_duration_s']} is less than batch.min_duration_s ({batch['min_duration_s']})")
 
 
-def _check_rates(rates: list) -> None:
+def _check_rates(rates: list, key: str = "serve.rates") -> None:
     if len(rates) > limits.MAX_LOAD_RATES:
-        raise ConfigError(f"serve.rates: {len(rates)} rates; at most {limits.MAX_LOAD_RATES}")
+        raise ConfigError(f"{key}: {len(rates)} rates; at most {limits.MAX_LOAD_RATES}")
     for r in rates:
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not limits.LOAD_RATE.allows(r):
-            raise ConfigError(f"serve.rates: {_shown(r)} is not a rate (requests per second, {limits.LOAD_RATE})")
+            raise ConfigError(f"{key}: {_shown(r)} is not a rate (requests per second, {limits.LOAD_RATE})")
     if any(b <= a for a, b in zip(rates, rates[1:])):
-        raise ConfigError("serve.rates: the rates must rise (each above the one before)")
+        raise ConfigError(f"{key}: the rates must rise (each above the one before)")
 
 
 def from_dict(user: dict[str, Any], *, sandbox: bool = False) -> LabConfig:

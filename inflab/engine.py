@@ -295,6 +295,11 @@ class Engine:
         destructive step (terminate) finishes the session; one the run goes on from does not."""
         step = self.step(step_id)
         try:
+            why = step.not_for(self.context(step))
+            if why:
+                self._log(step.id, f"Skipped: {why}")
+                self._set(step.id, SKIPPED)
+                return RunResult(True, step.id)
             if check_first:
                 if step.check(self.context(step)) and (not step.spec.ends_track or self.store.get(self.name, TRACK_ENDED)):
                     self._log(step.id, "Already done — nothing to change")

@@ -83,3 +83,38 @@ def batch_security_group(session: str) -> str:
 def job(session: str, family: str, instance_type: str, batch_size: int) -> str:
     """A sweep job's name, and its job definition's: one per (family, instance type, batch size)."""
     return f"{prefix(session)}-{family}-{dashed(instance_type)}-b{batch_size}"
+
+
+# -- the SageMaker exercise ----------------------------------------------------------------------
+SAGEMAKER_PREFIX = "sagemaker"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sagemaker/<precision>/model.tar.gz
+SAGEMAKER_PRECISIONS = ("fp32", "int8")  # what the compile step makes: a model (and variant) each
+
+
+def sagemaker_model(session: str, precision: str) -> str:
+    """A SageMaker model: one per precision the endpoint serves (each is a production variant)."""
+    return f"{prefix(session)}-{precision}"
+
+
+def sagemaker_endpoint_config(session: str, n: int) -> str:
+    """The n-th endpoint configuration of the session (a changed configuration is a new one, as
+    SageMaker's configurations cannot be changed)."""
+    return f"{prefix(session)}-{n}"
+
+
+def sagemaker_endpoint(session: str) -> str:
+    return prefix(session)
+
+
+def sagemaker_role(session: str) -> str:
+    """The execution role SageMaker takes to pull the image, read the model data and write the logs."""
+    return f"{prefix(session)}-sagemaker"
+
+
+def sagemaker_log_group(endpoint: str) -> str:
+    """Where SageMaker writes an endpoint's container logs (one stream per variant and instance)."""
+    return f"/aws/sagemaker/Endpoints/{endpoint}"
+
+
+def sagemaker_variant(precision: str) -> str:
+    """A production variant's name: the precision its model serves."""
+    return precision

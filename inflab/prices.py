@@ -46,6 +46,26 @@ DATE = "2026-11-22"  # when the table was last checked against the Pricing API
 SAME_AS_TABLE = ("us-east-1", "us-west-2")
 REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
+# Amazon SageMaker real-time inference (hosting), on-demand $/hour per instance, us-east-1: its own
+# product in AWS's price list (AmazonSageMaker), dearer than the same EC2 type.
+SAGEMAKER_PRICES: dict[str, float] = {
+    "ml.c5.large": 0.102, "ml.c5.xlarge": 0.204, "ml.c5.2xlarge": 0.408, "ml.c5.4xlarge": 0.816,
+    "ml.c5.9xlarge": 1.836, "ml.c5.18xlarge": 3.672,
+    "ml.c6i.large": 0.102, "ml.c6i.xlarge": 0.204, "ml.c6i.2xlarge": 0.408, "ml.c6i.4xlarge": 0.816,
+    "ml.c6i.8xlarge": 1.632, "ml.c6i.12xlarge": 2.448, "ml.c6i.16xlarge": 3.264, "ml.c6i.24xlarge": 4.896,
+    "ml.c6i.32xlarge": 6.528,
+    "ml.c7i.large": 0.1071, "ml.c7i.xlarge": 0.2142, "ml.c7i.2xlarge": 0.4284, "ml.c7i.4xlarge": 0.8568,
+    "ml.c7i.8xlarge": 1.7136,
+    "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
+    "ml.inf1.xlarge": 0.297, "ml.inf1.2xlarge": 0.471, "ml.inf1.6xlarge": 1.534, "ml.inf1.24xlarge": 6.137,
+    "ml.inf2.xlarge": 0.99, "ml.inf2.8xlarge": 2.5735, "ml.inf2.24xlarge": 8.4866, "ml.inf2.48xlarge": 16.9732,
+    "ml.g4dn.xlarge": 0.7364, "ml.g4dn.2xlarge": 0.94, "ml.g4dn.4xlarge": 1.505, "ml.g4dn.8xlarge": 2.72,
+    "ml.g4dn.12xlarge": 4.89, "ml.g4dn.16xlarge": 5.44,
+    "ml.g5.xlarge": 1.408, "ml.g5.2xlarge": 1.515, "ml.g5.4xlarge": 2.03, "ml.g5.8xlarge": 3.06,
+}
+SAGEMAKER_SOURCE = f"inflab's table of Amazon SageMaker real-time inference on-demand list prices, {REGION}"
+SAGEMAKER_DATE = "2026-12-07"
+
 PRICING_REGION = "us-east-1"  # the Pricing API's endpoint the lab uses (it prices every region)
 INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*\.[a-z0-9]+")
 MAX_PAGES = 10  # a filtered get_products answers one or two products: more pages means a wrong filter
@@ -94,20 +114,26 @@ def source_region(source: str) -> str | None:
 
 
 def default() -> Prices:
-    """The table shipped with inflab."""
-    return Prices(PRICES, SOURCE, DATE)
+    """The tables shipped with inflab: EC2's, then SageMaker's (ml.* types), each with its source."""
+    return Prices(PRICES, SOURCE, DATE, fallback=Prices(SAGEMAKER_PRICES, SAGEMAKER_SOURCE, SAGEMAKER_DATE))
 
 
 def from_store(store: Any, name: str) -> Prices:
     """The session's refreshed prices over the shipped table, or the shipped table alone when the
     session has none. A stored value of the wrong shape is a :class:`PriceError`."""
-    stored = store.get(name, "prices")
-    if stored is None:
-        return default()
-    try:
-        table = {str(k): float(v) for k, v in stored["prices"].items() if float(v) > 0}
-        source, date = str(stored["source"]), str(stored["date"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise PriceError(f"session {name}: stored prices are not usable (expected source, date and prices); "
-                         "the shipped table is used") from None
-    return Prices(table, source, date, fallback=default())
+    found = default()
+    for key in (SAGEMAKER_KEY, "prices"):  # the refreshed EC2 prices first, then SageMaker's, then the tables
+        stored = store.get(name, key)
+        if stored is None:
+            continue
+        try:
+            table = {str(k): float(v) for k, v in stored["prices"].items() if float(v) > 0}
+            source, date = str(stored["source"]), str(stored["date"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise PriceError(f"session {name}: stored prices are not usable (expected source, date and prices); "
+                             "the shipped table is used") from None
+        found = Prices(table, source, date, fallback=found)
+    return found
+
+
+SAGEMAKER_KEY = "sagemaker_prices"  # the session key of the SageMaker prices refreshed from the Pricing API

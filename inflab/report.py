@@ -21,6 +21,7 @@ from typing import Any
 from . import prices as _prices
 from .prices import Prices
 from .ranking import FAILED, OK, PERCENTILES, Recommendation, check_query, describe, frontier, is_ok, recommend
+from .remote.payload.batch_job import RUN_PREFIX as SWEEP_RUN_PREFIX
 from .remote.payload.result import BenchResult
 from .remote.payload.stats import DISTURBED, DISTURBED_SHARE, NOISY, STABLE_HALF_WIDTH
 
@@ -42,13 +43,20 @@ CSV_EXTRA = ["n_models", "workers_per_model", "devices", "weights", "run_id", "t
              "price_source", "price_date", "family", "input_size", "total_infs", "duration_s", "label", "runtime",
              "served", "offered_rps", "errors", "overhead_ms_p50", "meets_limit", "limit_ms", "repeats",
              "throughput_ci95_low", "throughput_ci95_high", "interference", "validity", "generator_cpu_share",
-             "threads", "phase"]
+             "threads", "phase", "deployment", "instance_count", "model_latency_ms", "overhead_latency_ms"]
 SERVED_COLUMNS = [  # the served block of the table and Markdown
     ("model", "MODEL", "{}"), ("batch_size", "BATCH", "{}"), ("n_models", "WORKERS", "{}"),
     ("offered_rps", "OFFERED/S", "{:,.1f}"), ("throughput_avg", "ACHIEVED/S", "{:,.1f}"),
     ("latency_ms_p50", "P50 MS", "{:.2f}"), ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
     ("errors", "ERRORS", "{}"), ("overhead_ms_p50", "OVERHEAD MS", "{:+.2f}"), ("meets_limit", "MEETS", "{}"),
     ("generator_cpu_share", "GEN CPU", "{:.1%}"), ("interference", "OTHERS", "{:.0%}"), ("run", "RUN", "{}"),
+]
+SAGEMAKER_COLUMNS = [  # the SageMaker block of the table and Markdown
+    ("model", "MODEL", "{}"), ("precision", "PREC", "{}"), ("instance_type", "INSTANCE", "{}"), ("instance_count", "×", "{}"),
+    ("offered_rps", "OFFERED/S", "{:,.1f}"), ("throughput_avg", "ACHIEVED/S", "{:,.1f}"),
+    ("latency_ms_p50", "P50 MS", "{:.2f}"), ("latency_ms_p90", "P90 MS", "{:.2f}"), ("latency_ms_p99", "P99 MS", "{:.2f}"),
+    ("errors", "ERRORS", "{}"), ("overhead_ms_p50", "OVERHEAD MS", "{:+.2f}"), ("price_per_hour", "$/HOUR", "{:.4f}"),
+    ("cost_per_million", "$/1M REQ", "{:.4f}"), ("meets_limit", "MEETS", "{}"), ("run", "RUN", "{}"),
 ]
 WORKSHOP_COLUMNS = ["model_name", "processor", "max_length", "batch_size", "samples", "latency_p50", "latency_p90",
                     "latency_p95", "total_time", "throughput"]
@@ -65,7 +73,16 @@ ROW_KEYS = (  # every row has exactly these keys, whatever made it (a result, a 
     "harness", "repeats", "throughput_ci95", "throughput_pm", "latency_ms_p50_ci95", "latency_ms_p90_ci95",
     "latency_ms_p95_ci95", "latency_ms_p99_ci95", "interference", "quality", "validity",
     "generator_cpu_share", "threads", "phase",
+    # how the model was deployed (:data:`DEPLOYMENTS`), and a SageMaker endpoint's instances behind the row's variant
+    "deployment", "instance_count",
+    # SageMaker's own view of a load test's calls (CloudWatch's ModelLatency and OverheadLatency, averaged over the run)
+    "model_latency_ms", "overhead_latency_ms", "cloudwatch_calls", "load_calls",
 )
+#: the ways the report's rows were served: the direct benchmark on the instance, TorchServe on it, a SageMaker
+#: real-time endpoint, the Batch sweep's direct benchmarks — in the order the report groups them
+DEPLOYMENTS = ("instance", "batch", "torchserve", "sagemaker")
+DEPLOYMENT_NAMES = {"instance": "Direct on the instance", "batch": "Direct on each type (Batch sweep)",
+                    "torchserve": "TorchServe on the instance", "sagemaker": "SageMaker endpoint"}
 RUN_CHARS = 34  # a run id longer than this is shortened in the table and Markdown
 INPUT_SIZE = re.compile(r"_(\d+)_b\d+\.pt$")  # compile.py's model file: FAMILY_TARGET_PRECISION_SIZE_bBATCH.pt
 
@@ -92,7 +109,20 @@ def new_row(**values: Any) -> dict[str, Any]:
     out.update(values)
     if out["status"] is None:
         out["status"] = OK
+    if out["deployment"] is None:
+        out["deployment"] = deployment_of(out)
     return out
+
+
+def deployment_of(r: dict[str, Any]) -> str:
+    """How a row's model was served, when its maker did not say: a served row is TorchServe's, a sweep
+    job's run (its run id starts ``sweep-``, or a failed job's ``runtime`` is ``batch``) Batch's, anything
+    else the direct benchmark on the instance."""
+    if r.get("served"):
+        return "torchserve"
+    if r.get("runtime") == "batch" or str(r.get("run_id") or "").startswith(f"{SWEEP_RUN_PREFIX}-"):
+        return "batch"
+    return "instance"
 
 
 def _priced(itype: str | None, throughput: float | None, prices: Prices | None) -> dict[str, Any]:
@@ -188,6 +218,31 @@ def served_rows(record: dict[str, Any], prices: Prices | None = None) -> list[di
     return out
 
 
+def sagemaker_rows(record: dict[str, Any], prices: Prices | None = None) -> list[dict[str, Any]]:
+    """The rows of one load test of a SageMaker endpoint's variant (the ``sagemaker`` record the
+    sagemaker-load-test step stores): one per offered rate, like a served row, priced as SageMaker
+    bills the variant — the ml.* type's hourly price × its instance count — so the cost per 1M is per
+    million requests answered at that rate. A record without rates raises ValueError."""
+    if not isinstance(record, dict) or not isinstance(record.get("rates"), list) or not record.get("run_id"):
+        raise ValueError("a SageMaker record needs its run_id and rates")
+    count = record.get("instance_count") if isinstance(record.get("instance_count"), int) else 1
+    quote = (prices or _prices.default()).quote(record.get("instance_type"))
+    cw = record.get("cloudwatch") if isinstance(record.get("cloudwatch"), dict) else {}
+    seen = {k: (cw.get(f"{k}_ms") or {}).get("avg_ms") if isinstance(cw.get(f"{k}_ms"), dict) else None
+            for k in ("model_latency", "overhead_latency")}
+    calls = (cw.get("model_latency_ms") or {}).get("calls") if isinstance(cw.get("model_latency_ms"), dict) else None
+    rows = []
+    for r in served_rows({**record, "workers": None}, prices):
+        per_hour = quote.per_hour * count if quote else None
+        rows.append({**r, "deployment": "sagemaker", "runtime": "sagemaker", "instance_count": count,
+                     "models_x_workers": f"{count} instance{'s' if count > 1 else ''}", "n_models": count,
+                     "price_per_hour": per_hour, "cost_per_million": cost_per_million(per_hour, r["throughput_avg"]),
+                     "price_source": quote.source if quote else None, "price_date": quote.date if quote else None,
+                     "model_latency_ms": seen["model_latency"], "overhead_latency_ms": seen["overhead_latency"],
+                     "cloudwatch_calls": calls, "load_calls": cw.get("run_calls")})
+    return rows
+
+
 def failed_row(record: dict[str, Any], prices: Prices | None = None) -> dict[str, Any]:
     """The row of a sweep job that failed (the ``batch-failed`` record the sweep stores): what it
     was meant to measure, no measurements, and ``status`` ``"FAILED: <reason>"``. Its instance
@@ -233,6 +288,11 @@ def session_rows(store: Any, name: str) -> tuple[list[dict[str, Any]], list[str]
                 rows.extend(served_rows(rec["data"], prices))
             except ValueError:
                 bad += 1
+        elif rec["kind"] == "sagemaker":
+            try:
+                rows.extend(sagemaker_rows(rec["data"], prices))
+            except ValueError:
+                bad += 1
         elif rec["kind"] == "batch-failed":
             try:
                 rows.append(failed_row(rec["data"], prices))
@@ -268,6 +328,56 @@ def save_view(store: Any, name: str, limit_ms: float | None, percentile: str) ->
     """Remember the report screen's latency limit and percentile for session ``name``."""
     check_query(limit_ms, percentile)
     store.put(name, VIEW, {"limit_ms": limit_ms, "percentile": percentile})
+
+
+def deployments(rows: list[dict[str, Any]], limit_ms: float | None = None, percentile: str = "p90") -> list[dict[str, Any]]:
+    """Which deployment serves the model cheapest under the limit: per deployment that has rows (the
+    direct benchmark on the instance, the sweep's, TorchServe, SageMaker), its cheapest priced row whose
+    ``percentile`` latency is at most ``limit_ms`` — a served row (TorchServe, SageMaker) also without
+    errors at that rate; with no limit, a served row must meet its own load test's p99 limit — or why
+    there is none. One dict each: deployment, its name, the row (or None), and the line that says it."""
+    check_query(limit_ms, percentile)
+    key = f"latency_ms_{percentile}"
+    out = []
+    for dep in DEPLOYMENTS:
+        mine = [r for r in rows if r.get("deployment") == dep and is_ok(r)]
+        if not mine:
+            continue
+        served = dep in ("torchserve", "sagemaker")
+        if limit_ms is None:
+            fits = [r for r in mine if not served or r.get("meets_limit")]
+            under = "meeting its load test's p99 limit" if served else "with no latency limit"
+        else:
+            fits = [r for r in mine if r.get(key) is not None and r[key] <= limit_ms and not (served and r.get("errors"))]
+            under = f"under {limit_ms:g} ms {percentile}"
+        priced = [r for r in fits if r.get("cost_per_million") is not None]
+        best = min(priced, key=lambda r: (r["cost_per_million"], -(r["throughput_avg"] or 0))) if priced else None
+        name = DEPLOYMENT_NAMES[dep]
+        if best is not None:
+            unit = "requests" if served else "inferences"
+            rate = f" at {best['offered_rps']:g} requests/s" if served and best.get("offered_rps") is not None else ""
+            over = (f", {best['overhead_ms_p50']:+.2f} ms p50 against the direct run" if served
+                    and best.get("overhead_ms_p50") is not None else "")
+            where = describe(best, mine) + (f" × {best['instance_count']}" if (best.get("instance_count") or 1) > 1 else "")
+            line = (f"{name}: {where}{rate}, ${best['cost_per_million']:.4f} per 1M {unit}{over} "
+                    f"({best['price_source']}, {best['price_date']})")
+        elif fits:
+            line = f"{name}: {len(fits)} run(s) {under}, none priced (measured on the sandbox host itself, or a type with no price)"
+        else:
+            lowest = min((r for r in mine if r.get(key) is not None), key=lambda r: r[key], default=None)
+            line = f"{name}: nothing {under}" + (f" (lowest {percentile} {lowest[key]:.2f} ms)" if lowest else "")
+        out.append({"deployment": dep, "name": name, "row": best, "line": line})
+    return out
+
+
+def deployment_lines(rows: list[dict[str, Any]], limit_ms: float | None = None, percentile: str = "p90") -> list[str]:
+    """The deployments side by side (:func:`deployments`), with the sentence that heads them."""
+    found = deployments(rows, limit_ms, percentile)
+    if len(found) < 2:
+        return []
+    head = ("Which deployment serves it cheapest" + (f" under {limit_ms:g} ms {percentile}" if limit_ms is not None
+                                                     else " (served: at its load test's p99 limit)") + ":")
+    return [head] + ["  " + d["line"] for d in found]
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) -> list[dict[str, Any]]:
@@ -344,7 +454,7 @@ def _notes(rows: list[dict[str, Any]], on: list[bool], percentile: str, marks: d
         if not is_ok(r):
             notes.append(f"FAILED {r.get('run_id') or '-'} ({describe(r)}): {r['status'][len(FAILED) + 2:]}")
     if any(r.get("sandbox") for r in rows):
-        extra = ("; a sweep row is priced as the instance type it stands in for, so its cost only illustrates"
+        extra = ("; a sweep or SageMaker row is priced as the instance type it stands in for, so its cost only illustrates"
                  if any(r.get("sandbox") and r.get("price_per_hour") for r in rows) else "")
         notes.append(f"sandbox rows ran on this machine's CPU: not comparable with an instance{extra}.")
     if any(r.get("weights") == "random" for r in rows):
@@ -412,7 +522,8 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     on = frontier(rows, percentile)
     if fmt == "json":
         return json.dumps({"rows": [dict(r, frontier=f) for r, f in zip(rows, on)], "recommendation": rec.to_dict(),
-                           "prices": price_sources(rows), "serving": serving_summary(rows)}, indent=2)
+                           "prices": price_sources(rows), "serving": serving_summary(rows),
+                           "deployments": deployments(rows, limit_ms, percentile)}, indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         keys = [k for k, _, _ in COLUMNS if k not in ("models_x_workers", "run")] + CSV_EXTRA
@@ -432,24 +543,57 @@ def render(rows: list[dict[str, Any]], fmt: str, *, limit_ms: float | None = Non
     tied = rec.tied_runs()
     heads, cells = _text_rows(rows, on, marks, tied)
     notes = _notes(rows + served, on + [False] * len(served), percentile, marks, region, tied)
-    s_heads = [h for _, h, _ in SERVED_COLUMNS]
-    s_cells = [[_cell(r.get(k), f) for k, _, f in SERVED_COLUMNS] for r in served]
+    blocks = served_blocks(served)
+    answer = list(rec.lines) + deployment_lines(rows + served, limit_ms, percentile)
     if fmt == "md":
         lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"] if rows else []
         lines += ["| " + " | ".join(c) + " |" for c in cells]
-        if served:
-            lines += ["", "**Served by TorchServe**", "", "| " + " | ".join(s_heads) + " |",
+        for title, s_heads, s_cells, said in blocks:
+            lines += ["", f"**{title}**", "", "| " + " | ".join(s_heads) + " |",
                       "|" + "|".join("---" for _ in s_heads) + "|"] + ["| " + " | ".join(c) + " |" for c in s_cells]
-            lines += [""] + ["- " + x for x in serving_lines(served)]
-        lines += ["", "**Recommendation**", ""] + ["- " + x for x in rec.lines]
+            lines += [""] + ["- " + x for x in said]
+        lines += ["", "**Recommendation**", ""] + ["- " + x.strip() for x in answer]
         lines += ["", "**Notes**", ""] + ["- " + x for x in notes] if notes else []
         return "\n".join(lines)
     lines = _aligned(heads, cells) if rows else []
-    if served:
-        lines += ["", "Served by TorchServe:"] + _aligned(s_heads, s_cells) + serving_lines(served)
-    lines += [""] + list(rec.lines)
+    for title, s_heads, s_cells, said in blocks:
+        lines += ["", f"{title}:"] + _aligned(s_heads, s_cells) + said
+    lines += [""] + answer
     lines += [""] + notes if notes else []
     return "\n".join(lines).lstrip("\n")
+
+
+def served_blocks(served: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """The served rows' blocks of the table and Markdown, one per deployment: (title, headings, cells,
+    the lines under it)."""
+    out = []
+    for dep, title, columns, said in (("torchserve", "Served by TorchServe", SERVED_COLUMNS, serving_lines),
+                                      ("sagemaker", "Served by a SageMaker endpoint", SAGEMAKER_COLUMNS, sagemaker_lines)):
+        mine = [r for r in served if (r.get("deployment") or "torchserve") == dep]
+        if mine:
+            out.append((title, [h for _, h, _ in columns], [[_cell(r.get(k), f) for k, _, f in columns] for r in mine],
+                        said(mine)))
+    return out
+
+
+def sagemaker_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The SageMaker block's explanation and, per load test, its answer and SageMaker's own view."""
+    lines = ["Load from the instance, in the endpoint's region, through InvokeEndpoint (open-loop Poisson arrivals, latency "
+             "from each request's scheduled time); $/hour = the ml.* type's on-demand price × the variant's instances; "
+             "$/1M REQ = per million requests answered at that rate; overhead = p50 − direct p50 at the same batch."]
+    for s in serving_summary(rows):
+        best = s["highest_rate_meeting_limit"]
+        r = next(x for x in rows if x["run_id"] == s["run_id"])
+        mixed = (r.get("cloudwatch_calls") or 0) > (r.get("load_calls") or r.get("cloudwatch_calls") or 0)
+        seen = ("" if r.get("model_latency_ms") is None or r.get("overhead_latency_ms") is None else
+                f"; SageMaker saw ModelLatency {r['model_latency_ms']:.2f} ms and OverheadLatency "
+                f"{r['overhead_latency_ms']:.2f} ms on average (CloudWatch"
+                + (f", per minute: {r['cloudwatch_calls']:,} calls, {r['load_calls']:,} of them this run's)" if mixed else ")"))
+        lines.append(f"Run {s['run_id']} ({r.get('precision')} on {r.get('instance_type')} × {r.get('instance_count')}): "
+                     f"highest rate meeting p99 ≤ {s['limit_ms']:g} ms: "
+                     + ("none" if best is None else f"{best:g} requests/s ({s['achieved_at_that_rate']:,.1f} achieved)")
+                     + f"{seen}; {s['stop_reason']}.")
+    return lines
 
 
 def _aligned(heads: list[str], cells: list[list[str]]) -> list[str]:
@@ -469,7 +613,8 @@ def serving_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run_id, rs in runs.items():
         met = [r for r in rs if r.get("meets_limit")]
         best = max(met, key=lambda r: r.get("offered_rps") or 0) if met else None
-        out.append({"run_id": run_id, "label": rs[0].get("label"), "model": rs[0].get("model"),
+        out.append({"run_id": run_id, "deployment": rs[0].get("deployment"), "instance_type": rs[0].get("instance_type"),
+                    "label": rs[0].get("label"), "model": rs[0].get("model"),
                     "batch_size": rs[0].get("batch_size"), "workers": rs[0].get("n_models"), "limit_ms": rs[0].get("limit_ms"),
                     "percentile": "p99", "highest_rate_meeting_limit": rs[0].get("highest_rate_meeting_limit"),
                     "achieved_at_that_rate": best.get("throughput_avg") if best else None,

@@ -23,7 +23,7 @@ KEEP = "keep"  # its undo only forgets results (they are the point), or what it 
 class StepSpec:
     id: str
     title: str  # one line, for ``inflab steps`` and the step list
-    exercise: str  # provision | model | serving | sweep: the instructor counts participants per exercise
+    exercise: str  # provision | model | serving | sagemaker | sweep: the instructor counts participants per exercise
     step: str  # the class that does it: "module:Class" in inflab.lab_steps
     #: asks for confirmation in the TUI before it runs; finishing it finishes the session (unless the run goes on)
     destructive: bool = False
@@ -62,6 +62,12 @@ TRACK: tuple[StepSpec, ...] = (
     StepSpec("serve-check", "Check the served model", "serving", "serve_check:ServeCheck", needs_host=True),
     StepSpec("load-test", "Load-test the served model", "serving", "load_test:LoadTest", needs_host=True),
     StepSpec("serve-stop", "Stop the server", "serving", "serving:ServeStop", needs_host=True),
+    StepSpec("sagemaker-package", "Package it for SageMaker", "sagemaker", "sagemaker:SageMakerPackage"),
+    StepSpec("sagemaker-endpoint", "Deploy a SageMaker endpoint", "sagemaker", "sagemaker:SageMakerEndpoint"),
+    StepSpec("sagemaker-check", "Check the endpoint", "sagemaker", "sagemaker_load:SageMakerCheck", teardown=KEEP),
+    StepSpec("sagemaker-load-test", "Load-test the endpoint", "sagemaker", "sagemaker_load:SageMakerLoadTest",
+             needs_host=True, teardown=KEEP),
+    StepSpec("sagemaker-delete", "Delete the endpoint", "sagemaker", "sagemaker:SageMakerDelete", teardown=KEEP),
     StepSpec("terminate", "Terminate the instance", "model", "instance:Terminate", destructive=True, ends_host=True),
     # batch-cleanup takes the sweep down itself: the track's end leaves batch-setup's undo alone
     StepSpec("batch-setup", "Set up AWS Batch", "sweep", "batch_setup:BatchSetup", teardown=KEEP),

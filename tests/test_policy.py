@@ -26,7 +26,8 @@ NOT_CLIENTS = {"self", "cls", "store"}
 
 # Actions that have no resource type in AWS's Service Authorization Reference (list_amazonec2, list_awsbatch,
 # list_awsidentityandaccessmanagementiam, list_amazons3, list_amazoncloudwatchlogs, list_amazonelasticcontainerregistry,
-# list_awspricelist, list_servicequotas, list_awssecuritytokenservice): the only ones a statement may grant on "*".
+# list_awspricelist, list_servicequotas, list_awssecuritytokenservice, list_amazonsagemaker, list_amazoncloudwatch): the
+# only ones a statement may grant on "*".
 NO_RESOURCE_TYPE = frozenset({
     "sts:GetCallerIdentity", "ec2:DescribeImages", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
     "ec2:DescribeSubnets", "ec2:DescribeInstances", "ec2:DescribeKeyPairs", "ec2:DescribeSecurityGroups",
@@ -34,7 +35,7 @@ NO_RESOURCE_TYPE = frozenset({
     "iam:ListRoles", "iam:ListInstanceProfiles", "ecr:GetAuthorizationToken", "s3:ListAllMyBuckets",
     "logs:DescribeLogGroups", "batch:DescribeComputeEnvironments", "batch:DescribeJobQueues",
     "batch:DescribeJobDefinitions", "batch:DescribeJobs", "batch:ListJobs", "servicequotas:GetAWSDefaultServiceQuota",
-    "pricing:GetProducts",
+    "pricing:GetProducts", "sagemaker:ListEndpointConfigs", "cloudwatch:GetMetricStatistics",
 })
 
 

@@ -418,7 +418,7 @@ def test_csv_rows_carry_status_frontier_and_price_source(sweep):
 
 def test_json_has_rows_recommendation_and_prices(sweep):
     data = json.loads(report.render(sweep + [failed()], "json", limit_ms=50, percentile="p90"))
-    assert set(data) == {"rows", "recommendation", "prices", "serving"}
+    assert set(data) == {"rows", "recommendation", "prices", "serving", "deployments"}
     assert [r["frontier"] for r in data["rows"]] == [True, True, True, False, False]
     assert data["rows"][4]["status"].startswith("FAILED: ") and data["rows"][4]["throughput_avg"] is None
     rec = data["recommendation"]
@@ -667,7 +667,8 @@ def test_served_rows_stay_out_of_the_recommendation_and_get_their_own_block(swee
     assert "load-test-1" not in main and "load-test-1@20/s" in served
     assert "+9.00" in served and "highest rate meeting p99 ≤ 100 ms: 20 requests/s (19.5 achieved)" in served
     doc = json.loads(report.render(rows, "json"))
-    assert doc["serving"] == [{"run_id": "load-test-1", "label": "lab1", "model": "bert-base-cased-finetuned-mrpc",
+    assert doc["serving"] == [{"run_id": "load-test-1", "deployment": "torchserve", "instance_type": "inf1.2xlarge",
+                               "label": "lab1", "model": "bert-base-cased-finetuned-mrpc",
                                "batch_size": 8, "workers": 4, "limit_ms": 100.0, "percentile": "p99",
                                "highest_rate_meeting_limit": 20, "achieved_at_that_rate": 19.5,
                                "direct_run_id": "sweep-inf1.2xlarge-b8", "direct_latency_ms_p50": 5.0,

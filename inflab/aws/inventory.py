@@ -174,6 +174,49 @@ def log_groups(aws: Aws, session: str) -> list[dict[str, Any]]:
     return [found] if found else []
 
 
+def _sagemaker_tagged(sm, arn: str, session: str) -> bool:
+    try:
+        return tag_dict(sm.list_tags(ResourceArn=arn).get("Tags")).get(TAG_SESSION) == session
+    except ClientError as e:  # deleted between the list and the look-up
+        if error_code(e) in ("ValidationException", "ResourceNotFound"):
+            return False
+        raise
+
+
+def sagemaker_resources(aws: Aws, session: str) -> list[dict[str, str]]:
+    """The session's SageMaker endpoint, endpoint configurations and models (by their names, tagged for
+    the session), and the endpoint's log group (SageMaker makes it, untagged: found by its exact name)."""
+    sm = aws.client("sagemaker")
+    start = names.prefix(session)
+    out: list[dict[str, str]] = []
+    try:
+        e = sm.describe_endpoint(EndpointName=names.sagemaker_endpoint(session))
+    except ClientError as err:
+        if error_code(err) != "ValidationException":
+            raise
+        e = None
+    if e and _sagemaker_tagged(sm, e["EndpointArn"], session):
+        out.append({"type": "sagemaker:endpoint", "id": e["EndpointArn"], "name": e["EndpointName"],
+                    "state": e.get("EndpointStatus", "")})
+    for page in sm.get_paginator("list_endpoint_configs").paginate(NameContains=start):
+        for c in page["EndpointConfigs"]:
+            if c["EndpointConfigName"].removeprefix(start + "-").isdigit() and _sagemaker_tagged(sm, c["EndpointConfigArn"], session):
+                out.append({"type": "sagemaker:endpoint-config", "id": c["EndpointConfigArn"], "name": c["EndpointConfigName"]})
+    for precision in names.SAGEMAKER_PRECISIONS:
+        try:
+            m = sm.describe_model(ModelName=names.sagemaker_model(session, precision))
+        except ClientError as err:
+            if error_code(err) != "ValidationException":
+                raise
+            continue
+        if _sagemaker_tagged(sm, m["ModelArn"], session):
+            out.append({"type": "sagemaker:model", "id": m["ModelArn"], "name": m["ModelName"]})
+    group = log_group_named(aws, names.sagemaker_log_group(names.sagemaker_endpoint(session)))
+    if group:
+        out.append({"type": "logs:log-group", "id": group.get("arn", group["logGroupName"]), "name": group["logGroupName"]})
+    return out
+
+
 def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     """Every live resource tagged for ``session``, one flat dict each (for --json)."""
     out: list[dict[str, str]] = []
@@ -196,6 +239,7 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     for r in ecr_repositories(aws, session):
         out.append({"type": "ecr:repository", "id": r["repositoryArn"], "name": r["repositoryName"]})
     out += batch_resources(aws, session)
+    out += sagemaker_resources(aws, session)
     for g in log_groups(aws, session):
         out.append({"type": "logs:log-group", "id": g.get("arn", g["logGroupName"]), "name": g["logGroupName"]})
     for b in buckets(aws, session):

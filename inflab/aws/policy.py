@@ -33,13 +33,14 @@ MANAGED_POLICY_LIMIT = 6144
 NAME = "inflab-*"  # every resource name the lab makes starts so: inflab-<session>...
 IAM_PATH = "/inflab/"  # the lab's roles and instance profiles live under this path
 LOG_GROUPS = "/inflab/*"  # a session's log group is /inflab/<session>
+SAGEMAKER_LOGS = f"/aws/sagemaker/Endpoints/{NAME}"  # a SageMaker endpoint's (SageMaker makes it)
 BEACONS = "/inflab/sessions"  # the progress beacons: /inflab/sessions/<session>
 #: the AWS managed policies the lab attaches to its roles (nothing else may be attached)
 MANAGED_POLICIES = (
     "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
 )
 #: the services the lab's roles are made for (their trust policies): the only ones they may be passed to
-ROLE_SERVICES = ("ec2.amazonaws.com", "batch.amazonaws.com", "ecs-tasks.amazonaws.com")
+ROLE_SERVICES = ("ec2.amazonaws.com", "batch.amazonaws.com", "ecs-tasks.amazonaws.com", "sagemaker.amazonaws.com")
 BATCH_SERVICE_LINKED_ROLE = "arn:aws:iam::*:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
 
 #: every AWS call the lab's steps (and the look by tag, the beacon, the price refresh) make: (service, operation)
@@ -73,6 +74,12 @@ LAB_CALLS = frozenset({
     ("ssm", "GetParameter"), ("ssm", "PutParameter"), ("ssm", "AddTagsToResource"), ("ssm", "DeleteParameter"),
     ("ssm", "GetParametersByPath"),
     ("pricing", "GetProducts"),
+    ("sagemaker", "CreateModel"), ("sagemaker", "DescribeModel"), ("sagemaker", "DeleteModel"),
+    ("sagemaker", "CreateEndpointConfig"), ("sagemaker", "DeleteEndpointConfig"),
+    ("sagemaker", "ListEndpointConfigs"), ("sagemaker", "CreateEndpoint"), ("sagemaker", "DescribeEndpoint"),
+    ("sagemaker", "DeleteEndpoint"), ("sagemaker", "ListTags"),
+    ("sagemaker-runtime", "InvokeEndpoint"), ("s3", "HeadObject"), ("logs", "FilterLogEvents"),
+    ("cloudwatch", "GetMetricStatistics"),
 })
 
 #: what the instructor's room and preflight read, beyond what cleanup needs
@@ -95,7 +102,7 @@ _ACTION_OF = {
     ("s3", "PutPublicAccessBlock"): ("s3:PutBucketPublicAccessBlock",),
     ("s3", "PutBucketEncryption"): ("s3:PutEncryptionConfiguration",),
 }
-_PREFIX = {"service-quotas": "servicequotas"}  # the IAM service prefix where it is not the client's name
+_PREFIX = {"service-quotas": "servicequotas", "sagemaker-runtime": "sagemaker"}  # the IAM service prefix where it is not the client's name
 
 #: what AWS also checks when the lab makes a call (tags given on create, a role passed, a role AWS makes)
 IMPLIED = {
@@ -113,6 +120,9 @@ IMPLIED = {
     ("batch", "CreateJobQueue"): ("batch:TagResource",),
     ("batch", "RegisterJobDefinition"): ("batch:TagResource", "iam:PassRole"),
     ("batch", "SubmitJob"): ("batch:TagResource",),
+    ("sagemaker", "CreateModel"): ("sagemaker:AddTags", "iam:PassRole"),
+    ("sagemaker", "CreateEndpointConfig"): ("sagemaker:AddTags",),
+    ("sagemaker", "CreateEndpoint"): ("sagemaker:AddTags",),
 }
 
 #: what ``docker push`` (and a pull of the session's image) asks of ECR with the token the lab gets
@@ -159,7 +169,8 @@ def _participant_statements() -> list[dict]:
             "ec2:DescribeSecurityGroups", "ec2:DescribeLaunchTemplates", "ec2:DescribeVolumes", "iam:ListRoles",
             "iam:ListInstanceProfiles", "ecr:GetAuthorizationToken", "s3:ListAllMyBuckets", "logs:DescribeLogGroups",
             "batch:DescribeComputeEnvironments", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
-            "batch:DescribeJobs", "batch:ListJobs", "pricing:GetProducts",
+            "batch:DescribeJobs", "batch:ListJobs", "pricing:GetProducts", "sagemaker:ListEndpointConfigs",
+            "cloudwatch:GetMetricStatistics",
         ], "*"),
         _statement("Ec2Create", ["ec2:RunInstances", "ec2:CreateLaunchTemplate", "ec2:CreateSecurityGroup"],
                    made_by_ec2 + [_arn("ec2", "network-interface/*"), _arn("ec2", "subnet/*"), _arn("ec2", "vpc/*"),
@@ -167,7 +178,7 @@ def _participant_statements() -> list[dict]:
         _statement("Ec2TagOnCreate", ["ec2:CreateTags"], made_by_ec2, {"StringEquals": {"ec2:CreateAction": [
             "RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate", "ImportKeyPair"]}}),
         _statement("Ec2KeyPairs", ["ec2:ImportKeyPair", "ec2:DeleteKeyPair"], [_arn("ec2", f"key-pair/{NAME}")]),
-        _statement("OnlyWhatIsTaggedForALab", [
+        _statement("TaggedForALab", [
             "ec2:TerminateInstances", "ec2:GetConsoleOutput", "ec2:AuthorizeSecurityGroupIngress",
             "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:DeleteLaunchTemplate",
             "batch:TerminateJob",
@@ -179,17 +190,17 @@ def _participant_statements() -> list[dict]:
             "iam:ListRolePolicies", "iam:ListInstanceProfilesForRole",
         ], roles),
         # A look-up of a role or profile that does not exist yet names no path.
-        _statement("IamLookUpLabRoles", ["iam:GetRole"], [f"arn:aws:iam::*:role/{NAME}"]),
-        _statement("IamLookUpLabProfiles", ["iam:GetInstanceProfile"], [f"arn:aws:iam::*:instance-profile/{NAME}"]),
-        _statement("IamAttachOnlyTheLabsPolicies", ["iam:AttachRolePolicy"], roles,
+        _statement("IamLookUp", ["iam:GetRole", "iam:GetInstanceProfile"],
+                   [f"arn:aws:iam::*:role/{NAME}", f"arn:aws:iam::*:instance-profile/{NAME}"]),
+        _statement("IamAttachLabPolicies", ["iam:AttachRolePolicy"], roles,
                    {"ArnEquals": {"iam:PolicyARN": list(MANAGED_POLICIES)}}),
-        _statement("IamPassLabRolesToTheirServices", ["iam:PassRole"], roles,
+        _statement("IamPassLabRoles", ["iam:PassRole"], roles,
                    {"StringEqualsIfExists": {"iam:PassedToService": list(ROLE_SERVICES)}}),
-        _statement("IamLabInstanceProfiles", [
+        _statement("IamLabProfiles", [
             "iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:GetInstanceProfile", "iam:DeleteInstanceProfile",
             "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
         ], profiles),
-        _statement("BatchServiceLinkedRole", ["iam:CreateServiceLinkedRole"], [BATCH_SERVICE_LINKED_ROLE],
+        _statement("BatchLinkedRole", ["iam:CreateServiceLinkedRole"], [BATCH_SERVICE_LINKED_ROLE],
                    {"StringEquals": {"iam:AWSServiceName": "batch.amazonaws.com"}}),
         _statement("BatchLab", [
             "batch:CreateComputeEnvironment", "batch:UpdateComputeEnvironment", "batch:DeleteComputeEnvironment",
@@ -197,7 +208,7 @@ def _participant_statements() -> list[dict]:
             "batch:DeregisterJobDefinition", "batch:SubmitJob", "batch:TagResource",
         ], [_arn("batch", f"compute-environment/{NAME}"), _arn("batch", f"job-queue/{NAME}"),
             _arn("batch", f"job-definition/{NAME}"), _arn("batch", "job/*")]),
-        _statement("EcrListRepositories", ["ecr:DescribeRepositories"], [_arn("ecr", "repository/*")]),
+        _statement("EcrList", ["ecr:DescribeRepositories"], [_arn("ecr", "repository/*")]),
         _statement("EcrLabRepository", [
             "ecr:CreateRepository", "ecr:TagResource", "ecr:DeleteRepository", "ecr:DescribeImages",
             "ecr:BatchDeleteImage", "ecr:ListTagsForResource", *REGISTRY_ACTIONS,
@@ -208,8 +219,15 @@ def _participant_statements() -> list[dict]:
             "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
         ], [f"arn:aws:s3:::{NAME}", f"arn:aws:s3:::{NAME}/*"]),
         _statement("LogsLabGroups", ["logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy",
-                                     "logs:DeleteLogGroup", "logs:GetLogEvents"],
-                   [_arn("logs", f"log-group:{LOG_GROUPS}")]),
+                                     "logs:DeleteLogGroup", "logs:GetLogEvents", "logs:FilterLogEvents"],
+                   [_arn("logs", f"log-group:{LOG_GROUPS}"), _arn("logs", f"log-group:{SAGEMAKER_LOGS}")]),
+        # endpoint/, endpoint-config/ and model/ named inflab-*
+        _statement("SageMakerLab", [
+            "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:CreateEndpointConfig",
+            "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint",
+            "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:AddTags",
+            "sagemaker:ListTags",
+        ], [_arn("sagemaker", f"*/{NAME}")]),
         _statement("SsmProgressBeacon", ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter",
                                          "ssm:DeleteParameter", "ssm:GetParametersByPath"],
                    [_arn("ssm", f"parameter{BEACONS}"), _arn("ssm", f"parameter{BEACONS}/*")]),

@@ -90,3 +90,60 @@ def refresh(pricing_client: Any, instance_types: list[str] | tuple[str, ...], re
         raise PriceError(f"the AWS Pricing API has no on-demand Linux price for {', '.join(wanted)} in {region}")
     date = today or datetime.now(timezone.utc).date().isoformat()
     return Prices(table, f"AWS Pricing API, on-demand Linux, {region}", date, fallback=default())
+
+
+# -- Amazon SageMaker: real-time inference instances (its own product code and attributes) ------------
+def _sagemaker_filters(ml_type: str, region: str) -> list[dict[str, str]]:
+    # ``component`` Hosting: real-time inference endpoints (not training, notebooks, processing, batch)
+    wanted = {"regionCode": region, "component": "Hosting", "instanceName": ml_type}
+    return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
+
+
+def sagemaker_usd(item: Any, ml_type: str) -> float | None:
+    """The hourly on-demand USD price of a SageMaker hosting instance in one ``PriceList`` entry, or
+    None when the entry is for another instance or another component."""
+    doc = json.loads(item) if isinstance(item, str) else item
+    attrs = ((doc.get("product") or {}).get("attributes")) or {}
+    if attrs.get("instanceName", ml_type) != ml_type or attrs.get("component", "Hosting") != "Hosting":
+        return None
+    return on_demand_usd({**doc, "product": {"attributes": {}}}, ml_type)
+
+
+def refresh_sagemaker(pricing_client: Any, ml_types: list[str] | tuple[str, ...], region: str, *,
+                      today: str | None = None) -> Prices:
+    """Prices of SageMaker real-time inference instances (``ml.*``) in ``region`` from the Pricing API
+    (``ServiceCode`` AmazonSageMaker); a type it does not price falls back to the shipped table.
+    Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
+    api_errors: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
+    wanted = [t for t in dict.fromkeys(ml_types) if t.startswith("ml.") and INSTANCE_TYPE.fullmatch(t[3:])]
+    if not wanted:
+        raise PriceError("no SageMaker instance type to price")
+    table: dict[str, float] = {}
+    for ml_type in wanted:
+        found: list[float] = []
+        token = None
+        for _ in range(MAX_PAGES):
+            kwargs: dict[str, Any] = {"ServiceCode": "AmazonSageMaker", "Filters": _sagemaker_filters(ml_type, region),
+                                      "FormatVersion": "aws_v1", "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            try:
+                page = pricing_client.get_products(**kwargs)
+            except api_errors as e:
+                raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
+            for item in page.get("PriceList") or []:
+                try:
+                    usd = sagemaker_usd(item, ml_type)
+                except (ValueError, TypeError, AttributeError):
+                    continue
+                if usd:
+                    found.append(usd)
+            token = page.get("NextToken")
+            if not token:
+                break
+        if found:
+            table[ml_type] = min(found)
+    if not table:
+        raise PriceError(f"the AWS Pricing API has no SageMaker hosting price for {', '.join(wanted)} in {region}")
+    date = today or datetime.now(timezone.utc).date().isoformat()
+    return Prices(table, f"AWS Pricing API, SageMaker real-time inference, {region}", date, fallback=default())

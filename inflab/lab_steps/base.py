@@ -247,6 +247,11 @@ class Step(ABC):
         """The AWS CLI commands this step stands for, with this session's values."""
         return []
 
+    def not_for(self, ctx: StepContext) -> str:
+        """Why this step does not apply to this session (its config turns its exercise off), in a few
+        words; "" when it does. The engine skips such a step, saying why."""
+        return ""
+
     @abstractmethod
     def check(self, ctx: StepContext) -> bool:
         """True when the step's work is already done (then apply is not called)."""

@@ -343,7 +343,9 @@ class Terminate(Step):
                 f"aws ec2 terminate-instances --instance-ids {iid}", f"aws ec2 wait instance-terminated --instance-ids {iid}"]
 
     def check(self, ctx):
-        return not inventory.instances(ctx.aws, ctx.name)
+        from .sagemaker_aws import leftovers
+
+        return not inventory.instances(ctx.aws, ctx.name) and not leftovers(ctx)
 
     def _stop_work(self, ctx) -> None:
         """Best effort: stop the session's containers and jobs before the instance goes."""
@@ -360,6 +362,9 @@ class Terminate(Step):
             ctx.log(f"Could not reach the instance to stop its work first ({e}); terminating anyway")
 
     def apply(self, ctx):
+        from .sagemaker_aws import teardown
+
+        teardown(ctx, data=True)  # a SageMaker endpoint of the session is billed like an instance: it goes too
         self._stop_work(ctx)
         ids = terminate_instances(ctx)
         if not ids:

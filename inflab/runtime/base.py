@@ -69,6 +69,10 @@ class HostRuntime(ABC):
     batch_poll_s: float = 10.0
     #: the AWS Pricing API answers here (the emulator has none)
     has_pricing: bool = True
+    #: seconds between two looks at a SageMaker endpoint that is being made (minutes on AWS)
+    sagemaker_poll_s: float = 15.0
+    #: how long CloudWatch may take to show an endpoint's metrics after the calls (a minute or two on AWS)
+    metrics_wait_s: float = 240.0
 
     # -- the cloud ----------------------------------------------------------------------
     @abstractmethod
@@ -138,6 +142,12 @@ class HostRuntime(ABC):
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         """The start of a command that runs a payload script: ``prefix + script + '" ' + args``.
         ``host_network``: the script serves or calls services on the instance's loopback (TorchServe)."""
+
+    def aws_payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
+        """Like :meth:`payload_prefix`, for a payload script that calls AWS from the host with the host's
+        own credentials (``payload/aws_client.py``): on an instance the image's botocore and the instance
+        role, through the host's network (the instance metadata service answers there)."""
+        return self.payload_prefix(session=session, job=job, image_uri=image_uri, kind=kind, host_network=True)
 
     def stop_job_command(self, session: str, job: str) -> str:
         """A command that stops what job ``job`` started beyond its own process group (its container)."""

@@ -34,6 +34,8 @@ class SandboxRuntime(HostRuntime):
     console_wait_s = 0.0  # the emulated console prints the host key at once
     batch_poll_s = 1.0  # the jobs run on this machine: state changes come quickly
     has_pricing = False
+    sagemaker_poll_s = 1.0  # the endpoint starts on this machine: seconds, not minutes
+    metrics_wait_s = 10.0  # the sandbox publishes an endpoint's metrics every second
 
     def __init__(self, home: Path):
         self.home = Path(home)
@@ -124,6 +126,14 @@ class SandboxRuntime(HostRuntime):
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         venv = self.image_dir(digest_of(image_uri)) / "venv"
         return f'cd "$HOME/{WORK_DIR}" && {shlex.quote(str(venv / "bin" / "python"))} -u "$HOME/{PAYLOAD_DIR}/'
+
+    def aws_payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str) -> str:
+        # The sandbox's cloud answers only the lab's own clients: the script runs under the lab's Python
+        # (botocore), which points the payload's AWS client at the sandbox (inflab.sandbox.aws_payload).
+        lab = Path(__file__).resolve().parents[2]  # where this inflab is imported from
+        q = shlex.quote
+        return (f'cd "$HOME/{WORK_DIR}" && PYTHONPATH={q(str(lab))} {q(sys.executable)} -u -m inflab.sandbox.aws_payload '
+                f'--home {q(str(self.home))} "$HOME/{PAYLOAD_DIR}/')
 
     def stop_plan(self, session: str) -> StopPlan:
         cmd = "for p in ~/.inflab/jobs/*/pid; do [ -f \"$p\" ] && kill -TERM -- -$(cat \"$p\") 2>/dev/null; done; true"

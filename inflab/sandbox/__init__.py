@@ -247,11 +247,14 @@ def stop_jobs(home: Path, instance_id: str | None = None, wait: float = STOP_WAI
 
 def stop(home: Path) -> bool:
     """Stop the daemon and the emulated instances' running jobs; True if the daemon was running."""
+    from .sagemaker import stop_leftovers
+
     stop_jobs(home)
     pid = _state_pid(home)
     running = pid is not None and _alive(pid)
     if running:
         _terminate(pid)
+    stop_leftovers(state_dir(home))  # endpoint processes a killed daemon left behind
     for name in (STATE_FILE, SECRET_FILE):
         (state_dir(home) / name).unlink(missing_ok=True)
     return running

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from . import batch, ec2, images
+    from . import batch, ec2, images, sagemaker
     from .faults import AWS_LIKE, FaultLayer
     from .gate import SECRET_HEADER, Gate
 
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--iam-policy: {e}", file=sys.stderr, flush=True)
             return 2
     runner = batch.install(state_dir, layer)
+    hosting = sagemaker.install(state_dir, layer)  # SageMaker endpoints run here too
     pid = os.getpid()
     _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}", **access})
     ssh_port = _start_sshd(state_dir, args.ssh_port)
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         runner.shutdown()  # a running Batch job's processes go with the daemon
+        hosting.shutdown()  # and every SageMaker endpoint's
         _forget(state_dir / STATE_FILE)
         _forget(state_dir / SECRET_FILE)
     return 0

@@ -56,6 +56,12 @@ AWS refuses a caller the role's trust policy does not name.
   (``ECS_AL2``, ``ECS_AL2_NVIDIA``: blocked for new compute environments since 2026-06-30) and
   ``ECS_AL2023_NVIDIA`` with p3 or g3 instance types (that image does not support them).
 
+``sagemaker`` (see :mod:`.sagemaker`):
+
+- ``role_propagation_s``: CreateModel with an execution role made less than that many seconds before is
+  refused as SageMaker refuses a role it cannot assume yet ("Could not assume role …"), as while IAM
+  propagates a new role.
+
 Always on, because AWS always does it: Batch's service-linked role stands in when a managed compute
 environment names no service role; queues keep their ``jobStateTimeLimitActions``; deletes follow
 AWS's rules (a job queue must be DISABLED and not UPDATING; a compute environment must be DISABLED,
@@ -89,6 +95,7 @@ KEYS: dict[str, Any] = {
     "batch": {"queue_disable_lag_s": float, "ce_disable_lag_s": float, "delete_ce_failures": int,
               "ce_role_propagation_s": float, "unplaceable_jobs": bool, "runnable_time_scale": float,
               "awslogs_group_required": bool, "retired_image_types": bool},
+    "sagemaker": {"role_propagation_s": float},
 }
 BATCH_KEYS = KEYS["batch"]
 #: what AWS does that the emulator does not: ``inflab sandbox start --aws-like``
@@ -96,6 +103,7 @@ AWS_LIKE: dict[str, dict[str, Any]] = {
     "ec2": {"client_tokens": True, "deprecated_amis": True},
     "batch": {"ce_role_propagation_s": 3, "unplaceable_jobs": True, "awslogs_group_required": True,
               "retired_image_types": True},
+    "sagemaker": {"role_propagation_s": 3},
 }
 
 

@@ -26,7 +26,8 @@ What the emulator checks, and what it does not (README says the same):
   actions, ``iam:CreateServiceLinkedRole``).
 - moto names an S3 request by its operation, where AWS names it by the action it needs (a HEAD
   of a bucket is ``s3:HeadBucket`` there, ``s3:ListBucket`` on AWS): the copy also allows moto's
-  name wherever the policy allows the IAM action (:data:`MOTO_S3_NAMES`).
+  name wherever the policy allows the IAM action (:data:`MOTO_S3_NAMES`). Likewise CloudWatch: moto names its
+  requests by the signing name, ``monitoring:…``, AWS's actions are ``cloudwatch:…`` (:data:`MOTO_OTHER_NAMES`).
 
 Every refused call is one line in the daemon's log (``<INFLAB_HOME>/sandbox/daemon.log``):
 ``IAM check refused ACTION on RESOURCE to USER-ARN``.
@@ -59,6 +60,10 @@ MOTO_S3_NAMES = {
     "s3:PutBucketPublicAccessBlock": ("s3:PutPublicAccessBlock",),
     "s3:PutEncryptionConfiguration": ("s3:PutBucketEncryption",),
 }
+
+
+#: IAM action → moto's name for it, outside S3: moto prefixes an action with the request's signing name
+MOTO_OTHER_NAMES = {"cloudwatch:GetMetricStatistics": ("monitoring:GetMetricStatistics",)}
 
 
 class PolicyFileError(InputError, ValueError):
@@ -153,7 +158,8 @@ def emulator_copy(doc: dict[str, Any]) -> dict[str, Any]:
             statements.append(s)  # NotAction / NotResource: as written
             continue
         actions, resources = _as_list(s["Action"]), _as_list(s["Resource"])
-        actions = list(dict.fromkeys(actions + [m for a in actions for m in MOTO_S3_NAMES.get(a, ())]))
+        actions = list(dict.fromkeys(actions + [m for a in actions
+                                                for m in MOTO_S3_NAMES.get(a, ()) + MOTO_OTHER_NAMES.get(a, ())]))
         kept = [a for a in actions if _resolvable(a, resources, role_actions)]
         widened = [a for a in actions if a not in kept]
         base = {k: v for k, v in s.items() if k not in ("Action", "Resource", "Sid")}

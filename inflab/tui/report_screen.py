@@ -45,6 +45,14 @@ COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
     ("cost_per_million", "$ per 1M", "{:.4f}", False),
 )
 SORTABLE = [key for key, *_ in COLUMNS if key != "throughput_pm"]  # a ±share reads, it does not sort
+#: the table's groups, in order: the direct benchmarks (the instance's and the sweep's, compared with each other),
+#: then each served deployment on its own (their rows are per offered request rate)
+GROUPS: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("direct", "Direct benchmarks — on the instance and the Batch sweep", frozenset({"instance", "batch"})),
+    ("torchserve", "TorchServe on the instance — per offered rate", frozenset({"torchserve"})),
+    ("sagemaker", "SageMaker endpoint — per offered rate, priced per ml.* instance", frozenset({"sagemaker"})),
+)
+GROUP_KEY = "group-"  # the row key of a group's heading row
 MARK = "mark"  # the first, narrow column: ★ cheapest, ⚡ fastest, ≈ within noise of one of them
 MODEL_WIDTH = 26  # the full name is on the detail line
 CHEAPEST, FASTEST, TIED = "★", "⚡", "≈"
@@ -312,6 +320,8 @@ class ReportScreen(Screen):
         if marks:
             text.append("\n" + "   ".join(marks) + " in the table; dim rows are off the cost/latency frontier",
                         style="italic")
+        for i, line in enumerate(report.deployment_lines(self.rows, self.limit_ms, self.percentile)):
+            text.append("\n" + line.strip(), style="bold" if i == 0 else "")
         return text
 
     # -- the table ---------------------------------------------------------------------
@@ -341,7 +351,22 @@ class ReportScreen(Screen):
         for key, heading, _, desc in COLUMNS:
             arrow = (" ▼" if self.descending else " ▲") if key == self.sort_key else ""
             table.add_column(heading + arrow, key=key, width=MODEL_WIDTH if key == "model" else None)
-        for i in self._ordered():
+        order = self._ordered()
+        groups = [(gid, title, [i for i in order if (self.rows[i].get("deployment") or "instance") in deps])
+                  for gid, title, deps in GROUPS]
+        groups = [g for g in groups if g[2]]
+        headed = len(groups) > 1  # one kind of row (a sweep only): no headings
+        for gid, title, members in groups:
+            if headed:
+                table.add_row(Text(""), Text(f"▸ {title} ({len(members)})", style="bold"), *[Text("")] * (len(COLUMNS) - 1),
+                              key=GROUP_KEY + gid)
+            self._add_rows(table, members)
+        if keep is not None and keep in {str(i) for i in range(len(self.rows))}:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
+        self._show_detail()
+
+    def _add_rows(self, table: DataTable, members: list[int]) -> None:
+        for i in members:
             row = self.rows[i]
             style = ""
             if not report.is_ok(row):
@@ -354,14 +379,12 @@ class ReportScreen(Screen):
                 if not report.is_ok(row) and key == "throughput_avg":
                     value = "FAILED"
                 if key == "model" and row.get("served"):  # the served model, per offered rate: say so first
-                    value = f"served {row.get('offered_rps') or 0:g}/s · {value}"
+                    how = "endpoint" if row.get("deployment") == "sagemaker" else "served"
+                    value = f"{how} {row.get('offered_rps') or 0:g}/s · {value}"
                 if key == "model" and len(value) > MODEL_WIDTH:
                     value = value[: MODEL_WIDTH - 1] + "…"
                 cells.append(Text(value, style=style, justify="right" if fmt != "{}" else "left"))
             table.add_row(*cells, key=str(i))
-        if keep is not None and keep in {str(i) for i in range(len(self.rows))}:
-            table.move_cursor(row=table.get_row_index(keep), animate=False)
-        self._show_detail()
 
     def action_sort_next(self) -> None:
         at = SORTABLE.index(self.sort_key) + 1 if self.sort_key in SORTABLE else 0
@@ -396,7 +419,8 @@ class ReportScreen(Screen):
         table = self.query_one(DataTable)
         if not table.row_count:
             return None
-        return self.rows[int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)]
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return None if key is None or key.startswith(GROUP_KEY) else self.rows[int(key)]
 
     def _show_detail(self) -> None:
         row = self.highlighted_row()
@@ -421,7 +445,15 @@ class ReportScreen(Screen):
             parts.append(f"{row.get('quality')}: other processes took {row['interference']:.0%} of the CPU while it measured")
         if row.get("harness") == "loadgen":
             parts.append(f"measured by MLPerf LoadGen: {row.get('validity') or '?'}")
-        if row.get("served"):
+        if row.get("deployment") == "sagemaker":
+            over, seen = row.get("overhead_ms_p50"), row.get("model_latency_ms")
+            parts.append(f"SageMaker endpoint, {row.get('instance_count')} × {row.get('instance_type')} at "
+                         f"{row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
+                         + ("" if over is None else f", {over:+.2f} ms p50 against the direct run")
+                         + ("" if seen is None else f", ModelLatency {seen:.2f} ms and OverheadLatency "
+                                                     f"{row.get('overhead_latency_ms') or 0:.2f} ms (CloudWatch)")
+                         + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit")
+        elif row.get("served"):
             over = row.get("overhead_ms_p50")
             parts.append(f"served by TorchServe at {row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
                          + ("" if over is None else f", overhead {over:+.2f} ms p50 vs the direct run {row.get('direct_run_id')}")

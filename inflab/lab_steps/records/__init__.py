@@ -10,6 +10,7 @@ Steps read and write them with :meth:`StepContext.load`, :meth:`~StepContext.sav
 - :mod:`.workload`: the registry and image, the compiled models, benchmark and load-test runs,
   the model archive, the server, the serve check.
 - :mod:`.sweep`: the Batch setup, the sweep's round, its report, refreshed prices.
+- :mod:`.sagemaker`: the SageMaker exercise's model data, endpoint, check, load test and prices.
 """
 
 from .base import Record, RecordError, forget, load, save
@@ -28,6 +29,15 @@ from .instance import (
     SecurityGroupId,
     SshCidr,
     Subnet,
+)
+from .sagemaker import (
+    Endpoint,
+    EndpointChecked,
+    EndpointLoadDone,
+    EndpointLoadRun,
+    ModelData,
+    Package,
+    RefreshedSageMakerPrices,
 )
 from .sweep import BatchEnvironment, JobEnd, JobSeen, RefreshedPrices, SweepReport, SweepRound
 from .workload import (
@@ -50,11 +60,13 @@ ALL: tuple[type[Record], ...] = (
     Identity, PreflightFindings, ImportedKey, SecurityGroupId, SshCidr, InstanceProfileRef, LaunchedInstance,
     HostRecord, PinnedHostKey, HostProbe, MonitorAgent, HostJobs, Repository, BuiltImage, PushedImage, CompiledModels,
     BenchmarkRun, BenchmarkDone, ModelArchive, ServerJob, ServeCheckResult, LoadTestRun, LoadTestDone,
-    BatchEnvironment, SweepRound, SweepReport, RefreshedPrices,
+    BatchEnvironment, SweepRound, SweepReport, RefreshedPrices, Package, Endpoint, EndpointChecked, EndpointLoadRun,
+    EndpointLoadDone, RefreshedSageMakerPrices,
 )
 
 __all__ = [
-    "ALL", "BatchEnvironment", "BenchmarkDone", "BenchmarkRun", "BuiltImage", "CompiledModel", "CompiledModels",
+    "ALL", "Endpoint", "EndpointChecked", "EndpointLoadDone", "EndpointLoadRun", "ModelData", "Package",
+    "RefreshedSageMakerPrices", "BatchEnvironment", "BenchmarkDone", "BenchmarkRun", "BuiltImage", "CompiledModel", "CompiledModels",
     "HostJobs", "HostProbe", "HostRecord", "Identity", "ImportedKey", "InstanceProfileRef", "JobEnd", "JobSeen",
     "LaunchedInstance", "LoadTestDone", "LoadTestRun", "MachineImage", "ModelArchive", "MonitorAgent", "PinnedHostKey",
     "PreflightFindings", "PushedImage", "Record", "RecordError", "RefreshedPrices", "Repository", "SecurityGroupId",

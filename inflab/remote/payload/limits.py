@@ -55,6 +55,7 @@ LATENCY_LIMIT_MS = Bound(0.1, 600_000)
 LOAD_RATE = Bound(0.01, 100_000)  # requests per second offered by the load generator
 LOAD_STEP_S = Bound(1, 3600)  # seconds at each rate
 MAX_LOAD_RATES = 16
+SAGEMAKER_INSTANCES = Bound(1, 10)  # instances behind each variant of the SageMaker endpoint
 
 # Trust (bench.py --repeats, --harness; config [bench] repeats, harness)
 REPEATS = Bound(1, 20)  # independent trials per configuration

@@ -16,6 +16,10 @@ generator's own share of the host's CPU (and its CPU per request), and the share
 processes took (``interference.py``: not the generator, not the server — whose processes'
 CPU ``serve.py`` writes to ``--server-cpu``, readable across containers).
 
+With ``--url sagemaker://ENDPOINT?region=REGION&variant=VARIANT`` each request is a SageMaker
+``InvokeEndpoint`` call instead (:mod:`sagemaker_invoke`; ``--key-file`` and ``--server-cpu`` are
+not used): the same schedule and figures, the requests in flight on a pool of threads.
+
 The rates: ``--rates auto`` first probes what the server sustains — every connection sending
 again as soon as it is answered, for ``--probe-s`` seconds — and rises from a quarter of that,
 doubling, at most ``--max-rates`` steps; or the given rates, rising. A rate over the limit (p99
@@ -42,6 +46,7 @@ import errno
 import json
 import math
 import os
+import queue
 import random
 import resource
 import selectors
@@ -50,13 +55,15 @@ import sys
 import time
 import urllib.parse
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 try:
-    from . import cmdline, interference
+    from . import cmdline, interference, sagemaker_invoke
 except ImportError:  # run as a script on the host
     import cmdline
     import interference
+    import sagemaker_invoke
 
 FORMAT = "inflab-load/1"
 SEED = 0
@@ -270,44 +277,23 @@ def _error_name(code: int) -> str:
     return type(OSError(code, os.strerror(code))).__name__ if code != errno.ECONNREFUSED else "ConnectionRefusedError"
 
 
-class Client:
-    """Up to ``connections`` requests in flight on one thread; records (due, end, outcome)."""
+class Loops:
+    """The schedules every client runs, on its ``send(due)`` and ``poll(timeout)``: ``idle`` slots,
+    ``in_flight`` requests, and ``records`` of (due, end, outcome)."""
 
-    def __init__(self, url: str, key: str, body: bytes, content_type: str, timeout: float, connections: int):
-        u = urllib.parse.urlsplit(url)
-        self.address = (u.hostname or "127.0.0.1", u.port or 80)
-        headers = [f"POST {u.path or '/'} HTTP/1.1", f"Host: {u.netloc}", f"Content-Type: {content_type}",
-                   f"Content-Length: {len(body)}", "Connection: keep-alive"]
-        if key:
-            headers.append(f"Authorization: Bearer {key}")
-        self.request = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
-        self.timeout = timeout
-        self.selector = selectors.DefaultSelector()
-        self.connections = [Connection(self) for _ in range(connections)]
-        self.idle = list(self.connections)
-        self.in_flight = 0
-        self.records: list[tuple[float, float, str]] = []
-        self.next_timeout_check = 0.0
-
-    def done(self, conn: Connection, outcome: str) -> None:
-        self.in_flight -= 1
-        self.idle.append(conn)
-        self.records.append((conn.due, time.perf_counter(), outcome))
+    connections: list
+    idle: list
+    in_flight: int
+    records: list[tuple[float, float, str]]
 
     def send(self, due: float) -> None:
-        conn = self.idle.pop()
-        self.in_flight += 1
-        conn.start(due, time.perf_counter())
+        raise NotImplementedError
 
     def poll(self, timeout: float) -> None:
-        for key, mask in self.selector.select(max(0.0, timeout)):
-            key.data.ready(mask)
-        now = time.perf_counter()
-        if self.in_flight and now >= self.next_timeout_check:  # a few times a second, not per answer
-            self.next_timeout_check = now + 0.1
-            for conn in self.connections:
-                if conn.busy and now - conn.started > self.timeout:
-                    conn.finish("TimeoutError", close=True)
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def open_loop(self, times: list[float], start: float) -> None:
         """Send a request at each of ``start + times`` (or as soon as a connection is free)."""
@@ -351,10 +337,96 @@ class Client:
         self.records = []
         return outcomes
 
+
+
+class Client(Loops):
+    """Up to ``connections`` requests in flight on one thread; records (due, end, outcome)."""
+
+    def __init__(self, url: str, key: str, body: bytes, content_type: str, timeout: float, connections: int):
+        u = urllib.parse.urlsplit(url)
+        self.address = (u.hostname or "127.0.0.1", u.port or 80)
+        headers = [f"POST {u.path or '/'} HTTP/1.1", f"Host: {u.netloc}", f"Content-Type: {content_type}",
+                   f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        if key:
+            headers.append(f"Authorization: Bearer {key}")
+        self.request = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
+        self.timeout = timeout
+        self.selector = selectors.DefaultSelector()
+        self.connections = [Connection(self) for _ in range(connections)]
+        self.idle = list(self.connections)
+        self.in_flight = 0
+        self.records: list[tuple[float, float, str]] = []
+        self.next_timeout_check = 0.0
+
+    def done(self, conn: Connection, outcome: str) -> None:
+        self.in_flight -= 1
+        self.idle.append(conn)
+        self.records.append((conn.due, time.perf_counter(), outcome))
+
+    def send(self, due: float) -> None:
+        conn = self.idle.pop()
+        self.in_flight += 1
+        conn.start(due, time.perf_counter())
+
+    def poll(self, timeout: float) -> None:
+        for key, mask in self.selector.select(max(0.0, timeout)):
+            key.data.ready(mask)
+        now = time.perf_counter()
+        if self.in_flight and now >= self.next_timeout_check:  # a few times a second, not per answer
+            self.next_timeout_check = now + 0.1
+            for conn in self.connections:
+                if conn.busy and now - conn.started > self.timeout:
+                    conn.finish("TimeoutError", close=True)
+
     def close(self) -> None:
         for conn in self.connections:
             conn.close()
         self.selector.close()
+
+
+class InvokeClient(Loops):
+    """Up to ``connections`` SageMaker ``InvokeEndpoint`` calls in flight, each on a thread of a pool
+    (botocore's calls block); answers come back through a queue that ``poll`` drains."""
+
+    def __init__(self, url: str, body: bytes, content_type: str, timeout: float, connections: int):
+        self.target = sagemaker_invoke.target(url)
+        self.body, self.content_type, self.timeout = body, content_type, timeout
+        self.connections = list(range(connections))
+        self.idle = list(self.connections)
+        self.in_flight = 0
+        self.records = []
+        self.answers: queue.SimpleQueue = queue.SimpleQueue()
+        self.pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="invoke")
+
+    def _call(self, slot: int, due: float) -> None:
+        try:
+            outcome = sagemaker_invoke.invoke(*self.target, self.body, self.content_type, self.timeout)
+        except Exception as e:  # a failed call is an outcome of the run, whatever raised
+            outcome = type(e).__name__
+        self.answers.put((slot, due, time.perf_counter(), outcome))
+
+    def send(self, due: float) -> None:
+        slot = self.idle.pop()
+        self.in_flight += 1
+        self.pool.submit(self._call, slot, due)
+
+    def poll(self, timeout: float) -> None:
+        try:
+            answer = self.answers.get(timeout=max(0.0, timeout)) if timeout > 0 else self.answers.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            slot, due, end, outcome = answer
+            self.in_flight -= 1
+            self.idle.append(slot)
+            self.records.append((due, end, outcome))
+            try:
+                answer = self.answers.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------ measuring a step
@@ -419,7 +491,7 @@ def summarise(records: list[tuple[float, float, str]], start: float) -> dict:
             "latency_ms_p99": percentile(ok, 99), "latency_ms_max": ok[-1] if ok else None}
 
 
-def run_rate(client: Client, rate: float, seconds: float, rng: random.Random, meter: Meter) -> dict:
+def run_rate(client: Loops, rate: float, seconds: float, rng: random.Random, meter: Meter) -> dict:
     times = schedule(rate, seconds, rng)
     client.records = []
     with meter:
@@ -430,7 +502,7 @@ def run_rate(client: Client, rate: float, seconds: float, rng: random.Random, me
     return r
 
 
-def probe(client: Client, seconds: float, meter: Meter) -> dict:
+def probe(client: Loops, seconds: float, meter: Meter) -> dict:
     client.records = []
     with meter:
         start = time.perf_counter()
@@ -495,19 +567,29 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         p.error(f"argument --key-file/--input: cannot read it ({type(e).__name__}: {e})")
 
-    client = Client(args.url, key, body, args.content_type, args.timeout_s, args.connections)
+    if args.url.startswith(sagemaker_invoke.SCHEME):  # the SageMaker target: InvokeEndpoint calls
+        try:
+            sagemaker_invoke.target(args.url)
+        except ValueError as e:
+            p.error(f"argument --url: {e}")
+        client: Loops = InvokeClient(args.url, body, args.content_type, args.timeout_s, args.connections)
+        where = "through SageMaker's InvokeEndpoint"
+    else:
+        client = Client(args.url, key, body, args.content_type, args.timeout_s, args.connections)
+        where = "beside the server"
     try:
-        return _run(args, client)
+        return _run(args, client, where)
     finally:
         client.close()
 
 
-def _run(args, client: Client) -> int:
+def _run(args, client: Loops, where: str) -> int:
     limit = args.limit_ms
     result = {"format": FORMAT, "run_id": args.run_id, "path": urllib.parse.urlsplit(args.url).path,
               "input": os.path.basename(args.input), "limit_ms": limit, "percentile": "p99",
               "step_s": args.step_s, "connections": args.connections,
-              "generator": "on the instance, beside the server (no SSH tunnel in the path)",
+              "generator": sagemaker_invoke.GENERATOR if isinstance(client, InvokeClient)
+              else "on the instance, beside the server (no SSH tunnel in the path)",
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "probe": None, "rates": [],
               "stop_reason": "", "highest_rate_meeting_limit": None, "lowest_p99_ms": None, "lowest_p99_at": None,
               "complete": False}
@@ -525,7 +607,7 @@ def _run(args, client: Client) -> int:
             f"answered (p50 {_fmt(pr['latency_ms_p50'])} ms, p99 {_fmt(pr['latency_ms_p99'])} ms); "
             f"the ladder starts at {START_SHARE:.0%} of it")
     plan = plan_rates(args.rates, probed, args.max_rates)
-    say(f"open-loop Poisson load from this host (beside the server), {args.step_s:g} s per rate from {plan[0]:g}/s, "
+    say(f"open-loop Poisson load from this host ({where}), {args.step_s:g} s per rate from {plan[0]:g}/s, "
         f"at most {args.connections} requests in flight; a rate over p99 {limit:g} ms or with a failed request is "
         f"measured again, then the answer is narrowed ({BISECT_STEPS} halvings)")
     rng = random.Random(SEED)
