@@ -94,7 +94,7 @@ def endpoint(hosted, aws, name):
     returns (describe, names). Whatever it made is deleted afterwards."""
     made = {}
 
-    def make(data: bytes | None, *, count: int = 1, timeout: float = 240) -> dict:
+    def make(data: bytes | None, *, count: int = 1, timeout: float = 660) -> dict:
         s3, iam, sm = aws("s3"), aws("iam"), aws("sagemaker")
         if hosted["bucket"] not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
             s3.create_bucket(Bucket=hosted["bucket"], CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
@@ -114,7 +114,7 @@ def endpoint(hosted, aws, name):
         made["model"] = f"inflab-{name}-fp32"
         sm.create_endpoint_config(EndpointConfigName=f"inflab-{name}-1", ProductionVariants=[
             {"VariantName": "fp32", "ModelName": f"inflab-{name}-fp32", "InitialInstanceCount": count,
-             "InstanceType": "ml.c6i.xlarge", "ContainerStartupHealthCheckTimeoutInSeconds": 180}])
+             "InstanceType": "ml.c6i.xlarge", "ContainerStartupHealthCheckTimeoutInSeconds": 600}])  # two TorchServes on a busy 2-core box
         made["config"] = f"inflab-{name}-1"
         sm.create_endpoint(EndpointName=f"inflab-{name}", EndpointConfigName=f"inflab-{name}-1")
         made["endpoint"] = f"inflab-{name}"

@@ -27,7 +27,8 @@ import json
 from botocore.exceptions import ClientError
 
 from .. import accelerators, names
-from ..aws import error_code, error_message, tag_dict
+from ..aws import error_code, tag_dict
+from . import results_bucket
 from .base import Step, StepContext, StepError
 from .batch_aws import (
     active_definition,
@@ -41,7 +42,7 @@ from .batch_aws import (
 )
 from .image import image_hash, image_tag
 from .records import BatchEnvironment, Repository
-from .sweep_grid import bucket, grid
+from .sweep_grid import grid
 
 ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 LOG_RETENTION_DAYS = 14
@@ -134,7 +135,7 @@ class BatchSetup(Step):
     def apply(self, ctx):
         defs = definitions(ctx)
         self._images_ready(ctx)
-        name = self._bucket(ctx)
+        name = results_bucket.ensure(ctx)
         arns = self._roles(ctx, name)
         group_id, subnets = self._network(ctx)
         self._log_group(ctx)
@@ -166,37 +167,6 @@ class BatchSetup(Step):
                    if (why := ctx.runtime.batch_image_missing(ecr, names.repository(ctx.name), image_tag(ctx, k), image_hash(ctx, k)))]
         if missing:
             raise StepError("; ".join(missing))
-
-    def _bucket(self, ctx) -> str:
-        s3 = ctx.aws.client("s3")
-        name = bucket(ctx)
-        try:
-            s3.head_bucket(Bucket=name)
-            exists = True
-        except ClientError as e:
-            if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
-                raise StepError(f"S3 bucket {name}: {error_message(e)}") from None
-            exists = False
-        if exists:
-            try:
-                tags = tag_dict(s3.get_bucket_tagging(Bucket=name).get("TagSet"))
-            except Exception:
-                tags = {}
-            if tags.get(names.TAG_SESSION) != ctx.name:
-                raise StepError(f"An S3 bucket named {name} exists but does not belong to this session")
-        else:
-            rid = ctx.intend("s3:bucket", name)
-            kwargs = {} if ctx.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ctx.region}}
-            s3.create_bucket(Bucket=name, **kwargs)
-            ctx.store.mark_created(rid, name)
-            ctx.log(f"Created S3 bucket {name}")
-        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": ctx.tags(Name=name)})
-        ctx.log(f"Bucket {name}: public access blocked, encrypted (SSE-S3), tagged")
-        return name
 
     def _role(self, ctx, name: str, service: str, *, managed: str = "", inline: dict | None = None) -> str:
         iam = ctx.aws.client("iam")

@@ -43,8 +43,7 @@ def ensure(ctx: StepContext) -> str:
     s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": ctx.tags(Name=name)})
-    if not exists:
-        ctx.log(f"Bucket {name}: public access blocked, encrypted (SSE-S3), tagged")
+    ctx.log(f"Bucket {name}: public access blocked, encrypted (SSE-S3), tagged")
     return name
 
 

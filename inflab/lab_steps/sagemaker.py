@@ -68,10 +68,10 @@ def package_args(ctx: StepContext, art: CompiledModel, bucket_name: str) -> list
             "--upload", f"s3://{bucket_name}/{key}", "--region", ctx.region]
 
 
-def _fits(ctx: StepContext, arts: list[CompiledModel]) -> None:
+def _fits(ctx: StepContext, targets: list[str]) -> None:
     itype = ctx.config.sagemaker.instance_type
-    for a in arts:
-        why = ml_types.misfit(itype, a.target or "")
+    for target in targets:
+        why = ml_types.misfit(itype, target)
         if why:
             raise StepError(f"[sagemaker] instance_type: {why}")
 
@@ -117,7 +117,7 @@ class SageMakerPackage(Step):
         arts = artifacts(ctx)
         if not arts:
             raise StepError("Nothing compiled for this session's target yet: run the compile step first")
-        _fits(ctx, arts)
+        _fits(ctx, [a.target or "" for a in arts])
         ctx.forget(Package)
         name = results_bucket.ensure(ctx)
         ctx.log(f"Packing {', '.join(a.precision for a in arts)} as SageMaker model data (model.tar.gz: the compiled "
@@ -229,7 +229,7 @@ class SageMakerEndpoint(Step):
         pkg = package(ctx)
         if pkg is None:
             raise StepError("No model data in S3 yet: run the sagemaker-package step first")
-        _fits(ctx, [{"target": d.target} for d in pkg.data])
+        _fits(ctx, [d.target for d in pkg.data])
         self._image_ready(ctx)
         settings = self._settings(ctx, pkg)
         old = endpoint_record(ctx)

@@ -32,25 +32,11 @@ from .payload_jobs import RESULTS, digest, instance_id
 from .records import EndpointChecked, EndpointLoadDone, EndpointLoadRun, HostJobs, ModelData, RefreshedSageMakerPrices
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
 from .sagemaker_aws import aws_payload_command, disabled, endpoint_record, package
-from .served import SAMPLES, request_input, ship_input
+from .served import SAMPLES, check_answer, request_input, ship_input
 
 FORMAT = "inflab-sagemaker-load/1"
 TOP_K = 5
 INVOKE_TIMEOUT_S = 70  # SageMaker lets a container take 60 s
-
-
-def answer_problem(doc, k: int) -> str | None:
-    """Why an answer does not have the handler's shape (None: it does) — the same rule as serve-check's."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("label"), str) or not isinstance(doc.get("scores"), dict):
-        return f"expected {{\"label\": ..., \"scores\": {{...}}}}, got {str(doc)[:200]}"
-    scores = doc["scores"]
-    if len(scores) != k:
-        return f"expected the top {k} class scores, got {len(scores)}"
-    if doc["label"] not in scores or max(scores, key=scores.get) != doc["label"]:
-        return f"the label {doc['label']!r} is not the top score"
-    if not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in scores.values()) or sum(scores.values()) > 1.0001:
-        return "the scores are not probabilities"
-    return None
 
 
 def _input_digest(ctx: StepContext) -> str:
@@ -104,7 +90,7 @@ class SageMakerCheck(Step):
             except ValueError:
                 raise StepError(f"Variant {variant}'s answer is not JSON: {body[:200]!r}") from None
             k = min(TOP_K, d.labels or TOP_K)
-            wrong = answer_problem(doc, k)
+            wrong = check_answer(doc, k)
             if wrong:
                 raise StepError(f"Variant {variant}'s answer has the wrong shape: {wrong}")
             top = ", ".join(f"{label} {p:.1%}" for label, p in doc["scores"].items())

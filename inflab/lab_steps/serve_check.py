@@ -15,7 +15,7 @@ import hashlib
 from .base import Step, StepContext, StepError
 from .records import ModelArchive, ServeCheckResult, ServerJob
 from .remote_job import WORK_DIR, connect
-from .served import MODEL, RUN, request_input
+from .served import MODEL, RUN, check_answer, request_input
 
 TOP_K = 5
 PREDICT_TIMEOUT_S = 90
@@ -24,20 +24,6 @@ PREDICT_TIMEOUT_S = 90
 def expected_scores(ctx: StepContext) -> int:
     archive = ctx.load(ModelArchive)
     return min(TOP_K, int((archive.labels if archive else None) or TOP_K))
-
-
-def check_answer(doc, k: int) -> str | None:
-    """Why a prediction's answer does not have the expected shape (None: it does)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("label"), str) or not isinstance(doc.get("scores"), dict):
-        return f"expected {{\"label\": ..., \"scores\": {{...}}}}, got {str(doc)[:200]}"
-    scores = doc["scores"]
-    if len(scores) != k:
-        return f"expected the top {k} class scores, got {len(scores)}"
-    if doc["label"] not in scores or max(scores, key=scores.get) != doc["label"]:
-        return f"the label {doc['label']!r} is not the top score"
-    if not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in scores.values()) or sum(scores.values()) > 1.0001:
-        return "the scores are not probabilities"
-    return None
 
 
 class ServeCheck(Step):

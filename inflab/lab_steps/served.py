@@ -64,3 +64,15 @@ def serve_batch(ctx: StepContext) -> int:
     return ctx.config["serve"]["batch_size"] or int(served_artifact(ctx).batch_size or 1)
 
 
+def check_answer(doc, k: int) -> str | None:
+    """Why a prediction's answer (TorchServe's or an endpoint's) does not have the handler's shape (None: it does)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("label"), str) or not isinstance(doc.get("scores"), dict):
+        return f"expected {{\"label\": ..., \"scores\": {{...}}}}, got {str(doc)[:200]}"
+    scores = doc["scores"]
+    if len(scores) != k:
+        return f"expected the top {k} class scores, got {len(scores)}"
+    if doc["label"] not in scores or max(scores, key=scores.get) != doc["label"]:
+        return f"the label {doc['label']!r} is not the top score"
+    if not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in scores.values()) or sum(scores.values()) > 1.0001:
+        return "the scores are not probabilities"
+    return None
