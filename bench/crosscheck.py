@@ -47,11 +47,21 @@ def inflab(env: dict, *args: str, timeout: float = 1800) -> subprocess.Completed
 def measure(env: dict, scratch: Path, harness: str, args) -> dict:
     name = f"xc-{harness}-{uuid.uuid4().hex[:6]}"
     cfg = scratch / f"{harness}.toml"
-    cfg.write_text(CONFIG.format(batch=args.batch, harness=harness, repeats=args.repeats,
-                                 min_duration=args.min_duration, max_duration=args.min_duration * 6))
+    cfg.write_text(
+        CONFIG.format(
+            batch=args.batch,
+            harness=harness,
+            repeats=args.repeats,
+            min_duration=args.min_duration,
+            max_duration=args.min_duration * 6,
+        )
+    )
     load = os.getloadavg()
-    print(f"== {harness}: inflab run --sandbox --name {name} --until benchmark (load average before: "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f})", flush=True)
+    print(
+        f"== {harness}: inflab run --sandbox --name {name} --until benchmark (load average before: "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f})",
+        flush=True,
+    )
     t0 = time.monotonic()
     try:
         r = inflab(env, "run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark")
@@ -62,11 +72,13 @@ def measure(env: dict, scratch: Path, harness: str, args) -> dict:
         inflab(env, "cleanup", name, "--yes", "--delete-data", timeout=300)
     (row,) = [x for x in rows if not x.get("served")]
     ci = row.get("throughput_ci95") or [row["throughput_avg"]] * 2
-    print(f"  {time.monotonic() - t0:.0f} s; {row['harness']}: {row['throughput_avg']:,.1f} samples/s "
-          f"(95% CI {ci[0]:,.1f}–{ci[1]:,.1f}, {row['repeats']} trials), p50 {row['latency_ms_p50']:.3f} ms, "
-          f"p99 {row['latency_ms_p99']:.3f} ms, quality {row['quality']}, other processes "
-          f"{row['interference']:.0%} of the CPU" + (f", LoadGen {row['validity']}" if row.get("validity") else ""),
-          flush=True)
+    print(
+        f"  {time.monotonic() - t0:.0f} s; {row['harness']}: {row['throughput_avg']:,.1f} samples/s "
+        f"(95% CI {ci[0]:,.1f}–{ci[1]:,.1f}, {row['repeats']} trials), p50 {row['latency_ms_p50']:.3f} ms, "
+        f"p99 {row['latency_ms_p99']:.3f} ms, quality {row['quality']}, other processes "
+        f"{row['interference']:.0%} of the CPU" + (f", LoadGen {row['validity']}" if row.get("validity") else ""),
+        flush=True,
+    )
     return row
 
 
@@ -89,9 +101,11 @@ def main() -> int:
         if not args.home:
             shutil.rmtree(home, ignore_errors=True)
     tp, p50 = lg["throughput_avg"] / own["throughput_avg"], lg["latency_ms_p50"] / own["latency_ms_p50"]
-    print(f"\nbatch {args.batch}: loadgen ÷ inflab samples/s {tp:.3f}, p50 {p50:.3f} "
-          f"(within 5%: {'yes' if abs(tp - 1) <= 0.05 else 'NO'} / {'yes' if abs(p50 - 1) <= 0.05 else 'NO'}); "
-          f"LoadGen {lg.get('validity')}")
+    print(
+        f"\nbatch {args.batch}: loadgen ÷ inflab samples/s {tp:.3f}, p50 {p50:.3f} "
+        f"(within 5%: {'yes' if abs(tp - 1) <= 0.05 else 'NO'} / {'yes' if abs(p50 - 1) <= 0.05 else 'NO'}); "
+        f"LoadGen {lg.get('validity')}"
+    )
     return 0
 
 

@@ -56,9 +56,18 @@ def make_model(directory: Path) -> Path:
     path = directory / "mlp_cpu_fp32_b8.pt"
     with torch.no_grad():
         torch.jit.save(torch.jit.trace(net, torch.randn(BATCH, WIDTH)), str(path))
-    manifest = {"format": "inflab-model/1", "family": "mlp", "name": "tiny-mlp", "size": "tiny", "weights": "random",
-                "target": "cpu", "precision": "fp32", "batch_size": BATCH, "file": path.name,
-                "inputs": [{"name": "x", "shape": [BATCH, WIDTH], "dtype": "float32"}]}
+    manifest = {
+        "format": "inflab-model/1",
+        "family": "mlp",
+        "name": "tiny-mlp",
+        "size": "tiny",
+        "weights": "random",
+        "target": "cpu",
+        "precision": "fp32",
+        "batch_size": BATCH,
+        "file": path.name,
+        "inputs": [{"name": "x", "shape": [BATCH, WIDTH], "dtype": "float32"}],
+    }
     path.with_suffix(".json").write_text(json.dumps(manifest))
     return path
 
@@ -71,8 +80,9 @@ def bare(path: str, duration: float, threads: int) -> None:
     os.environ.update(targets.pin_env("cpu", 0, 1))  # what the harness gives its only model process
     targets.apply_pinning("cpu")
     manifest = json.loads(Path(path).with_suffix(".json").read_text())
-    model, pool = model_process.load_model({"kind": "pt", "path": path, "target": "cpu", "batch_size": BATCH,
-                                      "inputs": manifest["inputs"]}, seed=0)
+    model, pool = model_process.load_model(
+        {"kind": "pt", "path": path, "target": "cpu", "batch_size": BATCH, "inputs": manifest["inputs"]}, seed=0
+    )
     model_process.set_intra_op_threads(threads)
     inputs = pool[0]  # the bare loop reuses one input; the harness draws from its pool (inputs.py)
     import torch
@@ -114,16 +124,56 @@ class OthersMeter:
 
 
 def run_bare(path: Path, duration: float, threads: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--bare", str(path), "--duration", str(duration),
-                          "--intra-op-threads", str(threads)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--bare",
+            str(path),
+            "--duration",
+            str(duration),
+            "--intra-op-threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["throughput"]
 
 
 def run_harness(path: Path, duration: float, threads: int, out: Path) -> result.BenchResult:
-    subprocess.run([sys.executable, str(BENCH), str(path), "--target", "cpu", "--n-models", "1", "--workers", "1",
-                    "--intra-op-threads", str(threads), "--min-duration", str(duration),
-                    "--max-duration", str(duration), "--min-queries", "1", "--window", "1", "--no-neuronperf", "--repeats", "1",
-                    "--out", str(out)], capture_output=True, text=True, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            str(path),
+            "--target",
+            "cpu",
+            "--n-models",
+            "1",
+            "--workers",
+            "1",
+            "--intra-op-threads",
+            str(threads),
+            "--min-duration",
+            str(duration),
+            "--max-duration",
+            str(duration),
+            "--min-queries",
+            "1",
+            "--window",
+            "1",
+            "--no-neuronperf",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.BenchResult.from_dict(json.loads(out.read_text()))
 
 
@@ -168,19 +218,30 @@ def main() -> None:
     s_harness, s_bare = spread(harness), spread(plain)
     s_ratio = s_harness / s_bare if s_bare > 0 else float("inf")
     fmt = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)  # noqa: E731
-    print(f"model             traced MLP {WIDTH}-{WIDTH}-{WIDTH}, batch {BATCH}, cpu, 1 process x 1 worker x "
-          f"{args.intra_op_threads} intra-op thread(s), {args.duration:g} s per run, {args.runs} runs each")
-    print(f"machine           {os.cpu_count()} CPUs, load average at start {' '.join(load)}; CPU share used by "
-          f"other processes per run, in run order: "
-          + ", ".join(f"{side[0]} {others:.0%}" for side, _, others, _ in runs))
-    print(f"harness           median {statistics.median(harness):,.0f} samples/s  ({fmt(harness)})  spread {s_harness:.1%}")
+    print(
+        f"model             traced MLP {WIDTH}-{WIDTH}-{WIDTH}, batch {BATCH}, cpu, 1 process x 1 worker x "
+        f"{args.intra_op_threads} intra-op thread(s), {args.duration:g} s per run, {args.runs} runs each"
+    )
+    print(
+        f"machine           {os.cpu_count()} CPUs, load average at start {' '.join(load)}; CPU share used by "
+        f"other processes per run, in run order: " + ", ".join(f"{side[0]} {others:.0%}" for side, _, others, _ in runs)
+    )
+    print(
+        f"harness           median {statistics.median(harness):,.0f} samples/s  ({fmt(harness)})  spread {s_harness:.1%}"
+    )
     print(f"bare loop         median {statistics.median(plain):,.0f} samples/s  ({fmt(plain)})  spread {s_bare:.1%}")
-    print(f"throughput ratio  {ratio:.3f}  (harness / bare)  target >= {THROUGHPUT_TARGET}  "
-          f"{verdict(ratio >= THROUGHPUT_TARGET)}")
-    print(f"spread ratio      {s_ratio:.2f}  (harness spread / bare spread)  target <= {SPREAD_TARGET}  "
-          f"{verdict(s_ratio <= SPREAD_TARGET)}")
-    print(f"in model calls    {statistics.median(inside):.1%} of the harness worker's time (median; "
-          f"{statistics.mean(r.latency_ms_mean for r in results) * 1e3:.1f} us mean call)")
+    print(
+        f"throughput ratio  {ratio:.3f}  (harness / bare)  target >= {THROUGHPUT_TARGET}  "
+        f"{verdict(ratio >= THROUGHPUT_TARGET)}"
+    )
+    print(
+        f"spread ratio      {s_ratio:.2f}  (harness spread / bare spread)  target <= {SPREAD_TARGET}  "
+        f"{verdict(s_ratio <= SPREAD_TARGET)}"
+    )
+    print(
+        f"in model calls    {statistics.median(inside):.1%} of the harness worker's time (median; "
+        f"{statistics.mean(r.latency_ms_mean for r in results) * 1e3:.1f} us mean call)"
+    )
 
 
 if __name__ == "__main__":

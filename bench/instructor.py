@@ -44,8 +44,10 @@ def per_account(roster, concurrency: int):
     """The same participants, each in an emulated account of its own (reached by an assumed role)."""
     from inflab.instructor.roster import Participant
 
-    people = tuple(Participant(label=p.label, region=p.region, role_arn=f"arn:aws:iam::{100000000000 + i:012d}:role/Inflab")
-                   for i, p in enumerate(roster.participants))
+    people = tuple(
+        Participant(label=p.label, region=p.region, role_arn=f"arn:aws:iam::{100000000000 + i:012d}:role/Inflab")
+        for i, p in enumerate(roster.participants)
+    )
     return dataclasses.replace(roster, participants=people, concurrency=concurrency)
 
 
@@ -103,8 +105,10 @@ def main() -> None:
         shared = timed_refreshes(reader, args.repeat)
         room = reader.refresh()
         reader.close()
-        print(f"1. one shared account, {len(room.rows)} sessions: refresh median {statistics.median(shared):.2f} s "
-              f"(runs: {', '.join(f'{s:.2f}' for s in shared)}) — {room.summary().line()}")
+        print(
+            f"1. one shared account, {len(room.rows)} sessions: refresh median {statistics.median(shared):.2f} s "
+            f"(runs: {', '.join(f'{s:.2f}' for s in shared)}) — {room.summary().line()}"
+        )
 
         wide = per_account(roster, roster.concurrency)
         reader = RoomReader(wide, home)
@@ -114,17 +118,21 @@ def main() -> None:
         timed_refreshes(serial_reader, 1)
         serial = timed_refreshes(serial_reader, 1)
         serial_reader.close()
-        print(f"2. {args.participants} accounts (assumed roles), concurrency {wide.concurrency}: refresh median "
-              f"{statistics.median(many):.2f} s (target <= 10 s: {'met' if statistics.median(many) <= 10 else 'MISSED'}); "
-              f"concurrency 1: {serial[0]:.2f} s; speed-up {serial[0] / statistics.median(many):.1f}x")
+        print(
+            f"2. {args.participants} accounts (assumed roles), concurrency {wide.concurrency}: refresh median "
+            f"{statistics.median(many):.2f} s (target <= 10 s: {'met' if statistics.median(many) <= 10 else 'MISSED'}); "
+            f"concurrency 1: {serial[0]:.2f} s; speed-up {serial[0] / statistics.median(many):.1f}x"
+        )
 
         latencies, refreshes = asyncio.run(key_latency(reader, args.presses))
         reader.close()
         ms = sorted(1000 * x for x in latencies)
         p95 = ms[max(0, int(round(0.95 * len(ms))) - 1)]
-        print(f"3. key latency during refreshes ({len(ms)} presses, {refreshes} refreshes of {args.participants} "
-              f"accounts meanwhile): median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms "
-              f"(target <= 100 ms: {'met' if p95 <= 100 else 'MISSED'})")
+        print(
+            f"3. key latency during refreshes ({len(ms)} presses, {refreshes} refreshes of {args.participants} "
+            f"accounts meanwhile): median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms "
+            f"(target <= 100 ms: {'met' if p95 <= 100 else 'MISSED'})"
+        )
     finally:
         sandbox.stop(home)
         if not args.home:

@@ -32,8 +32,16 @@ MODEL = "bert-base-cased-finetuned-mrpc"
 
 def results(n: int) -> list[dict]:
     """n neuronperf results, all on the frontier: throughput and latency rise together."""
-    return [{"batch_size": 4, "n_models": 4, "throughput_avg": 1000.0 + i, "latency_ms_p50": round(5 + i * 0.001, 3),
-             "latency_ms_p90": round(6 + i * 0.001, 3)} for i in range(n)]
+    return [
+        {
+            "batch_size": 4,
+            "n_models": 4,
+            "throughput_avg": 1000.0 + i,
+            "latency_ms_p50": round(5 + i * 0.001, 3),
+            "latency_ms_p90": round(6 + i * 0.001, 3),
+        }
+        for i in range(n)
+    ]
 
 
 def pairwise(rows: list[dict], percentile: str = "p90") -> list[bool]:
@@ -58,24 +66,33 @@ def main() -> int:
 
         t = time.perf_counter()
         rows, warnings = workshop.import_dir(d)
-        print(f"import (read and parse):      {time.perf_counter() - t:8.3f} s  ({len(rows):,} rows, {len(warnings)} warnings)")
+        print(
+            f"import (read and parse):      {time.perf_counter() - t:8.3f} s  ({len(rows):,} rows, {len(warnings)} warnings)"
+        )
 
         t = time.perf_counter()
         on = report.frontier(rows)
         print(f"frontier, sorted once:        {time.perf_counter() - t:8.3f} s  ({sum(on):,} rows on it)")
 
         if args.pairwise:
-            some = rows[:args.pairwise]
+            some = rows[: args.pairwise]
             t = time.perf_counter()
             pairwise(some)
             took = time.perf_counter() - t
-            print(f"frontier, pairwise on {len(some):,}:  {took:8.3f} s  (~{took * (len(rows) / len(some)) ** 2:,.0f} s "
-                  f"at {len(rows):,} rows, growing as n²)")
+            print(
+                f"frontier, pairwise on {len(some):,}:  {took:8.3f} s  (~{took * (len(rows) / len(some)) ** 2:,.0f} s "
+                f"at {len(rows):,} rows, growing as n²)"
+            )
 
         env = dict(os.environ, INFLAB_HOME=str(Path(tmp) / "home"), PYTHONPATH=str(ROOT))
         t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "inflab.cli", "report", "--from", str(d)], capture_output=True,
-                           text=True, env=env, cwd=ROOT)
+        r = subprocess.run(
+            [sys.executable, "-m", "inflab.cli", "report", "--from", str(d)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         took = time.perf_counter() - t
         if r.returncode != 0:
             print(r.stderr, file=sys.stderr)

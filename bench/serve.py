@@ -134,8 +134,9 @@ def figures(env: dict, home: Path, name: str) -> dict:
     served rows with per-rate fields) from the stored ``served`` record."""
     p = inflab(env, "report", name, "--format", "json")
     if p.returncode != 0:
-        raise RunFailed(f"`inflab report {name} --format json` exited {p.returncode}",
-                        (p.stdout + p.stderr).splitlines()[-TAIL:])
+        raise RunFailed(
+            f"`inflab report {name} --format json` exited {p.returncode}", (p.stdout + p.stderr).splitlines()[-TAIL:]
+        )
     rows = [r for r in json.loads(p.stdout)["rows"] if r.get("label") in (name, None)]
     served = [r for r in rows if r.get("served") and r.get("offered_rps") is not None]
     if served:
@@ -145,10 +146,20 @@ def figures(env: dict, home: Path, name: str) -> dict:
         first = served[0]
         limit_ms, best_rate = first.get("limit_ms"), first.get("highest_rate_meeting_limit")
         direct_id = first.get("direct_run_id")
-        rates = [{"offered_rps": r["offered_rps"], "achieved_rps": r.get("throughput_avg"),
-                  "latency_ms_p50": r.get("latency_ms_p50"), "latency_ms_p90": r.get("latency_ms_p90"),
-                  "latency_ms_p99": r.get("latency_ms_p99"), "latency_ms_max": r.get("latency_ms_max"),
-                  "ok": r.get("total_infs"), "errors": r.get("errors"), "meets_limit": r.get("meets_limit")} for r in served]
+        rates = [
+            {
+                "offered_rps": r["offered_rps"],
+                "achieved_rps": r.get("throughput_avg"),
+                "latency_ms_p50": r.get("latency_ms_p50"),
+                "latency_ms_p90": r.get("latency_ms_p90"),
+                "latency_ms_p99": r.get("latency_ms_p99"),
+                "latency_ms_max": r.get("latency_ms_max"),
+                "ok": r.get("total_infs"),
+                "errors": r.get("errors"),
+                "meets_limit": r.get("meets_limit"),
+            }
+            for r in served
+        ]
         stop_reason = first.get("stop_reason")
         workers = first.get("n_models")
     else:
@@ -169,8 +180,15 @@ def figures(env: dict, home: Path, name: str) -> dict:
     if direct is None:
         raise RunFailed(f"session {name} has no direct benchmark row in its report", [])
     rates.sort(key=lambda r: r["offered_rps"])
-    return {"source": source, "direct": direct, "rates": rates, "limit_ms": limit_ms, "best_rate": best_rate,
-            "stop_reason": stop_reason, "workers": workers}
+    return {
+        "source": source,
+        "direct": direct,
+        "rates": rates,
+        "limit_ms": limit_ms,
+        "best_rate": best_rate,
+        "stop_reason": stop_reason,
+        "workers": workers,
+    }
 
 
 def summarise(batch: int, f: dict) -> dict:
@@ -180,22 +198,36 @@ def summarise(batch: int, f: dict) -> dict:
     best_ok = max((r["achieved_rps"] for r in ok), default=None)
     best_any = max((r["achieved_rps"] for r in rates if r.get("achieved_rps") is not None), default=None)
     low = rates[0] if rates else {}
-    overhead = (None if low.get("latency_ms_p50") is None or direct_p50 is None else low["latency_ms_p50"] - direct_p50)
-    s = {"batch": batch, "direct_tp": direct_tp, "direct_p50": direct_p50, "best_ok": best_ok, "best_any": best_any,
-         "ratio": None if best_ok is None else best_ok / direct_tp,
-         "ratio_any": None if best_any is None else best_any / direct_tp,
-         "overhead": overhead, "low_rate": low.get("offered_rps"), "best_rate": f["best_rate"], "limit_ms": limit_ms}
+    overhead = None if low.get("latency_ms_p50") is None or direct_p50 is None else low["latency_ms_p50"] - direct_p50
+    s = {
+        "batch": batch,
+        "direct_tp": direct_tp,
+        "direct_p50": direct_p50,
+        "best_ok": best_ok,
+        "best_any": best_any,
+        "ratio": None if best_ok is None else best_ok / direct_tp,
+        "ratio_any": None if best_any is None else best_any / direct_tp,
+        "overhead": overhead,
+        "low_rate": low.get("offered_rps"),
+        "best_rate": f["best_rate"],
+        "limit_ms": limit_ms,
+    }
     print(f"batch {batch} (figures from the {f['source']}; {f['workers'] or '?'} TorchServe worker(s)):")
     print(f"  direct benchmark:  {direct_tp:,.1f} samples/s, p50 {_ms(direct_p50)}")
     print("  load test:         offered → achieved (answered): p50 / p90 / p99 / max")
     for r in rates:
-        print(f"    {r['offered_rps']:>6g}/s → {_num(r.get('achieved_rps')):>6}/s ({_num(r.get('ok'), '{}')}): "
-              f"{_ms(r.get('latency_ms_p50'))} / {_ms(r.get('latency_ms_p90'))} / {_ms(r.get('latency_ms_p99'))} / "
-              f"{_ms(r.get('latency_ms_max'))}" + (f", {r['errors']} error(s)" if r.get("errors") else "")
-              + ("" if _meets(r, limit_ms) else "  (over the limit)"))
+        print(
+            f"    {r['offered_rps']:>6g}/s → {_num(r.get('achieved_rps')):>6}/s ({_num(r.get('ok'), '{}')}): "
+            f"{_ms(r.get('latency_ms_p50'))} / {_ms(r.get('latency_ms_p90'))} / {_ms(r.get('latency_ms_p99'))} / "
+            f"{_ms(r.get('latency_ms_max'))}"
+            + (f", {r['errors']} error(s)" if r.get("errors") else "")
+            + ("" if _meets(r, limit_ms) else "  (over the limit)")
+        )
     print(f"  stopped:           {f['stop_reason'] or '-'}")
-    print(f"  best served:       {_num(best_ok)} requests/s within p99 ≤ {_num(limit_ms, '{:g}')} ms and no errors "
-          f"(highest at any rate: {_num(best_any)}/s)")
+    print(
+        f"  best served:       {_num(best_ok)} requests/s within p99 ≤ {_num(limit_ms, '{:g}')} ms and no errors "
+        f"(highest at any rate: {_num(best_any)}/s)"
+    )
     print(f"  served/direct:     {_num(s['ratio'], '{:.2f}')} (at any rate: {_num(s['ratio_any'], '{:.2f}')})")
     print(f"  overhead at {_num(s['low_rate'], '{:g}')}/s:  {_num(overhead, '{:+.2f}')} ms (served p50 − direct p50)")
     print(f"  highest rate meeting the limit: {_num(f['best_rate'], '{:g}')} requests/s offered", flush=True)
@@ -251,10 +283,14 @@ def serving_files(home: Path, name: str) -> dict | None:
     samples = run.parent / "samples"
     body = next(iter(sorted(samples.glob("*"))), None)
     keys = run / "key_file.json"
-    return {"url": f"http://127.0.0.1:{endpoints['inference']}/predictions/inflab", "body": str(body),
-            "ctype": "application/json" if body and body.suffix == ".json" else "application/octet-stream",
-            "keys": str(keys) if endpoints.get("token_auth", True) and keys.exists() else "",
-            "workers": endpoints.get("workers"), "threads": endpoints.get("threads_per_worker")}
+    return {
+        "url": f"http://127.0.0.1:{endpoints['inference']}/predictions/inflab",
+        "body": str(body),
+        "ctype": "application/json" if body and body.suffix == ".json" else "application/octet-stream",
+        "keys": str(keys) if endpoints.get("token_auth", True) and keys.exists() else "",
+        "workers": endpoints.get("workers"),
+        "threads": endpoints.get("threads_per_worker"),
+    }
 
 
 def _children_cpu() -> float:
@@ -267,8 +303,12 @@ def run_wrk(files: dict, seconds: int, connections: int, scratch: Path) -> dict:
     lua.write_text(WRK_LUA.format(body=files["body"], ctype=files["ctype"], keys=files["keys"]))
     lua.chmod(0o600)
     cpu0 = _children_cpu()
-    p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), files["url"]],
-                       capture_output=True, text=True, timeout=seconds + 60)
+    p = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), files["url"]],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     cpu = _children_cpu() - cpu0
     rate = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
     total = re.search(r"(\d+) requests in", p.stdout)
@@ -276,19 +316,33 @@ def run_wrk(files: dict, seconds: int, connections: int, scratch: Path) -> dict:
     if p.returncode != 0 or not rate:
         raise RunFailed(f"wrk failed (exit {p.returncode})", (p.stdout + p.stderr).splitlines()[-10:])
     n = int(total.group(1)) if total else 0
-    return {"rps": float(rate.group(1)), "errors": int(bad.group(1)) if bad else 0,
-            "cpu_us_per_request": cpu / n * 1e6 if n else None}
+    return {
+        "rps": float(rate.group(1)),
+        "errors": int(bad.group(1)) if bad else 0,
+        "cpu_us_per_request": cpu / n * 1e6 if n else None,
+    }
 
 
 def run_probe(files: dict, seconds: int, connections: int) -> dict:
-    code = PROBE.format(payload=str(ROOT / "inflab" / "remote" / "payload"), keys=files["keys"], url=files["url"],
-                        body=files["body"], ctype=files["ctype"], connections=connections, seconds=seconds)
+    code = PROBE.format(
+        payload=str(ROOT / "inflab" / "remote" / "payload"),
+        keys=files["keys"],
+        url=files["url"],
+        body=files["body"],
+        ctype=files["ctype"],
+        connections=connections,
+        seconds=seconds,
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120)
     if p.returncode != 0:
         raise RunFailed(f"loadgen.py's probe failed (exit {p.returncode})", (p.stdout + p.stderr).splitlines()[-10:])
     r = json.loads(p.stdout.strip().splitlines()[-1])
-    return {"rps": r["achieved_rps"], "errors": r["errors"], "cpu_us_per_request": r["generator_cpu_us_per_request"],
-            "cpu_share": r["generator_cpu_share"]}
+    return {
+        "rps": r["achieved_rps"],
+        "errors": r["errors"],
+        "cpu_us_per_request": r["generator_cpu_us_per_request"],
+        "cpu_share": r["generator_cpu_share"],
+    }
 
 
 def against_wrk(home: Path, name: str, seconds: int, rounds: int, connections: int = 64) -> dict | None:
@@ -307,20 +361,33 @@ def against_wrk(home: Path, name: str, seconds: int, rounds: int, connections: i
             load = os.getloadavg()[0]
             wrk.append(run_wrk(files, seconds, connections, scratch))
             gen.append(run_probe(files, seconds, connections))
-            print(f"  round {i + 1}: wrk {wrk[-1]['rps']:,.1f} req/s ({_num(wrk[-1]['cpu_us_per_request'])} µs CPU per "
-                  f"request); loadgen.py {gen[-1]['rps']:,.1f} req/s ({_num(gen[-1]['cpu_us_per_request'])} µs CPU per "
-                  f"request, {gen[-1]['cpu_share']:.1%} of the CPU); load average before: {load:.2f}", flush=True)
+            print(
+                f"  round {i + 1}: wrk {wrk[-1]['rps']:,.1f} req/s ({_num(wrk[-1]['cpu_us_per_request'])} µs CPU per "
+                f"request); loadgen.py {gen[-1]['rps']:,.1f} req/s ({_num(gen[-1]['cpu_us_per_request'])} µs CPU per "
+                f"request, {gen[-1]['cpu_share']:.1%} of the CPU); load average before: {load:.2f}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     w, g = statistics.median(x["rps"] for x in wrk), statistics.median(x["rps"] for x in gen)
-    out = {"wrk_rps": w, "loadgen_rps": g, "ratio": g / w if w else None, "connections": connections,
-           "wrk_us": statistics.median(x["cpu_us_per_request"] or 0 for x in wrk),
-           "loadgen_us": statistics.median(x["cpu_us_per_request"] or 0 for x in gen),
-           "errors": sum(x["errors"] for x in wrk + gen), "workers": files["workers"], "threads": files["threads"]}
-    print(f"  loadgen ÷ wrk ({connections} connections, {seconds} s each, median of {rounds}): "
-          f"{g:,.1f} ÷ {w:,.1f} = {_num(out['ratio'], '{:.3f}')} (aim ≥ 0.95); CPU per request "
-          f"{out['loadgen_us']:.1f} µs vs wrk's {out['wrk_us']:.1f} µs"
-          + (f"; {out['errors']} non-200 answer(s)" if out["errors"] else ""), flush=True)
+    out = {
+        "wrk_rps": w,
+        "loadgen_rps": g,
+        "ratio": g / w if w else None,
+        "connections": connections,
+        "wrk_us": statistics.median(x["cpu_us_per_request"] or 0 for x in wrk),
+        "loadgen_us": statistics.median(x["cpu_us_per_request"] or 0 for x in gen),
+        "errors": sum(x["errors"] for x in wrk + gen),
+        "workers": files["workers"],
+        "threads": files["threads"],
+    }
+    print(
+        f"  loadgen ÷ wrk ({connections} connections, {seconds} s each, median of {rounds}): "
+        f"{g:,.1f} ÷ {w:,.1f} = {_num(out['ratio'], '{:.3f}')} (aim ≥ 0.95); CPU per request "
+        f"{out['loadgen_us']:.1f} µs vs wrk's {out['wrk_us']:.1f} µs"
+        + (f"; {out['errors']} non-200 answer(s)" if out["errors"] else ""),
+        flush=True,
+    )
     return out
 
 
@@ -344,11 +411,18 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8", help="batch sizes, comma-separated (default 1,8)")
     ap.add_argument("--home", help="INFLAB_HOME to use (default: a new temporary one, removed after unless --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home (and its sandbox daemon stopped)")
-    ap.add_argument("--step-s", type=int, default=10, help="seconds per offered rate (serve.step_s, default 10: a short step makes the first rate noisy)")
+    ap.add_argument(
+        "--step-s",
+        type=int,
+        default=10,
+        help="seconds per offered rate (serve.step_s, default 10: a short step makes the first rate noisy)",
+    )
     ap.add_argument("--limit-ms", type=float, default=200.0, help="p99 limit of the load test (default 200)")
     ap.add_argument("--max-rates", type=int, default=8, help="at most this many doubling rates (default 8)")
     ap.add_argument("--timeout-s", type=float, default=1800, help="give one session's run at most this long")
-    ap.add_argument("--wrk-s", type=int, default=10, help="seconds of each wrk / loadgen.py maximum-rate run (default 10)")
+    ap.add_argument(
+        "--wrk-s", type=int, default=10, help="seconds of each wrk / loadgen.py maximum-rate run (default 10)"
+    )
     ap.add_argument("--rounds", type=int, default=2, help="wrk and loadgen.py runs, in turns, of each (default 2)")
     args = ap.parse_args()
     try:
@@ -364,8 +438,11 @@ def main() -> None:
     env.pop("NO_COLOR", None)
     sandbox_was_running = inflab(env, "sandbox", "status").returncode == 0
     fresh = not any((home / "sandbox").glob("*/*/venv/.inflab-image"))
-    print(f"INFLAB_HOME {home}" + (" (new: the first session builds the sandbox's job virtualenv with pip, "
-                                   "about a minute)" if fresh else ""), flush=True)
+    print(
+        f"INFLAB_HOME {home}"
+        + (" (new: the first session builds the sandbox's job virtualenv with pip, about a minute)" if fresh else ""),
+        flush=True,
+    )
 
     from inflab.session import Store
 
@@ -379,13 +456,17 @@ def main() -> None:
         for batch in batches:
             name = f"bench-serve-b{batch}-{tag}"
             cfg = scratch / f"b{batch}.toml"
-            cfg.write_text(CONFIG.format(batch=batch, step_s=args.step_s, max_rates=args.max_rates, limit_ms=args.limit_ms))
+            cfg.write_text(
+                CONFIG.format(batch=batch, step_s=args.step_s, max_rates=args.max_rates, limit_ms=args.limit_ms)
+            )
             print(f"\n== batch {batch}: inflab run --sandbox --name {name} --until load-test", flush=True)
             busy = os.getloadavg()[0]
             if busy > BUSY_LOAD:
-                print(f"  warning: load average {busy:.2f} before the run: other work on this {os.cpu_count()}-core "
-                      "machine shares the CPU with the server, the generator and the benchmark, and skews the figures",
-                      flush=True)
+                print(
+                    f"  warning: load average {busy:.2f} before the run: other work on this {os.cpu_count()}-core "
+                    "machine shares the CPU with the server, the generator and the benchmark, and skews the figures",
+                    flush=True,
+                )
             try:
                 took = run_session(env, name, cfg, logs / f"{name}.log", args.timeout_s)
                 print(f"  run took {took:.0f} s (load average after it: {os.getloadavg()[0]:.2f})", flush=True)
@@ -423,23 +504,37 @@ def main() -> None:
             shutil.rmtree(logs, ignore_errors=True)
 
     if results:
-        print("\nBATCH  DIRECT SAMPLES/S  DIRECT P50  SERVED/S (LIMIT)  SERVED/S (ANY)  RATIO  RATIO (ANY)  "
-              "OVERHEAD P50  BEST RATE")
+        print(
+            "\nBATCH  DIRECT SAMPLES/S  DIRECT P50  SERVED/S (LIMIT)  SERVED/S (ANY)  RATIO  RATIO (ANY)  "
+            "OVERHEAD P50  BEST RATE"
+        )
         for s in results:
-            print(f"{s['batch']:>5}  {_num(s['direct_tp']):>16}  {_ms(s['direct_p50']):>10}  {_num(s['best_ok']):>16}  "
-                  f"{_num(s['best_any']):>14}  {_num(s['ratio'], '{:.2f}'):>5}  {_num(s['ratio_any'], '{:.2f}'):>11}  "
-                  f"{_num(s['overhead'], '{:+.2f} ms'):>12}  {_num(s['best_rate'], '{:g}/s'):>9}")
-        print(f"(limit: p99 ≤ {args.limit_ms:g} ms and no errors; {args.step_s} s per rate; overhead at the lowest rate)")
+            print(
+                f"{s['batch']:>5}  {_num(s['direct_tp']):>16}  {_ms(s['direct_p50']):>10}  {_num(s['best_ok']):>16}  "
+                f"{_num(s['best_any']):>14}  {_num(s['ratio'], '{:.2f}'):>5}  {_num(s['ratio_any'], '{:.2f}'):>11}  "
+                f"{_num(s['overhead'], '{:+.2f} ms'):>12}  {_num(s['best_rate'], '{:g}/s'):>9}"
+            )
+        print(
+            f"(limit: p99 ≤ {args.limit_ms:g} ms and no errors; {args.step_s} s per rate; overhead at the lowest rate)"
+        )
         print()
         for s in results:
-            print(f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}"
-                  + ("" if s["ratio"] is not None else
-                     f" (no rate met the limit; at any rate: {_num(s['ratio_any'], '{:.2f}')})"))
+            print(
+                f"served/direct throughput at batch {s['batch']}: {_num(s['ratio'], '{:.2f}')}"
+                + (
+                    ""
+                    if s["ratio"] is not None
+                    else f" (no rate met the limit; at any rate: {_num(s['ratio_any'], '{:.2f}')})"
+                )
+            )
             w = s.get("wrk")
             if w:
-                print(f"loadgen ÷ wrk at batch {s['batch']}: {w['loadgen_rps']:,.1f} ÷ {w['wrk_rps']:,.1f} = "
-                      f"{_num(w['ratio'], '{:.3f}')} ({w['workers']} TorchServe worker(s)"
-                      + (f" × {w['threads']} thread(s)" if w["threads"] else "") + ")")
+                print(
+                    f"loadgen ÷ wrk at batch {s['batch']}: {w['loadgen_rps']:,.1f} ÷ {w['wrk_rps']:,.1f} = "
+                    f"{_num(w['ratio'], '{:.3f}')} ({w['workers']} TorchServe worker(s)"
+                    + (f" × {w['threads']} thread(s)" if w["threads"] else "")
+                    + ")"
+                )
     if not cleanups_ok:
         print("a cleanup failed (see above)", file=sys.stderr)
     sys.exit(1 if failed or not cleanups_ok else 0)

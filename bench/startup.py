@@ -73,8 +73,10 @@ def main() -> None:
         paints = [time_first_paint(env) for _ in range(args.runs)]
     for label, xs, target in (("inflab --help", helps, 0.3), ("TUI first paint", paints, 1.5)):
         med = statistics.median(xs)
-        print(f"{label:<16} median {med:.3f} s  worst {max(xs):.3f} s  target {target:.1f} s  "
-              f"median/target {med / target:.2f}  ({args.runs} runs)")
+        print(
+            f"{label:<16} median {med:.3f} s  worst {max(xs):.3f} s  target {target:.1f} s  "
+            f"median/target {med / target:.2f}  ({args.runs} runs)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,12 @@ class BenchApp(App):
 
 def make_stream(n: int) -> list[str]:
     text = "".join(
-        f"[{i:>7}] step {i % 500}/500 loss=0.{i % 997:03d} throughput=1234.5 samples/s\n" if i % 50 else f"progress {i % 100}%\rprogress 100%\n"
+        f"[{i:>7}] step {i % 500}/500 loss=0.{i % 997:03d} throughput=1234.5 samples/s\n"
+        if i % 50
+        else f"progress {i % 100}%\rprogress 100%\n"
         for i in range(n)
     )
-    return [text[i:i + 4096] for i in range(0, len(text), 4096)]
+    return [text[i : i + 4096] for i in range(0, len(text), 4096)]
 
 
 async def ingest(n: int) -> float:
@@ -103,8 +105,10 @@ def main() -> None:
     print(f"ingest: {args.lines:,} lines at {rate:,.0f} lines/s (target >= 100,000; ratio {rate / 100_000:.2f})")
     lat = asyncio.run(latency(args.lines, 100_000))
     worst = max(lat) * 1000
-    print(f"key latency while {args.lines:,} lines stream at 100,000 lines/s: {len(lat)} presses, "
-          f"median {statistics.median(lat) * 1000:.1f} ms, worst {worst:.1f} ms (target <= 100 ms; ratio {worst / 100:.2f})")
+    print(
+        f"key latency while {args.lines:,} lines stream at 100,000 lines/s: {len(lat)} presses, "
+        f"median {statistics.median(lat) * 1000:.1f} ms, worst {worst:.1f} ms (target <= 100 ms; ratio {worst / 100:.2f})"
+    )
 
 
 if __name__ == "__main__":

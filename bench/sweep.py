@@ -68,12 +68,16 @@ def job_phases(home: Path, name: str, measured_by_job: dict[str, float]) -> list
     aws = Aws(region="us-west-2", endpoint_url=info.endpoint, headers=info.headers)
     batch, logs = aws.client("batch"), aws.client("logs")
     queue = f"inflab-{name}-inf1-2xlarge"
-    ids = [j["jobId"] for status in ("SUCCEEDED", "FAILED")
-           for j in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]]
+    ids = [
+        j["jobId"]
+        for status in ("SUCCEEDED", "FAILED")
+        for j in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]
+    ]
     out, previous_stop = [], 0.0
     for job in sorted(batch.describe_jobs(jobs=ids)["jobs"], key=lambda j: j["createdAt"]):
-        events = logs.get_log_events(logGroupName=f"/inflab/{name}", logStreamName=job["container"]["logStreamName"],
-                                     startFromHead=True)["events"]
+        events = logs.get_log_events(
+            logGroupName=f"/inflab/{name}", logStreamName=job["container"]["logStreamName"], startFromHead=True
+        )["events"]
         marks = [(e["timestamp"] / 1000, e["message"]) for e in events]
         at = {k: next((t for t, m in marks if test(m)), None) for k, test in MARKS.items()}
         if None in at.values():
@@ -81,22 +85,30 @@ def job_phases(home: Path, name: str, measured_by_job: dict[str, float]) -> list
         start, stop = marks[0][0], job["stoppedAt"] / 1000
         measured = measured_by_job.get(re.sub(r"[^A-Za-z0-9]", "", job["jobId"])[:8], 0.0)
         # one job at a time: a job's wait counts from when the one before it ended
-        out.append({"queue": start - max(job["createdAt"] / 1000, previous_stop),
-                    "job_start": at["compile_cmd"] - start,
-                    "compile_load": at["compile_loaded"] - at["compile_cmd"],
-                    "compile_trace": at["bench_cmd"] - at["compile_loaded"],
-                    "bench_start": at["bench_loaded"] - at["bench_cmd"],
-                    "bench_measured": measured,
-                    "bench_between": at["done"] - at["bench_loaded"] - measured,
-                    "copy": stop - at["done"]})
+        out.append(
+            {
+                "queue": start - max(job["createdAt"] / 1000, previous_stop),
+                "job_start": at["compile_cmd"] - start,
+                "compile_load": at["compile_loaded"] - at["compile_cmd"],
+                "compile_trace": at["bench_cmd"] - at["compile_loaded"],
+                "bench_start": at["bench_loaded"] - at["bench_cmd"],
+                "bench_measured": measured,
+                "bench_between": at["done"] - at["bench_loaded"] - measured,
+                "copy": stop - at["done"],
+            }
+        )
         previous_stop = stop
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", help="INFLAB_HOME to use (default: a new temporary one; reuse one to skip the image build)")
-    ap.add_argument("--min-duration", type=int, default=10, help="each trial of a job's benchmark: at least this many seconds")
+    ap.add_argument(
+        "--home", help="INFLAB_HOME to use (default: a new temporary one; reuse one to skip the image build)"
+    )
+    ap.add_argument(
+        "--min-duration", type=int, default=10, help="each trial of a job's benchmark: at least this many seconds"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="trials per configuration (bench.repeats, default 3)")
     args = ap.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="inflab-sweep-bench-"))
@@ -104,8 +116,10 @@ def main() -> int:
     name = f"sweep-{int(time.time()) % 100000}"
     cfg = home / f"{name}.toml"
     home.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(f"[bench]\nrepeats = {args.repeats}\n[batch]\nsizes = [2, 4, 8]\nmin_duration_s = {args.min_duration}\n"
-                   f"max_duration_s = {args.min_duration * 6}\n")
+    cfg.write_text(
+        f"[bench]\nrepeats = {args.repeats}\n[batch]\nsizes = [2, 4, 8]\nmin_duration_s = {args.min_duration}\n"
+        f"max_duration_s = {args.min_duration * 6}\n"
+    )
 
     t0 = time.perf_counter()
     inflab("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "batch-setup", env=env)
@@ -120,7 +134,11 @@ def main() -> int:
 
     from inflab.session import Store
 
-    results = [r["data"] for r in Store(home).results(name, "benchmark") if str(r["data"].get("run_id", "")).startswith("sweep-")]
+    results = [
+        r["data"]
+        for r in Store(home).results(name, "benchmark")
+        if str(r["data"].get("run_id", "")).startswith("sweep-")
+    ]
     measured = sum(r["duration_s"] for r in results)
     by_job: dict[str, float] = {}
     for r in results:  # run ids: sweep-<first 8 of the job id>-<type>-b<size>[.n]
@@ -129,25 +147,31 @@ def main() -> int:
     overhead = 1 - measured / sweep if sweep else float("nan")
     phases = job_phases(home, name, by_job)
     load = os.getloadavg()
-    print(f"sandbox sweep, 3 batch sizes ({len(sweep_rows)} results: fp32 and int8 per size), "
-          f"{args.repeats} trial(s) of >= {args.min_duration} s each; load average now {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"sandbox sweep, 3 batch sizes ({len(sweep_rows)} results: fp32 and int8 per size), "
+        f"{args.repeats} trial(s) of >= {args.min_duration} s each; load average now {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print(f"  preparation (untimed part, up to batch-setup): {prep:7.1f} s")
     print(f"  sweep wall time (submit + monitor):            {sweep:7.1f} s")
     print(f"  inside the benchmark runs (sum of duration_s): {measured:7.1f} s")
     print(f"  overhead share: {overhead:.1%}  (target <= 15%: {'met' if overhead <= 0.15 else 'MISSED'})")
     for r in sorted(sweep_rows, key=lambda r: (r["batch_size"], r["precision"])):
         ci = r.get("throughput_ci95")
-        print(f"    batch {r['batch_size']:>2} {r['precision']:<5} {r['throughput_avg']:>9,.1f} samples/s"
-              + (f" (95% CI {ci[0]:,.1f}–{ci[1]:,.1f})" if ci else "")
-              + f"  p90 {r['latency_ms_p90']:.2f} ms  quality {r.get('quality')}")
+        print(
+            f"    batch {r['batch_size']:>2} {r['precision']:<5} {r['throughput_avg']:>9,.1f} samples/s"
+            + (f" (95% CI {ci[0]:,.1f}–{ci[1]:,.1f})" if ci else "")
+            + f"  p90 {r['latency_ms_p90']:.2f} ms  quality {r.get('quality')}"
+        )
     if phases:
         total = {k: sum(p[k] for p in phases) for k, _ in PHASES}
         print(f"  where the sweep's time went (sum over {len(phases)} jobs, from their CloudWatch log times):")
         for key, what in PHASES:
             print(f"    {what:<66} {total[key]:7.1f} s  ({total[key] / sweep:5.1%})")
         outside = sweep - sum(total.values())
-        print(f"    {'outside the jobs (submit, polling, the monitor seeing the end)':<66} {outside:7.1f} s  "
-              f"({outside / sweep:5.1%})")
+        print(
+            f"    {'outside the jobs (submit, polling, the monitor seeing the end)':<66} {outside:7.1f} s  "
+            f"({outside / sweep:5.1%})"
+        )
     inflab("cleanup", name, "--yes", "--delete-data", env=env)
     if not args.home:
         subprocess.run([INFLAB, "sandbox", "stop"], env=env, capture_output=True)

@@ -32,8 +32,10 @@ class InstanceSpec:
     def devices(self) -> str:
         """What its accelerators are, in words ("4 Neuron devices (16 NeuronCores)", "4 GPUs", "8 vCPUs")."""
         if self.neuron_devices:
-            return (f"{self.neuron_devices} Neuron device{'s' if self.neuron_devices > 1 else ''} "
-                    f"({self.neuron_cores} NeuronCores)")
+            return (
+                f"{self.neuron_devices} Neuron device{'s' if self.neuron_devices > 1 else ''} "
+                f"({self.neuron_cores} NeuronCores)"
+            )
         if self.gpus:
             return f"{self.gpus} GPU{'s' if self.gpus > 1 else ''}"
         return f"{self.vcpus} vCPUs"
@@ -42,66 +44,124 @@ class InstanceSpec:
 # instance type: (vCPUs, memory MiB, Neuron devices, NeuronCores, GPUs)
 _SPECS: dict[str, tuple[int, int, int, int, int]] = {
     # inf1
-    "inf1.xlarge": (4, 8192, 1, 4, 0), "inf1.2xlarge": (8, 16384, 1, 4, 0), "inf1.6xlarge": (24, 49152, 4, 16, 0),
+    "inf1.xlarge": (4, 8192, 1, 4, 0),
+    "inf1.2xlarge": (8, 16384, 1, 4, 0),
+    "inf1.6xlarge": (24, 49152, 4, 16, 0),
     "inf1.24xlarge": (96, 196608, 16, 64, 0),
     # inf2
-    "inf2.xlarge": (4, 16384, 1, 2, 0), "inf2.8xlarge": (32, 131072, 1, 2, 0),
-    "inf2.24xlarge": (96, 393216, 6, 12, 0), "inf2.48xlarge": (192, 786432, 12, 24, 0),
+    "inf2.xlarge": (4, 16384, 1, 2, 0),
+    "inf2.8xlarge": (32, 131072, 1, 2, 0),
+    "inf2.24xlarge": (96, 393216, 6, 12, 0),
+    "inf2.48xlarge": (192, 786432, 12, 24, 0),
     # trn1
-    "trn1.2xlarge": (8, 32768, 1, 2, 0), "trn1.32xlarge": (128, 524288, 16, 32, 0),
+    "trn1.2xlarge": (8, 32768, 1, 2, 0),
+    "trn1.32xlarge": (128, 524288, 16, 32, 0),
     # trn1n
     "trn1n.32xlarge": (128, 524288, 16, 32, 0),
     # g4dn
-    "g4dn.xlarge": (4, 16384, 0, 0, 1), "g4dn.2xlarge": (8, 32768, 0, 0, 1), "g4dn.4xlarge": (16, 65536, 0, 0, 1),
-    "g4dn.8xlarge": (32, 131072, 0, 0, 1), "g4dn.12xlarge": (48, 196608, 0, 0, 4),
-    "g4dn.16xlarge": (64, 262144, 0, 0, 1), "g4dn.metal": (96, 393216, 0, 0, 8),
+    "g4dn.xlarge": (4, 16384, 0, 0, 1),
+    "g4dn.2xlarge": (8, 32768, 0, 0, 1),
+    "g4dn.4xlarge": (16, 65536, 0, 0, 1),
+    "g4dn.8xlarge": (32, 131072, 0, 0, 1),
+    "g4dn.12xlarge": (48, 196608, 0, 0, 4),
+    "g4dn.16xlarge": (64, 262144, 0, 0, 1),
+    "g4dn.metal": (96, 393216, 0, 0, 8),
     # g5
-    "g5.xlarge": (4, 16384, 0, 0, 1), "g5.2xlarge": (8, 32768, 0, 0, 1), "g5.4xlarge": (16, 65536, 0, 0, 1),
-    "g5.8xlarge": (32, 131072, 0, 0, 1), "g5.12xlarge": (48, 196608, 0, 0, 4), "g5.16xlarge": (64, 262144, 0, 0, 1),
-    "g5.24xlarge": (96, 393216, 0, 0, 4), "g5.48xlarge": (192, 786432, 0, 0, 8),
+    "g5.xlarge": (4, 16384, 0, 0, 1),
+    "g5.2xlarge": (8, 32768, 0, 0, 1),
+    "g5.4xlarge": (16, 65536, 0, 0, 1),
+    "g5.8xlarge": (32, 131072, 0, 0, 1),
+    "g5.12xlarge": (48, 196608, 0, 0, 4),
+    "g5.16xlarge": (64, 262144, 0, 0, 1),
+    "g5.24xlarge": (96, 393216, 0, 0, 4),
+    "g5.48xlarge": (192, 786432, 0, 0, 8),
     # g6
-    "g6.xlarge": (4, 16384, 0, 0, 1), "g6.2xlarge": (8, 32768, 0, 0, 1), "g6.4xlarge": (16, 65536, 0, 0, 1),
-    "g6.8xlarge": (32, 131072, 0, 0, 1), "g6.12xlarge": (48, 196608, 0, 0, 4), "g6.16xlarge": (64, 262144, 0, 0, 1),
-    "g6.24xlarge": (96, 393216, 0, 0, 4), "g6.48xlarge": (192, 786432, 0, 0, 8),
+    "g6.xlarge": (4, 16384, 0, 0, 1),
+    "g6.2xlarge": (8, 32768, 0, 0, 1),
+    "g6.4xlarge": (16, 65536, 0, 0, 1),
+    "g6.8xlarge": (32, 131072, 0, 0, 1),
+    "g6.12xlarge": (48, 196608, 0, 0, 4),
+    "g6.16xlarge": (64, 262144, 0, 0, 1),
+    "g6.24xlarge": (96, 393216, 0, 0, 4),
+    "g6.48xlarge": (192, 786432, 0, 0, 8),
     # c5
-    "c5.large": (2, 4096, 0, 0, 0), "c5.xlarge": (4, 8192, 0, 0, 0), "c5.2xlarge": (8, 16384, 0, 0, 0),
-    "c5.4xlarge": (16, 32768, 0, 0, 0), "c5.9xlarge": (36, 73728, 0, 0, 0), "c5.12xlarge": (48, 98304, 0, 0, 0),
-    "c5.18xlarge": (72, 147456, 0, 0, 0), "c5.24xlarge": (96, 196608, 0, 0, 0), "c5.metal": (96, 196608, 0, 0, 0),
+    "c5.large": (2, 4096, 0, 0, 0),
+    "c5.xlarge": (4, 8192, 0, 0, 0),
+    "c5.2xlarge": (8, 16384, 0, 0, 0),
+    "c5.4xlarge": (16, 32768, 0, 0, 0),
+    "c5.9xlarge": (36, 73728, 0, 0, 0),
+    "c5.12xlarge": (48, 98304, 0, 0, 0),
+    "c5.18xlarge": (72, 147456, 0, 0, 0),
+    "c5.24xlarge": (96, 196608, 0, 0, 0),
+    "c5.metal": (96, 196608, 0, 0, 0),
     # c6i
-    "c6i.large": (2, 4096, 0, 0, 0), "c6i.xlarge": (4, 8192, 0, 0, 0), "c6i.2xlarge": (8, 16384, 0, 0, 0),
-    "c6i.4xlarge": (16, 32768, 0, 0, 0), "c6i.8xlarge": (32, 65536, 0, 0, 0), "c6i.12xlarge": (48, 98304, 0, 0, 0),
-    "c6i.16xlarge": (64, 131072, 0, 0, 0), "c6i.24xlarge": (96, 196608, 0, 0, 0),
-    "c6i.32xlarge": (128, 262144, 0, 0, 0), "c6i.metal": (128, 262144, 0, 0, 0),
+    "c6i.large": (2, 4096, 0, 0, 0),
+    "c6i.xlarge": (4, 8192, 0, 0, 0),
+    "c6i.2xlarge": (8, 16384, 0, 0, 0),
+    "c6i.4xlarge": (16, 32768, 0, 0, 0),
+    "c6i.8xlarge": (32, 65536, 0, 0, 0),
+    "c6i.12xlarge": (48, 98304, 0, 0, 0),
+    "c6i.16xlarge": (64, 131072, 0, 0, 0),
+    "c6i.24xlarge": (96, 196608, 0, 0, 0),
+    "c6i.32xlarge": (128, 262144, 0, 0, 0),
+    "c6i.metal": (128, 262144, 0, 0, 0),
     # c7i
-    "c7i.large": (2, 4096, 0, 0, 0), "c7i.xlarge": (4, 8192, 0, 0, 0), "c7i.2xlarge": (8, 16384, 0, 0, 0),
-    "c7i.4xlarge": (16, 32768, 0, 0, 0), "c7i.8xlarge": (32, 65536, 0, 0, 0), "c7i.12xlarge": (48, 98304, 0, 0, 0),
-    "c7i.16xlarge": (64, 131072, 0, 0, 0), "c7i.24xlarge": (96, 196608, 0, 0, 0),
-    "c7i.metal-24xl": (96, 196608, 0, 0, 0), "c7i.48xlarge": (192, 393216, 0, 0, 0),
+    "c7i.large": (2, 4096, 0, 0, 0),
+    "c7i.xlarge": (4, 8192, 0, 0, 0),
+    "c7i.2xlarge": (8, 16384, 0, 0, 0),
+    "c7i.4xlarge": (16, 32768, 0, 0, 0),
+    "c7i.8xlarge": (32, 65536, 0, 0, 0),
+    "c7i.12xlarge": (48, 98304, 0, 0, 0),
+    "c7i.16xlarge": (64, 131072, 0, 0, 0),
+    "c7i.24xlarge": (96, 196608, 0, 0, 0),
+    "c7i.metal-24xl": (96, 196608, 0, 0, 0),
+    "c7i.48xlarge": (192, 393216, 0, 0, 0),
     "c7i.metal-48xl": (192, 393216, 0, 0, 0),
     # m5
-    "m5.large": (2, 8192, 0, 0, 0), "m5.xlarge": (4, 16384, 0, 0, 0), "m5.2xlarge": (8, 32768, 0, 0, 0),
-    "m5.4xlarge": (16, 65536, 0, 0, 0), "m5.8xlarge": (32, 131072, 0, 0, 0), "m5.12xlarge": (48, 196608, 0, 0, 0),
-    "m5.16xlarge": (64, 262144, 0, 0, 0), "m5.24xlarge": (96, 393216, 0, 0, 0), "m5.metal": (96, 393216, 0, 0, 0),
+    "m5.large": (2, 8192, 0, 0, 0),
+    "m5.xlarge": (4, 16384, 0, 0, 0),
+    "m5.2xlarge": (8, 32768, 0, 0, 0),
+    "m5.4xlarge": (16, 65536, 0, 0, 0),
+    "m5.8xlarge": (32, 131072, 0, 0, 0),
+    "m5.12xlarge": (48, 196608, 0, 0, 0),
+    "m5.16xlarge": (64, 262144, 0, 0, 0),
+    "m5.24xlarge": (96, 393216, 0, 0, 0),
+    "m5.metal": (96, 393216, 0, 0, 0),
     # m6i
-    "m6i.large": (2, 8192, 0, 0, 0), "m6i.xlarge": (4, 16384, 0, 0, 0), "m6i.2xlarge": (8, 32768, 0, 0, 0),
-    "m6i.4xlarge": (16, 65536, 0, 0, 0), "m6i.8xlarge": (32, 131072, 0, 0, 0), "m6i.12xlarge": (48, 196608, 0, 0, 0),
-    "m6i.16xlarge": (64, 262144, 0, 0, 0), "m6i.24xlarge": (96, 393216, 0, 0, 0),
-    "m6i.32xlarge": (128, 524288, 0, 0, 0), "m6i.metal": (128, 524288, 0, 0, 0),
+    "m6i.large": (2, 8192, 0, 0, 0),
+    "m6i.xlarge": (4, 16384, 0, 0, 0),
+    "m6i.2xlarge": (8, 32768, 0, 0, 0),
+    "m6i.4xlarge": (16, 65536, 0, 0, 0),
+    "m6i.8xlarge": (32, 131072, 0, 0, 0),
+    "m6i.12xlarge": (48, 196608, 0, 0, 0),
+    "m6i.16xlarge": (64, 262144, 0, 0, 0),
+    "m6i.24xlarge": (96, 393216, 0, 0, 0),
+    "m6i.32xlarge": (128, 524288, 0, 0, 0),
+    "m6i.metal": (128, 524288, 0, 0, 0),
 }
 SPECS: dict[str, InstanceSpec] = {t: InstanceSpec(*v) for t, v in _SPECS.items()}
 
 # Instance family -> kind.
 FAMILIES = {
-    "inf1": "inf1", "inf2": "inf2", "trn1": "inf2", "trn1n": "inf2",
-    "g4dn": "gpu", "g5": "gpu", "g6": "gpu",
-    "c5": "cpu", "c6i": "cpu", "c7i": "cpu", "m5": "cpu", "m6i": "cpu",
+    "inf1": "inf1",
+    "inf2": "inf2",
+    "trn1": "inf2",
+    "trn1n": "inf2",
+    "g4dn": "gpu",
+    "g5": "gpu",
+    "g6": "gpu",
+    "c5": "cpu",
+    "c6i": "cpu",
+    "c7i": "cpu",
+    "m5": "cpu",
+    "m6i": "cpu",
 }
 # Families people ask for that AWS's current images no longer serve, and why (one line each).
 RETIRED = {
     "p3": "P3 (V100) is not supported by AWS's current NVIDIA images (the Base OSS DLAMI for EC2, "
-          "ECS_AL2023_NVIDIA for AWS Batch); use g4dn, g5 or g6",
+    "ECS_AL2023_NVIDIA for AWS Batch); use g4dn, g5 or g6",
     "g3": "G3 is not supported by AWS's current NVIDIA images (the Base OSS DLAMI for EC2, "
-          "ECS_AL2023_NVIDIA for AWS Batch); use g4dn, g5 or g6",
+    "ECS_AL2023_NVIDIA for AWS Batch); use g4dn, g5 or g6",
 }
 KINDS = ("inf1", "inf2", "gpu", "cpu")
 
@@ -156,16 +216,32 @@ class HostImage:
 HOST_IMAGES = {
     # Inf1 needs a Neuron DLAMI from before SDK 2.26.1; its "latest" SSM parameters point past that,
     # so it is found by name and its description's SDK release (deprecated images as the fallback).
-    "inf1": HostImage("", "Deep Learning AMI Neuron (Ubuntu 22.04) *", "ubuntu",
-                      "the newest Neuron DLAMI (Ubuntu 22.04) whose Neuron SDK still supports Inf1 (2.26.0 or older)",
-                      INF1_LAST_SDK),
-    "inf2": HostImage("/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "", "ubuntu",
-                      "the current Neuron DLAMI (multi-framework, Ubuntu 24.04)"),
-    "gpu": HostImage("/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", "",
-                     "ubuntu", "the current Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)"),
+    "inf1": HostImage(
+        "",
+        "Deep Learning AMI Neuron (Ubuntu 22.04) *",
+        "ubuntu",
+        "the newest Neuron DLAMI (Ubuntu 22.04) whose Neuron SDK still supports Inf1 (2.26.0 or older)",
+        INF1_LAST_SDK,
+    ),
+    "inf2": HostImage(
+        "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id",
+        "",
+        "ubuntu",
+        "the current Neuron DLAMI (multi-framework, Ubuntu 24.04)",
+    ),
+    "gpu": HostImage(
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+        "",
+        "ubuntu",
+        "the current Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)",
+    ),
     # The ECS-optimized Amazon Linux 2023 image: docker installed and running.
-    "cpu": HostImage("/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id", "", "ec2-user",
-                     "the current ECS-optimized Amazon Linux 2023 AMI (docker included)"),
+    "cpu": HostImage(
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+        "",
+        "ec2-user",
+        "the current ECS-optimized Amazon Linux 2023 AMI (docker included)",
+    ),
 }
 
 

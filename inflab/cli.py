@@ -122,11 +122,15 @@ def _farewell(store, name: str | None) -> None:
         if not store.get_session(name).sandbox and not finished:
             live = [r for r in store.ledger(name, live_only=True) if r.kind == "ec2:instance" and r.physical_id]
             if live:
-                click.echo(f"Its instance {live[0].physical_id} keeps running in AWS, billed, until the lab's "
-                           f"terminate step or: inflab cleanup {name}")
+                click.echo(
+                    f"Its instance {live[0].physical_id} keeps running in AWS, billed, until the lab's "
+                    f"terminate step or: inflab cleanup {name}"
+                )
     if sb.status(store.home):
-        click.echo("The sandbox keeps running in the background (its emulated AWS, instance and jobs). "
-                   "Stop it with: inflab sandbox stop")
+        click.echo(
+            "The sandbox keeps running in the background (its emulated AWS, instance and jobs). "
+            "Stop it with: inflab sandbox stop"
+        )
 
 
 @main.command()
@@ -205,7 +209,11 @@ def _printer(out, tty: bool):
     def listener(ev):
         if isinstance(ev, StepStateChanged):
             line = f"{MARKS.get(ev.state, ' ')} {ev.step:<16} "
-            line += STEP_TITLES.get(ev.step, "") if ev.state == "running" else ev.state + (f": {ev.message}" if ev.message else "")
+            line += (
+                STEP_TITLES.get(ev.step, "")
+                if ev.state == "running"
+                else ev.state + (f": {ev.message}" if ev.message else "")
+            )
             click.echo(lead + line, file=out)
         elif isinstance(ev, StepLogged):
             click.echo(lead + f"    {ev.message}", file=out)
@@ -224,12 +232,22 @@ def _printer(out, tty: bool):
 @click.option("--sandbox", is_flag=True, help="Use the local sandbox cloud instead of AWS.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Lab configuration (TOML).")
 @click.option("--until", type=click.Choice(STEP_IDS), help="Stop after this step (default: every available step).")
-@click.option("--from", "from_step", type=click.Choice(STEP_IDS), help="Redo this step and the ones after it, even if done.")
+@click.option(
+    "--from", "from_step", type=click.Choice(STEP_IDS), help="Redo this step and the ones after it, even if done."
+)
 @click.option("--again", is_flag=True, help="Run a finished session again (steps still check what exists).")
 @click.option("--delete-data", is_flag=True, help="batch-cleanup also deletes the results bucket (kept by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout; progress goes to stderr.")
-def run(name: str, sandbox: bool, config_path: str | None, until: str | None, from_step: str | None, again: bool,
-        delete_data: bool, as_json: bool) -> None:
+def run(
+    name: str,
+    sandbox: bool,
+    config_path: str | None,
+    until: str | None,
+    from_step: str | None,
+    again: bool,
+    delete_data: bool,
+    as_json: bool,
+) -> None:
     """Run the lab's steps headless, creating or continuing session NAME."""
     _name(name)
     _check_until(until, "--until")
@@ -250,9 +268,22 @@ def run(name: str, sandbox: bool, config_path: str | None, until: str | None, fr
     result = engine.run(until, again=again, from_step=from_step, delete_data=delete_data)
     states = {sid: st["state"] for sid, st in engine.states().items()}
     if as_json:
-        click.echo(json.dumps({"session": info.name, "sandbox": info.sandbox, "ok": result.ok, "failed_step": None if result.ok else result.step,
-                               "error": result.error or None, "finished": bool(engine.finished()), "nothing_to_do": result.finished,
-                               "steps": states, "host": store.get(info.name, "host")}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "session": info.name,
+                    "sandbox": info.sandbox,
+                    "ok": result.ok,
+                    "failed_step": None if result.ok else result.step,
+                    "error": result.error or None,
+                    "finished": bool(engine.finished()),
+                    "nothing_to_do": result.finished,
+                    "steps": states,
+                    "host": store.get(info.name, "host"),
+                },
+                indent=2,
+            )
+        )
     elif result.finished:
         click.echo(f"Session {info.name} had finished: nothing was run or created.")
     elif result.ok:
@@ -280,11 +311,21 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
         done, nxt = store.progress(s.name, ids)
         finished = store.get(s.name, "finished")
         snapshot = s.config if isinstance(s.config, dict) else {}
-        rows.append({"name": s.name, "sandbox": s.sandbox, "track": s.track,
-                     "region": (snapshot.get("aws") or {}).get("region", "?"),
-                     "instance_type": (snapshot.get("instance") or {}).get("type", "?"), "created": s.created, "updated": s.updated,
-                     "steps_done": done, "steps_total": len(ids), "next_step": None if finished else nxt,
-                     "finished": bool(finished)})
+        rows.append(
+            {
+                "name": s.name,
+                "sandbox": s.sandbox,
+                "track": s.track,
+                "region": (snapshot.get("aws") or {}).get("region", "?"),
+                "instance_type": (snapshot.get("instance") or {}).get("type", "?"),
+                "created": s.created,
+                "updated": s.updated,
+                "steps_done": done,
+                "steps_total": len(ids),
+                "next_step": None if finished else nxt,
+                "finished": bool(finished),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -295,7 +336,9 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
     for r in rows:
         where = "sandbox" if r["sandbox"] else "aws"
         nxt = "finished" if r["finished"] else (r["next_step"] or "finished")
-        click.echo(f"{r['name']:<24} {where:<8} {r['region']:<12} {r['instance_type']:<14} {r['steps_done']}/{r['steps_total']:<7} {nxt}")
+        click.echo(
+            f"{r['name']:<24} {where:<8} {r['region']:<12} {r['instance_type']:<14} {r['steps_done']}/{r['steps_total']:<7} {nxt}"
+        )
 
 
 @sessions.command("rm")
@@ -309,8 +352,11 @@ def sessions_rm(name: str, yes: bool) -> None:
     found = _in_aws(_engine(store, name), name)
     if found:
         what = ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in found[:5]) + (" …" if len(found) > 5 else "")
-        click.echo(f"inflab: session {name} still has {len(found)} resource(s) in AWS ({what}); "
-                   f"remove them first: inflab cleanup {name}", err=True)
+        click.echo(
+            f"inflab: session {name} still has {len(found)} resource(s) in AWS ({what}); "
+            f"remove them first: inflab cleanup {name}",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
     results = len(store.results(name))
     if results and not yes:
@@ -411,8 +457,18 @@ def cleanup(name: str, yes: bool, delete_data: bool, as_json: bool) -> None:
     engine = Engine(store, name, listener=listener)
     errors, leftovers = engine.cleanup(delete_data=delete_data)
     if as_json:
-        click.echo(json.dumps({"session": name, "ok": not errors and not leftovers, "errors": errors,
-                               "leftovers": leftovers, "kept": engine.kept}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "session": name,
+                    "ok": not errors and not leftovers,
+                    "errors": errors,
+                    "leftovers": leftovers,
+                    "kept": engine.kept,
+                },
+                indent=2,
+            )
+        )
         sys.exit(EXIT_FAILED if errors or leftovers else 0)
     if errors or leftovers:
         for e in errors:
@@ -420,8 +476,10 @@ def cleanup(name: str, yes: bool, delete_data: bool, as_json: bool) -> None:
         for r in leftovers:
             click.echo(f"inflab: still there: {r['type']} {r['id']} {r['name']}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"Session {name}: everything it created is gone" + (
-        f" but its results bucket (inflab cleanup {name} --delete-data removes it)." if engine.kept else "."))
+    click.echo(
+        f"Session {name}: everything it created is gone"
+        + (f" but its results bucket (inflab cleanup {name} --delete-data removes it)." if engine.kept else ".")
+    )
 
 
 def _output_file(path: str, flag: str) -> str:
@@ -470,17 +528,37 @@ def _write_replacing(path: str, text: str, flag: str) -> None:
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--from", "from_dir", metavar="DIR", help="Import the original workshop's .log and neuronperf .json files "
-              "from DIR instead of reading a session.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]), default="table", show_default=True,
-              help="Output format.")
+@click.option(
+    "--from",
+    "from_dir",
+    metavar="DIR",
+    help="Import the original workshop's .log and neuronperf .json files from DIR instead of reading a session.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "md", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("--limit-ms", type=float, metavar="MS", help="Latency limit for the recommendation, in milliseconds.")
-@click.option("--percentile", type=click.Choice(["p50", "p90", "p95", "p99"]), default="p90", show_default=True,
-              help="The latency percentile the limit and the frontier apply to.")
-@click.option("--workshop-csv", "workshop_file", metavar="FILE",
-              help="Also write the rows in the original workshop's CSV columns to FILE.")
-def report(name: str | None, from_dir: str | None, fmt: str, limit_ms: float | None, percentile: str,
-           workshop_file: str | None) -> None:
+@click.option(
+    "--percentile",
+    type=click.Choice(["p50", "p90", "p95", "p99"]),
+    default="p90",
+    show_default=True,
+    help="The latency percentile the limit and the frontier apply to.",
+)
+@click.option(
+    "--workshop-csv",
+    "workshop_file",
+    metavar="FILE",
+    help="Also write the rows in the original workshop's CSV columns to FILE.",
+)
+def report(
+    name: str | None, from_dir: str | None, fmt: str, limit_ms: float | None, percentile: str, workshop_file: str | None
+) -> None:
     """Benchmark results of session NAME (or imported from --from DIR), with cost per million
     inferences and the cheapest and fastest configuration under a latency limit."""
     import math
@@ -534,17 +612,21 @@ def _room_table(room) -> None:
     from .untrusted import shown
 
     click.echo(shown(room.summary().line()))
-    click.echo(f"{'PARTICIPANT':<14} {'ACCOUNT':<13} {'REGION':<12} {'STEP':<16} {'STATE':<12} {'ON STEP':>8} "
-               f"{'INST':>4} {'SPEND':>8}  NOTE")
+    click.echo(
+        f"{'PARTICIPANT':<14} {'ACCOUNT':<13} {'REGION':<12} {'STEP':<16} {'STATE':<12} {'ON STEP':>8} "
+        f"{'INST':>4} {'SPEND':>8}  NOTE"
+    )
     for r in room.rows:
         on = r.on_step_s()
         state = ("STUCK " if r.stuck() else "") + r.state
         note = r.reason or r.error or r.session
         if r.warnings:
             note += f" (+{len(r.warnings)} warning(s): {r.warnings[0]})"
-        click.echo(f"{shown(r.label):<14} {shown(r.account) or '-':<13} {shown(r.region):<12} "
-                   f"{shown(r.step, 40) or '-':<16} {state:<12} {elapsed_text(on) if on is not None else '-':>8} "
-                   f"{len(r.instances):>4} ${r.spend_usd:>7.2f}  {shown(note, 400)}")
+        click.echo(
+            f"{shown(r.label):<14} {shown(r.account) or '-':<13} {shown(r.region):<12} "
+            f"{shown(r.step, 40) or '-':<16} {state:<12} {elapsed_text(on) if on is not None else '-':>8} "
+            f"{len(r.instances):>4} ${r.spend_usd:>7.2f}  {shown(note, 400)}"
+        )
 
 
 def _json(value) -> str:
@@ -560,12 +642,22 @@ def _cleanup_lines(results) -> list[str]:
         mark = "✓" if r.ok else "✗"
         kept = f"; kept {', '.join(k.get('name') or k.get('id', '?') for k in r.kept)}" if r.kept else ""
         errors = f"; {'; '.join(r.errors)}" if r.errors else ""
-        lines.append(shown(f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
-                           f"{len(r.sessions)} session(s): {r.outcome()}{kept}{errors}", 2000))
+        lines.append(
+            shown(
+                f"{mark} {r.label:<14} {r.account or '?':<13} {r.region:<12} "
+                f"{len(r.sessions)} session(s): {r.outcome()}{kept}{errors}",
+                2000,
+            )
+        )
         for busy in r.active:
-            lines.append(shown(f"  ⚠ {r.label}: session {busy} — it looked still active when cleaned: if the "
-                               "participant's lab is still going it stops at its next step and may publish its "
-                               "beacon again; run the cleanup again once they have stopped", 600))
+            lines.append(
+                shown(
+                    f"  ⚠ {r.label}: session {busy} — it looked still active when cleaned: if the "
+                    "participant's lab is still going it stops at its next step and may publish its "
+                    "beacon again; run the cleanup again once they have stopped",
+                    600,
+                )
+            )
     return lines
 
 
@@ -584,20 +676,41 @@ def _confirm_everyone(yes: bool, what: str) -> None:
 @click.argument("roster", required=False)
 @click.option("--once", is_flag=True, help="Read the room once, print the rows and exit (no screen).")
 @click.option("--preflight", is_flag=True, help="Check every account before the event, print what will fail, exit.")
-@click.option("--cleanup-all", is_flag=True, help="Remove everything every participant's sessions made, then check by tag.")
+@click.option(
+    "--cleanup-all", is_flag=True, help="Remove everything every participant's sessions made, then check by tag."
+)
 @click.option("--yes", is_flag=True, help="Do not ask before --cleanup-all.")
 @click.option("--delete-data", is_flag=True, help="--cleanup-all also deletes the results buckets (kept by default).")
 @click.option("--json", "as_json", is_flag=True, help="With --once, --preflight or --cleanup-all: JSON on stdout.")
-@click.option("--demo", type=int, metavar="N", help="Make a sandbox room of N sessions at different steps (one failed).")
+@click.option(
+    "--demo", type=int, metavar="N", help="Make a sandbox room of N sessions at different steps (one failed)."
+)
 @click.option("--write-roster", metavar="FILE", help="With --demo: where to write the room's roster.")
-def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: bool, yes: bool, delete_data: bool,
-               as_json: bool, demo: int | None, write_roster: str | None) -> None:
+def instructor(
+    roster: str | None,
+    once: bool,
+    preflight: bool,
+    cleanup_all: bool,
+    yes: bool,
+    delete_data: bool,
+    as_json: bool,
+    demo: int | None,
+    write_roster: str | None,
+) -> None:
     """Watch a workshop room: one row per participant of ROSTER (a TOML file), preflight, cleanup.
 
     With no flag it opens the dashboard. `inflab instructor --demo 3 --write-roster room.toml`
     makes a sandbox room to try it on."""
-    modes = [flag for flag, on in (("--once", once), ("--preflight", preflight), ("--cleanup-all", cleanup_all),
-                                   ("--demo", demo is not None)) if on]
+    modes = [
+        flag
+        for flag, on in (
+            ("--once", once),
+            ("--preflight", preflight),
+            ("--cleanup-all", cleanup_all),
+            ("--demo", demo is not None),
+        )
+        if on
+    ]
     if len(modes) > 1:
         raise InputError(f"{modes[1]}: cannot be combined with {modes[0]}")
     if demo is not None:
@@ -663,12 +776,17 @@ def instructor(roster: str | None, once: bool, preflight: bool, cleanup_all: boo
 
             try:
                 with reader.exclusive_cleanup():  # before asking: a second cleanup says who holds it, exit 2
-                    _confirm_everyone(yes, f"This removes everything the {len(reader.labels)} participant(s) of "
-                                           f"'{shown(room_roster.name, 80)}' made"
-                                           + (", results buckets included" if delete_data else ""))
+                    _confirm_everyone(
+                        yes,
+                        f"This removes everything the {len(reader.labels)} participant(s) of "
+                        f"'{shown(room_roster.name, 80)}' made" + (", results buckets included" if delete_data else ""),
+                    )
                     out = sys.stderr if as_json else sys.stdout
-                    results = reader.cleanup(list(reader.labels), delete_data=delete_data,
-                                             log=lambda line: click.echo(f"    {shown(line, 2000)}", file=out))
+                    results = reader.cleanup(
+                        list(reader.labels),
+                        delete_data=delete_data,
+                        log=lambda line: click.echo(f"    {shown(line, 2000)}", file=out),
+                    )
             except (CleanupBusy, CleanupError) as e:
                 raise InputError(f"--cleanup-all: {e}") from None
             if as_json:
@@ -694,9 +812,11 @@ def _print_policy(doc: dict) -> None:
     docs = split(doc)
     click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
     if len(docs) > 1:
-        click.echo(f"inflab: note: the policy is longer than IAM's {MANAGED_POLICY_LIMIT:,} characters for one managed "
-                   f"policy, so it is printed as a JSON list of {len(docs)} documents: create a policy from each",
-                   err=True)
+        click.echo(
+            f"inflab: note: the policy is longer than IAM's {MANAGED_POLICY_LIMIT:,} characters for one managed "
+            f"policy, so it is printed as a JSON list of {len(docs)} documents: create a policy from each",
+            err=True,
+        )
 
 
 @policy.command("participant")
@@ -709,9 +829,13 @@ def policy_participant() -> None:
 
 
 @policy.command("instructor")
-@click.option("--trust", "trust_account", metavar="ACCOUNT_ID",
-              help="Print instead the trust policy of the role the instructor (in ACCOUNT_ID) assumes in a "
-                   "participant's account.")
+@click.option(
+    "--trust",
+    "trust_account",
+    metavar="ACCOUNT_ID",
+    help="Print instead the trust policy of the role the instructor (in ACCOUNT_ID) assumes in a "
+    "participant's account.",
+)
 @click.option("--external-id", metavar="ID", help="With --trust: the external ID the roster gives (external_id).")
 def policy_instructor(trust_account: str | None, external_id: str | None) -> None:
     """The policy an instructor reads the room and cleans up with: the room's and preflight's reads, and
@@ -729,8 +853,9 @@ def policy_instructor(trust_account: str | None, external_id: str | None) -> Non
     if not pol.ACCOUNT_ID.fullmatch(trust_account):
         raise InputError(f"--trust: {trust_account!r} is not an AWS account id (12 digits)")
     if not pol.EXTERNAL_ID.fullmatch(external_id):
-        raise InputError(f"--external-id: {external_id!r} is not an external ID (2 to 1224 of letters, digits "
-                         "and _+=,.@:/-)")
+        raise InputError(
+            f"--external-id: {external_id!r} is not an external ID (2 to 1224 of letters, digits and _+=,.@:/-)"
+        )
     click.echo(json.dumps(pol.trust(trust_account, external_id), indent=2))
 
 
@@ -746,10 +871,18 @@ def _iam_check(info) -> str:
 
 
 @sandbox.command("start")
-@click.option("--aws-like", is_flag=True, help="Answer as AWS does where the emulator is kinder (every entry of the "
-                                               "sandbox's faults table that is AWS's own behaviour).")
-@click.option("--iam-policy", "iam_policy", metavar="FILE",
-              help="Check the lab's calls as an IAM user that holds only this policy (inflab policy participant > FILE).")
+@click.option(
+    "--aws-like",
+    is_flag=True,
+    help="Answer as AWS does where the emulator is kinder (every entry of the "
+    "sandbox's faults table that is AWS's own behaviour).",
+)
+@click.option(
+    "--iam-policy",
+    "iam_policy",
+    metavar="FILE",
+    help="Check the lab's calls as an IAM user that holds only this policy (inflab policy participant > FILE).",
+)
 def sandbox_start(aws_like: bool, iam_policy: str | None) -> None:
     """Start the sandbox daemon (does nothing if it is running)."""
     import os
@@ -777,8 +910,10 @@ def sandbox_start(aws_like: bool, iam_policy: str | None) -> None:
     except sb.SandboxError as e:
         click.echo(f"inflab: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}"
-               + ("; it answers as AWS does (--aws-like)" if aws_like else ""))
+    click.echo(
+        f"sandbox running (pid {info.pid}): AWS endpoint {info.endpoint}, SSH on 127.0.0.1 port {info.ssh_port}"
+        + ("; it answers as AWS does (--aws-like)" if aws_like else "")
+    )
     click.echo(f"  {_iam_check(info)}")
 
 
@@ -797,16 +932,27 @@ def sandbox_status(as_json: bool) -> None:
         table = sb.get_faults(info)
         like = all(table.get(s, {}).get(k) == v for s, entries in AWS_LIKE.items() for k, v in entries.items())
     if as_json:
-        click.echo(json.dumps({"running": bool(info), "pid": info.pid if info else None, "endpoint": info.endpoint if info else None,
-                               "ssh_port": info.ssh_port if info else None,
-                               "iam_policy": (info.iam_policy or None) if info else None,
-                               "aws_like": like if info else None, "faults": table if info else None}))
+        click.echo(
+            json.dumps(
+                {
+                    "running": bool(info),
+                    "pid": info.pid if info else None,
+                    "endpoint": info.endpoint if info else None,
+                    "ssh_port": info.ssh_port if info else None,
+                    "iam_policy": (info.iam_policy or None) if info else None,
+                    "aws_like": like if info else None,
+                    "faults": table if info else None,
+                }
+            )
+        )
     elif info:
-        click.echo(f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
-                   f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
-                   f"  {_iam_check(info)}\n"
-                   f"  answers as AWS does (--aws-like): {'yes' if like else 'no'}"
-                   + (f"; faults set: {json.dumps(table, sort_keys=True)}" if table else ""))
+        click.echo(
+            f"sandbox running (pid {info.pid})\n  AWS endpoint: {info.endpoint}\n"
+            f"  SSH (the instance): 127.0.0.1 port {info.ssh_port}  — ssh -p {info.ssh_port} -i KEY ubuntu@127.0.0.1\n"
+            f"  {_iam_check(info)}\n"
+            f"  answers as AWS does (--aws-like): {'yes' if like else 'no'}"
+            + (f"; faults set: {json.dumps(table, sort_keys=True)}" if table else "")
+        )
     else:
         click.echo("sandbox not running (it starts by itself when a sandbox session needs it: inflab sandbox start)")
     sys.exit(0 if info else 1)
@@ -822,8 +968,10 @@ def sandbox_stop() -> None:
     click.echo("sandbox stopped" if sb.stop(home) else "sandbox was not running")
     held = image_store.usage(home)
     if held.images:
-        click.echo(f"Its image store keeps {image_store.size_text(held.bytes)} in {held.images} image(s) "
-                   f"({image_store.store_dir(home)}), for the next session; inflab sandbox prune frees it")
+        click.echo(
+            f"Its image store keeps {image_store.size_text(held.bytes)} in {held.images} image(s) "
+            f"({image_store.store_dir(home)}), for the next session; inflab sandbox prune frees it"
+        )
 
 
 @sandbox.command("prune")
@@ -841,8 +989,10 @@ def sandbox_prune() -> None:
     if not freed.images:
         click.echo(f"The image store is empty: nothing to free ({image_store.store_dir(home)})")
         return
-    click.echo(f"Freed {image_store.size_text(freed.bytes)}: deleted {freed.images} image(s) from {image_store.store_dir(home)}. "
-               "A session that needs one builds it again at its build-image step.")
+    click.echo(
+        f"Freed {image_store.size_text(freed.bytes)}: deleted {freed.images} image(s) from {image_store.store_dir(home)}. "
+        "A session that needs one builds it again at its build-image step."
+    )
 
 
 if __name__ == "__main__":

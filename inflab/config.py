@@ -49,7 +49,9 @@ REGIONS = frozenset(
 # Instance families the lab knows how to benchmark on, and each one's kind (inf1, inf2, gpu, cpu):
 # the accelerator facts live in one table (inflab.accelerators).
 INSTANCE_FAMILIES = accelerators.FAMILIES
-_INSTANCE_TYPE_RE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal(-\d+xl)?|\d*xlarge)$")
+_INSTANCE_TYPE_RE = re.compile(
+    r"^(?P<family>[a-z][a-z0-9]*)\.(?P<size>nano|micro|small|medium|large|metal(-\d+xl)?|\d*xlarge)$"
+)
 # A participant's label (the lab's [lab] participant, the instructor roster's participant.label).
 LABEL_RE = r"[\w][\w.@+ -]{0,39}"
 LABEL_TEXT = "a label (up to 40 letters, digits, spaces and . @ + _ -, starting with a letter or digit)"
@@ -59,6 +61,7 @@ MAX_FILE_BYTES = 1 << 20  # a config file larger than this is not a config file
 MAX_REQUEST_BYTES = 6 << 20  # TorchServe's default max_request_size is 6553500 bytes
 WIDEST_SSH_PREFIX = 24
 MAX_SWEEP_JOBS = 60  # Batch jobs in one sweep (a bigger grid is a typo more often than a plan)  # a wider instance.ssh_cidr needs instance.allow_wide_ssh
+
 
 # The sections, their keys and defaults (the workshop's values). Lists are tuples here and
 # lists in ``LabConfig.data``.
@@ -154,9 +157,17 @@ class SageMakerSection:
     step_s: int = 10
 
 
-SECTIONS: dict[str, type] = {"aws": AwsSection, "lab": LabSection, "instance": InstanceSection, "model": ModelSection,
-                              "container": ContainerSection, "bench": BenchSection, "batch": BatchSection,
-                              "serve": ServeSection, "sagemaker": SageMakerSection}
+SECTIONS: dict[str, type] = {
+    "aws": AwsSection,
+    "lab": LabSection,
+    "instance": InstanceSection,
+    "model": ModelSection,
+    "container": ContainerSection,
+    "bench": BenchSection,
+    "batch": BatchSection,
+    "serve": ServeSection,
+    "sagemaker": SageMakerSection,
+}
 
 # What the config review screen (and ``to_toml``) writes beside each key.
 COMMENTS = {
@@ -221,7 +232,9 @@ COMMENTS = {
 
 def _tree(section: Any) -> dict[str, Any]:
     """A section's values as plain data (tuples as lists): what TOML and the session store hold."""
-    return {f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v for f in dataclasses.fields(section)}
+    return {
+        f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v for f in dataclasses.fields(section)
+    }
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {name: _tree(cls()) for name, cls in SECTIONS.items()}
@@ -318,8 +331,9 @@ class LabConfig:
         inst, default = self.instance, accelerators.HOST_IMAGES[self.instance_kind]
         cap = default.max_neuron_sdk
         if inst.ami or inst.ami_ssm_parameter or inst.ami_name:
-            return accelerators.HostImage(inst.ami_ssm_parameter, inst.ami_name, self.login_user,
-                                          "the AMI set in [instance]", cap)
+            return accelerators.HostImage(
+                inst.ami_ssm_parameter, inst.ami_name, self.login_user, "the AMI set in [instance]", cap
+            )
         return default
 
     @property
@@ -341,11 +355,12 @@ class LabConfig:
             out.append("")
         return "\n".join(out)
 
-
     def _comment(self, key: str, value: Any) -> str:
         """A key's comment; an empty AMI or login says what it resolves to for this instance type."""
         image = self.host_image
-        if key == "instance.ami" and not (self.instance.ami or self.instance.ami_ssm_parameter or self.instance.ami_name):
+        if key == "instance.ami" and not (
+            self.instance.ami or self.instance.ami_ssm_parameter or self.instance.ami_name
+        ):
             return f"empty: for {self.instance_type}, {image.what}"
         if key == "instance.ssh_user" and not value:
             return f"empty: {self.login_user}, that AMI's login user"
@@ -362,9 +377,14 @@ def _toml_value(value: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", str: "a string", list: "a list", float: "a number", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        str: "a string",
+        list: "a list",
+        float: "a number",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _shown(value: Any) -> str:
@@ -414,39 +434,63 @@ def _merge(user: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 # Per-key rules. A key whose default is "" may be left empty ("what fits this session").
 _BOUNDS = {
-    "instance.volume_size_gb": limits.VOLUME_SIZE_GB, "model.max_length": limits.MAX_LENGTH,
-    "model.image_size": limits.IMAGE_SIZE, "bench.batch_size": limits.BATCH_SIZE, "bench.n_models": limits.N_MODELS,
-    "bench.workers_per_model": limits.WORKERS_PER_MODEL, "bench.min_duration_s": limits.MIN_DURATION_S,
-    "bench.min_queries": limits.MIN_QUERIES, "bench.max_duration_s": limits.MAX_DURATION_S, "bench.rate": limits.RATE,
+    "instance.volume_size_gb": limits.VOLUME_SIZE_GB,
+    "model.max_length": limits.MAX_LENGTH,
+    "model.image_size": limits.IMAGE_SIZE,
+    "bench.batch_size": limits.BATCH_SIZE,
+    "bench.n_models": limits.N_MODELS,
+    "bench.workers_per_model": limits.WORKERS_PER_MODEL,
+    "bench.min_duration_s": limits.MIN_DURATION_S,
+    "bench.min_queries": limits.MIN_QUERIES,
+    "bench.max_duration_s": limits.MAX_DURATION_S,
+    "bench.rate": limits.RATE,
     "bench.repeats": limits.REPEATS,
-    "batch.max_vcpus": limits.MAX_VCPUS, "batch.runnable_timeout_min": limits.RUNNABLE_TIMEOUT_MIN,
+    "batch.max_vcpus": limits.MAX_VCPUS,
+    "batch.runnable_timeout_min": limits.RUNNABLE_TIMEOUT_MIN,
     "batch.min_duration_s": limits.MIN_DURATION_S,
-    "batch.max_duration_s": limits.MAX_DURATION_S, "serve.workers": limits.SERVE_WORKERS,
-    "serve.batch_size": limits.SERVE_BATCH_SIZE, "serve.max_batch_delay_ms": limits.MAX_BATCH_DELAY_MS,
-    "serve.latency_limit_ms": limits.LATENCY_LIMIT_MS, "serve.step_s": limits.LOAD_STEP_S,
+    "batch.max_duration_s": limits.MAX_DURATION_S,
+    "serve.workers": limits.SERVE_WORKERS,
+    "serve.batch_size": limits.SERVE_BATCH_SIZE,
+    "serve.max_batch_delay_ms": limits.MAX_BATCH_DELAY_MS,
+    "serve.latency_limit_ms": limits.LATENCY_LIMIT_MS,
+    "serve.step_s": limits.LOAD_STEP_S,
     "serve.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
-    "sagemaker.instance_count": limits.SAGEMAKER_INSTANCES, "sagemaker.latency_limit_ms": limits.LATENCY_LIMIT_MS,
-    "sagemaker.step_s": limits.LOAD_STEP_S, "sagemaker.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
+    "sagemaker.instance_count": limits.SAGEMAKER_INSTANCES,
+    "sagemaker.latency_limit_ms": limits.LATENCY_LIMIT_MS,
+    "sagemaker.step_s": limits.LOAD_STEP_S,
+    "sagemaker.max_rates": limits.Bound(1, limits.MAX_LOAD_RATES),
 }
 _CHOICES = {
-    "lab.track": TRACKS, "instance.volume_type": VOLUME_TYPES, "model.family": MODEL_FAMILIES, "model.size": MODEL_SIZES,
-    "container.source": CONTAINER_SOURCES, "container.target": tuple(CONTAINER_TARGETS), "bench.mode": BENCH_MODES,
+    "lab.track": TRACKS,
+    "instance.volume_type": VOLUME_TYPES,
+    "model.family": MODEL_FAMILIES,
+    "model.size": MODEL_SIZES,
+    "container.source": CONTAINER_SOURCES,
+    "container.target": tuple(CONTAINER_TARGETS),
+    "bench.mode": BENCH_MODES,
     "bench.harness": limits.HARNESSES,
 }
 _FORMATS = {  # key: (pattern, what a value must be)
     "aws.profile": (r"[\w.+@-]+", "a profile name (letters, digits and . + @ _ -)"),
     "instance.ami": (r"ami-[0-9a-f]{8,17}", "an AMI id (like ami-0123456789abcdef0)"),
-    "instance.ami_ssm_parameter": (r"(/[A-Za-z0-9_.-]+)+", "a parameter path (like /aws/service/...: letters, digits, _ . - and /)"),
+    "instance.ami_ssm_parameter": (
+        r"(/[A-Za-z0-9_.-]+)+",
+        "a parameter path (like /aws/service/...: letters, digits, _ . - and /)",
+    ),
     # AWS allows these in AMI names; * and ? match like a shell pattern.
-    "instance.ami_name": (r"[A-Za-z0-9()\[\] ./'@_*?-]{3,128}",
-                          "an AMI name (3-128 letters, digits, spaces and ( ) [ ] . / - ' @ _, with * and ? as wildcards)"),
+    "instance.ami_name": (
+        r"[A-Za-z0-9()\[\] ./'@_*?-]{3,128}",
+        "an AMI name (3-128 letters, digits, spaces and ( ) [ ] . / - ' @ _, with * and ? as wildcards)",
+    ),
     "instance.ssh_user": (r"[a-z_][a-z0-9_-]{0,31}", "a valid user name"),
     "lab.participant": (LABEL_RE, LABEL_TEXT),
     "serve.input": (r"[^\x00-\x1f\x7f]+", "a file path (no newlines or control characters)"),
     "instance.subnet_id": (r"subnet-[0-9a-f]{8,17}", "a subnet id (like subnet-0123abcd)"),
     # "name" or "org/name": no empty, "." or ".." parts and no leading or trailing dot or slash.
-    "model.name": (r"[A-Za-z0-9][\w-]*(\.[\w-]+)*(/[\w-]+(\.[\w-]+)*)?",
-                   "a model id (like bert-base-cased-finetuned-mrpc or org/model)"),
+    "model.name": (
+        r"[A-Za-z0-9][\w-]*(\.[\w-]+)*(/[\w-]+(\.[\w-]+)*)?",
+        "a model id (like bert-base-cased-finetuned-mrpc or org/model)",
+    ),
 }
 
 
@@ -474,8 +518,10 @@ def _check_instance_type(key: str, value: str) -> None:
             f"(supported: {', '.join(sorted(INSTANCE_FAMILIES))})"
         )
     if value not in accelerators.SPECS:
-        raise ConfigError(f"{key}: {value!r} is not an instance type of the {family} family "
-                          f"({', '.join(accelerators.sizes_of(family))})")
+        raise ConfigError(
+            f"{key}: {value!r} is not an instance type of the {family} family "
+            f"({', '.join(accelerators.sizes_of(family))})"
+        )
 
 
 def _check_ssh_cidr(cidr: str, allow_wide: bool) -> None:
@@ -510,7 +556,9 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
         _check_ssh_cidr(inst["ssh_cidr"], inst["allow_wide_ssh"])
     for family, default in MODEL_NAMES.items():
         if model["name"] == default and family != model["family"]:
-            raise ConfigError(f"model.name: {default} is a {family} model; name a {model['family']} model or leave it empty")
+            raise ConfigError(
+                f"model.name: {default} is a {family} model; name a {model['family']} model or leave it empty"
+            )
     if bench["max_duration_s"] < bench["min_duration_s"]:
         raise ConfigError(
             f"bench.max_duration_s: {bench['max_duration_s']} is less than bench.min_duration_s ({bench['min_duration_s']})"
@@ -541,8 +589,9 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("batch.families: lists a family twice")
     jobs = len(batch["families"]) * len(batch["instance_types"]) * len(batch["sizes"])
     if jobs > MAX_SWEEP_JOBS:
-        raise ConfigError(f"batch.sizes: the sweep would be {jobs} jobs (families × instance types × sizes); "
-                          f"at most {MAX_SWEEP_JOBS}")
+        raise ConfigError(
+            f"batch.sizes: the sweep would be {jobs} jobs (families × instance types × sizes); at most {MAX_SWEEP_JOBS}"
+        )
     _check_rates(data["serve"]["rates"])
     _check_rates(data["sagemaker"]["rates"], "sagemaker.rates")
     wrong = ml_types.problem(data["sagemaker"]["instance_type"])
@@ -550,7 +599,8 @@ def _validate(data: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"sagemaker.instance_type: {wrong}")
     if batch["max_duration_s"] < batch["min_duration_s"]:
         raise ConfigError(
-            f"batch.max_duration_s: {batch['max_duration_s']} is less than batch.min_duration_s ({batch['min_duration_s']})")
+            f"batch.max_duration_s: {batch['max_duration_s']} is less than batch.min_duration_s ({batch['min_duration_s']})"
+        )
 
 
 def _check_rates(rates: list, key: str = "serve.rates") -> None:
@@ -567,8 +617,12 @@ def from_dict(user: dict[str, Any], *, sandbox: bool = False) -> LabConfig:
     """Validate ``user`` (parsed TOML: the keys it changes) over the defaults."""
     data = _merge(user)
     _validate(data)
-    return LabConfig(**{name: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()})
-                        for name, cls in SECTIONS.items()})
+    return LabConfig(
+        **{
+            name: cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()})
+            for name, cls in SECTIONS.items()
+        }
+    )
 
 
 def parse_toml(text: str) -> dict[str, Any]:
@@ -581,8 +635,13 @@ def parse_toml(text: str) -> dict[str, Any]:
         raise ConfigError("nested too deeply to read (arrays or tables inside each other)") from None
 
 
-_FILE_KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
-               stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+_FILE_KINDS = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a FIFO",
+    stat.S_ISSOCK: "a socket",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+}
 
 
 def _not_regular(mode: int) -> str | None:
@@ -641,8 +700,9 @@ def _read_regular(p: str, flag: str, limit: int, what: str, *, sent: bool = Fals
     if kind == "a symbolic link":
         raise ConfigError(f"{flag}: {p} is a symbolic link; name the file itself")
     if kind == "unreadable":
-        raise ConfigError(f"{flag}: {p} is not readable by you (uid {_real_user()}) without root's rights; "
-                          "name a file of your own")
+        raise ConfigError(
+            f"{flag}: {p} is not readable by you (uid {_real_user()}) without root's rights; name a file of your own"
+        )
     if kind is not None:
         raise ConfigError(f"{flag}: {p} is {kind}, not a regular file")
     if len(raw) > limit:

@@ -116,8 +116,17 @@ class _Heartbeat:
 
 
 class Engine:
-    def __init__(self, store: Store, name: str, *, listener: Callable[[EngineEvent], None] | None = None, aws=None,
-                 runtime: HostRuntime | None = None, track: tuple[StepSpec, ...] = TRACK, steps: list[Step] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        listener: Callable[[EngineEvent], None] | None = None,
+        aws=None,
+        runtime: HostRuntime | None = None,
+        track: tuple[StepSpec, ...] = TRACK,
+        steps: list[Step] | None = None,
+    ):
         """``track``: the steps to run, in order (the lab's own by default); ``steps``: step objects to
         use instead of building the track's (each with its spec: an engine's own tests)."""
         from .lab_steps import build
@@ -164,9 +173,13 @@ class Engine:
             if self._aws is None:
                 from .aws import Aws
 
-                self._aws = Aws(region=self.config.region, profile=self.config["aws"]["profile"] or None,
-                                endpoint_url=self.runtime.aws_endpoint(), headers=self.runtime.aws_headers(),
-                                credentials=self.runtime.aws_credentials())
+                self._aws = Aws(
+                    region=self.config.region,
+                    profile=self.config["aws"]["profile"] or None,
+                    endpoint_url=self.runtime.aws_endpoint(),
+                    headers=self.runtime.aws_headers(),
+                    credentials=self.runtime.aws_credentials(),
+                )
             return self._aws
 
     def step(self, step_id: str) -> Step:
@@ -187,10 +200,20 @@ class Engine:
             self.listener(JobLines(s, tuple(lines)))
 
         return StepContext(
-            name=self.name, config=self.config, runtime=self.runtime, store=self.store, aws_factory=lambda: self.aws,
-            step_id=step.id, log=lambda msg, s=step.id: self._log(s, msg), progress=progress, output=output,
-            cancel=self.cancel_event, detach=self.detach_event, emit=self.listener,
-            asked=lambda key, s=step.id: self._asked.get((s, key)), delete_data=self._delete_data,
+            name=self.name,
+            config=self.config,
+            runtime=self.runtime,
+            store=self.store,
+            aws_factory=lambda: self.aws,
+            step_id=step.id,
+            log=lambda msg, s=step.id: self._log(s, msg),
+            progress=progress,
+            output=output,
+            cancel=self.cancel_event,
+            detach=self.detach_event,
+            emit=self.listener,
+            asked=lambda key, s=step.id: self._asked.get((s, key)),
+            delete_data=self._delete_data,
         )
 
     def _log(self, step: str | None, message: str) -> None:
@@ -214,8 +237,11 @@ class Engine:
 
         recorded = self.store.step_states(self.name)
         order = [s.id for s in self.steps]
-        history = tuple(beacon.Mark(sid, recorded[sid]["state"], recorded[sid]["started"], recorded[sid]["finished"])
-                        for sid in order if sid in recorded and recorded[sid]["state"] != PENDING)
+        history = tuple(
+            beacon.Mark(sid, recorded[sid]["state"], recorded[sid]["started"], recorded[sid]["finished"])
+            for sid in order
+            if sid in recorded and recorded[sid]["state"] != PENDING
+        )
         failed = [recorded[sid] for sid in order if recorded.get(sid, {}).get("state") in (FAILED, CANCELLED)]
         now = time.time()
         if self.finished():
@@ -225,20 +251,37 @@ class Engine:
         else:
             current, where = self.next_step() or "", "waiting"
         cfg = self.config
-        instances = tuple(beacon.BeaconInstance(r.physical_id, r.detail.get("zone", ""), r.created)
-                          for r in self.store.ledger(self.name, live_only=True) if r.kind == "ec2:instance" and r.physical_id)
+        instances = tuple(
+            beacon.BeaconInstance(r.physical_id, r.detail.get("zone", ""), r.created)
+            for r in self.store.ledger(self.name, live_only=True)
+            if r.kind == "ec2:instance" and r.physical_id
+        )
         try:
             version = importlib.metadata.version("inflab")
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
         return beacon.Beacon(
-            session=self.name, participant=cfg.lab.participant or self.name, track=cfg.track,
-            sandbox=self.info.sandbox, step=current or "", state=where, since=now, updated=now,
-            error=(failed[-1]["error"] or "")[:beacon.MAX_ERROR] if failed and where in (FAILED, CANCELLED) else "",
-            history=history, instances=instances, version=version,
-            names=beacon.Names(region=cfg.region, track=cfg.track, instance_type=cfg.instance_type,
-                               model_family=cfg.model.family, batch_families=tuple(cfg.batch.families),
-                               batch_sizes=tuple(cfg.batch.sizes), batch_instance_types=tuple(cfg.batch.instance_types)),
+            session=self.name,
+            participant=cfg.lab.participant or self.name,
+            track=cfg.track,
+            sandbox=self.info.sandbox,
+            step=current or "",
+            state=where,
+            since=now,
+            updated=now,
+            error=(failed[-1]["error"] or "")[: beacon.MAX_ERROR] if failed and where in (FAILED, CANCELLED) else "",
+            history=history,
+            instances=instances,
+            version=version,
+            names=beacon.Names(
+                region=cfg.region,
+                track=cfg.track,
+                instance_type=cfg.instance_type,
+                model_family=cfg.model.family,
+                batch_families=tuple(cfg.batch.families),
+                batch_sizes=tuple(cfg.batch.sizes),
+                batch_instance_types=tuple(cfg.batch.instance_types),
+            ),
         )
 
     def publish_progress(self, step: str | None = None, state: str | None = None) -> None:
@@ -249,19 +292,29 @@ class Engine:
         from .aws import beacon, tags
 
         try:
-            beacon.publish(self.aws, self.progress_document(step, state), tags(self.name, self.config.track),
-                           tagged=self._beacon_tagged)
+            beacon.publish(
+                self.aws,
+                self.progress_document(step, state),
+                tags(self.name, self.config.track),
+                tagged=self._beacon_tagged,
+            )
             self._beacon_tagged, self._beacon_failing = True, False
         except Exception as e:
             if not self._beacon_failing:
                 self._beacon_failing = True
-                self._log(None, f"Could not publish the progress beacon for the instructor ({describe_exception(e)}); "
-                                "the steps go on without it")
+                self._log(
+                    None,
+                    f"Could not publish the progress beacon for the instructor ({describe_exception(e)}); "
+                    "the steps go on without it",
+                )
 
     # -- queries -----------------------------------------------------------------
     def states(self) -> dict[str, dict]:
         recorded = self.store.step_states(self.name)
-        return {s.id: recorded.get(s.id, {"state": PENDING, "started": None, "finished": None, "error": None}) for s in self.steps}
+        return {
+            s.id: recorded.get(s.id, {"state": PENDING, "started": None, "finished": None, "error": None})
+            for s in self.steps
+        }
 
     def next_step(self) -> str | None:
         """The first step not done or skipped, by the record (no AWS calls)."""
@@ -301,7 +354,9 @@ class Engine:
                 self._set(step.id, SKIPPED)
                 return RunResult(True, step.id)
             if check_first:
-                if step.check(self.context(step)) and (not step.spec.ends_track or self.store.get(self.name, TRACK_ENDED)):
+                if step.check(self.context(step)) and (
+                    not step.spec.ends_track or self.store.get(self.name, TRACK_ENDED)
+                ):
                     self._log(step.id, "Already done — nothing to change")
                     self._set(step.id, DONE)
                     self._note_finish(step, ends_run)
@@ -342,12 +397,21 @@ class Engine:
             except (StepError, Cancelled):
                 raise
             except Exception as e:
-                raise StepError(f"Removing what {step.id} made failed: {describe_exception(e, self.config.aws.profile)}") from None
+                raise StepError(
+                    f"Removing what {step.id} made failed: {describe_exception(e, self.config.aws.profile)}"
+                ) from None
         self.store.put(self.name, TRACK_ENDED, {"step": ending.id, "at": time.time()})
         kept = ([] if self._delete_data else ["the results bucket"]) + (
-            [f"the progress beacon {beacon.path(self.name)}, so that the instructor sees the session finished "
-             f"(inflab cleanup {self.name} deletes it last)"] if self.config.lab.beacon else [])
-        self._log(ending.id, "Everything this session made is gone" + (", except " + " and ".join(kept) if kept else ""))
+            [
+                f"the progress beacon {beacon.path(self.name)}, so that the instructor sees the session finished "
+                f"(inflab cleanup {self.name} deletes it last)"
+            ]
+            if self.config.lab.beacon
+            else []
+        )
+        self._log(
+            ending.id, "Everything this session made is gone" + (", except " + " and ".join(kept) if kept else "")
+        )
 
     def _note_finish(self, step: Step, ends_run: bool) -> None:
         if step is self.steps[-1] or (step.destructive and ends_run):
@@ -365,8 +429,15 @@ class Engine:
         self._fresh(delete_data)
         return self.run_step(step_id)
 
-    def run(self, until: str | None = None, *, again: bool = False, from_step: str | None = None,
-            exclude: tuple[str, ...] = (), delete_data: bool = False) -> RunResult:
+    def run(
+        self,
+        until: str | None = None,
+        *,
+        again: bool = False,
+        from_step: str | None = None,
+        exclude: tuple[str, ...] = (),
+        delete_data: bool = False,
+    ) -> RunResult:
         """Run every step up to and including ``until``; already-done steps are checked and skipped.
 
         A finished session (terminated, or through its last step) runs nothing unless asked:
@@ -379,8 +450,11 @@ class Engine:
         fin = self.finished()
         if fin and not (again or from_step):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fin["at"]))
-            self._log(None, f"Session {self.name} finished at {when} (step {fin['step']}): nothing to do. "
-                            "To run it again: --again (or --from STEP to redo from a step)")
+            self._log(
+                None,
+                f"Session {self.name} finished at {when} (step {fin['step']}): nothing to do. "
+                "To run it again: --again (or --from STEP to redo from a step)",
+            )
             return RunResult(True, fin["step"], finished=True)
         if fin:
             self.store.delete(self.name, "finished")
@@ -388,16 +462,22 @@ class Engine:
         last = self.index(until) if until else len(self.steps) - 1
         first = self.index(from_step) if from_step else 0
         states = self.states()
-        todo = [s for s in self.steps[first: last + 1]
-                if not (s.id in exclude or (states[s.id]["state"] == SKIPPED and not from_step))]
+        todo = [
+            s
+            for s in self.steps[first : last + 1]
+            if not (s.id in exclude or (states[s.id]["state"] == SKIPPED and not from_step))
+        ]
         told = False
         for step in todo:
             if self.cancel_event.is_set():
                 return RunResult(False, step.id, "cancelled", cancelled=True)
             if not (again or from_step) and self.ended_on_purpose(step, states):
                 if not told:
-                    self._log(None, "The instance was terminated on purpose: its steps stay done and are not run "
-                                    "again (--from STEP redoes them, --again starts over)")
+                    self._log(
+                        None,
+                        "The instance was terminated on purpose: its steps stay done and are not run "
+                        "again (--from STEP redoes them, --again starts over)",
+                    )
                     told = True
                 continue
             result = self.run_step(step.id, check_first=not from_step, ends_run=step is todo[-1])
@@ -458,10 +538,16 @@ class Engine:
         kept = self.kept = [r for r in found if r["type"] == "s3:bucket" and not delete_data]
         leftovers = [r for r in found if r not in kept]
         if leftovers:
-            self._log(None, "Still tagged for this session: " + ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in leftovers))
+            self._log(
+                None,
+                "Still tagged for this session: " + ", ".join(f"{r['type']} {r['id'] or r['name']}" for r in leftovers),
+            )
         else:
-            self._log(None, f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}"
-                      + (" but the results bucket" if kept else ""))
+            self._log(
+                None,
+                f"Verified: nothing tagged inflab:session={self.name} is left in {self.config.region}"
+                + (" but the results bucket" if kept else ""),
+            )
         return errors, leftovers
 
     # -- opening a session: what is really there --------------------------------------
@@ -551,7 +637,11 @@ class Engine:
         if running:
             found.append(StepFound(running[0], RUNNING, f"{running[1]}: reattaching"))
             self.listener(found[-1])
-        summary = f"{len([f for f in found if f.state == STALE])} step(s) need running again" if found else "everything is where it was"
+        summary = (
+            f"{len([f for f in found if f.state == STALE])} step(s) need running again"
+            if found
+            else "everything is where it was"
+        )
         self._log(None, f"Checked the session against what exists: {summary}")
         return found
 
@@ -573,23 +663,34 @@ class Engine:
             record = self.recorded_host()
         except RecordError as e:
             raise HostUnavailable(str(e)) from None
-        ender, first_host, ready, pinner = (first("ends_host", self.track), first("provides_host", self.track),
-                                            last("provides_host", self.track), first("pins_host", self.track))
+        ender, first_host, ready, pinner = (
+            first("ends_host", self.track),
+            first("provides_host", self.track),
+            last("provides_host", self.track),
+            first("pins_host", self.track),
+        )
         if not record:
             if ender and states.get(ender.id, {}).get("state") == DONE:
-                raise HostUnavailable(f"The instance was terminated (step {ender.id}). Run the steps from "
-                                      f"{first_host.id if first_host else 'the start'} to get a new one")
+                raise HostUnavailable(
+                    f"The instance was terminated (step {ender.id}). Run the steps from "
+                    f"{first_host.id if first_host else 'the start'} to get a new one"
+                )
             raise HostUnavailable(f"No instance yet: run the steps up to {ready.id if ready else 'the instance'}")
         if ready and states.get(ready.id, {}).get("state") == STALE:
-            raise HostUnavailable("The instance is gone (terminated outside inflab, or the sandbox was stopped): "
-                                  f"run the steps from {first_host.id if first_host else 'the start'} again")
+            raise HostUnavailable(
+                "The instance is gone (terminated outside inflab, or the sandbox was stopped): "
+                f"run the steps from {first_host.id if first_host else 'the start'} again"
+            )
         try:
             host = self.context(self._pinner()).host()
         except RecordError as e:  # the pinned key's record
             raise HostUnavailable(str(e)) from None
         if not host.pinned:
-            raise HostUnavailable(f"Run the {pinner.id} step first (it checks and pins the host key)" if pinner
-                                  else "Nothing in this track checks and pins the instance's host key")
+            raise HostUnavailable(
+                f"Run the {pinner.id} step first (it checks and pins the host key)"
+                if pinner
+                else "Nothing in this track checks and pins the instance's host key"
+            )
         return host
 
     def recorded_host(self) -> HostRecord | None:

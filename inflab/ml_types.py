@@ -50,8 +50,10 @@ def problem(ml_type: str) -> str | None:
         return f"{ml_type!r} is not a SageMaker instance type (they start with ml., like {DEFAULT})"
     family = ec2_type(ml_type).split(".", 1)[0]
     if family not in FAMILIES:
-        return (f"{ml_type!r}: the SageMaker exercise deploys to the {', '.join('ml.' + f for f in FAMILIES)} families, "
-                f"not ml.{family}")
+        return (
+            f"{ml_type!r}: the SageMaker exercise deploys to the {', '.join('ml.' + f for f in FAMILIES)} families, "
+            f"not ml.{family}"
+        )
     if ml_type not in sizes(family):
         return f"{ml_type!r} is not a size of ml.{family} ({', '.join(sizes(family))})"
     return None
@@ -64,6 +66,8 @@ def misfit(ml_type: str, compiled_target: str) -> str | None:
         return None
     what = {"cpu": "a CPU", "inf1": "an Inf1 (torch-neuron)", "inf2": "an Inf2 (torch-neuronx)", "cuda": "a CUDA"}
     fits = {"cpu": "ml.c6i, ml.c7i, ml.c5 or ml.m5", "inf1": "ml.inf1", "inf2": "ml.inf2", "cuda": "ml.g4dn or ml.g5"}
-    return (f"{ml_type} runs {what[runs]} model, and the session compiled {what.get(compiled_target, compiled_target)} one: "
-            f"choose an {fits.get(compiled_target, 'instance type of that kind')} type, or compile for {runs} "
-            f"(container.target = {'gpu' if runs == 'cuda' else runs})")
+    return (
+        f"{ml_type} runs {what[runs]} model, and the session compiled {what.get(compiled_target, compiled_target)} one: "
+        f"choose an {fits.get(compiled_target, 'instance type of that kind')} type, or compile for {runs} "
+        f"(container.target = {'gpu' if runs == 'cuda' else runs})"
+    )

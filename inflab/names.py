@@ -86,7 +86,9 @@ def job(session: str, family: str, instance_type: str, batch_size: int) -> str:
 
 
 # -- the SageMaker exercise ----------------------------------------------------------------------
-SAGEMAKER_PREFIX = "sagemaker"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sagemaker/<precision>/model.tar.gz
+SAGEMAKER_PREFIX = (
+    "sagemaker"  # the S3 prefix under the session's: s3://BUCKET/SESSION/sagemaker/<precision>/model.tar.gz
+)
 SAGEMAKER_PRECISIONS = ("fp32", "int8")  # what the compile step makes: a model (and variant) each
 
 

@@ -26,18 +26,48 @@ from .errors import InflabError
 # On-demand Linux, shared tenancy, $/hour, us-east-1 (the same in us-west-2 for these types).
 PRICES: dict[str, float] = {
     # Inferentia (inf1: torch-neuron; inf2: torch-neuronx)
-    "inf1.xlarge": 0.228, "inf1.2xlarge": 0.362, "inf1.6xlarge": 1.18, "inf1.24xlarge": 4.721,
-    "inf2.xlarge": 0.7582, "inf2.8xlarge": 1.9679, "inf2.24xlarge": 6.4906, "inf2.48xlarge": 12.9813,
+    "inf1.xlarge": 0.228,
+    "inf1.2xlarge": 0.362,
+    "inf1.6xlarge": 1.18,
+    "inf1.24xlarge": 4.721,
+    "inf2.xlarge": 0.7582,
+    "inf2.8xlarge": 1.9679,
+    "inf2.24xlarge": 6.4906,
+    "inf2.48xlarge": 12.9813,
     # GPU (g4dn: NVIDIA T4; g5: NVIDIA A10G)
-    "g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g4dn.4xlarge": 1.204, "g4dn.8xlarge": 2.176,
-    "g4dn.12xlarge": 3.912, "g4dn.16xlarge": 4.352,
-    "g5.xlarge": 1.006, "g5.2xlarge": 1.212, "g5.4xlarge": 1.624, "g5.8xlarge": 2.448,
-    "g5.12xlarge": 5.672, "g5.16xlarge": 4.096, "g5.24xlarge": 8.144, "g5.48xlarge": 16.288,
+    "g4dn.xlarge": 0.526,
+    "g4dn.2xlarge": 0.752,
+    "g4dn.4xlarge": 1.204,
+    "g4dn.8xlarge": 2.176,
+    "g4dn.12xlarge": 3.912,
+    "g4dn.16xlarge": 4.352,
+    "g5.xlarge": 1.006,
+    "g5.2xlarge": 1.212,
+    "g5.4xlarge": 1.624,
+    "g5.8xlarge": 2.448,
+    "g5.12xlarge": 5.672,
+    "g5.16xlarge": 4.096,
+    "g5.24xlarge": 8.144,
+    "g5.48xlarge": 16.288,
     # CPU (Intel Ice Lake c6i, Sapphire Rapids c7i)
-    "c6i.large": 0.085, "c6i.xlarge": 0.17, "c6i.2xlarge": 0.34, "c6i.4xlarge": 0.68, "c6i.8xlarge": 1.36,
-    "c6i.12xlarge": 2.04, "c6i.16xlarge": 2.72, "c6i.24xlarge": 4.08, "c6i.32xlarge": 5.44,
-    "c7i.large": 0.08925, "c7i.xlarge": 0.1785, "c7i.2xlarge": 0.357, "c7i.4xlarge": 0.714, "c7i.8xlarge": 1.428,
-    "c7i.12xlarge": 2.142, "c7i.16xlarge": 2.856, "c7i.24xlarge": 4.284, "c7i.48xlarge": 8.568,
+    "c6i.large": 0.085,
+    "c6i.xlarge": 0.17,
+    "c6i.2xlarge": 0.34,
+    "c6i.4xlarge": 0.68,
+    "c6i.8xlarge": 1.36,
+    "c6i.12xlarge": 2.04,
+    "c6i.16xlarge": 2.72,
+    "c6i.24xlarge": 4.08,
+    "c6i.32xlarge": 5.44,
+    "c7i.large": 0.08925,
+    "c7i.xlarge": 0.1785,
+    "c7i.2xlarge": 0.357,
+    "c7i.4xlarge": 0.714,
+    "c7i.8xlarge": 1.428,
+    "c7i.12xlarge": 2.142,
+    "c7i.16xlarge": 2.856,
+    "c7i.24xlarge": 4.284,
+    "c7i.48xlarge": 8.568,
 }
 REGION = "us-east-1"  # the region the shipped table lists
 SOURCE = f"inflab's table of AWS on-demand Linux list prices, {REGION}"
@@ -49,19 +79,48 @@ REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 # Amazon SageMaker real-time inference (hosting), on-demand $/hour per instance, us-east-1: its own
 # product in AWS's price list (AmazonSageMaker), dearer than the same EC2 type.
 SAGEMAKER_PRICES: dict[str, float] = {
-    "ml.c5.large": 0.102, "ml.c5.xlarge": 0.204, "ml.c5.2xlarge": 0.408, "ml.c5.4xlarge": 0.816,
-    "ml.c5.9xlarge": 1.836, "ml.c5.18xlarge": 3.672,
-    "ml.c6i.large": 0.102, "ml.c6i.xlarge": 0.204, "ml.c6i.2xlarge": 0.408, "ml.c6i.4xlarge": 0.816,
-    "ml.c6i.8xlarge": 1.632, "ml.c6i.12xlarge": 2.448, "ml.c6i.16xlarge": 3.264, "ml.c6i.24xlarge": 4.896,
+    "ml.c5.large": 0.102,
+    "ml.c5.xlarge": 0.204,
+    "ml.c5.2xlarge": 0.408,
+    "ml.c5.4xlarge": 0.816,
+    "ml.c5.9xlarge": 1.836,
+    "ml.c5.18xlarge": 3.672,
+    "ml.c6i.large": 0.102,
+    "ml.c6i.xlarge": 0.204,
+    "ml.c6i.2xlarge": 0.408,
+    "ml.c6i.4xlarge": 0.816,
+    "ml.c6i.8xlarge": 1.632,
+    "ml.c6i.12xlarge": 2.448,
+    "ml.c6i.16xlarge": 3.264,
+    "ml.c6i.24xlarge": 4.896,
     "ml.c6i.32xlarge": 6.528,
-    "ml.c7i.large": 0.1071, "ml.c7i.xlarge": 0.2142, "ml.c7i.2xlarge": 0.4284, "ml.c7i.4xlarge": 0.8568,
+    "ml.c7i.large": 0.1071,
+    "ml.c7i.xlarge": 0.2142,
+    "ml.c7i.2xlarge": 0.4284,
+    "ml.c7i.4xlarge": 0.8568,
     "ml.c7i.8xlarge": 1.7136,
-    "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
-    "ml.inf1.xlarge": 0.297, "ml.inf1.2xlarge": 0.471, "ml.inf1.6xlarge": 1.534, "ml.inf1.24xlarge": 6.137,
-    "ml.inf2.xlarge": 0.99, "ml.inf2.8xlarge": 2.5735, "ml.inf2.24xlarge": 8.4866, "ml.inf2.48xlarge": 16.9732,
-    "ml.g4dn.xlarge": 0.7364, "ml.g4dn.2xlarge": 0.94, "ml.g4dn.4xlarge": 1.505, "ml.g4dn.8xlarge": 2.72,
-    "ml.g4dn.12xlarge": 4.89, "ml.g4dn.16xlarge": 5.44,
-    "ml.g5.xlarge": 1.408, "ml.g5.2xlarge": 1.515, "ml.g5.4xlarge": 2.03, "ml.g5.8xlarge": 3.06,
+    "ml.m5.large": 0.115,
+    "ml.m5.xlarge": 0.23,
+    "ml.m5.2xlarge": 0.461,
+    "ml.m5.4xlarge": 0.922,
+    "ml.inf1.xlarge": 0.297,
+    "ml.inf1.2xlarge": 0.471,
+    "ml.inf1.6xlarge": 1.534,
+    "ml.inf1.24xlarge": 6.137,
+    "ml.inf2.xlarge": 0.99,
+    "ml.inf2.8xlarge": 2.5735,
+    "ml.inf2.24xlarge": 8.4866,
+    "ml.inf2.48xlarge": 16.9732,
+    "ml.g4dn.xlarge": 0.7364,
+    "ml.g4dn.2xlarge": 0.94,
+    "ml.g4dn.4xlarge": 1.505,
+    "ml.g4dn.8xlarge": 2.72,
+    "ml.g4dn.12xlarge": 4.89,
+    "ml.g4dn.16xlarge": 5.44,
+    "ml.g5.xlarge": 1.408,
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.4xlarge": 2.03,
+    "ml.g5.8xlarge": 3.06,
 }
 SAGEMAKER_SOURCE = f"inflab's table of Amazon SageMaker real-time inference on-demand list prices, {REGION}"
 SAGEMAKER_DATE = "2026-12-07"
@@ -130,8 +189,10 @@ def from_store(store: Any, name: str) -> Prices:
             table = {str(k): float(v) for k, v in stored["prices"].items() if float(v) > 0}
             source, date = str(stored["source"]), str(stored["date"])
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise PriceError(f"session {name}: stored prices are not usable (expected source, date and prices); "
-                             "the shipped table is used") from None
+            raise PriceError(
+                f"session {name}: stored prices are not usable (expected source, date and prices); "
+                "the shipped table is used"
+            ) from None
         found = Prices(table, source, date, fallback=found)
     return found
 

@@ -54,11 +54,15 @@ def _refuse_dir(path: Path, st: os.stat_result) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafePath(f"{path} is not a directory")
     if st.st_uid != me:
-        raise UnsafePath(f"{path} belongs to {_who(st.st_uid)}, not to you ({_who(me)}): the lab keeps its private "
-                         "keys there; use a directory of your own")
+        raise UnsafePath(
+            f"{path} belongs to {_who(st.st_uid)}, not to you ({_who(me)}): the lab keeps its private "
+            "keys there; use a directory of your own"
+        )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafePath(f"{path} can be written by {_writers(st.st_mode)} (mode {stat.S_IMODE(st.st_mode):04o}): "
-                         f"the lab keeps its private keys there; chmod go-w {path}, or use a directory of your own")
+        raise UnsafePath(
+            f"{path} can be written by {_writers(st.st_mode)} (mode {stat.S_IMODE(st.st_mode):04o}): "
+            f"the lab keeps its private keys there; chmod go-w {path}, or use a directory of your own"
+        )
 
 
 def check_parents(path: Path) -> None:
@@ -77,15 +81,19 @@ def check_parents(path: Path) -> None:
             except OSError:
                 break  # missing (it will be made by us) or not a directory (the caller says so)
             if st.st_uid not in (me, 0):
-                raise UnsafePath(f"{parent} belongs to {_who(st.st_uid)}, who could swap {path} for a directory of "
-                                 "theirs: use a home whose parents are yours (or root's)")
+                raise UnsafePath(
+                    f"{parent} belongs to {_who(st.st_uid)}, who could swap {path} for a directory of "
+                    "theirs: use a home whose parents are yours (or root's)"
+                )
             if stat.S_ISLNK(st.st_mode):
                 continue  # followed in the resolved chain
             if not stat.S_ISDIR(st.st_mode):
                 break
             if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-                raise UnsafePath(f"{parent} can be written by {_writers(st.st_mode)} (mode {stat.S_IMODE(st.st_mode):04o}, "
-                                 f"not sticky): another user could swap {path} for a directory of theirs")
+                raise UnsafePath(
+                    f"{parent} can be written by {_writers(st.st_mode)} (mode {stat.S_IMODE(st.st_mode):04o}, "
+                    f"not sticky): another user could swap {path} for a directory of theirs"
+                )
 
 
 def check_home(home: Path) -> None:
@@ -163,11 +171,14 @@ def open_own(path: Path, flags: int) -> int:
     and it is missing; an existing one readable by others is made 0600). The last component is
     never followed: a link is :class:`UnsafePath`, and so is another user's file."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0), PRIVATE_FILE)
+        fd = os.open(
+            path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0), PRIVATE_FILE
+        )
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafePath(f"{path} is a symbolic link: the lab does not follow links in its own directories; "
-                             "remove it") from None
+            raise UnsafePath(
+                f"{path} is a symbolic link: the lab does not follow links in its own directories; remove it"
+            ) from None
         if e.errno in (errno.EISDIR, errno.ENXIO):  # a directory, or a FIFO nobody reads
             raise UnsafePath(f"{path} is not a regular file") from None
         raise
@@ -176,8 +187,10 @@ def open_own(path: Path, flags: int) -> int:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePath(f"{path} is not a regular file")
         if st.st_uid != os.geteuid():
-            raise UnsafePath(f"{path} belongs to {_who(st.st_uid)}, not to you ({_who(os.geteuid())}): "
-                             "the lab will not use it; move it aside")
+            raise UnsafePath(
+                f"{path} belongs to {_who(st.st_uid)}, not to you ({_who(os.geteuid())}): "
+                "the lab will not use it; move it aside"
+            )
         if st.st_mode & 0o077:
             os.fchmod(fd, PRIVATE_FILE)
         os.set_blocking(fd, True)

@@ -38,12 +38,17 @@ def check_query(limit_ms: float | None, percentile: str) -> None:
     positive finite number of milliseconds."""
     if percentile not in PERCENTILES:
         raise ValueError(f"percentile {percentile!r} is not one of {', '.join(PERCENTILES)}")
-    if limit_ms is not None and (isinstance(limit_ms, bool) or not isinstance(limit_ms, (int, float))
-                                 or not math.isfinite(limit_ms) or limit_ms <= 0):
+    if limit_ms is not None and (
+        isinstance(limit_ms, bool)
+        or not isinstance(limit_ms, (int, float))
+        or not math.isfinite(limit_ms)
+        or limit_ms <= 0
+    ):
         raise ValueError(f"latency limit {limit_ms!r} ms: give a positive number of milliseconds")
 
 
 # ---------------------------------------------------------------- intervals
+
 
 def _interval(r: dict[str, Any], key: str, ci_key: str | None = None) -> tuple[float, float] | None:
     """The row's 95% CI of ``key`` (its value twice when it has none); None without a value."""
@@ -82,6 +87,7 @@ def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bo
 
 # ---------------------------------------------------------------- the recommendation
 
+
 @dataclass(frozen=True)
 class Recommendation:
     """The cheapest and the fastest configuration meeting a latency limit, the runs within noise
@@ -96,8 +102,14 @@ class Recommendation:
     ties: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"limit_ms": self.limit_ms, "percentile": self.percentile, "cheapest": self.cheapest,
-                "fastest": self.fastest, "lines": list(self.lines), "ties": [dict(t) for t in self.ties]}
+        return {
+            "limit_ms": self.limit_ms,
+            "percentile": self.percentile,
+            "cheapest": self.cheapest,
+            "fastest": self.fastest,
+            "lines": list(self.lines),
+            "ties": [dict(t) for t in self.ties],
+        }
 
     def tied_runs(self) -> set[str]:
         """The run ids within noise of a pick (the picks themselves included when they have ties)."""
@@ -161,7 +173,9 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
     with no price, imported workshop logs) there is only a fastest."""
     check_query(limit_ms, percentile)
     key = f"latency_ms_{percentile}"
-    rows = [r for r in rows if not r.get("served")]  # the served model's rows answer another question (see the served block)
+    rows = [
+        r for r in rows if not r.get("served")
+    ]  # the served model's rows answer another question (see the served block)
     ok = [r for r in rows if is_ok(r)]
     failed = len(rows) - len(ok)
 
@@ -184,14 +198,23 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
         eligible = [r for r in measured if r[key] <= limit_ms]
         if not eligible:
             best = min(measured, key=lambda r: r[key])
-            return done([f"Nothing meets {limit_ms:g} ms {percentile}: the lowest {percentile} is {best[key]:.2f} ms "
-                         f"({describe(best, ok)}). Raise the limit, or try a smaller batch size or a faster "
-                         "instance type."])
+            return done(
+                [
+                    f"Nothing meets {limit_ms:g} ms {percentile}: the lowest {percentile} is {best[key]:.2f} ms "
+                    f"({describe(best, ok)}). Raise the limit, or try a smaller batch size or a faster "
+                    "instance type."
+                ]
+            )
     priced = [r for r in eligible if r.get("cost_per_million") is not None]
-    cheapest = min(priced, key=lambda r: (r["cost_per_million"], -(r["throughput_avg"] or 0), _latency(r, key))) \
-        if priced else None
-    fastest = max(priced or eligible, key=lambda r: ((r["throughput_avg"] or 0), -_latency(r, key),
-                                                     -(r.get("cost_per_million") or math.inf)))
+    cheapest = (
+        min(priced, key=lambda r: (r["cost_per_million"], -(r["throughput_avg"] or 0), _latency(r, key)))
+        if priced
+        else None
+    )
+    fastest = max(
+        priced or eligible,
+        key=lambda r: ((r["throughput_avg"] or 0), -_latency(r, key), -(r.get("cost_per_million") or math.inf)),
+    )
 
     def cost(r):
         return f"${r['cost_per_million']:.4f} per 1M inferences ({r['price_source']}, {r['price_date']})"
@@ -203,33 +226,46 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
     of = " of the priced runs" if priced and len(priced) < len(eligible) else ""
     lines = []
     if cheapest is not None and cheapest is fastest:
-        lines.append(f"{head} — cheapest and fastest{of}: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}"
-                     f"{caveat(cheapest)}")
+        lines.append(
+            f"{head} — cheapest and fastest{of}: {describe(cheapest, ok)}, {cost(cheapest)}; {speed(cheapest)}"
+            f"{caveat(cheapest)}"
+        )
     else:
         if cheapest is not None:
             lines.append(f"{head} — cheapest: {describe(cheapest, ok)}, {cost(cheapest)}{caveat(cheapest)}")
         else:
-            lines.append(f"{head} — no cheapest: no qualifying run has a price "
-                         "(no instance type, or one not in the price table)")
+            lines.append(
+                f"{head} — no cheapest: no qualifying run has a price (no instance type, or one not in the price table)"
+            )
         lines.append(f"{head} — fastest{of}: {describe(fastest, ok)}, {speed(fastest)}{caveat(fastest)}")
     ties = []
     for pick, name, pool, interval, what in (
-            (cheapest, "cheapest", priced, cost_interval, "cost per 1M inferences"),
-            (fastest, "fastest", priced or eligible, throughput_interval, "samples/s")):
+        (cheapest, "cheapest", priced, cost_interval, "cost per 1M inferences"),
+        (fastest, "fastest", priced or eligible, throughput_interval, "samples/s"),
+    ):
         if pick is None or (name == "fastest" and pick is cheapest and ties):
             continue
         tied = _ties(pick, pool, interval)
         if tied:
             group = [pick] + tied
-            ties.append({"pick": "cheapest and fastest" if pick is cheapest and pick is fastest else name,
-                         "measure": what, "runs": [r.get("run_id") for r in group],
-                         "configurations": [describe(r, ok) for r in group]})
+            ties.append(
+                {
+                    "pick": "cheapest and fastest" if pick is cheapest and pick is fastest else name,
+                    "measure": what,
+                    "runs": [r.get("run_id") for r in group],
+                    "configurations": [describe(r, ok) for r in group],
+                }
+            )
             verb = "is" if len(group) == 1 else "are"
-            lines.append(f"Within noise of the {ties[-1]['pick']}: {tie_phrase(group, ok)} {verb} within noise of each "
-                         f"other (their 95% CIs of {what} overlap) — measure them longer or again to tell them apart.")
+            lines.append(
+                f"Within noise of the {ties[-1]['pick']}: {tie_phrase(group, ok)} {verb} within noise of each "
+                f"other (their 95% CIs of {what} overlap) — measure them longer or again to tell them apart."
+            )
     if of:
-        lines.append(f"{len(eligible) - len(priced)} run(s) without a price (e.g. measured on the sandbox host itself) "
-                     "are left out of both answers: cost and speed are compared like with like.")
+        lines.append(
+            f"{len(eligible) - len(priced)} run(s) without a price (e.g. measured on the sandbox host itself) "
+            "are left out of both answers: cost and speed are compared like with like."
+        )
     if limit_ms is not None and len(eligible) < len(ok):
         lines.append(f"{len(eligible)} of {len(ok)} measured runs meet the limit.")
     if len(ok) == 1:
@@ -238,6 +274,7 @@ def recommend(rows: list[dict[str, Any]], limit_ms: float | None = None, percent
 
 
 # ---------------------------------------------------------------- the frontier
+
 
 def frontier(rows: list[dict[str, Any]], percentile: str = "p90") -> list[bool]:
     """Per row: is it on the cost/latency frontier at ``percentile``? A run is off it when another
@@ -263,7 +300,9 @@ def frontier(rows: list[dict[str, Any]], percentile: str = "p90") -> list[bool]:
     on = [p is not None for p in points]
     groups: dict[str, list[tuple[tuple[float, float], tuple[float, float], int]]] = {}
     for i, p in enumerate(points):
-        if p is not None and not any(math.isnan(v) for v in (*p[1], *p[2])):  # a NaN beats nothing, is beaten by nothing
+        if p is not None and not any(
+            math.isnan(v) for v in (*p[1], *p[2])
+        ):  # a NaN beats nothing, is beaten by nothing
             groups.setdefault(p[0], []).append((p[1], p[2], i))
     for group in groups.values():
         for i in dominated(group):

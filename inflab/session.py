@@ -182,7 +182,9 @@ class SessionLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SessionBusy(f"session {self.name} is in use by {self.holder()}; try again when it has finished") from None
+            raise SessionBusy(
+                f"session {self.name} is in use by {self.holder()}; try again when it has finished"
+            ) from None
         os.ftruncate(fd, 0)  # a reader sees an empty file until the whole line is there
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(), 0)
         self._fd = fd
@@ -250,7 +252,9 @@ class Store:
                 if side and not os.path.lexists(str(self.path) + side):
                     continue
                 # Created 0600 before SQLite opens it, never through a link, and only a file of ours.
-                os.close(private_files.open_own(Path(str(self.path) + side), os.O_RDONLY | (os.O_CREAT if not side else 0)))
+                os.close(
+                    private_files.open_own(Path(str(self.path) + side), os.O_RDONLY | (os.O_CREAT if not side else 0))
+                )
         except private_files.UnsafePath as e:
             raise StoreError(f"{where}: {e}") from None
         except OSError as e:
@@ -263,8 +267,11 @@ class Store:
                 # A result with a key (its run id) is stored once, however often it is collected.
                 c.execute("CREATE UNIQUE INDEX IF NOT EXISTS results_once ON results (session, kind, key)")
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"the session store {self.path} is damaged ({e}); move it aside to start afresh "
-                             "(your AWS resources are untouched: find them with the inflab:session tag)", corrupt=True) from None
+            raise StoreError(
+                f"the session store {self.path} is damaged ({e}); move it aside to start afresh "
+                "(your AWS resources are untouched: find them with the inflab:session tag)",
+                corrupt=True,
+            ) from None
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -309,7 +316,9 @@ class Store:
             row = c.execute("SELECT * FROM sessions WHERE name=?", (name,)).fetchone()
         if row is None:
             raise SessionNotFound(name)
-        return SessionInfo(row["name"], row["created"], row["updated"], bool(row["sandbox"]), row["track"], json.loads(row["config"]))
+        return SessionInfo(
+            row["name"], row["created"], row["updated"], bool(row["sandbox"]), row["track"], json.loads(row["config"])
+        )
 
     def has_session(self, name: str) -> bool:
         with self._conn() as c:
@@ -318,7 +327,10 @@ class Store:
     def list_sessions(self) -> list[SessionInfo]:
         with self._conn() as c:
             rows = c.execute("SELECT * FROM sessions ORDER BY updated DESC").fetchall()
-        return [SessionInfo(r["name"], r["created"], r["updated"], bool(r["sandbox"]), r["track"], json.loads(r["config"])) for r in rows]
+        return [
+            SessionInfo(r["name"], r["created"], r["updated"], bool(r["sandbox"]), r["track"], json.loads(r["config"]))
+            for r in rows
+        ]
 
     def delete_session(self, name: str) -> None:
         """Forget a session: its records, results and directory (key file, known_hosts)."""
@@ -385,7 +397,10 @@ class Store:
     def mark_created(self, rid: int, physical_id: str, detail: dict | None = None) -> None:
         with self._conn() as c:
             if detail is None:
-                c.execute("UPDATE resources SET status=?, physical_id=?, updated=? WHERE id=?", (CREATED, physical_id, time.time(), rid))
+                c.execute(
+                    "UPDATE resources SET status=?, physical_id=?, updated=? WHERE id=?",
+                    (CREATED, physical_id, time.time(), rid),
+                )
             else:
                 c.execute(
                     "UPDATE resources SET status=?, physical_id=?, updated=?, detail=? WHERE id=?",
@@ -395,7 +410,10 @@ class Store:
     def mark_deleted(self, session: str, kind: str, name: str | None = None) -> None:
         with self._conn() as c:
             if name is None:
-                c.execute("UPDATE resources SET status=?, updated=? WHERE session=? AND kind=? AND status!=?", (DELETED, time.time(), session, kind, DELETED))
+                c.execute(
+                    "UPDATE resources SET status=?, updated=? WHERE session=? AND kind=? AND status!=?",
+                    (DELETED, time.time(), session, kind, DELETED),
+                )
             else:
                 c.execute(
                     "UPDATE resources SET status=?, updated=? WHERE session=? AND kind=? AND (name=? OR physical_id=?) AND status!=?",
@@ -407,8 +425,18 @@ class Store:
         with self._conn() as c:
             rows = c.execute(q, (session,)).fetchall()
         return [
-            Resource(r["id"], r["session"], r["step"], r["kind"], r["name"], r["physical_id"], r["region"], r["status"], json.loads(r["detail"] or "{}"),
-                     r["created"])
+            Resource(
+                r["id"],
+                r["session"],
+                r["step"],
+                r["kind"],
+                r["name"],
+                r["physical_id"],
+                r["region"],
+                r["status"],
+                json.loads(r["detail"] or "{}"),
+                r["created"],
+            )
             for r in rows
         ]
 
@@ -432,11 +460,16 @@ class Store:
     # -- events ----------------------------------------------------------------------------
     def event(self, session: str, step: str | None, kind: str, message: str) -> None:
         with self._conn() as c:
-            c.execute("INSERT INTO events (session, ts, step, kind, message) VALUES (?,?,?,?,?)", (session, time.time(), step, kind, message))
+            c.execute(
+                "INSERT INTO events (session, ts, step, kind, message) VALUES (?,?,?,?,?)",
+                (session, time.time(), step, kind, message),
+            )
 
     def events(self, session: str, *, since_id: int = 0) -> list[dict[str, Any]]:
         with self._conn() as c:
-            rows = c.execute("SELECT * FROM events WHERE session=? AND id>? ORDER BY id", (session, since_id)).fetchall()
+            rows = c.execute(
+                "SELECT * FROM events WHERE session=? AND id>? ORDER BY id", (session, since_id)
+            ).fetchall()
         return [dict(r) for r in rows]
 
     # -- remote jobs ---------------------------------------------------------------------------
@@ -461,20 +494,27 @@ class Store:
 
     def job_finished(self, session: str, job: str, exit_code: int) -> None:
         with self._conn() as c:
-            c.execute("UPDATE jobs SET status=?, exit_code=? WHERE session=? AND job=?",
-                      ("succeeded" if exit_code == 0 else "failed", exit_code, session, job))
+            c.execute(
+                "UPDATE jobs SET status=?, exit_code=? WHERE session=? AND job=?",
+                ("succeeded" if exit_code == 0 else "failed", exit_code, session, job),
+            )
 
     # -- results -----------------------------------------------------------------------------
     def add_result(self, session: str, kind: str, data: dict[str, Any], key: str | None = None) -> bool:
         """Store a result; with a ``key`` (e.g. its run id) a second copy is ignored. True if stored."""
         with self._conn() as c:
-            cur = c.execute("INSERT OR IGNORE INTO results (session, ts, kind, data, key) VALUES (?,?,?,?,?)",
-                            (session, time.time(), kind, json.dumps(data), key))
+            cur = c.execute(
+                "INSERT OR IGNORE INTO results (session, ts, kind, data, key) VALUES (?,?,?,?,?)",
+                (session, time.time(), kind, json.dumps(data), key),
+            )
             return cur.rowcount == 1
 
     def has_result(self, session: str, kind: str, key: str) -> bool:
         with self._conn() as c:
-            return c.execute("SELECT 1 FROM results WHERE session=? AND kind=? AND key=?", (session, kind, key)).fetchone() is not None
+            return (
+                c.execute("SELECT 1 FROM results WHERE session=? AND kind=? AND key=?", (session, kind, key)).fetchone()
+                is not None
+            )
 
     def results(self, session: str, kind: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM results WHERE session=?", [session]

@@ -65,8 +65,14 @@ TRACK: tuple[StepSpec, ...] = (
     StepSpec("sagemaker-package", "Package it for SageMaker", "sagemaker", "sagemaker:SageMakerPackage"),
     StepSpec("sagemaker-endpoint", "Deploy a SageMaker endpoint", "sagemaker", "sagemaker:SageMakerEndpoint"),
     StepSpec("sagemaker-check", "Check the endpoint", "sagemaker", "sagemaker_load:SageMakerCheck", teardown=KEEP),
-    StepSpec("sagemaker-load-test", "Load-test the endpoint", "sagemaker", "sagemaker_load:SageMakerLoadTest",
-             needs_host=True, teardown=KEEP),
+    StepSpec(
+        "sagemaker-load-test",
+        "Load-test the endpoint",
+        "sagemaker",
+        "sagemaker_load:SageMakerLoadTest",
+        needs_host=True,
+        teardown=KEEP,
+    ),
     StepSpec("sagemaker-delete", "Delete the endpoint", "sagemaker", "sagemaker:SageMakerDelete", teardown=KEEP),
     StepSpec("terminate", "Terminate the instance", "model", "instance:Terminate", destructive=True, ends_host=True),
     # batch-cleanup takes the sweep down itself: the track's end leaves batch-setup's undo alone
@@ -74,8 +80,16 @@ TRACK: tuple[StepSpec, ...] = (
     StepSpec("batch-submit", "Submit the batch-size sweep", "sweep", "batch_jobs:BatchSubmit", teardown=KEEP),
     StepSpec("batch-monitor", "Watch the sweep", "sweep", "batch_jobs:BatchMonitor", teardown=KEEP),
     StepSpec("report", "Build the report", "sweep", "sweep_report:Report", opens_report=True, teardown=KEEP),
-    StepSpec("batch-cleanup", "Tear down AWS Batch", "sweep", "batch_cleanup:BatchCleanup", destructive=True,
-             ends_track=True, asks_delete_data=True, teardown=KEEP),
+    StepSpec(
+        "batch-cleanup",
+        "Tear down AWS Batch",
+        "sweep",
+        "batch_cleanup:BatchCleanup",
+        destructive=True,
+        ends_track=True,
+        asks_delete_data=True,
+        teardown=KEEP,
+    ),
 )
 
 IDS: tuple[str, ...] = tuple(s.id for s in TRACK)

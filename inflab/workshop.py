@@ -38,8 +38,10 @@ RUNTIME = "workshop"
 SUFFIXES = (".log", ".json")
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 LOG_NAME = re.compile(r"(?P<model>.+)_(?P<processor>[A-Za-z0-9]+)_(?P<length>\d+)_(?P<batch>\d+)(?:\.pt)?\.log")
-JSON_NAME = re.compile(r"(?:neuronperf_results_)?(?P<model>.+)_(?P<processor>[A-Za-z0-9]+)_(?P<length>\d+)_(?P<batch>\d+)"
-                       r"(?:\.pt)?\.json")
+JSON_NAME = re.compile(
+    r"(?:neuronperf_results_)?(?P<model>.+)_(?P<processor>[A-Za-z0-9]+)_(?P<length>\d+)_(?P<batch>\d+)"
+    r"(?:\.pt)?\.json"
+)
 LATENCY = re.compile(r"Latency:\s*(\d+)\s+samples")
 ARRAY = re.compile(r"\[([^\]]*)\]", re.S)
 TOTAL = re.compile(rf"Total time taken for (\d+) \* \((\d+)(?: x)? sentences\) is ({NUMBER}) seconds")
@@ -47,8 +49,14 @@ THROUGHPUT = re.compile(rf"Throughput \([^)]*\) = ({NUMBER})")
 HALF = re.compile(r"Half Precision:\s*True")
 # the processor field of the workshop's names -> (target, precision). Its precision is not in its
 # files for inf (neuron-cc may cast fp32 inside) or gpu (a log saying "Half Precision: True" is fp16).
-PROCESSORS = {"inf": ("inf1", None), "inf1": ("inf1", None), "inf2": ("inf2", None), "gpu": ("cuda", None),
-              "cuda": ("cuda", None), "cpu": ("cpu", "fp32")}
+PROCESSORS = {
+    "inf": ("inf1", None),
+    "inf1": ("inf1", None),
+    "inf2": ("inf2", None),
+    "gpu": ("cuda", None),
+    "cuda": ("cuda", None),
+    "cpu": ("cpu", "fp32"),
+}
 
 
 class WorkshopError(InputError, ValueError):
@@ -113,9 +121,21 @@ def _mtime(st: os.stat_result) -> str:
 def _base(path: Path, name: re.Match | None, batch: int, when: str, run: str) -> dict[str, Any]:
     model = name["model"] if name else path.name.split(".")[0]
     target, precision = _target(name["processor"] if name else None)
-    return dict(model=model, family=_family(model), precision=precision, target=target, instance_type="",
-                sandbox=False, batch_size=batch, input_size=int(name["length"]) if name else None,
-                run=run, run_id=path.name, timestamp=when, label=path.name, runtime=RUNTIME)
+    return dict(
+        model=model,
+        family=_family(model),
+        precision=precision,
+        target=target,
+        instance_type="",
+        sandbox=False,
+        batch_size=batch,
+        input_size=int(name["length"]) if name else None,
+        run=run,
+        run_id=path.name,
+        timestamp=when,
+        label=path.name,
+        runtime=RUNTIME,
+    )
 
 
 def parse_log(text: str, path: Path, when: str = "") -> dict[str, Any]:
@@ -139,9 +159,16 @@ def parse_log(text: str, path: Path, when: str = "") -> dict[str, Any]:
     base = _base(path, name, batch, when, f"{name['length']}_{name['batch']}.log" if name else path.name[-12:])
     if HALF.search(text):
         base["precision"] = "fp16"
-    return new_row(**base, throughput_avg=_finite(thr.group(1)), latency_ms_p50=p50, latency_ms_p90=p90,
-                   latency_ms_p95=p95, total_infs=int(lat.group(1)),
-                   duration_s=_finite(total.group(3)) if total else None, status="ok")
+    return new_row(
+        **base,
+        throughput_avg=_finite(thr.group(1)),
+        latency_ms_p50=p50,
+        latency_ms_p90=p90,
+        latency_ms_p95=p95,
+        total_infs=int(lat.group(1)),
+        duration_s=_finite(total.group(3)) if total else None,
+        status="ok",
+    )
 
 
 def _results_list(doc: Any) -> bool:
@@ -186,8 +213,15 @@ def _number(d: dict, key: str, where: str, required: bool = True) -> float | Non
     return v
 
 
-JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
-              bool: "true or false", type(None): "null"}
+JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 def _kind(doc: Any) -> str:
@@ -220,14 +254,22 @@ def parse_neuronperf(text: str, path: Path, when: str = "") -> list[dict[str, An
         run = f"{name['length']}_{name['batch']}.json" if name else path.name[-12:]
         base = _base(path, name, int(batch), when, run + (f"#{i + 1}" if len(doc) > 1 else ""))
         base["run_id"] = path.name + (f"#{i + 1}" if len(doc) > 1 else "")
-        rows.append(new_row(
-            **base, throughput_avg=float(_number(d, "throughput_avg", where)),
-            **{f"latency_ms_{p}": _number(d, f"latency_ms_{p}", where, required=p == "p50")
-               for p in ("p50", "p90", "p95", "p99")},
-            n_models=n, workers_per_model=w, models_x_workers=f"{n}×{w}" if n is not None and w is not None else None,
-            total_infs=d.get("total_infs") if isinstance(d.get("total_infs"), int) else None,
-            model_filename=d.get("model_filename") if isinstance(d.get("model_filename"), str) else None,
-            status="ok"))
+        rows.append(
+            new_row(
+                **base,
+                throughput_avg=float(_number(d, "throughput_avg", where)),
+                **{
+                    f"latency_ms_{p}": _number(d, f"latency_ms_{p}", where, required=p == "p50")
+                    for p in ("p50", "p90", "p95", "p99")
+                },
+                n_models=n,
+                workers_per_model=w,
+                models_x_workers=f"{n}×{w}" if n is not None and w is not None else None,
+                total_infs=d.get("total_infs") if isinstance(d.get("total_infs"), int) else None,
+                model_filename=d.get("model_filename") if isinstance(d.get("model_filename"), str) else None,
+                status="ok",
+            )
+        )
     return rows
 
 
@@ -293,13 +335,16 @@ def import_dir(directory: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         except BadFile as e:
             reason = visible(str(e))
-            reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
+            reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
             warnings.append(f"{visible(str(path))}: not imported: {reason}")
             continue
         # What came from the file (its name above all) is shown on terminals: no escape sequences.
         rows += [{k: visible(v) if isinstance(v, str) else v for k, v in r.items()} for r in found]
     if not rows:
-        found = (f"none of its {len(candidates)} .log/.json file(s) could be imported" if candidates
-                 else "no workshop .log or .json files in it")
+        found = (
+            f"none of its {len(candidates)} .log/.json file(s) could be imported"
+            if candidates
+            else "no workshop .log or .json files in it"
+        )
         raise WorkshopError(f"--from {visible(str(directory))}: {found}", warnings)
     return rows, warnings

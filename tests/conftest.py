@@ -70,8 +70,10 @@ def sandbox(inflab_home, tmp_path_factory):
     policy_file.write_text(json.dumps(policy.participant()))
     running = sb.status(inflab_home)
     if running is not None:  # something started it without this fixture: a kinder emulator than the suite's
-        pytest.fail("The shared sandbox was started before its fixture (without --aws-like and the participant "
-                    "policy): give the test that started it the `sandbox` fixture")
+        pytest.fail(
+            "The shared sandbox was started before its fixture (without --aws-like and the participant "
+            "policy): give the test that started it the `sandbox` fixture"
+        )
     info = sb.ensure_running(inflab_home, iam_policy=policy_file, aws_like=True)
     yield info
     sb.set_faults(info, {})
@@ -115,12 +117,19 @@ def store(inflab_home):
     return Store(inflab_home)
 
 
-def run_cli(*args: str, home: Path, timeout: float = 180, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, home: Path, timeout: float = 180, input: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     e = dict(os.environ, INFLAB_HOME=str(home), PYTHONUNBUFFERED="1")
     e.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "inflab.cli", *args],
-        capture_output=True, text=True, timeout=timeout, input=input, env=e, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        env=e,
+        cwd=ROOT,
     )
 
 
@@ -145,8 +154,13 @@ def sandbox_aws(info, region: str = "us-west-2", who: str = "admin", **kw):
     from inflab.aws import Aws, Credentials
 
     key = info.access_key(who)
-    return Aws(region=region, endpoint_url=info.endpoint, headers=info.headers,
-               credentials=Credentials(*key) if key else None, **kw)
+    return Aws(
+        region=region,
+        endpoint_url=info.endpoint,
+        headers=info.headers,
+        credentials=Credentials(*key) if key else None,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -160,8 +174,9 @@ def aws(sandbox):
     key = Credentials(*admin) if admin else None
 
     def client(service: str, region: str = "us-west-2"):
-        return regions.setdefault(region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers,
-                                              credentials=key)).client(service)
+        return regions.setdefault(
+            region, Aws(region=region, endpoint_url=sandbox.endpoint, headers=sandbox.headers, credentials=key)
+        ).client(service)
 
     return client
 
@@ -171,7 +186,9 @@ def launch_templates(ec2, session: str, prefix: str) -> list[dict]:
     to an unfiltered describe, with no next page, so a shared sandbox must be asked precisely.)"""
     from botocore.exceptions import ClientError
 
-    found = ec2.describe_launch_templates(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["LaunchTemplates"]
+    found = ec2.describe_launch_templates(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])[
+        "LaunchTemplates"
+    ]
     try:
         found += ec2.describe_launch_templates(LaunchTemplateNames=[prefix])["LaunchTemplates"]
     except ClientError:
@@ -236,8 +253,12 @@ def unusable_config(kind: str, d: Path) -> str:
         "huge-integer": lambda: p.write_text("[bench]\nbatch_size = " + "9" * 5000 + "\n"),
         "too-big": lambda: p.write_text("# a comment line\n" * 70_000),  # 1.1 MB
     }
-    elsewhere = {"directory": str(d), "long-name": str(d / ("x" * 300 + ".toml")), "dev-zero": "/dev/zero",
-                 "proc-mem": "/proc/self/mem"}
+    elsewhere = {
+        "directory": str(d),
+        "long-name": str(d / ("x" * 300 + ".toml")),
+        "dev-zero": "/dev/zero",
+        "proc-mem": "/proc/self/mem",
+    }
     if kind in elsewhere:
         return elsewhere[kind]
     makers[kind]()

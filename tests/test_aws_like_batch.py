@@ -23,8 +23,11 @@ from inflab.lab_steps.image import image_hash
 from inflab.session import Store
 
 pytestmark = pytest.mark.slow
-QUICK = {"bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4},
-         "batch": {"min_duration_s": 1, "max_duration_s": 4, "sizes": [2]}, "model": {"int8": False}}
+QUICK = {
+    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4},
+    "batch": {"min_duration_s": 1, "max_duration_s": 4, "sizes": [2]},
+    "model": {"int8": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,9 @@ def test_a_compute_environment_made_before_iam_caught_up_is_made_again(home, bat
     logged, result = run(store, name, "batch-setup")
     assert result.ok, result.error
     assert any("is INVALID: CLIENT_ERROR" in line and "making the environment again" in line for line in logged), logged
-    (ce,) = batch("batch").describe_compute_environments(computeEnvironments=[f"inflab-{name}-inf1-2xlarge"])["computeEnvironments"]
+    (ce,) = batch("batch").describe_compute_environments(computeEnvironments=[f"inflab-{name}-inf1-2xlarge"])[
+        "computeEnvironments"
+    ]
     assert ce["status"] == "VALID"
     assert ce["serviceRole"].endswith("role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")
     # a rerun finds it VALID and leaves it alone
@@ -114,15 +119,34 @@ def test_a_compute_environment_made_before_iam_caught_up_is_made_again(home, bat
 def test_the_sandbox_keeps_such_an_environment_invalid_until_it_is_touched_again(home, batch):
     iam, ec2, b = batch("iam"), batch("ec2"), batch("batch")
     tag = uuid.uuid4().hex[:8]
-    iam.create_role(RoleName=f"r-{tag}", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.create_role(
+        RoleName=f"r-{tag}",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
     profile = iam.create_instance_profile(InstanceProfileName=f"r-{tag}")["InstanceProfile"]["Arn"]
     iam.add_role_to_instance_profile(InstanceProfileName=f"r-{tag}", RoleName=f"r-{tag}")
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:1]
     group = ec2.create_security_group(GroupName=f"r-{tag}", Description="t")["GroupId"]
-    b.create_compute_environment(computeEnvironmentName=f"ce-{tag}", type="MANAGED", computeResources={
-        "type": "EC2", "minvCpus": 0, "maxvCpus": 8, "instanceTypes": ["c6i.large"], "subnets": subnets,
-        "securityGroupIds": [group], "instanceRole": profile})
+    b.create_compute_environment(
+        computeEnvironmentName=f"ce-{tag}",
+        type="MANAGED",
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 8,
+            "instanceTypes": ["c6i.large"],
+            "subnets": subnets,
+            "securityGroupIds": [group],
+            "instanceRole": profile,
+        },
+    )
 
     def status():
         return b.describe_compute_environments(computeEnvironments=[f"ce-{tag}"])["computeEnvironments"][0]
@@ -136,17 +160,29 @@ def test_the_sandbox_keeps_such_an_environment_invalid_until_it_is_touched_again
     b.delete_compute_environment(computeEnvironment=f"ce-{tag}")
 
 
-@pytest.mark.parametrize("image_type, types, words", [
-    ("ECS_AL2", ["inf1.2xlarge"], "no longer creates compute environments on the Batch-provided Amazon Linux 2"),
-    ("ECS_AL2023_NVIDIA", ["p3.2xlarge"], "doesn't support p3 and g3"),
-])
+@pytest.mark.parametrize(
+    "image_type, types, words",
+    [
+        ("ECS_AL2", ["inf1.2xlarge"], "no longer creates compute environments on the Batch-provided Amazon Linux 2"),
+        ("ECS_AL2023_NVIDIA", ["p3.2xlarge"], "doesn't support p3 and g3"),
+    ],
+)
 def test_retired_host_images_are_refused_as_batch_refuses_them(image_type, types, words, batch):
     with pytest.raises(ClientError) as e:
-        batch("batch").create_compute_environment(computeEnvironmentName=f"ce-{uuid.uuid4().hex[:8]}", type="MANAGED",
-                                                  computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 8,
-                                                                    "instanceTypes": types, "subnets": ["subnet-1"],
-                                                                    "securityGroupIds": ["sg-1"], "instanceRole": "x",
-                                                                    "ec2Configuration": [{"imageType": image_type}]})
+        batch("batch").create_compute_environment(
+            computeEnvironmentName=f"ce-{uuid.uuid4().hex[:8]}",
+            type="MANAGED",
+            computeResources={
+                "type": "EC2",
+                "minvCpus": 0,
+                "maxvCpus": 8,
+                "instanceTypes": types,
+                "subnets": ["subnet-1"],
+                "securityGroupIds": ["sg-1"],
+                "instanceRole": "x",
+                "ec2Configuration": [{"imageType": image_type}],
+            },
+        )
     assert e.value.response["Error"]["Code"] == "ClientException" and words in e.value.response["Error"]["Message"]
 
 
@@ -157,8 +193,11 @@ def test_each_job_asks_for_a_whole_instance_on_an_al2023_host(home, batch, fault
     logged, result = run(store, name, "batch-setup")
     assert result.ok, result.error
     b, ssm = batch("batch"), batch("ssm")
-    defs = {d["jobDefinitionName"]: d["containerProperties"] for d in
-            b.describe_job_definitions(status="ACTIVE")["jobDefinitions"] if d["jobDefinitionName"].startswith(f"inflab-{name}")}
+    defs = {
+        d["jobDefinitionName"]: d["containerProperties"]
+        for d in b.describe_job_definitions(status="ACTIVE")["jobDefinitions"]
+        if d["jobDefinitionName"].startswith(f"inflab-{name}")
+    }
     inf = defs[f"inflab-{name}-bert-inf1-6xlarge-b2"]
     req = {r["type"]: r["value"] for r in inf["resourceRequirements"]}
     assert req == {"VCPU": "24", "MEMORY": str(int(49152 * 0.9))}
@@ -166,8 +205,11 @@ def test_each_job_asks_for_a_whole_instance_on_an_al2023_host(home, batch, fault
     gpu = {r["type"]: r["value"] for r in defs[f"inflab-{name}-bert-g4dn-12xlarge-b2"]["resourceRequirements"]}
     assert gpu == {"VCPU": "48", "MEMORY": str(int(196608 * 0.9)), "GPU": "4"}
     assert any("4 Neuron devices (16 NeuronCores)" in line for line in logged)
-    envs = {c["computeEnvironmentName"]: c["computeResources"] for c in b.describe_compute_environments()["computeEnvironments"]
-            if c["computeEnvironmentName"].startswith(f"inflab-{name}")}
+    envs = {
+        c["computeEnvironmentName"]: c["computeResources"]
+        for c in b.describe_compute_environments()["computeEnvironments"]
+        if c["computeEnvironmentName"].startswith(f"inflab-{name}")
+    }
     for ce, kind in ((f"inflab-{name}-inf1-6xlarge", "inf1"), (f"inflab-{name}-g4dn-12xlarge", "gpu")):
         host = accelerators.BATCH_HOSTS[kind]
         (config_,) = envs[ce]["ec2Configuration"]
@@ -213,12 +255,16 @@ def test_a_job_batch_cannot_place_is_explained_and_cancelled_by_the_queue(home, 
     store, name = sweep_session(home, {"batch": {"max_vcpus": 4, "runnable_timeout_min": 10}})  # inf1.2xlarge: 8 vCPUs
     logged, result = run(store, name, "batch-setup", "batch-submit", "batch-monitor")
     assert not result.ok and "Every job of the sweep failed" in result.error
-    assert "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE" in result.error
+    assert (
+        "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+        in result.error
+    )
     note = next(line for line in logged if "RUNNABLE: Batch cannot place it" in line)
     assert "batch.max_vcpus" in note and "cancels it after 10 min" in note
     (queue,) = batch("batch").describe_job_queues(jobQueues=[f"inflab-{name}-inf1-2xlarge"])["jobQueues"]
     assert {(a["reason"], a["maxTimeSeconds"], a["action"]) for a in queue["jobStateTimeLimitActions"]} == {
         ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", 600, "CANCEL"),
         ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", 600, "CANCEL"),
-        ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", 600, "CANCEL")}
+        ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", 600, "CANCEL"),
+    }
     cleanup(store, name)

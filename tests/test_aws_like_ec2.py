@@ -33,8 +33,9 @@ def _config(tmp_path, text: str) -> str:
 
 def _catalogue(pattern_prefix: str, *, include_deprecated: bool) -> list[images.Image]:
     now = datetime.now(timezone.utc)
-    return [i for i in images.CATALOGUE if i.name.startswith(pattern_prefix)
-            and (include_deprecated or i.deprecation > now)]
+    return [
+        i for i in images.CATALOGUE if i.name.startswith(pattern_prefix) and (include_deprecated or i.deprecation > now)
+    ]
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -55,8 +56,11 @@ def test_deprecated_images_are_hidden_unless_named_or_asked_for(aws):
 def test_inf1_gets_the_newest_dlami_whose_neuron_sdk_still_supports_it(name, cli, store):
     r = cli("run", "--sandbox", "--name", name, "--until", "preflight")
     assert r.returncode == 0, r.stdout + r.stderr
-    fits = [i for i in _catalogue("Deep Learning AMI Neuron (Ubuntu 22.04)", include_deprecated=False)
-            if accelerators.neuron_sdk(i.description) <= accelerators.INF1_LAST_SDK]
+    fits = [
+        i
+        for i in _catalogue("Deep Learning AMI Neuron (Ubuntu 22.04)", include_deprecated=False)
+        if accelerators.neuron_sdk(i.description) <= accelerators.INF1_LAST_SDK
+    ]
     newest = max(fits, key=lambda i: i.created)
     ami = store.get(name, "preflight")["ami"]
     assert ami["name"] == newest.name and ami["user"] == "ubuntu"
@@ -82,15 +86,26 @@ def test_a_dlami_without_inf1_is_refused_for_an_inf1_instance(name, cli, tmp_pat
     assert "instance.ami_name" in r.stderr and "no longer supports Inf1" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("itype, image, user", [
-    ("g5.xlarge", "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)", "ubuntu"),
-    ("inf2.xlarge", "Deep Learning AMI Neuron (Ubuntu 24.04)", "ubuntu"),
-    ("c6i.2xlarge", "al2023-ami-ecs-hvm", "ec2-user"),
-])
+@pytest.mark.parametrize(
+    "itype, image, user",
+    [
+        ("g5.xlarge", "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)", "ubuntu"),
+        ("inf2.xlarge", "Deep Learning AMI Neuron (Ubuntu 24.04)", "ubuntu"),
+        ("c6i.2xlarge", "al2023-ami-ecs-hvm", "ec2-user"),
+    ],
+)
 def test_each_kind_boots_its_own_image(itype, image, user, name, cli, store, tmp_path):
     """A GPU type on the Neuron DLAMI has no NVIDIA driver: each kind has its AMI and login user."""
-    r = cli("run", "--sandbox", "--name", name, "--config", _config(tmp_path, f'[instance]\ntype = "{itype}"\n'),
-            "--until", "preflight")
+    r = cli(
+        "run",
+        "--sandbox",
+        "--name",
+        name,
+        "--config",
+        _config(tmp_path, f'[instance]\ntype = "{itype}"\n'),
+        "--until",
+        "preflight",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     ami = store.get(name, "preflight")["ami"]
     assert ami["name"].startswith(image) and ami["user"] == user
@@ -149,19 +164,31 @@ def test_a_waiter_error_that_is_not_a_failure_state_stops_at_once():
 
     ec2 = boto3.client("ec2", region_name="us-west-2", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(ec2) as stub:
-        stub.add_client_error("describe_instances", "UnauthorizedOperation", "You are not authorized to perform this operation.")
+        stub.add_client_error(
+            "describe_instances", "UnauthorizedOperation", "You are not authorized to perform this operation."
+        )
         ctx = StepContext(name="t", config=None, runtime=None, store=None)  # type: ignore[arg-type]
         with pytest.raises(StepError) as e:
             ctx.wait_for(ec2, "instance_running", "Instance i-1 starting", InstanceIds=["i-1"], timeout=900)
     assert "UnauthorizedOperation" in str(e.value)
 
 
-@pytest.mark.parametrize("itype, quota", [("g5.xlarge", "Running On-Demand G and VT instances"),
-                                          ("c6i.2xlarge", "Running On-Demand Standard")])
+@pytest.mark.parametrize(
+    "itype, quota",
+    [("g5.xlarge", "Running On-Demand G and VT instances"), ("c6i.2xlarge", "Running On-Demand Standard")],
+)
 def test_a_quota_refusal_names_the_quota_of_the_instance_family(itype, quota, name, cli, faults, tmp_path):
     faults({"run_instances": {"*": "VcpuLimitExceeded"}})
-    r = cli("run", "--sandbox", "--name", name, "--config", _config(tmp_path, f'[instance]\ntype = "{itype}"\n'),
-            "--until", "launch")
+    r = cli(
+        "run",
+        "--sandbox",
+        "--name",
+        name,
+        "--config",
+        _config(tmp_path, f'[instance]\ntype = "{itype}"\n'),
+        "--until",
+        "launch",
+    )
     assert r.returncode == 1
     assert quota in r.stderr and "Inf instances" not in r.stderr
     assert accelerators.quota_of(itype)[0] in r.stderr
@@ -172,8 +199,11 @@ def test_an_expired_sso_session_says_how_to_log_in_again():
 
     from inflab.engine import describe_exception
 
-    for exc in (UnauthorizedSSOTokenError(), SSOTokenLoadError(error_msg="Token for lab does not exist"),
-                TokenRetrievalError(provider="sso", error_msg="Token has expired and refresh failed")):
+    for exc in (
+        UnauthorizedSSOTokenError(),
+        SSOTokenLoadError(error_msg="Token for lab does not exist"),
+        TokenRetrievalError(provider="sso", error_msg="Token has expired and refresh failed"),
+    ):
         line = describe_exception(exc, "workshop")
         assert "aws sso login --profile workshop" in line and "\n" not in line
 
@@ -187,7 +217,7 @@ def test_the_instance_role_has_one_policy_scoped_to_the_session(name, cli, aws):
     doc = iam.get_role_policy(RoleName=role, PolicyName="inflab-lab-access")["PolicyDocument"]
     doc = json.loads(doc) if isinstance(doc, str) else doc
     resources = json.dumps([s["Resource"] for s in doc["Statement"] if s["Sid"] != "EcrLogin"])
-    assert f"repository/inflab-{name}\"" in resources and f"log-group:/inflab/{name}\"" in resources
+    assert f'repository/inflab-{name}"' in resources and f'log-group:/inflab/{name}"' in resources
     assert f"inflab-{name}*" not in resources  # exact names: nothing of session NAME-2
     assert cli("cleanup", name, "--yes").returncode == 0
 
@@ -196,9 +226,22 @@ def test_a_batch_host_tagged_for_the_session_is_not_taken_for_its_instance(name,
     """Batch launches the sweep's hosts with the compute environment's tags, the session's among them."""
     ec2 = aws("ec2")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    host = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="inf1.2xlarge", TagSpecifications=[
-        {"ResourceType": "instance", "Tags": [{"Key": "inflab:session", "Value": name}, {"Key": "inflab:lab", "Value": "inf1"},
-                                              {"Key": "inflab:role", "Value": "batch-host"}]}])["Instances"][0]["InstanceId"]
+    host = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="inf1.2xlarge",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "inflab:session", "Value": name},
+                    {"Key": "inflab:lab", "Value": "inf1"},
+                    {"Key": "inflab:role", "Value": "batch-host"},
+                ],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
     r = cli("run", "--sandbox", "--name", name, "--until", "launch")
     assert r.returncode == 0
     assert "Launched i-" in r.stdout  # a new instance of its own, the host was not adopted

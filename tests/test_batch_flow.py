@@ -36,8 +36,11 @@ rates = [5]
 """
 SWEEP_STEPS = ("batch-setup", "batch-submit", "batch-monitor", "report")
 # The sweep-only tests measure less: two batch sizes, fp32 only.
-SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4}, "model": {"int8": False},
-         "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4}}
+SMALL = {
+    "batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4},
+    "model": {"int8": False},
+    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4},
+}
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +123,39 @@ def run_steps(store, name, *steps, listener=None, **kw):
 def sweep_jobs(aws, name):
     batch = aws("batch")
     queue = f"inflab-{name}-inf1-2xlarge"
-    return batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [f"inflab-{name}-*"]}])["jobSummaryList"]
+    return batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [f"inflab-{name}-*"]}])[
+        "jobSummaryList"
+    ]
 
 
-def test_killed_while_submitting_or_monitoring_and_run_again_no_job_is_duplicated(sweep_session, inflab_home, aws, store):
+def test_killed_while_submitting_or_monitoring_and_run_again_no_job_is_duplicated(
+    sweep_session, inflab_home, aws, store
+):
     name = sweep_session
     assert run_steps(store, name, "batch-setup").ok
     # Killed right after Batch accepted the first job, before the lab recorded it.
-    r = run_cli("run", "--name", name, "--until", "batch-submit", home=inflab_home,
-                env={"INFLAB_FAULT_POINT": "batch-submit:submitted"})
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--until",
+        "batch-submit",
+        home=inflab_home,
+        env={"INFLAB_FAULT_POINT": "batch-submit:submitted"},
+    )
     assert r.returncode == 137
     assert len(sweep_jobs(aws, name)) == 1
     # Killed while watching.
-    r = run_cli("run", "--name", name, "--until", "batch-monitor", home=inflab_home,
-                env={"INFLAB_FAULT_POINT": "batch-monitor:polled"}, timeout=300)
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--until",
+        "batch-monitor",
+        home=inflab_home,
+        env={"INFLAB_FAULT_POINT": "batch-monitor:polled"},
+        timeout=300,
+    )
     assert r.returncode == 137, r.stdout[-2000:] + r.stderr[-2000:]
     assert "found job" in r.stdout and "not submitting it again" in r.stdout
     r = run_cli("run", "--name", name, "--until", "report", home=inflab_home, timeout=900)
@@ -148,11 +170,14 @@ def test_a_failing_job_shows_its_reason_and_is_marked_in_the_report(sweep_sessio
     assert run_steps(store, name, "batch-setup").ok
     # Force an impossible batch size through the job's environment: a new revision of one definition.
     batch = aws("batch")
-    d = batch.describe_job_definitions(jobDefinitionName=f"inflab-{name}-bert-inf1-2xlarge-b4", status="ACTIVE")["jobDefinitions"][0]
+    d = batch.describe_job_definitions(jobDefinitionName=f"inflab-{name}-bert-inf1-2xlarge-b4", status="ACTIVE")[
+        "jobDefinitions"
+    ][0]
     props = dict(d["containerProperties"])
     props["environment"] = [{"name": "INFLAB_BATCH_SIZE", "value": "0"}]
-    batch.register_job_definition(jobDefinitionName=d["jobDefinitionName"], type="container", containerProperties=props,
-                                  tags=d.get("tags") or {})
+    batch.register_job_definition(
+        jobDefinitionName=d["jobDefinitionName"], type="container", containerProperties=props, tags=d.get("tags") or {}
+    )
     events: list = []
     result = run_steps(store, name, "batch-submit", "batch-monitor", "report", listener=events.append)
     assert result.ok, result.error
@@ -164,8 +189,9 @@ def test_a_failing_job_shows_its_reason_and_is_marked_in_the_report(sweep_sessio
     assert last.done == last.total == 2
     assert {j.batch_size: j.state for j in last.jobs} == {2: "SUCCEEDED", 4: "FAILED"}
     assert "exit code 2" in next(j.reason for j in last.jobs if j.batch_size == 4)
-    assert any(isinstance(e, JobLines) and any("[sweep]" in line for line in e.lines) for e in events), \
+    assert any(isinstance(e, JobLines) and any("[sweep]" in line for line in e.lines) for e in events), (
         "a job's CloudWatch log streamed into the job pane"
+    )
     rows = report_csv(name, inflab_home)
     sweep_rows = [r for r in rows if r["run_id"].startswith("sweep-") or r.get("status", "").startswith("FAILED")]
     assert sorted({int(r["batch_size"]) for r in sweep_rows if not r.get("status", "ok").startswith("FAILED")}) == [2]

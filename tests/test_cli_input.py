@@ -34,20 +34,36 @@ CASES = [
     ("shell-profile-in-sandbox", '[aws]\nprofile = "x; rm -rf ~"\n', None, "aws.profile"),
     ("300-characters", f'[instance]\nami_name = "{"a" * 300}"\n', None, "instance.ami_name"),
     ("missing-config-file", None, ["run", "--sandbox", "--name", "{name}", "--config", "{missing}"], "--config"),
-    ("bad-config-json-mode", '[instance]\nvolume_size_gb = "big"\n',
-     ["run", "--sandbox", "--json", "--name", "{name}", "--config", "{config}"], "instance.volume_size_gb"),
+    (
+        "bad-config-json-mode",
+        '[instance]\nvolume_size_gb = "big"\n',
+        ["run", "--sandbox", "--json", "--name", "{name}", "--config", "{config}"],
+        "instance.volume_size_gb",
+    ),
     ("bad-name", None, ["run", "--sandbox", "--name", "Bad_Name"], "--name"),
     ("name-too-long", None, ["run", "--sandbox", "--name", "x" * 40], "--name"),
     ("name-with-newline", None, ["run", "--sandbox", "--name", "{name}\n", "--until", "credentials"], "--name"),
-    ("type-with-newline", '[instance]\ntype = "inf1.2xlarge\\n"\n',
-     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "credentials"], "instance.type"),
+    (
+        "type-with-newline",
+        '[instance]\ntype = "inf1.2xlarge\\n"\n',
+        ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "credentials"],
+        "instance.type",
+    ),
     ("missing-name", None, ["run", "--sandbox"], "--name"),
     ("unknown-until", None, ["run", "--sandbox", "--name", "{name}", "--until", "bogus"], "--until"),
-    ("bad-grid", '[batch]\nfamilies = ["gpt"]\n',
-     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"], "batch.families"),
-    ("grid-too-big", '[batch]\nsizes = [1, 2, 3, 4, 5, 6, 7, 8]\ninstance_types = ["inf1.xlarge", "inf2.xlarge", "g5.xlarge", "c6i.4xlarge"]\n'
-     'families = ["bert", "resnet"]\n',
-     ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"], "batch.sizes"),
+    (
+        "bad-grid",
+        '[batch]\nfamilies = ["gpt"]\n',
+        ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"],
+        "batch.families",
+    ),
+    (
+        "grid-too-big",
+        '[batch]\nsizes = [1, 2, 3, 4, 5, 6, 7, 8]\ninstance_types = ["inf1.xlarge", "inf2.xlarge", "g5.xlarge", "c6i.4xlarge"]\n'
+        'families = ["bert", "resnet"]\n',
+        ["run", "--sandbox", "--name", "{name}", "--config", "{config}", "--until", "batch-submit"],
+        "batch.sizes",
+    ),
     ("unknown-flag", None, ["run", "--sandbox", "--name", "{name}", "--frobnicate"], "--frobnicate"),
     ("unknown-flag-sessions", None, ["sessions", "--frobnicate"], "--frobnicate"),
     ("resources-no-session", None, ["resources", "{name}"], "NAME"),
@@ -91,7 +107,9 @@ def _assert_nothing_for(name: str, cli, tagged, inflab_home, sessions_before, di
 
 
 @pytest.mark.parametrize("case_id, toml, args, expected", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(case_id, toml, args, expected, name, tmp_path, cli, sandbox, tagged, inflab_home):
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(
+    case_id, toml, args, expected, name, tmp_path, cli, sandbox, tagged, inflab_home
+):
     cfg = tmp_path / "lab.toml"
     if toml is not None:
         cfg.write_text(toml)
@@ -107,9 +125,18 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case_id, toml, args, e
     _assert_nothing_for(name, cli, tagged, inflab_home, sessions_before, dirs_before)
 
 
-UNREADABLE = [("fifo", "FIFO"), ("dev-zero", "character device"), ("socket", "socket"), ("proc-mem", "cannot read"),
-              ("symlink-loop", "symbolic links"), ("directory", "directory"), ("long-name", "too long"),
-              ("not-utf8", "not UTF-8"), ("deep-array", "nested too deeply"), ("too-big", "larger than 1 MiB")]
+UNREADABLE = [
+    ("fifo", "FIFO"),
+    ("dev-zero", "character device"),
+    ("socket", "socket"),
+    ("proc-mem", "cannot read"),
+    ("symlink-loop", "symbolic links"),
+    ("directory", "directory"),
+    ("long-name", "too long"),
+    ("not-utf8", "not UTF-8"),
+    ("deep-array", "nested too deeply"),
+    ("too-big", "larger than 1 MiB"),
+]
 
 
 @pytest.mark.parametrize("kind, says", UNREADABLE, ids=[u[0] for u in UNREADABLE])
@@ -118,8 +145,19 @@ def test_config_files_the_cli_cannot_read_create_nothing(kind, says, name, tmp_p
     with tempfile.TemporaryDirectory(prefix="cfg") as d:  # short: socket paths are limited to ~100 bytes
         path = unusable_config(kind, Path(d))
 
-        r = run_cli("run", "--sandbox", "--name", name, "--config", path, "--until", "credentials", home=home, timeout=60,
-                    input="")
+        r = run_cli(
+            "run",
+            "--sandbox",
+            "--name",
+            name,
+            "--config",
+            path,
+            "--until",
+            "credentials",
+            home=home,
+            timeout=60,
+            input="",
+        )
 
     _assert_one_line_error(r, "--config")
     assert says in r.stderr, r.stderr

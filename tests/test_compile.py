@@ -24,21 +24,38 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, the con
 
 # Tolerances these tests hold the artifacts to (the payload states its own, REL_TOL):
 FP32_TOL = 1e-4  # traced vs eager fp32 on the same CPU: measured 0 (identical kernels)
-INT8_TOL = 0.1   # x max(1, max |eager logit|): dynamic int8 measured 0.2-2% of that scale
+INT8_TOL = 0.1  # x max(1, max |eager logit|): dynamic int8 measured 0.2-2% of that scale
 
 # torch.jit.load/trace are deprecated in torch 2.13 but are what the Neuron SDKs produce and load.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
 
-MANIFEST_KEYS = {"format", "family", "name", "size", "weights", "weights_note", "target", "precision", "batch_size",
-                 "file", "inputs", "check", "compile_s", "system", "num_labels", "labels"}
+MANIFEST_KEYS = {
+    "format",
+    "family",
+    "name",
+    "size",
+    "weights",
+    "weights_note",
+    "target",
+    "precision",
+    "batch_size",
+    "file",
+    "inputs",
+    "check",
+    "compile_s",
+    "system",
+    "num_labels",
+    "labels",
+}
 
 
 def run_compile(*args: str, home: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     e.update(PYTHONUNBUFFERED="1", HF_HOME=str(home / "hf-home"))  # an empty cache: nothing can come from it
     e.update(env or {})
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env=e, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT
+    )
 
 
 def manifests(out: Path) -> list[dict]:
@@ -53,8 +70,11 @@ def inputs_from_spec(spec: list[dict], seed: int) -> tuple:
     out = []
     for item in spec:
         dtype, shape = getattr(torch, item["dtype"]), tuple(item["shape"])
-        out.append(torch.randn(shape, generator=g, dtype=dtype) if dtype.is_floating_point
-                   else torch.randint(item["low"], item["high"], shape, generator=g, dtype=dtype))
+        out.append(
+            torch.randn(shape, generator=g, dtype=dtype)
+            if dtype.is_floating_point
+            else torch.randint(item["low"], item["high"], shape, generator=g, dtype=dtype)
+        )
     return tuple(out)
 
 
@@ -83,8 +103,24 @@ def bert_run(tmp_path_factory):
     """One tiny BERT compile for cpu with --int8: both artifacts, shared by the tests below."""
     home = tmp_path_factory.mktemp("bert")
     out = home / "models"
-    proc = run_compile("--family", "bert", "--size", "tiny", "--target", "cpu", "--batch-size", "2",
-                       "--max-length", "16", "--int8", "--out", str(out), "--instance-type", "test.large", home=home)
+    proc = run_compile(
+        "--family",
+        "bert",
+        "--size",
+        "tiny",
+        "--target",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "16",
+        "--int8",
+        "--out",
+        str(out),
+        "--instance-type",
+        "test.large",
+        home=home,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
 
@@ -95,7 +131,12 @@ def test_manifest_format_index_and_loading(bert_run):
     assert json.loads((out / "index.json").read_text()) == ["bert_cpu_fp32_16_b2.json", "bert_cpu_int8_16_b2.json"]
     for m, precision in zip(manifests(out), ("fp32", "int8")):
         assert MANIFEST_KEYS | {"max_length"} == set(m), sorted(set(m) ^ (MANIFEST_KEYS | {"max_length"}))
-        assert (m["format"], m["family"], m["name"], m["size"]) == ("inflab-model/1", "bert", "bert-base-cased-finetuned-mrpc", "tiny")
+        assert (m["format"], m["family"], m["name"], m["size"]) == (
+            "inflab-model/1",
+            "bert",
+            "bert-base-cased-finetuned-mrpc",
+            "tiny",
+        )
         assert (m["target"], m["precision"], m["batch_size"], m["max_length"]) == ("cpu", precision, 2, 16)
         assert m["weights"] == "random" and "tiny" in m["weights_note"] and "timing only" in m["weights_note"]
         assert m["file"] == f"bert_cpu_{precision}_16_b2.pt" and (out / m["file"]).is_file()
@@ -150,8 +191,21 @@ def test_resnet_traced_agrees_with_eager(tmp_path):
     import torch
 
     out = tmp_path / "models"
-    proc = run_compile("--family", "resnet", "--size", "tiny", "--target", "cpu", "--batch-size", "2",
-                       "--image-size", "64", "--out", str(out), home=tmp_path)
+    proc = run_compile(
+        "--family",
+        "resnet",
+        "--size",
+        "tiny",
+        "--target",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "64",
+        "--out",
+        str(out),
+        home=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [m] = manifests(out)
     assert (m["file"], m["name"], m["image_size"]) == ("resnet_cpu_fp32_64_b2.pt", "microsoft/resnet-50", 64)
@@ -167,8 +221,20 @@ def test_resnet_traced_agrees_with_eager(tmp_path):
 def test_unreachable_hub_falls_back_to_random_weights_quickly(tmp_path):
     out = tmp_path / "models"
     start = time.monotonic()
-    proc = run_compile("--family", "bert", "--target", "cpu", "--batch-size", "1", "--max-length", "8",
-                       "--out", str(out), home=tmp_path, env={"HF_ENDPOINT": UNREACHABLE})
+    proc = run_compile(
+        "--family",
+        "bert",
+        "--target",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--max-length",
+        "8",
+        "--out",
+        str(out),
+        home=tmp_path,
+        env={"HF_ENDPOINT": UNREACHABLE},
+    )
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [m] = manifests(out)
@@ -183,9 +249,23 @@ def test_unreachable_hub_falls_back_to_random_weights_quickly(tmp_path):
 @pytest.mark.slow
 def test_offline_flag_says_so_and_never_probes_the_hub(tmp_path):
     out = tmp_path / "models"
-    proc = run_compile("--family", "resnet", "--name", "microsoft/resnet-18", "--target", "cpu", "--batch-size", "1",
-                       "--image-size", "32", "--offline", "--out", str(out), home=tmp_path,
-                       env={"HF_ENDPOINT": UNREACHABLE})
+    proc = run_compile(
+        "--family",
+        "resnet",
+        "--name",
+        "microsoft/resnet-18",
+        "--target",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--image-size",
+        "32",
+        "--offline",
+        "--out",
+        str(out),
+        home=tmp_path,
+        env={"HF_ENDPOINT": UNREACHABLE},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [m] = manifests(out)
     assert m["weights"] == "random" and m["weights_note"].startswith("--offline")
@@ -206,8 +286,22 @@ def test_a_failed_check_says_why_and_exits_nonzero(tmp_path, monkeypatch, capsys
     for key in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT", "TOKENIZERS_PARALLELISM"):
         monkeypatch.setenv(key, os.environ.get(key, ""))  # main() sets defaults: keep them out of later tests
     out = tmp_path / "models"
-    code = comp.main(["--family", "bert", "--size", "tiny", "--target", "cpu", "--batch-size", "1",
-                      "--max-length", "8", "--out", str(out)])
+    code = comp.main(
+        [
+            "--family",
+            "bert",
+            "--size",
+            "tiny",
+            "--target",
+            "cpu",
+            "--batch-size",
+            "1",
+            "--max-length",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1
     [m] = manifests(out)
     assert m["check"]["ok"] is False and (out / m["file"]).is_file()
@@ -215,18 +309,31 @@ def test_a_failed_check_says_why_and_exits_nonzero(tmp_path, monkeypatch, capsys
 
 
 def test_int8_needs_the_cpu_target(tmp_path):
-    proc = run_compile("--family", "bert", "--target", "inf1", "--batch-size", "1", "--int8",
-                       "--out", str(tmp_path / "models"), home=tmp_path)
+    proc = run_compile(
+        "--family",
+        "bert",
+        "--target",
+        "inf1",
+        "--batch-size",
+        "1",
+        "--int8",
+        "--out",
+        str(tmp_path / "models"),
+        home=tmp_path,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "--int8" in proc.stderr, proc.stderr
     assert proc.stdout == "" and not (tmp_path / "models").exists()
 
 
-@pytest.mark.parametrize("args, flag", [
-    (["--target", "tpu", "--batch-size", "1"], "--target"),
-    (["--target", "cpu", "--batch-size", "0"], "--batch-size"),
-    (["--target", "cpu", "--batch-size", "1", "--image-size", "8"], "--image-size"),
-])
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--target", "tpu", "--batch-size", "1"], "--target"),
+        (["--target", "cpu", "--batch-size", "0"], "--batch-size"),
+        (["--target", "cpu", "--batch-size", "1", "--image-size", "8"], "--image-size"),
+    ],
+)
 def test_bad_arguments_name_the_flag(tmp_path, args, flag):
     proc = run_compile("--family", "bert", *args, "--out", str(tmp_path / "m"), home=tmp_path)
     assert proc.returncode == 2

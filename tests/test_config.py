@@ -62,7 +62,7 @@ def test_a_config_cannot_be_changed_after_validation():
 
 def test_user_file_only_changes_what_it_names(tmp_path):
     p = tmp_path / "lab.toml"
-    p.write_text('[instance]\nvolume_size_gb = 512\n[batch]\nsizes = [1, 16]\n')
+    p.write_text("[instance]\nvolume_size_gb = 512\n[batch]\nsizes = [1, 16]\n")
     cfg = config.load(p)
     assert cfg.instance.volume_size_gb == 512
     assert cfg.batch.sizes == (1, 16)
@@ -73,13 +73,20 @@ def test_user_file_only_changes_what_it_names(tmp_path):
     assert cfg.model.family == "bert"
 
 
-@pytest.mark.parametrize("itype, how, login", [
-    ("inf1.2xlarge", "Deep Learning AMI Neuron (Ubuntu 22.04) *", "ubuntu"),
-    ("inf2.xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
-    ("trn1.2xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
-    ("g5.xlarge", "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id", "ubuntu"),
-    ("c6i.2xlarge", "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id", "ec2-user"),
-])
+@pytest.mark.parametrize(
+    "itype, how, login",
+    [
+        ("inf1.2xlarge", "Deep Learning AMI Neuron (Ubuntu 22.04) *", "ubuntu"),
+        ("inf2.xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
+        ("trn1.2xlarge", "/aws/service/neuron/dlami/multi-framework/ubuntu-24.04/latest/image_id", "ubuntu"),
+        (
+            "g5.xlarge",
+            "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+            "ubuntu",
+        ),
+        ("c6i.2xlarge", "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id", "ec2-user"),
+    ],
+)
 @pytest.mark.parametrize("sandbox", [False, True])
 def test_each_kind_has_its_own_default_ami_and_login(itype, how, login, sandbox):
     """A GPU type never gets the Neuron DLAMI (no NVIDIA driver there); the sandbox resolves the same defaults."""
@@ -89,7 +96,12 @@ def test_each_kind_has_its_own_default_ami_and_login(itype, how, login, sandbox)
     assert cfg.login_user == login
     assert (image.max_neuron_sdk == (2, 26, 0)) == itype.startswith("inf1")
     # nothing is filled into the snapshot: changing the type on the review screen changes the image
-    assert cfg.data["instance"]["ami_name"] == cfg.data["instance"]["ami_ssm_parameter"] == cfg.data["instance"]["ssh_user"] == ""
+    assert (
+        cfg.data["instance"]["ami_name"]
+        == cfg.data["instance"]["ami_ssm_parameter"]
+        == cfg.data["instance"]["ssh_user"]
+        == ""
+    )
 
 
 def test_the_review_screen_says_what_an_empty_ami_and_login_become():
@@ -120,8 +132,14 @@ ODD_STRINGS = {
 
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_to_toml_round_trips(sandbox):
-    cfg = config.from_dict({**ODD_STRINGS, "batch": {"sizes": [1, 2], "instance_types": ["inf1.xlarge", "c6i.4xlarge"]},
-                            "bench": {"mode": "open", "rate": 12.5}}, sandbox=sandbox)
+    cfg = config.from_dict(
+        {
+            **ODD_STRINGS,
+            "batch": {"sizes": [1, 2], "instance_types": ["inf1.xlarge", "c6i.4xlarge"]},
+            "bench": {"mode": "open", "rate": 12.5},
+        },
+        sandbox=sandbox,
+    )
     again = config.from_dict(tomllib.loads(cfg.to_toml()), sandbox=sandbox)
     assert again == cfg
     assert again.data == cfg.data
@@ -129,7 +147,9 @@ def test_to_toml_round_trips(sandbox):
 
 
 def test_to_toml_file_loads_back(tmp_path):
-    cfg = config.from_dict({"instance": {"volume_size_gb": 100, "ssh_cidr": "203.0.113.7/32"}, "batch": {"sizes": [1, 2]}})
+    cfg = config.from_dict(
+        {"instance": {"volume_size_gb": 100, "ssh_cidr": "203.0.113.7/32"}, "batch": {"sizes": [1, 2]}}
+    )
     p = tmp_path / "again.toml"
     p.write_text(cfg.to_toml())
     assert config.load(p).data == cfg.data
@@ -165,13 +185,20 @@ def test_the_comments_are_the_readmes():
     assert documented >= 20
 
 
-@pytest.mark.parametrize("key", [f"{s}.{k}" for s, keys in config.DEFAULTS.items() for k, v in keys.items()
-                                 if isinstance(v, str)])
+@pytest.mark.parametrize(
+    "key", [f"{s}.{k}" for s, keys in config.DEFAULTS.items() for k, v in keys.items() if isinstance(v, str)]
+)
 def test_no_string_key_takes_a_newline(key):
     """So no value can break the review screen's TOML: each is refused with one line naming it."""
     section, name = key.split(".")
-    good = {"aws.region": "us-west-2", "lab.track": "inf1", "instance.type": "inf1.2xlarge",
-            "instance.ssh_cidr": "203.0.113.7/32", "instance.ami_ssm_parameter": "/a/b", "instance.ami": "ami-0123abcd"}
+    good = {
+        "aws.region": "us-west-2",
+        "lab.track": "inf1",
+        "instance.type": "inf1.2xlarge",
+        "instance.ssh_cidr": "203.0.113.7/32",
+        "instance.ami_ssm_parameter": "/a/b",
+        "instance.ami": "ami-0123abcd",
+    }
     value = good.get(key, config.DEFAULTS[section][name] or "abc") + "\nx"
     with pytest.raises(ConfigError) as ei:
         config.from_dict({section: {name: value}}, sandbox=True)
@@ -191,16 +218,19 @@ def test_a_snapshot_from_before_a_key_existed_gets_its_default():
     assert config.LabConfig.from_snapshot(old, sandbox=True).instance.allow_wide_ssh is False
 
 
-@pytest.mark.parametrize("section, key, value", [
-    ("instance", "ssh_cidr", "10.0.0.0/8"),  # accepted by older versions
-    ("instance", "ssh_cidr", "2001:db8::/64"),
-    ("model", "name", "a/.."),
-    ("aws", "profile", "lab; rm -rf ~"),
-    ("bench", "rate", "fast"),
-    ("bench", "batch_size", 5000),
-    ("batch", "sizes", None),
-    ("instance", "kind", "x"),  # a key no version had
-])
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("instance", "ssh_cidr", "10.0.0.0/8"),  # accepted by older versions
+        ("instance", "ssh_cidr", "2001:db8::/64"),
+        ("model", "name", "a/.."),
+        ("aws", "profile", "lab; rm -rf ~"),
+        ("bench", "rate", "fast"),
+        ("bench", "batch_size", 5000),
+        ("batch", "sizes", None),
+        ("instance", "kind", "x"),  # a key no version had
+    ],
+)
 def test_an_edited_or_old_snapshot_is_refused_naming_the_key(section, key, value):
     snapshot = config.load(None, sandbox=True).data
     snapshot[section][key] = value
@@ -250,9 +280,14 @@ def test_compile_and_config_agree_on_each_bound(section, key, flag, bound, capsy
     assert f"within {bound}" in capsys.readouterr().err
 
 
-BENCH_BOUNDS = [("workers_per_model", limits.WORKERS_PER_MODEL), ("n_models", limits.N_MODELS),
-                ("min_queries", limits.MIN_QUERIES), ("max_duration_s", limits.MAX_DURATION_S),
-                ("min_duration_s", limits.MIN_DURATION_S), ("rate", limits.RATE)]
+BENCH_BOUNDS = [
+    ("workers_per_model", limits.WORKERS_PER_MODEL),
+    ("n_models", limits.N_MODELS),
+    ("min_queries", limits.MIN_QUERIES),
+    ("max_duration_s", limits.MAX_DURATION_S),
+    ("min_duration_s", limits.MIN_DURATION_S),
+    ("rate", limits.RATE),
+]
 
 
 @pytest.mark.parametrize("key, bound", BENCH_BOUNDS, ids=[b[0] for b in BENCH_BOUNDS])
@@ -348,7 +383,7 @@ BAD = [
     ({"bench": {"min_duration_s": 0}}, "bench.min_duration_s"),
     ({"bench": {"min_queries": 0}}, "bench.min_queries"),
     ({"bench": {"max_duration_s": 5}}, "bench.max_duration_s"),  # below min_duration_s (10)
-    ({"bench": {"max_duration_s": 10 ** 300}}, "bench.max_duration_s"),
+    ({"bench": {"max_duration_s": 10**300}}, "bench.max_duration_s"),
     ({"bench": {"mode": "poisson"}}, "bench.mode"),
     ({"bench": {"mode": "open"}}, "bench.rate"),  # open loop without a rate
     ({"bench": {"rate": -1.0}}, "bench.rate"),
@@ -375,8 +410,16 @@ BAD = [
     ({"batch": {"families": []}}, "batch.families"),
     ({"batch": {"families": ["gpt"]}}, "batch.families"),
     ({"batch": {"families": ["bert", "bert"]}}, "batch.families"),
-    ({"batch": {"sizes": list(range(1, 31)), "instance_types": ["inf1.xlarge", "c6i.4xlarge"], "families": ["bert", "resnet"]}},
-     "batch.sizes"),  # 120 jobs
+    (
+        {
+            "batch": {
+                "sizes": list(range(1, 31)),
+                "instance_types": ["inf1.xlarge", "c6i.4xlarge"],
+                "families": ["bert", "resnet"],
+            }
+        },
+        "batch.sizes",
+    ),  # 120 jobs
     ({"batch": {"min_duration_s": 0}}, "batch.min_duration_s"),
     ({"batch": {"min_duration_s": 30, "max_duration_s": 20}}, "batch.max_duration_s"),
     ({"aws": {"profile": "my profile"}}, "aws.profile"),  # refused in the sandbox too
@@ -441,7 +484,7 @@ def test_ssh_cidr_zero_prefix_says_why():
 
 def test_nan_rate_says_it_is_not_a_number(tmp_path):
     p = tmp_path / "lab.toml"
-    p.write_text("[bench]\nmode = \"open\"\nrate = nan\n")
+    p.write_text('[bench]\nmode = "open"\nrate = nan\n')
     with pytest.raises(ConfigError, match=r"^bench\.rate: nan is not a finite number$"):
         config.load(p)
 
@@ -471,9 +514,17 @@ def test_malformed_toml_names_the_flag(tmp_path):
         config.load(p)
 
 
-UNREADABLE = [("directory", "is a directory"), ("symlink-loop", "symbolic links"), ("long-name", "too long"),
-              ("not-utf8", "not UTF-8"), ("deep-array", "nested too deeply"), ("huge-integer", "not valid TOML"),
-              ("too-big", "larger than 1 MiB"), ("dev-zero", "character device"), ("proc-mem", "cannot read")]
+UNREADABLE = [
+    ("directory", "is a directory"),
+    ("symlink-loop", "symbolic links"),
+    ("long-name", "too long"),
+    ("not-utf8", "not UTF-8"),
+    ("deep-array", "nested too deeply"),
+    ("huge-integer", "not valid TOML"),
+    ("too-big", "larger than 1 MiB"),
+    ("dev-zero", "character device"),
+    ("proc-mem", "cannot read"),
+]
 
 
 @pytest.mark.parametrize("kind, says", UNREADABLE, ids=[u[0] for u in UNREADABLE])
@@ -516,12 +567,15 @@ async def test_review_screen_shows_toml_that_starts_the_session_as_configured(st
     assert config.LabConfig.from_snapshot(store.get_session(name).config, sandbox=True) == cfg
 
 
-@pytest.mark.parametrize("line, error", [
-    ('ami_name = "Deep Learning AMI\\nNeuron"', "instance.ami_name: "),  # a newline, written the TOML way
-    ('ami_name = "Deep Learning AMI \\"Neuron\\""', "instance.ami_name: "),
-    ("ami_name = " + "[" * 50_000 + "]" * 50_000, "The configuration is nested too deeply"),
-    ('ami_name = "unterminated', "The configuration is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ('ami_name = "Deep Learning AMI\\nNeuron"', "instance.ami_name: "),  # a newline, written the TOML way
+        ('ami_name = "Deep Learning AMI \\"Neuron\\""', "instance.ami_name: "),
+        ("ami_name = " + "[" * 50_000 + "]" * 50_000, "The configuration is nested too deeply"),
+        ('ami_name = "unterminated', "The configuration is not valid TOML"),
+    ],
+)
 async def test_review_screen_refuses_what_validation_refuses(store, name, line, error):
     from textual.widgets import Static, TextArea
 
@@ -570,7 +624,9 @@ def _request(d: Path, name: str = "req.json", mode: int = 0o644) -> Path:
     return p
 
 
-@pytest.mark.parametrize("case", ["link-to-a-readable-file", "link-to-shadow", "link-loop", "dotdot", "dotdot-absolute"])
+@pytest.mark.parametrize(
+    "case", ["link-to-a-readable-file", "link-to-shadow", "link-loop", "dotdot", "dotdot-absolute"]
+)
 def test_serve_input_refuses_links_and_dotdot_in_one_line(case, tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -628,8 +684,18 @@ def test_a_bad_serve_input_through_the_cli_is_one_line_and_creates_nothing(tmp_p
     home = tmp_path / "home"
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
-    r = run_cli("run", "--sandbox", "--name", "x1", "--until", "credentials",
-                "--config", str(_serve_input_config(tmp_path, "a")), home=home, timeout=60)
+    r = run_cli(
+        "run",
+        "--sandbox",
+        "--name",
+        "x1",
+        "--until",
+        "credentials",
+        "--config",
+        str(_serve_input_config(tmp_path, "a")),
+        home=home,
+        timeout=60,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("inflab: error: serve.input: "), r.stderr
     assert not (home / "sessions").exists()

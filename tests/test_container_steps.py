@@ -70,10 +70,19 @@ def ctx_for(store, name):
     def make(user_config: dict, *, sandbox: bool = False, aws=None) -> StepContext:
         cfg = config.from_dict(user_config, sandbox=sandbox)
         store.create_session(name, cfg.data, sandbox=sandbox, track=cfg.track)
-        ctx = StepContext(name=name, config=cfg, runtime=for_session(sandbox, store.home), store=store,
-                          aws_factory=(lambda: aws) if aws else None, step_id="test", log=lambda m: None)
+        ctx = StepContext(
+            name=name,
+            config=cfg,
+            runtime=for_session(sandbox, store.home),
+            store=store,
+            aws_factory=(lambda: aws) if aws else None,
+            step_id="test",
+            log=lambda m: None,
+        )
         ctx.save(Repository(name=f"inflab-{name}", uri=f"{ACCOUNT_URI}/inflab-{name}", arn="arn"))
-        ctx.save(HostRecord(instance_id="i-0123456789abcdef0", public_ip="203.0.113.7", user="ubuntu", zone="us-west-2a"))
+        ctx.save(
+            HostRecord(instance_id="i-0123456789abcdef0", public_ip="203.0.113.7", user="ubuntu", zone="us-west-2a")
+        )
         return ctx
 
     return make
@@ -106,8 +115,11 @@ def test_build_on_the_instance_tags_the_ecr_uri_and_labels_the_definition(ctx_fo
     ctx = ctx_for({})
     cmds = image.build_commands(ctx)
     digest = image.image_hash(ctx)
-    assert cmds == ["set -e", 'cd "$HOME/.inflab/image"',
-                    f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1-{digest} ."]
+    assert cmds == [
+        "set -e",
+        'cd "$HOME/.inflab/image"',
+        f"docker build --progress=plain --label inflab.image={digest} -t {ACCOUNT_URI}/inflab-{name}:inf1-{digest} .",
+    ]
     # the tag names the hash, which covers the payload: changed code is a new tag, never an old image
     assert image.image_tag(ctx) == f"inf1-{digest}"
 
@@ -130,16 +142,24 @@ def test_changing_the_definition_means_a_new_image(ctx_for, store, name, monkeyp
     before = image.image_hash(ctx)
     real_files, real_payload = image.container_files, image.payload_files
     for changed in ("Dockerfile", "Dockerfile.prebuilt", "requirements.txt"):
-        monkeypatch.setattr(image, "container_files", lambda k, f=changed: {**real_files(k), f: real_files(k)[f] + b"\n# edited\n"})
+        monkeypatch.setattr(
+            image, "container_files", lambda k, f=changed: {**real_files(k), f: real_files(k)[f] + b"\n# edited\n"}
+        )
         assert image.image_hash(ctx) != before, f"editing {changed} must give a new image"
     monkeypatch.setattr(image, "container_files", real_files)
     # the payload is baked into the image: a job must never run stale code
-    monkeypatch.setattr(image, "payload_files", lambda: {**real_payload(), "bench.py": real_payload()["bench.py"] + b"\n# edited\n"})
+    monkeypatch.setattr(
+        image, "payload_files", lambda: {**real_payload(), "bench.py": real_payload()["bench.py"] + b"\n# edited\n"}
+    )
     assert image.image_hash(ctx) != before, "editing the payload must give a new image"
     monkeypatch.setattr(image, "payload_files", real_payload)
     assert image.image_hash(ctx) == before, "the same definition gives the same image"
-    prebuilt = StepContext(name=name, config=config.from_dict({"container": {"source": "prebuilt"}}),
-                           runtime=for_session(False, store.home), store=store)
+    prebuilt = StepContext(
+        name=name,
+        config=config.from_dict({"container": {"source": "prebuilt"}}),
+        runtime=for_session(False, store.home),
+        store=store,
+    )
     assert image.image_hash(prebuilt) != before
 
 
@@ -171,11 +191,15 @@ def test_push_passes_the_registry_password_on_stdin_only(ctx_for, jobs_sent, san
 
     job = jobs_sent[0]
     registry = token["proxyEndpoint"].removeprefix("https://")
-    (login, given), = job["conn"].calls
+    ((login, given),) = job["conn"].calls
     assert login == f"docker login --username AWS --password-stdin {registry}"
     assert given == password + "\n"  # on standard input
-    assert job["command"].splitlines() == [f"docker push {ACCOUNT_URI}/inflab-{name}:inf1", "rc=$?",
-                                           f"docker logout {ACCOUNT_URI} >/dev/null", "exit $rc"]
+    assert job["command"].splitlines() == [
+        f"docker push {ACCOUNT_URI}/inflab-{name}:inf1",
+        "rc=$?",
+        f"docker logout {ACCOUNT_URI} >/dev/null",
+        "exit $rc",
+    ]
     # nowhere else: not in a command line, not in the log, not in the session database
     assert password not in login and password not in job["command"] and password not in str(job["env"])
     assert not any(password in line for line in logs)
@@ -203,8 +227,8 @@ def test_compile_runs_in_the_container_with_the_neuron_devices(ctx_for, name):
     uri = f"{ACCOUNT_URI}/inflab-{name}:{image.image_tag(ctx)}"
     assert uri in argv
     i = argv.index(uri)
-    assert argv[i + 1:i + 4] == ["python3", "-u", "/opt/inflab/payload/compile.py"]
-    args = argv[i + 4:]
+    assert argv[i + 1 : i + 4] == ["python3", "-u", "/opt/inflab/payload/compile.py"]
+    args = argv[i + 4 :]
     assert args[args.index("--target") + 1] == "inf1"
     assert args[args.index("--name") + 1] == "bert-base-cased-finetuned-mrpc"
     assert args[args.index("--batch-size") + 1] == "8"
@@ -222,8 +246,12 @@ def test_gpu_and_cpu_targets(ctx_for, store, name):
     assert "--gpus all" in cmd and "--device" not in cmd
     args = _argv(cmd)
     assert args[args.index("--target") + 1] == "cuda"
-    cpu = StepContext(name=name, config=config.from_dict({"instance": {"type": "c6i.4xlarge"}}), runtime=for_session(False, store.home),
-                      store=store)
+    cpu = StepContext(
+        name=name,
+        config=config.from_dict({"instance": {"type": "c6i.4xlarge"}}),
+        runtime=for_session(False, store.home),
+        store=store,
+    )
     args = _argv(ctx_command(cpu))
     assert args[args.index("--target") + 1] == "cpu" and "--int8" in args
 
@@ -272,13 +300,19 @@ def test_the_prebuilt_inf1_image_adds_neuron_ccs_tensorflow_front_end(kind, want
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     pip = bin_dir / "pip"  # the image's pip, as far as this RUN line can tell
-    pip.write_text('#!/bin/sh\nif [ "$1" = show ]; then\n  case "$2" in\n'
-                   '    torch-neuron) echo "Version: 1.13.1.2.11.13.0";;\n    neuron-cc) echo "Version: 1.24.0.0";;\n'
-                   '  esac\n  exit 0\nfi\necho "$@" >> "$PIP_LOG"\n')
+    pip.write_text(
+        '#!/bin/sh\nif [ "$1" = show ]; then\n  case "$2" in\n'
+        '    torch-neuron) echo "Version: 1.13.1.2.11.13.0";;\n    neuron-cc) echo "Version: 1.24.0.0";;\n'
+        '  esac\n  exit 0\nfi\necho "$@" >> "$PIP_LOG"\n'
+    )
     pip.chmod(0o755)
     script = _dockerfile_run(image.container_files(kind)["Dockerfile.prebuilt"].decode())
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "KIND": kind, "NEURON_PIP_REPO": "https://pip.repos.neuron.amazonaws.com",
-           "PIP_LOG": str(tmp_path / "pip.log")}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "KIND": kind,
+        "NEURON_PIP_REPO": "https://pip.repos.neuron.amazonaws.com",
+        "PIP_LOG": str(tmp_path / "pip.log"),
+    }
     r = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     installed = (tmp_path / "pip.log").read_text()
@@ -305,8 +339,14 @@ def test_a_second_build_of_the_same_sandbox_image_waits_for_the_first_and_takes_
     (image / "half-built").write_text("the first build is still writing\n")
     with open(image.with_suffix(".lock"), "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # the first build
-        second = subprocess.Popen(["bash", "-c", plan.script], env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        second = subprocess.Popen(
+            ["bash", "-c", plan.script],
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             line = second.stdout.readline()
             assert line.strip() == "[build] Another session is building this image: waiting for it"

@@ -8,7 +8,16 @@ from inflab import config
 from inflab.engine import Engine, EngineEvent
 from inflab.events import StepLogged, StepStateChanged
 
-STEPS = ["credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template", "launch", "wait-running"]
+STEPS = [
+    "credentials",
+    "preflight",
+    "keypair",
+    "security-group",
+    "instance-profile",
+    "launch-template",
+    "launch",
+    "wait-running",
+]
 
 
 @pytest.fixture
@@ -44,7 +53,8 @@ def test_events_reach_the_listener_in_order(store, session, tagged):
     assert rec.states() == expected
     assert engine.next_step() == "launch"
     assert {sid: st["state"] for sid, st in engine.states().items()} == {
-        **{s.id: "pending" for s in engine.steps}, **{s: "done" for s in STEPS[:6]},
+        **{s.id: "pending" for s in engine.steps},
+        **{s: "done" for s in STEPS[:6]},
     }
     # Log lines carry the step they belong to and land between its running and done.
     logs = [e for e in rec.events if isinstance(e, StepLogged)]
@@ -192,7 +202,10 @@ def test_failed_step_is_recorded_with_its_error(store, session, faults):
     st = engine.states()
     assert st["launch"]["state"] == "failed" and "capacity" in st["launch"]["error"].lower()
     assert st["wait-running"]["state"] == "pending"
-    assert any(e["kind"] == "state" and e["step"] == "launch" and e["message"].startswith("failed:") for e in store.events(session))
+    assert any(
+        e["kind"] == "state" and e["step"] == "launch" and e["message"].startswith("failed:")
+        for e in store.events(session)
+    )
 
 
 def test_cleanup_undoes_every_step_and_verifies(store, session, tagged, inflab_home):

@@ -53,7 +53,9 @@ def test_a_finished_session_stays_finished(cli, store, session, aws, tagged):
     assert Engine(store, session).run_one("terminate").ok
     assert Engine(store, session).finished()["step"] == "terminate"
     before = {k: len(v) for k, v in tagged(session).items()}
-    instances = len(aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["Reservations"])
+    instances = len(
+        aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["Reservations"]
+    )
 
     r = cli("run", "--name", session, "--json")
 
@@ -62,7 +64,9 @@ def test_a_finished_session_stays_finished(cli, store, session, aws, tagged):
     assert out["ok"] and out["nothing_to_do"] and out["finished"]
     assert "nothing to do" in r.stderr and "--again" in r.stderr
     assert {k: len(v) for k, v in tagged(session).items()} == before
-    after = len(aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["Reservations"])
+    after = len(
+        aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]}])["Reservations"]
+    )
     assert after == instances, "no instance was launched"
     r = cli("resources", session, "--json")
     assert [x["type"] for x in json.loads(r.stdout) if x["type"] == "ec2:instance"] == []
@@ -220,7 +224,9 @@ def test_sessions_rm_refuses_while_aws_has_something_then_removes_everything(cli
     assert Engine(store, session).run("keypair").ok
     store.add_result(session, "benchmark", {"x": 1}, key="r1")
     r = cli("sessions", "rm", session, "--yes")
-    assert r.returncode == 1 and "still has 2 resource(s)" in r.stderr  # the key pair and the progress beacon and f"inflab cleanup {session}" in r.stderr
+    assert (
+        r.returncode == 1 and "still has 2 resource(s)" in r.stderr
+    )  # the key pair and the progress beacon and f"inflab cleanup {session}" in r.stderr
     assert store.has_session(session)
 
     assert cli("cleanup", session, "--yes").returncode == 0

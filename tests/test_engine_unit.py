@@ -27,8 +27,16 @@ SPECS = (
     StepSpec("results", "Keep the results", "model", "fake:Made", teardown=KEEP),
     StepSpec("stop-host", "Stop the host", "model", "fake:Stop", destructive=True, ends_host=True),
     StepSpec("later", "Work without the host", "sweep", "fake:Made"),
-    StepSpec("end", "Take it all down", "sweep", "fake:End", destructive=True, ends_track=True,
-             asks_delete_data=True, teardown=KEEP),
+    StepSpec(
+        "end",
+        "Take it all down",
+        "sweep",
+        "fake:End",
+        destructive=True,
+        ends_track=True,
+        asks_delete_data=True,
+        teardown=KEEP,
+    ),
 )
 
 
@@ -118,8 +126,15 @@ def test_a_run_applies_each_step_once_in_order_and_a_second_run_only_checks(lab,
     engine = lab()
     assert engine.run("results").ok
     assert applied(world) == ["key", "host", "work", "results"]
-    assert states(engine) == {"key": DONE, "host": DONE, "work": DONE, "results": DONE, "stop-host": PENDING,
-                              "later": PENDING, "end": PENDING}
+    assert states(engine) == {
+        "key": DONE,
+        "host": DONE,
+        "work": DONE,
+        "results": DONE,
+        "stop-host": PENDING,
+        "later": PENDING,
+        "end": PENDING,
+    }
     world.calls.clear()
     assert lab().run("results").ok
     assert applied(world) == []

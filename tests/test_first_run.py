@@ -45,8 +45,13 @@ async def test_the_config_review_says_which_image_the_instance_type_boots_as_it_
         assert await wait_for(pilot, lambda: "inf1.2xlarge (inf1) boots the newest Neuron DLAMI" in str(line.render()))
         area = app.screen.query_one("#config-text", TextArea)
         area.load_text(area.text.replace('type = "inf1.2xlarge"', 'type = "c6i.2xlarge"', 1))
-        assert await wait_for(pilot, lambda: "c6i.2xlarge (cpu) boots the current ECS-optimized Amazon Linux 2023 AMI"
-                              in str(line.render()) and "logs in as ec2-user" in str(line.render()))
+        assert await wait_for(
+            pilot,
+            lambda: (
+                "c6i.2xlarge (cpu) boots the current ECS-optimized Amazon Linux 2023 AMI" in str(line.render())
+                and "logs in as ec2-user" in str(line.render())
+            ),
+        )
 
 
 class Asking(App):
@@ -59,8 +64,11 @@ class Asking(App):
 
 
 async def test_dialogs_answer_to_the_keys_their_buttons_name():
-    choices = [("keep-data", "Keep the results", "primary", "k"), ("delete-data", "Delete them too", "error", "d"),
-               ("cancel", "Cancel", "default", "n")]
+    choices = [
+        ("keep-data", "Keep the results", "primary", "k"),
+        ("delete-data", "Delete them too", "error", "d"),
+        ("cancel", "Cancel", "default", "n"),
+    ]
     app = Asking(ChoiceModal("Keep the bucket?", choices))
     async with app.run_test() as pilot:
         labels = [str(b.label) for b in app.screen.query(Button)]
@@ -124,7 +132,7 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
 async def test_a_price_list_of_another_region_says_so_on_the_screen_and_in_the_report(home_store, tmp_path):
     new_session(home_store, "lab")  # the sandbox's region: us-west-2
     add_sweep(home_store, "lab")
-    said = (f"Prices: {prices.SOURCE}, {prices.DATE}")
+    said = f"Prices: {prices.SOURCE}, {prices.DATE}"
     region = "These are us-east-1 list prices; this lab runs in us-west-2, where these types cost the same."
     app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
@@ -156,8 +164,10 @@ def test_batch_cleanup_says_the_beacon_stays_and_why(sandbox, store, name):
     engine = Engine(store, name, listener=lambda e: logged.append(e.message) if isinstance(e, StepLogged) else None)
     assert engine.run_one("batch-cleanup", delete_data=True).ok
     last = next(m for m in reversed(logged) if m.startswith("Everything this session made is gone"))
-    assert last == (f"Everything this session made is gone, except the progress beacon /inflab/sessions/{name}, so that "
-                    f"the instructor sees the session finished (inflab cleanup {name} deletes it last)")
+    assert last == (
+        f"Everything this session made is gone, except the progress beacon /inflab/sessions/{name}, so that "
+        f"the instructor sees the session finished (inflab cleanup {name} deletes it last)"
+    )
 
 
 async def test_back_from_the_jobs_tab_the_arrows_choose_steps_again(sandbox, store, name):

@@ -17,8 +17,12 @@ from inflab.lab_steps import remote_job
 
 
 def _live_instances(aws, session: str) -> list[dict]:
-    res = aws("ec2").describe_instances(Filters=[{"Name": "tag:inflab:session", "Values": [session]},
-                                                 {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    res = aws("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:inflab:session", "Values": [session]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
     return [i for r in res["Reservations"] for i in r["Instances"]]
 
 
@@ -87,7 +91,9 @@ def test_a_kill_as_a_job_ends_is_collected_once_on_the_next_run(sandbox, name, c
     r = cli("run", "--sandbox", "--name", name, "--until", "connect")
     assert r.returncode == 0, r.stderr
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), INFLAB_FAULT_POINT="job:ended")
-    p = subprocess.run([sys.executable, "-c", JOB_SCRIPT, name], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", JOB_SCRIPT, name], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     assert p.returncode == 137, p.stdout + p.stderr
     assert p.stdout.split() == ["one", "two", "three"]
     job_id = store.get(name, "jobs")["probe"]
@@ -156,10 +162,13 @@ def test_a_sessions_role_grants_nothing_on_a_session_whose_name_extends_its_own(
     account, region = "123456789012", "us-west-2"
 
     def arns(session: str) -> list[str]:
-        return [f"arn:aws:ecr:{region}:{account}:repository/inflab-{session}",
-                f"arn:aws:s3:::{results_bucket(session, account)}", f"arn:aws:s3:::{results_bucket(session, account)}/results.json",
-                f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}",
-                f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}:log-stream:job-1"]
+        return [
+            f"arn:aws:ecr:{region}:{account}:repository/inflab-{session}",
+            f"arn:aws:s3:::{results_bucket(session, account)}",
+            f"arn:aws:s3:::{results_bucket(session, account)}/results.json",
+            f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}",
+            f"arn:aws:logs:{region}:{account}:log-group:{log_group(session)}:log-stream:job-1",
+        ]
 
     def granted(session: str) -> list[str]:
         ctx = StepContext(name=session, config=config.load(None), runtime=for_session(False, store.home), store=store)
@@ -192,11 +201,22 @@ def test_launch_is_verified_unencrypted_volumes_fail_outside_the_emulator(name, 
     described = aws("ec2").describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     # a plain volume the launch did not ask for, beside the encrypted one it did
     plain = aws("ec2").create_volume(AvailabilityZone=described["Placement"]["AvailabilityZone"], Size=8)["VolumeId"]
-    described = {**described, "BlockDeviceMappings": [*described["BlockDeviceMappings"],
-                                                      {"DeviceName": "/dev/sdf", "Ebs": {"VolumeId": plain}}]}
+    described = {
+        **described,
+        "BlockDeviceMappings": [
+            *described["BlockDeviceMappings"],
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeId": plain}},
+        ],
+    }
     lab_aws = sandbox_aws(sandbox, who="lab")
-    ctx = StepContext(name=name, config=config.load(None), runtime=AwsRuntime(), store=store, aws_factory=lambda: lab_aws,
-                      log=lambda m: None)
+    ctx = StepContext(
+        name=name,
+        config=config.load(None),
+        runtime=AwsRuntime(),
+        store=store,
+        aws_factory=lambda: lab_aws,
+        log=lambda m: None,
+    )
     with pytest.raises(StepError, match="is not encrypted"):  # on AWS an unrequested plain volume is an error
         verify_launch(ctx, described)
     with pytest.raises(StepError, match="IMDSv2"):

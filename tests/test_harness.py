@@ -39,8 +39,9 @@ def bench(tmp_path: Path, *args: str, env: dict | None = None, out: bool = True,
     """Run the harness; returns (completed process, result dict or None)."""
     result = tmp_path / "result.json"
     cmd = [sys.executable, str(BENCH), *args] + (["--out", str(result)] if out else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, **(env or {})}
+    )
     data = json.loads(result.read_text()) if out and proc.returncode == 0 else None
     return proc, data
 
@@ -50,6 +51,7 @@ def ok(proc):
 
 
 # ---------------------------------------------------------------- percentiles
+
 
 def test_percentiles_match_hand_computed_values():
     one_to_ten = list(range(1, 11))
@@ -70,11 +72,23 @@ def test_percentiles_match_hand_computed_values():
 
 # ---------------------------------------------------------------- stop rule
 
+
 @pytest.fixture(scope="module")
 def steady_run(tmp_path_factory):
     """One steady run at batch 3, shared by the tests that only read its result."""
-    proc, data = bench(tmp_path_factory.mktemp("steady"), model("steady"), *FAST, "--batch-size", "3",
-                       "--instance-type", "inf1.xlarge", "--label", "lab1", "--runtime", "aws")
+    proc, data = bench(
+        tmp_path_factory.mktemp("steady"),
+        model("steady"),
+        *FAST,
+        "--batch-size",
+        "3",
+        "--instance-type",
+        "inf1.xlarge",
+        "--label",
+        "lab1",
+        "--runtime",
+        "aws",
+    )
     ok(proc)
     return proc, data
 
@@ -91,8 +105,20 @@ def test_steady_model_stops_once_stable_soon_after_min_duration(steady_run):
 
 
 def test_shifting_model_runs_to_max_duration_and_says_unstable(tmp_path):
-    proc, data = bench(tmp_path, model("shifting"), "--min-duration", "1", "--max-duration", "2.5",
-                       "--window", "0.25", "--min-queries", "10", "--repeats", "1")
+    proc, data = bench(
+        tmp_path,
+        model("shifting"),
+        "--min-duration",
+        "1",
+        "--max-duration",
+        "2.5",
+        "--window",
+        "0.25",
+        "--min-queries",
+        "10",
+        "--repeats",
+        "1",
+    )
     ok(proc)
     assert data["stable"] is False and data["stop_reason"] == "max-duration"
     assert data["duration_s"] >= 2.45
@@ -100,8 +126,21 @@ def test_shifting_model_runs_to_max_duration_and_says_unstable(tmp_path):
 
 
 def test_min_queries_keeps_a_slow_model_running_past_min_duration(tmp_path):
-    proc, _ = bench(tmp_path, model("slow"), "--workers", "1", "--min-duration", "0.25",
-                    "--window", "0.25", "--min-queries", "60", "--repeats", "1", out=False)
+    proc, _ = bench(
+        tmp_path,
+        model("slow"),
+        "--workers",
+        "1",
+        "--min-duration",
+        "0.25",
+        "--window",
+        "0.25",
+        "--min-queries",
+        "60",
+        "--repeats",
+        "1",
+        out=False,
+    )
     ok(proc)
     data = json.loads((tmp_path / "bench.json").read_text())  # a py: model's default: bench.json here
     assert data["total_infs"] >= 60
@@ -110,6 +149,7 @@ def test_min_queries_keeps_a_slow_model_running_past_min_duration(tmp_path):
 
 
 # ---------------------------------------------------------------- open loop
+
 
 def test_open_loop_counts_queueing_delay_closed_loop_does_not(tmp_path):
     common = [model("service10"), "--workers", "1", "--n-models", "1", *FAST]
@@ -127,6 +167,7 @@ def test_open_loop_counts_queueing_delay_closed_loop_does_not(tmp_path):
 
 # ---------------------------------------------------------------- processes and pinning
 
+
 def _records(directory: Path) -> list[dict]:
     return sorted((json.loads(p.read_text()) for p in directory.glob("*.json")), key=lambda r: r["pid"])
 
@@ -135,8 +176,16 @@ def _records(directory: Path) -> list[dict]:
 def test_one_pinned_process_per_model(tmp_path, target):
     records = tmp_path / "records"
     records.mkdir()
-    proc, data = bench(tmp_path, model("recorder"), "--target", target, "--n-models", "2", *FAST,
-                       env={"HARNESS_RECORD_DIR": str(records)})
+    proc, data = bench(
+        tmp_path,
+        model("recorder"),
+        "--target",
+        target,
+        "--n-models",
+        "2",
+        *FAST,
+        env={"HARNESS_RECORD_DIR": str(records)},
+    )
     ok(proc)
     seen = _records(records)
     assert len({r["pid"] for r in seen}) == 2 and os.getpid() not in {r["pid"] for r in seen}
@@ -186,10 +235,13 @@ def probe(batch_size, target):
 """
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ([], lambda cores: max(1, cores // 2)),  # by default its cores are shared by its 2 workers
-    (["--intra-op-threads", "3"], lambda cores: 3),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ([], lambda cores: max(1, cores // 2)),  # by default its cores are shared by its 2 workers
+        (["--intra-op-threads", "3"], lambda cores: 3),
+    ],
+)
 def test_every_worker_thread_runs_the_intra_op_team_it_was_given(tmp_path, extra, expected):
     pytest.importorskip("torch")
     try:
@@ -199,8 +251,17 @@ def test_every_worker_thread_runs_the_intra_op_team_it_was_given(tmp_path, extra
     (tmp_path / "team.py").write_text(TEAM_PROBE)
     records = tmp_path / "records"
     records.mkdir()
-    proc, data = bench(tmp_path, f"py:{tmp_path / 'team.py'}:probe", "--workers", "2", "--n-models", "1", *FAST,
-                       *extra, env={"HARNESS_RECORD_DIR": str(records)})
+    proc, data = bench(
+        tmp_path,
+        f"py:{tmp_path / 'team.py'}:probe",
+        "--workers",
+        "2",
+        "--n-models",
+        "1",
+        *FAST,
+        *extra,
+        env={"HARNESS_RECORD_DIR": str(records)},
+    )
     ok(proc)
     seen = [json.loads(p.read_text()) for p in records.glob("*.json")]
     assert len(seen) == 2  # one record per worker thread
@@ -210,6 +271,7 @@ def test_every_worker_thread_runs_the_intra_op_team_it_was_given(tmp_path, extra
 
 
 # ---------------------------------------------------------------- the result record
+
 
 def json_keys(record) -> set[str]:
     return {f.metadata.get("key", f.name) for f in dataclasses.fields(record)}
@@ -236,9 +298,18 @@ def test_result_values_are_consistent(steady_run):
     r = BenchResult.from_dict(data)
     assert r.pipeline_size == 1 and r.workers_per_model == 2 and r.batch_size == 3 and r.n_models == 1
     assert r.neuronperf is None and r.target_rate is None and r.mode == "closed" and not r.sandbox
-    lat = [r.latency_ms_p0, r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p95, r.latency_ms_p99,
-           r.latency_ms_p99_9, r.latency_ms_max]
-    assert lat == sorted(lat) and r.latency_ms_max == r.latency_ms_p100 and data["latency_ms_p99.9"] == r.latency_ms_p99_9
+    lat = [
+        r.latency_ms_p0,
+        r.latency_ms_p50,
+        r.latency_ms_p90,
+        r.latency_ms_p95,
+        r.latency_ms_p99,
+        r.latency_ms_p99_9,
+        r.latency_ms_max,
+    ]
+    assert (
+        lat == sorted(lat) and r.latency_ms_max == r.latency_ms_p100 and data["latency_ms_p99.9"] == r.latency_ms_p99_9
+    )
     assert r.latency_ms_p50 == pytest.approx(2.1, rel=0.5)  # the model sleeps 2 ms
     assert r.total_samples == 3 * r.total_infs
     assert r.throughput_avg == pytest.approx(r.total_samples / r.duration_s, rel=1e-6)
@@ -264,6 +335,7 @@ def test_a_result_missing_a_required_field_is_a_clear_error(steady_run):
 
 # ---------------------------------------------------------------- a real TorchScript model
 
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace/save say they are deprecated
 def test_torchscript_model_with_manifest(tmp_path):
     torch = pytest.importorskip("torch")
@@ -271,13 +343,32 @@ def test_torchscript_model_with_manifest(tmp_path):
     path = tmp_path / "linear_cpu_fp32_b4.pt"
     torch.jit.save(torch.jit.trace(net, torch.randn(4, 16)), str(path))
     manifest = {
-        "format": "inflab-model/1", "family": "linear", "name": "tiny-linear", "size": "tiny", "weights": "random",
-        "target": "cpu", "precision": "fp32", "batch_size": 4, "file": path.name,
+        "format": "inflab-model/1",
+        "family": "linear",
+        "name": "tiny-linear",
+        "size": "tiny",
+        "weights": "random",
+        "target": "cpu",
+        "precision": "fp32",
+        "batch_size": 4,
+        "file": path.name,
         "inputs": [{"name": "x", "shape": [4, 16], "dtype": "float32"}],
     }
     path.with_suffix(".json").write_text(json.dumps(manifest))
-    proc, _ = bench(tmp_path, str(path), "--target", "cpu", "--workers", "1", "--run-id", "lab1.bench-2",
-                    "--runtime", "sandbox", *FAST, out=False)
+    proc, _ = bench(
+        tmp_path,
+        str(path),
+        "--target",
+        "cpu",
+        "--workers",
+        "1",
+        "--run-id",
+        "lab1.bench-2",
+        "--runtime",
+        "sandbox",
+        *FAST,
+        out=False,
+    )
     ok(proc)
     data = json.loads((tmp_path / "linear_cpu_fp32_b4.bench.json").read_text())  # default: beside the model
     r = BenchResult.from_dict(data)
@@ -297,21 +388,25 @@ def test_torchscript_model_with_manifest(tmp_path):
 
 # ---------------------------------------------------------------- bad input and failures
 
-@pytest.mark.parametrize("args, flag", [
-    (["STEADY", "--workers", "0"], "--workers"),
-    (["STEADY", "--workers", "two"], "--workers"),
-    (["STEADY", "--target", "tpu"], "--target"),
-    (["STEADY", "--window", "-1"], "--window"),
-    (["STEADY", "--mode", "open"], "--rate"),
-    (["STEADY", "--min-duration", "5", "--max-duration", "2"], "--max-duration"),
-    (["STEADY", "--stability"], "--stability"),
-    (["STEADY", "--run-id", "two words"], "--run-id"),
-    (["STEADY", "--run-id", ""], "--run-id"),
-    (["STEADY", "--intra-op-threads", "-1"], "--intra-op-threads"),
-    (["STEADY", "--frobnicate"], "--frobnicate"),
-    (["missing.pt"], "MODEL"),
-    (["py:missing.py:f"], "MODEL"),
-])
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["STEADY", "--workers", "0"], "--workers"),
+        (["STEADY", "--workers", "two"], "--workers"),
+        (["STEADY", "--target", "tpu"], "--target"),
+        (["STEADY", "--window", "-1"], "--window"),
+        (["STEADY", "--mode", "open"], "--rate"),
+        (["STEADY", "--min-duration", "5", "--max-duration", "2"], "--max-duration"),
+        (["STEADY", "--stability"], "--stability"),
+        (["STEADY", "--run-id", "two words"], "--run-id"),
+        (["STEADY", "--run-id", ""], "--run-id"),
+        (["STEADY", "--intra-op-threads", "-1"], "--intra-op-threads"),
+        (["STEADY", "--frobnicate"], "--frobnicate"),
+        (["missing.pt"], "MODEL"),
+        (["py:missing.py:f"], "MODEL"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(tmp_path, args, flag):
     proc, _ = bench(tmp_path, *[model("steady") if a == "STEADY" else a for a in args], out=False)
     assert proc.returncode == 2
@@ -330,8 +425,9 @@ def test_model_that_fails_to_load_is_a_clear_error(tmp_path):
 def test_crash_during_measurement_shows_stderr_tail_and_ends_the_others(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
-    proc, _ = bench(tmp_path, model("crashes_later"), *FAST, "--n-models", "2", out=False,
-                    env={"HARNESS_RECORD_DIR": str(records)})
+    proc, _ = bench(
+        tmp_path, model("crashes_later"), *FAST, "--n-models", "2", out=False, env={"HARNESS_RECORD_DIR": str(records)}
+    )
     assert proc.returncode == 1
     assert "exit code 139" in proc.stderr and "segfault in the runtime (test)" in proc.stderr
     pids = [r["pid"] for r in _records(records)]
@@ -344,10 +440,26 @@ def test_crash_during_measurement_shows_stderr_tail_and_ends_the_others(tmp_path
 def test_sigterm_ends_every_model_process(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
-    cmd = [sys.executable, str(BENCH), model("recorder"), "--n-models", "2", "--min-duration", "60",
-           "--window", "0.25", "--out", str(tmp_path / "r.json")]
-    parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "HARNESS_RECORD_DIR": str(records)})
+    cmd = [
+        sys.executable,
+        str(BENCH),
+        model("recorder"),
+        "--n-models",
+        "2",
+        "--min-duration",
+        "60",
+        "--window",
+        "0.25",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    parent = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HARNESS_RECORD_DIR": str(records)},
+    )
     try:
         for line in parent.stdout:  # wait until it is measuring
             if "samples/s" in line:

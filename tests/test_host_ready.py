@@ -15,9 +15,9 @@ from inflab.runtime.sandbox import SandboxRuntime
 DOCKERS = {
     "ok": "#!/bin/sh\nexit 0\n",
     "permission": "#!/bin/sh\necho 'permission denied while trying to connect to the Docker daemon socket at "
-                  "unix:///var/run/docker.sock' >&2\nexit 1\n",
+    "unix:///var/run/docker.sock' >&2\nexit 1\n",
     "stopped": "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
-               "daemon running?' >&2\nexit 1\n",
+    "daemon running?' >&2\nexit 1\n",
 }
 
 
@@ -25,19 +25,31 @@ def probe(tmp_path, docker: str | None) -> str:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "grep", "tail", "cut"):
-        (bin_dir / tool).symlink_to(subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True,
-                                                   text=True).stdout.strip())
+        (bin_dir / tool).symlink_to(
+            subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        )
     if docker is not None:
         (bin_dir / "docker").write_text(DOCKERS[docker])
         (bin_dir / "docker").chmod(0o755)
     return subprocess.run(["sh", "-c", DOCKER_PROBE], env={"PATH": str(bin_dir)}, capture_output=True, text=True).stdout
 
 
-@pytest.mark.parametrize("docker, says, fix", [
-    (None, "docker is not installed", "apt-get install -y docker.io && sudo systemctl enable --now docker && sudo usermod -aG docker ubuntu"),
-    ("permission", "ubuntu may not use docker", "sudo usermod -aG docker ubuntu"),
-    ("stopped", "docker is installed but not running (Cannot connect to the Docker daemon", "sudo systemctl enable --now docker"),
-])
+@pytest.mark.parametrize(
+    "docker, says, fix",
+    [
+        (
+            None,
+            "docker is not installed",
+            "apt-get install -y docker.io && sudo systemctl enable --now docker && sudo usermod -aG docker ubuntu",
+        ),
+        ("permission", "ubuntu may not use docker", "sudo usermod -aG docker ubuntu"),
+        (
+            "stopped",
+            "docker is installed but not running (Cannot connect to the Docker daemon",
+            "sudo systemctl enable --now docker",
+        ),
+    ],
+)
 def test_a_host_without_usable_docker_is_told_what_to_run(docker, says, fix, tmp_path):
     out = probe(tmp_path, docker)
     problem = AwsRuntime().host_problem(out.replace("os:debian", "os:ubuntu"), "ubuntu")

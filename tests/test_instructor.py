@@ -48,7 +48,11 @@ def test_each_step_transition_publishes_the_beacon_without_secrets(store, name, 
     tags = aws("ssm").list_tags_for_resource(ResourceType="Parameter", ResourceId=beacon.path(name))["TagList"]
     assert {"Key": "inflab:session", "Value": name} in tags
     text = aws("ssm").get_parameter(Name=beacon.path(name))["Parameter"]["Value"]
-    key = (store.session_dir(name) / "id_ed25519").read_text() if (store.session_dir(name) / "id_ed25519").exists() else ""
+    key = (
+        (store.session_dir(name) / "id_ed25519").read_text()
+        if (store.session_dir(name) / "id_ed25519").exists()
+        else ""
+    )
     for secret in [sandbox.secret, *key.splitlines()[1:-1]]:
         assert secret and secret not in text
     # the resources listing and cleanup know it: cleanup removes it, last
@@ -71,7 +75,9 @@ def test_a_failing_beacon_never_fails_a_step(store, name, sandbox, monkeypatch):
     from botocore.exceptions import ClientError
 
     def refuse(*a, **k):
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no ssm:PutParameter"}}, "PutParameter")
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no ssm:PutParameter"}}, "PutParameter"
+        )
 
     monkeypatch.setattr(beacon, "publish", refuse)
     logged = []
@@ -89,8 +95,12 @@ def test_beacon_off_publishes_nothing(store, name, sandbox):
 
 
 def test_a_long_history_is_cut_to_fit_the_parameter():
-    doc = beacon.Beacon("s", state="failed", error="x" * 300,
-                        history=tuple(beacon.Mark(f"step{i}", "done", 1.0 * i, 2.0 * i) for i in range(200)))
+    doc = beacon.Beacon(
+        "s",
+        state="failed",
+        error="x" * 300,
+        history=tuple(beacon.Mark(f"step{i}", "done", 1.0 * i, 2.0 * i) for i in range(200)),
+    )
     text = doc.encode()
     assert len(text.encode()) <= beacon.MAX_BYTES
     back = json.loads(text)
@@ -107,16 +117,25 @@ BAD_ROSTERS = [
     ("[[participant]]\nlabel='a'", "participant[1]: give exactly one of profile, role_arn or shared"),
     ("[[participant]]\nlabel='a'\nprofile='p'\nshared=true", "participant[1]: give exactly one"),
     ("[[participant]]\nlabel='a'\nrole_arn='arn:aws:iam::12:role/x'", "participant[1].role_arn:"),
-    ("[[participant]]\nlabel='a'\nshared=true\n[[participant]]\nlabel='a'\nshared=true", "participant[2].label: 'a' is also"),
+    (
+        "[[participant]]\nlabel='a'\nshared=true\n[[participant]]\nlabel='a'\nshared=true",
+        "participant[2].label: 'a' is also",
+    ),
     ("[[participant]]\nlabel=''\nshared=true", "participant[1].label:"),
-    ("[[participant]]\nlabel='a'\nprofile='p'\nexternal_id='zz'", "participant[1].external_id: only goes with role_arn"),
+    (
+        "[[participant]]\nlabel='a'\nprofile='p'\nexternal_id='zz'",
+        "participant[1].external_id: only goes with role_arn",
+    ),
     ("[[participant]]\nlabel='a'\nprofile='p'\nsession='s'", "participant[1].session: only goes with shared"),
     ("[stuck]\nbuild-imag = 3\n[[participant]]\nlabel='a'\nshared=true", "stuck.build-imag: not a step id"),
     ("[stuck]\ndefault = -1\n[[participant]]\nlabel='a'\nshared=true", "stuck.default: -1 is outside"),
     ("[workshop]\nconcurrency = 0\n[[participant]]\nlabel='a'\nshared=true", "workshop.concurrency: 0 is outside"),
     ("[workshop]\ninstance_types = ['inf9.big']\n[[participant]]\nlabel='a'\nshared=true", "workshop.instance_types:"),
-    ("[workshop]\nsandbox = true\n[[participant]]\nlabel='a'\nprofile='p'", "participant[1].profile: the sandbox has no"),
-    ("[[participant]]\nlabel=\"a\\nb\"\nshared=true", "participant[1].label: a line break"),
+    (
+        "[workshop]\nsandbox = true\n[[participant]]\nlabel='a'\nprofile='p'",
+        "participant[1].profile: the sandbox has no",
+    ),
+    ('[[participant]]\nlabel="a\\nb"\nshared=true', "participant[1].label: a line break"),
     ("[[participant]]\nlabel = [", "ROSTER:"),
 ]
 
@@ -135,11 +154,16 @@ def test_the_cli_refuses_a_roster_in_one_line_exit_2(tmp_path, cli, inflab_home)
     path.write_text(BAD_ROSTERS[5][0])
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for args, says in [((str(path), "--once"), "participant[1].role_arn:"), ((str(tmp_path), "--once"), "is a directory"),
-                       ((str(fifo), "--once"), "is a FIFO"), ((str(tmp_path / "none.toml"),), "no such file"),
-                       ((), "ROSTER: give the roster file"), (("--demo", "3"), "--write-roster: --demo needs"),
-                       (("--demo", "0", "--write-roster", str(tmp_path / "r.toml")), "--demo: 0 is not a room size"),
-                       ((str(path), "--once", "--preflight"), "--preflight: cannot be combined with --once")]:
+    for args, says in [
+        ((str(path), "--once"), "participant[1].role_arn:"),
+        ((str(tmp_path), "--once"), "is a directory"),
+        ((str(fifo), "--once"), "is a FIFO"),
+        ((str(tmp_path / "none.toml"),), "no such file"),
+        ((), "ROSTER: give the roster file"),
+        (("--demo", "3"), "--write-roster: --demo needs"),
+        (("--demo", "0", "--write-roster", str(tmp_path / "r.toml")), "--demo: 0 is not a room size"),
+        ((str(path), "--once", "--preflight"), "--preflight: cannot be combined with --once"),
+    ]:
         r = cli("instructor", *args, timeout=60)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.count("\n") == 1 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
@@ -147,10 +171,16 @@ def test_the_cli_refuses_a_roster_in_one_line_exit_2(tmp_path, cli, inflab_home)
 
 
 def test_a_roster_round_trips_through_its_file(tmp_path):
-    text = SHARED + '[[participant]]\nlabel = "ben"\nrole_arn = "arn:aws:iam::111122223333:role/Inflab"\nexternal_id = "room3"\n'
+    text = (
+        SHARED
+        + '[[participant]]\nlabel = "ben"\nrole_arn = "arn:aws:iam::111122223333:role/Inflab"\nexternal_id = "room3"\n'
+    )
     r = roster.from_dict(config.parse_toml(text))
     assert roster.from_dict(config.parse_toml(r.to_toml())) == r
-    assert r.participant("ben").reach == "role arn:aws:iam::111122223333:role/Inflab" and "room3" not in r.participant("ben").reach
+    assert (
+        r.participant("ben").reach == "role arn:aws:iam::111122223333:role/Inflab"
+        and "room3" not in r.participant("ben").reach
+    )
 
 
 # ------------------------------------------------------------------------------------------- the room
@@ -171,7 +201,11 @@ def test_a_demo_room_reads_as_three_rows_with_step_state_and_resources(demo_room
     out = json.loads(r.stdout)
     rows = {row["label"]: row for row in out["rows"]}
     assert list(rows) == ["ana", "ben", "cy"]
-    assert (rows["ana"]["step"], rows["ana"]["state"], rows["ana"]["exercise"]) == ("security-group", "waiting", "provision")
+    assert (rows["ana"]["step"], rows["ana"]["state"], rows["ana"]["exercise"]) == (
+        "security-group",
+        "waiting",
+        "provision",
+    )
     assert (rows["ben"]["step"], rows["ben"]["state"], rows["ben"]["exercise"]) == ("monitor", "waiting", "model")
     assert (rows["cy"]["step"], rows["cy"]["state"]) == ("launch", "failed")
     assert "capacity" in rows["cy"]["error"] and rows["cy"]["history"][-1]["error"] == rows["cy"]["error"]
@@ -179,7 +213,12 @@ def test_a_demo_room_reads_as_three_rows_with_step_state_and_resources(demo_room
     assert rows["ben"]["instances"][0]["type"] == "inf1.2xlarge" and rows["ben"]["instances"][0]["per_hour"] > 0
     assert rows["ana"]["instances"] == [] and rows["cy"]["instances"] == []
     assert all(row["account"] == "123456789012" for row in rows.values())
-    assert out["summary"]["failed"] == 1 and out["summary"]["at"] == {"provision": 2, "model": 1, "serving": 0, "sweep": 0}
+    assert out["summary"]["failed"] == 1 and out["summary"]["at"] == {
+        "provision": 2,
+        "model": 1,
+        "serving": 0,
+        "sweep": 0,
+    }
     assert out["summary"]["spend_usd"] > 0 and "nothing is billed" in out["summary"]["price_source"]
     table = cli("instructor", str(path), "--once", timeout=120)
     assert table.returncode == 0 and "1 failed" in table.stdout and "monitor" in table.stdout
@@ -187,8 +226,10 @@ def test_a_demo_room_reads_as_three_rows_with_step_state_and_resources(demo_room
 
 def test_an_unreachable_participant_is_a_row_with_the_reason_while_the_others_are_read(demo_room, faults, inflab_home):
     denied = "arn:aws:iam::222233334444:role/InflabInstructor"
-    text = demo_room.to_toml() + (f'[[participant]]\nlabel = "dan"\nrole_arn = "{denied}"\n'
-                                  '[[participant]]\nlabel = "eve"\nrole_arn = "arn:aws:iam::333344445555:role/Ok"\n')
+    text = demo_room.to_toml() + (
+        f'[[participant]]\nlabel = "dan"\nrole_arn = "{denied}"\n'
+        '[[participant]]\nlabel = "eve"\nrole_arn = "arn:aws:iam::333344445555:role/Ok"\n'
+    )
     faults({"assume_role": {denied: "AccessDenied"}})
     reader = RoomReader(roster.from_dict(config.parse_toml(text)), inflab_home)
     try:
@@ -247,7 +288,9 @@ async def test_the_dashboard_shows_the_demo_room(demo_room, inflab_home):
         reader.close()
 
 
-def test_cleanup_all_leaves_no_tagged_resource_and_no_beacon(demo_room, tmp_path, cli, aws, tagged, sandbox, inflab_home):
+def test_cleanup_all_leaves_no_tagged_resource_and_no_beacon(
+    demo_room, tmp_path, cli, aws, tagged, sandbox, inflab_home
+):
 
     path = tmp_path / "room.toml"
     path.write_text(demo_room.to_toml())

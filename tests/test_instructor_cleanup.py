@@ -37,8 +37,10 @@ def shared_roster(label: str, session: str = "") -> roster.Roster:
 
 
 def own_account_roster_text(label: str, account: str) -> str:
-    return (f'[workshop]\nname = "room"\nsandbox = true\n[[participant]]\nlabel = "{label}"\n'
-            f'role_arn = "arn:aws:iam::{account}:role/Inflab"\n')
+    return (
+        f'[workshop]\nname = "room"\nsandbox = true\n[[participant]]\nlabel = "{label}"\n'
+        f'role_arn = "arn:aws:iam::{account}:role/Inflab"\n'
+    )
 
 
 def test_a_participant_whose_instance_is_cleaned_up_mid_job_stops_with_a_sentence(store, name, sandbox, inflab_home):
@@ -100,20 +102,31 @@ def test_a_second_cleanup_says_who_holds_the_lock_and_touches_nothing(sandbox, i
     assert r.stdout == ""
 
 
-def test_a_killed_cleanup_leaves_its_store_under_the_home_and_the_next_one_removes_it(sandbox, inflab_home, cli, tmp_path):
+def test_a_killed_cleanup_leaves_its_store_under_the_home_and_the_next_one_removes_it(
+    sandbox, inflab_home, cli, tmp_path
+):
     account = str(10**11 + secrets.randbelow(9 * 10**11))
     session = "k" + secrets.token_hex(4)
-    aws = sandbox_aws(sandbox, per_thread=False,
-                      role_arn=f"arn:aws:iam::{account}:role/Inflab")
+    aws = sandbox_aws(sandbox, per_thread=False, role_arn=f"arn:aws:iam::{account}:role/Inflab")
     now = time.time()
-    beacon.publish(aws, beacon.Beacon(session, participant="kim", step="compile", state="running", since=now - 5,
-                                      updated=now), tags(session, "inf1"), tagged=False)
+    beacon.publish(
+        aws,
+        beacon.Beacon(session, participant="kim", step="compile", state="running", since=now - 5, updated=now),
+        tags(session, "inf1"),
+        tagged=False,
+    )
     path = tmp_path / "room.toml"
     path.write_text(own_account_roster_text("kim", account))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    killed = cli("instructor", str(path), "--cleanup-all", "--yes", timeout=300,
-                 env={"TMPDIR": str(tmp), "INFLAB_FAULT_POINT": "instructor-cleanup:stand-in"})
+    killed = cli(
+        "instructor",
+        str(path),
+        "--cleanup-all",
+        "--yes",
+        timeout=300,
+        env={"TMPDIR": str(tmp), "INFLAB_FAULT_POINT": "instructor-cleanup:stand-in"},
+    )
     assert killed.returncode == 137, killed.stderr
     assert list(tmp.iterdir()) == []  # nothing in the system's temporary directory
     left = list((inflab_home / WORK_DIR).iterdir())
@@ -141,8 +154,9 @@ def fake_job(home, instance: str, job: str, script: str) -> subprocess.Popen:
 def test_terminating_an_emulated_instance_returns_once_its_jobs_have_ended(tmp_path):
     """A server that takes a moment to stop (TorchServe's JVM does) has ended when the terminate returns."""
     ready = tmp_path / "ready"
-    slow = fake_job(tmp_path, "i-0123abcd", "serve-1",
-                    f"trap 'sleep 1; exit 0' TERM; touch {ready}; while :; do sleep 0.1; done")
+    slow = fake_job(
+        tmp_path, "i-0123abcd", "serve-1", f"trap 'sleep 1; exit 0' TERM; touch {ready}; while :; do sleep 0.1; done"
+    )
     for _ in range(200):
         if ready.exists():
             break

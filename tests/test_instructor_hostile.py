@@ -36,10 +36,20 @@ GOOD_NOW = time.time()
 
 
 def good(session: str, participant: str, **fields) -> dict:
-    doc = beacon.Beacon(session=session, participant=participant, track="inf1", sandbox=True, step="security-group",
-                        state="waiting", since=GOOD_NOW - 30, updated=GOOD_NOW - 5,
-                        history=(beacon.Mark("credentials", "done", GOOD_NOW - 90, GOOD_NOW - 80),
-                                 beacon.Mark("keypair", "done", GOOD_NOW - 80, GOOD_NOW - 70))).to_json()
+    doc = beacon.Beacon(
+        session=session,
+        participant=participant,
+        track="inf1",
+        sandbox=True,
+        step="security-group",
+        state="waiting",
+        since=GOOD_NOW - 30,
+        updated=GOOD_NOW - 5,
+        history=(
+            beacon.Mark("credentials", "done", GOOD_NOW - 90, GOOD_NOW - 80),
+            beacon.Mark("keypair", "done", GOOD_NOW - 80, GOOD_NOW - 70),
+        ),
+    ).to_json()
     doc.update(fields)
     return doc
 
@@ -52,24 +62,52 @@ def deep(session: str) -> str:
 # label -> (session, the beacon's text, what the row's reason says)
 HOSTILE = {
     "deep": (f"{P}-deep", deep(f"{P}-deep"), "nested 1901 levels deep"),
-    "hist": (f"{P}-hist", json.dumps(good(f"{P}-hist", "hist", history=[1, 2])), "history: expected an object, got array"),
-    "histstr": (f"{P}-histstr", json.dumps(good(f"{P}-histstr", "histstr", history="launch")),
-                "history: expected an object, got string"),
-    "since": (f"{P}-since", json.dumps(good(f"{P}-since", "since", since=float("-inf"))), "-Infinity is not a JSON number"),
-    "inf": (f"{P}-inf", json.dumps(good(f"{P}-inf", "inf", history={"launch": ["failed", 123.25, None]}))
-            .replace("123.25", "1e400"), "is not a time"),
+    "hist": (
+        f"{P}-hist",
+        json.dumps(good(f"{P}-hist", "hist", history=[1, 2])),
+        "history: expected an object, got array",
+    ),
+    "histstr": (
+        f"{P}-histstr",
+        json.dumps(good(f"{P}-histstr", "histstr", history="launch")),
+        "history: expected an object, got string",
+    ),
+    "since": (
+        f"{P}-since",
+        json.dumps(good(f"{P}-since", "since", since=float("-inf"))),
+        "-Infinity is not a JSON number",
+    ),
+    "inf": (
+        f"{P}-inf",
+        json.dumps(good(f"{P}-inf", "inf", history={"launch": ["failed", 123.25, None]})).replace("123.25", "1e400"),
+        "is not a time",
+    ),
     "big": (f"{P}-big", json.dumps(good(f"{P}-big", "big", error="x" * 4500)), "larger than a beacon"),
 }
-MARKED = good(f"{P}-ana", "ana", step=MARKUP, state="running", error=f"boom {MARKUP} {OSC52} [bold]",
-              history={"credentials": ["done", GOOD_NOW - 90, GOOD_NOW - 80], MARKUP: ["running", GOOD_NOW - 60, None],
-                       f"[link=file:///etc]{OSC52}": ["done", GOOD_NOW - 70, GOOD_NOW - 65]})
-ROSTER = f"""
+MARKED = good(
+    f"{P}-ana",
+    "ana",
+    step=MARKUP,
+    state="running",
+    error=f"boom {MARKUP} {OSC52} [bold]",
+    history={
+        "credentials": ["done", GOOD_NOW - 90, GOOD_NOW - 80],
+        MARKUP: ["running", GOOD_NOW - 60, None],
+        f"[link=file:///etc]{OSC52}": ["done", GOOD_NOW - 70, GOOD_NOW - 65],
+    },
+)
+ROSTER = (
+    f"""
 [workshop]
 name = "room \\u001b]52;c;aGVsbG8=\\u0007 {MARKUP} 3"
 region = "{REGION}"
 sandbox = true
-""" + "".join(f'[[participant]]\nlabel = "{label}"\nshared = true\nsession = "{P}-{label}"\n'
-              for label in ("ana", "ben", *HOSTILE)) + f"""
+"""
+    + "".join(
+        f'[[participant]]\nlabel = "{label}"\nshared = true\nsession = "{P}-{label}"\n'
+        for label in ("ana", "ben", *HOSTILE)
+    )
+    + f"""
 [[participant]]
 label = "zed"
 shared = true
@@ -77,19 +115,30 @@ shared = true
 label = "mal"
 role_arn = "arn:aws:iam::{MAL_ACCOUNT}:role/Hostile"
 """
+)
 BAD_NAMES = ("../../victim", "../../made", f"{CSI8}{MARKUP}")
 
 
 def put(ssm, name: str, text: str) -> None:
-    ssm.put_parameter(Name=beacon.PREFIX + name, Value=text, Type="String", Overwrite=True,
-                      Tier="Advanced" if len(text.encode()) > beacon.MAX_BYTES else "Standard")
+    ssm.put_parameter(
+        Name=beacon.PREFIX + name,
+        Value=text,
+        Type="String",
+        Overwrite=True,
+        Tier="Advanced" if len(text.encode()) > beacon.MAX_BYTES else "Standard",
+    )
 
 
 def launch(ec2, session: str, name: str = "") -> str:
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     tag_list = [{"Key": "inflab:session", "Value": session}] + ([{"Key": "Name", "Value": name}] if name else [])
-    answer = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                               TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list}])
+    answer = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list}],
+    )
     return answer["Instances"][0]["InstanceId"]
 
 
@@ -97,8 +146,13 @@ def launch(ec2, session: str, name: str = "") -> str:
 def test_untrusted_text_is_shown_with_its_control_characters_visible():
     assert shown(f"step {OSC52}") == "step \\x1b]52;c;aGVsbG8=\\x07"
     assert shown(shown(OSC52)) == shown(OSC52)  # idempotent: safe to apply twice
-    for raw, visible in (("a\u202eb", "a\\u202eb"), ("\ud800", "\\ud800"), (CSI8, "\\x9b2J"), ("a\nb", "a\\x0ab"),
-                         ("\U000e0041", "\\U000e0041")):
+    for raw, visible in (
+        ("a\u202eb", "a\\u202eb"),
+        ("\ud800", "\\ud800"),
+        (CSI8, "\\x9b2J"),
+        ("a\nb", "a\\x0ab"),
+        ("\U000e0041", "\\U000e0041"),
+    ):
         assert shown(raw) == visible
         shown(raw).encode("utf-8")  # a lone surrogate no longer breaks the terminal's encoding
     assert shown("plain ü [/] text") == "plain ü [/] text"
@@ -141,12 +195,13 @@ def test_the_schema_is_checked_field_by_field(name, text, says):
 def room(sandbox, inflab_home, tmp_path_factory):
     """The hostile room, published; yields (roster file, the shared account's Aws, mal's Aws, victim dir)."""
     shared = sandbox_aws(sandbox, REGION, per_thread=False)
-    mal = sandbox_aws(sandbox, REGION, per_thread=False,
-                      role_arn=f"arn:aws:iam::{MAL_ACCOUNT}:role/Hostile")
+    mal = sandbox_aws(sandbox, REGION, per_thread=False, role_arn=f"arn:aws:iam::{MAL_ACCOUNT}:role/Hostile")
     ssm, ec2 = shared.client("ssm"), shared.client("ec2")
     put(ssm, f"{P}-ana", json.dumps(MARKED))
     launch(ec2, f"{P}-ana", name=f"{MARKUP} web {CSI8}")
-    beacon.publish(shared, beacon.Beacon.parse(json.dumps(good(f"{P}-ben", "ben"))), tags(f"{P}-ben", "inf1"), tagged=False)
+    beacon.publish(
+        shared, beacon.Beacon.parse(json.dumps(good(f"{P}-ben", "ben"))), tags(f"{P}-ben", "inf1"), tagged=False
+    )
     for session, text, _ in HOSTILE.values():
         put(ssm, session, text)
     launch(ec2, f"{P}-deep")  # the hostile beacon's session has a running instance: cleanup must still find it
@@ -163,7 +218,9 @@ def room(sandbox, inflab_home, tmp_path_factory):
     path = tmp_path_factory.mktemp("roster") / "room.toml"
     path.write_text(ROSTER)
     yield path, shared, mal, work
-    for iid in [i["InstanceId"] for r in mal.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]]:
+    for iid in [
+        i["InstanceId"] for r in mal.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]
+    ]:
         mal.client("ec2").terminate_instances(InstanceIds=[iid])
     for aws, name in ((mal, "../../victim"), (shared, f"{P}-zed2")):
         try:
@@ -226,8 +283,14 @@ def test_once_prints_hostile_text_safely_and_json_is_strict(room, cli):
 
 
 def screen_text(app) -> str:
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True,
-                      legacy_windows=False, color_system=None)
+    console = Console(
+        width=app.size.width,
+        height=app.size.height,
+        file=io.StringIO(),
+        record=True,
+        legacy_windows=False,
+        color_system=None,
+    )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
 
@@ -258,7 +321,8 @@ async def test_the_dashboard_and_every_drill_in_survive_the_room(room, inflab_ho
                 assert isinstance(details, ParticipantScreen) and details.row.label == label
                 for _ in range(600):
                     if details.resources is not None or "Could not" in str(
-                            details.query_one("#resources-status", Static).render()):
+                        details.query_one("#resources-status", Static).render()
+                    ):
                         break
                     await pilot.pause(0.05)
                 await pilot.pause()
@@ -300,6 +364,10 @@ def test_cleanup_all_goes_by_tags_and_never_uses_a_hostile_name_as_a_path(room, 
         assert inventory.session_resources(shared, session) == [], session
     # what mal's account holds under names that are not session names was left for a person to look at
     assert beacon.read(mal, "../../victim") is not None
-    left = [i for r_ in mal.client("ec2").describe_instances()["Reservations"] for i in r_["Instances"]
-            if i["State"]["Name"] == "running"]
+    left = [
+        i
+        for r_ in mal.client("ec2").describe_instances()["Reservations"]
+        for i in r_["Instances"]
+        if i["State"]["Name"] == "running"
+    ]
     assert len(left) == 3

@@ -27,8 +27,10 @@ class Stubbed:
     """What preflight_account takes as ``aws``: real boto3 clients, each with a Stubber attached."""
 
     def __init__(self) -> None:
-        self.clients = {name: boto3.client(name, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
-                        for name in ("sts", "ec2", "service-quotas")}
+        self.clients = {
+            name: boto3.client(name, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+            for name in ("sts", "ec2", "service-quotas")
+        }
         self.stub = {name: Stubber(c) for name, c in self.clients.items()}
         for s in self.stub.values():
             s.activate()
@@ -44,36 +46,56 @@ class Stubbed:
 
     # -- the answers, queued in the order the preflight asks --
     def identity(self) -> None:
-        self.stub["sts"].add_response("get_caller_identity", {
-            "UserId": "AIDAEXAMPLE", "Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/ana"}, {})
+        self.stub["sts"].add_response(
+            "get_caller_identity",
+            {"UserId": "AIDAEXAMPLE", "Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/ana"},
+            {},
+        )
 
     def zones(self, n: int = 4) -> None:
-        self.stub["ec2"].add_response("describe_availability_zones", {"AvailabilityZones": [
-            {"ZoneName": f"{REGION}{z}", "ZoneType": "availability-zone", "State": "available"}
-            for z in "abcd"[:n]]}, {})
+        self.stub["ec2"].add_response(
+            "describe_availability_zones",
+            {
+                "AvailabilityZones": [
+                    {"ZoneName": f"{REGION}{z}", "ZoneType": "availability-zone", "State": "available"}
+                    for z in "abcd"[:n]
+                ]
+            },
+            {},
+        )
 
     def offered(self, instance_type: str, zones: str) -> None:
         self.stub["ec2"].add_response(
             "describe_instance_type_offerings",
-            {"InstanceTypeOfferings": [{"InstanceType": instance_type, "LocationType": "availability-zone",
-                                        "Location": f"{REGION}{z}"} for z in zones]},
-            {"LocationType": "availability-zone", "Filters": [{"Name": "instance-type", "Values": [instance_type]}]})
+            {
+                "InstanceTypeOfferings": [
+                    {"InstanceType": instance_type, "LocationType": "availability-zone", "Location": f"{REGION}{z}"}
+                    for z in zones
+                ]
+            },
+            {"LocationType": "availability-zone", "Filters": [{"Name": "instance-type", "Values": [instance_type]}]},
+        )
 
     def vcpus(self, sizes: dict[str, int]) -> None:
         self.stub["ec2"].add_response(
             "describe_instance_types",
             {"InstanceTypes": [{"InstanceType": t, "VCpuInfo": {"DefaultVCpus": n}} for t, n in sizes.items()]},
-            {"InstanceTypes": list(sizes)})
+            {"InstanceTypes": list(sizes)},
+        )
 
     def quota(self, code: str, value: float) -> None:
         self.stub["service-quotas"].add_response(
-            "get_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "Value": value}},
-            {"ServiceCode": "ec2", "QuotaCode": code})
+            "get_service_quota",
+            {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "Value": value}},
+            {"ServiceCode": "ec2", "QuotaCode": code},
+        )
 
     def default_vpc(self, present: bool = True) -> None:
         self.stub["ec2"].add_response(
-            "describe_vpcs", {"Vpcs": [{"VpcId": "vpc-0abc1234", "IsDefault": True}] if present else []},
-            {"Filters": [{"Name": "isDefault", "Values": ["true"]}]})
+            "describe_vpcs",
+            {"Vpcs": [{"VpcId": "vpc-0abc1234", "IsDefault": True}] if present else []},
+            {"Filters": [{"Name": "isDefault", "Values": ["true"]}]},
+        )
 
 
 def one_inf_account(quota: float = 32, *, vpc: bool = True) -> Stubbed:
@@ -93,8 +115,9 @@ def check(result: AccountPreflight, name: str) -> Check:
     return found
 
 
-def run(aws, types: tuple[str, ...] = ("inf1.2xlarge",), *, reach: str = "profile ana",
-        participants: tuple[str, ...] = ROOM) -> AccountPreflight:
+def run(
+    aws, types: tuple[str, ...] = ("inf1.2xlarge",), *, reach: str = "profile ana", participants: tuple[str, ...] = ROOM
+) -> AccountPreflight:
     return preflight_account(aws, reach=reach, region=REGION, participants=participants, instance_types=types)
 
 
@@ -107,7 +130,8 @@ def test_a_healthy_account_is_ready():
     assert result.account == ACCOUNT
     assert check(result, "offerings").detail == "inf1.2xlarge: us-west-2a, us-west-2b, us-west-2c (3 of 4 zones)"
     assert check(result, "quota").detail == (
-        "Running On-Demand Inf instances: quota 32 vCPUs, the room needs 24 (3 participants × inf1.2xlarge 8 vCPUs)")
+        "Running On-Demand Inf instances: quota 32 vCPUs, the room needs 24 (3 participants × inf1.2xlarge 8 vCPUs)"
+    )
     assert "vpc-0abc1234" in check(result, "default-vpc").detail
     assert summary_lines([result]) == ["1 of 1 account(s) ready"]
 
@@ -120,8 +144,10 @@ def test_a_zero_inf_quota_will_fail_and_says_how_to_ask_for_more():
     assert quota.ok is False
     assert "quota 0 vCPUs" in quota.detail
     assert "needs 24 (3 participants × inf1.2xlarge 8 vCPUs)" in quota.detail
-    assert ("aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-1945791B "
-            "--desired-value 24 --region us-west-2 --profile ana") in quota.detail
+    assert (
+        "aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-1945791B "
+        "--desired-value 24 --region us-west-2 --profile ana"
+    ) in quota.detail
     lines = summary_lines([result])
     assert lines[0].startswith(f"WILL FAIL  us-west-2 {ACCOUNT} (ana, ben, cy): Running On-Demand Inf instances")
     assert lines[-1] == "0 of 1 account(s) ready"
@@ -147,12 +173,15 @@ def test_a_type_offered_in_no_zone_fails_and_the_other_is_fine():
     first, second = [c for c in result.checks if c.name == "offerings"]
     assert first.ok is True and first.detail == "inf1.2xlarge: us-west-2a, us-west-2b (2 of 4 zones)"
     assert second.ok is False
-    assert second.detail == ("inf2.xlarge is offered in no Availability Zone of us-west-2 — "
-                             "pick another region or instance type")
+    assert second.detail == (
+        "inf2.xlarge is offered in no Availability Zone of us-west-2 — pick another region or instance type"
+    )
     assert check(result, "quota").detail.endswith(
-        "the room needs 36 (3 participants × (inf1.2xlarge 8 + inf2.xlarge 4) vCPUs)")
+        "the room needs 36 (3 participants × (inf1.2xlarge 8 + inf2.xlarge 4) vCPUs)"
+    )
     assert summary_lines([result])[0].startswith(
-        f"WILL FAIL  us-west-2 {ACCOUNT} (ana, ben, cy): inf2.xlarge is offered")
+        f"WILL FAIL  us-west-2 {ACCOUNT} (ana, ben, cy): inf2.xlarge is offered"
+    )
 
 
 def test_g_types_count_against_the_g_quota_and_each_bucket_is_read_once():
@@ -171,17 +200,27 @@ def test_g_types_count_against_the_g_quota_and_each_bucket_is_read_once():
     inf, g = [c for c in result.checks if c.name == "quota"]
     assert inf.ok is True and inf.detail.startswith("Running On-Demand Inf instances: quota 24 vCPUs")
     assert g.ok is False
-    assert g.detail.startswith("Running On-Demand G and VT instances: quota 16 vCPUs, the room needs 24 "
-                               "(3 participants × (g5.xlarge 4 + g4dn.xlarge 4) vCPUs)")
+    assert g.detail.startswith(
+        "Running On-Demand G and VT instances: quota 16 vCPUs, the room needs 24 "
+        "(3 participants × (g5.xlarge 4 + g4dn.xlarge 4) vCPUs)"
+    )
     assert "--quota-code L-DB2E81BA --desired-value 24" in g.detail
 
 
-@pytest.mark.parametrize(("instance_type", "quota"), [
-    ("inf2.xlarge", INF), ("trn1.2xlarge", ("L-2C3B7624", "Running On-Demand Trn instances")),
-    ("trn1n.32xlarge", ("L-2C3B7624", "Running On-Demand Trn instances")), ("g4dn.xlarge", G), ("vt1.3xlarge", G),
-    ("p3.2xlarge", ("L-417A185B", "Running On-Demand P instances")), ("c6i.2xlarge", STANDARD),
-    ("m5.large", STANDARD), ("t3.micro", STANDARD),
-])
+@pytest.mark.parametrize(
+    ("instance_type", "quota"),
+    [
+        ("inf2.xlarge", INF),
+        ("trn1.2xlarge", ("L-2C3B7624", "Running On-Demand Trn instances")),
+        ("trn1n.32xlarge", ("L-2C3B7624", "Running On-Demand Trn instances")),
+        ("g4dn.xlarge", G),
+        ("vt1.3xlarge", G),
+        ("p3.2xlarge", ("L-417A185B", "Running On-Demand P instances")),
+        ("c6i.2xlarge", STANDARD),
+        ("m5.large", STANDARD),
+        ("t3.micro", STANDARD),
+    ],
+)
 def test_each_family_counts_against_its_quota(instance_type, quota):
     assert quota_of(instance_type) == quota
 
@@ -193,15 +232,16 @@ def test_an_unreadable_quota_is_unknown_and_the_account_still_counts_as_ready():
     aws.offered("inf1.2xlarge", "abc")
     aws.vcpus({"inf1.2xlarge": 8})
     aws.stub["service-quotas"].add_client_error(
-        "get_service_quota", "AccessDeniedException",
-        "The request failed because you are not allowed to read quotas.")
+        "get_service_quota", "AccessDeniedException", "The request failed because you are not allowed to read quotas."
+    )
     aws.default_vpc()
     result = run(aws)
     aws.all_answered()
     quota = check(result, "quota")
     assert quota.ok is None
-    assert quota.detail.startswith("could not read the Running On-Demand Inf instances quota L-1945791B "
-                                   "(AccessDeniedException: The request failed")
+    assert quota.detail.startswith(
+        "could not read the Running On-Demand Inf instances quota L-1945791B (AccessDeniedException: The request failed"
+    )
     assert "Service Quotas console" in quota.detail and "the room needs 24 vCPUs" in quota.detail
     lines = summary_lines([result])
     assert len(lines) == 2
@@ -232,8 +272,10 @@ def test_no_default_vpc_fails_with_the_way_to_make_one():
     aws.all_answered()
     vpc = check(result, "default-vpc")
     assert vpc.ok is False
-    assert vpc.detail == ("no default VPC in us-west-2: the lab launches into default subnets — create one "
-                          "(aws ec2 create-default-vpc --region us-west-2) or give each participant instance.subnet_id")
+    assert vpc.detail == (
+        "no default VPC in us-west-2: the lab launches into default subnets — create one "
+        "(aws ec2 create-default-vpc --region us-west-2) or give each participant instance.subnet_id"
+    )
     assert summary_lines([result])[-1] == "0 of 1 account(s) ready"
 
 
@@ -246,8 +288,9 @@ class NoProfile:
 def test_credentials_that_do_not_work_leave_the_rest_unchecked(broken):
     if broken == "expired":
         aws = Stubbed()
-        aws.stub["sts"].add_client_error("get_caller_identity", "ExpiredToken",
-                                         "The security token included in the request is expired", 403)
+        aws.stub["sts"].add_client_error(
+            "get_caller_identity", "ExpiredToken", "The security token included in the request is expired", 403
+        )
         why = "cannot use these credentials: ExpiredToken: The security token included in the request is expired"
     else:
         aws = NoProfile()
@@ -260,15 +303,27 @@ def test_credentials_that_do_not_work_leave_the_rest_unchecked(broken):
     assert result.checks[0] == Check("credentials", False, why)
     assert [c.name for c in result.checks[1:]] == ["offerings", "offerings", "quota", "quota", "default-vpc"]
     assert all(c.ok is None and c.detail == NOT_CHECKED for c in result.checks[1:])
-    assert summary_lines([result]) == [f"WILL FAIL  us-west-2 profile ana (ana, ben, cy): {why}",
-                                       "0 of 1 account(s) ready"]
+    assert summary_lines([result]) == [
+        f"WILL FAIL  us-west-2 profile ana (ana, ben, cy): {why}",
+        "0 of 1 account(s) ready",
+    ]
 
 
 def test_the_summary_names_at_most_five_participants_and_counts_ready_accounts():
-    bad = AccountPreflight(ACCOUNT, REGION, "shared", tuple(f"p{i}" for i in range(1, 8)),
-                           (Check("credentials", True, "ok"), Check("default-vpc", False, "no default VPC")))
-    good = AccountPreflight("444455556666", "eu-west-1", "role arn:aws:iam::444455556666:role/lab", ("zoe",),
-                            (Check("credentials", True, "ok"),))
+    bad = AccountPreflight(
+        ACCOUNT,
+        REGION,
+        "shared",
+        tuple(f"p{i}" for i in range(1, 8)),
+        (Check("credentials", True, "ok"), Check("default-vpc", False, "no default VPC")),
+    )
+    good = AccountPreflight(
+        "444455556666",
+        "eu-west-1",
+        "role arn:aws:iam::444455556666:role/lab",
+        ("zoe",),
+        (Check("credentials", True, "ok"),),
+    )
     assert summary_lines([bad, good]) == [
         f"WILL FAIL  us-west-2 {ACCOUNT} (p1, p2, p3, p4, p5 +2 more): no default VPC",
         "1 of 2 account(s) ready",
@@ -286,7 +341,9 @@ def test_the_sandbox_answers_every_check_but_the_quota(sandbox):
     assert offerings.ok is True and offerings.detail.startswith("inf1.2xlarge: us-west-2")
     assert check(result, "default-vpc").ok is True
     quota = check(result, "quota")
-    assert quota.ok is None and quota.detail.startswith("the sandbox cannot check the Running On-Demand Inf instances quota")
+    assert quota.ok is None and quota.detail.startswith(
+        "the sandbox cannot check the Running On-Demand Inf instances quota"
+    )
     assert "on AWS this compares the account's with the room's need (the room needs 24 vCPUs)" in quota.detail
     assert any(line.startswith("UNKNOWN") and "the sandbox cannot check" in line for line in summary_lines([result]))
     assert summary_lines([result])[-1] == "1 of 1 account(s) ready"
@@ -300,11 +357,15 @@ def test_a_quota_the_account_never_changed_is_read_as_aws_default():
     aws.offered("inf1.2xlarge", "abc")
     aws.vcpus({"inf1.2xlarge": 8})
     aws.stub["service-quotas"].add_client_error(
-        "get_service_quota", "NoSuchResourceException",
-        "The request failed because applied value for the specified context Id do not exist.")
+        "get_service_quota",
+        "NoSuchResourceException",
+        "The request failed because applied value for the specified context Id do not exist.",
+    )
     aws.stub["service-quotas"].add_response(
-        "get_aws_default_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": INF[0], "Value": 8}},
-        {"ServiceCode": "ec2", "QuotaCode": INF[0]})
+        "get_aws_default_service_quota",
+        {"Quota": {"ServiceCode": "ec2", "QuotaCode": INF[0], "Value": 8}},
+        {"ServiceCode": "ec2", "QuotaCode": INF[0]},
+    )
     aws.default_vpc()
     result = run(aws)
     aws.all_answered()
@@ -318,9 +379,13 @@ def test_the_sweep_counts_against_the_quotas_too():
     """Each participant's sweep holds min(max_vcpus, jobs x the type's vCPUs) at once, one whole instance per job."""
     from inflab.instructor.roster import from_dict
 
-    roster = from_dict({"workshop": {"instance_types": ["inf1.2xlarge"]},
-                        "sweep": {"instance_types": ["inf1.6xlarge", "g5.xlarge"], "jobs": 3, "max_vcpus": 64},
-                        "participant": [{"label": x, "shared": True} for x in ROOM]})
+    roster = from_dict(
+        {
+            "workshop": {"instance_types": ["inf1.2xlarge"]},
+            "sweep": {"instance_types": ["inf1.6xlarge", "g5.xlarge"], "jobs": 3, "max_vcpus": 64},
+            "participant": [{"label": x, "shared": True} for x in ROOM],
+        }
+    )
     aws = Stubbed()
     aws.identity()
     aws.zones(4)
@@ -329,9 +394,15 @@ def test_the_sweep_counts_against_the_quotas_too():
     aws.quota(INF[0], 200)
     aws.quota(G[0], 16)
     aws.default_vpc()
-    result = preflight_account(aws, reach="profile ana", region=REGION, participants=ROOM,
-                               instance_types=roster.instance_types, sweep=roster.sweep_vcpus,
-                               sweep_types=roster.sweep_types)
+    result = preflight_account(
+        aws,
+        reach="profile ana",
+        region=REGION,
+        participants=ROOM,
+        instance_types=roster.instance_types,
+        sweep=roster.sweep_vcpus,
+        sweep_types=roster.sweep_types,
+    )
     aws.all_answered()
     inf, g = [c for c in result.checks if c.name == "quota"]
     # Inf: 3 × (8 for the instance + min(64, 3 × 24) = 64 for the sweep) = 216 > 200

@@ -38,29 +38,69 @@ from inflab.tui.widgets import ConfirmModal, LogPane
 SIZE = (160, 48)
 LABELS = ("alice", "bob", "carol", "dave")
 REASON = "The config profile (nope) could not be found"
-LAUNCH_ERROR = ("InsufficientInstanceCapacity: We currently do not have sufficient inf1.2xlarge capacity in the "
-                "Availability Zone you requested (us-east-1e).")
-QUOTA_DETAIL = ("Running On-Demand Inf instances quota is 0 vCPUs; inf1.2xlarge needs 8. Ask for an increase: "
-                "Service Quotas → Amazon EC2 → L-1945791B")
+LAUNCH_ERROR = (
+    "InsufficientInstanceCapacity: We currently do not have sufficient inf1.2xlarge capacity in the "
+    "Availability Zone you requested (us-east-1e)."
+)
+QUOTA_DETAIL = (
+    "Running On-Demand Inf instances quota is 0 vCPUs; inf1.2xlarge needs 8. Ask for an increase: "
+    "Service Quotas → Amazon EC2 → L-1945791B"
+)
 
 
 # -- the room --------------------------------------------------------------------------------------
 def room_rows(now: float, *, later: bool = False) -> tuple[Row, ...]:
     """Four participants: waiting, running a sweep, failed at launch, unreachable. ``later``: the
     same people a while on (alice now running, bob finished)."""
-    alice = Row("alice", "us-east-1", "profile alice", account="111111111111", session="lab-alice", step="build-image",
-                state=RUNNING if later else WAITING, since=now - 65, stuck_after_s=900, updated=now - 12,
-                track="neuron", version="0.9.0")
-    bob = Row("bob", "us-east-1", "profile bob", account="222222222222", session="lab-bob", step="batch-monitor",
-              state=FINISHED if later else RUNNING, since=now - 200, stuck_after_s=1800, updated=now - 3,
-              instances=(Instance("i-0b0b", "inf1.2xlarge", "running", now - 3600, "us-east-1a", 0.36),),
-              batch_jobs={"RUNNING": 2, "SUCCEEDED": 1}, compute_envs=("inflab-lab-bob VALID/ENABLED",),
-              spend_usd=0.37, price_source="AWS price list 2026-05-01")
-    carol = Row("carol", "us-east-1", "profile carol", account="333333333333", session="lab-carol", step="launch",
-                state=FAILED, since=now - 30, stuck_after_s=600, updated=now - 30, error=LAUNCH_ERROR,
-                history=(StepMark("credentials", "done", now - 300, now - 299),
-                         StepMark("keypair", "done", now - 299, now - 298),
-                         StepMark("launch", "failed", now - 60, now - 30, LAUNCH_ERROR)))
+    alice = Row(
+        "alice",
+        "us-east-1",
+        "profile alice",
+        account="111111111111",
+        session="lab-alice",
+        step="build-image",
+        state=RUNNING if later else WAITING,
+        since=now - 65,
+        stuck_after_s=900,
+        updated=now - 12,
+        track="neuron",
+        version="0.9.0",
+    )
+    bob = Row(
+        "bob",
+        "us-east-1",
+        "profile bob",
+        account="222222222222",
+        session="lab-bob",
+        step="batch-monitor",
+        state=FINISHED if later else RUNNING,
+        since=now - 200,
+        stuck_after_s=1800,
+        updated=now - 3,
+        instances=(Instance("i-0b0b", "inf1.2xlarge", "running", now - 3600, "us-east-1a", 0.36),),
+        batch_jobs={"RUNNING": 2, "SUCCEEDED": 1},
+        compute_envs=("inflab-lab-bob VALID/ENABLED",),
+        spend_usd=0.37,
+        price_source="AWS price list 2026-05-01",
+    )
+    carol = Row(
+        "carol",
+        "us-east-1",
+        "profile carol",
+        account="333333333333",
+        session="lab-carol",
+        step="launch",
+        state=FAILED,
+        since=now - 30,
+        stuck_after_s=600,
+        updated=now - 30,
+        error=LAUNCH_ERROR,
+        history=(
+            StepMark("credentials", "done", now - 300, now - 299),
+            StepMark("keypair", "done", now - 299, now - 298),
+            StepMark("launch", "failed", now - 60, now - 30, LAUNCH_ERROR),
+        ),
+    )
     dave = Row("dave", "us-east-1", "profile nope", state=UNREACHABLE, reason=REASON)
     return alice, bob, carol, dave
 
@@ -71,8 +111,9 @@ class FakeSource:
 
     workshop = "neuron-101"
 
-    def __init__(self, rooms: list, *, labels: tuple[str, ...] = LABELS, delay: float = 0.3,
-                 gate: threading.Event | None = None):
+    def __init__(
+        self, rooms: list, *, labels: tuple[str, ...] = LABELS, delay: float = 0.3, gate: threading.Event | None = None
+    ):
         self.labels = labels
         self.rooms = rooms
         self.delay = delay
@@ -112,8 +153,10 @@ class FakeSource:
         assert self.resources_gate.wait(5), "the test never opened the resources gate"
         if label == "dave":
             raise RuntimeError("ProfileNotFound: " + REASON)
-        return [{"type": "ec2:key-pair", "id": "key-0c4", "name": f"lab-{label}"},
-                {"type": "ec2:security-group", "id": "sg-0c4", "name": f"lab-{label}-ssh"}]
+        return [
+            {"type": "ec2:key-pair", "id": "key-0c4", "name": f"lab-{label}"},
+            {"type": "ec2:security-group", "id": "sg-0c4", "name": f"lab-{label}-ssh"},
+        ]
 
     def preflight(self) -> list[AccountPreflight]:
         assert self.preflight_gate.wait(5), "the test never opened the preflight gate"
@@ -147,15 +190,23 @@ async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 5) -
 
 def screen_text(app) -> str:
     """The screen as the user sees it, as plain text."""
-    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True,
-                      legacy_windows=False, color_system=None)
+    console = Console(
+        width=app.size.width,
+        height=app.size.height,
+        file=io.StringIO(),
+        record=True,
+        legacy_windows=False,
+        color_system=None,
+    )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
 
 
 def cells(screen, label: str) -> dict[str, str]:
     table = screen.query_one("#room", DataTable)
-    return {str(col.key.value): str(value) for col, value in zip(table.ordered_columns, table.get_row(label), strict=True)}
+    return {
+        str(col.key.value): str(value) for col, value in zip(table.ordered_columns, table.get_row(label), strict=True)
+    }
 
 
 def cell(screen, label: str, column: str):
@@ -209,8 +260,20 @@ async def test_the_room_shows_each_participant_and_the_summary():
 
 async def test_a_row_becomes_stuck_while_you_watch():
     def rows(now: float) -> list[Row]:
-        return [Row("erin", "us-east-1", "shared", account="444444444444", session="lab-erin", step="compile",
-                    state=RUNNING, since=now - 5, stuck_after_s=9, updated=now)]  # stuck 4 s after the fetch
+        return [
+            Row(
+                "erin",
+                "us-east-1",
+                "shared",
+                account="444444444444",
+                session="lab-erin",
+                step="compile",
+                state=RUNNING,
+                since=now - 5,
+                stuck_after_s=9,
+                updated=now,
+            )
+        ]  # stuck 4 s after the fetch
 
     source = FakeSource([rows], labels=("erin",), delay=0.05)
     app = InstructorApp(source, refresh_s=60)
@@ -231,9 +294,14 @@ async def test_a_row_becomes_stuck_while_you_watch():
 
 
 async def test_refresh_keeps_the_cursor_and_a_failed_refresh_keeps_the_rows():
-    source = FakeSource([room_rows, lambda now: room_rows(now, later=True),
-                         RuntimeError("ExpiredToken: The security token included in the request is expired\nmore"),
-                         lambda now: room_rows(now) + (Row("erin", "us-east-1", "shared", state="not started"),)])
+    source = FakeSource(
+        [
+            room_rows,
+            lambda now: room_rows(now, later=True),
+            RuntimeError("ExpiredToken: The security token included in the request is expired\nmore"),
+            lambda now: room_rows(now) + (Row("erin", "us-east-1", "shared", state="not started"),),
+        ]
+    )
     app = InstructorApp(source, refresh_s=60)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_dashboard(pilot, app)
@@ -283,7 +351,10 @@ async def test_details_of_a_failed_and_an_unreachable_participant():
         assert steps[2][3] == "0:30" and steps[2][4] == LAUNCH_ERROR
         resources = details.query_one("#resources", DataTable)
         found = [[str(c) for c in resources.get_row_at(i)] for i in range(resources.row_count)]
-        assert found == [["ec2:key-pair", "lab-carol", "key-0c4", ""], ["ec2:security-group", "lab-carol-ssh", "sg-0c4", ""]]
+        assert found == [
+            ["ec2:key-pair", "lab-carol", "key-0c4", ""],
+            ["ec2:security-group", "lab-carol-ssh", "sg-0c4", ""],
+        ]
         assert "Last error: InsufficientInstanceCapacity" in screen_text(app)
 
         await pilot.press("escape")
@@ -302,11 +373,19 @@ async def test_details_of_a_failed_and_an_unreachable_participant():
 
 async def test_preflight_shows_what_will_fail():
     source = FakeSource([room_rows])
-    source.preflight_results = [AccountPreflight("111111111111", "us-east-1", "profile alice", ("alice", "bob"), (
-        Check("credentials", True, "arn:aws:iam::111111111111:user/alice"),
-        Check("quota", False, QUOTA_DETAIL),
-        Check("offerings", None, "could not ask: AccessDenied for ec2:DescribeInstanceTypeOfferings"),
-    ))]
+    source.preflight_results = [
+        AccountPreflight(
+            "111111111111",
+            "us-east-1",
+            "profile alice",
+            ("alice", "bob"),
+            (
+                Check("credentials", True, "arn:aws:iam::111111111111:user/alice"),
+                Check("quota", False, QUOTA_DETAIL),
+                Check("offerings", None, "could not ask: AccessDenied for ec2:DescribeInstanceTypeOfferings"),
+            ),
+        )
+    ]
     source.preflight_gate.clear()
     app = InstructorApp(source, refresh_s=60)
     async with app.run_test(size=SIZE) as pilot:
@@ -314,7 +393,9 @@ async def test_preflight_shows_what_will_fail():
         await pilot.press("p")
         pre = app.screen
         assert isinstance(pre, PreflightScreen)
-        assert text_of(pre.query_one("#preflight-status", Static)).startswith("checking 4 account(s) for 4 participant(s)… (")
+        assert text_of(pre.query_one("#preflight-status", Static)).startswith(
+            "checking 4 account(s) for 4 participant(s)… ("
+        )
         source.preflight_gate.set()
         assert await wait_for(pilot, lambda: pre.results is not None)
         summary = text_of(pre.query_one("#preflight-summary", Static)).splitlines()
@@ -337,12 +418,22 @@ async def test_cleanup_everyone_after_typing_everyone():
     source.cleanup_gate = threading.Event()
     source.cleanup_results = [
         CleanupResult("alice", "111111111111", "us-east-1", ("lab-alice",)),
-        CleanupResult("bob", "222222222222", "us-east-1", ("lab-bob",),
-                      kept=({"type": "s3:bucket", "id": "inflab-lab-bob-results", "name": "inflab-lab-bob-results"},),
-                      active=("lab-bob: step batch-monitor was running",)),
-        CleanupResult("carol", "333333333333", "us-east-1", ("lab-carol",), errors=("terminate: timed out",),
-                      leftovers=({"type": "ec2:instance", "id": "i-0dead", "name": "lab-carol",
-                                  "state": "shutting-down"},)),
+        CleanupResult(
+            "bob",
+            "222222222222",
+            "us-east-1",
+            ("lab-bob",),
+            kept=({"type": "s3:bucket", "id": "inflab-lab-bob-results", "name": "inflab-lab-bob-results"},),
+            active=("lab-bob: step batch-monitor was running",),
+        ),
+        CleanupResult(
+            "carol",
+            "333333333333",
+            "us-east-1",
+            ("lab-carol",),
+            errors=("terminate: timed out",),
+            leftovers=({"type": "ec2:instance", "id": "i-0dead", "name": "lab-carol", "state": "shutting-down"},),
+        ),
         CleanupResult("dave", "", "us-east-1", (), errors=(REASON,), looked=False),
     ]
     app = InstructorApp(source, refresh_s=60)
@@ -392,8 +483,11 @@ async def test_cleanup_everyone_after_typing_everyone():
         table = cleanup.query_one("#cleanup-table", DataTable)
         rows = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)] for i in range(table.row_count)}
         assert rows["alice"][4:7] == ["✓ ok", "nothing tagged is left", "—"]
-        assert rows["bob"][4:7] == ["✓ ok\n⚠ looked still active: lab-bob: step batch-monitor was running",
-                                    "nothing tagged is left", "inflab-lab-bob-results"]
+        assert rows["bob"][4:7] == [
+            "✓ ok\n⚠ looked still active: lab-bob: step batch-monitor was running",
+            "nothing tagged is left",
+            "inflab-lab-bob-results",
+        ]
         assert rows["carol"][4:6] == ["✗ terminate: timed out", "ec2:instance lab-carol [shutting-down]"]
         assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be read"]
         shown = screen_text(app)

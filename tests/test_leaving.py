@@ -47,13 +47,23 @@ def test_quitting_the_lab_says_how_to_resume_and_that_the_sandbox_keeps_running(
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), TERM="xterm-256color", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "inflab.cli", "resume", name], stdin=follower, stdout=follower,
-                            stderr=follower, env=env, cwd=ROOT, start_new_session=True, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inflab.cli", "resume", name],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        close_fds=True,
+    )
     os.close(follower)
     seen = bytearray()
     try:
         # The lab is up once the step list is on the screen; then q.
-        assert read_until(leader, seen, lambda b: b"credentials" in b, 60), ANSI.sub("", seen.decode(errors="replace"))[-2000:]
+        assert read_until(leader, seen, lambda b: b"credentials" in b, 60), ANSI.sub("", seen.decode(errors="replace"))[
+            -2000:
+        ]
         time.sleep(1)  # let it settle (the background check of the session)
         os.write(leader, b"q")
         read_until(leader, seen, lambda b: b"inflab sandbox stop" in b, 30)
@@ -92,8 +102,11 @@ def test_stop_says_what_the_image_store_holds_and_prune_frees_it_only_when_nothi
         r = run_cli("sandbox", "stop", home=home)
     assert r.returncode == 0, r.stderr
     assert "sandbox stopped" in r.stdout
-    held = re.search(r"Its image store keeps ([\d.]+) MB in 2 image\(s\) \((.+)\), for the next session; "
-                     r"inflab sandbox prune frees it", r.stdout)
+    held = re.search(
+        r"Its image store keeps ([\d.]+) MB in 2 image\(s\) \((.+)\), for the next session; "
+        r"inflab sandbox prune frees it",
+        r.stdout,
+    )
     assert held and 5.0 <= float(held.group(1)) < 5.5, r.stdout
     assert held.group(2) == str(image_store.store_dir(home))
 

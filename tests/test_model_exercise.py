@@ -37,10 +37,13 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
     (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
     # one-second trials (three of them, the default): these tests look at the flow and the record
-    cfg.write_text("[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 10\n"
-                   '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n')
-    r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
-                timeout=1200)
+    cfg.write_text(
+        "[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 10\n"
+        '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n'
+    )
+    r = run_cli(
+        "run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home, timeout=1200
+    )
     return name, r
 
 
@@ -85,7 +88,9 @@ def test_report_has_a_bert_result_with_ordered_percentiles(lab, inflab_home):
     assert "SAMPLES/S" in table and "bert-base-cased-finetuned-mrpc" in table and "sandbox rows ran" in table
     assert "QUALITY" in table and "±95%" in table
     csv = report(name, inflab_home, "csv").splitlines()
-    assert csv[0].startswith("model,precision,target,instance_type,batch_size,throughput_avg") and len(csv) == 1 + len(rows)
+    assert csv[0].startswith("model,precision,target,instance_type,batch_size,throughput_avg") and len(csv) == 1 + len(
+        rows
+    )
 
 
 def test_the_ecr_repository_scans_on_push_and_carries_the_session_tag(lab, aws):
@@ -182,8 +187,18 @@ def test_killed_as_the_benchmark_job_ends_the_next_run_collects_it_once(lab, sto
     """The job's exit code is written, the session has not heard: the next run reattaches and collects once."""
     name, _ = lab
     before = _bench_rows(store, name)
-    r = run_cli("run", "--name", name, "--from", "benchmark", "--until", "benchmark", home=inflab_home, timeout=600,
-                env={"INFLAB_FAULT_POINT": "job:ended"})
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--from",
+        "benchmark",
+        "--until",
+        "benchmark",
+        home=inflab_home,
+        timeout=600,
+        env={"INFLAB_FAULT_POINT": "job:ended"},
+    )
     assert r.returncode == 137, r.stdout[-2000:] + r.stderr[-2000:]
     job = store.get(name, "jobs")["benchmark"]
     assert _bench_rows(store, name) == before
@@ -199,8 +214,18 @@ def test_killed_as_the_benchmark_job_ends_the_next_run_collects_it_once(lab, sto
 
 def test_killed_after_storing_results_the_next_run_keeps_them_once(lab, store, inflab_home):
     name, _ = lab
-    r = run_cli("run", "--name", name, "--from", "benchmark", "--until", "benchmark", home=inflab_home, timeout=600,
-                env={"INFLAB_FAULT_POINT": "benchmark:results-stored"})
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--from",
+        "benchmark",
+        "--until",
+        "benchmark",
+        home=inflab_home,
+        timeout=600,
+        env={"INFLAB_FAULT_POINT": "benchmark:results-stored"},
+    )
     assert r.returncode == 137, r.stdout[-2000:] + r.stderr[-2000:]
     stored = _bench_rows(store, name)
     assert len(stored) == len(set(stored))
@@ -272,8 +297,9 @@ def test_the_report_has_served_rows_with_rates_percentiles_errors_and_overhead(s
         assert r["overhead_ms_p50"] == pytest.approx(r["latency_ms_p50"] - base["latency_ms_p50"])
     (summary,) = doc["serving"]
     last = served_rows[-1]
-    assert last["offered_rps"] < 200 or not last["meets_limit"] or summary["stop_reason"].startswith("every rate"), \
+    assert last["offered_rps"] < 200 or not last["meets_limit"] or summary["stop_reason"].startswith("every rate"), (
         "the rates stop rising at the limit"
+    )
     met = [r["offered_rps"] for r in served_rows if r["meets_limit"]]
     assert summary["highest_rate_meeting_limit"] == (max(met) if met else None)
     assert doc["recommendation"]["fastest"]["served"] is False, "the recommendation stays on the direct runs"
@@ -283,7 +309,9 @@ def test_the_report_has_served_rows_with_rates_percentiles_errors_and_overhead(s
 
 def test_the_security_group_opens_only_ssh(served, aws):
     name, _ = served
-    groups = aws("ec2").describe_security_groups(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])["SecurityGroups"]
+    groups = aws("ec2").describe_security_groups(Filters=[{"Name": "tag:inflab:session", "Values": [name]}])[
+        "SecurityGroups"
+    ]
     assert groups
     for g in groups:
         assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in g["IpPermissions"]] == [("tcp", 22, 22)]
@@ -318,7 +346,9 @@ def test_a_bad_input_is_a_clear_error_in_the_check_step(served, inflab_home, tmp
     Path(good).write_text("hello, this is not a sentence pair")
     try:
         t0 = time.monotonic()
-        r = run_cli("run", "--name", name, "--from", "serve-check", "--until", "serve-check", home=inflab_home, timeout=180)
+        r = run_cli(
+            "run", "--name", name, "--from", "serve-check", "--until", "serve-check", home=inflab_home, timeout=180
+        )
         took = time.monotonic() - t0
     finally:
         Path(good).write_text(PAIR)
@@ -357,8 +387,13 @@ def test_killed_during_the_load_test_the_rerun_has_one_server_and_stores_the_res
     assert len(torchserve_frontends(home)) == 1
     before = [r["data"]["run_id"] for r in store.results(name, "served")]
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "inflab.cli", "run", "--name", name, "--from", "load-test",
-                             "--until", "load-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inflab.cli", "run", "--name", name, "--from", "load-test", "--until", "load-test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120
         for line in proc.stdout:
@@ -407,6 +442,5 @@ def test_terminate_keeps_the_results_and_cleanup_leaves_nothing(lab, store, infl
     assert r.returncode == 0, r.stderr
     assert json.loads(cli("resources", name, "--json").stdout) == []
     assert aws("ecr").describe_repositories()["repositories"] == [] or all(
-        not x["repositoryName"].endswith(name) for x in aws("ecr").describe_repositories()["repositories"])
-
-
+        not x["repositoryName"].endswith(name) for x in aws("ecr").describe_repositories()["repositories"]
+    )

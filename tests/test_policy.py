@@ -18,8 +18,19 @@ PACKAGE = ROOT / "inflab"
 
 # The client variables' names the code uses for each service (a call on any other name is found only
 # when the client is made on the same line or assigned in the same module).
-CLIENT_NAMES = {"ec2": "ec2", "iam": "iam", "s3": "s3", "ssm": "ssm", "logs": "logs", "batch": "batch", "ecr": "ecr",
-                "sts": "sts", "quotas": "service-quotas", "pricing": "pricing", "pricing_client": "pricing"}
+CLIENT_NAMES = {
+    "ec2": "ec2",
+    "iam": "iam",
+    "s3": "s3",
+    "ssm": "ssm",
+    "logs": "logs",
+    "batch": "batch",
+    "ecr": "ecr",
+    "sts": "sts",
+    "quotas": "service-quotas",
+    "pricing": "pricing",
+    "pricing_client": "pricing",
+}
 
 # The project's own objects whose methods share a name with an AWS operation (Store.create_session).
 NOT_CLIENTS = {"self", "cls", "store"}
@@ -28,15 +39,36 @@ NOT_CLIENTS = {"self", "cls", "store"}
 # list_awsidentityandaccessmanagementiam, list_amazons3, list_amazoncloudwatchlogs, list_amazonelasticcontainerregistry,
 # list_awspricelist, list_servicequotas, list_awssecuritytokenservice, list_amazonsagemaker, list_amazoncloudwatch): the
 # only ones a statement may grant on "*".
-NO_RESOURCE_TYPE = frozenset({
-    "sts:GetCallerIdentity", "ec2:DescribeImages", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
-    "ec2:DescribeSubnets", "ec2:DescribeInstances", "ec2:DescribeKeyPairs", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeLaunchTemplates", "ec2:DescribeVolumes", "ec2:DescribeAvailabilityZones", "ec2:DescribeVpcs",
-    "iam:ListRoles", "iam:ListInstanceProfiles", "ecr:GetAuthorizationToken", "s3:ListAllMyBuckets",
-    "logs:DescribeLogGroups", "batch:DescribeComputeEnvironments", "batch:DescribeJobQueues",
-    "batch:DescribeJobDefinitions", "batch:DescribeJobs", "batch:ListJobs", "servicequotas:GetAWSDefaultServiceQuota",
-    "pricing:GetProducts", "sagemaker:ListEndpointConfigs", "cloudwatch:GetMetricStatistics",
-})
+NO_RESOURCE_TYPE = frozenset(
+    {
+        "sts:GetCallerIdentity",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceTypeOfferings",
+        "ec2:DescribeInstanceTypes",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeVpcs",
+        "iam:ListRoles",
+        "iam:ListInstanceProfiles",
+        "ecr:GetAuthorizationToken",
+        "s3:ListAllMyBuckets",
+        "logs:DescribeLogGroups",
+        "batch:DescribeComputeEnvironments",
+        "batch:DescribeJobQueues",
+        "batch:DescribeJobDefinitions",
+        "batch:DescribeJobs",
+        "batch:ListJobs",
+        "servicequotas:GetAWSDefaultServiceQuota",
+        "pricing:GetProducts",
+        "sagemaker:ListEndpointConfigs",
+        "cloudwatch:GetMetricStatistics",
+    }
+)
 
 
 def _models():
@@ -76,15 +108,24 @@ def scan(paths: list[Path]) -> tuple[dict[tuple[str, str], list[str]], list[str]
         for node in ast.walk(tree):  # ec2 = ctx.aws.client("ec2")
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 f = node.value.func
-                if isinstance(f, ast.Attribute) and f.attr == "client" and node.value.args \
-                        and isinstance(node.value.args[0], ast.Constant):
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "client"
+                    and node.value.args
+                    and isinstance(node.value.args[0], ast.Constant)
+                ):
                     for target in node.targets:
                         if isinstance(target, ast.Name):
                             assigned[target.id] = node.value.args[0].value
 
         def service_of(value) -> str | None:
-            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "client" \
-                    and value.args and isinstance(value.args[0], ast.Constant):
+            if (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Attribute)
+                and value.func.attr == "client"
+                and value.args
+                and isinstance(value.args[0], ast.Constant)
+            ):
                 return value.args[0].value
             if isinstance(value, ast.Name):
                 return assigned.get(value.id) or CLIENT_NAMES.get(value.id)
@@ -98,11 +139,15 @@ def scan(paths: list[Path]) -> tuple[dict[tuple[str, str], list[str]], list[str]
             if name == "wait_for" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
                 service = service_of(node.args[0])  # ctx.wait_for(ec2, "instance_running", ...)
                 if service:
-                    found.setdefault((service, model(service)[1][node.args[1].value]), []).append(f"{where}:{node.lineno}")
+                    found.setdefault((service, model(service)[1][node.args[1].value]), []).append(
+                        f"{where}:{node.lineno}"
+                    )
                 continue
             service = service_of(node.func.value)
             if service is None:
-                if name in every_op and not (isinstance(node.func.value, ast.Name) and node.func.value.id in NOT_CLIENTS):
+                if name in every_op and not (
+                    isinstance(node.func.value, ast.Name) and node.func.value.id in NOT_CLIENTS
+                ):
                     unknown.append(f"{where}:{node.lineno} .{name}(")
                 continue
             ops, waiters = model(service)
@@ -117,8 +162,13 @@ def scan(paths: list[Path]) -> tuple[dict[tuple[str, str], list[str]], list[str]
 
 
 def _sources(*parts: str) -> list[Path]:
-    return [p for p in PACKAGE.rglob("*.py") if "payload" not in p.parts and "sandbox" not in p.parts
-            and (not parts or p.relative_to(PACKAGE).parts[0] in parts)]
+    return [
+        p
+        for p in PACKAGE.rglob("*.py")
+        if "payload" not in p.parts
+        and "sandbox" not in p.parts
+        and (not parts or p.relative_to(PACKAGE).parts[0] in parts)
+    ]
 
 
 def _lab_sources() -> list[Path]:
@@ -163,8 +213,9 @@ def test_no_statement_allows_a_whole_service_and_star_only_where_aws_has_no_reso
         for action in s["Action"]:
             assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), f"{s['Sid']}: {action!r} is not one exact action"
         if s["Resource"] == "*" or "*" in s["Resource"]:
-            assert set(s["Action"]) <= NO_RESOURCE_TYPE, \
+            assert set(s["Action"]) <= NO_RESOURCE_TYPE, (
                 f"{s['Sid']} grants {sorted(set(s['Action']) - NO_RESOURCE_TYPE)} on every resource"
+            )
         else:
             assert all(r.startswith("arn:aws:") for r in s["Resource"])
 
@@ -181,9 +232,18 @@ def test_a_document_too_long_for_one_managed_policy_is_split_in_order():
 def test_the_scan_finds_the_calls_it_should():
     """The scan itself: it sees chained, assigned and paginated calls, waiters and ctx.wait_for."""
     found, _ = scan(_lab_sources())
-    for call in [("ec2", "RunInstances"), ("iam", "GetRole"), ("iam", "ListRoles"), ("ec2", "DescribeInstances"),
-                 ("sts", "GetCallerIdentity"), ("ssm", "PutParameter"), ("pricing", "GetProducts"),
-                 ("s3", "DeleteObjects"), ("batch", "SubmitJob"), ("iam", "GetInstanceProfile")]:
+    for call in [
+        ("ec2", "RunInstances"),
+        ("iam", "GetRole"),
+        ("iam", "ListRoles"),
+        ("ec2", "DescribeInstances"),
+        ("sts", "GetCallerIdentity"),
+        ("ssm", "PutParameter"),
+        ("pricing", "GetProducts"),
+        ("s3", "DeleteObjects"),
+        ("batch", "SubmitJob"),
+        ("iam", "GetInstanceProfile"),
+    ]:
         assert call in found, call
 
 
@@ -222,14 +282,25 @@ def test_the_instructor_policy_reads_the_room_and_cleans_up_but_makes_nothing():
     doc = pol.instructor()
     refused = sorted(a for a in pol.needed(pol.INSTRUCTOR_CALLS) if not pol.allowed(doc, a))
     assert not refused, refused
-    for action in ["ec2:TerminateInstances", "ec2:DeleteSecurityGroup", "iam:DeleteRole", "iam:RemoveRoleFromInstanceProfile",
-                   "batch:UpdateComputeEnvironment", "batch:DeleteJobQueue", "s3:DeleteObjectVersion", "ssm:DeleteParameter",
-                   "logs:DeleteLogGroup", "ecr:DeleteRepository", "iam:ListRoles"]:
+    for action in [
+        "ec2:TerminateInstances",
+        "ec2:DeleteSecurityGroup",
+        "iam:DeleteRole",
+        "iam:RemoveRoleFromInstanceProfile",
+        "batch:UpdateComputeEnvironment",
+        "batch:DeleteJobQueue",
+        "s3:DeleteObjectVersion",
+        "ssm:DeleteParameter",
+        "logs:DeleteLogGroup",
+        "ecr:DeleteRepository",
+        "iam:ListRoles",
+    ]:
         assert pol.allowed(doc, action), action
     for action in _actions(doc):
         verb = action.split(":")[1]
-        assert not verb.startswith(("Create", "Put", "Run", "Submit", "Register", "Tag", "Attach", "Pass", "Import",
-                                    "Authorize", "Add")), action
+        assert not verb.startswith(
+            ("Create", "Put", "Run", "Submit", "Register", "Tag", "Attach", "Pass", "Import", "Authorize", "Add")
+        ), action
         assert pol.cleanup_action(action) or action in pol.needed(pol.INSTRUCTOR_CALLS), action
 
 
@@ -266,10 +337,14 @@ def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
         assert ok("iam:CreateInstanceProfile", f"arn:aws:iam::{acct}:instance-profile{pol.IAM_PATH}{r}")
         assert ok("iam:GetInstanceProfile", f"arn:aws:iam::{acct}:instance-profile/{r}")
     assert ok("ec2:ImportKeyPair", f"arn:aws:ec2:{region}:{acct}:key-pair/{names.key_pair(ctx.name)}")
-    assert names.ssh_security_group(ctx.name).startswith("inflab-") and names.batch_security_group(ctx.name).startswith("inflab-")
+    assert names.ssh_security_group(ctx.name).startswith("inflab-") and names.batch_security_group(ctx.name).startswith(
+        "inflab-"
+    )
     for itype in ("inf1.2xlarge", "g5.xlarge"):
-        assert ok("batch:CreateComputeEnvironment",
-                  f"arn:aws:batch:{region}:{acct}:compute-environment/{names.compute_environment(ctx.name, itype)}")
+        assert ok(
+            "batch:CreateComputeEnvironment",
+            f"arn:aws:batch:{region}:{acct}:compute-environment/{names.compute_environment(ctx.name, itype)}",
+        )
         assert ok("batch:CreateJobQueue", f"arn:aws:batch:{region}:{acct}:job-queue/{names.job_queue(ctx.name, itype)}")
         assert ok("batch:SubmitJob", f"arn:aws:batch:{region}:{acct}:job-queue/{names.job_queue(ctx.name, itype)}")
     assert ok("batch:RegisterJobDefinition", f"arn:aws:batch:{region}:{acct}:job-definition/{definition}")
@@ -279,48 +354,70 @@ def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
     assert ok("s3:CreateBucket", f"arn:aws:s3:::{bucket}")
     assert ok("s3:PutObject", f"arn:aws:s3:::{bucket}/{ctx.name}/report/report.md")
     assert ok("logs:CreateLogGroup", f"arn:aws:logs:{region}:{acct}:log-group:{names.log_group(ctx.name)}")
-    assert ok("logs:GetLogEvents", f"arn:aws:logs:{region}:{acct}:log-group:{names.log_group(ctx.name)}:log-stream:sweep/default/1")
+    assert ok(
+        "logs:GetLogEvents",
+        f"arn:aws:logs:{region}:{acct}:log-group:{names.log_group(ctx.name)}:log-stream:sweep/default/1",
+    )
     assert ok("ssm:PutParameter", f"arn:aws:ssm:{region}:{acct}:parameter{beacon.path(ctx.name)}")
     assert ok("ssm:GetParametersByPath", f"arn:aws:ssm:{region}:{acct}:parameter{beacon.PREFIX.rstrip('/')}")
-    assert ok("ssm:GetParameter", f"arn:aws:ssm:{region}::parameter/aws/service/ecs/optimized-ami/amazon-linux-2023/"
-                                  "neuron/recommended/image_id")
-    assert ok("iam:CreateServiceLinkedRole",
-              f"arn:aws:iam::{acct}:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")
+    assert ok(
+        "ssm:GetParameter",
+        f"arn:aws:ssm:{region}::parameter/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id",
+    )
+    assert ok(
+        "iam:CreateServiceLinkedRole",
+        f"arn:aws:iam::{acct}:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch",
+    )
     # ... and nothing of anyone else's
-    for action, arn in [("iam:CreateRole", f"arn:aws:iam::{acct}:role/Admin"),
-                        ("iam:PutRolePolicy", f"arn:aws:iam::{acct}:role/inflab-lab1-instance"),  # not under /inflab/
-                        ("iam:PassRole", f"arn:aws:iam::{acct}:role/OrganizationAccountAccessRole"),
-                        ("iam:CreateServiceLinkedRole", f"arn:aws:iam::{acct}:role/aws-service-role/ecs.amazonaws.com/X"),
-                        ("ec2:DeleteKeyPair", f"arn:aws:ec2:{region}:{acct}:key-pair/prod"),
-                        ("batch:DeleteComputeEnvironment", f"arn:aws:batch:{region}:{acct}:compute-environment/prod"),
-                        ("ecr:DeleteRepository", f"arn:aws:ecr:{region}:{acct}:repository/prod"),
-                        ("s3:DeleteBucket", "arn:aws:s3:::prod-data"), ("s3:GetObject", "arn:aws:s3:::prod-data/x"),
-                        ("logs:DeleteLogGroup", f"arn:aws:logs:{region}:{acct}:log-group:/aws/lambda/prod"),
-                        ("ssm:GetParameter", f"arn:aws:ssm:{region}:{acct}:parameter/prod/db-password"),
-                        ("ssm:PutParameter", f"arn:aws:ssm:{region}:{acct}:parameter/inflab/other")]:
+    for action, arn in [
+        ("iam:CreateRole", f"arn:aws:iam::{acct}:role/Admin"),
+        ("iam:PutRolePolicy", f"arn:aws:iam::{acct}:role/inflab-lab1-instance"),  # not under /inflab/
+        ("iam:PassRole", f"arn:aws:iam::{acct}:role/OrganizationAccountAccessRole"),
+        ("iam:CreateServiceLinkedRole", f"arn:aws:iam::{acct}:role/aws-service-role/ecs.amazonaws.com/X"),
+        ("ec2:DeleteKeyPair", f"arn:aws:ec2:{region}:{acct}:key-pair/prod"),
+        ("batch:DeleteComputeEnvironment", f"arn:aws:batch:{region}:{acct}:compute-environment/prod"),
+        ("ecr:DeleteRepository", f"arn:aws:ecr:{region}:{acct}:repository/prod"),
+        ("s3:DeleteBucket", "arn:aws:s3:::prod-data"),
+        ("s3:GetObject", "arn:aws:s3:::prod-data/x"),
+        ("logs:DeleteLogGroup", f"arn:aws:logs:{region}:{acct}:log-group:/aws/lambda/prod"),
+        ("ssm:GetParameter", f"arn:aws:ssm:{region}:{acct}:parameter/prod/db-password"),
+        ("ssm:PutParameter", f"arn:aws:ssm:{region}:{acct}:parameter/inflab/other"),
+    ]:
         assert not ok(action, arn), (action, arn)
     assert access.TRUST["Statement"][0]["Principal"]["Service"] in pol.ROLE_SERVICES
 
 
 def test_changes_to_resources_named_by_id_need_the_labs_tag():
     doc = pol.participant()
-    for action in ("ec2:TerminateInstances", "ec2:DeleteSecurityGroup", "ec2:DeleteLaunchTemplate",
-                   "ec2:RevokeSecurityGroupIngress", "batch:TerminateJob"):
+    for action in (
+        "ec2:TerminateInstances",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DeleteLaunchTemplate",
+        "ec2:RevokeSecurityGroupIngress",
+        "batch:TerminateJob",
+    ):
         (s,) = [s for s in doc["Statement"] if action in s["Action"]]
         assert s["Condition"] == {"Null": {"aws:ResourceTag/inflab:session": "false"}}, action
     (tags,) = [s for s in doc["Statement"] if "ec2:CreateTags" in s["Action"]]
     assert set(tags["Condition"]["StringEquals"]["ec2:CreateAction"]) == {
-        op for (svc, op), implied in pol.IMPLIED.items() if svc == "ec2" and "ec2:CreateTags" in implied}
+        op for (svc, op), implied in pol.IMPLIED.items() if svc == "ec2" and "ec2:CreateTags" in implied
+    }
 
 
 # -- the evaluator -----------------------------------------------------------------------------
 def test_the_evaluator_matches_actions_without_case_and_resources_with_wildcards():
-    doc = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
-        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]},
-        {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]},
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"},
+        ],
+    }
     assert pol.allowed(doc, "ec2:describeinstances") and not pol.allowed(doc, "ec2:RunInstances")
-    assert pol.allowed(doc, "s3:GetObject", "arn:aws:s3:::b/k/1") and not pol.allowed(doc, "s3:GetObject", "arn:aws:s3:::c/k")
+    assert pol.allowed(doc, "s3:GetObject", "arn:aws:s3:::b/k/1") and not pol.allowed(
+        doc, "s3:GetObject", "arn:aws:s3:::c/k"
+    )
     assert not pol.allowed(doc, "iam:GetRole")
 
 
@@ -339,12 +436,15 @@ def test_inflab_policy_prints_the_documents(tmp_path):
     assert not home.exists(), "printing a policy creates nothing"
 
 
-@pytest.mark.parametrize("args, flag", [
-    (["--trust", "1234", "--external-id", "room3"], "--trust"),
-    (["--trust", "111122223333"], "--external-id"),
-    (["--external-id", "room3"], "--external-id"),
-    (["--trust", "111122223333", "--external-id", "a b"], "--external-id"),
-])
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--trust", "1234", "--external-id", "room3"], "--trust"),
+        (["--trust", "111122223333"], "--external-id"),
+        (["--external-id", "room3"], "--external-id"),
+        (["--trust", "111122223333", "--external-id", "a b"], "--external-id"),
+    ],
+)
 def test_inflab_policy_instructor_refuses_bad_trust_arguments_in_one_line(tmp_path, args, flag):
     from conftest import run_cli
 

@@ -48,8 +48,9 @@ def _planted_home(root: Path, name: str) -> tuple[Path, Path]:
     return home, stolen
 
 
-@pytest.mark.parametrize("how", ["owned-by-nobody", "world-writable", "group-writable", "parent-owned-by-nobody",
-                                 "parent-world-writable"])
+@pytest.mark.parametrize(
+    "how", ["owned-by-nobody", "world-writable", "group-writable", "parent-owned-by-nobody", "parent-world-writable"]
+)
 def test_a_home_another_user_prepared_is_refused_and_nothing_is_written(how, tmp_path):
     if how in ("owned-by-nobody", "parent-owned-by-nobody") and os.geteuid() != 0:
         pytest.skip("giving a directory to another user needs root")

@@ -61,9 +61,9 @@ def test_run_until_wait_running_provisions_a_locked_down_instance(name, cli, aws
     # The launch template asks for a 256 GB encrypted gp3 root volume.
     lt = tagged(name)["launch_templates"]
     assert len(lt) == 1
-    data = ec2.describe_launch_template_versions(LaunchTemplateId=lt[0]["LaunchTemplateId"])["LaunchTemplateVersions"][0][
-        "LaunchTemplateData"
-    ]
+    data = ec2.describe_launch_template_versions(LaunchTemplateId=lt[0]["LaunchTemplateId"])["LaunchTemplateVersions"][
+        0
+    ]["LaunchTemplateData"]
     ebs = data["BlockDeviceMappings"][0]["Ebs"]
     assert (ebs["VolumeSize"], ebs["VolumeType"], ebs["Encrypted"]) == (256, "gp3", True)
     assert data["MetadataOptions"]["HttpTokens"] == "required"
@@ -84,14 +84,26 @@ def test_run_until_wait_running_provisions_a_locked_down_instance(name, cli, aws
     # What `inflab resources` reports matches what AWS has.
     listed = _resources(cli, name)
     assert {x["type"] for x in listed} == {
-        "ec2:instance", "ec2:key-pair", "ec2:security-group", "ec2:launch-template", "iam:instance-profile", "iam:role",
+        "ec2:instance",
+        "ec2:key-pair",
+        "ec2:security-group",
+        "ec2:launch-template",
+        "iam:instance-profile",
+        "iam:role",
         "ssm:parameter",  # the progress beacon
     }
     assert [x["id"] for x in listed if x["type"] == "ec2:instance"] == [inst["InstanceId"]]
 
     # Running it again changes nothing.
     before = _counts(tagged(name))
-    assert before == {"instances": 1, "key_pairs": 1, "security_groups": 1, "launch_templates": 1, "roles": 1, "instance_profiles": 1}
+    assert before == {
+        "instances": 1,
+        "key_pairs": 1,
+        "security_groups": 1,
+        "launch_templates": 1,
+        "roles": 1,
+        "instance_profiles": 1,
+    }
     pem_before = pem.read_text()
     r2 = cli("run", "--sandbox", "--name", name, "--until", "wait-running")
     assert r2.returncode == 0, r2.stdout + r2.stderr
@@ -108,7 +120,12 @@ def _run_and_kill_at(pattern: str, name: str, inflab_home) -> list[str]:
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "inflab.cli", "run", "--sandbox", "--name", name, "--until", "wait-running"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     seen = []
     try:
@@ -158,7 +175,14 @@ def test_killed_run_resumes_to_exactly_one_instance(point, name, cli, tagged, fa
     found = tagged(name)
     assert len(found["instances"]) == 1, found["instances"]
     assert found["instances"][0]["State"]["Name"] == "running"
-    assert _counts(found) == {"instances": 1, "key_pairs": 1, "security_groups": 1, "launch_templates": 1, "roles": 1, "instance_profiles": 1}
+    assert _counts(found) == {
+        "instances": 1,
+        "key_pairs": 1,
+        "security_groups": 1,
+        "launch_templates": 1,
+        "roles": 1,
+        "instance_profiles": 1,
+    }
     assert (inflab_home / "sessions" / name / f"inflab-{name}.pem").exists()
 
     sessions = {s["name"]: s for s in json.loads(cli("sessions", "--json").stdout)}
@@ -192,8 +216,15 @@ def test_cleanup_removes_everything_the_session_made(name, cli, tagged, store, i
 
 
 def test_capacity_in_the_first_zones_falls_through_to_the_next(name, cli, aws, tagged, faults):
-    faults({"run_instances": {"us-west-2a": "InsufficientInstanceCapacity", "us-west-2b": "InsufficientInstanceCapacity",
-                              "us-west-2c": "Unsupported"}})
+    faults(
+        {
+            "run_instances": {
+                "us-west-2a": "InsufficientInstanceCapacity",
+                "us-west-2b": "InsufficientInstanceCapacity",
+                "us-west-2c": "Unsupported",
+            }
+        }
+    )
 
     r = cli("run", "--sandbox", "--name", name, "--until", "wait-running")
 
@@ -272,7 +303,12 @@ def test_sandbox_status_and_start_are_idempotent(cli, sandbox):
     r = cli("sandbox", "status", "--json")
     got = json.loads(r.stdout)
     assert {k: got[k] for k in ("running", "pid", "endpoint", "ssh_port", "aws_like")} == {
-        "running": True, "pid": sandbox.pid, "endpoint": sandbox.endpoint, "ssh_port": sandbox.ssh_port, "aws_like": True}
+        "running": True,
+        "pid": sandbox.pid,
+        "endpoint": sandbox.endpoint,
+        "ssh_port": sandbox.ssh_port,
+        "aws_like": True,
+    }
     assert got["iam_policy"] == sandbox.iam_policy and got["faults"]["ec2"]["client_tokens"] is True
 
     first = cli("sandbox", "start")
@@ -314,7 +350,12 @@ def test_interrupt_stops_the_run_and_a_rerun_finishes(name, cli, tagged, inflab_
     env = dict(os.environ, INFLAB_HOME=str(inflab_home), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "inflab.cli", "run", "--sandbox", "--name", name, "--until", "wait-running"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     for line in proc.stdout:
         if re.match(_started("keypair"), line):

@@ -113,18 +113,31 @@ def test_missing_optional_fields_take_their_defaults():
     assert (host.zone, host.name) == ("", "")
 
 
-@pytest.mark.parametrize("record, value, says", [
-    (HostRecord, {**HOST, "public_ip": 5}, "the session's 'host' record, field 'public_ip': expected text, got 5"),
-    (HostRecord, {"public_ip": "203.0.113.7"}, "the session's 'host' record: missing fields 'instance_id', 'user'"),
-    (HostRecord, ["i-0abc"], "the session's 'host' record: expected an object, got ['i-0abc']"),
-    (PreflightFindings, {**legacy_state()["preflight"], "subnets": [{"id": "subnet-1"}]},
-     "the session's 'preflight' record, field 'subnets'[0]: missing field 'zone'"),
-    (SweepRound, {"round": "r", "setup": "s", "jobs": {"a": "1"}, "seen": {"1": ["RUNNING", 1.0]}},
-     "field 'seen'['1']: expected a list of 3 (state, since, attempts), got ['RUNNING', 1.0]"),
-    (ServerJob, {"n": True, "job": "serve-1"}, "field 'n': expected a whole number, got True"),
-    (ModelArchive, {"settings": "s", "instance_id": "i", "labels": "two"}, "field 'labels': expected a whole number"),
-    (HostJobs, {"compile": "compile-1", "compile#": "1"}, "the session's 'jobs' record, field 'compile#'"),
-])
+@pytest.mark.parametrize(
+    "record, value, says",
+    [
+        (HostRecord, {**HOST, "public_ip": 5}, "the session's 'host' record, field 'public_ip': expected text, got 5"),
+        (HostRecord, {"public_ip": "203.0.113.7"}, "the session's 'host' record: missing fields 'instance_id', 'user'"),
+        (HostRecord, ["i-0abc"], "the session's 'host' record: expected an object, got ['i-0abc']"),
+        (
+            PreflightFindings,
+            {**legacy_state()["preflight"], "subnets": [{"id": "subnet-1"}]},
+            "the session's 'preflight' record, field 'subnets'[0]: missing field 'zone'",
+        ),
+        (
+            SweepRound,
+            {"round": "r", "setup": "s", "jobs": {"a": "1"}, "seen": {"1": ["RUNNING", 1.0]}},
+            "field 'seen'['1']: expected a list of 3 (state, since, attempts), got ['RUNNING', 1.0]",
+        ),
+        (ServerJob, {"n": True, "job": "serve-1"}, "field 'n': expected a whole number, got True"),
+        (
+            ModelArchive,
+            {"settings": "s", "instance_id": "i", "labels": "two"},
+            "field 'labels': expected a whole number",
+        ),
+        (HostJobs, {"compile": "compile-1", "compile#": "1"}, "the session's 'jobs' record, field 'compile#'"),
+    ],
+)
 def test_a_value_of_the_wrong_shape_is_one_line_naming_the_key_and_field(record, value, says):
     with pytest.raises(RecordError) as e:
         record.from_json(value)
@@ -150,8 +163,9 @@ def test_refreshed_prices_are_stored_as_the_price_list_reads_them(tmp_path):
     from inflab import prices
     from inflab.lab_steps.records import RefreshedPrices
 
-    fetched = prices.Prices({"inf1.xlarge": 0.228, "g5.xlarge": 1.006}, "AWS Pricing API, on-demand Linux, us-west-2",
-                            "2026-11-20")
+    fetched = prices.Prices(
+        {"inf1.xlarge": 0.228, "g5.xlarge": 1.006}, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20"
+    )
     store = Store(tmp_path)
     store.create_session("s", {}, sandbox=False, track="inf1")
     records.save(store, "s", RefreshedPrices(source=fetched.source, date=fetched.date, prices=dict(fetched.table)))

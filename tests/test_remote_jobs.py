@@ -96,7 +96,9 @@ async def test_a_restarted_client_continues_where_the_last_one_stopped(sshd, tmp
     conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
     again = await jobs.start(conn, "noisy", "echo this must not run", base=base)  # idempotent: not restarted
     assert again == jdir
-    code = await jobs.follow(conn, jdir, rec["offset"], lambda lines, off: (shown.extend(lines), store.job_offset(session, "noisy", off)))
+    code = await jobs.follow(
+        conn, jdir, rec["offset"], lambda lines, off: (shown.extend(lines), store.job_offset(session, "noisy", off))
+    )
     conn.close()
     assert code == 0
     assert b"\n".join(shown) == (tmp_path / "jobs" / "noisy" / "out.log").read_bytes()
@@ -104,7 +106,7 @@ async def test_a_restarted_client_continues_where_the_last_one_stopped(sshd, tmp
 
 async def live_group_members(conn, pgid: int) -> list[str]:
     """The job's own processes (its process group) that still run: "STAT COMMAND" lines, zombies left out."""
-    r = await conn.run(f"pids=$(pgrep -d, -g {pgid}) && ps -o stat=,args= -p \"$pids\" || true", check=False)
+    r = await conn.run(f'pids=$(pgrep -d, -g {pgid}) && ps -o stat=,args= -p "$pids" || true', check=False)
     return [line.strip() for line in r.stdout.splitlines() if line.strip() and not line.strip().startswith("Z")]
 
 

@@ -18,15 +18,45 @@ from inflab.remote.payload.result import BenchResult, SchemaError, Window
 def result(**changes) -> dict:
     """A benchmark result's JSON object, as the harness writes it; ``changes`` by attribute name."""
     fields = dict(
-        run_id="1a2b3c4d", timestamp="2026-05-01T12:00:00+00:00", label="lab1", runtime="aws",
-        instance_type="inf1.2xlarge", model_filename="bert_inf1_b8.pt", family="bert",
-        name="bert-base-cased-finetuned-mrpc", size="full", precision="fp32", target="inf1", weights="pretrained",
-        batch_size=8, n_models=4, workers_per_model=2, mode="closed", target_rate=None,
-        throughput_avg=1000.0, throughput_peak=1010.0, latency_ms_p0=40.0, latency_ms_p50=58.0,
-        latency_ms_p90=61.0, latency_ms_p95=62.5, latency_ms_p99=70.0, latency_ms_p99_9=80.0,
-        latency_ms_p100=90.0, latency_ms_max=90.0, latency_ms_mean=58.5, total_infs=1250, total_samples=10000,
-        duration_s=10.0, stable=True, stop_reason="stable", load_avg_ms=900.0, warmup_avg_ms=60.0,
-        windows=[Window(t=1.0, queries=125, throughput=1000.0)], models=[], settings={}, system={},
+        run_id="1a2b3c4d",
+        timestamp="2026-05-01T12:00:00+00:00",
+        label="lab1",
+        runtime="aws",
+        instance_type="inf1.2xlarge",
+        model_filename="bert_inf1_b8.pt",
+        family="bert",
+        name="bert-base-cased-finetuned-mrpc",
+        size="full",
+        precision="fp32",
+        target="inf1",
+        weights="pretrained",
+        batch_size=8,
+        n_models=4,
+        workers_per_model=2,
+        mode="closed",
+        target_rate=None,
+        throughput_avg=1000.0,
+        throughput_peak=1010.0,
+        latency_ms_p0=40.0,
+        latency_ms_p50=58.0,
+        latency_ms_p90=61.0,
+        latency_ms_p95=62.5,
+        latency_ms_p99=70.0,
+        latency_ms_p99_9=80.0,
+        latency_ms_p100=90.0,
+        latency_ms_max=90.0,
+        latency_ms_mean=58.5,
+        total_infs=1250,
+        total_samples=10000,
+        duration_s=10.0,
+        stable=True,
+        stop_reason="stable",
+        load_avg_ms=900.0,
+        warmup_avg_ms=60.0,
+        windows=[Window(t=1.0, queries=125, throughput=1000.0)],
+        models=[],
+        settings={},
+        system={},
     )
     fields.update(changes)
     return BenchResult(**fields).to_dict()
@@ -34,12 +64,16 @@ def result(**changes) -> dict:
 
 # ---------------------------------------------------------------- cost per million
 
-@pytest.mark.parametrize("price, throughput, expected", [
-    (0.362, 1000, 0.100556),  # 0.362 $/h / (1,000/s x 3,600 s/h) x 1e6
-    (0.228, 250, 0.253333),  # 0.228 / 900,000 x 1e6
-    (1.18, 10_000, 0.032778),  # 1.18 / 36,000,000 x 1e6
-    (0.7582, 1, 210.611111),  # 0.7582 / 3,600 x 1e6
-])
+
+@pytest.mark.parametrize(
+    "price, throughput, expected",
+    [
+        (0.362, 1000, 0.100556),  # 0.362 $/h / (1,000/s x 3,600 s/h) x 1e6
+        (0.228, 250, 0.253333),  # 0.228 / 900,000 x 1e6
+        (1.18, 10_000, 0.032778),  # 1.18 / 36,000,000 x 1e6
+        (0.7582, 1, 210.611111),  # 0.7582 / 3,600 x 1e6
+    ],
+)
 def test_cost_per_million_matches_hand_computed_figures(price, throughput, expected):
     assert report.cost_per_million(price, throughput) == pytest.approx(expected, abs=5e-7)
 
@@ -50,6 +84,7 @@ def test_cost_per_million_is_none_without_a_price_or_a_throughput():
 
 
 # ---------------------------------------------------------------- rows
+
 
 def test_a_priced_row_carries_price_cost_and_source():
     row = report.row(result())
@@ -78,11 +113,14 @@ def test_a_result_missing_a_required_field_is_refused_by_name():
 
 # ---------------------------------------------------------------- rendering
 
+
 @pytest.fixture
 def rows():
-    return [report.row(result()),
-            report.row(result(run_id="5e6f7a8b", timestamp="2026-05-01T13:00:00+00:00", throughput_avg=2000.0)),
-            report.row(result(instance_type="sandbox", runtime="sandbox", run_id="99aa00bb"))]
+    return [
+        report.row(result()),
+        report.row(result(run_id="5e6f7a8b", timestamp="2026-05-01T13:00:00+00:00", throughput_avg=2000.0)),
+        report.row(result(instance_type="sandbox", runtime="sandbox", run_id="99aa00bb")),
+    ]
 
 
 def test_table_shows_price_cost_and_run_per_row(rows):
@@ -92,7 +130,9 @@ def test_table_shows_price_cost_and_run_per_row(rows):
     assert first.split()[-3:] == ["0.3620", "0.1006", "1a2b3c4d"]
     assert second.split()[-3:] == ["0.3620", "0.0503", "5e6f7a8b"]  # same configuration, another run
     assert sandbox.split()[-3:] == ["-", "-", "99aa00bb"]
-    assert f"Prices: {report.PRICE_SOURCE}, {prices.DATE}." in lines and any("sandbox rows ran" in line for line in lines)
+    assert f"Prices: {report.PRICE_SOURCE}, {prices.DATE}." in lines and any(
+        "sandbox rows ran" in line for line in lines
+    )
 
 
 def test_markdown_has_the_cost_cells(rows):
@@ -116,7 +156,9 @@ def test_json_has_cost_run_id_and_time(rows):
     assert [r["cost_per_million"] for r in data[:2]] == pytest.approx([0.100556, 0.050278], abs=5e-7)
     assert data[2]["cost_per_million"] is None and data[0]["price_per_hour"] == 0.362
     assert [(r["run_id"], r["timestamp"]) for r in data[:2]] == [
-        ("1a2b3c4d", "2026-05-01T12:00:00+00:00"), ("5e6f7a8b", "2026-05-01T13:00:00+00:00")]
+        ("1a2b3c4d", "2026-05-01T12:00:00+00:00"),
+        ("5e6f7a8b", "2026-05-01T13:00:00+00:00"),
+    ]
 
 
 def test_a_long_run_id_is_shortened_in_the_table_only():
@@ -130,29 +172,54 @@ def test_a_long_run_id_is_shortened_in_the_table_only():
 
 # ---------------------------------------------------------------- a sweep: helpers
 
+
 def sweep_row(batch, throughput, p90, *, itype="inf1.2xlarge", p50=None, p99=None, run=None, **changes):
     """A sweep's measured row: one batch size on one instance type."""
-    return report.row(result(run_id=run or f"sweep-{itype}-b{batch}", instance_type=itype, batch_size=batch,
-                             model_filename=f"bert_inf1_fp32_128_b{batch}.pt", throughput_avg=throughput,
-                             latency_ms_p50=p50 if p50 is not None else p90 * 0.9, latency_ms_p90=p90,
-                             latency_ms_p95=p90 * 1.05, latency_ms_p99=p99 if p99 is not None else p90 * 1.2,
-                             **changes))
+    return report.row(
+        result(
+            run_id=run or f"sweep-{itype}-b{batch}",
+            instance_type=itype,
+            batch_size=batch,
+            model_filename=f"bert_inf1_fp32_128_b{batch}.pt",
+            throughput_avg=throughput,
+            latency_ms_p50=p50 if p50 is not None else p90 * 0.9,
+            latency_ms_p90=p90,
+            latency_ms_p95=p90 * 1.05,
+            latency_ms_p99=p99 if p99 is not None else p90 * 1.2,
+            **changes,
+        )
+    )
 
 
 def failed(batch=16, reason="Essential container in task exited; exit code 137", itype="inf1.2xlarge"):
-    return report.failed_row({"job_name": f"sweep-j-b{batch}", "job_id": "0f1e2d3c", "family": "bert",
-                              "target": "inf1", "precision": None, "instance_type": itype, "batch_size": batch,
-                              "reason": reason, "label": "lab1"})
+    return report.failed_row(
+        {
+            "job_name": f"sweep-j-b{batch}",
+            "job_id": "0f1e2d3c",
+            "family": "bert",
+            "target": "inf1",
+            "precision": None,
+            "instance_type": itype,
+            "batch_size": batch,
+            "reason": reason,
+            "label": "lab1",
+        }
+    )
 
 
 @pytest.fixture
 def sweep():
     """inf1.2xlarge at batch 2, 4, 8 (throughput and latency rise together) and one CPU type."""
-    return [sweep_row(2, 400.0, 20.0), sweep_row(4, 700.0, 35.0), sweep_row(8, 1000.0, 61.0),
-            sweep_row(8, 300.0, 30.0, itype="c6i.4xlarge", target="cpu")]
+    return [
+        sweep_row(2, 400.0, 20.0),
+        sweep_row(4, 700.0, 35.0),
+        sweep_row(8, 1000.0, 61.0),
+        sweep_row(8, 300.0, 30.0, itype="c6i.4xlarge", target="cpu"),
+    ]
 
 
 # ---------------------------------------------------------------- rows of a sweep
+
 
 def test_a_row_knows_its_input_size_from_the_compiled_model_name():
     assert sweep_row(4, 700.0, 35.0)["input_size"] == 128
@@ -170,11 +237,15 @@ def test_a_failed_job_is_a_row_with_its_reason_and_no_measurements():
 
 
 def test_session_prices_win_over_the_shipped_table_for_the_types_they_cover():
-    session = prices.Prices({"inf1.2xlarge": 0.5}, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20",
-                            fallback=prices.default())
+    session = prices.Prices(
+        {"inf1.2xlarge": 0.5}, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20", fallback=prices.default()
+    )
     fresh = report.row(result(), session)
     assert (fresh["price_per_hour"], fresh["price_source"], fresh["price_date"]) == (
-        0.5, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20")
+        0.5,
+        "AWS Pricing API, on-demand Linux, us-west-2",
+        "2026-11-20",
+    )
     assert fresh["cost_per_million"] == pytest.approx(0.5 / 3.6, rel=1e-9)  # 1,000 samples/s
     shipped = report.row(result(instance_type="g5.xlarge"), session)
     assert (shipped["price_per_hour"], shipped["price_source"]) == (1.006, prices.SOURCE)
@@ -200,13 +271,29 @@ class FakeStore:
 
 
 def test_session_rows_gather_results_and_failed_jobs_with_the_session_prices():
-    store = FakeStore([
-        {"kind": "benchmark", "data": result(run_id="a1")},
-        {"kind": "batch-failed", "data": {"job_name": "sweep-x.3", "family": "bert", "target": "inf1",
-                                          "instance_type": "inf1.2xlarge", "batch_size": 64, "reason": "OOM"}},
-        {"kind": "benchmark", "data": result(run_id="a2") | {"format": "inflab-bench/1"}},
-        {"kind": "compile", "data": {}},
-    ], {"source": "AWS Pricing API, on-demand Linux, us-west-2", "date": "2026-11-20", "prices": {"inf1.2xlarge": 0.4}})
+    store = FakeStore(
+        [
+            {"kind": "benchmark", "data": result(run_id="a1")},
+            {
+                "kind": "batch-failed",
+                "data": {
+                    "job_name": "sweep-x.3",
+                    "family": "bert",
+                    "target": "inf1",
+                    "instance_type": "inf1.2xlarge",
+                    "batch_size": 64,
+                    "reason": "OOM",
+                },
+            },
+            {"kind": "benchmark", "data": result(run_id="a2") | {"format": "inflab-bench/1"}},
+            {"kind": "compile", "data": {}},
+        ],
+        {
+            "source": "AWS Pricing API, on-demand Linux, us-west-2",
+            "date": "2026-11-20",
+            "prices": {"inf1.2xlarge": 0.4},
+        },
+    )
     rows, warnings = report.session_rows(store, "lab1")
     assert [(r["run_id"], r["status"]) for r in rows] == [("a1", "ok"), ("sweep-x.3", "FAILED: OOM")]
     assert rows[0]["price_per_hour"] == 0.4 and rows[0]["price_date"] == "2026-11-20"
@@ -216,19 +303,23 @@ def test_session_rows_gather_results_and_failed_jobs_with_the_session_prices():
 def test_unusable_stored_prices_fall_back_to_the_shipped_table_with_a_warning():
     rows, warnings = report.session_rows(FakeStore([{"kind": "benchmark", "data": result()}], {"prices": "cheap"}), "s")
     assert rows[0]["price_source"] == prices.SOURCE
-    assert warnings == ["session s: stored prices are not usable (expected source, date and prices); "
-                        "the shipped table is used"]
+    assert warnings == [
+        "session s: stored prices are not usable (expected source, date and prices); the shipped table is used"
+    ]
 
 
 # ---------------------------------------------------------------- the recommendation
+
 
 def test_the_recommendation_follows_the_latency_limit(sweep):
     loose = report.recommend(sweep, limit_ms=100)
     assert (loose.cheapest["batch_size"], loose.fastest["batch_size"]) == (8, 8)  # $0.1006 per 1M, 1,000/s
     tight = report.recommend(sweep, limit_ms=50)
     assert tight.cheapest["run_id"] == "sweep-inf1.2xlarge-b4" and tight.fastest["run_id"] == "sweep-inf1.2xlarge-b4"
-    assert tight.lines[0] == ("Under 50 ms p90 — cheapest and fastest: inf1.2xlarge bert fp32 batch 4, "
-                              f"$0.1437 per 1M inferences ({prices.SOURCE}, {prices.DATE}); 700.0 samples/s (p90 35.00 ms)")
+    assert tight.lines[0] == (
+        "Under 50 ms p90 — cheapest and fastest: inf1.2xlarge bert fp32 batch 4, "
+        f"$0.1437 per 1M inferences ({prices.SOURCE}, {prices.DATE}); 700.0 samples/s (p90 35.00 ms)"
+    )
     assert "3 of 4 measured runs meet the limit." in tight.lines
     tighter = report.recommend(sweep, limit_ms=25)
     assert tighter.cheapest["batch_size"] == 2 and tighter.cheapest["instance_type"] == "inf1.2xlarge"
@@ -253,7 +344,9 @@ def test_the_percentile_the_limit_applies_to_matters():
 def test_when_nothing_meets_the_limit_it_says_so_and_names_the_lowest_latency(sweep):
     rec = report.recommend(sweep, limit_ms=10)
     assert rec.cheapest is None and rec.fastest is None
-    assert rec.lines[0].startswith("Nothing meets 10 ms p90: the lowest p90 is 20.00 ms (inf1.2xlarge bert fp32 batch 2).")
+    assert rec.lines[0].startswith(
+        "Nothing meets 10 ms p90: the lowest p90 is 20.00 ms (inf1.2xlarge bert fp32 batch 2)."
+    )
 
 
 def test_failed_runs_are_left_out_of_the_recommendation(sweep):
@@ -265,8 +358,10 @@ def test_failed_runs_are_left_out_of_the_recommendation(sweep):
 
 
 def test_unpriced_runs_get_a_fastest_but_no_cheapest():
-    rows = [report.row(result(instance_type="sandbox", runtime="sandbox", batch_size=b, throughput_avg=t, run_id=f"s{b}"))
-            for b, t in ((2, 100.0), (8, 300.0))]
+    rows = [
+        report.row(result(instance_type="sandbox", runtime="sandbox", batch_size=b, throughput_avg=t, run_id=f"s{b}"))
+        for b, t in ((2, 100.0), (8, 300.0))
+    ]
     rec = report.recommend(rows, limit_ms=100)
     assert rec.cheapest is None and rec.fastest["batch_size"] == 8
     assert "no cheapest: no qualifying run has a price" in rec.lines[0]
@@ -279,10 +374,16 @@ def test_empty_and_one_row_recommendations_say_why():
     assert one.lines[-1] == "Only one configuration measured: sweep batch sizes or instance types to compare."
 
 
-@pytest.mark.parametrize("limit, percentile, message", [
-    (0, "p90", "positive number"), (-5, "p90", "positive number"), (float("nan"), "p90", "positive number"),
-    (float("inf"), "p90", "positive number"), (50, "p42", "not one of p50, p90, p95, p99"),
-])
+@pytest.mark.parametrize(
+    "limit, percentile, message",
+    [
+        (0, "p90", "positive number"),
+        (-5, "p90", "positive number"),
+        (float("nan"), "p90", "positive number"),
+        (float("inf"), "p90", "positive number"),
+        (50, "p42", "not one of p50, p90, p95, p99"),
+    ],
+)
 def test_a_bad_limit_or_percentile_is_refused(sweep, limit, percentile, message):
     with pytest.raises(ValueError, match=message):
         report.recommend(sweep, limit, percentile)
@@ -290,13 +391,16 @@ def test_a_bad_limit_or_percentile_is_refused(sweep, limit, percentile, message)
 
 # ---------------------------------------------------------------- the frontier and sorting
 
+
 def test_the_frontier_flags_the_runs_no_other_run_beats_on_cost_and_latency():
-    rows = [sweep_row(2, 400.0, 20.0),  # fastest response, dearest: on it
-            sweep_row(4, 700.0, 35.0),  # between: on it
-            sweep_row(8, 1000.0, 61.0),  # cheapest: on it
-            sweep_row(4, 500.0, 40.0, run="slow4"),  # dearer AND slower than batch 4: off
-            sweep_row(8, 300.0, 30.0, itype="c6i.4xlarge", target="cpu"),  # $0.63 per 1M at 30 ms: off (batch 2 beats it)
-            failed()]
+    rows = [
+        sweep_row(2, 400.0, 20.0),  # fastest response, dearest: on it
+        sweep_row(4, 700.0, 35.0),  # between: on it
+        sweep_row(8, 1000.0, 61.0),  # cheapest: on it
+        sweep_row(4, 500.0, 40.0, run="slow4"),  # dearer AND slower than batch 4: off
+        sweep_row(8, 300.0, 30.0, itype="c6i.4xlarge", target="cpu"),  # $0.63 per 1M at 30 ms: off (batch 2 beats it)
+        failed(),
+    ]
     assert report.frontier(rows) == [True, True, True, False, False, False]
 
 
@@ -308,8 +412,17 @@ def test_the_frontier_depends_on_the_percentile():
 
 def test_unpriced_runs_are_placed_by_throughput_against_latency():
     def sandbox(b, t, p90):
-        return report.row(result(instance_type="sandbox", runtime="sandbox", batch_size=b, throughput_avg=t,
-                                 latency_ms_p90=p90, run_id=f"s{b}"))
+        return report.row(
+            result(
+                instance_type="sandbox",
+                runtime="sandbox",
+                batch_size=b,
+                throughput_avg=t,
+                latency_ms_p90=p90,
+                run_id=f"s{b}",
+            )
+        )
+
     rows = [sandbox(2, 100.0, 10.0), sandbox(4, 90.0, 20.0), sandbox(8, 300.0, 30.0)]
     assert report.frontier(rows) == [True, False, True]
     assert report.frontier([sandbox(2, 100.0, 10.0), sandbox(4, 100.0, 10.0)]) == [True, True]  # a tie beats neither
@@ -357,9 +470,14 @@ def test_the_sorted_frontier_dims_the_same_rows_as_comparing_every_pair(seed):
 
     rows = []
     for _ in range(n):
-        r = {"status": report.OK if rnd.random() > 0.05 else "FAILED: oom", "served": rnd.random() < 0.05,
-             "cost_per_million": value() if rnd.random() < 0.6 else None, "throughput_avg": value(),
-             "latency_ms_p90": value(), "latency_ms_p99": value()}
+        r = {
+            "status": report.OK if rnd.random() > 0.05 else "FAILED: oom",
+            "served": rnd.random() < 0.05,
+            "cost_per_million": value() if rnd.random() < 0.6 else None,
+            "throughput_avg": value(),
+            "latency_ms_p90": value(),
+            "latency_ms_p99": value(),
+        }
         rows.append(r)
     for percentile in ("p90", "p99"):
         assert report.frontier(rows, percentile) == _pairwise_frontier(rows, percentile)
@@ -376,11 +494,18 @@ def test_sort_rows_puts_missing_values_last_in_either_direction(sweep):
 
 # ---------------------------------------------------------------- the formats with a sweep
 
+
 def test_the_table_marks_the_frontier_shows_failed_runs_and_ends_with_the_recommendation(sweep):
     text = report.render(sweep + [failed()], "table", limit_ms=50)
     lines = text.splitlines()
     body = lines[1:6]
-    assert [line[0] for line in body] == ["*", "*", "*", " ", " "]  # batch 8 (cheapest) is on it; c6i and the failure are not
+    assert [line[0] for line in body] == [
+        "*",
+        "*",
+        "*",
+        " ",
+        " ",
+    ]  # batch 8 (cheapest) is on it; c6i and the failure are not
     assert body[4].split()[5] == "FAILED"
     assert "Under 50 ms p90 — cheapest and fastest: inf1.2xlarge bert fp32 batch 4" in text
     assert "FAILED sweep-j-b16 (inf1.2xlarge bert batch 16): Essential container in task exited; exit code 137" in lines
@@ -388,8 +513,9 @@ def test_the_table_marks_the_frontier_shows_failed_runs_and_ends_with_the_recomm
 
 
 def test_two_price_sources_are_told_apart_on_every_price():
-    session = prices.Prices({"inf1.2xlarge": 0.4}, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20",
-                            fallback=prices.default())
+    session = prices.Prices(
+        {"inf1.2xlarge": 0.4}, "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20", fallback=prices.default()
+    )
     rows = [report.row(result(), session), report.row(result(instance_type="g5.xlarge", run_id="g5"), session)]
     lines = report.render(rows, "table").splitlines()
     assert "0.4000 [1]" in lines[1] and "1.0060 [2]" in lines[2]
@@ -403,7 +529,7 @@ def test_markdown_has_the_recommendation_and_the_failed_run(sweep):
     assert md[6].startswith("|  | bert | - | inf1 | inf1.2xlarge | 16 | FAILED |")
     rec = md.index("**Recommendation**")
     assert md[rec + 2].startswith("- Under 50 ms p90 — cheapest and fastest: inf1.2xlarge bert fp32 batch 4")
-    assert any(x.startswith("- FAILED sweep-j-b16") for x in md[md.index("**Notes**"):])
+    assert any(x.startswith("- FAILED sweep-j-b16") for x in md[md.index("**Notes**") :])
 
 
 def test_csv_rows_carry_status_frontier_and_price_source(sweep):
@@ -422,16 +548,32 @@ def test_json_has_rows_recommendation_and_prices(sweep):
     assert [r["frontier"] for r in data["rows"]] == [True, True, True, False, False]
     assert data["rows"][4]["status"].startswith("FAILED: ") and data["rows"][4]["throughput_avg"] is None
     rec = data["recommendation"]
-    assert (rec["limit_ms"], rec["percentile"], rec["cheapest"]["batch_size"], rec["fastest"]["batch_size"]) == (50, "p90", 4, 4)
+    assert (rec["limit_ms"], rec["percentile"], rec["cheapest"]["batch_size"], rec["fastest"]["batch_size"]) == (
+        50,
+        "p90",
+        4,
+        4,
+    )
     assert rec["lines"][0].startswith("Under 50 ms p90")
-    assert data["prices"] == [{"source": prices.SOURCE, "date": prices.DATE, "region": "us-east-1",
-                               "instance_types": ["inf1.2xlarge", "c6i.4xlarge"]}]
+    assert data["prices"] == [
+        {
+            "source": prices.SOURCE,
+            "date": prices.DATE,
+            "region": "us-east-1",
+            "instance_types": ["inf1.2xlarge", "c6i.4xlarge"],
+        }
+    ]
 
 
 def test_an_empty_report_reads_as_a_sentence_in_every_format():
-    assert report.render([], "table") == "No results to report yet.\n\nNo recommendation: nothing has been measured yet."
+    assert (
+        report.render([], "table") == "No results to report yet.\n\nNo recommendation: nothing has been measured yet."
+    )
     assert report.render([], "md").splitlines()[0] == "No results to report yet."
-    assert report.render([], "csv").splitlines()[0].startswith("model,precision,target") and len(report.render([], "csv").splitlines()) == 1
+    assert (
+        report.render([], "csv").splitlines()[0].startswith("model,precision,target")
+        and len(report.render([], "csv").splitlines()) == 1
+    )
     data = json.loads(report.render([], "json"))
     assert data["rows"] == [] and data["recommendation"]["cheapest"] is None and data["prices"] == []
 
@@ -444,45 +586,118 @@ def test_a_one_row_report_has_its_row_and_says_there_is_nothing_to_compare():
 
 def test_the_workshop_csv_has_its_original_columns_in_seconds(sweep):
     table = list(csv.reader(io.StringIO(report.workshop_csv(sweep + [failed()]))))
-    assert table[0] == ["model_name", "processor", "max_length", "batch_size", "samples", "latency_p50", "latency_p90",
-                        "latency_p95", "total_time", "throughput"]
+    assert table[0] == [
+        "model_name",
+        "processor",
+        "max_length",
+        "batch_size",
+        "samples",
+        "latency_p50",
+        "latency_p90",
+        "latency_p95",
+        "total_time",
+        "throughput",
+    ]
     assert len(table) == 1 + 4, "the failed run has no place in the workshop's columns"
-    assert table[2] == ["bert-base-cased-finetuned-mrpc", "inf1", "128", "4", "1250", "0.0315", "0.035", "0.03675",
-                        "10.0", "700.0"]
+    assert table[2] == [
+        "bert-base-cased-finetuned-mrpc",
+        "inf1",
+        "128",
+        "4",
+        "1250",
+        "0.0315",
+        "0.035",
+        "0.03675",
+        "10.0",
+        "700.0",
+    ]
 
 
 # ---------------------------------------------------------------- prices from the AWS Pricing API
 
+
 def price_item(itype: str, usd: str, region: str = "us-west-2") -> str:
     """One entry of get_products' PriceList, as the API sends it: a JSON string (trimmed, same shape)."""
     sku, offer, rate = "X7D3QK9AAAAAAAAA", "JRTCKXETXF", "6YS6EN2CT7"
-    return json.dumps({
-        "product": {"productFamily": "Compute Instance", "sku": sku, "attributes": {
-            "instanceType": itype, "regionCode": region, "location": "US West (Oregon)", "operatingSystem": "Linux",
-            "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required",
-            "operation": "RunInstances", "usagetype": f"USW2-BoxUsage:{itype}", "servicecode": "AmazonEC2"}},
-        "serviceCode": "AmazonEC2",
-        "terms": {
-            "OnDemand": {f"{sku}.{offer}": {
-                "priceDimensions": {f"{sku}.{offer}.{rate}": {
-                    "unit": "Hrs", "endRange": "Inf", "beginRange": "0", "appliesTo": [], "rateCode": f"{sku}.{offer}.{rate}",
-                    "description": f"${usd} per On Demand Linux {itype} Instance Hour", "pricePerUnit": {"USD": usd}}},
-                "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": offer, "termAttributes": {}}},
-            "Reserved": {f"{sku}.4NA7Y494T4": {
-                "priceDimensions": {f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
-                    "unit": "Hrs", "pricePerUnit": {"USD": "0.1500000000"}, "description": "reserved, 1 yr"}},
-                "sku": sku, "offerTermCode": "4NA7Y494T4", "termAttributes": {"LeaseContractLength": "1yr"}}}},
-        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z",
-    })
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "Compute Instance",
+                "sku": sku,
+                "attributes": {
+                    "instanceType": itype,
+                    "regionCode": region,
+                    "location": "US West (Oregon)",
+                    "operatingSystem": "Linux",
+                    "tenancy": "Shared",
+                    "preInstalledSw": "NA",
+                    "capacitystatus": "Used",
+                    "licenseModel": "No License required",
+                    "operation": "RunInstances",
+                    "usagetype": f"USW2-BoxUsage:{itype}",
+                    "servicecode": "AmazonEC2",
+                },
+            },
+            "serviceCode": "AmazonEC2",
+            "terms": {
+                "OnDemand": {
+                    f"{sku}.{offer}": {
+                        "priceDimensions": {
+                            f"{sku}.{offer}.{rate}": {
+                                "unit": "Hrs",
+                                "endRange": "Inf",
+                                "beginRange": "0",
+                                "appliesTo": [],
+                                "rateCode": f"{sku}.{offer}.{rate}",
+                                "description": f"${usd} per On Demand Linux {itype} Instance Hour",
+                                "pricePerUnit": {"USD": usd},
+                            }
+                        },
+                        "sku": sku,
+                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "offerTermCode": offer,
+                        "termAttributes": {},
+                    }
+                },
+                "Reserved": {
+                    f"{sku}.4NA7Y494T4": {
+                        "priceDimensions": {
+                            f"{sku}.4NA7Y494T4.6YS6EN2CT7": {
+                                "unit": "Hrs",
+                                "pricePerUnit": {"USD": "0.1500000000"},
+                                "description": "reserved, 1 yr",
+                            }
+                        },
+                        "sku": sku,
+                        "offerTermCode": "4NA7Y494T4",
+                        "termAttributes": {"LeaseContractLength": "1yr"},
+                    }
+                },
+            },
+            "version": "20261101000000",
+            "publicationDate": "2026-11-01T00:00:00Z",
+        }
+    )
 
 
 def expected_request(itype: str, region: str = "us-west-2") -> dict:
     # on-demand only (Capacity Block rows share every other attribute) and no licensed software
-    filters = {"instanceType": itype, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-               "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand",
-               "licenseModel": "No License required"}
-    return {"ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100,
-            "Filters": [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()]}
+    filters = {
+        "instanceType": itype,
+        "regionCode": region,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+        "marketoption": "OnDemand",
+        "licenseModel": "No License required",
+    }
+    return {
+        "ServiceCode": "AmazonEC2",
+        "FormatVersion": "aws_v1",
+        "MaxResults": 100,
+        "Filters": [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
+    }
 
 
 @pytest.fixture
@@ -490,8 +705,9 @@ def pricing():
     import boto3
     from botocore.stub import Stubber
 
-    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
+    client = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     with Stubber(client) as stub:
         yield client, stub
         stub.assert_no_pending_responses()
@@ -499,35 +715,58 @@ def pricing():
 
 def test_refresh_reads_the_on_demand_hourly_price_of_each_type(pricing):
     client, stub = pricing
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_item("inf1.2xlarge", "0.3620000000")]},
-                      expected_request("inf1.2xlarge"))
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [], "NextToken": "page2"},
-                      expected_request("c6i.4xlarge"))
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_item("c6i.4xlarge", "0.6800000000")]},
-                      expected_request("c6i.4xlarge") | {"NextToken": "page2"})
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": [price_item("inf1.2xlarge", "0.3620000000")]},
+        expected_request("inf1.2xlarge"),
+    )
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": [], "NextToken": "page2"},
+        expected_request("c6i.4xlarge"),
+    )
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": [price_item("c6i.4xlarge", "0.6800000000")]},
+        expected_request("c6i.4xlarge") | {"NextToken": "page2"},
+    )
     stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": []}, expected_request("trn1.2xlarge"))
-    got = pricing_api.refresh(client, ["inf1.2xlarge", "sandbox", "c6i.4xlarge", "inf1.2xlarge", "trn1.2xlarge"], "us-west-2",
-                         today="2026-11-21")
+    got = pricing_api.refresh(
+        client,
+        ["inf1.2xlarge", "sandbox", "c6i.4xlarge", "inf1.2xlarge", "trn1.2xlarge"],
+        "us-west-2",
+        today="2026-11-21",
+    )
     assert dict(got.table) == {"inf1.2xlarge": 0.362, "c6i.4xlarge": 0.68}  # on-demand, not the reserved 0.15
     assert (got.source, got.date) == ("AWS Pricing API, on-demand Linux, us-west-2", "2026-11-21")
-    assert got.to_store() == {"source": got.source, "date": "2026-11-21", "prices": {"inf1.2xlarge": 0.362, "c6i.4xlarge": 0.68}}
+    assert got.to_store() == {
+        "source": got.source,
+        "date": "2026-11-21",
+        "prices": {"inf1.2xlarge": 0.362, "c6i.4xlarge": 0.68},
+    }
     # a type the API did not price falls back to the shipped table, naming its own source
     assert got.quote("g5.xlarge") == prices.Quote(1.006, prices.SOURCE, prices.DATE)
 
 
 def test_refresh_errors_are_one_line(pricing):
     client, stub = pricing
-    stub.add_client_error("get_products", "AccessDeniedException", "User is not authorized to perform:\npricing:GetProducts")
+    stub.add_client_error(
+        "get_products", "AccessDeniedException", "User is not authorized to perform:\npricing:GetProducts"
+    )
     with pytest.raises(prices.PriceError) as e:
         pricing_api.refresh(client, ["inf1.2xlarge"], "us-west-2")
-    assert str(e.value) == ("AWS Pricing API (us-east-1): AccessDeniedException: "
-                            "User is not authorized to perform: pricing:GetProducts")
+    assert str(e.value) == (
+        "AWS Pricing API (us-east-1): AccessDeniedException: User is not authorized to perform: pricing:GetProducts"
+    )
 
 
 def test_refresh_with_nothing_priced_is_an_error(pricing):
     client, stub = pricing
-    stub.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": [price_item("inf1.xlarge", "0.228")]},
-                      expected_request("inf1.2xlarge", "eu-west-3"))
+    stub.add_response(
+        "get_products",
+        {"FormatVersion": "aws_v1", "PriceList": [price_item("inf1.xlarge", "0.228")]},
+        expected_request("inf1.2xlarge", "eu-west-3"),
+    )
     with pytest.raises(prices.PriceError, match="no on-demand Linux price for inf1.2xlarge in eu-west-3"):
         pricing_api.refresh(client, ["inf1.2xlarge"], "eu-west-3")  # an entry for another type is not taken
     with pytest.raises(prices.PriceError, match="no instance type to price"):
@@ -535,24 +774,54 @@ def test_refresh_with_nothing_priced_is_an_error(pricing):
 
 
 def test_the_shipped_table_has_the_types_the_lab_sweeps():
-    for itype in ("inf1.xlarge", "inf1.2xlarge", "inf1.6xlarge", "inf2.xlarge", "g4dn.xlarge", "g5.xlarge", "c6i.4xlarge",
-                  "c7i.4xlarge"):
+    for itype in (
+        "inf1.xlarge",
+        "inf1.2xlarge",
+        "inf1.6xlarge",
+        "inf2.xlarge",
+        "g4dn.xlarge",
+        "g5.xlarge",
+        "c6i.4xlarge",
+        "c7i.4xlarge",
+    ):
         assert prices.default().quote(itype).per_hour == report.PRICES[itype] > 0
     assert prices.default().quote("sandbox") is None and len(prices.DATE) == 10
 
 
 # ---------------------------------------------------------------- the command
 
+
 @pytest.fixture
 def session(store, name):
     store.create_session(name, config.from_dict({}, sandbox=True).data, sandbox=True, track="inf1")
     for batch, throughput, p90 in ((2, 400.0, 20.0), (4, 700.0, 35.0), (8, 1000.0, 61.0)):
-        store.add_result(name, "benchmark", result(run_id=f"sweep-j.{batch}", batch_size=batch, throughput_avg=throughput,
-                                                   latency_ms_p90=p90, runtime="sandbox",
-                                                   model_filename=f"bert_inf1_fp32_128_b{batch}.pt"))
-    store.add_result(name, "batch-failed", {"job_name": "sweep-j.16", "job_id": "f00d", "family": "bert", "target": "inf1",
-                                            "precision": None, "instance_type": "inf1.2xlarge", "batch_size": 16,
-                                            "reason": "Essential container in task exited (exit code 1)", "label": name})
+        store.add_result(
+            name,
+            "benchmark",
+            result(
+                run_id=f"sweep-j.{batch}",
+                batch_size=batch,
+                throughput_avg=throughput,
+                latency_ms_p90=p90,
+                runtime="sandbox",
+                model_filename=f"bert_inf1_fp32_128_b{batch}.pt",
+            ),
+        )
+    store.add_result(
+        name,
+        "batch-failed",
+        {
+            "job_name": "sweep-j.16",
+            "job_id": "f00d",
+            "family": "bert",
+            "target": "inf1",
+            "precision": None,
+            "instance_type": "inf1.2xlarge",
+            "batch_size": 16,
+            "reason": "Essential container in task exited (exit code 1)",
+            "label": name,
+        },
+    )
     return name
 
 
@@ -560,7 +829,12 @@ def test_report_command_recommends_under_the_limit_and_marks_the_failed_job(sess
     r = cli("report", session, "--format", "json", "--limit-ms", "50")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     data = json.loads(r.stdout)
-    assert [row["status"] for row in data["rows"]] == ["ok", "ok", "ok", "FAILED: Essential container in task exited (exit code 1)"]
+    assert [row["status"] for row in data["rows"]] == [
+        "ok",
+        "ok",
+        "ok",
+        "FAILED: Essential container in task exited (exit code 1)",
+    ]
     assert data["recommendation"]["cheapest"]["batch_size"] == 4
     loose = json.loads(cli("report", session, "--format", "json", "--limit-ms", "100").stdout)
     assert loose["recommendation"]["cheapest"]["batch_size"] == 8
@@ -574,11 +848,19 @@ def test_report_command_recommends_under_the_limit_and_marks_the_failed_job(sess
 
 
 def test_report_command_uses_the_session_prices(session, cli, store):
-    store.put(session, "prices", {"source": "AWS Pricing API, on-demand Linux, us-west-2", "date": "2026-11-20",
-                                  "prices": {"inf1.2xlarge": 0.5}})
+    store.put(
+        session,
+        "prices",
+        {
+            "source": "AWS Pricing API, on-demand Linux, us-west-2",
+            "date": "2026-11-20",
+            "prices": {"inf1.2xlarge": 0.5},
+        },
+    )
     table = list(csv.DictReader(io.StringIO(cli("report", session, "--format", "csv").stdout)))
     assert {(r["price_per_hour"], r["price_source"], r["price_date"]) for r in table} == {
-        ("0.5", "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20")}
+        ("0.5", "AWS Pricing API, on-demand Linux, us-west-2", "2026-11-20")
+    }
 
 
 def test_report_command_writes_the_workshop_csv(session, cli, tmp_path):
@@ -591,14 +873,17 @@ def test_report_command_writes_the_workshop_csv(session, cli, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["workshop.csv"], "no temporary file left beside it"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--limit-ms", "0"], "--limit-ms: 0 is not a positive number of milliseconds"),
-    (["--limit-ms", "-5"], "--limit-ms: -5 is not a positive number of milliseconds"),
-    (["--limit-ms", "nan"], "--limit-ms: nan is not a positive number of milliseconds"),
-    (["--limit-ms", "inf"], "--limit-ms: inf is not a positive number of milliseconds"),
-    (["--percentile", "p42"], "'p42' is not one of 'p50', 'p90', 'p95', 'p99'"),
-    (["--from", "/nonexistent"], "give a session NAME or --from DIR (one of the two)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--limit-ms", "0"], "--limit-ms: 0 is not a positive number of milliseconds"),
+        (["--limit-ms", "-5"], "--limit-ms: -5 is not a positive number of milliseconds"),
+        (["--limit-ms", "nan"], "--limit-ms: nan is not a positive number of milliseconds"),
+        (["--limit-ms", "inf"], "--limit-ms: inf is not a positive number of milliseconds"),
+        (["--percentile", "p42"], "'p42' is not one of 'p50', 'p90', 'p95', 'p99'"),
+        (["--from", "/nonexistent"], "give a session NAME or --from DIR (one of the two)"),
+    ],
+)
 def test_report_command_refuses_bad_input_in_one_line(session, cli, args, message):
     r = cli("report", session, *args)
     assert r.returncode == 2 and r.stdout == ""
@@ -630,18 +915,55 @@ def test_report_command_leaves_out_old_results_with_one_warning(store, name, cli
 
 
 # ---------------------------------------------------------------- served rows (TorchServe load tests)
-def served_record(direct_p50=5.0, rates=((10, 9.8, 12.0, 30.0, 0, True), (20, 19.5, 14.0, 90.0, 0, True),
-                                          (40, 31.0, 40.0, 400.0, 2, False))):
-    return {"format": "inflab-served/1", "run_id": "load-test-1", "timestamp": "2026-05-01T14:00:00+00:00",
-            "label": "lab1", "runtime": "aws", "sandbox": False, "instance_type": "inf1.2xlarge",
-            "name": "bert-base-cased-finetuned-mrpc", "size": "full", "family": "bert", "precision": "fp32",
-            "target": "inf1", "weights": "pretrained", "model_filename": "bert_inf1_fp32_128_b8.pt", "batch_size": 8,
-            "workers": 4, "limit_ms": 100.0, "stop_reason": "2 request(s) failed at 40/s", "highest_rate_meeting_limit": 20,
-            "rates": [{"offered_rps": o, "achieved_rps": a, "latency_ms_p50": p50, "latency_ms_p90": p50 * 1.5,
-                       "latency_ms_p99": p99, "latency_ms_max": p99 * 1.1, "sent": 100, "ok": 100 - e, "errors": e,
-                       "duration_s": 3.0, "meets_limit": m} for o, a, p50, p99, e, m in rates],
-            "direct": None if direct_p50 is None else {"run_id": "sweep-inf1.2xlarge-b8", "latency_ms_p50": direct_p50,
-                                                       "throughput_avg": 1000.0, "batch_size": 8}}
+def served_record(
+    direct_p50=5.0,
+    rates=((10, 9.8, 12.0, 30.0, 0, True), (20, 19.5, 14.0, 90.0, 0, True), (40, 31.0, 40.0, 400.0, 2, False)),
+):
+    return {
+        "format": "inflab-served/1",
+        "run_id": "load-test-1",
+        "timestamp": "2026-05-01T14:00:00+00:00",
+        "label": "lab1",
+        "runtime": "aws",
+        "sandbox": False,
+        "instance_type": "inf1.2xlarge",
+        "name": "bert-base-cased-finetuned-mrpc",
+        "size": "full",
+        "family": "bert",
+        "precision": "fp32",
+        "target": "inf1",
+        "weights": "pretrained",
+        "model_filename": "bert_inf1_fp32_128_b8.pt",
+        "batch_size": 8,
+        "workers": 4,
+        "limit_ms": 100.0,
+        "stop_reason": "2 request(s) failed at 40/s",
+        "highest_rate_meeting_limit": 20,
+        "rates": [
+            {
+                "offered_rps": o,
+                "achieved_rps": a,
+                "latency_ms_p50": p50,
+                "latency_ms_p90": p50 * 1.5,
+                "latency_ms_p99": p99,
+                "latency_ms_max": p99 * 1.1,
+                "sent": 100,
+                "ok": 100 - e,
+                "errors": e,
+                "duration_s": 3.0,
+                "meets_limit": m,
+            }
+            for o, a, p50, p99, e, m in rates
+        ],
+        "direct": None
+        if direct_p50 is None
+        else {
+            "run_id": "sweep-inf1.2xlarge-b8",
+            "latency_ms_p50": direct_p50,
+            "throughput_avg": 1000.0,
+            "batch_size": 8,
+        },
+    }
 
 
 def test_a_load_test_is_one_served_row_per_rate_with_its_overhead():
@@ -649,8 +971,12 @@ def test_a_load_test_is_one_served_row_per_rate_with_its_overhead():
     assert [r["offered_rps"] for r in rows] == [10, 20, 40]
     assert [r["throughput_avg"] for r in rows] == [9.8, 19.5, 31.0]
     assert [r["overhead_ms_p50"] for r in rows] == [7.0, 9.0, 35.0]  # served p50 - direct p50
-    assert all(r["served"] and r["runtime"] == "torchserve" and r["direct_run_id"] == "sweep-inf1.2xlarge-b8" for r in rows)
-    assert [r["errors"] for r in rows] == [0, 0, 2] and rows[0]["cost_per_million"] > 0  # priced like any inf1.2xlarge row
+    assert all(
+        r["served"] and r["runtime"] == "torchserve" and r["direct_run_id"] == "sweep-inf1.2xlarge-b8" for r in rows
+    )
+    assert [r["errors"] for r in rows] == [0, 0, 2] and rows[0][
+        "cost_per_million"
+    ] > 0  # priced like any inf1.2xlarge row
     assert set(rows[0]) == set(report.ROW_KEYS)
     assert report.served_rows(served_record(direct_p50=None))[0]["overhead_ms_p50"] is None
     with pytest.raises(ValueError):
@@ -661,28 +987,46 @@ def test_served_rows_stay_out_of_the_recommendation_and_get_their_own_block(swee
     rows = sweep + report.served_rows(served_record())
     rec = report.recommend(rows, 100, "p90")
     assert rec.fastest is not None and not rec.fastest["served"] and rec.fastest["batch_size"] == 8
-    assert report.frontier(rows)[len(sweep):] == [False, False, False]
+    assert report.frontier(rows)[len(sweep) :] == [False, False, False]
     table = report.render(rows, "table")
     main, served = table.split("Served by TorchServe:")
     assert "load-test-1" not in main and "load-test-1@20/s" in served
     assert "+9.00" in served and "highest rate meeting p99 ≤ 100 ms: 20 requests/s (19.5 achieved)" in served
     doc = json.loads(report.render(rows, "json"))
-    assert doc["serving"] == [{"run_id": "load-test-1", "deployment": "torchserve", "instance_type": "inf1.2xlarge",
-                               "label": "lab1", "model": "bert-base-cased-finetuned-mrpc",
-                               "batch_size": 8, "workers": 4, "limit_ms": 100.0, "percentile": "p99",
-                               "highest_rate_meeting_limit": 20, "achieved_at_that_rate": 19.5,
-                               "direct_run_id": "sweep-inf1.2xlarge-b8", "direct_latency_ms_p50": 5.0,
-                               "overhead_ms_p50_at_lowest_rate": 7.0, "rates": 3, "threads_per_worker": None, "stop_reason": "2 request(s) failed at 40/s"}]
+    assert doc["serving"] == [
+        {
+            "run_id": "load-test-1",
+            "deployment": "torchserve",
+            "instance_type": "inf1.2xlarge",
+            "label": "lab1",
+            "model": "bert-base-cased-finetuned-mrpc",
+            "batch_size": 8,
+            "workers": 4,
+            "limit_ms": 100.0,
+            "percentile": "p99",
+            "highest_rate_meeting_limit": 20,
+            "achieved_at_that_rate": 19.5,
+            "direct_run_id": "sweep-inf1.2xlarge-b8",
+            "direct_latency_ms_p50": 5.0,
+            "overhead_ms_p50_at_lowest_rate": 7.0,
+            "rates": 3,
+            "threads_per_worker": None,
+            "stop_reason": "2 request(s) failed at 40/s",
+        }
+    ]
     md = report.render(rows, "md")
     assert "**Served by TorchServe**" in md and "| OFFERED/S |" in md
 
 
-@pytest.mark.parametrize("system, devices", [
-    ({"neuron_cores": 16, "gpus": 0, "cpu_count": 24}, "16 NeuronCores"),  # a sweep job on a whole inf1.6xlarge
-    ({"neuron_cores": 0, "gpus": 4, "cpu_count": 48}, "4 GPUs"),
-    ({"neuron_cores": 0, "gpus": 0, "cpu_count": 8}, "8 vCPUs"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "system, devices",
+    [
+        ({"neuron_cores": 16, "gpus": 0, "cpu_count": 24}, "16 NeuronCores"),  # a sweep job on a whole inf1.6xlarge
+        ({"neuron_cores": 0, "gpus": 4, "cpu_count": 48}, "4 GPUs"),
+        ({"neuron_cores": 0, "gpus": 0, "cpu_count": 8}, "8 vCPUs"),
+        ({}, None),
+    ],
+)
 def test_a_row_says_what_its_run_had(system, devices):
     """Priced as the whole instance, a row must say how much of it the run used."""
     r = report.row(result(system=system))

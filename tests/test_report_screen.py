@@ -42,15 +42,45 @@ MARK, INSTANCE, BATCH, SAMPLES = 0, 4, 5, 6
 def bench(**changes) -> dict:
     """A benchmark result's JSON object as the harness writes it; ``changes`` by attribute name."""
     fields = dict(
-        run_id="r1", timestamp="2026-05-01T12:00:00+00:00", label="lab", runtime="sandbox",
-        instance_type="inf1.2xlarge", model_filename="bert.pt", family="bert",
-        name="bert-base-cased-finetuned-mrpc", size="tiny", precision="fp32", target="inf1", weights="random",
-        batch_size=8, n_models=1, workers_per_model=1, mode="closed", target_rate=None,
-        throughput_avg=1000.0, throughput_peak=1010.0, latency_ms_p0=1.0, latency_ms_p50=5.0,
-        latency_ms_p90=6.0, latency_ms_p95=7.0, latency_ms_p99=8.0, latency_ms_p99_9=9.0,
-        latency_ms_p100=10.0, latency_ms_max=10.0, latency_ms_mean=5.5, total_infs=100, total_samples=800,
-        duration_s=2.0, stable=True, stop_reason="stable", load_avg_ms=100.0, warmup_avg_ms=6.0,
-        windows=[Window(t=1.0, queries=50, throughput=1000.0)], models=[], settings={}, system={},
+        run_id="r1",
+        timestamp="2026-05-01T12:00:00+00:00",
+        label="lab",
+        runtime="sandbox",
+        instance_type="inf1.2xlarge",
+        model_filename="bert.pt",
+        family="bert",
+        name="bert-base-cased-finetuned-mrpc",
+        size="tiny",
+        precision="fp32",
+        target="inf1",
+        weights="random",
+        batch_size=8,
+        n_models=1,
+        workers_per_model=1,
+        mode="closed",
+        target_rate=None,
+        throughput_avg=1000.0,
+        throughput_peak=1010.0,
+        latency_ms_p0=1.0,
+        latency_ms_p50=5.0,
+        latency_ms_p90=6.0,
+        latency_ms_p95=7.0,
+        latency_ms_p99=8.0,
+        latency_ms_p99_9=9.0,
+        latency_ms_p100=10.0,
+        latency_ms_max=10.0,
+        latency_ms_mean=5.5,
+        total_infs=100,
+        total_samples=800,
+        duration_s=2.0,
+        stable=True,
+        stop_reason="stable",
+        load_avg_ms=100.0,
+        warmup_avg_ms=6.0,
+        windows=[Window(t=1.0, queries=50, throughput=1000.0)],
+        models=[],
+        settings={},
+        system={},
     )
     fields.update(changes)
     return BenchResult(**fields).to_dict()
@@ -64,20 +94,57 @@ def new_session(store: Store, name: str) -> None:
 def add_sweep(store: Store, name: str, *, failed: bool = True, exercise: bool = True) -> None:
     for itype, target, batch, thr, p50, p90, p95, p99 in SWEEP:
         run_id = f"sweep-{name}-{target}-b{batch}.0"
-        store.add_result(name, "benchmark", bench(run_id=run_id, label=name, instance_type=itype, target=target,
-                                                  batch_size=batch, throughput_avg=thr, latency_ms_p50=p50,
-                                                  latency_ms_p90=p90, latency_ms_p95=p95, latency_ms_p99=p99,
-                                                  latency_ms_p99_9=p99, latency_ms_p100=p99, latency_ms_max=p99),
-                         key=run_id)
+        store.add_result(
+            name,
+            "benchmark",
+            bench(
+                run_id=run_id,
+                label=name,
+                instance_type=itype,
+                target=target,
+                batch_size=batch,
+                throughput_avg=thr,
+                latency_ms_p50=p50,
+                latency_ms_p90=p90,
+                latency_ms_p95=p95,
+                latency_ms_p99=p99,
+                latency_ms_p99_9=p99,
+                latency_ms_p100=p99,
+                latency_ms_max=p99,
+            ),
+            key=run_id,
+        )
     if exercise:  # the model exercise on this machine: no instance type, so no price
-        store.add_result(name, "benchmark", bench(run_id="benchmark-1.0", label=name, instance_type="sandbox",
-                                                  target="cpu", batch_size=8, throughput_avg=300.0),
-                         key="benchmark-1.0")
+        store.add_result(
+            name,
+            "benchmark",
+            bench(
+                run_id="benchmark-1.0",
+                label=name,
+                instance_type="sandbox",
+                target="cpu",
+                batch_size=8,
+                throughput_avg=300.0,
+            ),
+            key="benchmark-1.0",
+        )
     if failed:
-        store.add_result(name, "batch-failed", {
-            "job_name": f"{name}-bert-inf1-b16", "job_id": "job-16", "family": "bert", "target": "inf1",
-            "precision": None, "instance_type": "inf1.2xlarge", "batch_size": 16, "reason": FAILED_REASON,
-            "label": name}, key="job-16")
+        store.add_result(
+            name,
+            "batch-failed",
+            {
+                "job_name": f"{name}-bert-inf1-b16",
+                "job_id": "job-16",
+                "family": "bert",
+                "target": "inf1",
+                "precision": None,
+                "instance_type": "inf1.2xlarge",
+                "batch_size": 16,
+                "reason": FAILED_REASON,
+                "label": name,
+            },
+            key="job-16",
+        )
 
 
 async def open_report(pilot, app) -> ReportScreen:
@@ -124,6 +191,7 @@ def samples(rows: list[list[str]]) -> list[float]:
 
 
 # ---------------------------------------------------------------- the report screen
+
 
 async def test_sorting_by_throughput_orders_rows_by_samples_per_second(home_store):
     new_session(home_store, "sweep1")
@@ -262,7 +330,9 @@ async def test_an_empty_session_says_how_to_get_results_and_escape_goes_back(hom
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         sentence = str(screen.query_one("#report-empty", Static).render())
-        assert screen.query_one("#report-empty").display and not screen.query_one("#report-tabs").display  # no table, no plots
+        assert (
+            screen.query_one("#report-empty").display and not screen.query_one("#report-tabs").display
+        )  # no table, no plots
         assert "No results in session empty yet" in sentence
         assert "inflab run --name empty --until benchmark" in sentence
         await pilot.press("escape")
@@ -276,7 +346,9 @@ async def test_a_one_row_report_reads_well(home_store):
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_report(pilot, app)
         assert len(table_rows(screen)) == 1
-        assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")] and marked(screen, FASTEST) == [("inf1.2xlarge", "8")]
+        assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")] and marked(screen, FASTEST) == [
+            ("inf1.2xlarge", "8")
+        ]
         assert screen.plotted["plot-throughput"] == {"inf1.2xlarge · inf1 · fp32": [(8, 1000.0)]}
         await pilot.press("q")
         assert isinstance(app.screen, SessionPicker)
@@ -284,9 +356,20 @@ async def test_a_one_row_report_reads_well(home_store):
 
 # ---------------------------------------------------------------- the Jobs tab of the wizard
 
+
 def job(name: str, state: str, *, batch: int, ago: float = 0, attempt: int = 1, reason: str = "") -> BatchJob:
-    return BatchJob(name=name, job_id=f"id-{name}", state=state, since=time.time() - ago, instance_type="inf1.2xlarge",
-                    batch_size=batch, family="bert", target="inf1", attempt=attempt, reason=reason)
+    return BatchJob(
+        name=name,
+        job_id=f"id-{name}",
+        state=state,
+        since=time.time() - ago,
+        instance_type="inf1.2xlarge",
+        batch_size=batch,
+        family="bert",
+        target="inf1",
+        attempt=attempt,
+        reason=reason,
+    )
 
 
 async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, name):
@@ -299,8 +382,11 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         tabs = wizard.query_one("#bottom", TabbedContent)
         assert tabs.active == "tab-log"
         pane = wizard.query_one(JobsPane)
-        jobs = (job("b2", "SUCCEEDED", batch=2), job("b4", "RUNNING", batch=4, ago=65),
-                job("b8", "RUNNABLE", batch=8, attempt=0))
+        jobs = (
+            job("b2", "SUCCEEDED", batch=2),
+            job("b4", "RUNNING", batch=4, ago=65),
+            job("b8", "RUNNABLE", batch=8, attempt=0),
+        )
         wizard._from_engine(BatchJobsChanged("batch-monitor", jobs, done=1, total=3))  # as the engine posts it
         await pilot.pause()
         assert tabs.active == "tab-jobs"  # came forward with the first table
@@ -309,8 +395,11 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         assert "SUCCEEDED" in rows["b2"] and "RUNNABLE" in rows["b8"]
         assert " 1:0" in rows["b4"]  # time in state, m:ss from `since`
 
-        jobs = (job("b2", "SUCCEEDED", batch=2), job("b4", "SUCCEEDED", batch=4),
-                job("b8", "FAILED", batch=8, attempt=2, reason=FAILED_REASON))
+        jobs = (
+            job("b2", "SUCCEEDED", batch=2),
+            job("b4", "SUCCEEDED", batch=4),
+            job("b8", "FAILED", batch=8, attempt=2, reason=FAILED_REASON),
+        )
         tabs.active = "tab-log"
         wizard._from_engine(BatchJobsChanged("batch-monitor", jobs, done=2, total=3))
         await pilot.pause()
@@ -322,7 +411,9 @@ async def test_the_jobs_tab_shows_the_sweep_and_follows_a_job(sandbox, store, na
         assert "FAILED" in rows["b8"] and FAILED_REASON in rows["b8"] and " 2 " in rows["b8"]
 
         asked: list[tuple[str, str, str]] = []
-        wizard.engine.ask = lambda step, key, value: asked.append((step, key, value))  # the engine's hook, seen from here
+        wizard.engine.ask = lambda step, key, value: asked.append(
+            (step, key, value)
+        )  # the engine's hook, seen from here
         table = pane.query_one(DataTable)
         table.focus()
         table.move_cursor(row=table.get_row_index("id-b8"))
@@ -404,8 +495,11 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
         assert {"r", "a", "c", "1", "5", "R", "z", "q", "f1"} <= set(keys), sorted(keys)
         assert all(region.right <= SMALL_SCREEN[0] for region in keys.values()), keys  # none cut off
 
-        jobs = (job("b2", "SUCCEEDED", batch=2), job("b4", "RUNNING", batch=4, ago=65),
-                job("b8", "FAILED", batch=8, attempt=2, reason=FAILED_REASON))
+        jobs = (
+            job("b2", "SUCCEEDED", batch=2),
+            job("b4", "RUNNING", batch=4, ago=65),
+            job("b8", "FAILED", batch=8, attempt=2, reason=FAILED_REASON),
+        )
         wizard._from_engine(BatchJobsChanged("batch-monitor", jobs, done=2, total=3))
         await pilot.pause()
         pane = wizard.query_one(JobsPane)
@@ -417,8 +511,9 @@ async def test_at_80x24_the_wizard_keeps_its_instructions_whole_key_bar_and_job_
 
         # Real names share a long beginning: the Job column shows what tells them apart, so the
         # state and time in state fit in 80 columns.
-        named = tuple(BatchJob(**{**j.__dict__, "name": f"inflab-lab-20261207-1657-bert-inf1-2xlarge-{j.name}"})
-                      for j in jobs)
+        named = tuple(
+            BatchJob(**{**j.__dict__, "name": f"inflab-lab-20261207-1657-bert-inf1-2xlarge-{j.name}"}) for j in jobs
+        )
         wizard._from_engine(BatchJobsChanged("batch-monitor", named, done=2, total=3))
         await pilot.pause()
         assert sorted(r.split()[0] for r in pane.rows_text()) == ["b2", "b4", "b8"]

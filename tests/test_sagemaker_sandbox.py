@@ -35,8 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = ROOT / "inflab" / "remote" / "payload"
 PAIR = b'{"sentence1": "The cat sat on the mat", "sentence2": "A cat was sitting on the mat"}'
 HASH = "5a9e0000feed0001"  # the stand-in image's hash: its tag is cpu-<hash>
-TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 def endpoint_processes(endpoint: str) -> list[int]:
@@ -59,9 +61,32 @@ def compiled(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("compiled")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(PYTHONUNBUFFERED="1", HF_HOME=str(out / "hf-home"))
-    done = subprocess.run([sys.executable, "-m", "inflab.remote.payload.compile", "--family", "bert", "--target", "cpu",
-                           "--size", "tiny", "--offline", "--batch-size", "2", "--max-length", "32", "--out", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inflab.remote.payload.compile",
+            "--family",
+            "bert",
+            "--target",
+            "cpu",
+            "--size",
+            "tiny",
+            "--offline",
+            "--batch-size",
+            "2",
+            "--max-length",
+            "32",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout
     (name,) = json.loads((out / "index.json").read_text())
     return out / json.loads((out / name).read_text())["file"]
@@ -84,8 +109,11 @@ def hosted(sandbox, inflab_home, compiled, tmp_path_factory):
     (entry / "venv" / ".inflab-image").write_text(HASH + "\n")
     out = tmp_path_factory.mktemp("model-data")
     good = sagemaker_package.build(str(compiled), str(out / "good"))
-    return {"bucket": f"inflab-hosting-{uuid.uuid4().hex[:8]}", "good": out / "good" / good["file"],
-            "image": f"123456789012.dkr.ecr.us-west-2.amazonaws.com/inflab-hosting:cpu-{HASH}"}
+    return {
+        "bucket": f"inflab-hosting-{uuid.uuid4().hex[:8]}",
+        "good": out / "good" / good["file"],
+        "image": f"123456789012.dkr.ecr.us-west-2.amazonaws.com/inflab-hosting:cpu-{HASH}",
+    }
 
 
 @pytest.fixture
@@ -101,20 +129,34 @@ def endpoint(hosted, aws, name):
         key = f"{name}/model.tar.gz"
         if data is not None:
             s3.put_object(Bucket=hosted["bucket"], Key=key, Body=data)
-        arn = iam.create_role(RoleName=f"inflab-{name}-sm", Path="/inflab/", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+        arn = iam.create_role(
+            RoleName=f"inflab-{name}-sm", Path="/inflab/", AssumeRolePolicyDocument=json.dumps(TRUST)
+        )["Role"]["Arn"]
         made["role"] = f"inflab-{name}-sm"
         for _ in range(30):  # the sandbox answers as while IAM propagates a new role (a few seconds)
             try:
-                sm.create_model(ModelName=f"inflab-{name}-fp32", ExecutionRoleArn=arn, PrimaryContainer={
-                    "Image": hosted["image"], "ModelDataUrl": f"s3://{hosted['bucket']}/{key}"})
+                sm.create_model(
+                    ModelName=f"inflab-{name}-fp32",
+                    ExecutionRoleArn=arn,
+                    PrimaryContainer={"Image": hosted["image"], "ModelDataUrl": f"s3://{hosted['bucket']}/{key}"},
+                )
                 break
             except ClientError as e:
                 assert "Could not assume role" in str(e), e
                 time.sleep(1)
         made["model"] = f"inflab-{name}-fp32"
-        sm.create_endpoint_config(EndpointConfigName=f"inflab-{name}-1", ProductionVariants=[
-            {"VariantName": "fp32", "ModelName": f"inflab-{name}-fp32", "InitialInstanceCount": count,
-             "InstanceType": "ml.c6i.xlarge", "ContainerStartupHealthCheckTimeoutInSeconds": 600}])  # two TorchServes on a busy 2-core box
+        sm.create_endpoint_config(
+            EndpointConfigName=f"inflab-{name}-1",
+            ProductionVariants=[
+                {
+                    "VariantName": "fp32",
+                    "ModelName": f"inflab-{name}-fp32",
+                    "InitialInstanceCount": count,
+                    "InstanceType": "ml.c6i.xlarge",
+                    "ContainerStartupHealthCheckTimeoutInSeconds": 600,
+                }
+            ],
+        )  # two TorchServes on a busy 2-core box
         made["config"] = f"inflab-{name}-1"
         sm.create_endpoint(EndpointName=f"inflab-{name}", EndpointConfigName=f"inflab-{name}-1")
         made["endpoint"] = f"inflab-{name}"
@@ -135,9 +177,11 @@ def endpoint(hosted, aws, name):
             sm.delete_endpoint(EndpointName=made["endpoint"])
         except ClientError:
             pass
-    for delete, arg in ((sm.delete_endpoint_config, {"EndpointConfigName": made.get("config")}),
-                        (sm.delete_model, {"ModelName": made.get("model")}),
-                        (aws("iam").delete_role, {"RoleName": made.get("role")})):
+    for delete, arg in (
+        (sm.delete_endpoint_config, {"EndpointConfigName": made.get("config")}),
+        (sm.delete_model, {"ModelName": made.get("model")}),
+        (aws("iam").delete_role, {"RoleName": made.get("role")}),
+    ):
         if next(iter(arg.values())):
             try:
                 delete(**arg)
@@ -162,12 +206,20 @@ def test_an_endpoint_runs_for_real_answers_through_invokeendpoint_and_only_there
     with pytest.raises(ClientError, match=f"Endpoint inflab-{name}x of account 123456789012 not found"):
         runtime.invoke_endpoint(EndpointName=f"inflab-{name}x", Body=PAIR, ContentType="application/json")
     # nothing answers without the sandbox's secret: not the sandbox's route, not the container's port
-    req = urllib.request.Request(f"{sandbox.endpoint}/endpoints/inflab-{name}/invocations", data=PAIR, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{sandbox.endpoint}/endpoints/inflab-{name}/invocations",
+        data=PAIR,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(req, timeout=10)
     assert refused.value.code == 403
-    (pid,) = [p for p in endpoint_processes(f"inflab-{name}") if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    (pid,) = [
+        p
+        for p in endpoint_processes(f"inflab-{name}")
+        if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
     env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
     port = int(env[b"SAGEMAKER_BIND_TO_PORT"])
     for method, path, body in (("GET", "/ping", None), ("POST", "/invocations", PAIR)):
@@ -185,9 +237,14 @@ def test_an_endpoint_runs_for_real_answers_through_invokeendpoint_and_only_there
     points = []
     for _ in range(20):
         points = aws("cloudwatch").get_metric_statistics(
-            Namespace="AWS/SageMaker", MetricName="ModelLatency", StartTime=now - datetime.timedelta(minutes=5),
-            EndTime=now + datetime.timedelta(minutes=1), Period=60, Statistics=["SampleCount", "Average"],
-            Dimensions=[{"Name": "EndpointName", "Value": f"inflab-{name}"}, {"Name": "VariantName", "Value": "fp32"}])["Datapoints"]
+            Namespace="AWS/SageMaker",
+            MetricName="ModelLatency",
+            StartTime=now - datetime.timedelta(minutes=5),
+            EndTime=now + datetime.timedelta(minutes=1),
+            Period=60,
+            Statistics=["SampleCount", "Average"],
+            Dimensions=[{"Name": "EndpointName", "Value": f"inflab-{name}"}, {"Name": "VariantName", "Value": "fp32"}],
+        )["Datapoints"]
         if sum(p["SampleCount"] for p in points) >= 2:
             break
         time.sleep(0.5)
@@ -197,8 +254,16 @@ def test_an_endpoint_runs_for_real_answers_through_invokeendpoint_and_only_there
 def test_deleting_an_endpoint_ends_its_processes(endpoint, hosted, aws, name):
     d = endpoint(hosted["good"].read_bytes(), count=2)
     assert d["EndpointStatus"] == "InService", d.get("FailureReason")
-    assert len([p for p in endpoint_processes(f"inflab-{name}")
-                if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()]) == 2, "one container per instance"
+    assert (
+        len(
+            [
+                p
+                for p in endpoint_processes(f"inflab-{name}")
+                if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+        )
+        == 2
+    ), "one container per instance"
     sm = aws("sagemaker")
     sm.delete_endpoint(EndpointName=f"inflab-{name}")
     deadline = time.monotonic() + 60
@@ -232,26 +297,37 @@ def test_a_container_that_stops_fails_the_health_check(endpoint, hosted, name, t
                     tar.addfile(m, good.extractfile(m))
     d = endpoint(broken.getvalue())
     assert d["EndpointStatus"] == "Failed"
-    assert d["FailureReason"] == ("The primary container for production variant fp32 did not pass the ping health check. "
-                                  "Please check CloudWatch logs for this endpoint.")
+    assert d["FailureReason"] == (
+        "The primary container for production variant fp32 did not pass the ping health check. "
+        "Please check CloudWatch logs for this endpoint."
+    )
     assert endpoint_processes(f"inflab-{name}") == []
 
 
 def test_sagemaker_refuses_what_it_refuses_on_aws(aws, hosted, name):
     sm, iam = aws("sagemaker"), aws("iam")
-    ec2_trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    ec2_trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
     arn = iam.create_role(RoleName=f"inflab-{name}-ec2", AssumeRolePolicyDocument=json.dumps(ec2_trust))["Role"]["Arn"]
     try:
         time.sleep(4)  # older than the sandbox's IAM propagation: only the trust is wrong
         with pytest.raises(ClientError, match="Could not assume role .* allows principal 'sagemaker.amazonaws.com'"):
-            sm.create_model(ModelName=f"inflab-{name}-x", ExecutionRoleArn=arn,
-                            PrimaryContainer={"Image": hosted["image"], "ModelDataUrl": "s3://b/k"})
+            sm.create_model(
+                ModelName=f"inflab-{name}-x",
+                ExecutionRoleArn=arn,
+                PrimaryContainer={"Image": hosted["image"], "ModelDataUrl": "s3://b/k"},
+            )
     finally:
         iam.delete_role(RoleName=f"inflab-{name}-ec2")
     with pytest.raises(ClientError, match="instanceType"):
-        sm.create_endpoint_config(EndpointConfigName=f"inflab-{name}-c", ProductionVariants=[
-            {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.c6i.huge"}])
+        sm.create_endpoint_config(
+            EndpointConfigName=f"inflab-{name}-c",
+            ProductionVariants=[
+                {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.c6i.huge"}
+            ],
+        )
 
 
 # ------------------------------------------------------------------------------ the exercise end to end
@@ -277,8 +353,18 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     name = "s" + uuid.uuid4().hex[:8]
     cfg = tmp_path_factory.mktemp("cfg") / "sm.toml"
     cfg.write_text(CONFIG)
-    r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "sagemaker-load-test",
-                home=inflab_home, timeout=1500)
+    r = run_cli(
+        "run",
+        "--sandbox",
+        "--name",
+        name,
+        "--config",
+        str(cfg),
+        "--until",
+        "sagemaker-load-test",
+        home=inflab_home,
+        timeout=1500,
+    )
     return name, cfg, r
 
 
@@ -320,9 +406,13 @@ def test_the_report_has_sagemaker_rows_priced_per_ml_instance_and_every_row_its_
 def test_while_the_endpoint_is_up_the_resources_list_it_its_config_models_and_role(lab, inflab_home):
     name, _, _ = lab
     found = {(r["type"], r["name"]) for r in resources(name, inflab_home)}
-    assert {("sagemaker:endpoint", f"inflab-{name}"), ("sagemaker:endpoint-config", f"inflab-{name}-1"),
-            ("sagemaker:model", f"inflab-{name}-fp32"), ("sagemaker:model", f"inflab-{name}-int8"),
-            ("iam:role", f"inflab-{name}-sagemaker")} <= found
+    assert {
+        ("sagemaker:endpoint", f"inflab-{name}"),
+        ("sagemaker:endpoint-config", f"inflab-{name}-1"),
+        ("sagemaker:model", f"inflab-{name}-fp32"),
+        ("sagemaker:model", f"inflab-{name}-int8"),
+        ("iam:role", f"inflab-{name}-sagemaker"),
+    } <= found
 
 
 def _sagemaker_runs(store, name) -> list[str]:
@@ -332,13 +422,26 @@ def _sagemaker_runs(store, name) -> list[str]:
 def test_killed_in_the_load_test_the_rerun_measures_the_rest_and_stores_each_run_once(lab, store, inflab_home):
     name, cfg, _ = lab
     before = _sagemaker_runs(store, name)
-    r = run_cli("run", "--name", name, "--config", str(cfg), "--from", "sagemaker-load-test", "--until",
-                "sagemaker-load-test", home=inflab_home, timeout=600,
-                env={"INFLAB_FAULT_POINT": "sagemaker-load-test:results-stored"})
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--config",
+        str(cfg),
+        "--from",
+        "sagemaker-load-test",
+        "--until",
+        "sagemaker-load-test",
+        home=inflab_home,
+        timeout=600,
+        env={"INFLAB_FAULT_POINT": "sagemaker-load-test:results-stored"},
+    )
     assert r.returncode == 137, r.stdout[-2000:]
     first = _sagemaker_runs(store, name)
     assert len(first) == len(before) + 1, "killed after the first variant's run was stored"
-    r = run_cli("run", "--name", name, "--config", str(cfg), "--until", "sagemaker-load-test", home=inflab_home, timeout=600)
+    r = run_cli(
+        "run", "--name", name, "--config", str(cfg), "--until", "sagemaker-load-test", home=inflab_home, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-2000:]
     assert "measured and stored already" in r.stdout
     runs = _sagemaker_runs(store, name)
@@ -347,22 +450,54 @@ def test_killed_in_the_load_test_the_rerun_measures_the_rest_and_stores_each_run
 
 def test_killed_while_the_endpoint_is_made_the_rerun_waits_for_that_one(lab, store, inflab_home, aws):
     name, cfg, _ = lab
-    r = run_cli("run", "--name", name, "--from", "sagemaker-delete", "--until", "sagemaker-delete", home=inflab_home,
-                timeout=300)
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--from",
+        "sagemaker-delete",
+        "--until",
+        "sagemaker-delete",
+        home=inflab_home,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:]
     assert endpoint_processes(f"inflab-{name}") == []
-    r = run_cli("run", "--name", name, "--config", str(cfg), "--from", "sagemaker-package", "--until",
-                "sagemaker-load-test", home=inflab_home, timeout=600,
-                env={"INFLAB_FAULT_POINT": "sagemaker-endpoint:created"})
+    r = run_cli(
+        "run",
+        "--name",
+        name,
+        "--config",
+        str(cfg),
+        "--from",
+        "sagemaker-package",
+        "--until",
+        "sagemaker-load-test",
+        home=inflab_home,
+        timeout=600,
+        env={"INFLAB_FAULT_POINT": "sagemaker-endpoint:created"},
+    )
     assert r.returncode == 137, r.stdout[-2000:]
     made = aws("sagemaker").describe_endpoint(EndpointName=f"inflab-{name}")["CreationTime"]
-    r = run_cli("run", "--name", name, "--config", str(cfg), "--until", "sagemaker-load-test", home=inflab_home, timeout=900)
+    r = run_cli(
+        "run", "--name", name, "--config", str(cfg), "--until", "sagemaker-load-test", home=inflab_home, timeout=900
+    )
     assert r.returncode == 0, r.stdout[-3000:]
-    assert aws("sagemaker").describe_endpoint(EndpointName=f"inflab-{name}")["CreationTime"] == made, "the same endpoint"
+    assert aws("sagemaker").describe_endpoint(EndpointName=f"inflab-{name}")["CreationTime"] == made, (
+        "the same endpoint"
+    )
     kinds = [x["type"] for x in resources(name, inflab_home)]
     assert kinds.count("sagemaker:endpoint") == 1 and kinds.count("sagemaker:endpoint-config") == 1
-    assert len([p for p in endpoint_processes(f"inflab-{name}")
-                if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()]) == 2, "one per variant, once"
+    assert (
+        len(
+            [
+                p
+                for p in endpoint_processes(f"inflab-{name}")
+                if b"sagemaker_serve.py" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+        )
+        == 2
+    ), "one per variant, once"
     assert "▶ sagemaker-check" in r.stdout, "the new endpoint is checked and measured, not taken for the old one"
 
 

@@ -82,36 +82,80 @@ def batch_env(aws, name):
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceAlreadyExistsException":
             raise
-    service_role = iam.create_role(RoleName=f"inflab-{name}-batch", AssumeRolePolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"},
-                                                 "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
-    iam.create_role(RoleName=f"inflab-{name}-ecs", AssumeRolePolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-                                                 "Action": "sts:AssumeRole"}]}))
+    service_role = iam.create_role(
+        RoleName=f"inflab-{name}-batch",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    iam.create_role(
+        RoleName=f"inflab-{name}-ecs",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
     profile = iam.create_instance_profile(InstanceProfileName=f"inflab-{name}-ecs")["InstanceProfile"]["Arn"]
     iam.add_role_to_instance_profile(InstanceProfileName=f"inflab-{name}-ecs", RoleName=f"inflab-{name}-ecs")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
     group = ec2.create_security_group(GroupName=f"inflab-{name}-batch", Description="batch test", VpcId=vpc)["GroupId"]
     ce = batch.create_compute_environment(
-        computeEnvironmentName=f"inflab-{name}", type="MANAGED", state="ENABLED", serviceRole=service_role,
-        computeResources={"type": "EC2", "minvCpus": 0, "maxvCpus": 8, "instanceTypes": ["optimal"],
-                          "subnets": subnets, "securityGroupIds": [group], "instanceRole": profile})
-    queue = batch.create_job_queue(jobQueueName=f"inflab-{name}", state="ENABLED", priority=1,
-                                   computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}])
+        computeEnvironmentName=f"inflab-{name}",
+        type="MANAGED",
+        state="ENABLED",
+        serviceRole=service_role,
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 8,
+            "instanceTypes": ["optimal"],
+            "subnets": subnets,
+            "securityGroupIds": [group],
+            "instanceRole": profile,
+        },
+    )
+    queue = batch.create_job_queue(
+        jobQueueName=f"inflab-{name}",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
+    )
     definition = batch.register_job_definition(
-        jobDefinitionName=f"inflab-{name}", type="container",
-        containerProperties={"image": "inflab-sandbox", "command": HELLO, "vcpus": 1, "memory": 512,
-                             "environment": [{"name": "FROM_DEFINITION", "value": "d"}, {"name": "BOTH", "value": "d"}],
-                             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": LOG_GROUP}}})
-    env = {"ce": ce["computeEnvironmentArn"], "ce_name": f"inflab-{name}", "queue": queue["jobQueueArn"],
-           "definition": definition["jobDefinitionArn"], "submitted": []}
+        jobDefinitionName=f"inflab-{name}",
+        type="container",
+        containerProperties={
+            "image": "inflab-sandbox",
+            "command": HELLO,
+            "vcpus": 1,
+            "memory": 512,
+            "environment": [{"name": "FROM_DEFINITION", "value": "d"}, {"name": "BOTH", "value": "d"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": LOG_GROUP}},
+        },
+    )
+    env = {
+        "ce": ce["computeEnvironmentArn"],
+        "ce_name": f"inflab-{name}",
+        "queue": queue["jobQueueArn"],
+        "definition": definition["jobDefinitionArn"],
+        "submitted": [],
+    }
 
     def submit(job_name: str, command: list[str] | None = None, **overrides) -> str:
         if command is not None:
             overrides["command"] = command
-        job_id = batch.submit_job(jobName=job_name, jobQueue=env["queue"], jobDefinition=env["definition"],
-                                  containerOverrides=overrides)["jobId"]
+        job_id = batch.submit_job(
+            jobName=job_name, jobQueue=env["queue"], jobDefinition=env["definition"], containerOverrides=overrides
+        )["jobId"]
         env["submitted"].append(job_id)
         return job_id
 
@@ -216,14 +260,23 @@ def test_terminate_stops_a_running_job_and_its_processes_and_a_queued_one_never_
     from inflab import sandbox as sb
 
     workdir = sb.state_dir(Path(os.environ["INFLAB_HOME"])) / "batch" / "jobs" / running
-    pids = wait_for("the job's pid files", lambda: [int(p) for p in ((workdir / "pid").read_text().split()
-                                                                    + (workdir / "child").read_text().split())]
-                    if (workdir / "child").exists() and (workdir / "pid").exists() else None)
+    pids = wait_for(
+        "the job's pid files",
+        lambda: (
+            [int(p) for p in ((workdir / "pid").read_text().split() + (workdir / "child").read_text().split())]
+            if (workdir / "child").exists() and (workdir / "pid").exists()
+            else None
+        ),
+    )
     assert (workdir.stat().st_mode & 0o777) == 0o700
     batch.terminate_job(jobId=running, reason="stopped by the test")
 
-    jobs = wait_for("both jobs to stop", lambda: (lambda j: j if all(x["status"] in FINAL for x in j.values()) else None)(
-        jobs_by_id(batch, [running, queued])))
+    jobs = wait_for(
+        "both jobs to stop",
+        lambda: (lambda j: j if all(x["status"] in FINAL for x in j.values()) else None)(
+            jobs_by_id(batch, [running, queued])
+        ),
+    )
     assert jobs[running]["status"] == "FAILED" and jobs[running]["statusReason"] == "stopped by the test"
     assert jobs[running]["container"]["exitCode"] == 128 + 15  # SIGTERM
     assert jobs[queued]["status"] == "FAILED" and jobs[queued]["statusReason"] == "not wanted"
@@ -245,8 +298,11 @@ def test_a_job_ends_with_its_main_process_and_takes_what_it_left_running_along(a
 
 def test_the_job_environment_is_batch_s_and_carries_no_secret(aws, batch_env, sandbox):
     batch = aws("batch")
-    job_id = batch_env["submit"]("env", ["sh", "-c", "env; pwd"], environment=[{"name": "BOTH", "value": "o"},
-                                                                                {"name": "FROM_SUBMIT", "value": "s"}])
+    job_id = batch_env["submit"](
+        "env",
+        ["sh", "-c", "env; pwd"],
+        environment=[{"name": "BOTH", "value": "o"}, {"name": "FROM_SUBMIT", "value": "s"}],
+    )
     _, jobs = follow(batch, [job_id])
     job = jobs[job_id]
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
@@ -300,9 +356,14 @@ def test_the_upload_module_puts_a_directory_into_s3(aws, sandbox, inflab_home, t
     (src / "link").symlink_to(src / "result.json")
 
     def upload(*args: str, home: Path = inflab_home) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "inflab.sandbox.upload", "--home", str(home), *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120,
-                              env=dict(os.environ, AWS_DEFAULT_REGION="us-west-2"))
+        return subprocess.run(
+            [sys.executable, "-m", "inflab.sandbox.upload", "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env=dict(os.environ, AWS_DEFAULT_REGION="us-west-2"),
+        )
 
     done = upload(str(src), f"s3://{bucket}/session/job-1")
     assert done.returncode == 0, done.stderr
@@ -338,8 +399,9 @@ def test_a_disabled_queue_stays_enabled_and_updating_for_the_injected_lag(aws, b
     assert queue["state"] == "DISABLED"
 
 
-def test_a_compute_environment_is_deleted_only_when_free_and_the_injected_in_use_error_is_retried(aws, batch_env, faults,
-                                                                                                  sandbox):
+def test_a_compute_environment_is_deleted_only_when_free_and_the_injected_in_use_error_is_retried(
+    aws, batch_env, faults, sandbox
+):
     batch = aws("batch")
     faults({"batch": {"delete_ce_failures": 1, "ce_disable_lag_s": 1}})
     with pytest.raises(ClientError) as err:  # still ENABLED
@@ -348,8 +410,15 @@ def test_a_compute_environment_is_deleted_only_when_free_and_the_injected_in_use
     batch.update_compute_environment(computeEnvironment=batch_env["ce"], state="DISABLED")
     ce = batch.describe_compute_environments(computeEnvironments=[batch_env["ce"]])["computeEnvironments"][0]
     assert (ce["state"], ce["status"]) == ("ENABLED", "UPDATING")
-    wait_for("the environment to settle", lambda: batch.describe_compute_environments(
-        computeEnvironments=[batch_env["ce"]])["computeEnvironments"][0]["status"] == "VALID")
+    wait_for(
+        "the environment to settle",
+        lambda: (
+            batch.describe_compute_environments(computeEnvironments=[batch_env["ce"]])["computeEnvironments"][0][
+                "status"
+            ]
+            == "VALID"
+        ),
+    )
     with pytest.raises(ClientError) as err:  # its queue is still there: a real relationship
         batch.delete_compute_environment(computeEnvironment=batch_env["ce"])
     assert err.value.response["Error"]["Message"] == "Cannot delete, found existing JobQueue relationship"
@@ -379,9 +448,12 @@ def test_bad_batch_faults_are_refused_with_a_reason(sandbox):
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(f"{sandbox.endpoint}/inflab-sandbox/faults", method="POST",
-                                 data=json.dumps({"batch": {"queue_lag": 3}}).encode(),
-                                 headers={"Content-Type": "application/json", **sandbox.headers})
+    req = urllib.request.Request(
+        f"{sandbox.endpoint}/inflab-sandbox/faults",
+        method="POST",
+        data=json.dumps({"batch": {"queue_lag": 3}}).encode(),
+        headers={"Content-Type": "application/json", **sandbox.headers},
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400

@@ -35,8 +35,9 @@ def _refusals(home: Path) -> list[str]:
 def _aws(info, key: tuple[str, str] | None, region: str = "us-west-2"):
     from inflab.aws import Aws, Credentials
 
-    return Aws(region=region, endpoint_url=info.endpoint, headers=info.headers,
-               credentials=Credentials(*key) if key else None)
+    return Aws(
+        region=region, endpoint_url=info.endpoint, headers=info.headers, credentials=Credentials(*key) if key else None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,12 @@ def test_the_sandbox_copy_keeps_only_the_scoping_the_emulator_can_check():
     copy = emulator_copy(doc)
 
     def resources_of(action: str) -> set[str]:
-        return {r for s in copy["Statement"] if action in s["Action"]
-                for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])}
+        return {
+            r
+            for s in copy["Statement"]
+            if action in s["Action"]
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        }
 
     assert resources_of("ec2:RunInstances") == {"*"}  # moto checks EC2 against "*" only
     assert resources_of("batch:CreateComputeEnvironment") == {"*"}
@@ -126,9 +131,18 @@ def test_the_participant_policy_provisions_and_cleans_up_with_no_call_refused(en
     # someone else's role and instance profile under the lab's IAM path: not the lab's to read
     iam = _aws(info, info.access_key("admin")).client("iam")
     other = f"team-{name}"
-    iam.create_role(RoleName=other, Path=pol.IAM_PATH, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))
+    iam.create_role(
+        RoleName=other,
+        Path=pol.IAM_PATH,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
     iam.create_instance_profile(InstanceProfileName=other, Path=pol.IAM_PATH)
     r = run_cli("cleanup", name, "--yes", home=home)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -153,7 +167,9 @@ def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_sessi
     iam = _aws(info, info.access_key("admin")).client("iam")
     user = f"instructor-{name}"
     iam.create_user(UserName=user)
-    arn = iam.create_policy(PolicyName=user, PolicyDocument=json.dumps(emulator_copy(pol.instructor())))["Policy"]["Arn"]
+    arn = iam.create_policy(PolicyName=user, PolicyDocument=json.dumps(emulator_copy(pol.instructor())))["Policy"][
+        "Arn"
+    ]
     iam.attach_user_policy(UserName=user, PolicyArn=arn)
     k = iam.create_access_key(UserName=user)["AccessKey"]
     aws = _aws(info, (k["AccessKeyId"], k["SecretAccessKey"]))
@@ -161,14 +177,16 @@ def test_the_instructor_policy_reads_the_room_and_cleans_up_a_participants_sessi
 
     room = Account(aws)
     assert name in room.beacons and name in room.instances
-    checks = preflight_account(aws, reach="sandbox", region="us-west-2", participants=("ana",),
-                               instance_types=("inf1.2xlarge",))
+    checks = preflight_account(
+        aws, reach="sandbox", region="us-west-2", participants=("ana",), instance_types=("inf1.2xlarge",)
+    )
     assert checks.checks[0].ok, checks
     logged: list[str] = []
     published = beacon.read(aws, name)
     names = published.beacon.names if published and published.beacon else None
-    errors, leftovers, _ = clean_session(aws, name, names, runtime=SandboxRuntime(home), delete_data=True,
-                                         log=logged.append, work=tmp_path)
+    errors, leftovers, _ = clean_session(
+        aws, name, names, runtime=SandboxRuntime(home), delete_data=True, log=logged.append, work=tmp_path
+    )
     assert (errors, leftovers) == ([], []), logged
     assert _refusals(home)[before:] == []
 
@@ -208,8 +226,9 @@ def _policy_file(kind: str, d: Path) -> str:
         "not-json": "Version: 2012-10-17\n",
         "not-a-policy": json.dumps({"name": "lab"}),
         "a-list-of-strings": json.dumps(["s3:GetObject"]),
-        "bad-effect": json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}),
+        "bad-effect": json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"}]}
+        ),
         "trust-policy": json.dumps(pol.trust("111122223333", "room3")),
         "deep-json": "[" * 100_000 + "]" * 100_000,
     }
@@ -221,9 +240,26 @@ def _policy_file(kind: str, d: Path) -> str:
     return unusable_config(kind, d)
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "fifo", "socket", "symlink-loop", "dev-zero", "proc-mem",
-                                  "not-utf8", "too-big", "not-json", "not-a-policy", "a-list-of-strings", "bad-effect",
-                                  "trust-policy", "deep-json"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "directory",
+        "fifo",
+        "socket",
+        "symlink-loop",
+        "dev-zero",
+        "proc-mem",
+        "not-utf8",
+        "too-big",
+        "not-json",
+        "not-a-policy",
+        "a-list-of-strings",
+        "bad-effect",
+        "trust-policy",
+        "deep-json",
+    ],
+)
 def test_a_bad_iam_policy_file_is_one_line_and_starts_nothing(tmp_path, kind):
     d = tmp_path / "files"
     d.mkdir()
@@ -244,8 +280,10 @@ def test_a_running_sandbox_is_not_given_another_policy(enforced, tmp_path):
     other.write_text(policy_file.read_text())
     r = run_cli("sandbox", "start", "--iam-policy", str(other), home=home)
     assert r.returncode == 2
-    assert r.stderr.strip() == (f"inflab: error: --iam-policy: the sandbox is running already, checking the policy in "
-                                f"{policy_file}; stop it first (inflab sandbox stop)")
+    assert r.stderr.strip() == (
+        f"inflab: error: --iam-policy: the sandbox is running already, checking the policy in "
+        f"{policy_file}; stop it first (inflab sandbox stop)"
+    )
     r = run_cli("sandbox", "start", home=home)  # without the flag: says what runs
     assert r.returncode == 0 and "IAM check: on" in r.stdout
     from inflab import sandbox as sb

@@ -32,9 +32,24 @@ def test_connect_step_pins_the_host_key_from_the_console(connected, name, store)
 def test_plain_openssh_client_reaches_the_instance_directory(connected, name, store, inflab_home):
     target, _ = connected
     r = subprocess.run(
-        ["ssh", "-p", str(target.port), "-i", target.key_path, "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", f"{target.user}@127.0.0.1", "pwd; echo $INFLAB_SANDBOX_INSTANCE"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "ssh",
+            "-p",
+            str(target.port),
+            "-i",
+            target.key_path,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            f"{target.user}@127.0.0.1",
+            "pwd; echo $INFLAB_SANDBOX_INSTANCE",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert r.returncode == 0, r.stderr
     cwd, iid = r.stdout.split()
@@ -86,8 +101,12 @@ def test_connect_replaces_a_stale_ssh_rule(connected, name, store, aws):
 
     ec2 = aws("ec2")
     gid = store.get(name, "security_group_id")
-    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.9/32"}]}])
+    ec2.authorize_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.51.100.9/32"}]}
+        ],
+    )
     assert Engine(store, name).run_one("security-group").ok
     perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"]
     assert [r["CidrIp"] for p in perms for r in p["IpRanges"]] == ["127.0.0.1/32"]

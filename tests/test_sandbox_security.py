@@ -24,27 +24,52 @@ from inflab.sandbox.gate import HEALTH_PATH, SECRET_HEADER
 
 REFUSAL = "it answers only the lab's own clients"
 # What a signed EC2 call looks like on the wire (the emulator does not check signatures).
-EC2_AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-west-2/ec2/aws4_request, "
-            "SignedHeaders=host;x-amz-date, Signature=0")
-DESCRIBE_INSTANCES = ("POST", "/", b"Action=DescribeInstances&Version=2016-11-15",
-                      {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Authorization": EC2_AUTH})
+EC2_AUTH = (
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-west-2/ec2/aws4_request, "
+    "SignedHeaders=host;x-amz-date, Signature=0"
+)
+DESCRIBE_INSTANCES = (
+    "POST",
+    "/",
+    b"Action=DescribeInstances&Version=2016-11-15",
+    {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Authorization": EC2_AUTH},
+)
 DATA_JSON = ("GET", "/moto-api/data.json", None, {})
 # the dump walks every service in every region: late in a run, on a busy machine, it takes its time
 DUMP_TIMEOUT_S = 240
 DASHBOARD = ("GET", "/moto-api/", None, {})
 RESET = ("POST", "/moto-api/reset", b"", {})
-CONFIG = ("POST", "/moto-api/config", json.dumps({"lambda": {"use_docker": False}}).encode(),
-          {"Content-Type": "application/json"})
+CONFIG = (
+    "POST",
+    "/moto-api/config",
+    json.dumps({"lambda": {"use_docker": False}}).encode(),
+    {"Content-Type": "application/json"},
+)
 FAULTS_GET = ("GET", "/inflab-sandbox/faults", None, {})
-FAULTS_SET = ("POST", "/inflab-sandbox/faults", json.dumps({"run_instances": {"*": "InsufficientInstanceCapacity"}}).encode(),
-              {"Content-Type": "application/json"})
-ROUTES = {"ec2-describe-instances": DESCRIBE_INSTANCES, "data.json": DATA_JSON, "dashboard": DASHBOARD,
-          "reset": RESET, "config": CONFIG, "faults-get": FAULTS_GET, "faults-set": FAULTS_SET}
+FAULTS_SET = (
+    "POST",
+    "/inflab-sandbox/faults",
+    json.dumps({"run_instances": {"*": "InsufficientInstanceCapacity"}}).encode(),
+    {"Content-Type": "application/json"},
+)
+ROUTES = {
+    "ec2-describe-instances": DESCRIBE_INSTANCES,
+    "data.json": DATA_JSON,
+    "dashboard": DASHBOARD,
+    "reset": RESET,
+    "config": CONFIG,
+    "faults-get": FAULTS_GET,
+    "faults-set": FAULTS_SET,
+}
 
 
-def http(endpoint: str, route: tuple, secret_headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str]:
+def http(
+    endpoint: str, route: tuple, secret_headers: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, str]:
     method, path, body, headers = route
-    req = urllib.request.Request(endpoint + path, data=body, method=method, headers={**headers, **(secret_headers or {})})
+    req = urllib.request.Request(
+        endpoint + path, data=body, method=method, headers={**headers, **(secret_headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode(errors="replace")
@@ -84,8 +109,16 @@ def test_refused_control_calls_change_nothing(sandbox, lab_ec2, group, faults, c
     faults({"run_instances": {"us-west-2d": "Unsupported"}})
     config = ("GET", "/moto-api/config", None, {})
     # the lab turns on what the refused CONFIG call would turn off
-    assert http(sandbox.endpoint, ("POST", "/moto-api/config", json.dumps({"lambda": {"use_docker": True}}).encode(),
-                                   {"Content-Type": "application/json"}), sandbox.headers)[0] in (200, 201)
+    assert http(
+        sandbox.endpoint,
+        (
+            "POST",
+            "/moto-api/config",
+            json.dumps({"lambda": {"use_docker": True}}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+        sandbox.headers,
+    )[0] in (200, 201)
     before = http(sandbox.endpoint, config, sandbox.headers)
 
     for route in (RESET, CONFIG, FAULTS_SET):
@@ -95,20 +128,32 @@ def test_refused_control_calls_change_nothing(sandbox, lab_ec2, group, faults, c
     assert lab_ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["GroupId"] == group
     # the emulator's configuration and the fault table are as the lab left them
     assert http(sandbox.endpoint, config, sandbox.headers) == before
-    assert json.loads(http(sandbox.endpoint, FAULTS_GET, sandbox.headers)[1])["run_instances"] == {"us-west-2d": "Unsupported"}
+    assert json.loads(http(sandbox.endpoint, FAULTS_GET, sandbox.headers)[1])["run_instances"] == {
+        "us-west-2d": "Unsupported"
+    }
 
 
 def test_a_plain_boto3_client_is_refused_with_a_message_saying_why(sandbox, group):
-    ec2 = boto3.client("ec2", endpoint_url=sandbox.endpoint, region_name="us-west-2",
-                       aws_access_key_id="someone-else", aws_secret_access_key="someone-else")
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=sandbox.endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="someone-else",
+        aws_secret_access_key="someone-else",
+    )
     with pytest.raises(ClientError) as err:
         ec2.describe_instances()
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert err.value.response["Error"]["Code"] == "AccessDeniedException"
     assert REFUSAL in err.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as err:  # the JSON protocol reads the refusal too
-        boto3.client("ecr", endpoint_url=sandbox.endpoint, region_name="us-west-2", aws_access_key_id="x",
-                     aws_secret_access_key="x").describe_repositories()
+        boto3.client(
+            "ecr",
+            endpoint_url=sandbox.endpoint,
+            region_name="us-west-2",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        ).describe_repositories()
     assert REFUSAL in err.value.response["Error"]["Message"]
 
 
@@ -159,15 +204,18 @@ def test_the_secret_is_private_and_never_logged(sandbox, inflab_home):
     log = (sdir / "daemon.log").read_text(errors="replace")
     assert "GET /inflab-sandbox/faults" in log  # the log is there and has the requests
     assert sandbox.secret not in log
-    assert sandbox.secret not in repr(sandbox) and sandbox.secret not in repr(Aws("us-west-2", endpoint_url=sandbox.endpoint,
-                                                                                     headers=sandbox.headers))
+    assert sandbox.secret not in repr(sandbox) and sandbox.secret not in repr(
+        Aws("us-west-2", endpoint_url=sandbox.endpoint, headers=sandbox.headers)
+    )
 
 
 def test_each_daemon_makes_its_own_secret(sandbox, tmp_path):
     other = sb.ensure_running(tmp_path)
     try:
         assert other.secret and other.secret != sandbox.secret
-        assert http(other.endpoint, DATA_JSON, sandbox.headers)[0] == 403  # this home's secret opens only this home's sandbox
+        assert (
+            http(other.endpoint, DATA_JSON, sandbox.headers)[0] == 403
+        )  # this home's secret opens only this home's sandbox
         assert http(other.endpoint, DATA_JSON, other.headers, timeout=DUMP_TIMEOUT_S)[0] == 200
     finally:
         sb.stop(tmp_path)

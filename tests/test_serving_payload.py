@@ -89,8 +89,15 @@ def compiled(tmp_path_factory) -> dict[str, dict]:
         "resnet": common + ["--family", "resnet", "--batch-size", str(RESNET_BATCH), "--image-size", "64"],
     }
     argvs = [args + ["--out", str(out / family)] for family, args in jobs.items()]
-    done = subprocess.run([sys.executable, "-c", COMPILE_BOTH, json.dumps(argvs)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_BOTH, json.dumps(argvs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout
     found = {}
     for family in jobs:
@@ -232,15 +239,20 @@ def test_bert_answer_does_not_depend_on_its_batch_or_padding(bert, alone, size, 
     batch = others[:position] + [pair_request(*PAIRS[0])] + others[position:]
     answers, _ = bert.ask(batch)
     assert_same_answer(answers[position], alone[0])
-    for got, want in zip(answers[:position] + answers[position + 1:], alone[1:size]):
+    for got, want in zip(answers[:position] + answers[position + 1 :], alone[1:size]):
         assert_same_answer(got, want)
 
 
 def test_bert_takes_each_body_form_torchserve_gives(bert, alone):
     a, b = PAIRS[0]
     text = json.dumps({"sentence1": a, "sentence2": b})
-    forms = [{"body": bytearray(text.encode())}, {"data": text.encode()}, {"body": text},
-             {"data": {"sentence1": a, "sentence2": b}}, {"data": None, "body": text.encode()}]
+    forms = [
+        {"body": bytearray(text.encode())},
+        {"data": text.encode()},
+        {"body": text},
+        {"data": {"sentence1": a, "sentence2": b}},
+        {"data": None, "body": text.encode()},
+    ]
     answers, ctx = bert.ask(forms)
     for answer in answers:
         assert_same_answer(answer, alone[0])
@@ -312,8 +324,9 @@ def test_bert_uses_the_tokenizer_saved_beside_the_model(compiled, tmp_path):
     served = Served(directory, m["file"])
     assert served.handler.tokenizer is not None
     long = " ".join(["the cat sat on the mat"] * 20)  # longer than the compiled 32 tokens: truncated
-    answers, ctx = served.ask([pair_request("the cat sat on the mat", "a dog sat on the mat ."),
-                               pair_request(long, long), {"body": b"nope"}])
+    answers, ctx = served.ask(
+        [pair_request("the cat sat on the mat", "a dog sat on the mat ."), pair_request(long, long), {"body": b"nope"}]
+    )
     for answer in answers[:2]:
         assert_answer(answer, MRPC, top=2, sums_to_one=True)
         assert "note" not in answer
@@ -343,8 +356,12 @@ def test_resnet_sample_image_gets_top5_of_its_labels(resnet):
 def test_resnet_answers_any_readable_image_and_chunks_a_large_batch(resnet):
     cat = (SAMPLES / "cat.jpg").read_bytes()
     (alone,), _ = resnet.ask([{"body": cat}])
-    shapes = [Image.new("L", (1, 1), 128), Image.new("RGBA", (300, 20), (10, 200, 30, 90)),
-              Image.effect_noise((40, 500), 60), Image.new("P", (64, 64))]
+    shapes = [
+        Image.new("L", (1, 1), 128),
+        Image.new("RGBA", (300, 20), (10, 200, 30, 90)),
+        Image.effect_noise((40, 500), 60),
+        Image.new("P", (64, 64)),
+    ]
     batch = [{"data": image_bytes(im)} for im in shapes] + [{"body": cat}]  # 5 requests, compiled for 2
     answers, ctx = resnet.ask(batch)
     for answer in answers:
@@ -353,9 +370,17 @@ def test_resnet_answers_any_readable_image_and_chunks_a_large_batch(resnet):
     assert ctx.statuses == []
 
 
-@pytest.mark.parametrize("bad", [b"hello", "a text body", {"image": "cat"}, b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
-                                 (SAMPLES / "cat.jpg").read_bytes()[:400]],
-                         ids=["bytes", "str", "dict", "png-header-only", "truncated-jpeg"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"hello",
+        "a text body",
+        {"image": "cat"},
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+        (SAMPLES / "cat.jpg").read_bytes()[:400],
+    ],
+    ids=["bytes", "str", "dict", "png-header-only", "truncated-jpeg"],
+)
 def test_resnet_non_image_gets_its_own_400(resnet, bad):
     cat = (SAMPLES / "cat.jpg").read_bytes()
     (alone,), _ = resnet.ask([{"body": cat}])
@@ -375,16 +400,18 @@ def _broken_chunk() -> bytes:
     """A real PNG cut after half its pixel data, followed by a chunk with an invalid name."""
     real = image_bytes(Image.effect_noise((64, 64), 50).convert("RGB"))
     at = real.index(b"IDAT") - 4
-    (length,) = struct.unpack(">I", real[at:at + 4])
-    pixels = real[at + 8:at + 8 + length]
-    return real[:at] + png_chunk(b"IDAT", pixels[:length // 2]) + b"\x00\x00\x00\x10!!!!" + b"x" * 30
+    (length,) = struct.unpack(">I", real[at : at + 4])
+    pixels = real[at + 8 : at + 8 + length]
+    return real[:at] + png_chunk(b"IDAT", pixels[: length // 2]) + b"\x00\x00\x00\x10!!!!" + b"x" * 30
 
 
-
-@pytest.mark.parametrize("make", [
-    pytest.param(_bomb_header, id="decompression-bomb"),  # Image.open: a 45-byte PNG claiming 20000 x 10000 pixels
-    pytest.param(_broken_chunk, id="broken-png-chunk"),  # convert("RGB"): pixel data followed by an invalid chunk
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(_bomb_header, id="decompression-bomb"),  # Image.open: a 45-byte PNG claiming 20000 x 10000 pixels
+        pytest.param(_broken_chunk, id="broken-png-chunk"),  # convert("RGB"): pixel data followed by an invalid chunk
+    ],
+)
 def test_resnet_unreadable_png_gets_its_own_400(resnet, make):
     cat = (SAMPLES / "cat.jpg").read_bytes()
     answers, ctx = resnet.ask([{"body": cat}, {"body": make()}])
@@ -394,17 +421,29 @@ def test_resnet_unreadable_png_gets_its_own_400(resnet, make):
 
 
 # ---------------------------------------------------------------------- archive.py
-@pytest.mark.parametrize("manifest, want", [
-    ({"family": "bert", "num_labels": 2, "labels": ["LABEL_0", "LABEL_1"]}, MRPC),
-    ({"family": "bert", "num_labels": 2, "labels": ["label_0", "LABEL_1"]}, MRPC),
-    ({"family": "bert", "num_labels": 2, "labels": ["equivalent", "not_equivalent"]}, ["equivalent", "not_equivalent"]),
-    ({"family": "bert", "num_labels": 3, "labels": ["LABEL_0", "LABEL_1", "LABEL_2"]}, ["LABEL_0", "LABEL_1", "LABEL_2"]),
-    ({"family": "resnet", "num_labels": 2, "labels": ["LABEL_0", "LABEL_1"]}, ["LABEL_0", "LABEL_1"]),
-    ({"family": "resnet", "num_labels": 3, "labels": ["tench", "goldfish", "shark"]}, ["tench", "goldfish", "shark"]),
-    ({"family": "resnet", "num_labels": 3}, ["class 0", "class 1", "class 2"]),
-    ({"family": "resnet", "num_labels": 3, "labels": ["tench"]}, ["class 0", "class 1", "class 2"]),
-    ({"family": "resnet", "labels": ["tench", "goldfish"]}, ["tench", "goldfish"]),
-])
+@pytest.mark.parametrize(
+    "manifest, want",
+    [
+        ({"family": "bert", "num_labels": 2, "labels": ["LABEL_0", "LABEL_1"]}, MRPC),
+        ({"family": "bert", "num_labels": 2, "labels": ["label_0", "LABEL_1"]}, MRPC),
+        (
+            {"family": "bert", "num_labels": 2, "labels": ["equivalent", "not_equivalent"]},
+            ["equivalent", "not_equivalent"],
+        ),
+        (
+            {"family": "bert", "num_labels": 3, "labels": ["LABEL_0", "LABEL_1", "LABEL_2"]},
+            ["LABEL_0", "LABEL_1", "LABEL_2"],
+        ),
+        ({"family": "resnet", "num_labels": 2, "labels": ["LABEL_0", "LABEL_1"]}, ["LABEL_0", "LABEL_1"]),
+        (
+            {"family": "resnet", "num_labels": 3, "labels": ["tench", "goldfish", "shark"]},
+            ["tench", "goldfish", "shark"],
+        ),
+        ({"family": "resnet", "num_labels": 3}, ["class 0", "class 1", "class 2"]),
+        ({"family": "resnet", "num_labels": 3, "labels": ["tench"]}, ["class 0", "class 1", "class 2"]),
+        ({"family": "resnet", "labels": ["tench", "goldfish"]}, ["tench", "goldfish"]),
+    ],
+)
 def test_labels_for(manifest, want):
     assert archive.labels_for(manifest) == want
 
@@ -426,10 +465,21 @@ def test_archive_packs_model_handler_manifest_labels_and_seam(packaged, compiled
     mar = out / "inflab.mar"
     with zipfile.ZipFile(mar) as z:
         names = set(z.namelist())
-        assert {"inflab_handler.py", "model.json", "index_to_name.json", "targets.py", "sysinfo.py",
-                "MAR-INF/MANIFEST.json", compiled["bert"]["file"]} <= names
+        assert {
+            "inflab_handler.py",
+            "model.json",
+            "index_to_name.json",
+            "targets.py",
+            "sysinfo.py",
+            "MAR-INF/MANIFEST.json",
+            compiled["bert"]["file"],
+        } <= names
         spec = json.loads(z.read("model.json"))
-        assert spec["family"] == "bert" and spec["batch_size"] == BERT_BATCH and spec["inputs"] == compiled["bert"]["inputs"]
+        assert (
+            spec["family"] == "bert"
+            and spec["batch_size"] == BERT_BATCH
+            and spec["inputs"] == compiled["bert"]["inputs"]
+        )
         assert json.loads(z.read("index_to_name.json")) == {"0": MRPC[0], "1": MRPC[1]}
         ts = json.loads(z.read("MAR-INF/MANIFEST.json"))["model"]
         assert ts["modelName"] == "inflab" and ts["handler"] == "inflab_handler.py"
@@ -459,8 +509,11 @@ def test_archive_refuses_a_model_that_is_not_there(compiled, tmp_path, capsys, w
     pt = Path(compiled["bert"]["path"]).with_suffix(".pt")
     if what == "no-manifest":
         shutil.copy(pt, tmp_path / "lonely.pt")
-    model = {"missing": str(tmp_path / "nothing.pt"), "no-manifest": str(tmp_path / "lonely.pt"),
-             "not-pt": compiled["bert"]["path"]}[what]
+    model = {
+        "missing": str(tmp_path / "nothing.pt"),
+        "no-manifest": str(tmp_path / "lonely.pt"),
+        "not-pt": compiled["bert"]["path"],
+    }[what]
     with pytest.raises(SystemExit) as e:
         archive.main(["--model", model, "--name", "inflab", "--out", str(tmp_path / "store")])
     assert e.value.code == 2
@@ -565,10 +618,30 @@ def run_loadgen(tmp_path, url: str, limit_ms: float, rates=RATES, key: str = KEY
     keys.write_text(json.dumps({"management": {"key": MANAGEMENT_KEY}, "inference": {"key": key}}))
     (tmp_path / "pair.json").write_bytes((SAMPLES / "pair.json").read_bytes())
     out = tmp_path / "load.json"
-    code = loadgen.main(["--url", url, "--key-file", str(keys), "--input", str(tmp_path / "pair.json"),
-                         "--content-type", "application/json", "--rates", ",".join(f"{r:g}" for r in rates),
-                         "--step-s", str(STEP_S), "--limit-ms", str(limit_ms), "--timeout-s", "10",
-                         "--out", str(out), "--run-id", "run-1"])
+    code = loadgen.main(
+        [
+            "--url",
+            url,
+            "--key-file",
+            str(keys),
+            "--input",
+            str(tmp_path / "pair.json"),
+            "--content-type",
+            "application/json",
+            "--rates",
+            ",".join(f"{r:g}" for r in rates),
+            "--step-s",
+            str(STEP_S),
+            "--limit-ms",
+            str(limit_ms),
+            "--timeout-s",
+            "10",
+            "--out",
+            str(out),
+            "--run-id",
+            "run-1",
+        ]
+    )
     return code, json.loads(out.read_text()) if out.exists() else None
 
 
@@ -601,8 +674,10 @@ def test_loadgen_runs_every_rate_when_all_meet_the_limit(fake_server, tmp_path, 
     # what the server saw: warm-up plus every scheduled request, each with the token, the body and its type
     assert len(srv.seen) == loadgen.WARMUP_REQUESTS + sum(r["sent"] for r in result["rates"])
     body = (SAMPLES / "pair.json").read_bytes()
-    assert all(s == {"path": "/predictions/inflab", "auth": f"Bearer {KEY}", "type": "application/json", "body": body}
-               for s in srv.seen)
+    assert all(
+        s == {"path": "/predictions/inflab", "auth": f"Bearer {KEY}", "type": "application/json", "body": body}
+        for s in srv.seen
+    )
     out = assert_key_kept_secret(capsys, tmp_path)
     assert "highest rate meeting the limit: 40/s" in out
 
@@ -623,12 +698,22 @@ def test_loadgen_measures_a_rate_over_the_limit_again_then_narrows_the_answer(fa
     code, result = run_loadgen(tmp_path, srv.url, limit_ms=120)
     assert code == 0 and result["complete"] is True
     # 40/s is over the limit twice, then halvings between 20 (met) and 40: 30, 25, 22 (two figures)
-    assert phases(result) == [("rise", 20), ("rise", 40), ("repeat", 40), ("bisect", 30), ("bisect", 25), ("bisect", 22)]
+    assert phases(result) == [
+        ("rise", 20),
+        ("rise", 40),
+        ("repeat", 40),
+        ("bisect", 30),
+        ("bisect", 25),
+        ("bisect", 22),
+    ]
     assert_rate_entries(result, [20, 40, 40, 30, 25, 22])
     assert [r["meets_limit"] for r in result["rates"]] == [True] + [False] * 5
     assert all(r["errors"] == 0 and r["latency_ms_p99"] > 120 for r in result["rates"][1:])
     assert result["highest_rate_meeting_limit"] == 20
-    assert result["stop_reason"] == f"p99 {result['rates'][1]['latency_ms_p99']:.2f} ms is over the 120 ms limit at 40/s (measured twice)"
+    assert (
+        result["stop_reason"]
+        == f"p99 {result['rates'][1]['latency_ms_p99']:.2f} ms is over the 120 ms limit at 40/s (measured twice)"
+    )
     assert_key_kept_secret(capsys, tmp_path)
 
 
@@ -676,9 +761,32 @@ def test_loadgen_auto_rates_start_from_a_probe_and_say_their_own_cpu(fake_server
     keys = tmp_path / "key_file.json"
     keys.write_text(json.dumps({"inference": {"key": KEY}}))
     (tmp_path / "pair.json").write_bytes((SAMPLES / "pair.json").read_bytes())
-    code = loadgen.main(["--url", srv.url, "--key-file", str(keys), "--input", str(tmp_path / "pair.json"),
-                         "--rates", "auto", "--max-rates", "2", "--probe-s", "0.5", "--connections", "8",
-                         "--step-s", str(STEP_S), "--limit-ms", "1000", "--out", str(tmp_path / "l.json"), "--run-id", "r"])
+    code = loadgen.main(
+        [
+            "--url",
+            srv.url,
+            "--key-file",
+            str(keys),
+            "--input",
+            str(tmp_path / "pair.json"),
+            "--rates",
+            "auto",
+            "--max-rates",
+            "2",
+            "--probe-s",
+            "0.5",
+            "--connections",
+            "8",
+            "--step-s",
+            str(STEP_S),
+            "--limit-ms",
+            "1000",
+            "--out",
+            str(tmp_path / "l.json"),
+            "--run-id",
+            "r",
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "l.json").read_text())
     probe = result["probe"]
@@ -694,7 +802,9 @@ def test_loadgen_with_a_wrong_key_fails_the_warm_up(fake_server, tmp_path, capsy
     srv = fake_server(lambda n: (200, 0))
     code, result = run_loadgen(tmp_path, srv.url, limit_ms=1000, key="not-the-key")
     assert code == 1 and result is None
-    assert len(srv.seen) == 1 and all(s["auth"] == "Bearer not-the-key" for s in srv.seen), "no load after a refused warm-up"
+    assert len(srv.seen) == 1 and all(s["auth"] == "Bearer not-the-key" for s in srv.seen), (
+        "no load after a refused warm-up"
+    )
     out = assert_key_kept_secret(capsys, tmp_path)
     assert "warm-up" in out and "400" in out and "not-the-key" not in out
 
@@ -722,12 +832,24 @@ def test_loadgen_goes_on_past_a_rate_that_sent_nothing(fake_server, tmp_path, ca
 
 def test_loadgen_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     (tmp_path / "pair.json").write_text("{}")
-    base = ["--url", "http://127.0.0.1:9/predictions/x", "--input", str(tmp_path / "pair.json"), "--limit-ms", "100",
-            "--out", str(tmp_path / "o.json"), "--run-id", "r"]
+    base = [
+        "--url",
+        "http://127.0.0.1:9/predictions/x",
+        "--input",
+        str(tmp_path / "pair.json"),
+        "--limit-ms",
+        "100",
+        "--out",
+        str(tmp_path / "o.json"),
+        "--run-id",
+        "r",
+    ]
     (tmp_path / "keys.json").write_text('{"management": {"key": "M"}}')  # no inference key
-    for extra in (["--key-file", str(tmp_path / "keys.json"), "--rates", "1,2"],
-                  ["--key-file", str(tmp_path / "nothing.json"), "--rates", "1,2"],
-                  ["--key-file", str(tmp_path / "keys.json"), "--rates", "0,2"]):
+    for extra in (
+        ["--key-file", str(tmp_path / "keys.json"), "--rates", "1,2"],
+        ["--key-file", str(tmp_path / "nothing.json"), "--rates", "1,2"],
+        ["--key-file", str(tmp_path / "keys.json"), "--rates", "0,2"],
+    ):
         with pytest.raises(SystemExit) as e:
             loadgen.main(base + extra)
         assert e.value.code == 2
@@ -775,9 +897,22 @@ def test_serve_refuses_a_missing_archive_or_batch_size_0_in_one_line(tmp_path, c
     store.mkdir()
     if problem == "batch-size-0":
         (store / "inflab.mar").write_bytes(b"PK")
-    args = ["--store", str(store), "--model", "inflab", "--target", "cpu", "--workers", "1",
-            "--batch-size", "0" if problem == "batch-size-0" else "4", "--max-batch-delay", "10",
-            "--dir", str(tmp_path / "run")]
+    args = [
+        "--store",
+        str(store),
+        "--model",
+        "inflab",
+        "--target",
+        "cpu",
+        "--workers",
+        "1",
+        "--batch-size",
+        "0" if problem == "batch-size-0" else "4",
+        "--max-batch-delay",
+        "10",
+        "--dir",
+        str(tmp_path / "run"),
+    ]
     with pytest.raises(SystemExit) as e:
         serve.main(args)
     assert e.value.code == 2
@@ -788,18 +923,22 @@ def test_serve_refuses_a_missing_archive_or_batch_size_0_in_one_line(tmp_path, c
 
 
 # ---------------------------------------------------------------------- config [serve]
-@pytest.mark.parametrize("serve_section, message", [
-    ({"rates": [10, 5]}, "serve.rates: the rates must rise"),
-    ({"rates": [5, 5]}, "serve.rates: the rates must rise"),
-    ({"rates": [0, 5]}, "serve.rates: 0 is not a rate"),
-    ({"rates": [float(r) for r in range(1, 18)]}, "serve.rates: 17 rates; at most 16"),
-    ({"rates": [1, "2"]}, "serve.rates: "),
-    ({"workers": -1}, "serve.workers: -1 is outside 0..64"),
-    ({"latency_limit_ms": 0}, "serve.latency_limit_ms: 0 is outside"),
-    ({"step_s": 0}, "serve.step_s: 0 is outside"),
-    ({"max_rates": 17}, "serve.max_rates: 17 is outside 1..16"),
-    ({"rate": [1, 2]}, "serve.rate: unknown key"),
-], ids=["falling", "equal", "zero", "seventeen", "a-string", "workers", "limit", "step", "max-rates", "unknown-key"])
+@pytest.mark.parametrize(
+    "serve_section, message",
+    [
+        ({"rates": [10, 5]}, "serve.rates: the rates must rise"),
+        ({"rates": [5, 5]}, "serve.rates: the rates must rise"),
+        ({"rates": [0, 5]}, "serve.rates: 0 is not a rate"),
+        ({"rates": [float(r) for r in range(1, 18)]}, "serve.rates: 17 rates; at most 16"),
+        ({"rates": [1, "2"]}, "serve.rates: "),
+        ({"workers": -1}, "serve.workers: -1 is outside 0..64"),
+        ({"latency_limit_ms": 0}, "serve.latency_limit_ms: 0 is outside"),
+        ({"step_s": 0}, "serve.step_s: 0 is outside"),
+        ({"max_rates": 17}, "serve.max_rates: 17 is outside 1..16"),
+        ({"rate": [1, 2]}, "serve.rate: unknown key"),
+    ],
+    ids=["falling", "equal", "zero", "seventeen", "a-string", "workers", "limit", "step", "max-rates", "unknown-key"],
+)
 def test_serve_section_refusals_name_the_key(serve_section, message):
     with pytest.raises(ConfigError) as e:
         config.from_dict({"serve": serve_section})
@@ -807,7 +946,9 @@ def test_serve_section_refusals_name_the_key(serve_section, message):
 
 
 def test_serve_section_accepts_rising_rates():
-    cfg = config.from_dict({"serve": {"rates": [float(r) for r in range(1, 17)], "workers": 0, "latency_limit_ms": 0.5}})
+    cfg = config.from_dict(
+        {"serve": {"rates": [float(r) for r in range(1, 17)], "workers": 0, "latency_limit_ms": 0.5}}
+    )
     assert cfg.serve.rates == tuple(float(r) for r in range(1, 17)) and cfg.serve.latency_limit_ms == 0.5
     assert config.from_dict({}).serve.rates == () and config.from_dict({}).serve.input == ""
 
@@ -833,6 +974,7 @@ def test_serve_input_is_resolved_beside_the_config_file(tmp_path, monkeypatch):
 @pytest.fixture
 def no_blocking():
     """Fail (rather than hang) a test whose call blocks for more than 5 s."""
+
     class Blocked(Exception):
         pass
 
@@ -846,8 +988,15 @@ def no_blocking():
     signal.signal(signal.SIGALRM, old)
 
 
-@pytest.mark.parametrize("kind, says", [("missing", "no such file"), ("directory", "is a directory"),
-                                         ("fifo", "is a FIFO"), ("too-big", "larger than 6 MiB")])
+@pytest.mark.parametrize(
+    "kind, says",
+    [
+        ("missing", "no such file"),
+        ("directory", "is a directory"),
+        ("fifo", "is a FIFO"),
+        ("too-big", "larger than 6 MiB"),
+    ],
+)
 def test_serve_input_that_is_not_a_request_file_is_refused_in_one_line(tmp_path, no_blocking, kind, says):
     target = tmp_path / "x.bin"
     if kind == "directory":
@@ -863,8 +1012,15 @@ def test_serve_input_that_is_not_a_request_file_is_refused_in_one_line(tmp_path,
     assert line.startswith("serve.input: ") and says in line and str(target) in line
 
 
-@pytest.mark.parametrize("text, numbers, tokens", [("0.11.0", (0, 11, 0), False), ("0.11.1", (0, 11, 1), True),
-                                                   ("0.12.0", (0, 12, 0), True), ("0.12.0b20241001", (0, 12, 0), True)])
+@pytest.mark.parametrize(
+    "text, numbers, tokens",
+    [
+        ("0.11.0", (0, 11, 0), False),
+        ("0.11.1", (0, 11, 1), True),
+        ("0.12.0", (0, 12, 0), True),
+        ("0.12.0b20241001", (0, 12, 0), True),
+    ],
+)
 def test_serve_knows_which_torchserve_authorizes_with_tokens(text, numbers, tokens, monkeypatch):
     """AWS's Neuron images ship TorchServe 0.11.0, whose token authorization needs a plugin: no key file."""
     from importlib import metadata
@@ -883,9 +1039,26 @@ def test_the_torchserve_that_runs_here_is_named_and_keeps_its_tokens():
 def test_loadgen_sends_no_key_to_a_server_without_token_authorization(fake_server, tmp_path):
     srv = fake_server(lambda n: (200, 0.002))
     (tmp_path / "pair.json").write_bytes((SAMPLES / "pair.json").read_bytes())
-    loadgen.main(["--url", srv.url, "--input", str(tmp_path / "pair.json"), "--content-type", "application/json",
-                  "--rates", "20", "--step-s", str(STEP_S), "--limit-ms", "1000", "--out", str(tmp_path / "l.json"),
-                  "--run-id", "run-1"])  # (this server wants a key: what matters is what was sent)
+    loadgen.main(
+        [
+            "--url",
+            srv.url,
+            "--input",
+            str(tmp_path / "pair.json"),
+            "--content-type",
+            "application/json",
+            "--rates",
+            "20",
+            "--step-s",
+            str(STEP_S),
+            "--limit-ms",
+            "1000",
+            "--out",
+            str(tmp_path / "l.json"),
+            "--run-id",
+            "run-1",
+        ]
+    )  # (this server wants a key: what matters is what was sent)
     assert srv.seen and all(s["auth"] is None for s in srv.seen)
 
 

@@ -89,8 +89,10 @@ def test_a_damaged_record_fails_the_step_that_reads_it_with_one_line(own_home):
     result = engine.run_step("report")
 
     assert not result.ok
-    assert result.error == ("the session's 'sweep' record, field 'jobs': expected an object, got ['not', 'an', "
-                            "'object'] (written by another version of inflab, or edited): run the batch-submit step again")
+    assert result.error == (
+        "the session's 'sweep' record, field 'jobs': expected an object, got ['not', 'an', "
+        "'object'] (written by another version of inflab, or edited): run the batch-submit step again"
+    )
     assert engine.states()["report"] == {**engine.states()["report"], "state": FAILED, "error": result.error}
     assert engine.recorded_batch_jobs() is None  # the Jobs tab shows nothing rather than failing to open
 
@@ -98,37 +100,56 @@ def test_a_damaged_record_fails_the_step_that_reads_it_with_one_line(own_home):
 def test_a_damaged_host_record_is_said_by_the_live_views(own_home):
     name = quiet_session(own_home)
     own_home.put(name, "host", {"instance_id": "i-0abc", "public_ip": None, "user": "ubuntu"})
-    with pytest.raises(HostUnavailable, match=r"'host' record, field 'public_ip': expected text, got None .* "
-                                              r"run the wait-running step again"):
+    with pytest.raises(
+        HostUnavailable,
+        match=r"'host' record, field 'public_ip': expected text, got None .* "
+        r"run the wait-running step again",
+    ):
         Engine(own_home, name).host()
 
 
 # ------------------------------------------------------------------ the ledger around a create call
 def test_creating_writes_the_intent_first_and_marks_it_created(own_home):
     name = quiet_session(own_home)
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
-                      store=own_home, step_id="keypair")
+    ctx = StepContext(
+        name=name,
+        config=config.load(None, sandbox=True),
+        runtime=for_session(True, own_home.home),
+        store=own_home,
+        step_id="keypair",
+    )
     with ctx.creating("ec2:key-pair", "inflab-s") as made:
         (during,) = own_home.ledger(name)
         made("key-0123", {"fingerprint": "ab:cd"})
     (after,) = own_home.ledger(name)
     assert during.status == INTENDED and during.physical_id is None  # in the ledger before the call
-    assert (after.status, after.physical_id, after.detail, after.step) == (CREATED, "key-0123", {"fingerprint": "ab:cd"},
-                                                                          "keypair")
+    assert (after.status, after.physical_id, after.detail, after.step) == (
+        CREATED,
+        "key-0123",
+        {"fingerprint": "ab:cd"},
+        "keypair",
+    )
 
 
 def test_a_create_call_that_fails_leaves_its_intent_for_cleanup(own_home):
     name = quiet_session(own_home)
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
-                      store=own_home, step_id="launch-template")
+    ctx = StepContext(
+        name=name,
+        config=config.load(None, sandbox=True),
+        runtime=for_session(True, own_home.home),
+        store=own_home,
+        step_id="launch-template",
+    )
     with pytest.raises(ConnectionError):
         with ctx.creating("ec2:launch-template", "inflab-s"):
             raise ConnectionError("the answer never came")  # the template may exist: cleanup looks for it
     with pytest.raises(RuntimeError, match="without saying what it made"):
         with ctx.creating("iam:role", "inflab-s-instance"):
             pass
-    assert [(r.kind, r.status) for r in own_home.ledger(name)] == [("ec2:launch-template", INTENDED),
-                                                                   ("iam:role", INTENDED)]
+    assert [(r.kind, r.status) for r in own_home.ledger(name)] == [
+        ("ec2:launch-template", INTENDED),
+        ("iam:role", INTENDED),
+    ]
 
 
 # ------------------------------------------------------------------ events and answers while a step runs
@@ -165,8 +186,14 @@ def test_the_sweep_monitor_streams_the_job_the_user_asked_for(own_home):
     name = quiet_session(own_home)
     shown: list[str] = []
     asked: dict[str, str] = {}
-    ctx = StepContext(name=name, config=config.load(None, sandbox=True), runtime=for_session(True, own_home.home),
-                      store=own_home, output=shown.extend, asked=asked.get)
+    ctx = StepContext(
+        name=name,
+        config=config.load(None, sandbox=True),
+        runtime=for_session(True, own_home.home),
+        store=own_home,
+        output=shown.extend,
+        asked=asked.get,
+    )
     jobs = {"id-1": {"status": "RUNNING", "jobName": "a"}, "id-2": {"status": "SUCCEEDED", "jobName": "b"}}
     names = {"id-1": "a", "id-2": "b"}
 

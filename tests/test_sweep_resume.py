@@ -79,8 +79,9 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         assert await wait_for(pilot, lambda: wizard.busy == "checking the session", timeout=10)
-        assert await wait_for(pilot, lambda: "RUNNING" in " ".join(jobs_tab(wizard).values()), timeout=60), \
-            jobs_tab(wizard)
+        assert await wait_for(pilot, lambda: "RUNNING" in " ".join(jobs_tab(wizard).values()), timeout=60), jobs_tab(
+            wizard
+        )
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmModal)  # "Quit while 'step batch-monitor' runs?"
         await pilot.press("y")
@@ -112,8 +113,9 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
     async with app.run_test(size=SIZE) as pilot:
         wizard = app.screen
         log = wizard.query_one(LogPane)
-        assert await wait_for(pilot, lambda: "▶" in step_prompts(wizard)["batch-monitor"], timeout=60), \
-            step_prompts(wizard)["batch-monitor"]
+        assert await wait_for(pilot, lambda: "▶" in step_prompts(wizard)["batch-monitor"], timeout=60), step_prompts(
+            wizard
+        )["batch-monitor"]
         assert await wait_for(pilot, lambda: any("Reattaching: the sweep's 2 job(s)" in line for line in log.history))
         assert await wait_for(pilot, lambda: wizard.query_one("#bottom").active == "tab-jobs")
         described = {j["jobId"]: j for j in batch.describe_jobs(jobs=ids)["jobs"]}

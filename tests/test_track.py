@@ -23,8 +23,12 @@ def engine(request, tmp_path, monkeypatch) -> Engine:
     """A session of each kind in a home of its own (the CLI texts must not need AWS or the sandbox)."""
     monkeypatch.setenv("INFLAB_HOME", str(tmp_path))
     store = Store(tmp_path)
-    store.create_session("s", config.from_dict({"lab": {"beacon": False}}, sandbox=request.param).data,
-                         sandbox=request.param, track="inf1")
+    store.create_session(
+        "s",
+        config.from_dict({"lab": {"beacon": False}}, sandbox=request.param).data,
+        sandbox=request.param,
+        track="inf1",
+    )
     yield Engine(store, "s", aws=object())  # any AWS call would fail on this
     assert sb.status(tmp_path) is None  # nothing started the sandbox
 

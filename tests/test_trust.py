@@ -31,6 +31,7 @@ SHORT = ["--min-duration", "1", "--window", "0.25", "--min-queries", "20", "--ma
 
 # ---------------------------------------------------------------- statistics
 
+
 def test_the_median_of_odd_and_even_counts():
     assert stats.median([3, 1, 2]) == 2
     assert stats.median([4, 1, 3, 2]) == 2.5
@@ -57,14 +58,26 @@ def test_stable_means_the_half_width_within_five_percent_and_quality_adds_interf
 
 
 def trial(i, throughput, p90=10.0, interference_share=0.0, duration=1.0, stop="stable"):
-    return Trial(index=i, throughput=throughput, latency_ms_p50=p90 * 0.9, latency_ms_p90=p90, latency_ms_p95=p90 * 1.1,
-                 latency_ms_p99=p90 * 1.3, latency_ms_p99_9=p90 * 1.5, queries=100, duration_s=duration, stop_reason=stop,
-                 interference=interference_share, steal=0.0)
+    return Trial(
+        index=i,
+        throughput=throughput,
+        latency_ms_p50=p90 * 0.9,
+        latency_ms_p90=p90,
+        latency_ms_p95=p90 * 1.1,
+        latency_ms_p99=p90 * 1.3,
+        latency_ms_p99_9=p90 * 1.5,
+        queries=100,
+        duration_s=duration,
+        stop_reason=stop,
+        interference=interference_share,
+        steal=0.0,
+    )
 
 
 def test_trials_summarize_to_medians_with_intervals_and_weighted_interference():
-    got = trials.summarize([trial(1, 1500.0, 9.0, 0.0, 2.0), trial(2, 639.0, 20.0, 0.56, 1.0),
-                            trial(3, 1480.0, 9.5, 0.0, 1.0)])
+    got = trials.summarize(
+        [trial(1, 1500.0, 9.0, 0.0, 2.0), trial(2, 639.0, 20.0, 0.56, 1.0), trial(3, 1480.0, 9.5, 0.0, 1.0)]
+    )
     assert got["repeats"] == 3 and got["throughput_avg"] == 1480.0 and got["throughput_ci95"] == [639.0, 1500.0]
     assert got["latency_ms_p90"] == 9.5 and got["latency_ms_p90_ci95"] == [9.0, 20.0]
     assert got["interference"] == pytest.approx(0.56 / 4)  # weighted by duration: 2 + 1 + 1 s
@@ -73,6 +86,7 @@ def test_trials_summarize_to_medians_with_intervals_and_weighted_interference():
 
 
 # ---------------------------------------------------------------- interference from /proc
+
 
 def fake_proc(root: Path, host: tuple[int, ...], procs: dict[int, tuple[int, int, int]]) -> None:
     """A /proc snapshot: the aggregate cpu line (user nice system idle iowait irq softirq steal) and
@@ -136,8 +150,10 @@ def test_the_real_proc_reads_a_share_between_0_and_1():
 
 # ---------------------------------------------------------------- the input pool
 
-TEXT = [{"name": n, "shape": [4, 32], "dtype": "int64", "low": lo, "high": hi}
-        for n, lo, hi in (("input_ids", 0, 30522), ("attention_mask", 1, 2), ("token_type_ids", 0, 2))]
+TEXT = [
+    {"name": n, "shape": [4, 32], "dtype": "int64", "low": lo, "high": hi}
+    for n, lo, hi in (("input_ids", 0, 30522), ("attention_mask", 1, 2), ("token_type_ids", 0, 2))
+]
 
 
 def test_the_text_pool_holds_distinct_sentence_pairs_of_varied_length():
@@ -153,7 +169,7 @@ def test_the_text_pool_holds_distinct_sentence_pairs_of_varied_length():
             assert mask[row, :used].all() and not mask[row, used:].any()  # words, then padding
             assert ids[row, 0] == inputs.CLS and ids[row, used - 1] == inputs.SEP and not ids[row, used:].any()
             first_sep = int((ids[row, :used] == inputs.SEP).nonzero()[0])
-            assert not types[row, :first_sep + 1].any() and types[row, first_sep + 1:used].all()
+            assert not types[row, : first_sep + 1].any() and types[row, first_sep + 1 : used].all()
     assert len(lengths) > 4  # varied lengths
     again = inputs.build_pool(TEXT, seed=3, size=8)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(pool, again))  # seeded
@@ -172,19 +188,35 @@ def test_an_image_pool_is_bounded_by_memory_and_its_images_differ():
 
 # ---------------------------------------------------------------- the harness: repeats, interference
 
+
 def bench(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+    )
 
 
 def test_three_trials_of_two_models_take_turns_and_report_medians_with_intervals(tmp_path):
-    proc = bench(tmp_path, f"py:{MODELS}:steady", f"py:{MODELS}:service10", *SHORT, "--repeats", "3",
-                 "--workers", "1", "--run-id", "lab1.b", "--out-dir", str(tmp_path / "results"))
+    proc = bench(
+        tmp_path,
+        f"py:{MODELS}:steady",
+        f"py:{MODELS}:service10",
+        *SHORT,
+        "--repeats",
+        "3",
+        "--workers",
+        "1",
+        "--run-id",
+        "lab1.b",
+        "--out-dir",
+        str(tmp_path / "results"),
+    )
     assert proc.returncode == 0, proc.stderr
     order = [line.split(":")[0] for line in proc.stdout.splitlines() if "samples/s, p50" in line]
     assert order == [f"[bench] {m} · trial {t}/3" for t in (1, 2, 3) for m in ("steady", "service10")]
-    first, second = (BenchResult.from_dict(json.loads((tmp_path / "results" / f"{m}.bench.json").read_text()))
-                     for m in ("steady", "service10"))
+    first, second = (
+        BenchResult.from_dict(json.loads((tmp_path / "results" / f"{m}.bench.json").read_text()))
+        for m in ("steady", "service10")
+    )
     assert (first.run_id, second.run_id) == ("lab1.b.1", "lab1.b.2")
     assert first.latency_ms_p50 < second.latency_ms_p50  # 2 ms and 10 ms models: each result is its own
     r = second
@@ -218,33 +250,61 @@ def test_a_run_beside_cpu_hogs_is_marked_disturbed(tmp_path, cpu_hogs):
 
 
 def test_bad_repeats_and_harness_flags_are_one_line(tmp_path):
-    for args, flag in ((["--repeats", "0"], "--repeats"), (["--repeats", "21"], "--repeats"),
-                       (["--harness", "mlperf"], "--harness"), (["--out", "x.json", f"py:{MODELS}:slow"], "--out")):
+    for args, flag in (
+        (["--repeats", "0"], "--repeats"),
+        (["--repeats", "21"], "--repeats"),
+        (["--harness", "mlperf"], "--harness"),
+        (["--out", "x.json", f"py:{MODELS}:slow"], "--out"),
+    ):
         proc = bench(tmp_path, f"py:{MODELS}:steady", *args)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and flag in proc.stderr
 
 
 # ---------------------------------------------------------------- the LoadGen harness
 
+
 def test_loadgen_verdicts_are_read_from_its_detail_log(tmp_path):
     log = tmp_path / "mlperf_log_detail.txt"
-    entries = {"result_validity": "INVALID", "result_min_duration_met": False, "result_min_queries_met": True,
-               "early_stopping_met": True, "result_query_count": 448,
-               "result_invalid_reason": "Increase expected QPS so the loadgen pre-generates a larger (coalesced) query. ",
-               "early_stopping_result": " * Processed at least 64 queries (448).  * Early stopping 90.0th percentile "
-                                        "estimate: 2187339  * Early stopping 99.0th percentile estimate: 3207063"}
-    log.write_text("".join(f':::MLLOG {json.dumps({"key": k, "value": v})}\n' for k, v in entries.items()) + "noise\n")
+    entries = {
+        "result_validity": "INVALID",
+        "result_min_duration_met": False,
+        "result_min_queries_met": True,
+        "early_stopping_met": True,
+        "result_query_count": 448,
+        "result_invalid_reason": "Increase expected QPS so the loadgen pre-generates a larger (coalesced) query. ",
+        "early_stopping_result": " * Processed at least 64 queries (448).  * Early stopping 90.0th percentile "
+        "estimate: 2187339  * Early stopping 99.0th percentile estimate: 3207063",
+    }
+    log.write_text("".join(f":::MLLOG {json.dumps({'key': k, 'value': v})}\n" for k, v in entries.items()) + "noise\n")
     v = loadgen_harness.verdict("Offline", loadgen_harness.read_detail(str(log)))
     assert v["validity"] == "INVALID" and v["min_duration_met"] is False
-    assert v["reasons"] == ["Offline: min duration not met",
-                            "Offline: Increase expected QPS so the loadgen pre-generates a larger (coalesced) query."]
+    assert v["reasons"] == [
+        "Offline: min duration not met",
+        "Offline: Increase expected QPS so the loadgen pre-generates a larger (coalesced) query.",
+    ]
     assert v["early_stopping_ms"] == {"p90": pytest.approx(2.187339), "p99": pytest.approx(3.207063)}
 
 
 def test_loadgen_measures_the_model_and_writes_the_same_schema_with_its_verdict(tmp_path):
     pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is in the test extras and the payload's images")
-    proc = bench(tmp_path, f"py:{MODELS}:steady", "--harness", "loadgen", "--repeats", "2", "--min-duration", "1",
-                 "--min-queries", "50", "--max-duration", "5", "--batch-size", "2", "--out", str(tmp_path / "lg.json"))
+    proc = bench(
+        tmp_path,
+        f"py:{MODELS}:steady",
+        "--harness",
+        "loadgen",
+        "--repeats",
+        "2",
+        "--min-duration",
+        "1",
+        "--min-queries",
+        "50",
+        "--max-duration",
+        "5",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path / "lg.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     r = BenchResult.from_dict(json.loads((tmp_path / "lg.json").read_text()))
     assert r.harness == "loadgen" and r.repeats == 2 and r.loadgen["validity"] in ("VALID", "INVALID")
@@ -259,14 +319,30 @@ def test_loadgen_measures_the_model_and_writes_the_same_schema_with_its_verdict(
 
 # ---------------------------------------------------------------- ties and the frontier
 
+
 def row(run, batch, throughput, ci, p90=30.0, p90_ci=None, itype="inf1.2xlarge", **changes):
-    return report.row(bench_result(run_id=run, batch_size=batch, instance_type=itype, throughput_avg=throughput,
-                                   throughput_ci95=ci, latency_ms_p90=p90, latency_ms_p90_ci95=p90_ci,
-                                   model_filename=f"bert_inf1_fp32_128_b{batch}.pt", repeats=3, **changes))
+    return report.row(
+        bench_result(
+            run_id=run,
+            batch_size=batch,
+            instance_type=itype,
+            throughput_avg=throughput,
+            throughput_ci95=ci,
+            latency_ms_p90=p90,
+            latency_ms_p90_ci95=p90_ci,
+            model_filename=f"bert_inf1_fp32_128_b{batch}.pt",
+            repeats=3,
+            **changes,
+        )
+    )
 
 
 def test_two_rows_whose_cis_overlap_are_named_as_ties():
-    rows = [row("b2", 2, 740.0, [300.0, 760.0]), row("b4", 4, 264.0, [250.0, 700.0]), row("b8", 8, 358.0, [340.0, 380.0])]
+    rows = [
+        row("b2", 2, 740.0, [300.0, 760.0]),
+        row("b4", 4, 264.0, [250.0, 700.0]),
+        row("b8", 8, 358.0, [340.0, 380.0]),
+    ]
     rec = report.recommend(rows)
     assert rec.fastest["run_id"] == "b2" and rec.cheapest["run_id"] == "b2"
     (tie,) = rec.ties
@@ -290,19 +366,25 @@ def test_rows_apart_beyond_noise_have_no_ties_and_the_table_marks_ties():
 
 def test_the_frontier_keeps_a_run_beaten_only_within_noise():
     # b8 is cheaper per 1M and has a lower p90 than b4, but b4's CIs overlap b8's on both
-    fuzzy = [row("b4", 4, 950.0, [900.0, 1010.0], p90=31.0, p90_ci=[29.0, 33.0]),
-             row("b8", 8, 1000.0, [980.0, 1020.0], p90=30.0, p90_ci=[28.0, 32.0])]
+    fuzzy = [
+        row("b4", 4, 950.0, [900.0, 1010.0], p90=31.0, p90_ci=[29.0, 33.0]),
+        row("b8", 8, 1000.0, [980.0, 1020.0], p90=30.0, p90_ci=[28.0, 32.0]),
+    ]
     assert report.frontier(fuzzy) == [True, True]
-    sharp = [row("b4", 4, 950.0, [940.0, 960.0], p90=31.0, p90_ci=[29.0, 33.0]),
-             row("b8", 8, 1000.0, [980.0, 1020.0], p90=30.0, p90_ci=[28.0, 32.0])]
+    sharp = [
+        row("b4", 4, 950.0, [940.0, 960.0], p90=31.0, p90_ci=[29.0, 33.0]),
+        row("b8", 8, 1000.0, [980.0, 1020.0], p90=30.0, p90_ci=[28.0, 32.0]),
+    ]
     assert report.frontier(sharp) == [False, True]  # b8 is beyond noise cheaper, not worse in latency
     plain = [row("b4", 4, 950.0, None, p90=31.0), row("b8", 8, 1000.0, None, p90=30.0)]
     assert report.frontier(plain) == [False, True]  # no CIs: the plain comparison
 
 
 def test_a_disturbed_pick_says_so_and_the_notes_name_it():
-    rows = [row("b4", 4, 700.0, [690.0, 710.0], interference=0.4, quality="disturbed"),
-            row("b8", 8, 400.0, [390.0, 410.0], quality="ok", interference=0.01)]
+    rows = [
+        row("b4", 4, 700.0, [690.0, 710.0], interference=0.4, quality="disturbed"),
+        row("b8", 8, 400.0, [390.0, 410.0], quality="ok", interference=0.01),
+    ]
     rec = report.recommend(rows)
     assert rec.fastest["run_id"] == "b4"
     assert "disturbed: other processes took 40% of the CPU while it ran" in rec.lines[0]
@@ -323,10 +405,15 @@ def test_old_results_without_the_trust_fields_still_load_and_rank_as_before():
 
 # ---------------------------------------------------------------- config and arguments
 
-@pytest.mark.parametrize("values, message", [
-    ({"repeats": 0}, "bench.repeats: 0 is outside 1..20"), ({"repeats": 21}, "bench.repeats: 21 is outside 1..20"),
-    ({"harness": "mlperf"}, "bench.harness: 'mlperf' is not one of inflab, loadgen"),
-])
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"repeats": 0}, "bench.repeats: 0 is outside 1..20"),
+        ({"repeats": 21}, "bench.repeats: 21 is outside 1..20"),
+        ({"harness": "mlperf"}, "bench.harness: 'mlperf' is not one of inflab, loadgen"),
+    ],
+)
 def test_bad_trust_keys_are_refused_by_name(values, message):
     with pytest.raises(config.ConfigError, match=message):
         config.from_dict({"bench": values})
@@ -340,8 +427,9 @@ def test_the_payload_gets_repeats_harness_and_the_benchmarks_threads(store, name
 
     cfg = config.from_dict({"bench": {"repeats": 5, "harness": "loadgen", "workers_per_model": 2}})
     store.create_session(name, cfg.data, sandbox=False, track=cfg.track)
-    ctx = StepContext(name=name, config=cfg, runtime=for_session(False, store.home), store=store, step_id="t",
-                      log=lambda m: None)
+    ctx = StepContext(
+        name=name, config=cfg, runtime=for_session(False, store.home), store=store, step_id="t", log=lambda m: None
+    )
     ctx.save(Repository(name="r", uri="1.dkr.ecr.us-west-2.amazonaws.com/r", arn="a"))
     art = CompiledModel(file="bert_inf1_fp32_128_b8.pt", target="inf1", batch_size=8, family="bert")
     args = payload_jobs.bench_args(ctx, art)
@@ -350,7 +438,9 @@ def test_the_payload_gets_repeats_harness_and_the_benchmarks_threads(store, name
     sargs = serving.serve_args(ctx)
     assert sargs[sargs.index("--workers-per-copy") + 1] == "2"
     largs = load_test.load_args(ctx, "load-test-1", 8080)
-    assert largs[largs.index("--rates") + 1] == "auto" and largs[largs.index("--server-cpu") + 1] == "serve/run/cpu.json"
+    assert (
+        largs[largs.index("--rates") + 1] == "auto" and largs[largs.index("--server-cpu") + 1] == "serve/run/cpu.json"
+    )
 
 
 def test_torchserve_workers_follow_the_direct_benchmark_on_a_cpu():
@@ -389,8 +479,9 @@ def test_a_sweep_checks_its_compiled_model_against_eager_once_per_settings(tmp_p
 
     cfg = config.from_dict({"batch": {"sizes": [2, 4, 8]}})
     store.create_session(name, cfg.data, sandbox=False, track=cfg.track)
-    ctx = StepContext(name=name, config=cfg, runtime=for_session(False, store.home), store=store, step_id="t",
-                      log=lambda m: None)
+    ctx = StepContext(
+        name=name, config=cfg, runtime=for_session(False, store.home), store=store, step_id="t", log=lambda m: None
+    )
     points = [GridPoint(ctx.name, "bert", "inf1.2xlarge", size, "inf1") for size in (2, 4, 8)]
     args = [job_args(ctx, p) for p in points]
     assert "--checked-by" not in args[0]  # the first batch size's job checks
@@ -398,12 +489,34 @@ def test_a_sweep_checks_its_compiled_model_against_eager_once_per_settings(tmp_p
     assert said[0] == said[1] and said[0].startswith(f"job {points[0].job_name} (settings digest ")
 
     monkeypatch.setitem(comp.REL_TOL, "cpu", -1.0)  # a check that ran would fail: this one must not run
-    for key, value in (("HF_HUB_ETAG_TIMEOUT", "10"), ("HF_HUB_DOWNLOAD_TIMEOUT", "30"),
-                       ("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_VERBOSITY", "error")):
+    for key, value in (
+        ("HF_HUB_ETAG_TIMEOUT", "10"),
+        ("HF_HUB_DOWNLOAD_TIMEOUT", "30"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+    ):
         monkeypatch.setenv(key, os.environ.get(key, value))  # main() sets these: put back afterwards
     out = tmp_path / "models"
-    code = comp.main(["--family", "bert", "--size", "tiny", "--target", "cpu", "--batch-size", "1", "--max-length", "8",
-                      "--offline", "--out", str(out), "--checked-by", said[0]])
+    code = comp.main(
+        [
+            "--family",
+            "bert",
+            "--size",
+            "tiny",
+            "--target",
+            "cpu",
+            "--batch-size",
+            "1",
+            "--max-length",
+            "8",
+            "--offline",
+            "--out",
+            str(out),
+            "--checked-by",
+            said[0],
+        ]
+    )
     assert code == 0
     (manifest,) = [json.loads((out / n).read_text()) for n in json.loads((out / "index.json").read_text())]
     assert manifest["check"]["skipped"] is True and manifest["check"]["checked_by"] == said[0]

@@ -18,10 +18,13 @@ pytestmark = pytest.mark.slow
 def loadgen_lab(sandbox, inflab_home, tmp_path_factory):
     name = "lg" + uuid.uuid4().hex[:8]
     cfg = tmp_path_factory.mktemp("cfg") / "loadgen.toml"
-    cfg.write_text('[model]\nint8 = false\n[bench]\nharness = "loadgen"\nrepeats = 2\nmin_duration_s = 1\n'
-                   "min_queries = 50\nmax_duration_s = 10\n")
-    r = run_cli("run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home,
-                timeout=1200)
+    cfg.write_text(
+        '[model]\nint8 = false\n[bench]\nharness = "loadgen"\nrepeats = 2\nmin_duration_s = 1\n'
+        "min_queries = 50\nmax_duration_s = 10\n"
+    )
+    r = run_cli(
+        "run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home, timeout=1200
+    )
     yield name, r
     run_cli("cleanup", name, "--yes", "--delete-data", home=inflab_home, timeout=300)
 

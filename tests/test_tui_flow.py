@@ -22,8 +22,17 @@ from inflab.tui.terminal import TerminalPane
 from inflab.tui.widgets import ChoiceModal, LogPane
 from inflab.tui.wizard import Wizard
 
-SLOW_STEPS = ("build-image", "push-image", "compile", "benchmark", "package-model", "serve", "serve-check", "load-test",
-              "serve-stop")
+SLOW_STEPS = (
+    "build-image",
+    "push-image",
+    "compile",
+    "benchmark",
+    "package-model",
+    "serve",
+    "serve-check",
+    "load-test",
+    "serve-stop",
+)
 # A job that prints a numbered line with the host's clock (ns) five times a second, for two minutes.
 TICKS = 'for i in $(seq 1 600); do echo "tick $i $(date +%s%N)"; sleep 0.2; done'
 
@@ -208,7 +217,8 @@ async def test_stale_steps_show_their_own_icon_and_say_why(sandbox, store, name,
         steps.highlighted = steps.get_option_index("keypair")
         await pilot.pause()
         assert "**Status:** stale — what it made is no longer there: run it again" in (
-            wizard.query_one("#instructions", Markdown).source)
+            wizard.query_one("#instructions", Markdown).source
+        )
         assert "✓" in step_prompts(wizard)["credentials"]
 
 

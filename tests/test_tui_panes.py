@@ -21,9 +21,13 @@ async def test_chunks_cut_anywhere_progress_bars_and_ansi():
     app = PaneApp()
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.query_one(JobOutput)
-        stream = "compiling\n\x1b[32mgreen\x1b[0m text\nstep 1/3\rstep 2/3\rstep 3/3\ndone: 42 samp" + "les/s\n" + "Downloading 10%\rDownloading 55%"
+        stream = (
+            "compiling\n\x1b[32mgreen\x1b[0m text\nstep 1/3\rstep 2/3\rstep 3/3\ndone: 42 samp"
+            + "les/s\n"
+            + "Downloading 10%\rDownloading 55%"
+        )
         for i in range(0, len(stream), 7):  # 7-byte chunks: lines and escapes are cut mid-way
-            pane.feed(stream[i:i + 7])
+            pane.feed(stream[i : i + 7])
         await pilot.pause(0.2)
         assert pane.log.lines == ["compiling", "green text", "step 3/3", "done: 42 samples/s"]
         assert str(pane.query_one("#live", Static).render()) == "Downloading 55%"
@@ -105,8 +109,13 @@ async def test_a_recorded_neuron_monitor_report_renders_per_core():
 
 
 async def test_a_proc_sample_from_the_real_agent_renders_host_cpus():
-    out = subprocess.run([sys.executable, str(AGENT), "--count", "2", "--interval", "0.2", "--no-neuron"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, str(AGENT), "--count", "2", "--interval", "0.2", "--no-neuron"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.splitlines()
     assert len(out) == 2
     app = MonitorApp()
     async with app.run_test(size=(100, 20)) as pilot:
@@ -128,15 +137,27 @@ async def test_a_proc_sample_from_the_real_agent_renders_host_cpus():
 def test_partial_and_odd_reports_do_not_break_parsing():
     assert monitor.parse("not json") is None
     assert monitor.parse('{"source": "something else"}') is None
-    s = monitor.parse({"source": "neuron-monitor", "report": {"neuron_runtime_data": [{"report": None}], "system_data": None}})
+    s = monitor.parse(
+        {"source": "neuron-monitor", "report": {"neuron_runtime_data": [{"report": None}], "system_data": None}}
+    )
     assert s.source == "NeuronCores via neuron-monitor" and s.cores == [] and "no NeuronCore in use yet" in s.notes
 
 
 def test_neuron_ls_json_becomes_a_device_table():
     from inflab.lab_steps.monitor import device_table, parse_neuron_ls
 
-    text = json.dumps([{"neuron_device": 0, "bdf": "00:1f.0", "connected_to": None, "nc_count": 4,
-                        "memory_size": 8589934592, "neuron_processes": [{"pid": 4321, "command": "python3"}]}])
+    text = json.dumps(
+        [
+            {
+                "neuron_device": 0,
+                "bdf": "00:1f.0",
+                "connected_to": None,
+                "nc_count": 4,
+                "memory_size": 8589934592,
+                "neuron_processes": [{"pid": 4321, "command": "python3"}],
+            }
+        ]
+    )
     rows = parse_neuron_ls(text)
     assert rows == [{"device": 0, "cores": 4, "memory": 8589934592, "bdf": "00:1f.0", "processes": "4321"}]
     table = device_table(rows)

@@ -14,7 +14,16 @@ from inflab.tui.screens import ConfigReview, SessionPicker
 from inflab.tui.widgets import ConfirmModal, LogPane
 from inflab.tui.wizard import Wizard
 
-PROVISIONING = ["credentials", "preflight", "keypair", "security-group", "instance-profile", "launch-template", "launch", "wait-running"]
+PROVISIONING = [
+    "credentials",
+    "preflight",
+    "keypair",
+    "security-group",
+    "instance-profile",
+    "launch-template",
+    "launch",
+    "wait-running",
+]
 
 
 async def wait_idle(pilot, wizard: Wizard, timeout: float = 120) -> None:
@@ -30,7 +39,9 @@ async def wait_idle(pilot, wizard: Wizard, timeout: float = 120) -> None:
 
 def step_prompts(wizard: Wizard) -> dict[str, str]:
     steps = wizard.query_one("#steps", OptionList)
-    return {steps.get_option_at_index(i).id: str(steps.get_option_at_index(i).prompt) for i in range(steps.option_count)}
+    return {
+        steps.get_option_at_index(i).id: str(steps.get_option_at_index(i).prompt) for i in range(steps.option_count)
+    }
 
 
 async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name, aws):
@@ -69,8 +80,10 @@ async def test_wizard_provisions_then_resumes_in_a_new_app(sandbox, store, name,
         assert isinstance(wizard, Wizard)
         await wait_idle(pilot, wizard)
         assert wizard.selected == "instance-profile"
-        assert any("Checked the session against what exists: everything is where it was" in line
-                   for line in wizard.query_one(LogPane).history)
+        assert any(
+            "Checked the session against what exists: everything is where it was" in line
+            for line in wizard.query_one(LogPane).history
+        )
         assert "role" in str(wizard.query_one("#instructions", Markdown).source).lower()
         steps = wizard.query_one("#steps", OptionList)
         steps.highlighted = steps.get_option_index("wait-running")
@@ -113,7 +126,9 @@ async def test_undo_asks_first_and_no_keeps_everything(sandbox, store, name, aws
         await pilot.press("y")
         await wait_idle(pilot, wizard)
         assert "↺" in step_prompts(wizard)["keypair"]
-        assert not aws("ec2").describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"inflab-{name}"]}])["KeyPairs"]
+        assert not aws("ec2").describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"inflab-{name}"]}])[
+            "KeyPairs"
+        ]
         assert not (store.session_dir(name) / f"inflab-{name}.pem").exists()
 
 

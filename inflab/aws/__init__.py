@@ -101,8 +101,11 @@ class Aws:
 
             key = self.credentials or (SANDBOX_PLACEHOLDER if self.sandbox else None)
             if key is not None:
-                s = boto3.session.Session(aws_access_key_id=key.access_key_id,
-                                          aws_secret_access_key=key.secret_access_key, region_name=self.region)
+                s = boto3.session.Session(
+                    aws_access_key_id=key.access_key_id,
+                    aws_secret_access_key=key.secret_access_key,
+                    region_name=self.region,
+                )
             else:
                 s = boto3.session.Session(profile_name=self.profile or None, region_name=self.region)
             if self.role_arn:

@@ -79,12 +79,19 @@ class Names:
     def config(self) -> dict[str, dict[str, Any]]:
         """As a lab configuration's tables (what the beacon holds, and what ``config.from_dict`` reads)."""
         out: dict[str, dict[str, Any]] = {}
-        for section, key, value in (("aws", "region", self.region), ("lab", "track", self.track),
-                                    ("instance", "type", self.instance_type), ("model", "family", self.model_family)):
+        for section, key, value in (
+            ("aws", "region", self.region),
+            ("lab", "track", self.track),
+            ("instance", "type", self.instance_type),
+            ("model", "family", self.model_family),
+        ):
             if value:
                 out.setdefault(section, {})[key] = value
-        for key, values in (("families", self.batch_families), ("sizes", self.batch_sizes),
-                            ("instance_types", self.batch_instance_types)):
+        for key, values in (
+            ("families", self.batch_families),
+            ("sizes", self.batch_sizes),
+            ("instance_types", self.batch_instance_types),
+        ):
             if values:
                 out.setdefault("batch", {})[key] = list(values)
         return out
@@ -111,12 +118,20 @@ class Beacon:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "v": SCHEMA, "session": self.session, "participant": self.participant, "track": self.track,
-            "sandbox": self.sandbox, "step": self.step, "state": self.state, "since": self.since,
-            "updated": self.updated, "error": self.error,
+            "v": SCHEMA,
+            "session": self.session,
+            "participant": self.participant,
+            "track": self.track,
+            "sandbox": self.sandbox,
+            "step": self.step,
+            "state": self.state,
+            "since": self.since,
+            "updated": self.updated,
+            "error": self.error,
             "history": {m.step: [m.state, m.started, m.finished] for m in self.history},
             "instances": [{"id": i.id, "zone": i.zone, "launched": i.launched} for i in self.instances],
-            "version": self.version, "names": self.names.config(),
+            "version": self.version,
+            "names": self.names.config(),
         }
         if self.cut:
             doc["cut"] = True
@@ -169,23 +184,44 @@ class Beacon:
             key = f"history.{_brief(step)}"
             if not isinstance(mark, list) or len(mark) != 3:
                 raise BeaconError(f"{key}: expected [state, started, finished], got {_brief(mark)}")
-            marks.append(Mark(_checked_text(step, "history", MAX_TEXT), _checked_text(mark[0], key, MAX_TEXT),
-                              _time(mark[1], key), _time(mark[2], key)))
+            marks.append(
+                Mark(
+                    _checked_text(step, "history", MAX_TEXT),
+                    _checked_text(mark[0], key, MAX_TEXT),
+                    _time(mark[1], key),
+                    _time(mark[2], key),
+                )
+            )
         instances = []
         for n, item in enumerate(_list(doc, "instances")):
             if not isinstance(item, dict):
                 raise BeaconError(f"instances[{n}]: expected an object, got {_kind(item)}")
-            instances.append(BeaconInstance(_text(item, "id", MAX_TEXT, key=f"instances[{n}].id"),
-                                            _text(item, "zone", MAX_TEXT, key=f"instances[{n}].zone"),
-                                            _time(item.get("launched"), f"instances[{n}].launched")))
+            instances.append(
+                BeaconInstance(
+                    _text(item, "id", MAX_TEXT, key=f"instances[{n}].id"),
+                    _text(item, "zone", MAX_TEXT, key=f"instances[{n}].zone"),
+                    _time(item.get("launched"), f"instances[{n}].launched"),
+                )
+            )
         sandbox, cut = doc.get("sandbox", False), doc.get("cut", False)
         if not isinstance(sandbox, bool) or not isinstance(cut, bool):
             raise BeaconError("sandbox and cut are true or false")
-        return cls(session=session, participant=_text(doc, "participant", MAX_TEXT), track=_text(doc, "track", MAX_TEXT),
-                   sandbox=sandbox, step=_text(doc, "step", MAX_TEXT), state=state,
-                   since=_time(doc.get("since"), "since"), updated=_time(doc.get("updated"), "updated"),
-                   error=_text(doc, "error", MAX_ERROR), history=tuple(marks), instances=tuple(instances),
-                   version=_text(doc, "version", MAX_TEXT), names=_names(_obj(doc, "names")), cut=cut)
+        return cls(
+            session=session,
+            participant=_text(doc, "participant", MAX_TEXT),
+            track=_text(doc, "track", MAX_TEXT),
+            sandbox=sandbox,
+            step=_text(doc, "step", MAX_TEXT),
+            state=state,
+            since=_time(doc.get("since"), "since"),
+            updated=_time(doc.get("updated"), "updated"),
+            error=_text(doc, "error", MAX_ERROR),
+            history=tuple(marks),
+            instances=tuple(instances),
+            version=_text(doc, "version", MAX_TEXT),
+            names=_names(_obj(doc, "names")),
+            cut=cut,
+        )
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -221,7 +257,8 @@ def _depth(text: str) -> int:
 
 def _kind(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
+        type(value), "number"
+    )
 
 
 def _brief(value: Any) -> str:
@@ -291,9 +328,15 @@ def _names(doc: dict) -> Names:
             raise BeaconError(f"names.batch.{key}: a size is out of range")
         return tuple(values)
 
-    return Names(region=text("aws", "region"), track=text("lab", "track"), instance_type=text("instance", "type"),
-                 model_family=text("model", "family"), batch_families=items("families", str),
-                 batch_sizes=items("sizes", int), batch_instance_types=items("instance_types", str))
+    return Names(
+        region=text("aws", "region"),
+        track=text("lab", "track"),
+        instance_type=text("instance", "type"),
+        model_family=text("model", "family"),
+        batch_families=items("families", str),
+        batch_sizes=items("sizes", int),
+        batch_instance_types=items("instance_types", str),
+    )
 
 
 # -- reading and writing ------------------------------------------------------------------------------
@@ -314,7 +357,7 @@ class Published:
 
 def read_parameter(name: str, value: str, modified: Any = None) -> Published:
     """A parameter (full name, value, LastModifiedDate) as a :class:`Published`."""
-    session = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    session = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     when = modified.timestamp() if hasattr(modified, "timestamp") else None
     if not SESSION_NAME_RE.fullmatch(session):
         return Published(session, when, None, "its name is not a session name")
@@ -331,7 +374,9 @@ def read_all(aws: Aws) -> list[Published]:
     """Every parameter under the prefix in the account and region, each read as a beacon or with
     the reason it is not one (one bad parameter never stops the others being read)."""
     out = []
-    for page in aws.client("ssm").get_paginator("get_parameters_by_path").paginate(Path=PREFIX.rstrip("/"), Recursive=True):
+    for page in (
+        aws.client("ssm").get_paginator("get_parameters_by_path").paginate(Path=PREFIX.rstrip("/"), Recursive=True)
+    ):
         for p in page["Parameters"]:
             out.append(read_parameter(p["Name"], p.get("Value") or "", p.get("LastModifiedDate")))
     return out
@@ -343,8 +388,9 @@ def publish(aws: Aws, beacon: Beacon, tags: list[dict[str, str]], *, tagged: boo
     name, value = path(beacon.session), beacon.encode()
     if not tagged:
         try:
-            ssm.put_parameter(Name=name, Value=value, Type="String", Tags=tags,
-                              Description="inflab session progress (no secrets)")
+            ssm.put_parameter(
+                Name=name, Value=value, Type="String", Tags=tags, Description="inflab session progress (no secrets)"
+            )
             return
         except ClientError as e:
             if error_code(e) != "ParameterAlreadyExists":

@@ -25,13 +25,18 @@ def spec_from_ec2(info: dict[str, Any]) -> InstanceSpec:
     """An :class:`InstanceSpec` from one DescribeInstanceTypes entry (NeuronInfo, GpuInfo, ...)."""
     neuron = (info.get("NeuronInfo") or {}).get("NeuronDevices") or []
     if not neuron:  # older answers describe Inferentia as an inference accelerator
-        neuron = [dict(a, CoreInfo={"Count": 4}) for a in (info.get("InferenceAcceleratorInfo") or {}).get("Accelerators") or []
-                  if "inferentia" in str(a.get("Name", "")).lower()]
+        neuron = [
+            dict(a, CoreInfo={"Count": 4})
+            for a in (info.get("InferenceAcceleratorInfo") or {}).get("Accelerators") or []
+            if "inferentia" in str(a.get("Name", "")).lower()
+        ]
     return InstanceSpec(
-        vcpus=int(info["VCpuInfo"]["DefaultVCpus"]), memory_mib=int(info["MemoryInfo"]["SizeInMiB"]),
+        vcpus=int(info["VCpuInfo"]["DefaultVCpus"]),
+        memory_mib=int(info["MemoryInfo"]["SizeInMiB"]),
         neuron_devices=sum(int(d.get("Count", 0)) for d in neuron),
         neuron_cores=sum(int(d.get("Count", 0)) * int((d.get("CoreInfo") or {}).get("Count", 0)) for d in neuron),
-        gpus=sum(int(g.get("Count", 0)) for g in (info.get("GpuInfo") or {}).get("Gpus") or []))
+        gpus=sum(int(g.get("Count", 0)) for g in (info.get("GpuInfo") or {}).get("Gpus") or []),
+    )
 
 
 def specs(aws: Aws, instance_types: list[str]) -> dict[str, InstanceSpec]:
@@ -54,12 +59,18 @@ def specs(aws: Aws, instance_types: list[str]) -> dict[str, InstanceSpec]:
 def job_resources(spec: InstanceSpec) -> dict[str, Any]:
     """``containerProperties`` parts that give a job the whole instance: vCPUs, memory, GPUs, and
     every Neuron device mapped in (the driver stays on the host)."""
-    req = [{"type": "VCPU", "value": str(spec.vcpus)}, {"type": "MEMORY", "value": str(int(spec.memory_mib * MEMORY_SHARE))}]
+    req = [
+        {"type": "VCPU", "value": str(spec.vcpus)},
+        {"type": "MEMORY", "value": str(int(spec.memory_mib * MEMORY_SHARE))},
+    ]
     if spec.gpus:
         req.append({"type": "GPU", "value": str(spec.gpus)})
     out: dict[str, Any] = {"resourceRequirements": req}
     if spec.neuron_devices:
-        out["linuxParameters"] = {"devices": [
-            {"hostPath": f"/dev/neuron{i}", "containerPath": f"/dev/neuron{i}", "permissions": ["READ", "WRITE"]}
-            for i in range(spec.neuron_devices)]}
+        out["linuxParameters"] = {
+            "devices": [
+                {"hostPath": f"/dev/neuron{i}", "containerPath": f"/dev/neuron{i}", "permissions": ["READ", "WRITE"]}
+                for i in range(spec.neuron_devices)
+            ]
+        }
     return out

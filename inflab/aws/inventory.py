@@ -13,8 +13,6 @@ from . import Aws, beacon, error_code, session_filter, tag_dict
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
-
-
 def _tagged_instances(aws: Aws, session: str, states: list[str] | None) -> list[dict[str, Any]]:
     ec2 = aws.client("ec2")
     filters = session_filter(session) + [{"Name": "instance-state-name", "Values": states or LIVE_INSTANCE_STATES}]
@@ -83,7 +81,9 @@ def instance_profiles(aws: Aws, session: str) -> list[dict[str, Any]]:
             tags = prof.get("Tags")
             if tags is None:
                 try:
-                    tags = iam.get_instance_profile(InstanceProfileName=prof["InstanceProfileName"])["InstanceProfile"].get("Tags")
+                    tags = iam.get_instance_profile(InstanceProfileName=prof["InstanceProfileName"])[
+                        "InstanceProfile"
+                    ].get("Tags")
                 except ClientError as e:
                     if error_code(e) == "NoSuchEntity":
                         continue
@@ -142,18 +142,32 @@ def batch_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     for page in batch.get_paginator("describe_compute_environments").paginate():
         for ce in page["computeEnvironments"]:
             if _batch_tagged(ce, session):
-                out.append({"type": "batch:compute-environment", "id": ce["computeEnvironmentArn"],
-                            "name": ce["computeEnvironmentName"], "state": f"{ce.get('state')}/{ce.get('status')}"})
+                out.append(
+                    {
+                        "type": "batch:compute-environment",
+                        "id": ce["computeEnvironmentArn"],
+                        "name": ce["computeEnvironmentName"],
+                        "state": f"{ce.get('state')}/{ce.get('status')}",
+                    }
+                )
     for page in batch.get_paginator("describe_job_queues").paginate():
         for q in page["jobQueues"]:
             if _batch_tagged(q, session):
                 queues.append(q["jobQueueName"])
-                out.append({"type": "batch:job-queue", "id": q["jobQueueArn"], "name": q["jobQueueName"],
-                            "state": f"{q.get('state')}/{q.get('status')}"})
+                out.append(
+                    {
+                        "type": "batch:job-queue",
+                        "id": q["jobQueueArn"],
+                        "name": q["jobQueueName"],
+                        "state": f"{q.get('state')}/{q.get('status')}",
+                    }
+                )
     for page in batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE"):
         for d in page["jobDefinitions"]:
             if _batch_tagged(d, session):
-                out.append({"type": "batch:job-definition", "id": d["jobDefinitionArn"], "name": d["jobDefinitionName"]})
+                out.append(
+                    {"type": "batch:job-definition", "id": d["jobDefinitionArn"], "name": d["jobDefinitionName"]}
+                )
     for q in queues:
         for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
             for page in batch.get_paginator("list_jobs").paginate(jobQueue=q, jobStatus=status):
@@ -196,12 +210,22 @@ def sagemaker_resources(aws: Aws, session: str) -> list[dict[str, str]]:
             raise
         e = None
     if e and _sagemaker_tagged(sm, e["EndpointArn"], session):
-        out.append({"type": "sagemaker:endpoint", "id": e["EndpointArn"], "name": e["EndpointName"],
-                    "state": e.get("EndpointStatus", "")})
+        out.append(
+            {
+                "type": "sagemaker:endpoint",
+                "id": e["EndpointArn"],
+                "name": e["EndpointName"],
+                "state": e.get("EndpointStatus", ""),
+            }
+        )
     for page in sm.get_paginator("list_endpoint_configs").paginate(NameContains=start):
         for c in page["EndpointConfigs"]:
-            if c["EndpointConfigName"].removeprefix(start + "-").isdigit() and _sagemaker_tagged(sm, c["EndpointConfigArn"], session):
-                out.append({"type": "sagemaker:endpoint-config", "id": c["EndpointConfigArn"], "name": c["EndpointConfigName"]})
+            if c["EndpointConfigName"].removeprefix(start + "-").isdigit() and _sagemaker_tagged(
+                sm, c["EndpointConfigArn"], session
+            ):
+                out.append(
+                    {"type": "sagemaker:endpoint-config", "id": c["EndpointConfigArn"], "name": c["EndpointConfigName"]}
+                )
     for precision in names.SAGEMAKER_PRECISIONS:
         try:
             m = sm.describe_model(ModelName=names.sagemaker_model(session, precision))
@@ -213,7 +237,9 @@ def sagemaker_resources(aws: Aws, session: str) -> list[dict[str, str]]:
             out.append({"type": "sagemaker:model", "id": m["ModelArn"], "name": m["ModelName"]})
     group = log_group_named(aws, names.sagemaker_log_group(names.sagemaker_endpoint(session)))
     if group:
-        out.append({"type": "logs:log-group", "id": group.get("arn", group["logGroupName"]), "name": group["logGroupName"]})
+        out.append(
+            {"type": "logs:log-group", "id": group.get("arn", group["logGroupName"]), "name": group["logGroupName"]}
+        )
     return out
 
 
@@ -221,11 +247,25 @@ def session_resources(aws: Aws, session: str) -> list[dict[str, str]]:
     """Every live resource tagged for ``session``, one flat dict each (for --json)."""
     out: list[dict[str, str]] = []
     for i in instances(aws, session):
-        out.append({"type": "ec2:instance", "id": i["InstanceId"], "name": tag_dict(i.get("Tags")).get("Name", ""),
-                    "state": i["State"]["Name"], "zone": i.get("Placement", {}).get("AvailabilityZone", "")})
+        out.append(
+            {
+                "type": "ec2:instance",
+                "id": i["InstanceId"],
+                "name": tag_dict(i.get("Tags")).get("Name", ""),
+                "state": i["State"]["Name"],
+                "zone": i.get("Placement", {}).get("AvailabilityZone", ""),
+            }
+        )
     for i in batch_hosts(aws, session):
-        out.append({"type": "batch:host", "id": i["InstanceId"], "name": tag_dict(i.get("Tags")).get("Name", ""),
-                    "state": i["State"]["Name"], "zone": i.get("Placement", {}).get("AvailabilityZone", "")})
+        out.append(
+            {
+                "type": "batch:host",
+                "id": i["InstanceId"],
+                "name": tag_dict(i.get("Tags")).get("Name", ""),
+                "state": i["State"]["Name"],
+                "zone": i.get("Placement", {}).get("AvailabilityZone", ""),
+            }
+        )
     for k in key_pairs(aws, session):
         out.append({"type": "ec2:key-pair", "id": k.get("KeyPairId", ""), "name": k["KeyName"]})
     for g in security_groups(aws, session):

@@ -36,59 +36,133 @@ LOG_GROUPS = "/inflab/*"  # a session's log group is /inflab/<session>
 SAGEMAKER_LOGS = f"/aws/sagemaker/Endpoints/{NAME}"  # a SageMaker endpoint's (SageMaker makes it)
 BEACONS = "/inflab/sessions"  # the progress beacons: /inflab/sessions/<session>
 #: the AWS managed policies the lab attaches to its roles (nothing else may be attached)
-MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
-)
+MANAGED_POLICIES = ("arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",)
 #: the services the lab's roles are made for (their trust policies): the only ones they may be passed to
 ROLE_SERVICES = ("ec2.amazonaws.com", "batch.amazonaws.com", "ecs-tasks.amazonaws.com", "sagemaker.amazonaws.com")
 BATCH_SERVICE_LINKED_ROLE = "arn:aws:iam::*:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
 
 #: every AWS call the lab's steps (and the look by tag, the beacon, the price refresh) make: (service, operation)
-LAB_CALLS = frozenset({
-    ("sts", "GetCallerIdentity"),
-    ("ec2", "DescribeImages"), ("ec2", "DescribeInstanceTypeOfferings"), ("ec2", "DescribeInstanceTypes"),
-    ("ec2", "DescribeSubnets"), ("ec2", "DescribeInstances"), ("ec2", "DescribeKeyPairs"),
-    ("ec2", "DescribeSecurityGroups"), ("ec2", "DescribeLaunchTemplates"), ("ec2", "DescribeVolumes"),
-    ("ec2", "ImportKeyPair"), ("ec2", "DeleteKeyPair"), ("ec2", "CreateSecurityGroup"), ("ec2", "DeleteSecurityGroup"),
-    ("ec2", "AuthorizeSecurityGroupIngress"), ("ec2", "RevokeSecurityGroupIngress"), ("ec2", "CreateLaunchTemplate"),
-    ("ec2", "DeleteLaunchTemplate"), ("ec2", "RunInstances"), ("ec2", "TerminateInstances"), ("ec2", "GetConsoleOutput"),
-    ("iam", "CreateRole"), ("iam", "GetRole"), ("iam", "DeleteRole"), ("iam", "AttachRolePolicy"),
-    ("iam", "DetachRolePolicy"), ("iam", "PutRolePolicy"), ("iam", "DeleteRolePolicy"), ("iam", "ListRoles"),
-    ("iam", "ListRoleTags"), ("iam", "ListAttachedRolePolicies"), ("iam", "ListRolePolicies"),
-    ("iam", "ListInstanceProfilesForRole"), ("iam", "CreateInstanceProfile"), ("iam", "GetInstanceProfile"),
-    ("iam", "DeleteInstanceProfile"), ("iam", "ListInstanceProfiles"), ("iam", "AddRoleToInstanceProfile"),
-    ("iam", "RemoveRoleFromInstanceProfile"),
-    ("ecr", "CreateRepository"), ("ecr", "DeleteRepository"), ("ecr", "DescribeRepositories"), ("ecr", "DescribeImages"),
-    ("ecr", "BatchDeleteImage"), ("ecr", "ListTagsForResource"), ("ecr", "GetAuthorizationToken"),
-    ("s3", "CreateBucket"), ("s3", "HeadBucket"), ("s3", "DeleteBucket"), ("s3", "ListBuckets"),
-    ("s3", "GetBucketTagging"), ("s3", "PutBucketTagging"), ("s3", "PutPublicAccessBlock"),
-    ("s3", "PutBucketEncryption"), ("s3", "ListObjectsV2"), ("s3", "ListObjectVersions"), ("s3", "GetObject"),
-    ("s3", "PutObject"), ("s3", "DeleteObjects"),
-    ("logs", "CreateLogGroup"), ("logs", "DeleteLogGroup"), ("logs", "DescribeLogGroups"),
-    ("logs", "PutRetentionPolicy"), ("logs", "GetLogEvents"),
-    ("batch", "CreateComputeEnvironment"), ("batch", "UpdateComputeEnvironment"), ("batch", "DeleteComputeEnvironment"),
-    ("batch", "DescribeComputeEnvironments"), ("batch", "CreateJobQueue"), ("batch", "UpdateJobQueue"),
-    ("batch", "DeleteJobQueue"), ("batch", "DescribeJobQueues"), ("batch", "RegisterJobDefinition"),
-    ("batch", "DeregisterJobDefinition"), ("batch", "DescribeJobDefinitions"), ("batch", "SubmitJob"),
-    ("batch", "DescribeJobs"), ("batch", "ListJobs"), ("batch", "TerminateJob"),
-    ("ssm", "GetParameter"), ("ssm", "PutParameter"), ("ssm", "AddTagsToResource"), ("ssm", "DeleteParameter"),
-    ("ssm", "GetParametersByPath"),
-    ("pricing", "GetProducts"),
-    ("sagemaker", "CreateModel"), ("sagemaker", "DescribeModel"), ("sagemaker", "DeleteModel"),
-    ("sagemaker", "CreateEndpointConfig"), ("sagemaker", "DeleteEndpointConfig"),
-    ("sagemaker", "ListEndpointConfigs"), ("sagemaker", "CreateEndpoint"), ("sagemaker", "DescribeEndpoint"),
-    ("sagemaker", "DeleteEndpoint"), ("sagemaker", "ListTags"),
-    ("sagemaker-runtime", "InvokeEndpoint"), ("s3", "HeadObject"), ("logs", "FilterLogEvents"),
-    ("cloudwatch", "GetMetricStatistics"),
-})
+LAB_CALLS = frozenset(
+    {
+        ("sts", "GetCallerIdentity"),
+        ("ec2", "DescribeImages"),
+        ("ec2", "DescribeInstanceTypeOfferings"),
+        ("ec2", "DescribeInstanceTypes"),
+        ("ec2", "DescribeSubnets"),
+        ("ec2", "DescribeInstances"),
+        ("ec2", "DescribeKeyPairs"),
+        ("ec2", "DescribeSecurityGroups"),
+        ("ec2", "DescribeLaunchTemplates"),
+        ("ec2", "DescribeVolumes"),
+        ("ec2", "ImportKeyPair"),
+        ("ec2", "DeleteKeyPair"),
+        ("ec2", "CreateSecurityGroup"),
+        ("ec2", "DeleteSecurityGroup"),
+        ("ec2", "AuthorizeSecurityGroupIngress"),
+        ("ec2", "RevokeSecurityGroupIngress"),
+        ("ec2", "CreateLaunchTemplate"),
+        ("ec2", "DeleteLaunchTemplate"),
+        ("ec2", "RunInstances"),
+        ("ec2", "TerminateInstances"),
+        ("ec2", "GetConsoleOutput"),
+        ("iam", "CreateRole"),
+        ("iam", "GetRole"),
+        ("iam", "DeleteRole"),
+        ("iam", "AttachRolePolicy"),
+        ("iam", "DetachRolePolicy"),
+        ("iam", "PutRolePolicy"),
+        ("iam", "DeleteRolePolicy"),
+        ("iam", "ListRoles"),
+        ("iam", "ListRoleTags"),
+        ("iam", "ListAttachedRolePolicies"),
+        ("iam", "ListRolePolicies"),
+        ("iam", "ListInstanceProfilesForRole"),
+        ("iam", "CreateInstanceProfile"),
+        ("iam", "GetInstanceProfile"),
+        ("iam", "DeleteInstanceProfile"),
+        ("iam", "ListInstanceProfiles"),
+        ("iam", "AddRoleToInstanceProfile"),
+        ("iam", "RemoveRoleFromInstanceProfile"),
+        ("ecr", "CreateRepository"),
+        ("ecr", "DeleteRepository"),
+        ("ecr", "DescribeRepositories"),
+        ("ecr", "DescribeImages"),
+        ("ecr", "BatchDeleteImage"),
+        ("ecr", "ListTagsForResource"),
+        ("ecr", "GetAuthorizationToken"),
+        ("s3", "CreateBucket"),
+        ("s3", "HeadBucket"),
+        ("s3", "DeleteBucket"),
+        ("s3", "ListBuckets"),
+        ("s3", "GetBucketTagging"),
+        ("s3", "PutBucketTagging"),
+        ("s3", "PutPublicAccessBlock"),
+        ("s3", "PutBucketEncryption"),
+        ("s3", "ListObjectsV2"),
+        ("s3", "ListObjectVersions"),
+        ("s3", "GetObject"),
+        ("s3", "PutObject"),
+        ("s3", "DeleteObjects"),
+        ("logs", "CreateLogGroup"),
+        ("logs", "DeleteLogGroup"),
+        ("logs", "DescribeLogGroups"),
+        ("logs", "PutRetentionPolicy"),
+        ("logs", "GetLogEvents"),
+        ("batch", "CreateComputeEnvironment"),
+        ("batch", "UpdateComputeEnvironment"),
+        ("batch", "DeleteComputeEnvironment"),
+        ("batch", "DescribeComputeEnvironments"),
+        ("batch", "CreateJobQueue"),
+        ("batch", "UpdateJobQueue"),
+        ("batch", "DeleteJobQueue"),
+        ("batch", "DescribeJobQueues"),
+        ("batch", "RegisterJobDefinition"),
+        ("batch", "DeregisterJobDefinition"),
+        ("batch", "DescribeJobDefinitions"),
+        ("batch", "SubmitJob"),
+        ("batch", "DescribeJobs"),
+        ("batch", "ListJobs"),
+        ("batch", "TerminateJob"),
+        ("ssm", "GetParameter"),
+        ("ssm", "PutParameter"),
+        ("ssm", "AddTagsToResource"),
+        ("ssm", "DeleteParameter"),
+        ("ssm", "GetParametersByPath"),
+        ("pricing", "GetProducts"),
+        ("sagemaker", "CreateModel"),
+        ("sagemaker", "DescribeModel"),
+        ("sagemaker", "DeleteModel"),
+        ("sagemaker", "CreateEndpointConfig"),
+        ("sagemaker", "DeleteEndpointConfig"),
+        ("sagemaker", "ListEndpointConfigs"),
+        ("sagemaker", "CreateEndpoint"),
+        ("sagemaker", "DescribeEndpoint"),
+        ("sagemaker", "DeleteEndpoint"),
+        ("sagemaker", "ListTags"),
+        ("sagemaker-runtime", "InvokeEndpoint"),
+        ("s3", "HeadObject"),
+        ("logs", "FilterLogEvents"),
+        ("cloudwatch", "GetMetricStatistics"),
+    }
+)
 
 #: what the instructor's room and preflight read, beyond what cleanup needs
-INSTRUCTOR_CALLS = frozenset({
-    ("sts", "GetCallerIdentity"), ("ssm", "GetParametersByPath"), ("ec2", "DescribeInstances"),
-    ("batch", "DescribeComputeEnvironments"), ("batch", "DescribeJobQueues"), ("batch", "ListJobs"),
-    ("ec2", "DescribeAvailabilityZones"), ("ec2", "DescribeInstanceTypeOfferings"), ("ec2", "DescribeInstanceTypes"),
-    ("ec2", "DescribeVpcs"), ("service-quotas", "GetServiceQuota"), ("service-quotas", "GetAWSDefaultServiceQuota"),
-})
+INSTRUCTOR_CALLS = frozenset(
+    {
+        ("sts", "GetCallerIdentity"),
+        ("ssm", "GetParametersByPath"),
+        ("ec2", "DescribeInstances"),
+        ("batch", "DescribeComputeEnvironments"),
+        ("batch", "DescribeJobQueues"),
+        ("batch", "ListJobs"),
+        ("ec2", "DescribeAvailabilityZones"),
+        ("ec2", "DescribeInstanceTypeOfferings"),
+        ("ec2", "DescribeInstanceTypes"),
+        ("ec2", "DescribeVpcs"),
+        ("service-quotas", "GetServiceQuota"),
+        ("service-quotas", "GetAWSDefaultServiceQuota"),
+    }
+)
 
 #: IAM actions whose name is not the operation's (S3's; ``DeleteObjects`` with version ids needs both)
 _ACTION_OF = {
@@ -102,7 +176,10 @@ _ACTION_OF = {
     ("s3", "PutPublicAccessBlock"): ("s3:PutBucketPublicAccessBlock",),
     ("s3", "PutBucketEncryption"): ("s3:PutEncryptionConfiguration",),
 }
-_PREFIX = {"service-quotas": "servicequotas", "sagemaker-runtime": "sagemaker"}  # the IAM service prefix where it is not the client's name
+_PREFIX = {
+    "service-quotas": "servicequotas",
+    "sagemaker-runtime": "sagemaker",
+}  # the IAM service prefix where it is not the client's name
 
 #: what AWS also checks when the lab makes a call (tags given on create, a role passed, a role AWS makes)
 IMPLIED = {
@@ -126,8 +203,15 @@ IMPLIED = {
 }
 
 #: what ``docker push`` (and a pull of the session's image) asks of ECR with the token the lab gets
-REGISTRY_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
-                    "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+REGISTRY_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+)
 
 
 def iam_actions(service: str, operation: str) -> tuple[str, ...]:
@@ -150,8 +234,12 @@ _TAGGED = {"Null": {f"aws:ResourceTag/{TAG_SESSION}": "false"}}  # the resource 
 
 
 def _statement(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict:
-    s: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions),
-                         "Resource": resources if isinstance(resources, str) else list(resources)}
+    s: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": resources if isinstance(resources, str) else list(resources),
+    }
     if condition:
         s["Condition"] = condition
     return s
@@ -160,77 +248,231 @@ def _statement(sid: str, actions: list[str], resources: list[str] | str, conditi
 def _participant_statements() -> list[dict]:
     roles = [f"arn:aws:iam::*:role{IAM_PATH}{NAME}"]
     profiles = [f"arn:aws:iam::*:instance-profile{IAM_PATH}{NAME}"]
-    made_by_ec2 = [_arn("ec2", "instance/*"), _arn("ec2", "volume/*"), _arn("ec2", "security-group/*"),
-                   _arn("ec2", "launch-template/*"), _arn("ec2", f"key-pair/{NAME}")]
+    made_by_ec2 = [
+        _arn("ec2", "instance/*"),
+        _arn("ec2", "volume/*"),
+        _arn("ec2", "security-group/*"),
+        _arn("ec2", "launch-template/*"),
+        _arn("ec2", f"key-pair/{NAME}"),
+    ]
     return [
-        _statement("NoResourceTypes", [
-            "sts:GetCallerIdentity", "ec2:DescribeImages", "ec2:DescribeInstanceTypeOfferings",
-            "ec2:DescribeInstanceTypes", "ec2:DescribeSubnets", "ec2:DescribeInstances", "ec2:DescribeKeyPairs",
-            "ec2:DescribeSecurityGroups", "ec2:DescribeLaunchTemplates", "ec2:DescribeVolumes", "iam:ListRoles",
-            "iam:ListInstanceProfiles", "ecr:GetAuthorizationToken", "s3:ListAllMyBuckets", "logs:DescribeLogGroups",
-            "batch:DescribeComputeEnvironments", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
-            "batch:DescribeJobs", "batch:ListJobs", "pricing:GetProducts", "sagemaker:ListEndpointConfigs",
-            "cloudwatch:GetMetricStatistics",
-        ], "*"),
-        _statement("Ec2Create", ["ec2:RunInstances", "ec2:CreateLaunchTemplate", "ec2:CreateSecurityGroup"],
-                   made_by_ec2 + [_arn("ec2", "network-interface/*"), _arn("ec2", "subnet/*"), _arn("ec2", "vpc/*"),
-                                  _arn("ec2", "image/*", account="")]),
-        _statement("Ec2TagOnCreate", ["ec2:CreateTags"], made_by_ec2, {"StringEquals": {"ec2:CreateAction": [
-            "RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate", "ImportKeyPair"]}}),
+        _statement(
+            "NoResourceTypes",
+            [
+                "sts:GetCallerIdentity",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstanceTypeOfferings",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeInstances",
+                "ec2:DescribeKeyPairs",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeLaunchTemplates",
+                "ec2:DescribeVolumes",
+                "iam:ListRoles",
+                "iam:ListInstanceProfiles",
+                "ecr:GetAuthorizationToken",
+                "s3:ListAllMyBuckets",
+                "logs:DescribeLogGroups",
+                "batch:DescribeComputeEnvironments",
+                "batch:DescribeJobQueues",
+                "batch:DescribeJobDefinitions",
+                "batch:DescribeJobs",
+                "batch:ListJobs",
+                "pricing:GetProducts",
+                "sagemaker:ListEndpointConfigs",
+                "cloudwatch:GetMetricStatistics",
+            ],
+            "*",
+        ),
+        _statement(
+            "Ec2Create",
+            ["ec2:RunInstances", "ec2:CreateLaunchTemplate", "ec2:CreateSecurityGroup"],
+            made_by_ec2
+            + [
+                _arn("ec2", "network-interface/*"),
+                _arn("ec2", "subnet/*"),
+                _arn("ec2", "vpc/*"),
+                _arn("ec2", "image/*", account=""),
+            ],
+        ),
+        _statement(
+            "Ec2TagOnCreate",
+            ["ec2:CreateTags"],
+            made_by_ec2,
+            {
+                "StringEquals": {
+                    "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate", "ImportKeyPair"]
+                }
+            },
+        ),
         _statement("Ec2KeyPairs", ["ec2:ImportKeyPair", "ec2:DeleteKeyPair"], [_arn("ec2", f"key-pair/{NAME}")]),
-        _statement("TaggedForALab", [
-            "ec2:TerminateInstances", "ec2:GetConsoleOutput", "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup", "ec2:DeleteLaunchTemplate",
-            "batch:TerminateJob",
-        ], [_arn("ec2", "instance/*"), _arn("ec2", "security-group/*"), _arn("ec2", "launch-template/*"),
-            _arn("batch", "job/*")], _TAGGED),
-        _statement("IamLabRoles", [
-            "iam:CreateRole", "iam:TagRole", "iam:GetRole", "iam:DeleteRole", "iam:PutRolePolicy",
-            "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:ListRoleTags", "iam:ListAttachedRolePolicies",
-            "iam:ListRolePolicies", "iam:ListInstanceProfilesForRole",
-        ], roles),
+        _statement(
+            "TaggedForALab",
+            [
+                "ec2:TerminateInstances",
+                "ec2:GetConsoleOutput",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+                "ec2:DeleteLaunchTemplate",
+                "batch:TerminateJob",
+            ],
+            [
+                _arn("ec2", "instance/*"),
+                _arn("ec2", "security-group/*"),
+                _arn("ec2", "launch-template/*"),
+                _arn("batch", "job/*"),
+            ],
+            _TAGGED,
+        ),
+        _statement(
+            "IamLabRoles",
+            [
+                "iam:CreateRole",
+                "iam:TagRole",
+                "iam:GetRole",
+                "iam:DeleteRole",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy",
+                "iam:DetachRolePolicy",
+                "iam:ListRoleTags",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+            ],
+            roles,
+        ),
         # A look-up of a role or profile that does not exist yet names no path.
-        _statement("IamLookUp", ["iam:GetRole", "iam:GetInstanceProfile"],
-                   [f"arn:aws:iam::*:role/{NAME}", f"arn:aws:iam::*:instance-profile/{NAME}"]),
-        _statement("IamAttachLabPolicies", ["iam:AttachRolePolicy"], roles,
-                   {"ArnEquals": {"iam:PolicyARN": list(MANAGED_POLICIES)}}),
-        _statement("IamPassLabRoles", ["iam:PassRole"], roles,
-                   {"StringEqualsIfExists": {"iam:PassedToService": list(ROLE_SERVICES)}}),
-        _statement("IamLabProfiles", [
-            "iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:GetInstanceProfile", "iam:DeleteInstanceProfile",
-            "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
-        ], profiles),
-        _statement("BatchLinkedRole", ["iam:CreateServiceLinkedRole"], [BATCH_SERVICE_LINKED_ROLE],
-                   {"StringEquals": {"iam:AWSServiceName": "batch.amazonaws.com"}}),
-        _statement("BatchLab", [
-            "batch:CreateComputeEnvironment", "batch:UpdateComputeEnvironment", "batch:DeleteComputeEnvironment",
-            "batch:CreateJobQueue", "batch:UpdateJobQueue", "batch:DeleteJobQueue", "batch:RegisterJobDefinition",
-            "batch:DeregisterJobDefinition", "batch:SubmitJob", "batch:TagResource",
-        ], [_arn("batch", f"compute-environment/{NAME}"), _arn("batch", f"job-queue/{NAME}"),
-            _arn("batch", f"job-definition/{NAME}"), _arn("batch", "job/*")]),
+        _statement(
+            "IamLookUp",
+            ["iam:GetRole", "iam:GetInstanceProfile"],
+            [f"arn:aws:iam::*:role/{NAME}", f"arn:aws:iam::*:instance-profile/{NAME}"],
+        ),
+        _statement(
+            "IamAttachLabPolicies",
+            ["iam:AttachRolePolicy"],
+            roles,
+            {"ArnEquals": {"iam:PolicyARN": list(MANAGED_POLICIES)}},
+        ),
+        _statement(
+            "IamPassLabRoles",
+            ["iam:PassRole"],
+            roles,
+            {"StringEqualsIfExists": {"iam:PassedToService": list(ROLE_SERVICES)}},
+        ),
+        _statement(
+            "IamLabProfiles",
+            [
+                "iam:CreateInstanceProfile",
+                "iam:TagInstanceProfile",
+                "iam:GetInstanceProfile",
+                "iam:DeleteInstanceProfile",
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+            ],
+            profiles,
+        ),
+        _statement(
+            "BatchLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            [BATCH_SERVICE_LINKED_ROLE],
+            {"StringEquals": {"iam:AWSServiceName": "batch.amazonaws.com"}},
+        ),
+        _statement(
+            "BatchLab",
+            [
+                "batch:CreateComputeEnvironment",
+                "batch:UpdateComputeEnvironment",
+                "batch:DeleteComputeEnvironment",
+                "batch:CreateJobQueue",
+                "batch:UpdateJobQueue",
+                "batch:DeleteJobQueue",
+                "batch:RegisterJobDefinition",
+                "batch:DeregisterJobDefinition",
+                "batch:SubmitJob",
+                "batch:TagResource",
+            ],
+            [
+                _arn("batch", f"compute-environment/{NAME}"),
+                _arn("batch", f"job-queue/{NAME}"),
+                _arn("batch", f"job-definition/{NAME}"),
+                _arn("batch", "job/*"),
+            ],
+        ),
         _statement("EcrList", ["ecr:DescribeRepositories"], [_arn("ecr", "repository/*")]),
-        _statement("EcrLabRepository", [
-            "ecr:CreateRepository", "ecr:TagResource", "ecr:DeleteRepository", "ecr:DescribeImages",
-            "ecr:BatchDeleteImage", "ecr:ListTagsForResource", *REGISTRY_ACTIONS,
-        ], [_arn("ecr", f"repository/{NAME}")]),
-        _statement("S3LabBuckets", [
-            "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketTagging",
-            "s3:PutBucketTagging", "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration",
-            "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
-        ], [f"arn:aws:s3:::{NAME}", f"arn:aws:s3:::{NAME}/*"]),
-        _statement("LogsLabGroups", ["logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy",
-                                     "logs:DeleteLogGroup", "logs:GetLogEvents", "logs:FilterLogEvents"],
-                   [_arn("logs", f"log-group:{LOG_GROUPS}"), _arn("logs", f"log-group:{SAGEMAKER_LOGS}")]),
+        _statement(
+            "EcrLabRepository",
+            [
+                "ecr:CreateRepository",
+                "ecr:TagResource",
+                "ecr:DeleteRepository",
+                "ecr:DescribeImages",
+                "ecr:BatchDeleteImage",
+                "ecr:ListTagsForResource",
+                *REGISTRY_ACTIONS,
+            ],
+            [_arn("ecr", f"repository/{NAME}")],
+        ),
+        _statement(
+            "S3LabBuckets",
+            [
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:GetBucketTagging",
+                "s3:PutBucketTagging",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutEncryptionConfiguration",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+            ],
+            [f"arn:aws:s3:::{NAME}", f"arn:aws:s3:::{NAME}/*"],
+        ),
+        _statement(
+            "LogsLabGroups",
+            [
+                "logs:CreateLogGroup",
+                "logs:TagResource",
+                "logs:PutRetentionPolicy",
+                "logs:DeleteLogGroup",
+                "logs:GetLogEvents",
+                "logs:FilterLogEvents",
+            ],
+            [_arn("logs", f"log-group:{LOG_GROUPS}"), _arn("logs", f"log-group:{SAGEMAKER_LOGS}")],
+        ),
         # endpoint/, endpoint-config/ and model/ named inflab-*
-        _statement("SageMakerLab", [
-            "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:CreateEndpointConfig",
-            "sagemaker:DeleteEndpointConfig", "sagemaker:CreateEndpoint",
-            "sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:AddTags",
-            "sagemaker:ListTags",
-        ], [_arn("sagemaker", f"*/{NAME}")]),
-        _statement("SsmProgressBeacon", ["ssm:PutParameter", "ssm:AddTagsToResource", "ssm:GetParameter",
-                                         "ssm:DeleteParameter", "ssm:GetParametersByPath"],
-                   [_arn("ssm", f"parameter{BEACONS}"), _arn("ssm", f"parameter{BEACONS}/*")]),
+        _statement(
+            "SageMakerLab",
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:InvokeEndpoint",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [_arn("sagemaker", f"*/{NAME}")],
+        ),
+        _statement(
+            "SsmProgressBeacon",
+            [
+                "ssm:PutParameter",
+                "ssm:AddTagsToResource",
+                "ssm:GetParameter",
+                "ssm:DeleteParameter",
+                "ssm:GetParametersByPath",
+            ],
+            [_arn("ssm", f"parameter{BEACONS}"), _arn("ssm", f"parameter{BEACONS}/*")],
+        ),
         # AWS's public parameters (AMI ids) have no account in their ARN; "*" matches the empty one too.
         _statement("SsmPublicParameters", ["ssm:GetParameter"], [_arn("ssm", "parameter/aws/service/*")]),
     ]
@@ -244,9 +486,18 @@ def participant() -> dict[str, Any]:
 #: verbs of what cleanup does: look, delete, disable (Update*), detach
 _CLEANUP_VERBS = ("Describe", "Get", "List", "Delete", "Deregister", "Terminate", "Remove", "Detach")
 _CLEANUP_ALSO = frozenset({"batch:UpdateComputeEnvironment", "batch:UpdateJobQueue"})  # disabled before they go
-_NOT_FOR_CLEANUP = frozenset({"ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
-                              "pricing:GetProducts", "ec2:GetConsoleOutput", "logs:GetLogEvents", "s3:GetObject",
-                              "ssm:PutParameter"})
+_NOT_FOR_CLEANUP = frozenset(
+    {
+        "ecr:GetAuthorizationToken",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        "pricing:GetProducts",
+        "ec2:GetConsoleOutput",
+        "logs:GetLogEvents",
+        "s3:GetObject",
+        "ssm:PutParameter",
+    }
+)
 
 
 def cleanup_action(action: str) -> bool:
@@ -282,10 +533,18 @@ def trust(instructor_account: str, external_id: str) -> dict[str, Any]:
         raise ValueError(f"{instructor_account!r} is not an AWS account id (12 digits)")
     if not EXTERNAL_ID.fullmatch(external_id):
         raise ValueError(f"{external_id!r} is not an external id (2-1224 of letters, digits and +=,.@:/-_)")
-    return {"Version": VERSION, "Statement": [{
-        "Sid": "InstructorReadsAndCleansUp", "Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{instructor_account}:root"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"sts:ExternalId": external_id}}}]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "InstructorReadsAndCleansUp",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{instructor_account}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
 
 
 def size(doc: dict[str, Any]) -> int:

@@ -17,9 +17,16 @@ from ..prices import INSTANCE_TYPE, MAX_PAGES, PRICING_REGION, PriceError, Price
 
 def _filters(instance_type: str, region: str) -> list[dict[str, str]]:
     # On-demand only (not Capacity Blocks, which share the other attributes) and no licensed software.
-    wanted = {"instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-              "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand",
-              "licenseModel": "No License required"}
+    wanted = {
+        "instanceType": instance_type,
+        "regionCode": region,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+        "marketoption": "OnDemand",
+        "licenseModel": "No License required",
+    }
     return [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in wanted.items()]
 
 
@@ -51,8 +58,9 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def refresh(pricing_client: Any, instance_types: list[str] | tuple[str, ...], region: str, *,
-            today: str | None = None) -> Prices:
+def refresh(
+    pricing_client: Any, instance_types: list[str] | tuple[str, ...], region: str, *, today: str | None = None
+) -> Prices:
     """Prices of ``instance_types`` in ``region`` from the AWS Pricing API (``pricing_client`` is a
     boto3 ``pricing`` client for the us-east-1 endpoint). Names that are not instance types (the
     sandbox's ``"sandbox"``) are skipped; a type the API does not price falls back to the shipped
@@ -66,8 +74,12 @@ def refresh(pricing_client: Any, instance_types: list[str] | tuple[str, ...], re
         found: list[float] = []
         token = None
         for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {"ServiceCode": "AmazonEC2", "Filters": _filters(itype, region),
-                                      "FormatVersion": "aws_v1", "MaxResults": 100}
+            kwargs: dict[str, Any] = {
+                "ServiceCode": "AmazonEC2",
+                "Filters": _filters(itype, region),
+                "FormatVersion": "aws_v1",
+                "MaxResults": 100,
+            }
             if token:
                 kwargs["NextToken"] = token
             try:
@@ -109,8 +121,9 @@ def sagemaker_usd(item: Any, ml_type: str) -> float | None:
     return on_demand_usd({**doc, "product": {"attributes": {}}}, ml_type)
 
 
-def refresh_sagemaker(pricing_client: Any, ml_types: list[str] | tuple[str, ...], region: str, *,
-                      today: str | None = None) -> Prices:
+def refresh_sagemaker(
+    pricing_client: Any, ml_types: list[str] | tuple[str, ...], region: str, *, today: str | None = None
+) -> Prices:
     """Prices of SageMaker real-time inference instances (``ml.*``) in ``region`` from the Pricing API
     (``ServiceCode`` AmazonSageMaker); a type it does not price falls back to the shipped table.
     Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
@@ -123,8 +136,12 @@ def refresh_sagemaker(pricing_client: Any, ml_types: list[str] | tuple[str, ...]
         found: list[float] = []
         token = None
         for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {"ServiceCode": "AmazonSageMaker", "Filters": _sagemaker_filters(ml_type, region),
-                                      "FormatVersion": "aws_v1", "MaxResults": 100}
+            kwargs: dict[str, Any] = {
+                "ServiceCode": "AmazonSageMaker",
+                "Filters": _sagemaker_filters(ml_type, region),
+                "FormatVersion": "aws_v1",
+                "MaxResults": 100,
+            }
             if token:
                 kwargs["NextToken"] = token
             try:

@@ -57,8 +57,10 @@ def exclusive(home: Path, command: str) -> Iterator[Path]:
     try:
         lock.acquire(command)
     except SessionBusy:
-        raise CleanupBusy(f"another cleanup is running from this lab's home: {lock.holder()}; "
-                          "wait for it to end (nothing was removed)") from None
+        raise CleanupBusy(
+            f"another cleanup is running from this lab's home: {lock.holder()}; "
+            "wait for it to end (nothing was removed)"
+        ) from None
     try:
         yield work_dir(Path(home))
     finally:
@@ -98,7 +100,9 @@ def stand_in_config(names: Names | None, region: str, *, sandbox: bool) -> confi
     user.setdefault("lab", {})["beacon"] = False
     try:
         return config.from_dict(user, sandbox=sandbox)
-    except config.ConfigError:  # a beacon from another version: the defaults find what they can, the look by tag the rest
+    except (
+        config.ConfigError
+    ):  # a beacon from another version: the defaults find what they can, the look by tag the rest
         return config.from_dict({"aws": {"region": region}, "lab": {"beacon": False}}, sandbox=sandbox)
 
 
@@ -115,8 +119,9 @@ def activity(doc: Beacon | None, modified: float | None, now: float | None = Non
     return " and ".join(why)
 
 
-def clean_session(aws: Aws, session: str, names: Names | None, *, runtime, delete_data: bool,
-                  log: Callable[[str], None], work: Path) -> tuple[list[str], list[dict], list[dict]]:
+def clean_session(
+    aws: Aws, session: str, names: Names | None, *, runtime, delete_data: bool, log: Callable[[str], None], work: Path
+) -> tuple[list[str], list[dict], list[dict]]:
     """Remove everything ``session`` made in ``aws``'s account; (errors, leftovers, kept)."""
     if not SESSION_NAME_RE.fullmatch(session):  # the room never passes one: a name is a path below
         raise ValueError(f"{shown(repr(session), 80)} is not a session name")
@@ -138,9 +143,20 @@ def clean_session(aws: Aws, session: str, names: Names | None, *, runtime, delet
         return errors, leftovers, list(engine.kept)
 
 
-def clean_participant(label: str, aws: Aws, account: str, sessions: list[str], beacons: dict[str, Beacon],
-                      modified: dict[str, float], *, refused: list[str] | tuple[str, ...] = (), runtime, delete_data: bool,
-                      log: Callable[[str], None], work: Path) -> CleanupResult:
+def clean_participant(
+    label: str,
+    aws: Aws,
+    account: str,
+    sessions: list[str],
+    beacons: dict[str, Beacon],
+    modified: dict[str, float],
+    *,
+    refused: list[str] | tuple[str, ...] = (),
+    runtime,
+    delete_data: bool,
+    log: Callable[[str], None],
+    work: Path,
+) -> CleanupResult:
     """Clean each of the participant's sessions; ``refused``: lines for names that are not session
     names (reported as errors, never cleaned)."""
     errors: list[str] = list(refused)
@@ -159,9 +175,15 @@ def clean_participant(label: str, aws: Aws, account: str, sessions: list[str], b
         log(f"{label}: cleaning up session {session} in account {account} ({aws.region})")
         doc = beacons.get(session)
         try:
-            e, left, k = clean_session(aws, session, doc.names if doc else None, runtime=runtime,
-                                       delete_data=delete_data, log=lambda line, s=session: log(f"{label}/{s}: {line}"),
-                                       work=work)
+            e, left, k = clean_session(
+                aws,
+                session,
+                doc.names if doc else None,
+                runtime=runtime,
+                delete_data=delete_data,
+                log=lambda line, s=session: log(f"{label}/{s}: {line}"),
+                work=work,
+            )
         except Exception as exc:  # the account stopped answering half-way
             from ..engine import describe_exception
 
@@ -169,7 +191,11 @@ def clean_participant(label: str, aws: Aws, account: str, sessions: list[str], b
         errors += [f"{session}: {x}" if not x.startswith(f"{session}:") else x for x in e]
         leftovers += [dict(r, session=session) for r in left]
         kept += [dict(r, session=session) for r in k]
-        log(f"{label}/{session}: " + ("nothing tagged for it is left" if not left else f"{len(left)} resource(s) still tagged")
-            + (" but the results bucket (kept)" if k else ""))
-    return CleanupResult(label, account, aws.region, tuple(sessions), tuple(errors), tuple(leftovers), tuple(kept),
-                         active=tuple(active))
+        log(
+            f"{label}/{session}: "
+            + ("nothing tagged for it is left" if not left else f"{len(left)} resource(s) still tagged")
+            + (" but the results bucket (kept)" if k else "")
+        )
+    return CleanupResult(
+        label, account, aws.region, tuple(sessions), tuple(errors), tuple(leftovers), tuple(kept), active=tuple(active)
+    )

@@ -17,8 +17,28 @@ from ..engine import Engine
 from ..session import Store
 from .roster import Participant, Roster
 
-NAMES = ("ana", "ben", "cy", "dee", "eli", "fay", "gus", "hal", "ivy", "jo", "kai", "lea", "max", "noa", "oli",
-         "pia", "quin", "rae", "sam", "tia")
+NAMES = (
+    "ana",
+    "ben",
+    "cy",
+    "dee",
+    "eli",
+    "fay",
+    "gus",
+    "hal",
+    "ivy",
+    "jo",
+    "kai",
+    "lea",
+    "max",
+    "noa",
+    "oli",
+    "pia",
+    "quin",
+    "rae",
+    "sam",
+    "tia",
+)
 # Where the sessions stop, in turn: after these steps of the provisioning exercise (by their place
 # in it); the third session (None) is the failed one, refused at the first launch.
 _PROVISION = track.steps_of("provision")
@@ -75,7 +95,10 @@ def make_room(store: Store, n: int, *, log: Callable[[str], None], workers: int 
         for f in [pool.submit(run, lab, stop) for lab, stop in people if stop is not None]:
             f.result()
     region = config.from_dict({}, sandbox=True).region
-    return Roster(name=f"sandbox rehearsal ({n} participants)", region=region, sandbox=True,
-                  participants=tuple(Participant(label=lab, region=region, shared=True, session=names[lab])
-                                     for lab, _ in people),
-                  stuck_min={"default": 20.0})
+    return Roster(
+        name=f"sandbox rehearsal ({n} participants)",
+        region=region,
+        sandbox=True,
+        participants=tuple(Participant(label=lab, region=region, shared=True, session=names[lab]) for lab, _ in people),
+        stuck_min={"default": 20.0},
+    )

@@ -49,8 +49,11 @@ def _number(value: float) -> str:
 
 def _offerings(ec2: Any, region: str, instance_types: tuple[str, ...]) -> list[Check]:
     try:
-        zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
-                 if z.get("ZoneType", "availability-zone") == "availability-zone"]
+        zones = [
+            z["ZoneName"]
+            for z in ec2.describe_availability_zones()["AvailabilityZones"]
+            if z.get("ZoneType", "availability-zone") == "availability-zone"
+        ]
         of_zones = f" of {len(zones)} zones"
     except _AwsErrors:
         of_zones = " zones"  # the count is a nicety: the offerings still say where
@@ -59,15 +62,21 @@ def _offerings(ec2: Any, region: str, instance_types: tuple[str, ...]) -> list[C
         try:
             offered: set[str] = set()
             pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
-                LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [t]}])
+                LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [t]}]
+            )
             for page in pages:
                 offered |= {o["Location"] for o in page["InstanceTypeOfferings"] if o["InstanceType"] == t}
         except _AwsErrors as e:
             checks.append(Check("offerings", None, f"could not read where {t} is offered in {region} ({_why(e)})"))
             continue
         if not offered:
-            checks.append(Check("offerings", False, f"{t} is offered in no Availability Zone of {region} — "
-                                                    "pick another region or instance type"))
+            checks.append(
+                Check(
+                    "offerings",
+                    False,
+                    f"{t} is offered in no Availability Zone of {region} — pick another region or instance type",
+                )
+            )
         else:
             checks.append(Check("offerings", True, f"{t}: {', '.join(sorted(offered))} ({len(offered)}{of_zones})"))
     return checks
@@ -98,8 +107,18 @@ def _quota_value(quotas: Any, code: str) -> tuple[float, str]:
     return value, " (AWS's default: no value applied to this account)"
 
 
-def _quota(quotas: Any, *, code: str, name: str, types: list[str], vcpus: dict[str, int], people: int,
-           region: str, reach: str, sweep: dict[str, int] | None = None) -> Check:
+def _quota(
+    quotas: Any,
+    *,
+    code: str,
+    name: str,
+    types: list[str],
+    vcpus: dict[str, int],
+    people: int,
+    region: str,
+    reach: str,
+    sweep: dict[str, int] | None = None,
+) -> Check:
     sweep = {t: n for t, n in (sweep or {}).items() if accelerators.quota_of(t)[0] == code}
     unknown = [t for t in types if t not in vcpus]
     each = sum(vcpus.get(t, 1) for t in types) + sum(sweep.values())  # at least 1 vCPU for a type of unknown size
@@ -112,22 +131,43 @@ def _quota(quotas: Any, *, code: str, name: str, types: list[str], vcpus: dict[s
         value, source = _quota_value(quotas, code)
     except _AwsErrors as e:
         needs = f"the room needs {need} vCPUs" if not unknown else f"the vCPUs of {', '.join(unknown)} are unknown"
-        if urlsplit(getattr(getattr(quotas, "meta", None), "endpoint_url", "") or "").hostname in ("127.0.0.1", "localhost"):
-            return Check("quota", None, f"the sandbox cannot check the {name} quota {code}: its emulated account has "
-                                        f"no EC2 quotas; on AWS this compares the account's with the room's need ({needs})")
-        return Check("quota", None, f"could not read the {name} quota {code} ({_why(e)}); "
-                                    f"check it in the Service Quotas console: {needs}")
+        if urlsplit(getattr(getattr(quotas, "meta", None), "endpoint_url", "") or "").hostname in (
+            "127.0.0.1",
+            "localhost",
+        ):
+            return Check(
+                "quota",
+                None,
+                f"the sandbox cannot check the {name} quota {code}: its emulated account has "
+                f"no EC2 quotas; on AWS this compares the account's with the room's need ({needs})",
+            )
+        return Check(
+            "quota",
+            None,
+            f"could not read the {name} quota {code} ({_why(e)}); check it in the Service Quotas console: {needs}",
+        )
     have = f"{name}: quota {_number(value)} vCPUs{source}"
     if value < need:
         profile = f" --profile {reach.split(' ', 1)[1]}" if reach.startswith("profile ") else ""
-        needs = (f"the room needs {need} ({why})" if not unknown
-                 else f"the room needs at least {need} (the vCPUs of {', '.join(unknown)} are unknown)")
-        return Check("quota", False, f"{have}, {needs} — request an increase: aws service-quotas "
-                                     f"request-service-quota-increase --service-code ec2 --quota-code {code} "
-                                     f"--desired-value {need} --region {region}{profile}")
+        needs = (
+            f"the room needs {need} ({why})"
+            if not unknown
+            else f"the room needs at least {need} (the vCPUs of {', '.join(unknown)} are unknown)"
+        )
+        return Check(
+            "quota",
+            False,
+            f"{have}, {needs} — request an increase: aws service-quotas "
+            f"request-service-quota-increase --service-code ec2 --quota-code {code} "
+            f"--desired-value {need} --region {region}{profile}",
+        )
     if unknown:
-        return Check("quota", None, f"{have}; the vCPUs of {', '.join(unknown)} are unknown, so the room's need "
-                                    f"is too: work it out by hand (each participant runs one of each type)")
+        return Check(
+            "quota",
+            None,
+            f"{have}; the vCPUs of {', '.join(unknown)} are unknown, so the room's need "
+            f"is too: work it out by hand (each participant runs one of each type)",
+        )
     return Check("quota", True, f"{have}, the room needs {need} ({why})")
 
 
@@ -137,15 +177,26 @@ def _default_vpc(ec2: Any, region: str) -> Check:
     except _AwsErrors as e:
         return Check("default-vpc", None, f"could not look for the default VPC of {region} ({_why(e)})")
     if not vpcs:
-        return Check("default-vpc", False, f"no default VPC in {region}: the lab launches into default subnets — "
-                                           f"create one (aws ec2 create-default-vpc --region {region}) "
-                                           "or give each participant instance.subnet_id")
+        return Check(
+            "default-vpc",
+            False,
+            f"no default VPC in {region}: the lab launches into default subnets — "
+            f"create one (aws ec2 create-default-vpc --region {region}) "
+            "or give each participant instance.subnet_id",
+        )
     return Check("default-vpc", True, f"{vpcs[0]['VpcId']} in {region}")
 
 
-def preflight_account(aws: Any, *, reach: str, region: str, participants: tuple[str, ...],
-                      instance_types: tuple[str, ...], sweep: Callable[[dict[str, int]], dict[str, int]] | None = None,
-                      sweep_types: tuple[str, ...] = ()) -> AccountPreflight:
+def preflight_account(
+    aws: Any,
+    *,
+    reach: str,
+    region: str,
+    participants: tuple[str, ...],
+    instance_types: tuple[str, ...],
+    sweep: Callable[[dict[str, int]], dict[str, int]] | None = None,
+    sweep_types: tuple[str, ...] = (),
+) -> AccountPreflight:
     """Check one account and region for the participants who will use it (see the module's docstring).
 
     ``aws``: anything whose ``client(service)`` gives a boto3 client for that account and region.
@@ -155,19 +206,24 @@ def preflight_account(aws: Any, *, reach: str, region: str, participants: tuple[
     buckets = _buckets(tuple(dict.fromkeys(instance_types + sweep_types)))
 
     def result(account: str, checks: list[Check]) -> AccountPreflight:
-        return AccountPreflight(account=account, region=region, reach=reach, participants=tuple(participants),
-                                checks=tuple(checks))
+        return AccountPreflight(
+            account=account, region=region, reach=reach, participants=tuple(participants), checks=tuple(checks)
+        )
 
     def not_checked(detail: str) -> list[Check]:
-        return ([Check("offerings", None, detail) for _ in dict.fromkeys(instance_types)]
-                + [Check("quota", None, detail) for _ in buckets] + [Check("default-vpc", None, detail)])
+        return (
+            [Check("offerings", None, detail) for _ in dict.fromkeys(instance_types)]
+            + [Check("quota", None, detail) for _ in buckets]
+            + [Check("default-vpc", None, detail)]
+        )
 
     try:
         me = aws.client("sts").get_caller_identity()
         account = str(me["Account"])
     except _AwsErrors as e:
-        return result("", [Check("credentials", False, f"cannot use these credentials: {_why(e)}"),
-                           *not_checked(NOT_CHECKED)])
+        return result(
+            "", [Check("credentials", False, f"cannot use these credentials: {_why(e)}"), *not_checked(NOT_CHECKED)]
+        )
     checks = [Check("credentials", True, f"account {account} as {me.get('Arn') or reach}")]
     try:
         ec2 = aws.client("ec2")
@@ -178,8 +234,19 @@ def preflight_account(aws: Any, *, reach: str, region: str, participants: tuple[
     vcpus = _vcpus(ec2, tuple(dict.fromkeys(instance_types + sweep_types))) if buckets else {}
     held = sweep(vcpus) if sweep else {}
     for (code, name), types in buckets.items():
-        checks.append(_quota(quotas, code=code, name=name, types=[t for t in types if t in instance_types], vcpus=vcpus,
-                             people=len(participants), region=region, reach=reach, sweep=held))
+        checks.append(
+            _quota(
+                quotas,
+                code=code,
+                name=name,
+                types=[t for t in types if t in instance_types],
+                vcpus=vcpus,
+                people=len(participants),
+                region=region,
+                reach=reach,
+                sweep=held,
+            )
+        )
     checks.append(_default_vpc(ec2, region))
     return result(account, checks)
 
@@ -202,8 +269,12 @@ def summary_lines(results: list[AccountPreflight]) -> list[str]:
         return f"{r.region} {r.account or r.reach} {_labels(r.participants)}"
 
     lines = [f"WILL FAIL  {where(r)}: {c.detail}" for r in results for c in r.failing]
-    lines += [f"UNKNOWN    {where(r)}: {c.detail}" for r in results for c in r.unknown
-              if not any(f.name == "credentials" for f in r.failing)]
+    lines += [
+        f"UNKNOWN    {where(r)}: {c.detail}"
+        for r in results
+        for c in r.unknown
+        if not any(f.name == "credentials" for f in r.failing)
+    ]
     ready = sum(not r.failing for r in results)
     lines.append(f"{ready} of {len(results)} account(s) ready")
     return lines

@@ -91,8 +91,12 @@ class Row:
     def stuck(self, now: float | None = None) -> bool:
         """Past the roster's threshold on a step it has not finished (running, waiting or failed)."""
         on = self.on_step_s(now)
-        return (on is not None and self.stuck_after_s > 0 and on >= self.stuck_after_s
-                and self.state in (RUNNING, WAITING, FAILED, CANCELLED))
+        return (
+            on is not None
+            and self.stuck_after_s > 0
+            and on >= self.stuck_after_s
+            and self.state in (RUNNING, WAITING, FAILED, CANCELLED)
+        )
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         out = asdict(self)
@@ -119,8 +123,10 @@ class Summary:
     def line(self) -> str:
         at = " · ".join(f"{n} at {ex}" for ex, n in self.at.items() if n) or "nobody started"
         unreadable = f" · {self.unreadable} unreadable" if self.unreadable else ""
-        return (f"{self.participants} participants: {at} · {self.stuck} stuck · {self.failed} failed · "
-                f"{self.finished} finished · {self.unreachable} unreachable{unreadable} · spend ${self.spend_usd:,.2f}")
+        return (
+            f"{self.participants} participants: {at} · {self.stuck} stuck · {self.failed} failed · "
+            f"{self.finished} finished · {self.unreachable} unreachable{unreadable} · spend ${self.spend_usd:,.2f}"
+        )
 
 
 def summarize(rows: list[Row] | tuple[Row, ...], now: float | None = None) -> Summary:
@@ -131,11 +137,16 @@ def summarize(rows: list[Row] | tuple[Row, ...], now: float | None = None) -> Su
             at[r.exercise] += 1
     sources = sorted({r.price_source for r in rows if r.price_source})
     return Summary(
-        participants=len(rows), at=at, stuck=sum(r.stuck(now) for r in rows),
-        failed=sum(r.state == FAILED for r in rows), finished=sum(r.state == FINISHED for r in rows),
+        participants=len(rows),
+        at=at,
+        stuck=sum(r.stuck(now) for r in rows),
+        failed=sum(r.state == FAILED for r in rows),
+        finished=sum(r.state == FINISHED for r in rows),
         unreachable=sum(r.state == UNREACHABLE for r in rows),
-        spend_usd=round(sum(i.spend(now) for r in rows for i in r.instances), 4), price_source="; ".join(sources),
-        unreadable=sum(r.state == UNREADABLE for r in rows))
+        spend_usd=round(sum(i.spend(now) for r in rows for i in r.instances), 4),
+        price_source="; ".join(sources),
+        unreadable=sum(r.state == UNREADABLE for r in rows),
+    )
 
 
 @dataclass(frozen=True)
@@ -152,8 +163,13 @@ class Room:
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         now = now or time.time()
-        return {"workshop": self.workshop, "at": self.at, "took_s": round(self.took_s, 3),
-                "summary": asdict(self.summary(now)), "rows": [r.to_json(now) for r in self.rows]}
+        return {
+            "workshop": self.workshop,
+            "at": self.at,
+            "took_s": round(self.took_s, 3),
+            "summary": asdict(self.summary(now)),
+            "rows": [r.to_json(now) for r in self.rows],
+        }
 
 
 # -- preflight ------------------------------------------------------------------------------------
@@ -216,8 +232,9 @@ class CleanupResult:
         if not self.sessions:
             return "no session found for this participant: nothing removed"
         if self.leftovers:
-            return "still tagged: " + ", ".join(f"{x.get('type', '?')} {x.get('id') or x.get('name', '?')}"
-                                                for x in self.leftovers)
+            return "still tagged: " + ", ".join(
+                f"{x.get('type', '?')} {x.get('id') or x.get('name', '?')}" for x in self.leftovers
+            )
         return "nothing tagged is left"
 
     def to_json(self) -> dict[str, Any]:

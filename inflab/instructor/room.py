@@ -78,8 +78,10 @@ class Account:
                 self.unread[p.name] = p
         self.instances: dict[str, list[dict[str, Any]]] = {}
         ec2 = aws.client("ec2")
-        filters = [{"Name": "tag-key", "Values": [TAG_SESSION]},
-                   {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+        filters = [
+            {"Name": "tag-key", "Values": [TAG_SESSION]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
         for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
             for res in page["Reservations"]:
                 for inst in res["Instances"]:
@@ -91,10 +93,13 @@ class Account:
         self.jobs: dict[str, dict[str, int]] = {}
         for page in batch.get_paginator("describe_compute_environments").paginate():
             for ce in page["computeEnvironments"]:
-                owner = self._owner(_tagged_session(ce.get("tags")), f"compute environment {ce['computeEnvironmentName']}")
+                owner = self._owner(
+                    _tagged_session(ce.get("tags")), f"compute environment {ce['computeEnvironmentName']}"
+                )
                 if owner:
                     self.compute_envs.setdefault(owner, []).append(
-                        f"{ce['computeEnvironmentName']} {ce.get('state')}/{ce.get('status')}")
+                        f"{ce['computeEnvironmentName']} {ce.get('state')}/{ce.get('status')}"
+                    )
         for page in batch.get_paginator("describe_job_queues").paginate():
             for q in page["jobQueues"]:
                 owner = self._owner(_tagged_session(q.get("tags")), f"job queue {q['jobQueueName']}")
@@ -128,13 +133,16 @@ class Account:
 
     def bad_name_lines(self) -> list[str]:
         """One line per name that is not a session name: not read, not cleaned up."""
-        return [f"{where} names the session {shown(repr(name), 80)}, which is not a session name "
-                "(lowercase letters, digits and '-'): not read and not cleaned up — look at it by hand"
-                for name, where in sorted(self.bad_names.items())]
+        return [
+            f"{where} names the session {shown(repr(name), 80)}, which is not a session name "
+            "(lowercase letters, digits and '-'): not read and not cleaned up — look at it by hand"
+            for name, where in sorted(self.bad_names.items())
+        ]
 
 
 def _newest(found: Account, sessions: list[str]) -> str:
     """The session whose beacon was written last (AWS's clock first, then the writer's)."""
+
     def when(s: str) -> tuple[float, float]:
         doc = found.beacons.get(s)
         return found.modified.get(s, 0.0), (doc.updated or 0.0) if doc else 0.0
@@ -158,9 +166,16 @@ def build_row(p: Participant, roster: Roster, found: Account, prices, *, sandbox
     instances = []
     for inst in found.instances.get(session, []) if session else []:
         quote = prices.quote(inst.get("InstanceType"))
-        instances.append(Instance(inst["InstanceId"], inst.get("InstanceType", ""), inst["State"]["Name"],
-                                  inst["LaunchTime"].timestamp(), inst.get("Placement", {}).get("AvailabilityZone", ""),
-                                  quote.per_hour if quote else None))
+        instances.append(
+            Instance(
+                inst["InstanceId"],
+                inst.get("InstanceType", ""),
+                inst["State"]["Name"],
+                inst["LaunchTime"].timestamp(),
+                inst.get("Placement", {}).get("AvailabilityZone", ""),
+                quote.per_hour if quote else None,
+            )
+        )
     quotes = {prices.quote(i.type) for i in instances}
     source = "; ".join(sorted({q.source for q in quotes if q})) + (SANDBOX_NOTE if sandbox and instances else "")
     # Own account: everything odd in it is this participant's. Shared: a bad name or an unreadable
@@ -168,25 +183,48 @@ def build_row(p: Participant, roster: Roster, found: Account, prices, *, sandbox
     warnings: list[str] = []
     if not p.shared or not session:
         warnings = found.bad_name_lines() + [found.unread_reason(s) for s in sorted(found.unread) if s != session]
-    base = dict(label=p.label, region=p.region, reach=p.reach, account=found.id, session=session,
-                instances=tuple(instances), batch_jobs=dict(found.jobs.get(session, {})) if session else {},
-                compute_envs=tuple(found.compute_envs.get(session, [])) if session else (),
-                spend_usd=round(sum(i.spend() for i in instances), 4), price_source=source, warnings=tuple(warnings))
+    base = dict(
+        label=p.label,
+        region=p.region,
+        reach=p.reach,
+        account=found.id,
+        session=session,
+        instances=tuple(instances),
+        batch_jobs=dict(found.jobs.get(session, {})) if session else {},
+        compute_envs=tuple(found.compute_envs.get(session, [])) if session else (),
+        spend_usd=round(sum(i.spend() for i in instances), 4),
+        price_source=source,
+        warnings=tuple(warnings),
+    )
     if session in found.unread:
         return Row(**base, state=UNREADABLE, reason=found.unread_reason(session), updated=found.modified.get(session))
     if not session and warnings and not p.shared:  # their account shows only what cannot be used
         more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
         return Row(**base, state=UNREADABLE, reason=warnings[0] + more)
     if doc is None:
-        return Row(**base, state=NO_SESSION, reason="" if session or instances else "no session has published progress yet")
+        return Row(
+            **base, state=NO_SESSION, reason="" if session or instances else "no session has published progress yet"
+        )
     history = [StepMark(m.step, m.state, m.started, m.finished) for m in doc.history]
     step, state = doc.step, STATES.get(doc.state, WAITING)
     if state == WAITING and not history:
         state = NOT_STARTED
     if doc.error and history and history[-1].state in (FAILED, CANCELLED):
-        history[-1] = StepMark(history[-1].step, history[-1].state, history[-1].started, history[-1].finished, doc.error)
-    return Row(**base, step=step, state=state, since=doc.since, stuck_after_s=roster.stuck_after_s(step),
-               updated=doc.updated, error=doc.error, history=tuple(history), track=doc.track, version=doc.version)
+        history[-1] = StepMark(
+            history[-1].step, history[-1].state, history[-1].started, history[-1].finished, doc.error
+        )
+    return Row(
+        **base,
+        step=step,
+        state=state,
+        since=doc.since,
+        stuck_after_s=roster.stuck_after_s(step),
+        updated=doc.updated,
+        error=doc.error,
+        history=tuple(history),
+        track=doc.track,
+        version=doc.version,
+    )
 
 
 class RoomReader:
@@ -224,9 +262,16 @@ class RoomReader:
                 endpoint = self.runtime.aws_endpoint() if self.roster.sandbox else None
                 headers = self.runtime.aws_headers() if self.roster.sandbox else {}
                 key = self.runtime.aws_credentials(instructor=True) if self.roster.sandbox else None
-                aws = self._aws[p.account_key] = Aws(region=p.region, profile=p.profile or None, endpoint_url=endpoint,
-                                                     headers=headers, credentials=key, role_arn=p.role_arn or None,
-                                                     external_id=p.external_id or None, per_thread=False)
+                aws = self._aws[p.account_key] = Aws(
+                    region=p.region,
+                    profile=p.profile or None,
+                    endpoint_url=endpoint,
+                    headers=headers,
+                    credentials=key,
+                    role_arn=p.role_arn or None,
+                    external_id=p.external_id or None,
+                    per_thread=False,
+                )
             return aws
 
     def _read(self, people: list[Participant]) -> list[tuple[Row, Account | None]]:
@@ -234,16 +279,24 @@ class RoomReader:
             found = Account(self.aws_for(people[0]))
         except Exception as e:
             reason = describe_exception(e)
-            return [(Row(label=p.label, region=p.region, reach=p.reach, state=UNREACHABLE, reason=reason), None)
-                    for p in people]
+            return [
+                (Row(label=p.label, region=p.region, reach=p.reach, state=UNREACHABLE, reason=reason), None)
+                for p in people
+            ]
         return [(self._row(p, found), found) for p in people]
 
     def _row(self, p: Participant, found: Account) -> Row:
         try:
             return build_row(p, self.roster, found, self.prices, sandbox=self.roster.sandbox)
         except Exception as e:  # what the account showed for this one participant: the others are read all the same
-            return Row(label=p.label, region=p.region, reach=p.reach, account=found.id, state=UNREADABLE,
-                       reason=f"could not make sense of what the account shows: {describe_exception(e)}")
+            return Row(
+                label=p.label,
+                region=p.region,
+                reach=p.reach,
+                account=found.id,
+                state=UNREADABLE,
+                reason=f"could not make sense of what the account shows: {describe_exception(e)}",
+            )
 
     def refresh(self) -> Room:
         started = time.monotonic()
@@ -290,11 +343,22 @@ class RoomReader:
             except Exception as e:  # a profile that is not there
                 from .records import Check
 
-                return AccountPreflight("", p.region, p.reach, tuple(x.label for x in people),
-                                        (Check("credentials", False, describe_exception(e)),))
-            return preflight_account(aws, reach=p.reach, region=p.region, participants=tuple(x.label for x in people),
-                                     instance_types=self.roster.instance_types, sweep=self.roster.sweep_vcpus,
-                                     sweep_types=self.roster.sweep_types)
+                return AccountPreflight(
+                    "",
+                    p.region,
+                    p.reach,
+                    tuple(x.label for x in people),
+                    (Check("credentials", False, describe_exception(e)),),
+                )
+            return preflight_account(
+                aws,
+                reach=p.reach,
+                region=p.region,
+                participants=tuple(x.label for x in people),
+                instance_types=self.roster.instance_types,
+                sweep=self.roster.sweep_vcpus,
+                sweep_types=self.roster.sweep_types,
+            )
 
         return list(self._pool.map(one, self.groups().values()))
 
@@ -322,6 +386,7 @@ class RoomReader:
             cleared = clear_leftovers(work)
             if cleared:
                 log(f"Removed {cleared} stand-in store(s) left in {work} by a cleanup that was stopped")
+
             def one(label: str) -> CleanupResult:
                 p = self.roster.participant(label)
                 try:
@@ -330,13 +395,24 @@ class RoomReader:
                     sessions = self.sessions_of(label)
                 except Exception as e:
                     log(f"{label}: cannot read the account: {describe_exception(e)}")
-                    return CleanupResult(label, "", p.region, (), (f"cannot read the account: {describe_exception(e)}",),
-                                         looked=False)
+                    return CleanupResult(
+                        label, "", p.region, (), (f"cannot read the account: {describe_exception(e)}",), looked=False
+                    )
                 # Names that are not session names are never cleaned up (never a path): each is an error to
                 # look at by hand — in the participant's own account, or in a shared one when no session is theirs.
                 refused = found.bad_name_lines() if not p.shared or not sessions else []
-                return clean_participant(label, found.aws, found.id, sessions, found.beacons, found.modified,
-                                         refused=refused, runtime=self.runtime, delete_data=delete_data, log=log,
-                                         work=work)
+                return clean_participant(
+                    label,
+                    found.aws,
+                    found.id,
+                    sessions,
+                    found.beacons,
+                    found.modified,
+                    refused=refused,
+                    runtime=self.runtime,
+                    delete_data=delete_data,
+                    log=log,
+                    work=work,
+                )
 
             return list(self._pool.map(one, labels))

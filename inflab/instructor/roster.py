@@ -109,8 +109,11 @@ class Roster:
     def sweep_vcpus(self, vcpus: dict[str, int]) -> dict[str, int]:
         """vCPUs each participant's sweep can hold at once per instance type: every job takes a whole
         instance, up to the compute environment's limit."""
-        return {t: min(self.sweep_max_vcpus, self.sweep_jobs * vcpus[t]) for t in self.sweep_types
-                if t in vcpus and self.sweep_jobs}
+        return {
+            t: min(self.sweep_max_vcpus, self.sweep_jobs * vcpus[t])
+            for t in self.sweep_types
+            if t in vcpus and self.sweep_jobs
+        }
 
     def stuck_after_s(self, step: str) -> float:
         return 60 * self.stuck_min.get(step, self.stuck_min.get("default", STUCK_DEFAULT_MIN))
@@ -122,12 +125,24 @@ class Roster:
         """The roster as a file :func:`load` reads back (the same roster)."""
         import tomli_w
 
-        parts = ["[workshop]\n" + tomli_w.dumps({"name": self.name, "region": self.region,
-                                                 "instance_types": list(self.instance_types), "refresh_s": self.refresh_s,
-                                                 "concurrency": self.concurrency, "sandbox": self.sandbox}),
-                 "[sweep]\n" + tomli_w.dumps({"instance_types": list(self.sweep_types), "jobs": self.sweep_jobs,
-                                              "max_vcpus": self.sweep_max_vcpus}),
-                 "# minutes on a step before a participant counts as stuck\n[stuck]\n" + tomli_w.dumps(dict(self.stuck_min))]
+        parts = [
+            "[workshop]\n"
+            + tomli_w.dumps(
+                {
+                    "name": self.name,
+                    "region": self.region,
+                    "instance_types": list(self.instance_types),
+                    "refresh_s": self.refresh_s,
+                    "concurrency": self.concurrency,
+                    "sandbox": self.sandbox,
+                }
+            ),
+            "[sweep]\n"
+            + tomli_w.dumps(
+                {"instance_types": list(self.sweep_types), "jobs": self.sweep_jobs, "max_vcpus": self.sweep_max_vcpus}
+            ),
+            "# minutes on a step before a participant counts as stuck\n[stuck]\n" + tomli_w.dumps(dict(self.stuck_min)),
+        ]
         for p in self.participants:
             entry: dict[str, Any] = {"label": p.label}
             if p.region != self.region:
@@ -141,10 +156,24 @@ class Roster:
         return "\n".join(parts)
 
 
-WORKSHOP_KEYS = {"name": str, "region": str, "instance_types": list, "refresh_s": float, "concurrency": int, "sandbox": bool}
+WORKSHOP_KEYS = {
+    "name": str,
+    "region": str,
+    "instance_types": list,
+    "refresh_s": float,
+    "concurrency": int,
+    "sandbox": bool,
+}
 SWEEP_KEYS = {"instance_types": list, "jobs": int, "max_vcpus": int}
-PARTICIPANT_KEYS = {"label": str, "region": str, "profile": str, "role_arn": str, "external_id": str, "shared": bool,
-                    "session": str}
+PARTICIPANT_KEYS = {
+    "label": str,
+    "region": str,
+    "profile": str,
+    "role_arn": str,
+    "external_id": str,
+    "shared": bool,
+    "session": str,
+}
 BOUNDS = {"workshop.refresh_s": (2, 3600), "workshop.concurrency": (1, 32)}
 
 
@@ -195,28 +224,47 @@ def _participant(i: int, entry: Any, default_region: str, sandbox: bool) -> Part
     region = _region(f"{key}.region", p.get("region", default_region))
     ways = [w for w in ("profile", "role_arn", "shared") if p.get(w)]
     if len(ways) != 1:
-        raise ConfigError(f"{key}: give exactly one of profile, role_arn or shared = true"
-                          + (f" (found {', '.join(ways)})" if ways else ""))
+        raise ConfigError(
+            f"{key}: give exactly one of profile, role_arn or shared = true"
+            + (f" (found {', '.join(ways)})" if ways else "")
+        )
     if p.get("profile"):
         if sandbox:
             raise ConfigError(f"{key}.profile: the sandbox has no AWS profiles; use shared = true or a role_arn")
         _format(f"{key}.profile", p["profile"], PROFILE_RE, "a profile name (letters, digits and . + @ _ -)")
     if p.get("role_arn"):
-        _format(f"{key}.role_arn", p["role_arn"], ROLE_ARN_RE,
-                "an IAM role ARN (like arn:aws:iam::111122223333:role/InflabInstructor)")
+        _format(
+            f"{key}.role_arn",
+            p["role_arn"],
+            ROLE_ARN_RE,
+            "an IAM role ARN (like arn:aws:iam::111122223333:role/InflabInstructor)",
+        )
     if p.get("external_id"):
         if not p.get("role_arn"):
             raise ConfigError(f"{key}.external_id: only goes with role_arn")
-        _format(f"{key}.external_id", p["external_id"], EXTERNAL_ID_RE,
-                "an external id (2-1224 letters, digits and + = , . @ : / _ -)")
+        _format(
+            f"{key}.external_id",
+            p["external_id"],
+            EXTERNAL_ID_RE,
+            "an external id (2-1224 letters, digits and + = , . @ : / _ -)",
+        )
     if p.get("session"):
         if not p.get("shared"):
             raise ConfigError(f"{key}.session: only goes with shared = true (an own account shows its newest session)")
         if not SESSION_NAME_RE.fullmatch(p["session"]):
-            raise ConfigError(f"{key}.session: {_shown(p['session'])} is not a session name "
-                              "(lowercase letters, digits and '-', up to 31 characters)")
-    return Participant(label=p["label"], region=region, profile=p.get("profile", ""), role_arn=p.get("role_arn", ""),
-                       external_id=p.get("external_id", ""), shared=bool(p.get("shared")), session=p.get("session", ""))
+            raise ConfigError(
+                f"{key}.session: {_shown(p['session'])} is not a session name "
+                "(lowercase letters, digits and '-', up to 31 characters)"
+            )
+    return Participant(
+        label=p["label"],
+        region=region,
+        profile=p.get("profile", ""),
+        role_arn=p.get("role_arn", ""),
+        external_id=p.get("external_id", ""),
+        shared=bool(p.get("shared")),
+        session=p.get("session", ""),
+    )
 
 
 def from_dict(data: dict[str, Any]) -> Roster:
@@ -236,9 +284,13 @@ def from_dict(data: dict[str, Any]) -> Roster:
             raise ConfigError(f"{key}: {ws[short]} is outside {lo}..{hi}")
     types = _instance_types("workshop.instance_types", ws.get("instance_types", ["inf1.2xlarge"]))
     sweep = _table("sweep", data.get("sweep", {}), SWEEP_KEYS)
-    sweep_types = _instance_types("sweep.instance_types", sweep.get("instance_types", list(BatchSection.instance_types)))
-    for key, default, (lo, hi) in (("jobs", 3, (0, MAX_SWEEP_JOBS)), ("max_vcpus", BatchSection.max_vcpus,
-                                                                     (limits.MAX_VCPUS.low, limits.MAX_VCPUS.high))):
+    sweep_types = _instance_types(
+        "sweep.instance_types", sweep.get("instance_types", list(BatchSection.instance_types))
+    )
+    for key, default, (lo, hi) in (
+        ("jobs", 3, (0, MAX_SWEEP_JOBS)),
+        ("max_vcpus", BatchSection.max_vcpus, (limits.MAX_VCPUS.low, limits.MAX_VCPUS.high)),
+    ):
         if not lo <= sweep.setdefault(key, default) <= hi:
             raise ConfigError(f"sweep.{key}: {sweep[key]} is outside {lo}..{hi}")
     stuck_raw = data.get("stuck", {})
@@ -270,9 +322,19 @@ def from_dict(data: dict[str, Any]) -> Roster:
     sessions = [p.session for p in people if p.session]
     if len(set(sessions)) != len(sessions):
         raise ConfigError("participant.session: two participants follow the same session")
-    return Roster(name=name, region=region, participants=people, instance_types=tuple(types), stuck_min=stuck,
-                  refresh_s=ws.get("refresh_s", 10.0), concurrency=ws.get("concurrency", 8), sandbox=sandbox,
-                  sweep_types=tuple(sweep_types), sweep_jobs=sweep["jobs"], sweep_max_vcpus=sweep["max_vcpus"])
+    return Roster(
+        name=name,
+        region=region,
+        participants=people,
+        instance_types=tuple(types),
+        stuck_min=stuck,
+        refresh_s=ws.get("refresh_s", 10.0),
+        concurrency=ws.get("concurrency", 8),
+        sandbox=sandbox,
+        sweep_types=tuple(sweep_types),
+        sweep_jobs=sweep["jobs"],
+        sweep_max_vcpus=sweep["max_vcpus"],
+    )
 
 
 def _instance_types(key: str, types: list) -> list[str]:

@@ -54,8 +54,12 @@ class KeyPair(Step):
         """Done only if the key file holds the private half of the key pair AWS has now."""
         known = ctx.load(ImportedKey)
         pair = self._described(ctx)
-        return (pair is not None and known is not None and pair.get("KeyFingerprint") == known.fingerprint
-                and public_half(key_path(ctx)) == known.public_key)
+        return (
+            pair is not None
+            and known is not None
+            and pair.get("KeyFingerprint") == known.fingerprint
+            and public_half(key_path(ctx)) == known.public_key
+        )
 
     def apply(self, ctx):
         import asyncssh
@@ -64,19 +68,24 @@ class KeyPair(Step):
         path = key_path(ctx)
         if self._described(ctx):
             # A pair whose private half is not the file here (lost, cut short, or made elsewhere) is useless.
-            ctx.log(f"Key pair {names.key_pair(ctx.name)} exists but {path.name} does not hold its private key: replacing both")
+            ctx.log(
+                f"Key pair {names.key_pair(ctx.name)} exists but {path.name} does not hold its private key: replacing both"
+            )
             ec2.delete_key_pair(KeyName=names.key_pair(ctx.name))
         key = asyncssh.generate_private_key("ssh-ed25519", comment=names.key_pair(ctx.name))
         public = key.export_public_key("openssh")
         write_private(path, key.export_private_key("openssh"))  # exclusive temporary file, 0600, then renamed
         faultpoints.hit("keypair:key-written")
         with ctx.creating("ec2:key-pair", names.key_pair(ctx.name)) as made:
-            resp = ec2.import_key_pair(KeyName=names.key_pair(ctx.name), PublicKeyMaterial=public,
-                                       TagSpecifications=[ctx.tag_spec("key-pair")])
+            resp = ec2.import_key_pair(
+                KeyName=names.key_pair(ctx.name), PublicKeyMaterial=public, TagSpecifications=[ctx.tag_spec("key-pair")]
+            )
             ctx.save(ImportedKey(fingerprint=resp.get("KeyFingerprint", ""), public_key=public.decode().split()[1]))
             made(resp.get("KeyPairId", names.key_pair(ctx.name)), {"fingerprint": resp.get("KeyFingerprint", "")})
-        ctx.log(f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {names.key_pair(ctx.name)}; "
-                "the private key never leaves this machine")
+        ctx.log(
+            f"Made an ed25519 key here ({path}, mode 600) and imported its public half as key pair {names.key_pair(ctx.name)}; "
+            "the private key never leaves this machine"
+        )
 
     def undo(self, ctx):
         if self._described(ctx):
@@ -85,10 +94,6 @@ class KeyPair(Step):
         key_path(ctx).unlink(missing_ok=True)
         ctx.forget(ImportedKey)
         ctx.store.mark_deleted(ctx.name, "ec2:key-pair")
-
-
-
-
 
 
 class SecurityGroup(Step):
@@ -142,16 +147,12 @@ class SecurityGroup(Step):
         ctx.store.mark_deleted(ctx.name, "ec2:security-group")
 
 
-
-
 # Attached by earlier versions of the lab; access is over SSH, so a role that still has it lets go of it.
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-
-
 
 
 def lab_access_policy(ctx: StepContext, account: str) -> dict:
@@ -169,8 +170,13 @@ def lab_access_policy(ctx: StepContext, account: str) -> dict:
                 "Sid": "EcrLabRepository",
                 "Effect": "Allow",
                 "Action": [
-                    "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                    "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage",
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:InitiateLayerUpload",
+                    "ecr:UploadLayerPart",
+                    "ecr:CompleteLayerUpload",
+                    "ecr:PutImage",
                 ],
                 "Resource": f"arn:aws:ecr:{region}:{account}:repository/{ctx.prefix}",
             },
@@ -184,13 +190,13 @@ def lab_access_policy(ctx: StepContext, account: str) -> dict:
                 "Sid": "LabLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}",
-                             f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}:*"],
+                "Resource": [
+                    f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}",
+                    f"arn:aws:logs:{region}:{account}:log-group:{names.log_group(ctx.name)}:*",
+                ],
             },
         ],
     }
-
-
 
 
 class InstanceProfile(Step):
@@ -208,7 +214,9 @@ class InstanceProfile(Step):
 
     def _profile(self, ctx) -> dict | None:
         try:
-            return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=names.instance_role(ctx.name))["InstanceProfile"]
+            return ctx.aws.client("iam").get_instance_profile(InstanceProfileName=names.instance_role(ctx.name))[
+                "InstanceProfile"
+            ]
         except ClientError as e:
             if error_code(e) == "NoSuchEntity":
                 return None
@@ -248,20 +256,28 @@ class InstanceProfile(Step):
         if SSM_CORE in attached:
             iam.detach_role_policy(RoleName=name, PolicyArn=SSM_CORE)
             ctx.log("Detached AmazonSSMManagedInstanceCore (the lab reaches the instance over SSH only)")
-        iam.put_role_policy(RoleName=name, PolicyName="inflab-lab-access", PolicyDocument=json.dumps(lab_access_policy(ctx, account)))
-        ctx.log("Gave the role one inline policy, inflab-lab-access: this session's ECR repository, S3 bucket and log "
-                "group, by exact name, and nothing else")
+        iam.put_role_policy(
+            RoleName=name, PolicyName="inflab-lab-access", PolicyDocument=json.dumps(lab_access_policy(ctx, account))
+        )
+        ctx.log(
+            "Gave the role one inline policy, inflab-lab-access: this session's ECR repository, S3 bucket and log "
+            "group, by exact name, and nothing else"
+        )
         ctx.check_cancel()
         prof = self._profile(ctx)
         if prof is None:
             with ctx.creating("iam:instance-profile", name) as made:
-                prof = iam.create_instance_profile(InstanceProfileName=name, Path="/inflab/", Tags=ctx.tags())["InstanceProfile"]
+                prof = iam.create_instance_profile(InstanceProfileName=name, Path="/inflab/", Tags=ctx.tags())[
+                    "InstanceProfile"
+                ]
                 made(prof["Arn"])
             ctx.log(f"Created instance profile {name}")
         if not any(r["RoleName"] == name for r in prof.get("Roles", [])):
             iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
         ctx.progress(None, "Waiting for IAM to publish the instance profile…")
-        iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30}
+        )
         ctx.save(InstanceProfileRef(name=name, arn=prof["Arn"]))
 
     def undo(self, ctx):

@@ -51,7 +51,9 @@ class Credentials(Step):
                 raise StepError(expired) from None
             code = error_code(e)
             if code in ("InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException"):
-                raise StepError(f"AWS rejected your credentials ({code}): {error_message(e)}. Run `aws configure` to fix them") from None
+                raise StepError(
+                    f"AWS rejected your credentials ({code}): {error_message(e)}. Run `aws configure` to fix them"
+                ) from None
             raise
 
     def check(self, ctx):
@@ -83,10 +85,16 @@ class Preflight(Step):
         elif image.ssm_parameter:
             cmds.append(f"aws ssm get-parameter --name {image.ssm_parameter} --query Parameter.Value")
         else:
-            cmds.append(f"aws ec2 describe-images --owners amazon --filters 'Name=name,Values={image.name}' "
-                        "--query 'Images[].[CreationDate,ImageId,Name,Description]'"
-                        + ("  # the newest whose Description names Neuron SDK 2.26.0 or older; add --include-deprecated "
-                           "when none is current" if image.max_neuron_sdk else ""))
+            cmds.append(
+                f"aws ec2 describe-images --owners amazon --filters 'Name=name,Values={image.name}' "
+                "--query 'Images[].[CreationDate,ImageId,Name,Description]'"
+                + (
+                    "  # the newest whose Description names Neuron SDK 2.26.0 or older; add --include-deprecated "
+                    "when none is current"
+                    if image.max_neuron_sdk
+                    else ""
+                )
+            )
         return cmds
 
     def _fingerprint(self, ctx):
@@ -114,7 +122,13 @@ class Preflight(Step):
         (deprecated ones too, when no current one does: AWS hides them from a plain look-up)."""
         ec2 = ctx.aws.client("ec2")
         inst, image_spec = ctx.config.instance, ctx.config.host_image
-        key = "instance.ami" if inst.ami else "instance.ami_ssm_parameter" if inst.ami_ssm_parameter else "instance.ami_name"
+        key = (
+            "instance.ami"
+            if inst.ami
+            else "instance.ami_ssm_parameter"
+            if inst.ami_ssm_parameter
+            else "instance.ami_name"
+        )
         if not (inst.ami or inst.ami_ssm_parameter or inst.ami_name):
             key = f"the default AMI of {ctx.config.instance_type} ({image_spec.what})"
         ami_id = inst.ami
@@ -123,7 +137,9 @@ class Preflight(Step):
                 ami_id = ctx.aws.client("ssm").get_parameter(Name=image_spec.ssm_parameter)["Parameter"]["Value"]
             except ClientError as e:
                 if error_code(e) == "ParameterNotFound":
-                    raise StepError(f"{key}: the public parameter {image_spec.ssm_parameter} does not exist in {ctx.region}") from None
+                    raise StepError(
+                        f"{key}: the public parameter {image_spec.ssm_parameter} does not exist in {ctx.region}"
+                    ) from None
                 raise
             ctx.log(f"AMI from the public parameter {image_spec.ssm_parameter}: {ami_id}")
         if ami_id:
@@ -143,19 +159,28 @@ class Preflight(Step):
         sdk = accelerators.neuron_sdk(image.get("Description"))
         when = image.get("DeprecationTime") or ""
         if when and when <= datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"):
-            ctx.log(f"Note: {image['ImageId']} was deprecated on {when[:10]} (AWS no longer lists it by default); "
-                    "it still launches")
-        return MachineImage(id=image["ImageId"], name=image.get("Name", ""), root_device=image.get("RootDeviceName") or "/dev/sda1",
-                            neuron_sdk=accelerators.sdk_text(sdk) if sdk else "", user=ctx.config.login_user,
-                            deprecated=when)
+            ctx.log(
+                f"Note: {image['ImageId']} was deprecated on {when[:10]} (AWS no longer lists it by default); "
+                "it still launches"
+            )
+        return MachineImage(
+            id=image["ImageId"],
+            name=image.get("Name", ""),
+            root_device=image.get("RootDeviceName") or "/dev/sda1",
+            neuron_sdk=accelerators.sdk_text(sdk) if sdk else "",
+            user=ctx.config.login_user,
+            deprecated=when,
+        )
 
     def _check_sdk(self, ctx, key: str, image: dict, cap) -> None:
         sdk = accelerators.neuron_sdk(image.get("Description"))
         if cap and sdk and sdk > cap:
-            raise StepError(f"{key}: {image['ImageId']} ({image.get('Name')}) carries Neuron SDK {accelerators.sdk_text(sdk)}, "
-                            f"whose Neuron driver no longer supports {ctx.config.instance_type} (Inf1 needs Neuron SDK "
-                            f"{accelerators.sdk_text(cap)} or older): leave {key.split(' ')[0] if key.startswith('instance.') else 'instance.ami'} "
-                            "empty to pick the newest DLAMI that does")
+            raise StepError(
+                f"{key}: {image['ImageId']} ({image.get('Name')}) carries Neuron SDK {accelerators.sdk_text(sdk)}, "
+                f"whose Neuron driver no longer supports {ctx.config.instance_type} (Inf1 needs Neuron SDK "
+                f"{accelerators.sdk_text(cap)} or older): leave {key.split(' ')[0] if key.startswith('instance.') else 'instance.ami'} "
+                "empty to pick the newest DLAMI that does"
+            )
 
     def _newest_by_name(self, ctx, ec2, key: str, spec) -> dict:
         pattern = spec.name
@@ -163,30 +188,46 @@ class Preflight(Step):
 
         def usable(include_deprecated: bool) -> tuple[list[dict], int]:
             kwargs = {"IncludeDeprecated": True} if include_deprecated else {}
-            found = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": [pattern]},
-                                                                    {"Name": "state", "Values": ["available"]}],
-                                        **kwargs)["Images"]
+            found = ec2.describe_images(
+                Owners=["amazon"],
+                Filters=[{"Name": "name", "Values": [pattern]}, {"Name": "state", "Values": ["available"]}],
+                **kwargs,
+            )["Images"]
             found = [i for i in found if fnmatch.fnmatchcase(i.get("Name", ""), pattern)]
-            fits = [i for i in found if not cap or not (sdk := accelerators.neuron_sdk(i.get("Description"))) or sdk <= cap]
+            fits = [
+                i for i in found if not cap or not (sdk := accelerators.neuron_sdk(i.get("Description"))) or sdk <= cap
+            ]
             return fits, len(found) - len(fits)
 
         images, too_new = usable(False)
         if not images:
             images, too_new = usable(True)
             if images:
-                ctx.log(f"No current Amazon image named {pattern!r} supports {ctx.config.instance_type}: using a deprecated "
-                        "one (AWS lists deprecated images only when asked; they still launch)")
+                ctx.log(
+                    f"No current Amazon image named {pattern!r} supports {ctx.config.instance_type}: using a deprecated "
+                    "one (AWS lists deprecated images only when asked; they still launch)"
+                )
         if not images:
-            why = (f"; {too_new} match(es) carry a Neuron SDK newer than {accelerators.sdk_text(cap)}, which no longer "
-                   f"supports Inf1" if too_new else "")
-            raise StepError(f"{key}: no Amazon image named {pattern!r} fits {ctx.config.instance_type} in {ctx.region}{why}. "
-                            "Set instance.ami to an AMI id")
+            why = (
+                f"; {too_new} match(es) carry a Neuron SDK newer than {accelerators.sdk_text(cap)}, which no longer "
+                f"supports Inf1"
+                if too_new
+                else ""
+            )
+            raise StepError(
+                f"{key}: no Amazon image named {pattern!r} fits {ctx.config.instance_type} in {ctx.region}{why}. "
+                "Set instance.ami to an AMI id"
+            )
         image = max(images, key=lambda i: i.get("CreationDate", ""))
         sdk = accelerators.neuron_sdk(image.get("Description"))
         skipped = f"; skipped {too_new} newer image(s) whose Neuron SDK no longer supports Inf1" if too_new else ""
-        ctx.log(f"Newest Amazon image named {pattern!r}" + (f" with Neuron SDK {accelerators.sdk_text(cap)} or older" if cap else "")
-                + f": {image['ImageId']} ({image.get('Name')}" + (f", Neuron SDK {accelerators.sdk_text(sdk)}" if sdk else "")
-                + f"){skipped}")
+        ctx.log(
+            f"Newest Amazon image named {pattern!r}"
+            + (f" with Neuron SDK {accelerators.sdk_text(cap)} or older" if cap else "")
+            + f": {image['ImageId']} ({image.get('Name')}"
+            + (f", Neuron SDK {accelerators.sdk_text(sdk)}" if sdk else "")
+            + f"){skipped}"
+        )
         return image
 
     def apply(self, ctx):
@@ -213,7 +254,9 @@ class Preflight(Step):
                     raise StepError(f"instance.subnet_id: {subnet_id} does not exist in {ctx.region}") from None
                 raise
             if subnets[0]["AvailabilityZone"] not in zones:
-                raise StepError(f"instance.subnet_id: {subnet_id} is in {subnets[0]['AvailabilityZone']}, where {it} is not offered")
+                raise StepError(
+                    f"instance.subnet_id: {subnet_id} is in {subnets[0]['AvailabilityZone']}, where {it} is not offered"
+                )
         else:
             subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
             subnets = [s for s in subnets if s["AvailabilityZone"] in zones]
@@ -227,8 +270,17 @@ class Preflight(Step):
         ctx.log("Candidate subnets: " + ", ".join(f"{s['SubnetId']} ({s['AvailabilityZone']})" for s in subnets))
         ctx.check_cancel()
         ami = self._resolve_ami(ctx)
-        ctx.log(f"Image: {ami.id} {ami.name} (root device {ami.root_device}"
-                + (f", Neuron SDK {ami.neuron_sdk}" if ami.neuron_sdk else "") + f"); login user {ami.user}")
-        ctx.save(PreflightFindings(fingerprint=tuple(self._fingerprint(ctx)), zones=tuple(zones), vpc_id=vpc_id,
-                                   subnets=tuple(Subnet(id=s["SubnetId"], zone=s["AvailabilityZone"]) for s in subnets),
-                                   ami=ami))
+        ctx.log(
+            f"Image: {ami.id} {ami.name} (root device {ami.root_device}"
+            + (f", Neuron SDK {ami.neuron_sdk}" if ami.neuron_sdk else "")
+            + f"); login user {ami.user}"
+        )
+        ctx.save(
+            PreflightFindings(
+                fingerprint=tuple(self._fingerprint(ctx)),
+                zones=tuple(zones),
+                vpc_id=vpc_id,
+                subnets=tuple(Subnet(id=s["SubnetId"], zone=s["AvailabilityZone"]) for s in subnets),
+                ami=ami,
+            )
+        )

@@ -113,7 +113,9 @@ class StepContext:
         """The session's ``record``; a :class:`StepError` saying which step writes it when there is none."""
         found = self.load(record)
         if found is None:
-            raise StepError(f"Nothing recorded under {record.KEY!r} yet: run the {record.WRITER or 'earlier'} step first")
+            raise StepError(
+                f"Nothing recorded under {record.KEY!r} yet: run the {record.WRITER or 'earlier'} step first"
+            )
         return found
 
     def save(self, record: Record) -> None:
@@ -158,8 +160,17 @@ class StepContext:
         if self.cancel.wait(seconds):
             raise Cancelled("cancelled")
 
-    def wait_for(self, client: Any, waiter_name: str, what: str, *, delay: float = 5, timeout: float = 900,
-                 explain: Callable[[dict], str] | None = None, **kwargs: Any) -> None:
+    def wait_for(
+        self,
+        client: Any,
+        waiter_name: str,
+        what: str,
+        *,
+        delay: float = 5,
+        timeout: float = 900,
+        explain: Callable[[dict], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Run a boto3 waiter, one poll at a time, so progress shows and cancel works.
 
         A poll that times out polls again (until ``timeout``); a terminal failure state (an instance
@@ -186,7 +197,9 @@ class StepContext:
                     raise WaitFailed(f"{what}: AWS reports a failure state ({why})", last) from None
                 if not reason.startswith("Max attempts exceeded"):  # an error answer no acceptor retries
                     err = last.get("Error", {})
-                    raise StepError(f"{what}: AWS answered {err.get('Code', '?')}: {err.get('Message', reason)}") from None
+                    raise StepError(
+                        f"{what}: AWS answered {err.get('Code', '?')}: {err.get('Message', reason)}"
+                    ) from None
             elapsed = time.monotonic() - start
             if elapsed > timeout:
                 raise StepError(f"{what}: still not done after {timeout:.0f} s")

@@ -26,8 +26,11 @@ from .records import BatchEnvironment
 from .sweep_grid import bucket, grid
 
 LOG_PREFIX = "sweep"  # awslogs-stream-prefix: streams are sweep/default/<task id>
-TIME_LIMIT_REASONS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY")
+TIME_LIMIT_REASONS = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+)
 
 
 def definitions(ctx: StepContext) -> dict[str, dict]:
@@ -39,17 +42,30 @@ def definitions(ctx: StepContext) -> dict[str, dict]:
     for p in points:
         if p.definition in out:
             continue
-        spec = specs.get(p.instance_type) or accelerators.InstanceSpec(vcpus=accelerators.vcpus_of(p.instance_type),
-                                                                      memory_mib=2048 * accelerators.vcpus_of(p.instance_type))
-        container = ctx.runtime.batch_container(kind=p.kind, image_uri=f"{repository_uri(ctx)}:{image_tag(ctx, p.kind)}",
-                                                digest=image_hash(ctx, p.kind), job_args=job_args(ctx, p))
+        spec = specs.get(p.instance_type) or accelerators.InstanceSpec(
+            vcpus=accelerators.vcpus_of(p.instance_type), memory_mib=2048 * accelerators.vcpus_of(p.instance_type)
+        )
+        container = ctx.runtime.batch_container(
+            kind=p.kind,
+            image_uri=f"{repository_uri(ctx)}:{image_tag(ctx, p.kind)}",
+            digest=image_hash(ctx, p.kind),
+            job_args=job_args(ctx, p),
+        )
         out[p.definition] = {
-            "instance_type": p.instance_type, "devices": spec.devices,
+            "instance_type": p.instance_type,
+            "devices": spec.devices,
             "containerProperties": {
-                "image": container.image, "command": list(container.command),
+                "image": container.image,
+                "command": list(container.command),
                 "environment": [{"name": "INFLAB_BATCH_SIZE", "value": str(p.batch_size)}],
-                "logConfiguration": {"logDriver": "awslogs", "options": {
-                    "awslogs-group": names.log_group(ctx.name), "awslogs-region": ctx.region, "awslogs-stream-prefix": LOG_PREFIX}},
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": names.log_group(ctx.name),
+                        "awslogs-region": ctx.region,
+                        "awslogs-stream-prefix": LOG_PREFIX,
+                    },
+                },
                 **instances.job_resources(spec),
             },
         }
@@ -60,7 +76,9 @@ def definition_names(ctx: StepContext) -> list[str]:
     return list(dict.fromkeys(p.definition for p in grid(ctx)))
 
 
-def wait_state(ctx: StepContext, what: str, describe, want: set[str], *, timeout: float = 900, delay: float = 2) -> dict | None:
+def wait_state(
+    ctx: StepContext, what: str, describe, want: set[str], *, timeout: float = 900, delay: float = 2
+) -> dict | None:
     """Poll ``describe()`` (one resource's description or None when gone) until its status is in ``want``
     (``"DELETED"`` in ``want``: until it is gone). Says what it waits for; cancel works."""
     start = time.monotonic()
@@ -103,7 +121,9 @@ def time_limits(ctx: StepContext) -> list[dict]:
     fits no instance type, asks more than maxvCpus, no capacity) is cancelled after the set time,
     rather than waiting — and billing nothing — forever."""
     seconds = ctx.config.batch.runnable_timeout_min * 60
-    return [{"reason": r, "state": "RUNNABLE", "maxTimeSeconds": seconds, "action": "CANCEL"} for r in TIME_LIMIT_REASONS]
+    return [
+        {"reason": r, "state": "RUNNABLE", "maxTimeSeconds": seconds, "action": "CANCEL"} for r in TIME_LIMIT_REASONS
+    ]
 
 
 ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -116,19 +136,28 @@ def _in_use(e: BaseException) -> bool:
     if error_code(e) in ("DependencyViolation", "ResourceInUse", "ResourceInUseException"):
         return True
     return error_code(e) in ("ClientException", "InvalidParameterValue") and any(
-        w in error_message(e).lower() for w in IN_USE_WORDS)
+        w in error_message(e).lower() for w in IN_USE_WORDS
+    )
 
 
 def retry_in_use(ctx: StepContext, what: str, call) -> None:
     """``call()`` until AWS stops answering "in use" (backoff 2 s → 20 s, at most RETRY_FOR_S)."""
+
     def before_sleep(state: RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None
-        ctx.log(f"{what}: AWS says it is still in use ({error_message(err) if err else '?'}); "
-                f"retrying in {state.next_action.sleep:.0f} s (attempt {state.attempt_number})")
+        ctx.log(
+            f"{what}: AWS says it is still in use ({error_message(err) if err else '?'}); "
+            f"retrying in {state.next_action.sleep:.0f} s (attempt {state.attempt_number})"
+        )
 
-    for attempt in Retrying(retry=retry_if_exception(_in_use), stop=stop_after_delay(RETRY_FOR_S),
-                            wait=wait_exponential(multiplier=2, min=2, max=20), sleep=ctx.sleep,
-                            before_sleep=before_sleep, reraise=True):
+    for attempt in Retrying(
+        retry=retry_if_exception(_in_use),
+        stop=stop_after_delay(RETRY_FOR_S),
+        wait=wait_exponential(multiplier=2, min=2, max=20),
+        sleep=ctx.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    ):
         with attempt:
             call()
 
@@ -179,17 +208,26 @@ def _disable_and_delete(ctx: StepContext, what: str, describe, disable, delete, 
 
 def remove_queue(ctx: StepContext, name: str) -> None:
     batch = ctx.aws.client("batch")
-    _disable_and_delete(ctx, f"job queue {name}", lambda: describe_queue(ctx, name),
-                        lambda: batch.update_job_queue(jobQueue=name, state="DISABLED"),
-                        lambda: batch.delete_job_queue(jobQueue=name), {"DISABLED/VALID"})
+    _disable_and_delete(
+        ctx,
+        f"job queue {name}",
+        lambda: describe_queue(ctx, name),
+        lambda: batch.update_job_queue(jobQueue=name, state="DISABLED"),
+        lambda: batch.delete_job_queue(jobQueue=name),
+        {"DISABLED/VALID"},
+    )
 
 
 def remove_compute_env(ctx: StepContext, name: str) -> None:
     batch = ctx.aws.client("batch")
-    _disable_and_delete(ctx, f"compute environment {name}", lambda: describe_ce(ctx, name),
-                        lambda: batch.update_compute_environment(computeEnvironment=name, state="DISABLED"),
-                        lambda: batch.delete_compute_environment(computeEnvironment=name),
-                        {"DISABLED/VALID", "DISABLED/INVALID"})
+    _disable_and_delete(
+        ctx,
+        f"compute environment {name}",
+        lambda: describe_ce(ctx, name),
+        lambda: batch.update_compute_environment(computeEnvironment=name, state="DISABLED"),
+        lambda: batch.delete_compute_environment(computeEnvironment=name),
+        {"DISABLED/VALID", "DISABLED/INVALID"},
+    )
 
 
 def remove_definitions(ctx: StepContext, names: list[str]) -> None:
@@ -230,7 +268,10 @@ def remove_bucket(ctx: StepContext, name: str) -> None:
         return
     count = 0
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        objs = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        objs = [
+            {"Key": o["Key"], "VersionId": o["VersionId"]}
+            for o in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         if objs:
             s3.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
             count += len(objs)
@@ -272,5 +313,3 @@ def teardown(ctx: StepContext, *, delete_data: bool) -> None:
     elif bucket_exists(ctx, name):
         ctx.log(f"Kept the results bucket s3://{name} (delete it with: inflab cleanup {ctx.name} --delete-data)")
     ctx.forget(BatchEnvironment)
-
-

@@ -23,21 +23,25 @@ class BatchCleanup(Step):
 
     def cli(self, ctx):
         t = ctx.config.batch.instance_types[0]
-        return ["aws batch terminate-job --job-id <each unfinished job> --reason 'inflab cleanup'",
-                f"aws batch update-job-queue --job-queue {names.job_queue(ctx.name, t)} --state DISABLED",
-                f"aws batch delete-job-queue --job-queue {names.job_queue(ctx.name, t)}",
-                f"aws batch update-compute-environment --compute-environment {names.compute_environment(ctx.name, t)} --state DISABLED",
-                f"aws batch delete-compute-environment --compute-environment {names.compute_environment(ctx.name, t)}",
-                "aws batch deregister-job-definition --job-definition <each definition>",
-                f"aws iam delete-role --role-name {names.batch_roles(ctx.name)['job']}  # and the other sweep roles",
-                f"inflab cleanup {ctx.name} [--delete-data]  # everything else the lab made, verified by tag"]
+        return [
+            "aws batch terminate-job --job-id <each unfinished job> --reason 'inflab cleanup'",
+            f"aws batch update-job-queue --job-queue {names.job_queue(ctx.name, t)} --state DISABLED",
+            f"aws batch delete-job-queue --job-queue {names.job_queue(ctx.name, t)}",
+            f"aws batch update-compute-environment --compute-environment {names.compute_environment(ctx.name, t)} --state DISABLED",
+            f"aws batch delete-compute-environment --compute-environment {names.compute_environment(ctx.name, t)}",
+            "aws batch deregister-job-definition --job-definition <each definition>",
+            f"aws iam delete-role --role-name {names.batch_roles(ctx.name)['job']}  # and the other sweep roles",
+            f"inflab cleanup {ctx.name} [--delete-data]  # everything else the lab made, verified by tag",
+        ]
 
     def check(self, ctx):
         """The sweep is down (the engine also wants the track's end to have run: see the track's
         ``ends_track``)."""
         if ctx.load(BatchEnvironment):
             return False
-        return all(describe_ce(ctx, names.compute_environment(ctx.name, t)) is None for t in ctx.config.batch.instance_types)
+        return all(
+            describe_ce(ctx, names.compute_environment(ctx.name, t)) is None for t in ctx.config.batch.instance_types
+        )
 
     def apply(self, ctx):
         """The sweep's own teardown; the engine then takes down what the earlier steps made."""

@@ -31,8 +31,6 @@ TAG_ROUND = "inflab:sweep"
 DESCRIBE_CHUNK = 100  # DescribeJobs takes at most 100 ids
 
 
-
-
 def _points(ctx: StepContext) -> dict[str, GridPoint]:
     return {p.job_name: p for p in grid(ctx)}
 
@@ -41,9 +39,12 @@ class BatchSubmit(Step):
     id = "batch-submit"
 
     def cli(self, ctx):
-        return [f"aws batch submit-job --job-name {p.job_name} --job-queue {p.queue} --job-definition {p.definition} "
-                f"--container-overrides 'environment=[{{name=INFLAB_INSTANCE_TYPE,value={p.instance_type}}},"
-                f"{{name=INFLAB_RESULTS_URI,value=s3://…/{ctx.name}/sweep/{p.job_name}}}]'" for p in grid(ctx)]
+        return [
+            f"aws batch submit-job --job-name {p.job_name} --job-queue {p.queue} --job-definition {p.definition} "
+            f"--container-overrides 'environment=[{{name=INFLAB_INSTANCE_TYPE,value={p.instance_type}}},"
+            f"{{name=INFLAB_RESULTS_URI,value=s3://…/{ctx.name}/sweep/{p.job_name}}}]'"
+            for p in grid(ctx)
+        ]
 
     def check(self, ctx):
         s, setup = sweep(ctx), _setup(ctx)
@@ -71,10 +72,18 @@ class BatchSubmit(Step):
             else:
                 ctx.intend("batch:job", name, {"round": s.round})
                 job_id = batch.submit_job(
-                    jobName=name, jobQueue=p.queue, jobDefinition=p.definition, propagateTags=True,
-                    containerOverrides={"environment": [{"name": "INFLAB_INSTANCE_TYPE", "value": p.instance_type},
-                                                        {"name": "INFLAB_RESULTS_URI", "value": results_uri(ctx, p)}]},
-                    tags={**tag_dict(ctx.tags()), TAG_ROUND: s.round})["jobId"]
+                    jobName=name,
+                    jobQueue=p.queue,
+                    jobDefinition=p.definition,
+                    propagateTags=True,
+                    containerOverrides={
+                        "environment": [
+                            {"name": "INFLAB_INSTANCE_TYPE", "value": p.instance_type},
+                            {"name": "INFLAB_RESULTS_URI", "value": results_uri(ctx, p)},
+                        ]
+                    },
+                    tags={**tag_dict(ctx.tags()), TAG_ROUND: s.round},
+                )["jobId"]
                 faultpoints.hit("batch-submit:submitted")  # answered, not yet recorded
                 ctx.log(f"Submitted {p.short} → job {job_id} on queue {p.queue}")
             s = replace(s, jobs={**s.jobs, name: job_id})
@@ -85,14 +94,16 @@ class BatchSubmit(Step):
         """A job of this round already in the queue under this name (submitted, not recorded)."""
         batch = ctx.aws.client("batch")
         try:
-            summaries = batch.list_jobs(jobQueue=p.queue, filters=[{"name": "JOB_NAME", "values": [p.job_name]}])["jobSummaryList"]
+            summaries = batch.list_jobs(jobQueue=p.queue, filters=[{"name": "JOB_NAME", "values": [p.job_name]}])[
+                "jobSummaryList"
+            ]
         except ClientError as e:
             if error_code(e) == "ClientException":
                 return None
             raise
         ids = [j["jobId"] for j in summaries]
         for chunk in range(0, len(ids), DESCRIBE_CHUNK):
-            for job in batch.describe_jobs(jobs=ids[chunk:chunk + DESCRIBE_CHUNK])["jobs"]:
+            for job in batch.describe_jobs(jobs=ids[chunk : chunk + DESCRIBE_CHUNK])["jobs"]:
                 if (job.get("tags") or {}).get(TAG_ROUND) == round_id:
                     return job["jobId"]
         return None
@@ -111,7 +122,7 @@ def describe(ctx: StepContext, ids: list[str]) -> dict[str, dict]:
     batch = ctx.aws.client("batch")
     out: dict[str, dict] = {}
     for chunk in range(0, len(ids), DESCRIBE_CHUNK):
-        for job in batch.describe_jobs(jobs=ids[chunk:chunk + DESCRIBE_CHUNK])["jobs"]:
+        for job in batch.describe_jobs(jobs=ids[chunk : chunk + DESCRIBE_CHUNK])["jobs"]:
             out[job["jobId"]] = job
     return out
 
@@ -119,16 +130,16 @@ def describe(ctx: StepContext, ids: list[str]) -> dict[str, dict]:
 # What a RUNNABLE job's statusReason means, and what to do (Batch's "job stuck in RUNNABLE" guide).
 RUNNABLE_REASONS = {
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT": "it asks for more vCPUs, memory or GPUs than any instance type of its "
-                                                 "compute environment has: check batch.instance_types",
+    "compute environment has: check batch.instance_types",
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE": "it needs more vCPUs than the compute environment may run "
-                                                         "(batch.max_vcpus): raise it and run batch-setup again",
+    "(batch.max_vcpus): raise it and run batch-setup again",
     "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY": "AWS has no capacity for that instance type just now, or your account's "
-                                               "on-demand vCPU quota for it is too low (Service Quotas): it waits",
+    "on-demand vCPU quota for it is too low (Service Quotas): it waits",
     "ACTION_REQUIRED": "its compute environment is INVALID: run batch-setup again (it makes the environment anew)",
     "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS": "Batch's service-linked role lacks a permission: check "
-                                                 "AWSServiceRoleForBatch in IAM",
+    "AWSServiceRoleForBatch in IAM",
     "MISCONFIGURATION:EC2_INSTANCE_CONFIGURATION_UNSUPPORTED": "the compute environment's instance type and image do "
-                                                               "not go together: check batch.instance_types",
+    "not go together: check batch.instance_types",
     "UNDETERMINED": "Batch cannot say why: look at the compute environment in the AWS console",
 }
 
@@ -141,8 +152,12 @@ def runnable_note(ctx: StepContext, reason: str) -> str:
         return reason
     from .batch_aws import TIME_LIMIT_REASONS
 
-    after = (f"; the queue cancels it after {ctx.config.batch.runnable_timeout_min} min in RUNNABLE "
-             "(batch.runnable_timeout_min)" if code in TIME_LIMIT_REASONS else "")
+    after = (
+        f"; the queue cancels it after {ctx.config.batch.runnable_timeout_min} min in RUNNABLE "
+        "(batch.runnable_timeout_min)"
+        if code in TIME_LIMIT_REASONS
+        else ""
+    )
     return f"Batch cannot place it ({code}): {meaning}{after}"
 
 
@@ -152,7 +167,11 @@ def failure_reason(job: dict) -> str:
     container = (attempts[-1].get("container") if attempts else None) or job.get("container") or {}
     code = container.get("exitCode")
     extra = container.get("reason")
-    return reason + (f" ({extra})" if extra and extra != reason else "") + (f", exit code {code}" if code is not None else "")
+    return (
+        reason
+        + (f" ({extra})" if extra and extra != reason else "")
+        + (f", exit code {code}" if code is not None else "")
+    )
 
 
 def _epoch(ms: Any) -> float | None:
@@ -163,8 +182,12 @@ def entered(job: dict, seen_at: float | None) -> float:
     """When the job entered its state: Batch's own timestamp where it keeps one (created, started,
     stopped); for the states it does not time (PENDING, RUNNABLE, STARTING), when the change was
     seen (``seen_at``), or else when the job was created."""
-    return (_epoch(job.get(STATE_TIMES.get(job.get("status", ""), ""))) or seen_at or _epoch(job.get("createdAt"))
-            or time.time())
+    return (
+        _epoch(job.get(STATE_TIMES.get(job.get("status", ""), "")))
+        or seen_at
+        or _epoch(job.get("createdAt"))
+        or time.time()
+    )
 
 
 def recorded_table(ctx: StepContext) -> tuple[list[BatchJob], int, int]:
@@ -179,10 +202,20 @@ def recorded_table(ctx: StepContext) -> tuple[list[BatchJob], int, int]:
         state, since, attempts = s.seen.get(job_id) or JobSeen("SUBMITTED", 0.0, 0)
         final = s.states.get(name)
         p = points.get(name)
-        rows.append(BatchJob(name=name, job_id=job_id, state=(final.state if final else "") or state, since=since,
-                             instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
-                             family=p.family if p else "", target=p.target if p else "", attempt=attempts,
-                             reason=final.reason if final else ""))
+        rows.append(
+            BatchJob(
+                name=name,
+                job_id=job_id,
+                state=(final.state if final else "") or state,
+                since=since,
+                instance_type=p.instance_type if p else "",
+                batch_size=p.batch_size if p else 0,
+                family=p.family if p else "",
+                target=p.target if p else "",
+                attempt=attempts,
+                reason=final.reason if final else "",
+            )
+        )
     return rows, sum(r.state in ENDED for r in rows), len(rows)
 
 
@@ -199,7 +232,11 @@ class LogFollower:
         logs = self.ctx.aws.client("logs")
         lines: list[str] = []
         while True:
-            kwargs = {"logGroupName": names.log_group(self.ctx.name), "logStreamName": self.stream, "startFromHead": True}
+            kwargs = {
+                "logGroupName": names.log_group(self.ctx.name),
+                "logStreamName": self.stream,
+                "startFromHead": True,
+            }
             if self.token:
                 kwargs["nextToken"] = self.token
             try:
@@ -224,8 +261,10 @@ class BatchMonitor(Step):
     def cli(self, ctx):
         s = sweep(ctx)
         ids = " ".join(list(s.jobs.values())[:3] if s else []) or "<job ids>"
-        return [f"aws batch describe-jobs --jobs {ids} --query 'jobs[].[jobName,status,statusReason]'",
-                f"aws logs tail {names.log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow"]
+        return [
+            f"aws batch describe-jobs --jobs {ids} --query 'jobs[].[jobName,status,statusReason]'",
+            f"aws logs tail {names.log_group(ctx.name)} --log-stream-name-prefix {LOG_PREFIX}/ --follow",
+        ]
 
     def check(self, ctx):
         s = sweep(ctx)
@@ -242,8 +281,9 @@ class BatchMonitor(Step):
             self._watch(ctx)
         except Cancelled:
             if ctx.detach.is_set():
-                raise Cancelled("detached: the sweep's jobs keep running on AWS Batch; "
-                                "opening the session follows them again") from None
+                raise Cancelled(
+                    "detached: the sweep's jobs keep running on AWS Batch; opening the session follows them again"
+                ) from None
             raise
 
     def _watch(self, ctx):
@@ -284,32 +324,57 @@ class BatchMonitor(Step):
             if follower:
                 follower.poll()
             done = sum(1 for j in jobs.values() if j["status"] in ENDED)
-            table = [self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(job_names[job_id])) for job_id in job_names]
-            ctx.emit(BatchJobsChanged(ctx.step_id, tuple(table), done, len(job_names), follower.job_id if follower else ""))
+            table = [
+                self._row(job_id, jobs.get(job_id, {}), seen.get(job_id), points.get(job_names[job_id]))
+                for job_id in job_names
+            ]
+            ctx.emit(
+                BatchJobsChanged(ctx.step_id, tuple(table), done, len(job_names), follower.job_id if follower else "")
+            )
             faultpoints.hit("batch-monitor:polled")
             running = sum(1 for j in jobs.values() if j["status"] == "RUNNING")
-            ctx.progress(done / len(job_names), f"{done} of {len(job_names)} done · {running} running · "
-                                            f"{len(job_names) - done - running} waiting · {time.monotonic() - start:.0f} s")
+            ctx.progress(
+                done / len(job_names),
+                f"{done} of {len(job_names)} done · {running} running · "
+                f"{len(job_names) - done - running} waiting · {time.monotonic() - start:.0f} s",
+            )
             if done == len(job_names) and len(jobs) == len(job_names):
                 break
             ctx.sleep(poll)
         failed = [job_names[i] for i, j in jobs.items() if j["status"] == "FAILED"]
-        s = replace(s, ended=now, states={job_names[i]: JobEnd(state=j["status"],
-                                                          reason=failure_reason(j) if j["status"] == "FAILED" else "")
-                                          for i, j in jobs.items()})
+        s = replace(
+            s,
+            ended=now,
+            states={
+                job_names[i]: JobEnd(state=j["status"], reason=failure_reason(j) if j["status"] == "FAILED" else "")
+                for i, j in jobs.items()
+            },
+        )
         ctx.save(s)
         if len(failed) == len(job_names):
-            raise StepError(f"Every job of the sweep failed (first: {s.states[failed[0]].reason}); "
-                            f"their logs are in {names.log_group(ctx.name)}")
-        ctx.log(f"Sweep finished: {len(job_names) - len(failed)} of {len(job_names)} succeeded"
-                + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else ""))
+            raise StepError(
+                f"Every job of the sweep failed (first: {s.states[failed[0]].reason}); "
+                f"their logs are in {names.log_group(ctx.name)}"
+            )
+        ctx.log(
+            f"Sweep finished: {len(job_names) - len(failed)} of {len(job_names)} succeeded"
+            + (f"; failed: {', '.join(points[n].short if n in points else n for n in failed)}" if failed else "")
+        )
 
     def _row(self, job_id: str, job: dict, seen: JobSeen | None, p: GridPoint | None) -> BatchJob:
         state, since, attempts = seen or ("SUBMITTED", time.time(), 0)
-        return BatchJob(name=job.get("jobName", ""), job_id=job_id, state=state, since=since,
-                        instance_type=p.instance_type if p else "", batch_size=p.batch_size if p else 0,
-                        family=p.family if p else "", target=p.target if p else "", attempt=attempts,
-                        reason=failure_reason(job) if state == "FAILED" else (job.get("statusReason") or ""))
+        return BatchJob(
+            name=job.get("jobName", ""),
+            job_id=job_id,
+            state=state,
+            since=since,
+            instance_type=p.instance_type if p else "",
+            batch_size=p.batch_size if p else 0,
+            family=p.family if p else "",
+            target=p.target if p else "",
+            attempt=attempts,
+            reason=failure_reason(job) if state == "FAILED" else (job.get("statusReason") or ""),
+        )
 
     def _follow(self, ctx, jobs: dict, names: dict, points: dict, current: LogFollower | None) -> LogFollower | None:
         """The job whose log streams: the one the user picked, else the running one (else stay)."""
@@ -317,7 +382,11 @@ class BatchMonitor(Step):
         wanted = asked if asked in jobs else ""
         if not wanted:
             running = [i for i, j in jobs.items() if j["status"] in ("RUNNING", "STARTING")]
-            wanted = current.job_id if current and (current.job_id in running or not running) else (running[0] if running else "")
+            wanted = (
+                current.job_id
+                if current and (current.job_id in running or not running)
+                else (running[0] if running else "")
+            )
         if not wanted or (current and current.job_id == wanted):
             if current and not current.stream:
                 current.stream = self._stream(jobs.get(current.job_id, {}))

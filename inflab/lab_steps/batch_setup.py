@@ -52,66 +52,81 @@ REPAIR_WAITS_S = (10, 20, 40, 60)  # before each new try at a compute environmen
 
 
 def _trust(service: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
 
 
 def job_policy(ctx: StepContext, bucket_name: str, account: str) -> dict:
     """The jobs may write under the session's prefix and to the session's log group: nothing else."""
     group = names.log_group(ctx.name)
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "SweepResults", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
-         "Resource": f"arn:aws:s3:::{bucket_name}/{ctx.name}/*"},
-        {"Sid": "SweepLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": [f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}",
-                      f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}:*"]},
-    ]}
-
-
-
-
-
-
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SweepResults",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": f"arn:aws:s3:::{bucket_name}/{ctx.name}/*",
+            },
+            {
+                "Sid": "SweepLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [
+                    f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}",
+                    f"arn:aws:logs:{ctx.region}:{account}:log-group:{group}:*",
+                ],
+            },
+        ],
+    }
 
 
 def settings_digest(ctx: StepContext) -> str:
-    data = {"grid": [p.job_name for p in grid(ctx)], "defs": {k: v["containerProperties"] for k, v in definitions(ctx).items()},
-            "max_vcpus": ctx.config.batch.max_vcpus, "runnable_timeout_min": ctx.config.batch.runnable_timeout_min,
-            "hosts": {t: accelerators.BATCH_HOSTS[accelerators.kind_of(t)].ami_parameter for t in ctx.config.batch.instance_types}}
+    data = {
+        "grid": [p.job_name for p in grid(ctx)],
+        "defs": {k: v["containerProperties"] for k, v in definitions(ctx).items()},
+        "max_vcpus": ctx.config.batch.max_vcpus,
+        "runnable_timeout_min": ctx.config.batch.runnable_timeout_min,
+        "hosts": {
+            t: accelerators.BATCH_HOSTS[accelerators.kind_of(t)].ami_parameter for t in ctx.config.batch.instance_types
+        },
+    }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class BatchSetup(Step):
     id = "batch-setup"
 
     def cli(self, ctx):
-        cmds = [f"aws s3api create-bucket --bucket {names.results_bucket(ctx.name, '<account>')} --create-bucket-configuration LocationConstraint={ctx.region}",
-                f"aws s3api put-public-access-block --bucket {names.results_bucket(ctx.name, '<account>')} --public-access-block-configuration "
-                "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
-                f"aws s3api put-bucket-encryption --bucket {names.results_bucket(ctx.name, '<account>')} --server-side-encryption-configuration "
-                "'{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"AES256\"}}]}'"]
+        cmds = [
+            f"aws s3api create-bucket --bucket {names.results_bucket(ctx.name, '<account>')} --create-bucket-configuration LocationConstraint={ctx.region}",
+            f"aws s3api put-public-access-block --bucket {names.results_bucket(ctx.name, '<account>')} --public-access-block-configuration "
+            "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
+            f"aws s3api put-bucket-encryption --bucket {names.results_bucket(ctx.name, '<account>')} --server-side-encryption-configuration "
+            '\'{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}\'',
+        ]
         for role in names.batch_roles(ctx.name).values():
-            cmds.append(f"aws iam create-role --role-name {role} --path {IAM_PATH} --assume-role-policy-document file://trust.json")
+            cmds.append(
+                f"aws iam create-role --role-name {role} --path {IAM_PATH} --assume-role-policy-document file://trust.json"
+            )
         for itype in ctx.config.batch.instance_types:
-            cmds.append(f"aws batch create-compute-environment --compute-environment-name {names.compute_environment(ctx.name, itype)} --type MANAGED "
-                        f"--compute-resources type=EC2,minvCpus=0,maxvCpus={ctx.config.batch.max_vcpus},instanceTypes={itype},...")
-            cmds.append(f"aws batch create-job-queue --job-queue-name {names.job_queue(ctx.name, itype)} --priority 1 "
-                        f"--compute-environment-order order=1,computeEnvironment={names.compute_environment(ctx.name, itype)}")
+            cmds.append(
+                f"aws batch create-compute-environment --compute-environment-name {names.compute_environment(ctx.name, itype)} --type MANAGED "
+                f"--compute-resources type=EC2,minvCpus=0,maxvCpus={ctx.config.batch.max_vcpus},instanceTypes={itype},..."
+            )
+            cmds.append(
+                f"aws batch create-job-queue --job-queue-name {names.job_queue(ctx.name, itype)} --priority 1 "
+                f"--compute-environment-order order=1,computeEnvironment={names.compute_environment(ctx.name, itype)}"
+            )
         for name in definition_names(ctx):
-            cmds.append(f"aws batch register-job-definition --job-definition-name {name} --type container "
-                        "--container-properties file://container.json")
+            cmds.append(
+                f"aws batch register-job-definition --job-definition-name {name} --type container "
+                "--container-properties file://container.json"
+            )
         return cmds
 
     def check(self, ctx):
@@ -125,8 +140,17 @@ class BatchSetup(Step):
                 return False
             raise
         for itype in ctx.config.batch.instance_types:
-            ce, q = describe_ce(ctx, names.compute_environment(ctx.name, itype)), describe_queue(ctx, names.job_queue(ctx.name, itype))
-            if not ce or not q or ce.get("status") != "VALID" or q.get("status") != "VALID" or q.get("state") != "ENABLED":
+            ce, q = (
+                describe_ce(ctx, names.compute_environment(ctx.name, itype)),
+                describe_queue(ctx, names.job_queue(ctx.name, itype)),
+            )
+            if (
+                not ce
+                or not q
+                or ce.get("status") != "VALID"
+                or q.get("status") != "VALID"
+                or q.get("state") != "ENABLED"
+            ):
                 return False
             if q.get("jobStateTimeLimitActions") != time_limits(ctx):
                 return False
@@ -143,28 +167,52 @@ class BatchSetup(Step):
         for itype in ctx.config.batch.instance_types:
             host = accelerators.BATCH_HOSTS[accelerators.kind_of(itype)]
             if host.ami_parameter not in amis:
-                amis[host.ami_parameter] = ctx.aws.client("ssm").get_parameter(Name=host.ami_parameter)["Parameter"]["Value"]
+                amis[host.ami_parameter] = ctx.aws.client("ssm").get_parameter(Name=host.ami_parameter)["Parameter"][
+                    "Value"
+                ]
             self._compute_env(ctx, itype, arns, group_id, subnets, host.image_type, amis[host.ami_parameter])
         for itype in ctx.config.batch.instance_types:
             self._queue(ctx, itype)
         registered = {}
         for def_name, spec in defs.items():
             registered[def_name] = self._definition(ctx, def_name, spec["containerProperties"], arns["job"])
-            ctx.log(f"  {def_name}: the whole {spec['instance_type']} — {spec['devices']}, "
-                    + ", ".join(f"{r['type'].lower()} {r['value']}" for r in spec["containerProperties"]["resourceRequirements"]))
-        ctx.save(BatchEnvironment(settings=settings_digest(ctx), bucket=name, definitions=registered,
-                                  security_group=group_id, roles=arns,
-                                  devices={spec["instance_type"]: spec["devices"] for spec in defs.values()}))
-        ctx.log(f"Ready: {len(ctx.config.batch.instance_types)} compute environment(s) and queue(s), {len(registered)} job "
-                f"definition(s), one job per host; results go to s3://{name}/{ctx.name}/")
+            ctx.log(
+                f"  {def_name}: the whole {spec['instance_type']} — {spec['devices']}, "
+                + ", ".join(
+                    f"{r['type'].lower()} {r['value']}" for r in spec["containerProperties"]["resourceRequirements"]
+                )
+            )
+        ctx.save(
+            BatchEnvironment(
+                settings=settings_digest(ctx),
+                bucket=name,
+                definitions=registered,
+                security_group=group_id,
+                roles=arns,
+                devices={spec["instance_type"]: spec["devices"] for spec in defs.values()},
+            )
+        )
+        ctx.log(
+            f"Ready: {len(ctx.config.batch.instance_types)} compute environment(s) and queue(s), {len(registered)} job "
+            f"definition(s), one job per host; results go to s3://{name}/{ctx.name}/"
+        )
 
     # -- the pieces ---------------------------------------------------------------------------
     def _images_ready(self, ctx) -> None:
         if not ctx.load(Repository):
-            raise StepError("No ECR repository recorded: run the ecr-repo step first (the jobs run the session's image)")
+            raise StepError(
+                "No ECR repository recorded: run the ecr-repo step first (the jobs run the session's image)"
+            )
         ecr = ctx.aws.client("ecr")
-        missing = [why for k in sorted({p.kind for p in grid(ctx)})
-                   if (why := ctx.runtime.batch_image_missing(ecr, names.repository(ctx.name), image_tag(ctx, k), image_hash(ctx, k)))]
+        missing = [
+            why
+            for k in sorted({p.kind for p in grid(ctx)})
+            if (
+                why := ctx.runtime.batch_image_missing(
+                    ecr, names.repository(ctx.name), image_tag(ctx, k), image_hash(ctx, k)
+                )
+            )
+        ]
         if missing:
             raise StepError("; ".join(missing))
 
@@ -176,8 +224,13 @@ class BatchSetup(Step):
             if error_code(e) != "NoSuchEntity":
                 raise
             rid = ctx.intend("iam:role", name)
-            arn = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=_trust(service),
-                                  Description=f"inflab sweep role for session {ctx.name}", Tags=ctx.tags())["Role"]["Arn"]
+            arn = iam.create_role(
+                RoleName=name,
+                Path=IAM_PATH,
+                AssumeRolePolicyDocument=_trust(service),
+                Description=f"inflab sweep role for session {ctx.name}",
+                Tags=ctx.tags(),
+            )["Role"]["Arn"]
             ctx.store.mark_created(rid, arn)
             ctx.log(f"Created role {name} (trusted by {service})")
         iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
@@ -191,9 +244,12 @@ class BatchSetup(Step):
         from .sweep_grid import account
 
         roles = names.batch_roles(ctx.name)
-        arns = {"host": self._role(ctx, roles["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
-                "job": self._role(ctx, roles["job"], "ecs-tasks.amazonaws.com",
-                                  inline=job_policy(ctx, bucket_name, account(ctx)))}
+        arns = {
+            "host": self._role(ctx, roles["instance"], "ec2.amazonaws.com", managed=ECS_HOST_POLICY),
+            "job": self._role(
+                ctx, roles["job"], "ecs-tasks.amazonaws.com", inline=job_policy(ctx, bucket_name, account(ctx))
+            ),
+        }
         iam = ctx.aws.client("iam")
         profile_name = roles["instance"]
         try:
@@ -202,15 +258,21 @@ class BatchSetup(Step):
             if error_code(e) != "NoSuchEntity":
                 raise
             rid = ctx.intend("iam:instance-profile", profile_name)
-            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=IAM_PATH, Tags=ctx.tags())["InstanceProfile"]
+            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=IAM_PATH, Tags=ctx.tags())[
+                "InstanceProfile"
+            ]
             ctx.store.mark_created(rid, prof["Arn"])
         if not any(r["RoleName"] == profile_name for r in prof.get("Roles", [])):
             iam.add_role_to_instance_profile(InstanceProfileName=profile_name, RoleName=profile_name)
-        iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=profile_name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+        iam.get_waiter("instance_profile_exists").wait(
+            InstanceProfileName=profile_name, WaiterConfig={"Delay": 2, "MaxAttempts": 30}
+        )
         arns["profile"] = prof["Arn"]
-        ctx.log("Roles: hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
-                f"s3://{bucket_name}/{ctx.name}/* and log group {names.log_group(ctx.name)} only); Batch acts through its "
-                "service-linked role AWSServiceRoleForBatch")
+        ctx.log(
+            "Roles: hosts (AmazonEC2ContainerServiceforEC2Role), jobs (write "
+            f"s3://{bucket_name}/{ctx.name}/* and log group {names.log_group(ctx.name)} only); Batch acts through its "
+            "service-linked role AWSServiceRoleForBatch"
+        )
         return arns
 
     def _network(self, ctx) -> tuple[str, list[str]]:
@@ -223,13 +285,19 @@ class BatchSetup(Step):
             raise StepError("No default subnets in this region: set instance.subnet_id in the config")
         vpc = subnets[0]["VpcId"]
         name = names.batch_security_group(ctx.name)
-        found = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}])
+        found = ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
+        )
         if found["SecurityGroups"]:
             group_id = found["SecurityGroups"][0]["GroupId"]
         else:
             rid = ctx.intend("ec2:security-group", name)
-            group_id = ec2.create_security_group(GroupName=name, VpcId=vpc, Description="inflab sweep hosts: no inbound",
-                                                 TagSpecifications=[ctx.tag_spec("security-group")])["GroupId"]
+            group_id = ec2.create_security_group(
+                GroupName=name,
+                VpcId=vpc,
+                Description="inflab sweep hosts: no inbound",
+                TagSpecifications=[ctx.tag_spec("security-group")],
+            )["GroupId"]
             ctx.store.mark_created(rid, group_id)
             ctx.log(f"Created security group {name} ({group_id}): no inbound rule")
         return group_id, [s["SubnetId"] for s in subnets if s["VpcId"] == vpc]
@@ -242,7 +310,9 @@ class BatchSetup(Step):
             logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
             ctx.log(f"Created log group {group} (kept {LOG_RETENTION_DAYS} days)")
 
-    def _compute_env(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
+    def _compute_env(
+        self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str
+    ) -> None:
         name = names.compute_environment(ctx.name, itype)
         batch = ctx.aws.client("batch")
         ce = describe_ce(ctx, name)
@@ -256,33 +326,54 @@ class BatchSetup(Step):
                 return
             reason = ce.get("statusReason") or "no reason given"
             if wait is None or not reason.startswith("CLIENT_ERROR"):
-                raise StepError(f"compute environment {name} is INVALID: {reason}. Fix what it names and run this step "
-                                "again (it makes the environment anew)")
-            ctx.log(f"Compute environment {name} is INVALID: {reason[:300]}. A new IAM role takes a while to reach "
-                    f"AWS Batch: making the environment again in {wait} s")
+                raise StepError(
+                    f"compute environment {name} is INVALID: {reason}. Fix what it names and run this step "
+                    "again (it makes the environment anew)"
+                )
+            ctx.log(
+                f"Compute environment {name} is INVALID: {reason[:300]}. A new IAM role takes a while to reach "
+                f"AWS Batch: making the environment again in {wait} s"
+            )
             ctx.sleep(wait)
             from .batch_aws import remove_compute_env, remove_queue
 
             queue = describe_queue(ctx, names.job_queue(ctx.name, itype))
-            if queue and any(o.get("computeEnvironment") in (ce["computeEnvironmentArn"], name)
-                             for o in queue.get("computeEnvironmentOrder") or []):
+            if queue and any(
+                o.get("computeEnvironment") in (ce["computeEnvironmentArn"], name)
+                for o in queue.get("computeEnvironmentOrder") or []
+            ):
                 remove_queue(ctx, names.job_queue(ctx.name, itype))  # it is made again right after
             remove_compute_env(ctx, name)
             self._create_ce(ctx, itype, arns, group_id, subnets, image_type, ami)
 
-    def _create_ce(self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str) -> None:
+    def _create_ce(
+        self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str
+    ) -> None:
         name = names.compute_environment(ctx.name, itype)
         rid = ctx.intend("batch:compute-environment", name)
         ce = ctx.aws.client("batch").create_compute_environment(
-            computeEnvironmentName=name, type="MANAGED", state="ENABLED",  # no serviceRole: Batch's service-linked role
-            computeResources={"type": "EC2", "allocationStrategy": "BEST_FIT_PROGRESSIVE", "minvCpus": 0, "desiredvCpus": 0,
-                              "maxvCpus": ctx.config.batch.max_vcpus, "instanceTypes": [itype], "subnets": subnets,
-                              "securityGroupIds": [group_id], "instanceRole": arns["profile"],
-                              "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
-                              "tags": {"Name": name, **tag_dict(ctx.tags()), **HOST_ROLE_TAG}},
-            tags=tag_dict(ctx.tags()))
+            computeEnvironmentName=name,
+            type="MANAGED",
+            state="ENABLED",  # no serviceRole: Batch's service-linked role
+            computeResources={
+                "type": "EC2",
+                "allocationStrategy": "BEST_FIT_PROGRESSIVE",
+                "minvCpus": 0,
+                "desiredvCpus": 0,
+                "maxvCpus": ctx.config.batch.max_vcpus,
+                "instanceTypes": [itype],
+                "subnets": subnets,
+                "securityGroupIds": [group_id],
+                "instanceRole": arns["profile"],
+                "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
+                "tags": {"Name": name, **tag_dict(ctx.tags()), **HOST_ROLE_TAG},
+            },
+            tags=tag_dict(ctx.tags()),
+        )
         ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
-        ctx.log(f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})")
+        ctx.log(
+            f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})"
+        )
 
     def _queue(self, ctx, itype: str) -> None:
         name, ce = names.job_queue(ctx.name, itype), names.compute_environment(ctx.name, itype)
@@ -292,11 +383,18 @@ class BatchSetup(Step):
         if q is None:
             rid = ctx.intend("batch:job-queue", name)
             q = batch.create_job_queue(
-                jobQueueName=name, state="ENABLED", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-                jobStateTimeLimitActions=limits, tags=tag_dict(ctx.tags()))
+                jobQueueName=name,
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+                jobStateTimeLimitActions=limits,
+                tags=tag_dict(ctx.tags()),
+            )
             ctx.store.mark_created(rid, q["jobQueueArn"])
-            ctx.log(f"Created job queue {name} → {ce}; a job Batch cannot place is cancelled after "
-                    f"{ctx.config.batch.runnable_timeout_min} min")
+            ctx.log(
+                f"Created job queue {name} → {ce}; a job Batch cannot place is cancelled after "
+                f"{ctx.config.batch.runnable_timeout_min} min"
+            )
         elif q.get("state") != "ENABLED" or q.get("jobStateTimeLimitActions") != limits:
             batch.update_job_queue(jobQueue=name, state="ENABLED", jobStateTimeLimitActions=limits)
         wait_state(ctx, f"job queue {name}", lambda: describe_queue(ctx, name), {"ENABLED/VALID"})
@@ -304,15 +402,23 @@ class BatchSetup(Step):
     def _definition(self, ctx, name: str, container: dict, job_role: str) -> str:
         container = {**container, "jobRoleArn": job_role}
         current = active_definition(ctx, name)
-        if current and all(current.get("containerProperties", {}).get(k) == v for k, v in container.items()
-                           if k in ("image", "command", "environment", "jobRoleArn")):
+        if current and all(
+            current.get("containerProperties", {}).get(k) == v
+            for k, v in container.items()
+            if k in ("image", "command", "environment", "jobRoleArn")
+        ):
             return current["jobDefinitionArn"]
         rid = ctx.intend("batch:job-definition", name)
         timeout = ctx.config.batch.max_duration_s * 3 + 1800  # compile + benchmark(s) + copying, with room
         arn = ctx.aws.client("batch").register_job_definition(
-            jobDefinitionName=name, type="container", containerProperties=container, retryStrategy={"attempts": 1},
-            timeout={"attemptDurationSeconds": timeout}, propagateTags=True,
-            tags=tag_dict(ctx.tags()))["jobDefinitionArn"]
+            jobDefinitionName=name,
+            type="container",
+            containerProperties=container,
+            retryStrategy={"attempts": 1},
+            timeout={"attemptDurationSeconds": timeout},
+            propagateTags=True,
+            tags=tag_dict(ctx.tags()),
+        )["jobDefinitionArn"]
         ctx.store.mark_created(rid, arn)
         ctx.log(f"Registered job definition {arn.rsplit('/', 1)[-1]}: image {container['image'].rsplit('/', 1)[-1]}")
         return arn

@@ -63,8 +63,9 @@ class Connect(Step):
             pin.console = tuple(self._wait_for_console(ctx, min(timeout, ctx.runtime.console_wait_s)))
 
         async def go():
-            conn = await connect(target, pin, timeout=timeout, progress=lambda m: ctx.progress(None, m),
-                                 cancelled=ctx.cancel.is_set)
+            conn = await connect(
+                target, pin, timeout=timeout, progress=lambda m: ctx.progress(None, m), cancelled=ctx.cancel.is_set
+            )
             async with conn:
                 return await run(conn, PROBE, timeout=60)
 
@@ -90,7 +91,9 @@ class Connect(Step):
             ctx.progress(None, "Waiting for the instance to print its host key fingerprints to the console…")
             ctx.sleep(10)
         if not fps:
-            ctx.log("The console shows no host key fingerprints yet: the host key will be trusted on first use and pinned")
+            ctx.log(
+                "The console shows no host key fingerprints yet: the host key will be trusted on first use and pinned"
+            )
         return fps
 
     def apply(self, ctx):
@@ -108,12 +111,19 @@ class Connect(Step):
         save_pin(ctx, pin)
         lines = (result.stdout or "").splitlines()
         tools = [line[5:] for line in lines if line.startswith("tool:")]
-        info = HostProbe(instance_id=ctx.require(HostRecord).instance_id, uname=lines[0] if lines else "",
-                         cores=int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None, tools=tuple(tools))
+        info = HostProbe(
+            instance_id=ctx.require(HostRecord).instance_id,
+            uname=lines[0] if lines else "",
+            cores=int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None,
+            tools=tuple(tools),
+        )
         ctx.save(info)
         target = ctx.host().target
-        how = {"console": "matched the instance's console output", "first-use": "trusted on first use",
-               "pinned": "matches the pinned key"}.get(pin.source, pin.source)
+        how = {
+            "console": "matched the instance's console output",
+            "first-use": "trusted on first use",
+            "pinned": "matches the pinned key",
+        }.get(pin.source, pin.source)
         ctx.log(f"Connected to {target.user}@{target.host}:{target.port}; host key {pin.seen} ({how}, pinned)")
         ctx.log(f"{info.uname}, {info.cores} cores")
         neuron = [t for t in tools if t.startswith("neuron")]
@@ -132,9 +142,14 @@ def save_pin(ctx: StepContext, pin) -> None:
     """Pin the host key seen for the current instance (the known_hosts file follows the pin)."""
     host = ctx.load(HostRecord)
     old = ctx.load(PinnedHostKey)
-    ctx.save(PinnedHostKey(instance_id=host.instance_id if host else None, fingerprint=pin.seen,
-                           public_key=pin.seen_key or (old.public_key if old else None),
-                           source=pin.source if pin.source != "pinned" else (old.source if old else "pinned")))
+    ctx.save(
+        PinnedHostKey(
+            instance_id=host.instance_id if host else None,
+            fingerprint=pin.seen,
+            public_key=pin.seen_key or (old.public_key if old else None),
+            source=pin.source if pin.source != "pinned" else (old.source if old else "pinned"),
+        )
+    )
     (ctx.session_dir / "known_hosts").unlink(missing_ok=True)  # rewritten from the pin when next needed
 
 

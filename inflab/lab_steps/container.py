@@ -27,8 +27,10 @@ class EcrRepo(Step):
     id = "ecr-repo"
 
     def cli(self, ctx):
-        return [f"aws ecr create-repository --repository-name {names.repository(ctx.name)} --image-scanning-configuration scanOnPush=true "
-                f"--encryption-configuration encryptionType=AES256 --tags Key=inflab:session,Value={ctx.name}"]
+        return [
+            f"aws ecr create-repository --repository-name {names.repository(ctx.name)} --image-scanning-configuration scanOnPush=true "
+            f"--encryption-configuration encryptionType=AES256 --tags Key=inflab:session,Value={ctx.name}"
+        ]
 
     def _find(self, ctx) -> dict | None:
         ecr = ctx.aws.client("ecr")
@@ -40,7 +42,9 @@ class EcrRepo(Step):
             raise
         tags = tag_dict(ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags"))
         if tags.get(names.TAG_SESSION) != ctx.name:
-            raise StepError(f"An ECR repository named {names.repository(ctx.name)} exists but does not belong to this session")
+            raise StepError(
+                f"An ECR repository named {names.repository(ctx.name)} exists but does not belong to this session"
+            )
         return repo
 
     def _remember(self, ctx, repo: dict) -> None:
@@ -117,8 +121,15 @@ class BuildImage(Step):
         if code != 0:
             raise StepError(f"The image build failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
         host = ctx.load(HostRecord)
-        ctx.save(BuiltImage(uri=image_uri(ctx), hash=image_hash(ctx), kind=k, runtime=ctx.runtime.kind,
-                            instance_id=host.instance_id if host else None))
+        ctx.save(
+            BuiltImage(
+                uri=image_uri(ctx),
+                hash=image_hash(ctx),
+                kind=k,
+                runtime=ctx.runtime.kind,
+                instance_id=host.instance_id if host else None,
+            )
+        )
         ctx.log(f"Ready: {image_uri(ctx)}" if plan.needs_registry else "Ready: the job virtualenv")
 
     def undo(self, ctx):
@@ -142,7 +153,9 @@ class PushImage(Step):
         if not pushed.pushed:
             return True  # the runtime had nothing to push
         try:
-            images = ctx.aws.client("ecr").describe_images(repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": image_tag(ctx)}])
+            images = ctx.aws.client("ecr").describe_images(
+                repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": image_tag(ctx)}]
+            )
         except ClientError as e:
             if error_code(e) in ("ImageNotFoundException", "RepositoryNotFoundException"):
                 return False
@@ -176,8 +189,9 @@ class PushImage(Step):
         pushed = ctx.load(PushedImage)
         if pushed and pushed.pushed:
             try:
-                ctx.aws.client("ecr").batch_delete_image(repositoryName=names.repository(ctx.name),
-                                                         imageIds=[{"imageTag": pushed.uri.rsplit(":", 1)[1]}])
+                ctx.aws.client("ecr").batch_delete_image(
+                    repositoryName=names.repository(ctx.name), imageIds=[{"imageTag": pushed.uri.rsplit(":", 1)[1]}]
+                )
                 ctx.log(f"Deleted image {pushed.uri} from ECR")
             except ClientError as e:
                 if error_code(e) != "RepositoryNotFoundException":

@@ -37,5 +37,3 @@ def remove_role(ctx: StepContext, name: str) -> None:
         iam.delete_role_policy(RoleName=name, PolicyName=p)
     iam.delete_role(RoleName=name)
     ctx.log(f"Deleted role {name}")
-
-

@@ -72,7 +72,9 @@ def image_uri(ctx: StepContext, k: str | None = None) -> str:
 
 def image_plan(ctx: StepContext) -> ImagePlan:
     k = kind(ctx)
-    return ctx.runtime.image_plan(uri=image_uri(ctx), digest=image_hash(ctx), kind=k, source=source(ctx), base_image=base_image(k))
+    return ctx.runtime.image_plan(
+        uri=image_uri(ctx), digest=image_hash(ctx), kind=k, source=source(ctx), base_image=base_image(k)
+    )
 
 
 def build_commands(ctx: StepContext) -> list[str]:
@@ -87,5 +89,3 @@ def ecr_password(ecr) -> tuple[str, str]:
     if user != "AWS" or not password:
         raise StepError("ECR returned an authorization token in an unexpected form")
     return data["proxyEndpoint"].removeprefix("https://").rstrip("/"), password
-
-

@@ -16,8 +16,6 @@ QUOTA_ERRORS = {"InstanceLimitExceeded", "VcpuLimitExceeded", "InsufficientFreeA
 PROFILE_NOT_READY = "Invalid IAM Instance Profile"
 
 
-
-
 def metadata_options() -> dict:
     # IMDSv2 only: a token is required for every metadata call.
     return {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 2}
@@ -58,7 +56,11 @@ class LaunchTemplate(Step):
         }
 
     def _find(self, ctx) -> dict | None:
-        found = [t for t in inventory.launch_templates(ctx.aws, ctx.name) if t["LaunchTemplateName"] == names.launch_template(ctx.name)]
+        found = [
+            t
+            for t in inventory.launch_templates(ctx.aws, ctx.name)
+            if t["LaunchTemplateName"] == names.launch_template(ctx.name)
+        ]
         return found[0] if found else None
 
     def check(self, ctx):
@@ -128,11 +130,13 @@ class Launch(Step):
         subnets = ctx.require(PreflightFindings).subnets
         if after_zone is not None:
             zones = [s.zone for s in subnets]
-            subnets = subnets[zones.index(after_zone) + 1:] if after_zone in zones else subnets
+            subnets = subnets[zones.index(after_zone) + 1 :] if after_zone in zones else subnets
             if not subnets:
-                raise StepError(f"EC2 could not keep the {ctx.config.instance_type} it started in {after_zone}, and no zone "
-                                f"after it is left to try in {ctx.region}. Run the launch step again in a few minutes, or "
-                                "choose another region or instance type")
+                raise StepError(
+                    f"EC2 could not keep the {ctx.config.instance_type} it started in {after_zone}, and no zone "
+                    f"after it is left to try in {ctx.region}. Run the launch step again in a few minutes, or "
+                    "choose another region or instance type"
+                )
         failed: list[str] = []
         for i, sub in enumerate(subnets):
             ctx.check_cancel()
@@ -153,7 +157,9 @@ class Launch(Step):
                     ) from None
                 raise
             ctx.save(LaunchedInstance(id=inst["InstanceId"], zone=sub.zone))
-            ctx.log(f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub.zone} from template {names.launch_template(ctx.name)}")
+            ctx.log(
+                f"Launched {inst['InstanceId']} ({ctx.config.instance_type}) in {sub.zone} from template {names.launch_template(ctx.name)}"
+            )
             if failed:
                 ctx.log(f"Zones without capacity: {', '.join(failed)}")
             return
@@ -168,8 +174,10 @@ class Launch(Step):
         if rid is None:
             rid = ctx.intend("ec2:instance", token, {"subnet": sub.id, "zone": sub.zone})
         else:
-            ctx.log(f"A launch in {sub.zone} was asked before the last stop and never answered: asking again with "
-                    "its client token (EC2 answers with that instance if it started, instead of starting another)")
+            ctx.log(
+                f"A launch in {sub.zone} was asked before the last stop and never answered: asking again with "
+                "its client token (EC2 answers with that instance if it started, instead of starting another)"
+            )
         try:
             inst = self._run(ctx, ec2, sub, token)
         except Exception as e:
@@ -232,8 +240,10 @@ def verify_launch(ctx: StepContext, described: dict) -> None:
     iid = described["InstanceId"]
     tokens = (described.get("MetadataOptions") or {}).get("HttpTokens")
     if tokens != "required":
-        raise StepError(f"{iid} was launched with instance metadata tokens {tokens!r}, not IMDSv2-only ('required'): "
-                        "terminate it (step terminate) and check the launch template")
+        raise StepError(
+            f"{iid} was launched with instance metadata tokens {tokens!r}, not IMDSv2-only ('required'): "
+            "terminate it (step terminate) and check the launch template"
+        )
     pf = ctx.load(PreflightFindings)
     requested = {(pf.ami.root_device if pf else "") or "/dev/sda1"}
     ids = [b["Ebs"]["VolumeId"] for b in described.get("BlockDeviceMappings", []) if b.get("Ebs", {}).get("VolumeId")]
@@ -244,10 +254,14 @@ def verify_launch(ctx: StepContext, described: dict) -> None:
             continue
         why = ctx.runtime.unrequested_volume(v) if device not in requested else None
         if why is None:
-            raise StepError(f"Volume {v['VolumeId']} ({device}, {v.get('Size')} GB) of {iid} is not encrypted: "
-                            "terminate the instance (step terminate); the launch asked for encrypted volumes only")
+            raise StepError(
+                f"Volume {v['VolumeId']} ({device}, {v.get('Size')} GB) of {iid} is not encrypted: "
+                "terminate the instance (step terminate); the launch asked for encrypted volumes only"
+            )
         ctx.log(f"Note: unencrypted volume {v['VolumeId']} ({device}, {v.get('Size')} GB) is {why}")
-    ctx.log(f"Verified {iid}: metadata IMDSv2-only, {sum(1 for v in volumes if v.get('Encrypted'))} encrypted volume(s) as asked")
+    ctx.log(
+        f"Verified {iid}: metadata IMDSv2-only, {sum(1 for v in volumes if v.get('Encrypted'))} encrypted volume(s) as asked"
+    )
 
 
 # StateReason codes of an instance EC2 could not keep while it was starting: another zone may have room.
@@ -296,8 +310,14 @@ class WaitRunning(Step):
     def check(self, ctx):
         d = self._describe(ctx)
         host = ctx.load(HostRecord)
-        return (bool(d) and d["State"]["Name"] == "running" and bool(d.get("PublicIpAddress")) and host is not None
-                and host.instance_id == d["InstanceId"] and host.public_ip == d["PublicIpAddress"])
+        return (
+            bool(d)
+            and d["State"]["Name"] == "running"
+            and bool(d.get("PublicIpAddress"))
+            and host is not None
+            and host.instance_id == d["InstanceId"]
+            and host.public_ip == d["PublicIpAddress"]
+        )
 
     def apply(self, ctx):
         inst = ctx.load(LaunchedInstance)
@@ -306,27 +326,47 @@ class WaitRunning(Step):
         ec2 = ctx.aws.client("ec2")
         while True:
             try:
-                ctx.wait_for(ec2, "instance_running", f"Instance {inst.id} starting", InstanceIds=[inst.id], delay=5,
-                             explain=state_reason)
+                ctx.wait_for(
+                    ec2,
+                    "instance_running",
+                    f"Instance {inst.id} starting",
+                    InstanceIds=[inst.id],
+                    delay=5,
+                    explain=state_reason,
+                )
                 break
             except WaitFailed as e:
                 code = _reason_code(e.response)
                 if code not in LAUNCH_CAPACITY_REASONS:
-                    raise StepError(f"{e}. Nothing of it is running: run the launch step again"
-                                    + (" (check the AMI and that the account may use the volume's KMS key)"
-                                       if code == "Client.InternalError" else "")) from None
+                    raise StepError(
+                        f"{e}. Nothing of it is running: run the launch step again"
+                        + (
+                            " (check the AMI and that the account may use the volume's KMS key)"
+                            if code == "Client.InternalError"
+                            else ""
+                        )
+                    ) from None
                 ctx.store.mark_deleted(ctx.name, "ec2:instance", inst.id)
                 ctx.forget(LaunchedInstance)
-                ctx.log(f"{inst.id} died while starting in {inst.zone} ({state_reason(e.response)}): "
-                        "launching in the next zone")
+                ctx.log(
+                    f"{inst.id} died while starting in {inst.zone} ({state_reason(e.response)}): "
+                    "launching in the next zone"
+                )
                 Launch().apply(ctx, after_zone=inst.zone)
                 inst = ctx.require(LaunchedInstance)
         d = self._describe(ctx)
         ip = d.get("PublicIpAddress")
         if not ip:
             raise StepError(f"{inst.id} is running but has no public IP: its subnet does not map public addresses")
-        ctx.save(HostRecord(instance_id=inst.id, public_ip=ip, zone=inst.zone, user=ctx.config.login_user,
-                            name=tag_dict(d.get("Tags")).get("Name", "")))
+        ctx.save(
+            HostRecord(
+                instance_id=inst.id,
+                public_ip=ip,
+                zone=inst.zone,
+                user=ctx.config.login_user,
+                name=tag_dict(d.get("Tags")).get("Name", ""),
+            )
+        )
         ctx.log(f"{inst.id} is running in {inst.zone} at {ip}")
         verify_launch(ctx, d)
         if ctx.runtime.boot_note:
@@ -339,8 +379,11 @@ class Terminate(Step):
     def cli(self, ctx):
         inst = ctx.load(LaunchedInstance)
         iid = inst.id if inst else "<instance-id>"
-        return [ctx.runtime.stop_plan(ctx.name).cli,
-                f"aws ec2 terminate-instances --instance-ids {iid}", f"aws ec2 wait instance-terminated --instance-ids {iid}"]
+        return [
+            ctx.runtime.stop_plan(ctx.name).cli,
+            f"aws ec2 terminate-instances --instance-ids {iid}",
+            f"aws ec2 wait instance-terminated --instance-ids {iid}",
+        ]
 
     def check(self, ctx):
         from .sagemaker_aws import leftovers

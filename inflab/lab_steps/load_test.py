@@ -27,8 +27,11 @@ FORMAT = "inflab-served/1"
 def direct_result(ctx: StepContext) -> dict | None:
     """The newest direct benchmark of the served model file (same model, same batch), if any."""
     art = served_artifact(ctx)
-    found = [r["data"] for r in ctx.store.results(ctx.name, "benchmark")
-             if r["data"].get("model_filename") == art.file and r["data"].get("batch_size") == art.batch_size]
+    found = [
+        r["data"]
+        for r in ctx.store.results(ctx.name, "benchmark")
+        if r["data"].get("model_filename") == art.file and r["data"].get("batch_size") == art.batch_size
+    ]
     return found[-1] if found else None
 
 
@@ -42,11 +45,29 @@ def load_args(ctx: StepContext, run: str, port: int | str, token_auth: bool = Tr
     s = ctx.config["serve"]
     name, ctype, _ = request_input(ctx)
     plan = rates(ctx)
-    return ["--url", f"http://127.0.0.1:{port}/predictions/{MODEL}", *(["--key-file", f"{RUN}/key_file.json"] if token_auth else []),
-            "--input", f"{SAMPLES}/{name}", "--content-type", ctype,
-            "--rates", plan if plan == "auto" else ",".join(f"{r:g}" for r in plan), "--max-rates", str(s["max_rates"]),
-            "--step-s", str(s["step_s"]), "--limit-ms", f"{s['latency_limit_ms']:g}", "--server-cpu", f"{RUN}/cpu.json",
-            "--out", f"{RESULTS}/{run}.load.json", "--run-id", run]
+    return [
+        "--url",
+        f"http://127.0.0.1:{port}/predictions/{MODEL}",
+        *(["--key-file", f"{RUN}/key_file.json"] if token_auth else []),
+        "--input",
+        f"{SAMPLES}/{name}",
+        "--content-type",
+        ctype,
+        "--rates",
+        plan if plan == "auto" else ",".join(f"{r:g}" for r in plan),
+        "--max-rates",
+        str(s["max_rates"]),
+        "--step-s",
+        str(s["step_s"]),
+        "--limit-ms",
+        f"{s['latency_limit_ms']:g}",
+        "--server-cpu",
+        f"{RUN}/cpu.json",
+        "--out",
+        f"{RESULTS}/{run}.load.json",
+        "--run-id",
+        run,
+    ]
 
 
 class LoadTest(Step):
@@ -57,13 +78,22 @@ class LoadTest(Step):
             args = load_args(ctx, "load-test-N", "<inference port>")
         except StepError:
             return ["# on the instance, beside the server: python3 loadgen.py --url … --rates … --limit-ms …"]
-        return ["# on the instance, beside the server (the tunnel stays out of the measurement):",
-                payload_command(ctx, "load", "loadgen.py", args, host_network=True)]
+        return [
+            "# on the instance, beside the server (the tunnel stays out of the measurement):",
+            payload_command(ctx, "load", "loadgen.py", args, host_network=True),
+        ]
 
     def _settings(self, ctx) -> str:
         s = ctx.config["serve"]
-        return digest([rates(ctx), s["step_s"], s["latency_limit_ms"], request_input(ctx)[:2],
-                       s.job if (s := ctx.load(ServerJob)) else None])
+        return digest(
+            [
+                rates(ctx),
+                s["step_s"],
+                s["latency_limit_ms"],
+                request_input(ctx)[:2],
+                s.job if (s := ctx.load(ServerJob)) else None,
+            ]
+        )
 
     def check(self, ctx):
         mine = (self._settings(ctx), instance_id(ctx))
@@ -71,7 +101,12 @@ class LoadTest(Step):
         if done and (done.settings, done.instance_id) == mine:
             return True
         last = ctx.load(LoadTestRun)  # killed after storing the run, before the step was recorded done
-        if last and (last.settings, last.instance_id) == mine and last.run and ctx.store.has_result(ctx.name, "served", last.run):
+        if (
+            last
+            and (last.settings, last.instance_id) == mine
+            and last.run
+            and ctx.store.has_result(ctx.name, "served", last.run)
+        ):
             ctx.save(LoadTestDone(settings=last.settings, instance_id=last.instance_id, run=last.run))
             ctx.log(f"The results of the last load test ({last.run}) were collected already")
             return True
@@ -84,24 +119,32 @@ class LoadTest(Step):
         ctx.forget(LoadTestDone)
         endpoints = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RUN}/endpoints.json"), timeout=60)
         if not endpoints:
-            raise StepError("The server has not written its endpoints (serve/run/endpoints.json): run the serve step again")
+            raise StepError(
+                "The server has not written its endpoints (serve/run/endpoints.json): run the serve step again"
+            )
         endpoints = json.loads(endpoints)
         port, token_auth = endpoints["inference"], endpoints.get("token_auth", True)
         run = job_id(ctx, "load-test")  # stable while the job runs: a restarted run reattaches and stores it once
         s = ctx.config["serve"]
         plan = rates(ctx)
         direct = direct_result(ctx)
-        said = ("rates from a quarter of what a short probe finds the server sustains, doubling" if plan == "auto"
-                else f"{', '.join(f'{r:g}' for r in plan)} requests/s")
-        ctx.log(f"Open-loop load (Poisson arrivals, latency from each request's scheduled time) at {said}, {s['step_s']} s "
-                f"each, until p99 passes {s['latency_limit_ms']:g} ms or a request fails; that rate is measured again and "
-                "the answer narrowed by bisection. The generator runs on the instance, beside the server, so the SSH "
-                "tunnel is not in the measured path")
+        said = (
+            "rates from a quarter of what a short probe finds the server sustains, doubling"
+            if plan == "auto"
+            else f"{', '.join(f'{r:g}' for r in plan)} requests/s"
+        )
+        ctx.log(
+            f"Open-loop load (Poisson arrivals, latency from each request's scheduled time) at {said}, {s['step_s']} s "
+            f"each, until p99 passes {s['latency_limit_ms']:g} ms or a request fails; that rate is measured again and "
+            "the answer narrowed by bisection. The generator runs on the instance, beside the server, so the SSH "
+            "tunnel is not in the measured path"
+        )
         if direct is None:
             ctx.log("No direct benchmark of this model yet (the benchmark step): the report shows no serving overhead")
         ctx.save(LoadTestRun(settings=self._settings(ctx), instance_id=instance_id(ctx), run=run))
-        command = f"mkdir -p {RESULTS} && " + payload_command(ctx, "load", "loadgen.py", load_args(ctx, run, port, token_auth),
-                                                              host_network=True)
+        command = f"mkdir -p {RESULTS} && " + payload_command(
+            ctx, "load", "loadgen.py", load_args(ctx, run, port, token_auth), host_network=True
+        )
         code, tail = run_job(ctx, "load-test", command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
         raw = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{RESULTS}/{run}.load.json"), timeout=60)
         result = json.loads(raw) if raw else {}
@@ -118,39 +161,70 @@ class LoadTest(Step):
         art, pkg, srv = served_artifact(ctx), ctx.load(ModelArchive), ctx.load(ServerJob) or ServerJob()
         s = ctx.config["serve"]
         return {
-            "format": FORMAT, "run_id": result["run_id"], "timestamp": result.get("started"), "label": ctx.name,
-            "runtime": ctx.runtime.kind, "sandbox": ctx.runtime.kind == "sandbox", "instance_type": instance_label(ctx),
-            "name": art.name or ctx.config.model_name, "size": art.size, "family": art.family,
-            "precision": art.precision, "target": art.target, "weights": art.weights,
-            "model_filename": art.file, "batch_size": art.batch_size, "server_batch_size": serve_batch(ctx),
-            "max_batch_delay_ms": s["max_batch_delay_ms"], "workers": srv.workers, "archive": pkg.mar if pkg else None,
-            "limit_ms": result.get("limit_ms"), "step_s": result.get("step_s"), "stop_reason": result.get("stop_reason"),
-            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"), "generator": result.get("generator"),
-            "input": result.get("input"), "rates": result.get("rates") or [],
-            "threads_per_worker": (endpoints or {}).get("threads_per_worker"), "probe": result.get("probe"),
-            "connections": result.get("connections"), "lowest_p99_ms": result.get("lowest_p99_ms"),
+            "format": FORMAT,
+            "run_id": result["run_id"],
+            "timestamp": result.get("started"),
+            "label": ctx.name,
+            "runtime": ctx.runtime.kind,
+            "sandbox": ctx.runtime.kind == "sandbox",
+            "instance_type": instance_label(ctx),
+            "name": art.name or ctx.config.model_name,
+            "size": art.size,
+            "family": art.family,
+            "precision": art.precision,
+            "target": art.target,
+            "weights": art.weights,
+            "model_filename": art.file,
+            "batch_size": art.batch_size,
+            "server_batch_size": serve_batch(ctx),
+            "max_batch_delay_ms": s["max_batch_delay_ms"],
+            "workers": srv.workers,
+            "archive": pkg.mar if pkg else None,
+            "limit_ms": result.get("limit_ms"),
+            "step_s": result.get("step_s"),
+            "stop_reason": result.get("stop_reason"),
+            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"),
+            "generator": result.get("generator"),
+            "input": result.get("input"),
+            "rates": result.get("rates") or [],
+            "threads_per_worker": (endpoints or {}).get("threads_per_worker"),
+            "probe": result.get("probe"),
+            "connections": result.get("connections"),
+            "lowest_p99_ms": result.get("lowest_p99_ms"),
             "lowest_p99_at": result.get("lowest_p99_at"),
-            "direct": None if direct is None else {k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99",
-                                                                              "throughput_avg", "batch_size")},
+            "direct": None
+            if direct is None
+            else {
+                k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99", "throughput_avg", "batch_size")
+            },
         }
 
     def _summarise(self, ctx, record: dict) -> None:
         d = record["direct"] or {}
         for r in record["rates"]:
             p50 = r.get("latency_ms_p50")
-            over = (f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50" if p50 is not None and d.get("latency_ms_p50")
-                    is not None else "")
+            over = (
+                f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50"
+                if p50 is not None and d.get("latency_ms_p50") is not None
+                else ""
+            )
             cpu, other = r.get("generator_cpu_share"), r.get("interference")
-            ctx.log(f"{r['offered_rps']:g}/s offered{' (' + r['phase'] + ')' if r.get('phase') else ''} → "
-                    f"{r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
-                    f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
-                    + ("" if cpu is None else f"; the generator took {cpu:.1%} of the CPU")
-                    + ("" if other is None else f", other processes {other:.0%}"))
+            ctx.log(
+                f"{r['offered_rps']:g}/s offered{' (' + r['phase'] + ')' if r.get('phase') else ''} → "
+                f"{r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
+                f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
+                + ("" if cpu is None else f"; the generator took {cpu:.1%} of the CPU")
+                + ("" if other is None else f", other processes {other:.0%}")
+            )
         best = record["highest_rate_meeting_limit"]
         threads = record.get("threads_per_worker")
-        ctx.log(f"{record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
-                + ("none" if best is None else f"{best:g} requests/s")
-                + f" ({record.get('workers')} TorchServe worker(s)" + (f" × {threads} thread(s)" if threads else "") + ")")
+        ctx.log(
+            f"{record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
+            + ("none" if best is None else f"{best:g} requests/s")
+            + f" ({record.get('workers')} TorchServe worker(s)"
+            + (f" × {threads} thread(s)" if threads else "")
+            + ")"
+        )
 
     def undo(self, ctx):
         ctx.forget(LoadTestDone)  # results stay in the session

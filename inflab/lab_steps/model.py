@@ -30,8 +30,7 @@ class Compile(Step):
     id = "compile"
 
     def cli(self, ctx):
-        return ["# on the instance:",
-                payload_command(ctx, "compile", "compile.py", compile_args(ctx))]
+        return ["# on the instance:", payload_command(ctx, "compile", "compile.py", compile_args(ctx))]
 
     def check(self, ctx):
         done = ctx.load(CompiledModels)
@@ -44,15 +43,22 @@ class Compile(Step):
         _need_environment(ctx)
         ctx.forget(CompiledModels)  # compiling again: the models on the host are being replaced
         args = compile_args(ctx)
-        ctx.log(f"Compiling {ctx.config.model_name} ({ctx.runtime.model_size(ctx.config)}) for "
-                f"{ctx.runtime.payload_target(ctx.config)}, batch {ctx.config['bench']['batch_size']}: output below")
+        ctx.log(
+            f"Compiling {ctx.config.model_name} ({ctx.runtime.model_size(ctx.config)}) for "
+            f"{ctx.runtime.payload_target(ctx.config)}, batch {ctx.config['bench']['batch_size']}: output below"
+        )
 
         async def ship(conn):
             await upload_payload(conn)
             await conn.run(f"mkdir -p {WORK_DIR}/{MODELS}", check=True)
 
-        code, tail = run_job(ctx, "compile", payload_command(ctx, "compile", "compile.py", args),
-                             env={"PYTHONUNBUFFERED": "1"}, before=ship)
+        code, tail = run_job(
+            ctx,
+            "compile",
+            payload_command(ctx, "compile", "compile.py", args),
+            env={"PYTHONUNBUFFERED": "1"},
+            before=ship,
+        )
         if code != 0:
             raise StepError(f"Compilation failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
 
@@ -66,10 +72,17 @@ class Compile(Step):
         for m in manifests:
             ctx.store.add_result(ctx.name, "compile", m)
             check = m.get("check") or {}
-            ctx.log(f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
-                    f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})")
-        ctx.save(CompiledModels(settings=digest(args), instance_id=instance_id(ctx),
-                                artifacts=tuple(CompiledModel.from_manifest(m) for m in manifests)))
+            ctx.log(
+                f"{m['file']}: {m.get('precision')} · weights {m.get('weights')} · max abs diff vs eager "
+                f"{check.get('max_abs_diff', float('nan')):.2e} (tolerance {check.get('tolerance', float('nan')):.0e})"
+            )
+        ctx.save(
+            CompiledModels(
+                settings=digest(args),
+                instance_id=instance_id(ctx),
+                artifacts=tuple(CompiledModel.from_manifest(m) for m in manifests),
+            )
+        )
 
     def undo(self, ctx):
         ctx.forget(CompiledModels)  # the files live on the instance
@@ -100,8 +113,12 @@ class Benchmark(Step):
         # Killed after the last run's results were stored but before the step was recorded done:
         # those results stand; running again would measure (and store) the same thing twice.
         last = ctx.load(BenchmarkRun)
-        if last and (last.settings, last.instance_id) == mine and last.runs and all(
-                ctx.store.has_result(ctx.name, "benchmark", run) for run in last.runs):
+        if (
+            last
+            and (last.settings, last.instance_id) == mine
+            and last.runs
+            and all(ctx.store.has_result(ctx.name, "benchmark", run) for run in last.runs)
+        ):
             ctx.save(BenchmarkDone(settings=last.settings, instance_id=last.instance_id, results=len(last.runs)))
             ctx.log(f"The results of the last run ({', '.join(last.runs)}) were collected already")
             return True
@@ -113,18 +130,26 @@ class Benchmark(Step):
             raise StepError("Nothing compiled yet: run the compile step first")
         ctx.forget(BenchmarkDone)  # measuring again: the last run no longer says this step is done
         b = ctx.config["bench"]
-        ctx.log(f"Benchmarking {len(arts)} model(s), {b['repeats']} trial(s) each: at least {b['min_duration_s']} s and "
-                f"{b['min_queries']} queries per trial, until throughput is stable ({b['mode']} loop"
-                + (", measured by MLPerf LoadGen" if b["harness"] == "loadgen" else "")
-                + "). Watch the Monitor tab while it runs.")
+        ctx.log(
+            f"Benchmarking {len(arts)} model(s), {b['repeats']} trial(s) each: at least {b['min_duration_s']} s and "
+            f"{b['min_queries']} queries per trial, until throughput is stable ({b['mode']} loop"
+            + (", measured by MLPerf LoadGen" if b["harness"] == "loadgen" else "")
+            + "). Watch the Monitor tab while it runs."
+        )
         # Each model's run is named after the job (stable when the job is reattached), so a result
         # collected twice — a kill between storing and recording — is stored once.
         job = job_id(ctx, "benchmark")
         runs = [f"{job}.{i}" for i in range(1, len(arts) + 1)]
         script = [f"mkdir -p {RESULTS}"] + [
-            payload_command(ctx, "bench", "bench.py", bench_args(ctx, a) + ["--run-id", run, "--label", ctx.name,
-                                                                          "--runtime", ctx.runtime.kind]) + " || exit $?"
-            for a, run in zip(arts, runs)]
+            payload_command(
+                ctx,
+                "bench",
+                "bench.py",
+                bench_args(ctx, a) + ["--run-id", run, "--label", ctx.name, "--runtime", ctx.runtime.kind],
+            )
+            + " || exit $?"
+            for a, run in zip(arts, runs)
+        ]
 
         ctx.save(BenchmarkRun(settings=self._settings(ctx), instance_id=instance_id(ctx), runs=tuple(runs)))
         code, tail = run_job(ctx, "benchmark", "\n".join(script), env={"PYTHONUNBUFFERED": "1"}, before=upload_payload)
@@ -143,16 +168,22 @@ class Benchmark(Step):
                 ci = f" (95% CI {r.throughput_ci95[0]:,.1f}–{r.throughput_ci95[1]:,.1f})" if r.throughput_ci95 else ""
                 other = "" if r.interference is None else f", other processes took {r.interference:.0%} of the CPU"
                 lg = f" · MLPerf LoadGen {r.loadgen.get('validity')}" if r.loadgen else ""
-                ctx.log(f"{r.model_filename}: {r.throughput_avg:,.1f} samples/s{ci} · p50 {r.latency_ms_p50:.2f} ms · "
-                        f"p99 {r.latency_ms_p99:.2f} ms · {r.n_models}×{r.workers_per_model} · {r.repeats} trial(s) · "
-                        f"quality {r.quality}{other}{lg} (run {r.run_id})")
+                ctx.log(
+                    f"{r.model_filename}: {r.throughput_avg:,.1f} samples/s{ci} · p50 {r.latency_ms_p50:.2f} ms · "
+                    f"p99 {r.latency_ms_p99:.2f} ms · {r.n_models}×{r.workers_per_model} · {r.repeats} trial(s) · "
+                    f"quality {r.quality}{other}{lg} (run {r.run_id})"
+                )
                 if r.quality == "disturbed":
-                    ctx.log(f"{r.model_filename}: disturbed — other processes took {r.interference:.0%} of the CPU while "
-                            "it measured; its numbers read low. Measure again on a quiet machine")
+                    ctx.log(
+                        f"{r.model_filename}: disturbed — other processes took {r.interference:.0%} of the CPU while "
+                        "it measured; its numbers read low. Measure again on a quiet machine"
+                    )
         faultpoints.hit("benchmark:results-stored")
         if code != 0:
-            raise StepError(f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"
-                            + (f"; {len(results)} result(s) kept" if results else ""))
+            raise StepError(
+                f"The benchmark failed (exit {code}): {' | '.join(tail[-3:])[-400:]}"
+                + (f"; {len(results)} result(s) kept" if results else "")
+            )
         ctx.save(BenchmarkDone(settings=self._settings(ctx), instance_id=instance_id(ctx), results=len(results)))
         ctx.log(f"See them with: inflab report {ctx.name}")
 

@@ -21,13 +21,15 @@ def parse_neuron_ls(text: str) -> list[dict]:
         if not isinstance(d, dict):
             continue
         procs = d.get("neuron_processes") or []
-        rows.append({
-            "device": d.get("neuron_device", d.get("device", "?")),
-            "cores": d.get("nc_count", d.get("neuroncore_count", "?")),
-            "memory": d.get("memory_size", d.get("memory", "?")),
-            "bdf": d.get("bdf", ""),
-            "processes": ", ".join(str(p.get("pid", p)) if isinstance(p, dict) else str(p) for p in procs),
-        })
+        rows.append(
+            {
+                "device": d.get("neuron_device", d.get("device", "?")),
+                "cores": d.get("nc_count", d.get("neuroncore_count", "?")),
+                "memory": d.get("memory_size", d.get("memory", "?")),
+                "bdf": d.get("bdf", ""),
+                "processes": ", ".join(str(p.get("pid", p)) if isinstance(p, dict) else str(p) for p in procs),
+            }
+        )
     return rows
 
 
@@ -61,8 +63,12 @@ class Monitor(Step):
             conn = await connect(ctx)
             async with conn:
                 await upload_payload(conn)
-                ls = await asyncio.wait_for(conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False), 60)
-                sample = await asyncio.wait_for(conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False), 60)
+                ls = await asyncio.wait_for(
+                    conn.run("command -v neuron-ls >/dev/null && neuron-ls --json-output", check=False), 60
+                )
+                sample = await asyncio.wait_for(
+                    conn.run(f"python3 {PAYLOAD_DIR}/monitor.py --count 1 --interval 0.5", check=False), 60
+                )
                 return ls, sample
 
         try:
@@ -75,12 +81,27 @@ class Monitor(Step):
             for line in device_table(devices):
                 ctx.log("  " + line)
         else:
-            ctx.log("neuron-ls: no Neuron devices on this host" + (" (the Neuron tools are not installed)" if ls.exit_status else ""))
-        parsed = parse_monitor.parse((sample.stdout or "").strip().splitlines()[-1]) if (sample.stdout or "").strip() else None
+            ctx.log(
+                "neuron-ls: no Neuron devices on this host"
+                + (" (the Neuron tools are not installed)" if ls.exit_status else "")
+            )
+        parsed = (
+            parse_monitor.parse((sample.stdout or "").strip().splitlines()[-1])
+            if (sample.stdout or "").strip()
+            else None
+        )
         if sample.exit_status != 0 or parsed is None:
-            raise StepError(f"The monitor agent did not run on the host: {(sample.stderr or '').strip()[:300] or 'no output'}")
-        ctx.save(MonitorAgent(instance_id=ctx.require(HostRecord).instance_id, source=parsed.source, devices=tuple(devices),
-                              agent=f"{PAYLOAD_DIR}/monitor.py"))
+            raise StepError(
+                f"The monitor agent did not run on the host: {(sample.stderr or '').strip()[:300] or 'no output'}"
+            )
+        ctx.save(
+            MonitorAgent(
+                instance_id=ctx.require(HostRecord).instance_id,
+                source=parsed.source,
+                devices=tuple(devices),
+                agent=f"{PAYLOAD_DIR}/monitor.py",
+            )
+        )
         ctx.log(f"Monitor agent running: {parsed.source}, {len(parsed.cores)} gauges")
         ctx.log("Open the Monitor and Terminal tabs below to watch the host live (neuron-top or htop in the terminal).")
 

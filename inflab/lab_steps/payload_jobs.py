@@ -25,8 +25,9 @@ def digest(obj) -> str:
 
 def python_prefix(ctx: StepContext, job: str, host_network: bool = False) -> str:
     """How a payload script is started on the host (the runtime decides: a container, a virtualenv)."""
-    return ctx.runtime.payload_prefix(session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx),
-                                      host_network=host_network)
+    return ctx.runtime.payload_prefix(
+        session=ctx.name, job=job, image_uri=image_uri(ctx), kind=kind(ctx), host_network=host_network
+    )
 
 
 def payload_command(ctx: StepContext, job: str, script: str, args: list[str], host_network: bool = False) -> str:
@@ -41,8 +42,18 @@ def model_args(ctx: StepContext, *, family: str, target: str) -> list[str]:
     """compile.py's arguments for what to compile (shared by the instance's compile and a sweep's jobs):
     the model's family, name, target, shapes and size, and whether to add an int8 copy."""
     m = ctx.config.model
-    args = ["--family", family, "--target", target, "--size", ctx.runtime.model_size(ctx.config),
-            "--max-length", str(m.max_length), "--image-size", str(m.image_size)]
+    args = [
+        "--family",
+        family,
+        "--target",
+        target,
+        "--size",
+        ctx.runtime.model_size(ctx.config),
+        "--max-length",
+        str(m.max_length),
+        "--image-size",
+        str(m.image_size),
+    ]
     if family == m.family:
         args += ["--name", ctx.config.model_name]
     if m.offline:
@@ -55,9 +66,20 @@ def model_args(ctx: StepContext, *, family: str, target: str) -> list[str]:
 def measure_args(ctx: StepContext, *, min_duration_s: int, max_duration_s: int) -> list[str]:
     """bench.py's arguments for how to measure (shared likewise); the durations are the caller's."""
     b = ctx.config.bench
-    args = ["--workers", str(b.workers_per_model), "--min-duration", str(min_duration_s),
-            "--min-queries", str(b.min_queries), "--max-duration", str(max_duration_s), "--mode", b.mode,
-            "--repeats", str(b.repeats)]
+    args = [
+        "--workers",
+        str(b.workers_per_model),
+        "--min-duration",
+        str(min_duration_s),
+        "--min-queries",
+        str(b.min_queries),
+        "--max-duration",
+        str(max_duration_s),
+        "--mode",
+        b.mode,
+        "--repeats",
+        str(b.repeats),
+    ]
     if b.harness != "inflab":
         args += ["--harness", b.harness]
     if b.n_models:
@@ -68,16 +90,28 @@ def measure_args(ctx: StepContext, *, min_duration_s: int, max_duration_s: int) 
 
 
 def compile_args(ctx: StepContext) -> list[str]:
-    return [*model_args(ctx, family=ctx.config.model.family, target=ctx.runtime.payload_target(ctx.config)),
-            "--batch-size", str(ctx.config.bench.batch_size), "--out", MODELS, "--instance-type", instance_label(ctx)]
+    return [
+        *model_args(ctx, family=ctx.config.model.family, target=ctx.runtime.payload_target(ctx.config)),
+        "--batch-size",
+        str(ctx.config.bench.batch_size),
+        "--out",
+        MODELS,
+        "--instance-type",
+        instance_label(ctx),
+    ]
 
 
 def bench_args(ctx: StepContext, artifact: CompiledModel) -> list[str]:
     b = ctx.config.bench
     stem = artifact.stem
-    return [f"{MODELS}/{artifact.file}",
-            *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s),
-            "--instance-type", instance_label(ctx), "--out", f"{RESULTS}/{stem}.bench.json"]
+    return [
+        f"{MODELS}/{artifact.file}",
+        *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s),
+        "--instance-type",
+        instance_label(ctx),
+        "--out",
+        f"{RESULTS}/{stem}.bench.json",
+    ]
 
 
 def instance_id(ctx: StepContext) -> str:
@@ -91,8 +125,18 @@ def job_args(ctx: StepContext, point: GridPoint) -> list[str]:
     b = ctx.config.batch
     compile = model_args(ctx, family=point.family, target=point.target)
     first = b.sizes[0]
-    if point.batch_size != first:  # the compiled model is checked against eager once per settings, by the first size's job
+    if (
+        point.batch_size != first
+    ):  # the compiled model is checked against eager once per settings, by the first size's job
         checker = GridPoint(point.session, point.family, point.instance_type, first, point.kind)
         compile += ["--checked-by", f"job {checker.job_name} (settings digest {digest(compile)[:12]})"]
-    return ["--label", ctx.name, "--runtime", ctx.runtime.kind, "--compile", *compile,
-            "--bench", *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s)]
+    return [
+        "--label",
+        ctx.name,
+        "--runtime",
+        ctx.runtime.kind,
+        "--compile",
+        *compile,
+        "--bench",
+        *measure_args(ctx, min_duration_s=b.min_duration_s, max_duration_s=b.max_duration_s),
+    ]

@@ -27,7 +27,7 @@ MAX_RECONNECTS = 5
 
 def reconnect_delay(attempt: int) -> float:
     """Seconds to wait before reconnecting after the ``attempt``-th drop (0-based)."""
-    return min(2 ** attempt, 10)
+    return min(2**attempt, 10)
 
 
 def payload_files() -> dict[str, bytes]:
@@ -45,8 +45,9 @@ async def connect(ctx: StepContext, timeout: float = 60):
     from ..remote.host import HostUnavailable, open_connection
 
     try:
-        return await open_connection(ctx.host(), timeout=timeout, progress=lambda m: ctx.progress(None, m),
-                                     cancelled=ctx.cancel.is_set)
+        return await open_connection(
+            ctx.host(), timeout=timeout, progress=lambda m: ctx.progress(None, m), cancelled=ctx.cancel.is_set
+        )
     except HostUnavailable as e:
         ctx.check_cancel()
         raise StepError(str(e)) from None
@@ -113,8 +114,9 @@ def _instance_id(ctx: StepContext) -> str:
     return host.instance_id if host else ""
 
 
-def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | None = None,
-            before=None) -> tuple[int, list[str]]:
+def run_job(
+    ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | None = None, before=None
+) -> tuple[int, list[str]]:
     """Run ``command`` as a detached job and stream it; returns (exit code, last lines).
 
     ``before(conn)`` (async, optional) runs on the connection before the job starts —
@@ -142,7 +144,10 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
             jdir = await jobs.start(conn, job, command, env=env)
             rec = ctx.store.job_record(ctx.name, job, instance_id, jdir)
             if first:
-                ctx.log(f"Job {job} on the host: {jdir}" + (f" (reattached at byte {rec['offset']:,})" if rec["offset"] else ""))
+                ctx.log(
+                    f"Job {job} on the host: {jdir}"
+                    + (f" (reattached at byte {rec['offset']:,})" if rec["offset"] else "")
+                )
             follower = asyncio.ensure_future(jobs.follow(conn, jdir, rec["offset"], on_lines))
             while not follower.done():
                 await asyncio.wait({follower}, timeout=0.25)
@@ -163,12 +168,16 @@ def run_job(ctx: StepContext, kind: str, command: str, *, env: dict[str, str] | 
             except (asyncssh.Error, OSError, jobs.NoJobStatus) as e:
                 gone = instance_gone(ctx, instance_id)
                 if gone:
-                    raise StepError(f"The instance {instance_id} was {gone} while job {job} ran — by a cleanup "
-                                    "(yours or the instructor's)? Its work is lost: run the steps from launch again "
-                                    "for a new instance") from None
+                    raise StepError(
+                        f"The instance {instance_id} was {gone} while job {job} ran — by a cleanup "
+                        "(yours or the instructor's)? Its work is lost: run the steps from launch again "
+                        "for a new instance"
+                    ) from None
                 if attempt == MAX_RECONNECTS:
-                    raise StepError(f"Lost the connection to the host {attempt + 1} times ({e}); the job may still be "
-                                    "running there: run this step again to reattach") from None
+                    raise StepError(
+                        f"Lost the connection to the host {attempt + 1} times ({e}); the job may still be "
+                        "running there: run this step again to reattach"
+                    ) from None
                 rec = ctx.store.job(ctx.name, job) or {"offset": 0}
                 ctx.log(f"Connection dropped ({e.__class__.__name__}); reattaching at byte {rec['offset']:,}…")
                 await asyncio.sleep(reconnect_delay(attempt))

@@ -38,10 +38,21 @@ def ensure(ctx: StepContext) -> str:
         s3.create_bucket(Bucket=name, **kwargs)
         ctx.store.mark_created(rid, name)
         ctx.log(f"Created S3 bucket {name}")
-    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": ctx.tags(Name=name)})
     ctx.log(f"Bucket {name}: public access blocked, encrypted (SSE-S3), tagged")
     return name
@@ -54,7 +65,10 @@ def remove_prefix(ctx: StepContext, name: str, prefix: str) -> int:
     count = 0
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=name, Prefix=prefix):
-            objs = [{"Key": o["Key"], "VersionId": o["VersionId"]} for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            objs = [
+                {"Key": o["Key"], "VersionId": o["VersionId"]}
+                for o in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             if objs:
                 s3.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
                 count += len(objs)

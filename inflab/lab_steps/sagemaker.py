@@ -64,8 +64,16 @@ def artifacts(ctx: StepContext) -> list[CompiledModel]:
 
 def package_args(ctx: StepContext, art: CompiledModel, bucket_name: str) -> list[str]:
     key = f"{data_prefix(ctx)}{art.precision}/model.tar.gz"
-    return ["--model", f"models/{art.file}", "--out", f"{OUT}/{art.precision}",
-            "--upload", f"s3://{bucket_name}/{key}", "--region", ctx.region]
+    return [
+        "--model",
+        f"models/{art.file}",
+        "--out",
+        f"{OUT}/{art.precision}",
+        "--upload",
+        f"s3://{bucket_name}/{key}",
+        "--region",
+        ctx.region,
+    ]
 
 
 def _fits(ctx: StepContext, targets: list[str]) -> None:
@@ -86,14 +94,24 @@ class SageMakerPackage(Step):
     def cli(self, ctx):
         arts = artifacts(ctx) or [CompiledModel(file="<model>.pt", precision="fp32")]
         b = names.results_bucket(ctx.name, "<account>")
-        return ["# on the instance: model.tar.gz (model, manifest, tokenizer, handler in code/), then to S3:",
-                *(aws_payload_command(ctx, "sagemaker-package", "sagemaker_package.py", package_args(ctx, a, b)) for a in arts)]
+        return [
+            "# on the instance: model.tar.gz (model, manifest, tokenizer, handler in code/), then to S3:",
+            *(
+                aws_payload_command(ctx, "sagemaker-package", "sagemaker_package.py", package_args(ctx, a, b))
+                for a in arts
+            ),
+        ]
 
     def _settings(self, ctx) -> str:
         code = payload_files()
         made_by = hashlib.sha256(b"".join(code[n] for n in ("sagemaker_package.py", "inflab_handler.py", "targets.py")))
-        return digest([[(a.file, a.precision) for a in artifacts(ctx)], (ctx.load(CompiledModels) or CompiledModels(settings="", instance_id="")).settings,
-                       made_by.hexdigest()])
+        return digest(
+            [
+                [(a.file, a.precision) for a in artifacts(ctx)],
+                (ctx.load(CompiledModels) or CompiledModels(settings="", instance_id="")).settings,
+                made_by.hexdigest(),
+            ]
+        )
 
     def check(self, ctx):
         made = endpoint_record(ctx)
@@ -120,11 +138,15 @@ class SageMakerPackage(Step):
         _fits(ctx, [a.target or "" for a in arts])
         ctx.forget(Package)
         name = results_bucket.ensure(ctx)
-        ctx.log(f"Packing {', '.join(a.precision for a in arts)} as SageMaker model data (model.tar.gz: the compiled "
-                "model, its manifest, the class names, the tokenizer if any, and the lab's handler in code/), then putting "
-                f"each in s3://{name}/{data_prefix(ctx)}<precision>/ with the instance's own credentials")
-        command = " && ".join(aws_payload_command(ctx, "sagemaker-package", "sagemaker_package.py", package_args(ctx, a, name))
-                              for a in arts)
+        ctx.log(
+            f"Packing {', '.join(a.precision for a in arts)} as SageMaker model data (model.tar.gz: the compiled "
+            "model, its manifest, the class names, the tokenizer if any, and the lab's handler in code/), then putting "
+            f"each in s3://{name}/{data_prefix(ctx)}<precision>/ with the instance's own credentials"
+        )
+        command = " && ".join(
+            aws_payload_command(ctx, "sagemaker-package", "sagemaker_package.py", package_args(ctx, a, name))
+            for a in arts
+        )
         code, tail = run_job(ctx, "sagemaker-package", command, env={"PYTHONUNBUFFERED": "1"}, before=upload_payload)
         if code != 0:
             raise StepError(f"Packaging for SageMaker failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
@@ -132,8 +154,9 @@ class SageMakerPackage(Step):
         async def fetch(conn):
             import json
 
-            return [json.loads(await read_file(conn, f"{WORK_DIR}/{OUT}/{a.precision}/package.json") or b"{}")
-                    for a in arts]
+            return [
+                json.loads(await read_file(conn, f"{WORK_DIR}/{OUT}/{a.precision}/package.json") or b"{}") for a in arts
+            ]
 
         infos = host_run(ctx, fetch, timeout=60)
         data = []
@@ -144,14 +167,28 @@ class SageMakerPackage(Step):
                 raise StepError(f"The package job did not upload {a.precision}'s model data to s3://{name}/{key}")
             size = s3.head_object(Bucket=name, Key=key)["ContentLength"]
             if size != info.get("bytes"):
-                raise StepError(f"s3://{name}/{key} holds {size:,} bytes, the package {info.get('bytes'):,}: upload again")
-            data.append(ModelData(precision=a.precision or "", target=a.target or "", family=a.family or "",
-                                  model_file=info["model_file"], batch_size=int(info.get("batch_size") or 1), key=key,
-                                  sha256=info["sha256"], bytes=int(info["bytes"]), weights=info.get("weights"),
-                                  labels=int(info.get("labels") or 0)))
+                raise StepError(
+                    f"s3://{name}/{key} holds {size:,} bytes, the package {info.get('bytes'):,}: upload again"
+                )
+            data.append(
+                ModelData(
+                    precision=a.precision or "",
+                    target=a.target or "",
+                    family=a.family or "",
+                    model_file=info["model_file"],
+                    batch_size=int(info.get("batch_size") or 1),
+                    key=key,
+                    sha256=info["sha256"],
+                    bytes=int(info["bytes"]),
+                    weights=info.get("weights"),
+                    labels=int(info.get("labels") or 0),
+                )
+            )
         ctx.save(Package(settings=self._settings(ctx), bucket=name, data=tuple(data)))
         for d in data:
-            ctx.log(f"s3://{name}/{d.key}: {d.bytes / 1e6:.1f} MB, sha256 {d.sha256[:12]}… ({d.precision}, {d.model_file})")
+            ctx.log(
+                f"s3://{name}/{d.key}: {d.bytes / 1e6:.1f} MB, sha256 {d.sha256[:12]}… ({d.precision}, {d.model_file})"
+            )
 
     def undo(self, ctx):
         rec = package(ctx)
@@ -172,8 +209,12 @@ def model_environment(ctx: StepContext, d: ModelData) -> dict[str, str]:
     """The container's settings, as AWS's PyTorch containers name them: the serving exercise's
     [serve] batching, so the two deployments batch alike."""
     s = ctx.config.serve
-    env = {"SAGEMAKER_TS_BATCH_SIZE": str(s.batch_size or d.batch_size), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(s.max_batch_delay_ms),
-           "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60", "SAGEMAKER_REGION": ctx.region}
+    env = {
+        "SAGEMAKER_TS_BATCH_SIZE": str(s.batch_size or d.batch_size),
+        "SAGEMAKER_TS_MAX_BATCH_DELAY": str(s.max_batch_delay_ms),
+        "SAGEMAKER_TS_RESPONSE_TIMEOUT": "60",
+        "SAGEMAKER_REGION": ctx.region,
+    }
     if s.workers:
         env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(s.workers)
     return env
@@ -181,9 +222,17 @@ def model_environment(ctx: StepContext, d: ModelData) -> dict[str, str]:
 
 def variants(ctx: StepContext, pkg: Package) -> list[dict]:
     sm = ctx.config.sagemaker
-    return [{"VariantName": names.sagemaker_variant(d.precision), "ModelName": names.sagemaker_model(ctx.name, d.precision),
-             "InitialInstanceCount": sm.instance_count, "InstanceType": sm.instance_type, "InitialVariantWeight": 1.0,
-             "ContainerStartupHealthCheckTimeoutInSeconds": HEALTH_CHECK_S} for d in pkg.data]
+    return [
+        {
+            "VariantName": names.sagemaker_variant(d.precision),
+            "ModelName": names.sagemaker_model(ctx.name, d.precision),
+            "InitialInstanceCount": sm.instance_count,
+            "InstanceType": sm.instance_type,
+            "InitialVariantWeight": 1.0,
+            "ContainerStartupHealthCheckTimeoutInSeconds": HEALTH_CHECK_S,
+        }
+        for d in pkg.data
+    ]
 
 
 def _could_not_assume(e: BaseException) -> bool:
@@ -201,17 +250,21 @@ class SageMakerEndpoint(Step):
         ep, role = names.sagemaker_endpoint(ctx.name), names.sagemaker_role(ctx.name)
         config = names.sagemaker_endpoint_config(ctx.name, rec.n if (rec := endpoint_record(ctx)) else 1)
         b = names.results_bucket(ctx.name, "<account>")
-        return [f"aws iam create-role --role-name {role} --path /inflab/ --assume-role-policy-document file://trust-sagemaker.json",
-                f"aws iam put-role-policy --role-name {role} --policy-name inflab-sagemaker --policy-document file://execution.json",
-                *(f"aws sagemaker create-model --model-name {names.sagemaker_model(ctx.name, p)} --execution-role-arn <role arn> "
-                  f"--primary-container Image={image_uri(ctx)},ModelDataUrl=s3://{b}/{data_prefix(ctx)}{p}/model.tar.gz"
-                  for p in ([a.precision for a in artifacts(ctx)] or ["fp32"])),
-                f"aws sagemaker create-endpoint-config --endpoint-config-name {config} --production-variants "
-                f"VariantName=fp32,ModelName={names.sagemaker_model(ctx.name, 'fp32')},InstanceType={sm.instance_type},"
-                f"InitialInstanceCount={sm.instance_count} ...",
-                f"aws sagemaker create-endpoint --endpoint-name {ep} --endpoint-config-name {config}",
-                f"aws sagemaker wait endpoint-in-service --endpoint-name {ep}",
-                f"aws logs tail {names.sagemaker_log_group(ep)} --follow"]
+        return [
+            f"aws iam create-role --role-name {role} --path /inflab/ --assume-role-policy-document file://trust-sagemaker.json",
+            f"aws iam put-role-policy --role-name {role} --policy-name inflab-sagemaker --policy-document file://execution.json",
+            *(
+                f"aws sagemaker create-model --model-name {names.sagemaker_model(ctx.name, p)} --execution-role-arn <role arn> "
+                f"--primary-container Image={image_uri(ctx)},ModelDataUrl=s3://{b}/{data_prefix(ctx)}{p}/model.tar.gz"
+                for p in ([a.precision for a in artifacts(ctx)] or ["fp32"])
+            ),
+            f"aws sagemaker create-endpoint-config --endpoint-config-name {config} --production-variants "
+            f"VariantName=fp32,ModelName={names.sagemaker_model(ctx.name, 'fp32')},InstanceType={sm.instance_type},"
+            f"InitialInstanceCount={sm.instance_count} ...",
+            f"aws sagemaker create-endpoint --endpoint-name {ep} --endpoint-config-name {config}",
+            f"aws sagemaker wait endpoint-in-service --endpoint-name {ep}",
+            f"aws logs tail {names.sagemaker_log_group(ep)} --follow",
+        ]
 
     def _settings(self, ctx, pkg: Package) -> str:
         return digest([pkg.settings, image_uri(ctx), variants(ctx, pkg), [model_environment(ctx, d) for d in pkg.data]])
@@ -223,7 +276,9 @@ class SageMakerEndpoint(Step):
         if rec is None or pkg is None or rec.settings != self._settings(ctx, pkg):
             return False
         found = describe_endpoint(ctx, rec.endpoint)
-        return bool(found) and found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == rec.config
+        return (
+            bool(found) and found.get("EndpointStatus") == "InService" and found.get("EndpointConfigName") == rec.config
+        )
 
     def apply(self, ctx):
         pkg = package(ctx)
@@ -237,43 +292,65 @@ class SageMakerEndpoint(Step):
         endpoint, config = names.sagemaker_endpoint(ctx.name), names.sagemaker_endpoint_config(ctx.name, n)
         role = ensure_role(ctx)
         if allow_invoke(ctx):
-            ctx.log(f"The instance role may now invoke {endpoint} (inline policy inflab-sagemaker-invoke): the load test "
-                    "runs on the instance")
+            ctx.log(
+                f"The instance role may now invoke {endpoint} (inline policy inflab-sagemaker-invoke): the load test "
+                "runs on the instance"
+            )
         models = [self._model(ctx, pkg, d, role) for d in pkg.data]
         self._config(ctx, config, variants(ctx, pkg))
-        rec = Endpoint(settings=settings, n=n, endpoint=endpoint, config=config, models=tuple(models),
-                       variants=tuple(d.precision for d in pkg.data), role_arn=role,
-                       instance_type=ctx.config.sagemaker.instance_type,
-                       instance_count=ctx.config.sagemaker.instance_count, image=image_uri(ctx))
+        rec = Endpoint(
+            settings=settings,
+            n=n,
+            endpoint=endpoint,
+            config=config,
+            models=tuple(models),
+            variants=tuple(d.precision for d in pkg.data),
+            role_arn=role,
+            instance_type=ctx.config.sagemaker.instance_type,
+            instance_count=ctx.config.sagemaker.instance_count,
+            image=image_uri(ctx),
+        )
         found = describe_endpoint(ctx, endpoint)
-        if found and (found.get("EndpointConfigName") != config or found.get("EndpointStatus") in ("Failed", "Deleting")):
-            why = (f"it was {found['EndpointStatus']}" if found.get("EndpointConfigName") == config
-                   else f"its configuration {found.get('EndpointConfigName')} is not this one ({config})")
+        if found and (
+            found.get("EndpointConfigName") != config or found.get("EndpointStatus") in ("Failed", "Deleting")
+        ):
+            why = (
+                f"it was {found['EndpointStatus']}"
+                if found.get("EndpointConfigName") == config
+                else f"its configuration {found.get('EndpointConfigName')} is not this one ({config})"
+            )
             ctx.log(f"Endpoint {endpoint} exists but {why}: deleting it to make it anew")
             remove_endpoint(ctx, endpoint)
             found = None
         if found is None:
             rid = ctx.intend("sagemaker:endpoint", endpoint, {"config": config})
-            arn = ctx.aws.client("sagemaker").create_endpoint(EndpointName=endpoint, EndpointConfigName=config,
-                                                              Tags=ctx.tags(Name=endpoint))["EndpointArn"]
+            arn = ctx.aws.client("sagemaker").create_endpoint(
+                EndpointName=endpoint, EndpointConfigName=config, Tags=ctx.tags(Name=endpoint)
+            )["EndpointArn"]
             ctx.store.mark_created(rid, arn)
-            ctx.log(f"Created endpoint {endpoint}: {len(models)} variant(s) ({', '.join(rec.variants)}) on "
-                    f"{rec.instance_count} × {rec.instance_type} each, billed from now until it is deleted")
+            ctx.log(
+                f"Created endpoint {endpoint}: {len(models)} variant(s) ({', '.join(rec.variants)}) on "
+                f"{rec.instance_count} × {rec.instance_type} each, billed from now until it is deleted"
+            )
         else:
             ctx.log(f"Endpoint {endpoint} is already being made ({found.get('EndpointStatus')}): waiting for it")
         made = str((describe_endpoint(ctx, endpoint) or {}).get("CreationTime") or "")
         rec = dataclasses.replace(rec, made=made)
         ctx.save(rec)  # before the wait: a kill now finds the same endpoint next time
         faultpoints.hit("sagemaker-endpoint:created")
-        for old_config in ([old.config] if old and old.config != config else []):
+        for old_config in [old.config] if old and old.config != config else []:
             remove_config(ctx, old_config)
         ready_s = self._wait(ctx, endpoint)
         ctx.save(dataclasses.replace(rec, ready_s=round(ready_s, 1)))
-        ctx.log(f"Endpoint {endpoint} is InService after {ready_s:.0f} s. Try it: aws sagemaker-runtime invoke-endpoint "
-                f"--endpoint-name {endpoint} --content-type application/json --body fileb://pair.json out.json")
+        ctx.log(
+            f"Endpoint {endpoint} is InService after {ready_s:.0f} s. Try it: aws sagemaker-runtime invoke-endpoint "
+            f"--endpoint-name {endpoint} --content-type application/json --body fileb://pair.json out.json"
+        )
 
     def _image_ready(self, ctx) -> None:
-        why = ctx.runtime.batch_image_missing(ctx.aws.client("ecr"), names.repository(ctx.name), image_tag(ctx), image_hash(ctx))
+        why = ctx.runtime.batch_image_missing(
+            ctx.aws.client("ecr"), names.repository(ctx.name), image_tag(ctx), image_hash(ctx)
+        )
         if why:
             raise StepError(f"SageMaker runs the session's image, and {why}")
 
@@ -290,18 +367,28 @@ class SageMakerEndpoint(Step):
         sm = ctx.aws.client("sagemaker")
 
         def before_sleep(state) -> None:
-            ctx.log(f"SageMaker cannot assume the new role yet (IAM is still publishing it); trying again in "
-                    f"{state.next_action.sleep:.0f} s")
+            ctx.log(
+                f"SageMaker cannot assume the new role yet (IAM is still publishing it); trying again in "
+                f"{state.next_action.sleep:.0f} s"
+            )
 
         rid = ctx.intend("sagemaker:model", name)
-        for attempt in Retrying(retry=retry_if_exception(_could_not_assume), stop=stop_after_delay(ROLE_WAIT_S),
-                                wait=wait_exponential(multiplier=2, min=2, max=20), sleep=ctx.sleep,
-                                before_sleep=before_sleep, reraise=True):
+        for attempt in Retrying(
+            retry=retry_if_exception(_could_not_assume),
+            stop=stop_after_delay(ROLE_WAIT_S),
+            wait=wait_exponential(multiplier=2, min=2, max=20),
+            sleep=ctx.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
             with attempt:
-                arn = sm.create_model(ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container,
-                                      Tags=ctx.tags(Name=name))["ModelArn"]
+                arn = sm.create_model(
+                    ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container, Tags=ctx.tags(Name=name)
+                )["ModelArn"]
         ctx.store.mark_created(rid, arn)
-        ctx.log(f"Created model {name}: image {container['Image'].rsplit('/', 1)[-1]}, data {container['ModelDataUrl']}")
+        ctx.log(
+            f"Created model {name}: image {container['Image'].rsplit('/', 1)[-1]}, data {container['ModelDataUrl']}"
+        )
         return name
 
     def _config(self, ctx, name: str, wanted: list[dict]) -> None:
@@ -311,11 +398,17 @@ class SageMakerEndpoint(Step):
                 return  # the endpoint made from it (a run cut short after CreateEndpoint) keeps it
             remove_config(ctx, name)  # left by a run cut short before its endpoint: made again as it should be
         rid = ctx.intend("sagemaker:endpoint-config", name)
-        arn = ctx.aws.client("sagemaker").create_endpoint_config(EndpointConfigName=name, ProductionVariants=wanted,
-                                                                 Tags=ctx.tags(Name=name))["EndpointConfigArn"]
+        arn = ctx.aws.client("sagemaker").create_endpoint_config(
+            EndpointConfigName=name, ProductionVariants=wanted, Tags=ctx.tags(Name=name)
+        )["EndpointConfigArn"]
         ctx.store.mark_created(rid, arn)
-        ctx.log(f"Created endpoint configuration {name}: " + "; ".join(
-            f"variant {v['VariantName']} → {v['ModelName']} on {v['InitialInstanceCount']} × {v['InstanceType']}" for v in wanted))
+        ctx.log(
+            f"Created endpoint configuration {name}: "
+            + "; ".join(
+                f"variant {v['VariantName']} → {v['ModelName']} on {v['InitialInstanceCount']} × {v['InstanceType']}"
+                for v in wanted
+            )
+        )
 
     def _wait(self, ctx, endpoint: str) -> float:
         """Until InService (seconds taken), the container's log streamed to the job pane; Failed is a StepError
@@ -346,16 +439,25 @@ class SageMakerEndpoint(Step):
             if status == "InService":
                 return waited
             if status in ("Failed", "gone", "OutOfService"):
-                reason = (found or {}).get("FailureReason") or ("it was deleted meanwhile" if status == "gone" else "no reason given")
+                reason = (found or {}).get("FailureReason") or (
+                    "it was deleted meanwhile" if status == "gone" else "no reason given"
+                )
                 said = [t for t in tail if "Error" in t or "error" in t or "Exception" in t] or tail
-                raise StepError(f"Endpoint {endpoint} is {status} after {waited:.0f} s: {reason}"
-                                + (f" The container said: {said[-1][-300:]}" if said else "")
-                                + " — running this step again deletes it and makes it anew")
+                raise StepError(
+                    f"Endpoint {endpoint} is {status} after {waited:.0f} s: {reason}"
+                    + (f" The container said: {said[-1][-300:]}" if said else "")
+                    + " — running this step again deletes it and makes it anew"
+                )
             if waited > CREATE_TIMEOUT_S:
-                raise StepError(f"Endpoint {endpoint} is still {status} after {CREATE_TIMEOUT_S} s; "
-                                f"see aws sagemaker describe-endpoint --endpoint-name {endpoint}")
-            ctx.progress(None, f"Endpoint {endpoint}: {status}… {waited:.0f} s (SageMaker starts the instances, "
-                               "downloads the model data, starts the container and waits for its /ping)")
+                raise StepError(
+                    f"Endpoint {endpoint} is still {status} after {CREATE_TIMEOUT_S} s; "
+                    f"see aws sagemaker describe-endpoint --endpoint-name {endpoint}"
+                )
+            ctx.progress(
+                None,
+                f"Endpoint {endpoint}: {status}… {waited:.0f} s (SageMaker starts the instances, "
+                "downloads the model data, starts the container and waits for its /ping)",
+            )
             ctx.sleep(ctx.runtime.sagemaker_poll_s)
 
     def undo(self, ctx):
@@ -374,12 +476,18 @@ class SageMakerDelete(Step):
         ep = names.sagemaker_endpoint(ctx.name)
         rec = endpoint_record(ctx)
         b = names.results_bucket(ctx.name, "<account>")
-        return [f"aws sagemaker delete-endpoint --endpoint-name {ep}", f"aws sagemaker wait endpoint-deleted --endpoint-name {ep}",
-                f"aws sagemaker delete-endpoint-config --endpoint-config-name {rec.config if rec else ep + '-N'}",
-                *(f"aws sagemaker delete-model --model-name {m}" for m in (rec.models if rec else [names.sagemaker_model(ctx.name, 'fp32')])),
-                f"aws iam delete-role-policy --role-name {names.sagemaker_role(ctx.name)} --policy-name inflab-sagemaker",
-                f"aws iam delete-role --role-name {names.sagemaker_role(ctx.name)}",
-                f"aws s3 rm --recursive s3://{b}/{data_prefix(ctx)}"]
+        return [
+            f"aws sagemaker delete-endpoint --endpoint-name {ep}",
+            f"aws sagemaker wait endpoint-deleted --endpoint-name {ep}",
+            f"aws sagemaker delete-endpoint-config --endpoint-config-name {rec.config if rec else ep + '-N'}",
+            *(
+                f"aws sagemaker delete-model --model-name {m}"
+                for m in (rec.models if rec else [names.sagemaker_model(ctx.name, "fp32")])
+            ),
+            f"aws iam delete-role-policy --role-name {names.sagemaker_role(ctx.name)} --policy-name inflab-sagemaker",
+            f"aws iam delete-role --role-name {names.sagemaker_role(ctx.name)}",
+            f"aws s3 rm --recursive s3://{b}/{data_prefix(ctx)}",
+        ]
 
     def check(self, ctx):
         from .sagemaker_aws import leftovers
@@ -391,9 +499,10 @@ class SageMakerDelete(Step):
         rec = endpoint_record(ctx)
         if rec is not None:
             ctx.save(dataclasses.replace(rec, deleted=True))
-        ctx.log(f"The SageMaker exercise's resources are gone; its results stay in the session (inflab report {ctx.name}). "
-                f"To deploy again: inflab run --name {ctx.name} --from sagemaker-package")
+        ctx.log(
+            f"The SageMaker exercise's resources are gone; its results stay in the session (inflab report {ctx.name}). "
+            f"To deploy again: inflab run --name {ctx.name} --from sagemaker-package"
+        )
 
     def undo(self, ctx):
         pass  # nothing to put back: the package and endpoint steps make it again
-

@@ -29,8 +29,10 @@ INVOKE_POLICY = "inflab-sagemaker-invoke"  # on the instance role: the load gene
 ROLE_POLICY = "inflab-sagemaker"  # the execution role's one inline policy
 IAM_PATH = "/inflab/"
 DELETE_TIMEOUT_S = 900
-TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 def disabled(ctx: StepContext) -> str:
@@ -61,7 +63,8 @@ def data_prefix(ctx: StepContext) -> str:
 def _missing(e: ClientError) -> bool:
     """SageMaker's answer for a name that does not exist (ValidationException "Could not find …")."""
     return error_code(e) in ("ValidationException", "ResourceNotFound") and (
-        "could not find" in error_message(e).lower() or "not found" in error_message(e).lower())
+        "could not find" in error_message(e).lower() or "not found" in error_message(e).lower()
+    )
 
 
 def describe_endpoint(ctx: StepContext, name: str) -> dict | None:
@@ -124,27 +127,61 @@ def role_policy(ctx: StepContext, bucket_name: str, acct: str) -> dict:
     data, write the endpoint's logs and metrics — nothing else (SageMaker's CreateModel guide lists
     these actions)."""
     group = names.sagemaker_log_group(names.sagemaker_endpoint(ctx.name))
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "ModelData", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": f"arn:aws:s3:::{bucket_name}/{data_prefix(ctx)}*"},
-        {"Sid": "Image", "Effect": "Allow",
-         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-         "Resource": f"arn:aws:ecr:{ctx.region}:{acct}:repository/{names.repository(ctx.name)}"},
-        {"Sid": "RegistryToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
-        {"Sid": "Logs", "Effect": "Allow",
-         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-         "Resource": [f"arn:aws:logs:{ctx.region}:{acct}:log-group:{group}",
-                      f"arn:aws:logs:{ctx.region}:{acct}:log-group:{group}:*"]},
-        {"Sid": "Metrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
-         "Condition": {"StringLike": {"cloudwatch:namespace": ["AWS/SageMaker", "/aws/sagemaker/Endpoints"]}}},
-    ]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ModelData",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket_name}/{data_prefix(ctx)}*",
+            },
+            {
+                "Sid": "Image",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": f"arn:aws:ecr:{ctx.region}:{acct}:repository/{names.repository(ctx.name)}",
+            },
+            {"Sid": "RegistryToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": [
+                    f"arn:aws:logs:{ctx.region}:{acct}:log-group:{group}",
+                    f"arn:aws:logs:{ctx.region}:{acct}:log-group:{group}:*",
+                ],
+            },
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringLike": {"cloudwatch:namespace": ["AWS/SageMaker", "/aws/sagemaker/Endpoints"]}},
+            },
+        ],
+    }
 
 
 def invoke_policy(ctx: StepContext, acct: str) -> dict:
     """The instance role's: invoke the session's endpoint (the load test runs on the instance)."""
     arn = f"arn:aws:sagemaker:{ctx.region}:{acct}:endpoint/{names.sagemaker_endpoint(ctx.name)}"
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "InvokeTheSessionsEndpoint", "Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": arn}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "InvokeTheSessionsEndpoint",
+                "Effect": "Allow",
+                "Action": "sagemaker:InvokeEndpoint",
+                "Resource": arn,
+            }
+        ],
+    }
 
 
 def ensure_role(ctx: StepContext) -> str:
@@ -157,22 +194,30 @@ def ensure_role(ctx: StepContext) -> str:
         if error_code(e) != "NoSuchEntity":
             raise
         rid = ctx.intend("iam:role", name)
-        arn = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(TRUST),
-                              Description=f"inflab SageMaker execution role for session {ctx.name}",
-                              Tags=ctx.tags())["Role"]["Arn"]
+        arn = iam.create_role(
+            RoleName=name,
+            Path=IAM_PATH,
+            AssumeRolePolicyDocument=json.dumps(TRUST),
+            Description=f"inflab SageMaker execution role for session {ctx.name}",
+            Tags=ctx.tags(),
+        )["Role"]["Arn"]
         ctx.store.mark_created(rid, arn)
         ctx.log(f"Created execution role {name} (trusted by sagemaker.amazonaws.com)")
     iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
-    iam.put_role_policy(RoleName=name, PolicyName=ROLE_POLICY,
-                        PolicyDocument=json.dumps(role_policy(ctx, bucket(ctx), account(ctx))))
+    iam.put_role_policy(
+        RoleName=name, PolicyName=ROLE_POLICY, PolicyDocument=json.dumps(role_policy(ctx, bucket(ctx), account(ctx)))
+    )
     return arn
 
 
 def allow_invoke(ctx: StepContext) -> bool:
     """Let the instance role invoke the session's endpoint; False when the session has no instance role."""
     try:
-        ctx.aws.client("iam").put_role_policy(RoleName=names.instance_role(ctx.name), PolicyName=INVOKE_POLICY,
-                                              PolicyDocument=json.dumps(invoke_policy(ctx, account(ctx))))
+        ctx.aws.client("iam").put_role_policy(
+            RoleName=names.instance_role(ctx.name),
+            PolicyName=INVOKE_POLICY,
+            PolicyDocument=json.dumps(invoke_policy(ctx, account(ctx))),
+        )
         return True
     except ClientError as e:
         if error_code(e) == "NoSuchEntity":
@@ -224,7 +269,7 @@ def leftovers(ctx: StepContext) -> list[str]:
         out.append(f"endpoint {names.sagemaker_endpoint(ctx.name)}")
     out += [f"endpoint configuration {c}" for c in session_configs(ctx)]
     rec = endpoint_record(ctx)
-    for m in (rec.models if rec else ()):
+    for m in rec.models if rec else ():
         if describe_model(ctx, m) is not None:
             out.append(f"model {m}")
     return out

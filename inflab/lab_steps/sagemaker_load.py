@@ -60,13 +60,21 @@ class SageMakerCheck(Step):
     def cli(self, ctx):
         name, ctype, _ = request_input(ctx)
         ep, rec = names.sagemaker_endpoint(ctx.name), endpoint_record(ctx)
-        return [f"aws sagemaker-runtime invoke-endpoint --endpoint-name {ep} --target-variant {v} --content-type {ctype} "
-                f"--body fileb://{name} answer-{v}.json" for v in (rec.variants if rec else ("fp32",))]
+        return [
+            f"aws sagemaker-runtime invoke-endpoint --endpoint-name {ep} --target-variant {v} --content-type {ctype} "
+            f"--body fileb://{name} answer-{v}.json"
+            for v in (rec.variants if rec else ("fp32",))
+        ]
 
     def check(self, ctx):
         done, rec = ctx.load(EndpointChecked), endpoint_record(ctx)
-        return (done is not None and rec is not None and done.made == rec.made and done.config == rec.config
-                and done.input == _input_digest(ctx))
+        return (
+            done is not None
+            and rec is not None
+            and done.made == rec.made
+            and done.config == rec.config
+            and done.input == _input_digest(ctx)
+        )
 
     def apply(self, ctx):
         rec, pkg = _need_endpoint(ctx)
@@ -79,8 +87,13 @@ class SageMakerCheck(Step):
             ctx.log(f"InvokeEndpoint {rec.endpoint}, variant {variant}, with {name} ({len(data):,} bytes, {ctype})…")
             t0 = time.perf_counter()
             try:
-                answer = runtime.invoke_endpoint(EndpointName=rec.endpoint, TargetVariant=variant, Body=data,
-                                                 ContentType=ctype, Accept="application/json")
+                answer = runtime.invoke_endpoint(
+                    EndpointName=rec.endpoint,
+                    TargetVariant=variant,
+                    Body=data,
+                    ContentType=ctype,
+                    Accept="application/json",
+                )
                 body = answer["Body"].read()
             except ClientError as e:
                 raise StepError(self._refused(e, name)) from None
@@ -94,11 +107,17 @@ class SageMakerCheck(Step):
             if wrong:
                 raise StepError(f"Variant {variant}'s answer has the wrong shape: {wrong}")
             top = ", ".join(f"{label} {p:.1%}" for label, p in doc["scores"].items())
-            ctx.log(f"{variant}: {doc['label']} — top {k}: {top} ({ms:.0f} ms from here, through SageMaker; served by "
-                    f"{answer.get('InvokedProductionVariant') or variant})" + (f". Note: {doc['note']}" if doc.get("note") else ""))
+            ctx.log(
+                f"{variant}: {doc['label']} — top {k}: {top} ({ms:.0f} ms from here, through SageMaker; served by "
+                f"{answer.get('InvokedProductionVariant') or variant})"
+                + (f". Note: {doc['note']}" if doc.get("note") else "")
+            )
             answers[variant] = {"prediction": doc, "ms": round(ms, 1)}
-        ctx.save(EndpointChecked(config=rec.config, made=rec.made, input=_input_digest(ctx), input_name=name,
-                                 answers=answers))
+        ctx.save(
+            EndpointChecked(
+                config=rec.config, made=rec.made, input=_input_digest(ctx), input_name=name, answers=answers
+            )
+        )
 
     @staticmethod
     def _refused(e: ClientError, name: str) -> str:
@@ -127,8 +146,11 @@ def _round(x: float) -> float:
 
 def direct_result(ctx: StepContext, d: ModelData) -> dict | None:
     """The newest direct benchmark of this model file at its batch (what the SageMaker overhead is against)."""
-    found = [r["data"] for r in ctx.store.results(ctx.name, "benchmark")
-             if r["data"].get("model_filename") == d.model_file and r["data"].get("batch_size") == d.batch_size]
+    found = [
+        r["data"]
+        for r in ctx.store.results(ctx.name, "benchmark")
+        if r["data"].get("model_filename") == d.model_file and r["data"].get("batch_size") == d.batch_size
+    ]
     return found[-1] if found else None
 
 
@@ -137,17 +159,33 @@ def rates(ctx: StepContext, d: ModelData) -> list[float]:
     if s.rates:
         return [float(r) for r in s.rates]
     start = max(1.0, _round((direct_result(ctx, d) or {}).get("throughput_avg", 100.0) / 100))
-    return [_round(start * 2 ** i) for i in range(s.max_rates)]
+    return [_round(start * 2**i) for i in range(s.max_rates)]
 
 
 def load_args(ctx: StepContext, d: ModelData, run: str) -> list[str]:
     s = ctx.config.sagemaker
     name, ctype, _ = request_input(ctx)
     url = f"sagemaker://{names.sagemaker_endpoint(ctx.name)}?region={ctx.region}&variant={names.sagemaker_variant(d.precision)}"
-    return ["--url", url, "--input", f"{SAMPLES}/{name}", "--content-type", ctype,
-            "--rates", ",".join(f"{r:g}" for r in rates(ctx, d)), "--step-s", str(s.step_s),
-            "--limit-ms", f"{s.latency_limit_ms:g}", "--timeout-s", str(INVOKE_TIMEOUT_S),
-            "--out", f"{RESULTS}/{run}.load.json", "--run-id", run]
+    return [
+        "--url",
+        url,
+        "--input",
+        f"{SAMPLES}/{name}",
+        "--content-type",
+        ctype,
+        "--rates",
+        ",".join(f"{r:g}" for r in rates(ctx, d)),
+        "--step-s",
+        str(s.step_s),
+        "--limit-ms",
+        f"{s.latency_limit_ms:g}",
+        "--timeout-s",
+        str(INVOKE_TIMEOUT_S),
+        "--out",
+        f"{RESULTS}/{run}.load.json",
+        "--run-id",
+        run,
+    ]
 
 
 class SageMakerLoadTest(Step):
@@ -158,18 +196,46 @@ class SageMakerLoadTest(Step):
 
     def cli(self, ctx):
         pkg = package(ctx)
-        data = pkg.data if pkg else (ModelData(precision="fp32", target="cpu", family="bert", model_file="<model>.pt", batch_size=1, key="", sha256="", bytes=0),)
-        return ["# on the instance, in the endpoint's region (your own network stays out of the measurement):",
-                *(aws_payload_command(ctx, "sagemaker-load", "loadgen.py", load_args(ctx, d, f"sagemaker-load-{d.precision}-N"))
-                  for d in data),
-                f"aws cloudwatch get-metric-statistics --namespace AWS/SageMaker --metric-name ModelLatency --dimensions "
-                f"Name=EndpointName,Value={names.sagemaker_endpoint(ctx.name)} Name=VariantName,Value=fp32 --statistics Average ..."]
+        data = (
+            pkg.data
+            if pkg
+            else (
+                ModelData(
+                    precision="fp32",
+                    target="cpu",
+                    family="bert",
+                    model_file="<model>.pt",
+                    batch_size=1,
+                    key="",
+                    sha256="",
+                    bytes=0,
+                ),
+            )
+        )
+        return [
+            "# on the instance, in the endpoint's region (your own network stays out of the measurement):",
+            *(
+                aws_payload_command(
+                    ctx, "sagemaker-load", "loadgen.py", load_args(ctx, d, f"sagemaker-load-{d.precision}-N")
+                )
+                for d in data
+            ),
+            f"aws cloudwatch get-metric-statistics --namespace AWS/SageMaker --metric-name ModelLatency --dimensions "
+            f"Name=EndpointName,Value={names.sagemaker_endpoint(ctx.name)} Name=VariantName,Value=fp32 --statistics Average ...",
+        ]
 
     def _settings(self, ctx) -> str:
         rec, pkg = endpoint_record(ctx), package(ctx)
         s = ctx.config.sagemaker
-        return digest([[rates(ctx, d) for d in (pkg.data if pkg else ())], s.step_s, s.latency_limit_ms,
-                       request_input(ctx)[:2], [rec.config, rec.made] if rec else None])
+        return digest(
+            [
+                [rates(ctx, d) for d in (pkg.data if pkg else ())],
+                s.step_s,
+                s.latency_limit_ms,
+                request_input(ctx)[:2],
+                [rec.config, rec.made] if rec else None,
+            ]
+        )
 
     def _planned(self, ctx) -> list[str]:
         """The runs the last attempt planned, one per variant, when it was of these settings on this instance."""
@@ -195,17 +261,21 @@ class SageMakerLoadTest(Step):
         rec, pkg = _need_endpoint(ctx)
         ctx.forget(EndpointLoadDone)
         s = ctx.config.sagemaker
-        ctx.log(f"Open-loop load on {rec.endpoint} through InvokeEndpoint (Poisson arrivals, latency from each request's "
-                f"scheduled time), one variant at a time, {s.step_s} s at each rate, until p99 passes "
-                f"{s.latency_limit_ms:g} ms or a call fails. The generator runs on the instance, in {ctx.region}: your own "
-                "network is not in the measured path")
+        ctx.log(
+            f"Open-loop load on {rec.endpoint} through InvokeEndpoint (Poisson arrivals, latency from each request's "
+            f"scheduled time), one variant at a time, {s.step_s} s at each rate, until p99 passes "
+            f"{s.latency_limit_ms:g} ms or a call fails. The generator runs on the instance, in {ctx.region}: your own "
+            "network is not in the measured path"
+        )
         # One run per variant, planned before any starts: a run stored before a kill is not measured again, one
         # still running on the instance is reattached (its job id is stable while it runs), the others start anew.
         planned = self._planned(ctx) or [""] * len(pkg.data)
         stored = [bool(p) and ctx.store.has_result(ctx.name, "sagemaker", p) for p in planned]
         if all(stored):  # every variant measured already, and asked again (--from): a new run of each
             planned, stored = [""] * len(pkg.data), [False] * len(pkg.data)
-        runs = [p if done else job_id(ctx, f"sagemaker-load-{d.precision}") for p, done, d in zip(planned, stored, pkg.data)]
+        runs = [
+            p if done else job_id(ctx, f"sagemaker-load-{d.precision}") for p, done, d in zip(planned, stored, pkg.data)
+        ]
         ctx.save(EndpointLoadRun(settings=self._settings(ctx), instance_id=instance_id(ctx), runs=tuple(runs)))
         for d, run, done in zip(pkg.data, runs, stored):
             if done:
@@ -234,15 +304,21 @@ class SageMakerLoadTest(Step):
             ctx.log(f"SageMaker prices not refreshed ({e}); using the table shipped with inflab")
             return
         ctx.save(RefreshedSageMakerPrices(source=prices.source, date=prices.date, prices=dict(prices.table)))
-        ctx.log(f"SageMaker price of {ml_type} refreshed from the AWS Pricing API: ${prices.table[ml_type]}/hour per instance")
+        ctx.log(
+            f"SageMaker price of {ml_type} refreshed from the AWS Pricing API: ${prices.table[ml_type]}/hour per instance"
+        )
 
     def _one(self, ctx, rec, d: ModelData, kind: str, run: str) -> None:
         variant = names.sagemaker_variant(d.precision)
         ctx.log(f"Variant {variant} ({d.model_file}) at {', '.join(f'{r:g}' for r in rates(ctx, d))} requests/s")
         direct = direct_result(ctx, d)
         if direct is None:
-            ctx.log(f"No direct benchmark of {d.model_file} yet (the benchmark step): the report shows no overhead for it")
-        command = f"mkdir -p {RESULTS} && " + aws_payload_command(ctx, "sagemaker-load", "loadgen.py", load_args(ctx, d, run))
+            ctx.log(
+                f"No direct benchmark of {d.model_file} yet (the benchmark step): the report shows no overhead for it"
+            )
+        command = f"mkdir -p {RESULTS} && " + aws_payload_command(
+            ctx, "sagemaker-load", "loadgen.py", load_args(ctx, d, run)
+        )
         started = datetime.now(timezone.utc)
         code, tail = run_job(ctx, kind, command, env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
         ended = datetime.now(timezone.utc)
@@ -257,8 +333,9 @@ class SageMakerLoadTest(Step):
             self._summarise(ctx, record)
         faultpoints.hit("sagemaker-load-test:results-stored")
 
-    def _cloudwatch(self, ctx, endpoint: str, variant: str, started: datetime, ended: datetime,
-                    made: int) -> dict | None:
+    def _cloudwatch(
+        self, ctx, endpoint: str, variant: str, started: datetime, ended: datetime, made: int
+    ) -> dict | None:
         """SageMaker's own latencies over the run, from CloudWatch (average of each minute's, weighted by
         its calls), once CloudWatch counts the ``made`` calls of the run, at most ``metrics_wait_s`` later.
         SageMaker's metrics are per minute: calls of another run in the same minutes are in them too, and
@@ -270,59 +347,106 @@ class SageMakerLoadTest(Step):
             out = {}
             for metric in ("ModelLatency", "OverheadLatency"):
                 points = cw.get_metric_statistics(
-                    Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dims, StartTime=started - timedelta(minutes=1),
-                    EndTime=ended + timedelta(minutes=2), Period=60, Statistics=["Average", "Maximum", "SampleCount"]
+                    Namespace="AWS/SageMaker",
+                    MetricName=metric,
+                    Dimensions=dims,
+                    StartTime=started - timedelta(minutes=1),
+                    EndTime=ended + timedelta(minutes=2),
+                    Period=60,
+                    Statistics=["Average", "Maximum", "SampleCount"],
                 )["Datapoints"]
                 calls = sum(p.get("SampleCount", 0) for p in points)
                 if calls:
-                    out[metric] = {"avg_ms": sum(p["Average"] * p["SampleCount"] for p in points) / calls / 1000,
-                                   "max_ms": max(p["Maximum"] for p in points) / 1000, "calls": int(calls)}
+                    out[metric] = {
+                        "avg_ms": sum(p["Average"] * p["SampleCount"] for p in points) / calls / 1000,
+                        "max_ms": max(p["Maximum"] for p in points) / 1000,
+                        "calls": int(calls),
+                    }
             counted = min((m["calls"] for m in out.values()), default=0)
             if (len(out) == 2 and counted >= made) or time.monotonic() - t0 > ctx.runtime.metrics_wait_s:
                 break
-            ctx.progress(None, f"Waiting for CloudWatch to show {variant}'s ModelLatency and OverheadLatency… "
-                               f"{time.monotonic() - t0:.0f} s")
+            ctx.progress(
+                None,
+                f"Waiting for CloudWatch to show {variant}'s ModelLatency and OverheadLatency… "
+                f"{time.monotonic() - t0:.0f} s",
+            )
             ctx.sleep(min(10.0, ctx.runtime.metrics_wait_s))
         if not out:
             ctx.log(f"CloudWatch has no ModelLatency/OverheadLatency for {variant} yet: recorded without them")
             return None
-        return {"model_latency_ms": out.get("ModelLatency"), "overhead_latency_ms": out.get("OverheadLatency"),
-                "run_calls": made}
+        return {
+            "model_latency_ms": out.get("ModelLatency"),
+            "overhead_latency_ms": out.get("OverheadLatency"),
+            "run_calls": made,
+        }
 
     def _record(self, ctx, rec, d: ModelData, result: dict, direct: dict | None, cloudwatch: dict | None) -> dict:
         return {
-            "format": FORMAT, "run_id": result["run_id"], "timestamp": result.get("started"), "label": ctx.name,
-            "runtime": ctx.runtime.kind, "sandbox": ctx.runtime.kind == "sandbox", "deployment": "sagemaker",
-            "instance_type": rec.instance_type, "instance_count": rec.instance_count, "endpoint": rec.endpoint,
-            "endpoint_config": rec.config, "variant": names.sagemaker_variant(d.precision),
-            "name": ctx.config.model_name, "size": ctx.runtime.model_size(ctx.config), "family": d.family,
-            "precision": d.precision, "target": d.target, "weights": d.weights, "model_filename": d.model_file,
-            "batch_size": d.batch_size, "limit_ms": result.get("limit_ms"), "step_s": result.get("step_s"),
-            "stop_reason": result.get("stop_reason"), "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"),
-            "generator": result.get("generator"), "input": result.get("input"), "rates": result.get("rates") or [],
+            "format": FORMAT,
+            "run_id": result["run_id"],
+            "timestamp": result.get("started"),
+            "label": ctx.name,
+            "runtime": ctx.runtime.kind,
+            "sandbox": ctx.runtime.kind == "sandbox",
+            "deployment": "sagemaker",
+            "instance_type": rec.instance_type,
+            "instance_count": rec.instance_count,
+            "endpoint": rec.endpoint,
+            "endpoint_config": rec.config,
+            "variant": names.sagemaker_variant(d.precision),
+            "name": ctx.config.model_name,
+            "size": ctx.runtime.model_size(ctx.config),
+            "family": d.family,
+            "precision": d.precision,
+            "target": d.target,
+            "weights": d.weights,
+            "model_filename": d.model_file,
+            "batch_size": d.batch_size,
+            "limit_ms": result.get("limit_ms"),
+            "step_s": result.get("step_s"),
+            "stop_reason": result.get("stop_reason"),
+            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"),
+            "generator": result.get("generator"),
+            "input": result.get("input"),
+            "rates": result.get("rates") or [],
             "cloudwatch": cloudwatch,
-            "direct": None if direct is None else {k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99",
-                                                                              "throughput_avg", "batch_size")},
+            "direct": None
+            if direct is None
+            else {
+                k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99", "throughput_avg", "batch_size")
+            },
         }
 
     def _summarise(self, ctx, record: dict) -> None:
         d = record["direct"] or {}
         for r in record["rates"]:
             p50 = r.get("latency_ms_p50")
-            over = (f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50" if p50 is not None
-                    and d.get("latency_ms_p50") is not None else "")
-            ctx.log(f"{record['variant']} {r['offered_rps']:g}/s offered → {r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, "
-                    f"p90 {_ms(r.get('latency_ms_p90'))}, p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}")
+            over = (
+                f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50"
+                if p50 is not None and d.get("latency_ms_p50") is not None
+                else ""
+            )
+            ctx.log(
+                f"{record['variant']} {r['offered_rps']:g}/s offered → {r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, "
+                f"p90 {_ms(r.get('latency_ms_p90'))}, p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
+            )
         cw = record.get("cloudwatch") or {}
         if cw.get("model_latency_ms") and cw.get("overhead_latency_ms"):
             calls, mine = cw["model_latency_ms"]["calls"], cw.get("run_calls") or 0
-            others = (f"; {calls - mine:,} of them another run's in the same minutes (SageMaker's metrics are per minute)"
-                      if calls > mine else "")
-            ctx.log(f"{record['variant']} as SageMaker saw it (CloudWatch): ModelLatency {cw['model_latency_ms']['avg_ms']:.2f} ms, "
-                    f"OverheadLatency {cw['overhead_latency_ms']['avg_ms']:.2f} ms on average over {calls:,} calls{others}")
+            others = (
+                f"; {calls - mine:,} of them another run's in the same minutes (SageMaker's metrics are per minute)"
+                if calls > mine
+                else ""
+            )
+            ctx.log(
+                f"{record['variant']} as SageMaker saw it (CloudWatch): ModelLatency {cw['model_latency_ms']['avg_ms']:.2f} ms, "
+                f"OverheadLatency {cw['overhead_latency_ms']['avg_ms']:.2f} ms on average over {calls:,} calls{others}"
+            )
         best = record["highest_rate_meeting_limit"]
-        ctx.log(f"{record['variant']}: {record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
-                + ("none" if best is None else f"{best:g} requests/s"))
+        ctx.log(
+            f"{record['variant']}: {record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
+            + ("none" if best is None else f"{best:g} requests/s")
+        )
 
     def in_flight(self, ctx):
         """A variant's load job still running on the instance (by the record): opening the session reattaches it."""

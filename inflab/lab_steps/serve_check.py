@@ -32,10 +32,12 @@ class ServeCheck(Step):
     def cli(self, ctx):
         name, ctype, _ = request_input(ctx)
         key = "$(jq -r .{} ~/.inflab/work/serve/run/key_file.json)"
-        return ["# through the SSH tunnel of the serve step (local 8080 → inference, 8081 → management):",
-                f'curl -H "Authorization: Bearer {key.format("management.key")}" http://127.0.0.1:8081/models/{MODEL}',
-                f'curl -H "Authorization: Bearer {key.format("inference.key")}" -H "Content-Type: {ctype}" '
-                f"--data-binary @{name} http://127.0.0.1:8080/predictions/{MODEL}"]
+        return [
+            "# through the SSH tunnel of the serve step (local 8080 → inference, 8081 → management):",
+            f'curl -H "Authorization: Bearer {key.format("management.key")}" http://127.0.0.1:8081/models/{MODEL}',
+            f'curl -H "Authorization: Bearer {key.format("inference.key")}" -H "Content-Type: {ctype}" '
+            f"--data-binary @{name} http://127.0.0.1:8080/predictions/{MODEL}",
+        ]
 
     def _input_digest(self, ctx) -> str:
         return hashlib.sha256(request_input(ctx)[2]).hexdigest()[:16]
@@ -62,7 +64,9 @@ class ServeCheck(Step):
                 async with Server(conn, f"{WORK_DIR}/{RUN}") as server:
                     described = await server.model(MODEL)
                     if described.status != 200:
-                        raise StepError(f"The management API answered HTTP {described.status}: {described.error_text()}")
+                        raise StepError(
+                            f"The management API answered HTTP {described.status}: {described.error_text()}"
+                        )
                     desc = described.json()
                     table = worker_table(desc)
                     ctx.log(f"Management API, GET /models/{MODEL} (through the SSH tunnel, {described.ms:.0f} ms):")
@@ -70,19 +74,23 @@ class ServeCheck(Step):
                         ctx.log("  " + line)
                     workers = workers_of(desc)
                     if not workers or any(w.get("status") != "READY" for w in workers):
-                        raise StepError(f"Not every worker is READY ({', '.join(str(w.get('status')) for w in workers) or 'none'}):"
-                                        " run the serve step again")
+                        raise StepError(
+                            f"Not every worker is READY ({', '.join(str(w.get('status')) for w in workers) or 'none'}):"
+                            " run the serve step again"
+                        )
                     ctx.log(f"Inference API, POST /predictions/{MODEL} with {name} ({len(data):,} bytes, {ctype})…")
                     try:
-                        answer = await asyncio.wait_for(server.predict(MODEL, data, ctype, timeout=PREDICT_TIMEOUT_S),
-                                                        PREDICT_TIMEOUT_S + 5)
+                        answer = await asyncio.wait_for(
+                            server.predict(MODEL, data, ctype, timeout=PREDICT_TIMEOUT_S), PREDICT_TIMEOUT_S + 5
+                        )
                     except (asyncio.TimeoutError, TimeoutError):
                         raise StepError(f"The prediction got no answer within {PREDICT_TIMEOUT_S} s") from None
             except ServerNotReady as e:
                 raise StepError(f"{e}: run the serve step again") from None
         if answer.status != 200:
-            raise StepError(f"The prediction failed: TorchServe answered HTTP {answer.status} for {name}: "
-                            f"{answer.error_text()}")
+            raise StepError(
+                f"The prediction failed: TorchServe answered HTTP {answer.status} for {name}: {answer.error_text()}"
+            )
         try:
             doc = answer.json()
         except ValueError:
@@ -92,14 +100,32 @@ class ServeCheck(Step):
         if wrong:
             raise StepError(f"The prediction's answer has the wrong shape: {wrong}")
         top = ", ".join(f"{label} {p:.1%}" for label, p in doc["scores"].items())
-        ctx.log(f"Prediction: {doc['label']} — top {k}: {top} ({answer.ms:.0f} ms through the tunnel)"
-                + (f". Note: {doc['note']}" if doc.get("note") else ""))
+        ctx.log(
+            f"Prediction: {doc['label']} — top {k}: {top} ({answer.ms:.0f} ms through the tunnel)"
+            + (f". Note: {doc['note']}" if doc.get("note") else "")
+        )
         m = desc[0]
-        return {"table": table, "workers": [{k: w.get(k) for k in ("id", "status", "pid", "startTime", "memoryUsage", "gpu")}
-                                            for w in workers],
-                "model": {k: m.get(k) for k in ("modelName", "modelVersion", "modelUrl", "batchSize", "maxBatchDelay",
-                                                "minWorkers", "maxWorkers")},
-                "input_name": name, "prediction": doc, "ms": round(answer.ms, 1)}
+        return {
+            "table": table,
+            "workers": [
+                {k: w.get(k) for k in ("id", "status", "pid", "startTime", "memoryUsage", "gpu")} for w in workers
+            ],
+            "model": {
+                k: m.get(k)
+                for k in (
+                    "modelName",
+                    "modelVersion",
+                    "modelUrl",
+                    "batchSize",
+                    "maxBatchDelay",
+                    "minWorkers",
+                    "maxWorkers",
+                )
+            },
+            "input_name": name,
+            "prediction": doc,
+            "ms": round(answer.ms, 1),
+        }
 
     def undo(self, ctx):
         ctx.forget(ServeCheckResult)

@@ -67,7 +67,7 @@ def serve_batch(ctx: StepContext) -> int:
 def check_answer(doc, k: int) -> str | None:
     """Why a prediction's answer (TorchServe's or an endpoint's) does not have the handler's shape (None: it does)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("label"), str) or not isinstance(doc.get("scores"), dict):
-        return f"expected {{\"label\": ..., \"scores\": {{...}}}}, got {str(doc)[:200]}"
+        return f'expected {{"label": ..., "scores": {{...}}}}, got {str(doc)[:200]}'
     scores = doc["scores"]
     if len(scores) != k:
         return f"expected the top {k} class scores, got {len(scores)}"

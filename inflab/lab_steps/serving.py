@@ -28,12 +28,6 @@ LOAD_FAILURES = 2  # workers failed to start or load this often: they cannot (To
 WORKER_FAILED = ("Load model failed", "Backend worker error")  # TorchServe's log lines when a worker fails
 
 
-
-
-
-
-
-
 # ------------------------------------------------------------------------------ package-model
 def package_args(ctx: StepContext) -> list[str]:
     return ["--model", f"{MODELS}/{served_artifact(ctx).file}", "--name", MODEL, "--out", STORE]
@@ -47,8 +41,10 @@ class PackageModel(Step):
             args = package_args(ctx)
         except StepError:
             args = ["--model", f"{MODELS}/<model>.pt", "--name", MODEL, "--out", STORE]
-        return ["# on the instance (torch-model-archiver, with inflab's handler):",
-                payload_command(ctx, "package", "archive.py", args)]
+        return [
+            "# on the instance (torch-model-archiver, with inflab's handler):",
+            payload_command(ctx, "package", "archive.py", args),
+        ]
 
     def _settings(self, ctx) -> str:
         return digest([package_args(ctx), c.settings if (c := ctx.load(CompiledModels)) else None])
@@ -65,11 +61,18 @@ class PackageModel(Step):
     def apply(self, ctx):
         art = served_artifact(ctx)
         ctx.forget(ModelArchive)
-        ctx.log(f"Packaging {art.file} as a TorchServe model archive ({MODEL}.mar) with inflab's handler: it loads the "
-                f"model for {art.target} and turns {'a sentence pair' if art.family == 'bert' else 'an image'} "
-                "into the model's input")
-        code, tail = run_job(ctx, "package-model", payload_command(ctx, "package", "archive.py", package_args(ctx)),
-                             env={"PYTHONUNBUFFERED": "1"}, before=ship_input(ctx))
+        ctx.log(
+            f"Packaging {art.file} as a TorchServe model archive ({MODEL}.mar) with inflab's handler: it loads the "
+            f"model for {art.target} and turns {'a sentence pair' if art.family == 'bert' else 'an image'} "
+            "into the model's input"
+        )
+        code, tail = run_job(
+            ctx,
+            "package-model",
+            payload_command(ctx, "package", "archive.py", package_args(ctx)),
+            env={"PYTHONUNBUFFERED": "1"},
+            before=ship_input(ctx),
+        )
         if code != 0:
             raise StepError(f"Packaging failed (exit {code}): {' | '.join(tail[-3:])[-400:]}")
         raw = host_run(ctx, lambda conn: read_file(conn, f"{WORK_DIR}/{STORE}/{MODEL}.json"), timeout=60)
@@ -82,15 +85,27 @@ class PackageModel(Step):
         ctx.forget(ModelArchive)  # the archive lives on the instance
 
 
-
-
 def serve_args(ctx: StepContext) -> list[str]:
     s = ctx.config["serve"]
     art = served_artifact(ctx)
-    return ["--store", STORE, "--model", MODEL, "--target", art.target or ctx.runtime.payload_target(ctx.config),
-            "--workers", str(s["workers"]), "--workers-per-copy", str(ctx.config["bench"]["workers_per_model"]),
-            "--batch-size", str(serve_batch(ctx)),
-            "--max-batch-delay", str(s["max_batch_delay_ms"]), "--dir", RUN]
+    return [
+        "--store",
+        STORE,
+        "--model",
+        MODEL,
+        "--target",
+        art.target or ctx.runtime.payload_target(ctx.config),
+        "--workers",
+        str(s["workers"]),
+        "--workers-per-copy",
+        str(ctx.config["bench"]["workers_per_model"]),
+        "--batch-size",
+        str(serve_batch(ctx)),
+        "--max-batch-delay",
+        str(s["max_batch_delay_ms"]),
+        "--dir",
+        RUN,
+    ]
 
 
 def serve_command(ctx: StepContext, job: str) -> str:
@@ -140,9 +155,12 @@ class Serve(Step):
             cmd = serve_command(ctx, "serve")
         except StepError:
             cmd = "python3 serve.py --store serve/model-store --model inflab …"
-        return ["# on the instance: TorchServe on its loopback, reached through an SSH tunnel", cmd,
-                "ssh -L 8080:127.0.0.1:<inference port> -L 8081:127.0.0.1:<management port> <instance>",
-                'curl -H "Authorization: Bearer $(jq -r .management.key key_file.json)" http://127.0.0.1:8081/models/inflab']
+        return [
+            "# on the instance: TorchServe on its loopback, reached through an SSH tunnel",
+            cmd,
+            "ssh -L 8080:127.0.0.1:<inference port> -L 8081:127.0.0.1:<management port> <instance>",
+            'curl -H "Authorization: Bearer $(jq -r .management.key key_file.json)" http://127.0.0.1:8081/models/inflab',
+        ]
 
     def _settings(self, ctx) -> str:
         return digest([serve_args(ctx), p.sha256 if (p := ctx.load(ModelArchive)) else None])
@@ -164,13 +182,21 @@ class Serve(Step):
         job = f"serve-{n}"
         from ..remote.jobs import job_dir
 
-        rec = ServerJob(n=n, job=job, jdir=job_dir(job), instance_id=instance_id(ctx), settings=self._settings(ctx),
-                        started=time.time())
+        rec = ServerJob(
+            n=n,
+            job=job,
+            jdir=job_dir(job),
+            instance_id=instance_id(ctx),
+            settings=self._settings(ctx),
+            started=time.time(),
+        )
         s = ctx.config["serve"]
-        ctx.log(f"Starting TorchServe on the instance (the image's own; its version is the server's first line below): "
-                f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: as the direct benchmark ran, its copies × workers)'}, server-side batching "
-                f"batchSize {serve_batch(ctx)}, maxBatchDelay {s['max_batch_delay_ms']} ms. It listens on the "
-                "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)")
+        ctx.log(
+            f"Starting TorchServe on the instance (the image's own; its version is the server's first line below): "
+            f"workers {s['workers'] or 'one per NeuronCore / GPU (CPU: as the direct benchmark ran, its copies × workers)'}, server-side batching "
+            f"batchSize {serve_batch(ctx)}, maxBatchDelay {s['max_batch_delay_ms']} ms. It listens on the "
+            "instance's loopback only; inflab reaches it through an SSH tunnel (the security group stays tcp/22 only)"
+        )
         asyncio.run(self._start(ctx, old, rec))
 
     async def _start(self, ctx, old: ServerJob, rec: ServerJob) -> None:
@@ -206,32 +232,43 @@ class Serve(Step):
                     if follower.done():
                         code = follower.result()
                         forget_server(ctx)
-                        raise StepError(f"TorchServe stopped before the model was ready (exit {code}): "
-                                        f"{' | '.join(list(tail)[-4:])[-500:]}")
+                        raise StepError(
+                            f"TorchServe stopped before the model was ready (exit {code}): "
+                            f"{' | '.join(list(tail)[-4:])[-500:]}"
+                        )
                     if failures >= LOAD_FAILURES:
                         await stop_server(ctx, conn, rec)
                         forget_server(ctx)
                         said = [t for t in tail if "MODEL_LOG" in t and ("Error" in t or "Exception" in t)]
                         errors = said or [t for t in tail if "Error" in t or "Exception" in t] or list(tail)
-                        raise StepError(f"TorchServe's workers failed to start or load the model ({failures} times); "
-                                        f"stopped the server. The worker said: {errors[-1][-400:]}")
+                        raise StepError(
+                            f"TorchServe's workers failed to start or load the model ({failures} times); "
+                            f"stopped the server. The worker said: {errors[-1][-400:]}"
+                        )
                     running, workers, why = await server_state(conn, rec)
                     ready = [w for w in workers if w.get("status") == "READY"]
                     waited = time.monotonic() - t0
-                    ctx.progress(None, f"TorchServe: {len(ready)}/{len(workers) or '?'} worker(s) READY after {waited:.0f} s"
-                                 + (f" ({why})" if why else ""))
+                    ctx.progress(
+                        None,
+                        f"TorchServe: {len(ready)}/{len(workers) or '?'} worker(s) READY after {waited:.0f} s"
+                        + (f" ({why})" if why else ""),
+                    )
                     if workers and len(ready) == len(workers):
                         break
                     if waited > READY_TIMEOUT_S:
                         await stop_server(ctx, conn, rec)
                         forget_server(ctx)
-                        raise StepError(f"TorchServe was not ready after {READY_TIMEOUT_S} s ({why or 'workers not READY'}); "
-                                        "stopped it. Its log is in the job pane")
+                        raise StepError(
+                            f"TorchServe was not ready after {READY_TIMEOUT_S} s ({why or 'workers not READY'}); "
+                            "stopped it. Its log is in the job pane"
+                        )
             finally:
                 follower.cancel()
         ctx.save(rec.ready(len(ready), round(waited, 1)))
-        ctx.log(f"TorchServe is up: {len(ready)} worker(s) READY after {waited:.1f} s (job {rec.job}; the server keeps "
-                "running until serve-stop, terminate or cleanup)")
+        ctx.log(
+            f"TorchServe is up: {len(ready)} worker(s) READY after {waited:.1f} s (job {rec.job}; the server keeps "
+            "running until serve-stop, terminate or cleanup)"
+        )
 
     def undo(self, ctx):
         rec = ctx.load(ServerJob) or ServerJob()
@@ -252,9 +289,11 @@ class ServeStop(Step):
 
     def cli(self, ctx):
         rec = ctx.load(ServerJob) or ServerJob()
-        return ["# on the instance: stop TorchServe and its container",
-                f"kill -TERM -- -$(cat ~/{(rec.jdir or '~/.inflab/jobs/serve-N').removeprefix('~/')}/pid)",
-                ctx.runtime.stop_job_command(ctx.name, rec.job or "serve-N")]
+        return [
+            "# on the instance: stop TorchServe and its container",
+            f"kill -TERM -- -$(cat ~/{(rec.jdir or '~/.inflab/jobs/serve-N').removeprefix('~/')}/pid)",
+            ctx.runtime.stop_job_command(ctx.name, rec.job or "serve-N"),
+        ]
 
     def check(self, ctx):
         rec = ctx.load(ServerJob) or ServerJob()
@@ -268,8 +307,10 @@ class ServeStop(Step):
         rec = ctx.load(ServerJob) or ServerJob()
         if rec.jdir and rec.instance_id == instance_id(ctx):
             host_run(ctx, lambda conn: stop_server(ctx, conn, rec), timeout=60)
-            ctx.log(f"Stopped TorchServe (job {rec.job}) and everything it started. To serve again: "
-                    f"inflab run --name {ctx.name} --from serve")
+            ctx.log(
+                f"Stopped TorchServe (job {rec.job}) and everything it started. To serve again: "
+                f"inflab run --name {ctx.name} --from serve"
+            )
         else:
             ctx.log("No server running for this session")
         forget_server(ctx, stopped=True)

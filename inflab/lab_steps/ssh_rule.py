@@ -18,7 +18,9 @@ def caller_cidr(ctx: StepContext) -> str:
 
 
 def find_group(ctx: StepContext) -> dict | None:
-    groups = [g for g in inventory.security_groups(ctx.aws, ctx.name) if g["GroupName"] == names.ssh_security_group(ctx.name)]
+    groups = [
+        g for g in inventory.security_groups(ctx.aws, ctx.name) if g["GroupName"] == names.ssh_security_group(ctx.name)
+    ]
     return groups[0] if groups else None
 
 
@@ -47,14 +49,21 @@ def fit(ctx: StepContext, group: dict) -> None:
     if stale:
         ec2.revoke_security_group_ingress(
             GroupId=gid,
-            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": c} for c in sorted(stale)]}],
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": c} for c in sorted(stale)]}
+            ],
         )
         ctx.log(f"Removed SSH access from {', '.join(sorted(stale))} (no longer your address)")
     if cidr not in cidrs(group):
         ec2.authorize_security_group_ingress(
             GroupId=gid,
             IpPermissions=[
-                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": cidr, "Description": "inflab: SSH from you"}]}
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": cidr, "Description": "inflab: SSH from you"}],
+                }
             ],
         )
         ctx.log(f"Allowed SSH (tcp/22) from {cidr} only")

@@ -49,18 +49,12 @@ class GridPoint:
 
 def grid(ctx: StepContext) -> list[GridPoint]:
     b = ctx.config.batch
-    return [GridPoint(ctx.name, family, itype, size, ctx.runtime.batch_kind(ctx.config, itype))
-            for family in b.families for itype in b.instance_types for size in b.sizes]
-
-
-
-
-
-
-
-
-
-
+    return [
+        GridPoint(ctx.name, family, itype, size, ctx.runtime.batch_kind(ctx.config, itype))
+        for family in b.families
+        for itype in b.instance_types
+        for size in b.sizes
+    ]
 
 
 def account(ctx: StepContext) -> str:
@@ -83,5 +77,3 @@ def results_uri(ctx: StepContext, point: GridPoint) -> str:
 def sweep(ctx: StepContext) -> SweepRound | None:
     """The current round of the sweep (None before one was submitted)."""
     return ctx.load(SweepRound)
-
-

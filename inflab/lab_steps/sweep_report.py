@@ -26,10 +26,12 @@ class Report(Step):
     id = "report"
 
     def cli(self, ctx):
-        return [f"aws s3 cp --recursive s3://inflab-{ctx.name}-<account>/{ctx.name}/{SWEEP}/ ./sweep/ --exclude '*' "
-                "--include '*/results/*.json'",
-                f"inflab report {ctx.name} --format md > report.md",
-                f"aws s3 cp report.md s3://inflab-{ctx.name}-<account>/{ctx.name}/report/report.md"]
+        return [
+            f"aws s3 cp --recursive s3://inflab-{ctx.name}-<account>/{ctx.name}/{SWEEP}/ ./sweep/ --exclude '*' "
+            "--include '*/results/*.json'",
+            f"inflab report {ctx.name} --format md > report.md",
+            f"aws s3 cp report.md s3://inflab-{ctx.name}-<account>/{ctx.name}/report/report.md",
+        ]
 
     def check(self, ctx):
         s, done = sweep(ctx), ctx.load(SweepReport)
@@ -47,8 +49,12 @@ class Report(Step):
             ctx.check_cancel()
             state = s.states.get(job_name)
             prefix = f"{ctx.name}/{SWEEP}/{job_name}/results/"
-            keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix)
-                    for o in page.get("Contents", []) if o["Key"].endswith(".bench.json")]
+            keys = [
+                o["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix)
+                for o in page.get("Contents", [])
+                if o["Key"].endswith(".bench.json")
+            ]
             for key in keys:
                 raw = s3.get_object(Bucket=name, Key=key)["Body"].read()
                 try:
@@ -58,14 +64,23 @@ class Report(Step):
                     continue
                 if ctx.store.add_result(ctx.name, "benchmark", result.to_dict(), key=result.run_id):
                     collected += 1
-                    ctx.log(f"{result.instance_type} {result.family} {result.precision} batch {result.batch_size}: "
-                            f"{result.throughput_avg:,.1f} samples/s · p90 {result.latency_ms_p90:.2f} ms (run {result.run_id})")
+                    ctx.log(
+                        f"{result.instance_type} {result.family} {result.precision} batch {result.batch_size}: "
+                        f"{result.throughput_avg:,.1f} samples/s · p90 {result.latency_ms_p90:.2f} ms (run {result.run_id})"
+                    )
             if state and state.state == "FAILED":
                 p = points.get(job_name)
-                record = {"job_name": job_name, "job_id": job_id, "family": p.family if p else None,
-                          "target": p.target if p else None, "precision": None,
-                          "instance_type": p.instance_type if p else None, "batch_size": p.batch_size if p else None,
-                          "reason": state.reason, "label": ctx.name}
+                record = {
+                    "job_name": job_name,
+                    "job_id": job_id,
+                    "family": p.family if p else None,
+                    "target": p.target if p else None,
+                    "precision": None,
+                    "instance_type": p.instance_type if p else None,
+                    "batch_size": p.batch_size if p else None,
+                    "reason": state.reason,
+                    "label": ctx.name,
+                }
                 if ctx.store.add_result(ctx.name, "batch-failed", record, key=job_id):
                     failed += 1
         for line in skipped:
@@ -74,16 +89,23 @@ class Report(Step):
         rows, warnings = rep.session_rows(ctx.store, ctx.name)
         for w in warnings:
             ctx.log(w)
-        for fmt, ext, ctype in (("md", "md", "text/markdown"), ("csv", "csv", "text/csv"), ("json", "json", "application/json")):
+        for fmt, ext, ctype in (
+            ("md", "md", "text/markdown"),
+            ("csv", "csv", "text/csv"),
+            ("json", "json", "application/json"),
+        ):
             body = rep.render(rows, fmt, region=ctx.region)  # the lab's region: a price list of another says so
             s3.put_object(Bucket=name, Key=f"{ctx.name}/report/report.{ext}", Body=body.encode(), ContentType=ctype)
         recommendation = rep.recommend(rows)
         for line in recommendation.lines:
             ctx.log(line)
         ctx.save(SweepReport(round=s.round, results=collected, failed=failed))
-        ctx.log(f"Collected {collected} result(s)" + (f" and {failed} failed job(s)" if failed else "")
-                + f"; report uploaded to s3://{name}/{ctx.name}/report/ — see it with: inflab report {ctx.name} "
-                  "(or R in the lab)")
+        ctx.log(
+            f"Collected {collected} result(s)"
+            + (f" and {failed} failed job(s)" if failed else "")
+            + f"; report uploaded to s3://{name}/{ctx.name}/report/ — see it with: inflab report {ctx.name} "
+            "(or R in the lab)"
+        )
 
     def _prices(self, ctx: StepContext) -> None:
         """Refresh the prices from the AWS Pricing API where there is one; the shipped table otherwise."""

@@ -62,21 +62,43 @@ def known_hosts_line(host: Host) -> str | None:
 
 def ssh_command(host: Host, known_hosts_path: str, *remote: str) -> list[str]:
     """The OpenSSH command line that reaches ``host`` with its key, checked against ``known_hosts_path``."""
-    return ["ssh", "-p", str(host.port), "-i", host.key_path, "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
-            f"{host.user}@{host.address}", *remote]
+    return [
+        "ssh",
+        "-p",
+        str(host.port),
+        "-i",
+        host.key_path,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts_path}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        f"{host.user}@{host.address}",
+        *remote,
+    ]
 
 
-async def open_connection(host: Host, *, timeout: float = 60, progress: Callable[[str], None] = lambda m: None,
-                          cancelled: Callable[[], bool] = lambda: False):
+async def open_connection(
+    host: Host,
+    *,
+    timeout: float = 60,
+    progress: Callable[[str], None] = lambda m: None,
+    cancelled: Callable[[], bool] = lambda: False,
+):
     """An SSH connection to ``host``, checked against its pinned host key."""
     from .ssh import connect
 
     if not host.pinned:
         raise HostUnavailable("The host key is not pinned yet: run the connect step first")
     try:
-        return await connect(host.target, HostKeyPin(fingerprint=host.fingerprint), timeout=timeout,
-                             progress=progress, cancelled=cancelled)
+        return await connect(
+            host.target,
+            HostKeyPin(fingerprint=host.fingerprint),
+            timeout=timeout,
+            progress=progress,
+            cancelled=cancelled,
+        )
     except HostKeyMismatch as e:
         raise HostUnavailable(str(e)) from None
     except ConnectFailed as e:

@@ -64,19 +64,28 @@ async def _sh(conn: asyncssh.SSHClientConnection, script: str) -> asyncssh.SSHCo
     return await conn.run(script, check=False, encoding="utf-8")
 
 
-async def start(conn: asyncssh.SSHClientConnection, job_id: str, command: str, *, base: str = DEFAULT_BASE,
-                env: dict[str, str] | None = None) -> str:
+async def start(
+    conn: asyncssh.SSHClientConnection,
+    job_id: str,
+    command: str,
+    *,
+    base: str = DEFAULT_BASE,
+    env: dict[str, str] | None = None,
+) -> str:
     """Start ``command`` detached; a job that was started already is left alone. Returns its dir."""
     d = _q(job_dir(job_id, base))
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (env or {}).items())
     script_b64 = base64.b64encode((exports + command + "\n").encode()).decode()
-    r = await _sh(conn, (
-        f"set -e; mkdir -p {d}; cd {d}; "
-        "if [ -e pid ]; then echo existing; exit 0; fi; "
-        f"echo {script_b64} | base64 -d > cmd.sh; : > out.log; "
-        "setsid bash -c 'bash cmd.sh > out.log 2>&1; echo $? > exit_code.tmp; mv exit_code.tmp exit_code' "
-        "< /dev/null > /dev/null 2>&1 & echo $! > pid; echo started"
-    ))
+    r = await _sh(
+        conn,
+        (
+            f"set -e; mkdir -p {d}; cd {d}; "
+            "if [ -e pid ]; then echo existing; exit 0; fi; "
+            f"echo {script_b64} | base64 -d > cmd.sh; : > out.log; "
+            "setsid bash -c 'bash cmd.sh > out.log 2>&1; echo $? > exit_code.tmp; mv exit_code.tmp exit_code' "
+            "< /dev/null > /dev/null 2>&1 & echo $! > pid; echo started"
+        ),
+    )
     if r.exit_status != 0:
         raise RuntimeError(f"could not start job {job_id}: {(r.stderr or '').strip()}")
     return job_dir(job_id, base)
@@ -84,33 +93,44 @@ async def start(conn: asyncssh.SSHClientConnection, job_id: str, command: str, *
 
 async def status(conn: asyncssh.SSHClientConnection, jdir: str) -> JobStatus:
     d = _q(jdir)
-    r = await _sh(conn, (
-        f"cd {d} || exit 3; size=$(stat -c %s out.log 2>/dev/null || echo 0); p=$(cat pid); "
-        # exit_code first; then liveness (a zombie is not alive); then exit_code again, for a
-        # job that wrote it and ended between the first two tests.
-        "if [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
-        "elif kill -0 $p 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' /proc/$p/status; then echo \"running - $size\"; "
-        "elif [ -f exit_code ]; then echo \"done $(cat exit_code) $size\"; "
-        "else echo \"lost - $size\"; fi"
-    ))
+    r = await _sh(
+        conn,
+        (
+            f"cd {d} || exit 3; size=$(stat -c %s out.log 2>/dev/null || echo 0); p=$(cat pid); "
+            # exit_code first; then liveness (a zombie is not alive); then exit_code again, for a
+            # job that wrote it and ended between the first two tests.
+            'if [ -f exit_code ]; then echo "done $(cat exit_code) $size"; '
+            "elif kill -0 $p 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' /proc/$p/status; then echo \"running - $size\"; "
+            'elif [ -f exit_code ]; then echo "done $(cat exit_code) $size"; '
+            'else echo "lost - $size"; fi'
+        ),
+    )
     if r.exit_status == 3:
         raise FileNotFoundError(f"no job directory {jdir} on the host")
     try:
         state, code, size = (r.stdout or "").split()
         int(size)
     except ValueError:
-        raise NoJobStatus(f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}") from None
-    return JobStatus(running=state == "running", exit_code=int(code) if state == "done" else (None if state == "running" else LOST),
-                     size=int(size))
+        raise NoJobStatus(
+            f"unexpected job status from the host: {(r.stdout or r.stderr or '').strip()[:200]!r}"
+        ) from None
+    return JobStatus(
+        running=state == "running",
+        exit_code=int(code) if state == "done" else (None if state == "running" else LOST),
+        size=int(size),
+    )
 
 
 async def cancel(conn: asyncssh.SSHClientConnection, jdir: str) -> None:
     """Stop the job's whole process group (TERM, then KILL after 5 s)."""
     d = _q(jdir)
-    await _sh(conn, (
-        f"cd {d} || exit 0; p=$(cat pid); kill -TERM -- -$p 2>/dev/null || exit 0; "
-        "for i in $(seq 50); do kill -0 -- -$p 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -$p 2>/dev/null; true"
-    ))
+    await _sh(
+        conn,
+        (
+            f"cd {d} || exit 0; p=$(cat pid); kill -TERM -- -$p 2>/dev/null || exit 0; "
+            "for i in $(seq 50); do kill -0 -- -$p 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -$p 2>/dev/null; true"
+        ),
+    )
 
 
 LinesCallback = Callable[[list[bytes], int], Awaitable[None] | None]
@@ -124,9 +144,11 @@ async def follow(conn: asyncssh.SSHClientConnection, jdir: str, offset: int, on_
     """
     d = _q(jdir)
     # tail ends when the job's wrapper process is gone; exit_code decides how it ended.
-    cmd = (f"cd {d} || exit 3; p=$(cat pid); "
-           f"if [ -f exit_code ]; then tail -c +{offset + 1} out.log; "
-           f"else tail -c +{offset + 1} --pid=$p -s 0.2 -f out.log; fi")
+    cmd = (
+        f"cd {d} || exit 3; p=$(cat pid); "
+        f"if [ -f exit_code ]; then tail -c +{offset + 1} out.log; "
+        f"else tail -c +{offset + 1} --pid=$p -s 0.2 -f out.log; fi"
+    )
     proc = await conn.create_process(cmd, encoding=None)
     pending = b""
     pos = offset
@@ -138,7 +160,7 @@ async def follow(conn: asyncssh.SSHClientConnection, jdir: str, offset: int, on_
         cut = pending.rfind(b"\n")
         if cut < 0:
             continue
-        complete, pending = pending[: cut + 1], pending[cut + 1:]
+        complete, pending = pending[: cut + 1], pending[cut + 1 :]
         pos += len(complete)
         res = on_lines(complete[:-1].split(b"\n"), pos)
         if inspect.isawaitable(res):

@@ -15,8 +15,9 @@ async def read_file(conn: asyncssh.SSHClientConnection, path: str) -> bytes | No
             return None
 
 
-async def upload(conn: asyncssh.SSHClientConnection, files: dict[str, bytes], directory: str,
-                 mode: int | None = None) -> None:
+async def upload(
+    conn: asyncssh.SSHClientConnection, files: dict[str, bytes], directory: str, mode: int | None = None
+) -> None:
     """Write ``files`` into ``directory`` on the host (directory created if needed). With ``mode``
     (e.g. 0o600 for what the user's own file holds) each file has it before any byte is written,
     a file that was there before included."""

@@ -105,12 +105,14 @@ class Server:
         """The port on this machine that reaches ``api`` ("inference" or "management") through the tunnel."""
         return self._ports[api]
 
-    async def request(self, api: str, path: str, *, data: bytes | None = None, content_type: str | None = None,
-                      timeout: float = 30) -> Answer:
+    async def request(
+        self, api: str, path: str, *, data: bytes | None = None, content_type: str | None = None, timeout: float = 30
+    ) -> Answer:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        status, body = await asyncio.to_thread(_call, f"http://{LOOPBACK}:{self._ports[api]}{path}", self._keys[api],
-                                               data, content_type, timeout)
+        status, body = await asyncio.to_thread(
+            _call, f"http://{LOOPBACK}:{self._ports[api]}{path}", self._keys[api], data, content_type, timeout
+        )
         return Answer(status, body, (loop.time() - t0) * 1000)
 
     async def model(self, name: str, timeout: float = 15) -> Answer:
@@ -118,7 +120,9 @@ class Server:
         return await self.request("management", f"/models/{name}", timeout=timeout)
 
     async def predict(self, name: str, body: bytes, content_type: str, timeout: float = 60) -> Answer:
-        return await self.request("inference", f"/predictions/{name}", data=body, content_type=content_type, timeout=timeout)
+        return await self.request(
+            "inference", f"/predictions/{name}", data=body, content_type=content_type, timeout=timeout
+        )
 
 
 def workers_of(description) -> list[dict]:
@@ -133,13 +137,23 @@ def worker_table(description) -> list[str]:
     if not (isinstance(description, list) and description and isinstance(description[0], dict)):
         return ["(no model in the answer)"]
     m = description[0]
-    head = (f"model {m.get('modelName')} {m.get('modelVersion')} · {m.get('modelUrl')} · runtime {m.get('runtime')} · "
-            f"workers min {m.get('minWorkers')} / max {m.get('maxWorkers')} · batchSize {m.get('batchSize')} · "
-            f"maxBatchDelay {m.get('maxBatchDelay')} ms · device {m.get('deviceType', '-')}")
+    head = (
+        f"model {m.get('modelName')} {m.get('modelVersion')} · {m.get('modelUrl')} · runtime {m.get('runtime')} · "
+        f"workers min {m.get('minWorkers')} / max {m.get('maxWorkers')} · batchSize {m.get('batchSize')} · "
+        f"maxBatchDelay {m.get('maxBatchDelay')} ms · device {m.get('deviceType', '-')}"
+    )
     cols = ("WORKER", "STATUS", "PID", "STARTED", "MEMORY", "GPU")
-    rows = [(str(w.get("id", "")), str(w.get("status", "")), str(w.get("pid", "")),
-             str(w.get("startTime", "")).replace("T", " ")[:19], str(w.get("memoryUsage", "")),
-             "yes" if w.get("gpu") else "no") for w in workers_of(description)]
+    rows = [
+        (
+            str(w.get("id", "")),
+            str(w.get("status", "")),
+            str(w.get("pid", "")),
+            str(w.get("startTime", "")).replace("T", " ")[:19],
+            str(w.get("memoryUsage", "")),
+            "yes" if w.get("gpu") else "no",
+        )
+        for w in workers_of(description)
+    ]
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

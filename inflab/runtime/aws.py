@@ -46,11 +46,13 @@ BATCH_OUT = "/tmp/inflab-out"  # the job's output directory inside the container
 
 
 # One line about docker on the instance (ok / missing / permission / stopped: <its error>), then the OS.
-DOCKER_PROBE = ('if ! command -v docker >/dev/null 2>&1; then echo "docker:missing"; '
-                'elif err=$(docker info 2>&1 >/dev/null); then echo "docker:ok"; '
-                'elif echo "$err" | grep -qi "permission denied"; then echo "docker:permission"; '
-                'else echo "docker:stopped: $(echo "$err" | tail -n 1 | cut -c1-200)"; fi; '
-                '. /etc/os-release 2>/dev/null; echo "os:${ID:-unknown}"')
+DOCKER_PROBE = (
+    'if ! command -v docker >/dev/null 2>&1; then echo "docker:missing"; '
+    'elif err=$(docker info 2>&1 >/dev/null); then echo "docker:ok"; '
+    'elif echo "$err" | grep -qi "permission denied"; then echo "docker:permission"; '
+    'else echo "docker:stopped: $(echo "$err" | tail -n 1 | cut -c1-200)"; fi; '
+    '. /etc/os-release 2>/dev/null; echo "os:${ID:-unknown}"'
+)
 
 
 def docker_advice(output: str, user: str) -> str | None:
@@ -60,7 +62,7 @@ def docker_advice(output: str, user: str) -> str | None:
     if state == "ok":
         return None
     apt = os_id in ("ubuntu", "debian")
-    install = ("sudo apt-get update && sudo apt-get install -y docker.io" if apt else "sudo dnf install -y docker")
+    install = "sudo apt-get update && sudo apt-get install -y docker.io" if apt else "sudo dnf install -y docker"
     enable = "sudo systemctl enable --now docker"
     group = f"sudo usermod -aG docker {user}"
     if state == "missing":
@@ -68,9 +70,14 @@ def docker_advice(output: str, user: str) -> str | None:
     elif state == "permission":
         why, fix = f"{user} may not use docker (not in the docker group)", group
     else:
-        why, fix = f"docker is installed but not running ({state.removeprefix('stopped').strip(': ') or 'docker info failed'})", enable
-    return (f"{why}: the container steps need it. On the instance (key o in the lab, or inflab's ssh command), run: "
-            f"{fix} — then run this step again (a new login picks up the docker group)")
+        why, fix = (
+            f"docker is installed but not running ({state.removeprefix('stopped').strip(': ') or 'docker info failed'})",
+            enable,
+        )
+    return (
+        f"{why}: the container steps need it. On the instance (key o in the lab, or inflab's ssh command), run: "
+        f"{fix} — then run this step again (a new login picks up the docker group)"
+    )
 
 
 class AwsRuntime(HostRuntime):
@@ -99,8 +106,15 @@ class AwsRuntime(HostRuntime):
 
     def host(self, record: dict[str, Any], key_path: str, pin: dict[str, Any] | None, *, start: bool = True) -> Host:
         pin = pin or {}
-        return Host(record["instance_id"], record["public_ip"], 22, record["user"], key_path,
-                    pin.get("fingerprint"), pin.get("public_key"))
+        return Host(
+            record["instance_id"],
+            record["public_ip"],
+            22,
+            record["user"],
+            key_path,
+            pin.get("fingerprint"),
+            pin.get("public_key"),
+        )
 
     def instance_label(self, config: LabConfig) -> str:
         return config.instance_type
@@ -116,34 +130,49 @@ class AwsRuntime(HostRuntime):
         label = f"--label {IMAGE_LABEL}={digest}"
         if source == "prebuilt":
             base = shlex.quote(base_image)
-            lines = ["set -e", cd, f"docker pull {base}",
-                     f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} "
-                     f"--build-arg KIND={kind} {label} -t {uri} ."]
+            lines = [
+                "set -e",
+                cd,
+                f"docker pull {base}",
+                f"docker build --progress=plain -f Dockerfile.prebuilt --build-arg BASE_IMAGE={base} "
+                f"--build-arg KIND={kind} {label} -t {uri} .",
+            ]
             how = "pulling the prebuilt AWS image and adding the payload"
         else:
             lines = ["set -e", cd, f"docker build --progress=plain {label} -t {uri} ."]
             how = f"building assets/container/{kind}/Dockerfile"
         probe = f"docker image inspect --format '{{{{index .Config.Labels \"{IMAGE_LABEL}\"}}}}' {uri} 2>/dev/null"
-        return ImagePlan("\n".join(lines), probe, (f"scp -r assets/container/{kind} <instance>:{IMAGE_DIR}", *lines[1:]),
-                         f"Image {uri}: {how} on the instance (a few minutes; output below)", needs_registry=True)
+        return ImagePlan(
+            "\n".join(lines),
+            probe,
+            (f"scp -r assets/container/{kind} <instance>:{IMAGE_DIR}", *lines[1:]),
+            f"Image {uri}: {how} on the instance (a few minutes; output below)",
+            needs_registry=True,
+        )
 
     def push_plan(self, uri: str) -> PushPlan:
-        return PushPlan("\n".join(push_commands(uri)), login_command(registry_of(uri)), f"Pushed {uri}; ECR scans it on push")
+        return PushPlan(
+            "\n".join(push_commands(uri)), login_command(registry_of(uri)), f"Pushed {uri}; ECR scans it on push"
+        )
 
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         devices = docker_devices(kind)
         # --network host: a server binds the instance's own loopback, and a client there reaches it
         net = "--network host " if host_network else ""
-        return (f"cd \"$HOME/{WORK_DIR}\" && docker run --rm --init --name {container_name(session, job)} --label inflab.session={session} "
-                f"{net}{devices + ' ' if devices else ''}-e PYTHONUNBUFFERED=1 -v \"$HOME/{WORK_DIR}:/work\" "
-                f"-v \"$HOME/{PAYLOAD_DIR}:/opt/inflab/payload:ro\" -w /work {image_uri} python3 -u \"/opt/inflab/payload/")
+        return (
+            f'cd "$HOME/{WORK_DIR}" && docker run --rm --init --name {container_name(session, job)} --label inflab.session={session} '
+            f'{net}{devices + " " if devices else ""}-e PYTHONUNBUFFERED=1 -v "$HOME/{WORK_DIR}:/work" '
+            f'-v "$HOME/{PAYLOAD_DIR}:/opt/inflab/payload:ro" -w /work {image_uri} python3 -u "/opt/inflab/payload/'
+        )
 
     def stop_job_command(self, session: str, job: str) -> str:
         return f"docker stop {container_name(session, job)} >/dev/null 2>&1; true"
 
     def stop_plan(self, session: str) -> StopPlan:
         cmd = f"docker ps -q --filter label=inflab.session={session} | xargs -r docker stop; true"
-        return StopPlan(cmd, "containers", f"ssh <instance> 'docker stop $(docker ps -q --filter label=inflab.session={session})'")
+        return StopPlan(
+            cmd, "containers", f"ssh <instance> 'docker stop $(docker ps -q --filter label=inflab.session={session})'"
+        )
 
     def host_check(self) -> str | None:
         return DOCKER_PROBE
@@ -152,7 +181,12 @@ class AwsRuntime(HostRuntime):
         return docker_advice(output, user)
 
     def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str]) -> BatchContainer:
-        run = "python3 -u /opt/inflab/payload/batch_job.py --out " + BATCH_OUT + " " + " ".join(shlex.quote(a) for a in job_args)
+        run = (
+            "python3 -u /opt/inflab/payload/batch_job.py --out "
+            + BATCH_OUT
+            + " "
+            + " ".join(shlex.quote(a) for a in job_args)
+        )
         copy = f'aws s3 cp --recursive --only-show-errors {BATCH_OUT} "$INFLAB_RESULTS_URI"'
         return BatchContainer(image_uri, ("sh", "-c", upload_script(run, copy)))
 
@@ -167,5 +201,7 @@ class AwsRuntime(HostRuntime):
             found = []
         if found:
             return None
-        return (f"the image {repository}:{tag} is not in ECR; build and push it (steps build-image and push-image, "
-                f"on an instance of that family)")
+        return (
+            f"the image {repository}:{tag} is not in ECR; build and push it (steps build-image and push-image, "
+            f"on an instance of that family)"
+        )

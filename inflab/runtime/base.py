@@ -131,12 +131,10 @@ class HostRuntime(ABC):
         """full or tiny."""
 
     @abstractmethod
-    def image_plan(self, *, uri: str, digest: str, kind: str, source: str, base_image: str) -> ImagePlan:
-        ...
+    def image_plan(self, *, uri: str, digest: str, kind: str, source: str, base_image: str) -> ImagePlan: ...
 
     @abstractmethod
-    def push_plan(self, uri: str) -> PushPlan:
-        ...
+    def push_plan(self, uri: str) -> PushPlan: ...
 
     @abstractmethod
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
@@ -154,8 +152,7 @@ class HostRuntime(ABC):
         return "true"
 
     @abstractmethod
-    def stop_plan(self, session: str) -> StopPlan:
-        ...
+    def stop_plan(self, session: str) -> StopPlan: ...
 
     def host_check(self) -> str | None:
         """A command whose output says whether the host can run the lab's work (None: nothing to check)."""

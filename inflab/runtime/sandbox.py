@@ -74,8 +74,15 @@ class SandboxRuntime(HostRuntime):
         pin = pin or {}
         info = sandbox.ensure_running(self.home) if start else sandbox.read_state(self.home)
         port = info.ssh_port if info else 0
-        return Host(record["instance_id"], "127.0.0.1", port, record["user"], key_path,
-                    pin.get("fingerprint"), pin.get("public_key"))
+        return Host(
+            record["instance_id"],
+            "127.0.0.1",
+            port,
+            record["user"],
+            key_path,
+            pin.get("fingerprint"),
+            pin.get("public_key"),
+        )
 
     def instance_label(self, config: LabConfig) -> str:
         return "sandbox"
@@ -89,8 +96,10 @@ class SandboxRuntime(HostRuntime):
     def image_plan(self, *, uri: str, digest: str, kind: str, source: str, base_image: str) -> ImagePlan:
         image = shlex.quote(str(self.image_dir(digest)))
         venv = f"{image}/venv"
-        pip = (f"{venv}/bin/python -m pip install --progress-bar off --disable-pip-version-check "
-               f"-r {IMAGE_DIR}/requirements.txt")
+        pip = (
+            f"{venv}/bin/python -m pip install --progress-bar off --disable-pip-version-check "
+            f"-r {IMAGE_DIR}/requirements.txt"
+        )
         lock = shlex.quote(str(self.image_dir(digest).with_suffix(".lock")))
         lines = [
             "set -e",
@@ -100,7 +109,7 @@ class SandboxRuntime(HostRuntime):
             f"exec 9>>{lock}",
             "flock -n 9 || { echo '[build] Another session is building this image: waiting for it'; flock 9; }",
             # like docker's layer cache: an image with this hash is there already (another session made it)
-            f"if [ \"$(cat {venv}/.inflab-image 2>/dev/null)\" = {digest} ]; then "
+            f'if [ "$(cat {venv}/.inflab-image 2>/dev/null)" = {digest} ]; then '
             f"echo '[build] The sandbox image store has this image already: {venv}'; exit 0; fi",
             "echo '[build] The sandbox has no docker: creating the job virtualenv from the image requirements instead'",
             f"rm -rf {image} && mkdir -p {image}",
@@ -111,17 +120,26 @@ class SandboxRuntime(HostRuntime):
             f"echo '[build] Virtualenv ready: {venv}'",
         ]
         return ImagePlan(
-            "\n".join(lines), f"cat {venv}/.inflab-image 2>/dev/null",
-            ("# sandbox: no docker here; the same requirements go into a virtualenv in the sandbox's image store",
-             f"python3 -m venv {venv}", pip),
+            "\n".join(lines),
+            f"cat {venv}/.inflab-image 2>/dev/null",
+            (
+                "# sandbox: no docker here; the same requirements go into a virtualenv in the sandbox's image store",
+                f"python3 -m venv {venv}",
+                pip,
+            ),
             "The sandbox has no docker engine: this step creates the job virtualenv in the sandbox's image store "
             f"from assets/container/{kind}/requirements.txt — the same requirements the image installs",
-            needs_registry=False)
+            needs_registry=False,
+        )
 
     def push_plan(self, uri: str) -> PushPlan:
-        return PushPlan(None, None, f"The sandbox has no docker, so there is nothing to push: recorded the repository {uri} "
-                                    "for the later steps. On AWS this step logs docker in to ECR (password on stdin) and "
-                                    "pushes the image.")
+        return PushPlan(
+            None,
+            None,
+            f"The sandbox has no docker, so there is nothing to push: recorded the repository {uri} "
+            "for the later steps. On AWS this step logs docker in to ECR (password on stdin) and "
+            "pushes the image.",
+        )
 
     def payload_prefix(self, *, session: str, job: str, image_uri: str, kind: str, host_network: bool = False) -> str:
         venv = self.image_dir(digest_of(image_uri)) / "venv"
@@ -132,11 +150,13 @@ class SandboxRuntime(HostRuntime):
         # (botocore), which points the payload's AWS client at the sandbox (inflab.sandbox.aws_payload).
         lab = Path(__file__).resolve().parents[2]  # where this inflab is imported from
         q = shlex.quote
-        return (f'cd "$HOME/{WORK_DIR}" && PYTHONPATH={q(str(lab))} {q(sys.executable)} -u -m inflab.sandbox.aws_payload '
-                f'--home {q(str(self.home))} "$HOME/{PAYLOAD_DIR}/')
+        return (
+            f'cd "$HOME/{WORK_DIR}" && PYTHONPATH={q(str(lab))} {q(sys.executable)} -u -m inflab.sandbox.aws_payload '
+            f'--home {q(str(self.home))} "$HOME/{PAYLOAD_DIR}/'
+        )
 
     def stop_plan(self, session: str) -> StopPlan:
-        cmd = "for p in ~/.inflab/jobs/*/pid; do [ -f \"$p\" ] && kill -TERM -- -$(cat \"$p\") 2>/dev/null; done; true"
+        cmd = 'for p in ~/.inflab/jobs/*/pid; do [ -f "$p" ] && kill -TERM -- -$(cat "$p") 2>/dev/null; done; true'
         return StopPlan(cmd, "jobs", "# the sandbox stops the session's jobs on its instance")
 
     def batch_kind(self, config: LabConfig, instance_type: str) -> str:
@@ -145,8 +165,10 @@ class SandboxRuntime(HostRuntime):
     def batch_container(self, *, kind: str, image_uri: str, digest: str, job_args: list[str]) -> BatchContainer:
         image = self.image_dir(digest)
         q = shlex.quote
-        run = (f"{q(str(image / 'venv' / 'bin' / 'python'))} -u {q(str(image / 'payload' / 'batch_job.py'))} --out out "
-               + " ".join(q(a) for a in job_args))
+        run = (
+            f"{q(str(image / 'venv' / 'bin' / 'python'))} -u {q(str(image / 'payload' / 'batch_job.py'))} --out out "
+            + " ".join(q(a) for a in job_args)
+        )
         # The emulated S3 answers only the lab's own clients: the copy is made by one (this
         # machine's inflab), where a real job has the AWS CLI and its job role.
         copy = f'{q(sys.executable)} -m inflab.sandbox.upload --home {q(str(self.home))} out "$INFLAB_RESULTS_URI"'
@@ -155,5 +177,7 @@ class SandboxRuntime(HostRuntime):
     def batch_image_missing(self, ecr, repository: str, tag: str, digest: str) -> str | None:
         if (self.image_dir(digest) / "venv" / ".inflab-image").is_file():
             return None
-        return (f"the sandbox has no job virtualenv for image {repository}:{tag} (hash {digest}); "
-                "run the build-image step (it makes one in the sandbox's image store)")
+        return (
+            f"the sandbox has no job virtualenv for image {repository}:{tag} (hash {digest}); "
+            "run the build-image step (it makes one in the sandbox's image store)"
+        )

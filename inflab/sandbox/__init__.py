@@ -85,10 +85,19 @@ def read_state(home: Path) -> SandboxInfo | None:
     """What the daemon's files say (no health check: cheap). None unless both are its."""
     state, access = _read(home, STATE_FILE), _read(home, SECRET_FILE)
     try:
-        keys = {who: (str(k["access_key_id"]), str(k["secret_access_key"]))
-                for who, k in (access.get("credentials") or {}).items()}
-        info = SandboxInfo(int(state["pid"]), int(state["port"]), int(state.get("ssh_port", 0)),
-                           str(access["secret"]), str(access["header"]), str(state.get("iam_policy") or ""), keys)
+        keys = {
+            who: (str(k["access_key_id"]), str(k["secret_access_key"]))
+            for who, k in (access.get("credentials") or {}).items()
+        }
+        info = SandboxInfo(
+            int(state["pid"]),
+            int(state["port"]),
+            int(state.get("ssh_port", 0)),
+            str(access["secret"]),
+            str(access["header"]),
+            str(state.get("iam_policy") or ""),
+            keys,
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     if access.get("pid") != info.pid or access.get("endpoint") != info.endpoint:
@@ -122,8 +131,9 @@ def status(home: Path) -> SandboxInfo | None:
     return None
 
 
-def ensure_running(home: Path, port: int = 0, iam_policy: str | os.PathLike | None = None, *,
-                   aws_like: bool = False) -> SandboxInfo:
+def ensure_running(
+    home: Path, port: int = 0, iam_policy: str | os.PathLike | None = None, *, aws_like: bool = False
+) -> SandboxInfo:
     """The running daemon, started if there is none. ``iam_policy``: a policy file (checked by the
     caller, see :func:`.iam.load_documents`) that a daemon started now checks the lab's calls
     against; ``aws_like``: a daemon started now begins with :data:`.faults.AWS_LIKE`. A daemon
@@ -241,8 +251,10 @@ def stop_jobs(home: Path, instance_id: str | None = None, wait: float = STOP_WAI
                     os.killpg(g, sig)
                 except OSError:
                     pass
-    return [f"job {job} (process group {g}) was still running {wait + 2:.0f} s after it was stopped"
-            for g, job in groups.items()]
+    return [
+        f"job {job} (process group {g}) was still running {wait + 2:.0f} s after it was stopped"
+        for g, job in groups.items()
+    ]
 
 
 def stop(home: Path) -> bool:

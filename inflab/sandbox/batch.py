@@ -76,14 +76,20 @@ EXITED = "Essential container in task exited"
 TIMED_OUT = "Job attempt duration exceeded timeout"
 QUEUE_DELETED = "The job queue was deleted"
 STOPPED = "Terminated"
-TOO_BIG = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than "
-           "that can be met by the CE(s) attached to the job queue.")
-OVER_MAX = ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet the "
-            "CPU requirement of the job.")
+TOO_BIG = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than "
+    "that can be met by the CE(s) attached to the job queue."
+)
+OVER_MAX = (
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet the "
+    "CPU requirement of the job."
+)
 ALL_INVALID = "ACTION_REQUIRED - CE(s) associated with the job queue are invalid."
 CANCELLED_BY_LIMIT = "Canceled by JobStateTimeLimit action due to reason: {reason}"
-NO_LOG_GROUP = ("CannotStartContainerError: Error response from daemon: failed to initialize logging driver: failed to "
-                "create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist.")
+NO_LOG_GROUP = (
+    "CannotStartContainerError: Error response from daemon: failed to initialize logging driver: failed to "
+    "create Cloudwatch log stream: ResourceNotFoundException: The specified log group does not exist."
+)
 REGISTERED_SHARE = 0.9747  # ECS registers less memory than the type's nominal (Batch's memory-management doc)
 AGENT_MIB = 32  # reserved for the ECS agent on Batch's AMIs
 PASSED_ENV = ("PATH", "HOME", "LANG", "INFLAB_HOME")
@@ -116,22 +122,27 @@ def _environment(job: Any, backend: Any, ce_name: str) -> dict[str, str]:
         env[str(entry["name"])] = str(entry.get("value", ""))
     for entry in job.container_overrides.get("environment") or []:
         env[str(entry["name"])] = str(entry.get("value", ""))
-    env.update({
-        "AWS_BATCH_JOB_ID": job.job_id,
-        "AWS_BATCH_JQ_NAME": job.job_queue.name,
-        "AWS_BATCH_JOB_ATTEMPT": "1",
-        "AWS_BATCH_CE_NAME": ce_name,
-        "AWS_REGION": backend.region_name,
-        "AWS_DEFAULT_REGION": backend.region_name,
-    })
+    env.update(
+        {
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JQ_NAME": job.job_queue.name,
+            "AWS_BATCH_JOB_ATTEMPT": "1",
+            "AWS_BATCH_CE_NAME": ce_name,
+            "AWS_REGION": backend.region_name,
+            "AWS_DEFAULT_REGION": backend.region_name,
+        }
+    )
     return env
 
 
 def _placement(job: Any, backend: Any) -> str | None:
     """The compute environment a job can run in now: its queue's first ENABLED, VALID one that exists."""
     for env in job.job_queue.environments:
-        if backend.get_compute_environment_by_arn(env.arn) is env and env.state == "ENABLED" and not getattr(
-                env, "inflab_invalid", None):
+        if (
+            backend.get_compute_environment_by_arn(env.arn) is env
+            and env.state == "ENABLED"
+            and not getattr(env, "inflab_invalid", None)
+        ):
             return env.name
     return None
 
@@ -139,8 +150,15 @@ def _placement(job: Any, backend: Any) -> str | None:
 def requirements(job: Any) -> dict[str, float]:
     """What a job asks for: VCPU, MEMORY (MiB) and GPU, the submit's overrides over its definition's."""
     props = job.job_definition.container_properties or {}
-    asked: dict[str, float] = {"VCPU": float(props.get("vcpus") or 0), "MEMORY": float(props.get("memory") or 0), "GPU": 0.0}
-    for source in (props.get("resourceRequirements") or [], (job.container_overrides or {}).get("resourceRequirements") or []):
+    asked: dict[str, float] = {
+        "VCPU": float(props.get("vcpus") or 0),
+        "MEMORY": float(props.get("memory") or 0),
+        "GPU": 0.0,
+    }
+    for source in (
+        props.get("resourceRequirements") or [],
+        (job.container_overrides or {}).get("resourceRequirements") or [],
+    ):
         for r in source:
             try:
                 asked[str(r["type"]).upper()] = float(r["value"])
@@ -347,7 +365,11 @@ class Runner:
         try:
             argv, env = _command(job), _environment(job, backend, ce)
             group, stream = log_names(job)
-            if self._flag("awslogs_group_required") and _needs_group(job, group) and group not in backend.logs_backend.groups:
+            if (
+                self._flag("awslogs_group_required")
+                and _needs_group(job, group)
+                and group not in backend.logs_backend.groups
+            ):
                 _finish(job, None, NO_LOG_GROUP)
                 return
             log = _Log(backend, group, stream)
@@ -361,8 +383,16 @@ class Runner:
                 _finish(job, None, "CannotStartContainerError: the job definition has no command")
                 return
             try:
-                proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
             except OSError as e:
                 _finish(job, None, f"CannotStartContainerError: {argv[0]}: {e.strerror or e}")
                 return
@@ -451,14 +481,24 @@ def _launch_host(backend: Any, ce_name: str) -> Any | None:
     types, subnets = resources.get("instanceTypes") or [], resources.get("subnets") or []
     if env is None or env.env_type != "MANAGED" or not types or not subnets:
         return None
-    image = next((c.get("imageIdOverride") for c in resources.get("ec2Configuration") or [] if c.get("imageIdOverride")),
-                 "ami-03cf127a")
+    image = next(
+        (c.get("imageIdOverride") for c in resources.get("ec2Configuration") or [] if c.get("imageIdOverride")),
+        "ami-03cf127a",
+    )
     try:
         reservation = backend.ec2_backend.run_instances(
-            image_id=image, count=1, user_data=None, security_group_names=[], instance_type=types[0],
-            region_name=backend.region_name, subnet_id=subnets[0], key_name=None,
-            security_group_ids=list(resources.get("securityGroupIds") or []), is_instance_type_default=False,
-            tags={"instance": dict(resources.get("tags") or {})})
+            image_id=image,
+            count=1,
+            user_data=None,
+            security_group_names=[],
+            instance_type=types[0],
+            region_name=backend.region_name,
+            subnet_id=subnets[0],
+            key_name=None,
+            security_group_ids=list(resources.get("securityGroupIds") or []),
+            is_instance_type_default=False,
+            tags={"instance": dict(resources.get("tags") or {})},
+        )
     except Exception:  # a host that cannot be emulated does not stop the job
         return None
     return reservation.instances[0]
@@ -474,12 +514,22 @@ def _service_linked_role(iam: Any) -> str:
     try:
         return iam.get_role(SERVICE_LINKED_ROLE).arn
     except Exception:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": ["batch.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}]}
-        return iam.create_role(SERVICE_LINKED_ROLE, json.dumps(trust), "/aws-service-role/batch.amazonaws.com/",
-                               permissions_boundary=None, description="Allows Batch to create and manage AWS resources "
-                               "on your behalf.", tags=[], max_session_duration="3600",
-                               linked_service="batch.amazonaws.com").arn
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": ["batch.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}
+            ],
+        }
+        return iam.create_role(
+            SERVICE_LINKED_ROLE,
+            json.dumps(trust),
+            "/aws-service-role/batch.amazonaws.com/",
+            permissions_boundary=None,
+            description="Allows Batch to create and manage AWS resources on your behalf.",
+            tags=[],
+            max_session_duration="3600",
+            linked_service="batch.amazonaws.com",
+        ).arn
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -550,8 +600,9 @@ def install(state_dir: Path, layer: Any = None) -> Runner:
 
     create_ce = BatchBackend.create_compute_environment
 
-    def create_compute_environment(self, compute_environment_name, _type, state, compute_resources, service_role,
-                                   tags=None):
+    def create_compute_environment(
+        self, compute_environment_name, _type, state, compute_resources, service_role, tags=None
+    ):
         if not service_role and _type == "MANAGED":  # Batch's service-linked role, made on first use
             service_role = _service_linked_role(self.iam_backend)
         return create_ce(self, compute_environment_name, _type, state, compute_resources, service_role, tags)

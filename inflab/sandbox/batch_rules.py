@@ -20,11 +20,15 @@ from typing import Any
 
 CE_IN_USE = "Cannot delete, found existing JobQueue relationship"
 RETIRED_IMAGE_TYPES = {
-    "ECS_AL2": "Amazon Linux 2", "ECS_AL2_NVIDIA": "Amazon Linux 2 (GPU)",
+    "ECS_AL2": "Amazon Linux 2",
+    "ECS_AL2_NVIDIA": "Amazon Linux 2 (GPU)",
 }
 NVIDIA_UNSUPPORTED = ("p3", "g3")
-TIME_LIMIT_REASONS = ("CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                      "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+TIME_LIMIT_REASONS = (
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+)
 TIME_LIMIT_S = (600, 86_400)
 SERVICE_LINKED_ROLE = "AWSServiceRoleForBatch"
 
@@ -126,7 +130,11 @@ class BatchRules:
         elif action in ("updatejobqueue", "updatecomputeenvironment"):
             queue = action == "updatejobqueue"
             ident = body.get("jobQueue" if queue else "computeEnvironment")
-            found = (backend.get_job_queue(ident) if queue else backend.get_compute_environment(ident)) if isinstance(ident, str) else None
+            found = (
+                (backend.get_job_queue(ident) if queue else backend.get_compute_environment(ident))
+                if isinstance(ident, str)
+                else None
+            )
             before = (found.state, self.shown(found.arn, found.state)[0]) if found is not None else None
             status, headers, data = self._call(environ)
             lag = self.layer.fault_value("batch", "queue_disable_lag_s" if queue else "ce_disable_lag_s")
@@ -155,14 +163,18 @@ class BatchRules:
         for config in resources.get("ec2Configuration") or [{"imageType": "ECS_AL2023"}]:
             image_type = str((config or {}).get("imageType") or "ECS_AL2023")
             if image_type in RETIRED_IMAGE_TYPES:
-                return (f"Error executing request, Exception : imageType {image_type}: AWS Batch no longer creates compute "
-                        f"environments on the Batch-provided {RETIRED_IMAGE_TYPES[image_type]} AMIs (blocked since "
-                        "June 30, 2026); use ECS_AL2023 or ECS_AL2023_NVIDIA")
+                return (
+                    f"Error executing request, Exception : imageType {image_type}: AWS Batch no longer creates compute "
+                    f"environments on the Batch-provided {RETIRED_IMAGE_TYPES[image_type]} AMIs (blocked since "
+                    "June 30, 2026); use ECS_AL2023 or ECS_AL2023_NVIDIA"
+                )
             if image_type == "ECS_AL2023_NVIDIA":
                 bad = [t for t in types if t.split(".")[0] in NVIDIA_UNSUPPORTED]
                 if bad:
-                    return (f"Error executing request, Exception : imageType ECS_AL2023_NVIDIA doesn't support p3 and g3 "
-                            f"instance types ({', '.join(bad)})")
+                    return (
+                        f"Error executing request, Exception : imageType ECS_AL2023_NVIDIA doesn't support p3 and g3 "
+                        f"instance types ({', '.join(bad)})"
+                    )
         return None
 
     def _check_roles(self, backend, name: Any) -> None:
@@ -174,9 +186,11 @@ class BatchRules:
         wait = self.layer.fault_value("batch", "ce_role_propagation_s")
         age, arn = role_age_s(backend.iam_backend, env.compute_resources or {}, env.service_role)
         if wait > 0 and age < wait:
-            env.inflab_invalid = (f"CLIENT_ERROR - Not authorized to perform sts:AssumeRole on {arn} (Service: "
-                                  f"AWSSecurityTokenService; Status Code: 403; Error Code: AccessDenied; "
-                                  f"Request ID: {uuid.uuid4()}; Proxy: null)")
+            env.inflab_invalid = (
+                f"CLIENT_ERROR - Not authorized to perform sts:AssumeRole on {arn} (Service: "
+                f"AWSSecurityTokenService; Status Code: 403; Error Code: AccessDenied; "
+                f"Request ID: {uuid.uuid4()}; Proxy: null)"
+            )
         else:
             env.inflab_invalid = None
 
@@ -197,7 +211,9 @@ class BatchRules:
         if state != "DISABLED" or status != "VALID":
             return f"Cannot delete, compute environment {env.name} is not in DISABLED state (state {state}, status {status})"
         for queue in backend.describe_job_queues():
-            if any(o.get("computeEnvironment") in (env.name, env.arn) for o in queue.get("computeEnvironmentOrder") or []):
+            if any(
+                o.get("computeEnvironment") in (env.name, env.arn) for o in queue.get("computeEnvironmentOrder") or []
+            ):
                 return CE_IN_USE
         return None
 
@@ -206,8 +222,11 @@ class BatchRules:
             doc = json.loads(data)
         except ValueError:
             return data
-        key, arn_key = (("jobQueues", "jobQueueArn") if action == "describejobqueues"
-                        else ("computeEnvironments", "computeEnvironmentArn"))
+        key, arn_key = (
+            ("jobQueues", "jobQueueArn")
+            if action == "describejobqueues"
+            else ("computeEnvironments", "computeEnvironmentArn")
+        )
         for item in doc.get(key) or []:
             state, status = self.shown(item.get(arn_key, ""), item.get("state", ""))
             if status == "UPDATING":
@@ -239,8 +258,14 @@ class BatchRules:
 
     def _error(self, start_response, message: str):
         data = json.dumps({"__type": "ClientException", "message": message}).encode()
-        start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                                           ("x-amzn-ErrorType", "ClientException")])
+        start_response(
+            "400 Bad Request",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("x-amzn-ErrorType", "ClientException"),
+            ],
+        )
         return [data]
 
 
@@ -259,6 +284,8 @@ def _time_limit_refusal(actions: Any) -> str | None:
             return f"Error executing request, Exception : Invalid job reason {a.get('reason')!r}"
         t = a.get("maxTimeSeconds")
         if isinstance(t, bool) or not isinstance(t, int) or not TIME_LIMIT_S[0] <= t <= TIME_LIMIT_S[1]:
-            return (f"Error executing request, Exception : maxTimeSeconds {t!r} must be between {TIME_LIMIT_S[0]} and "
-                    f"{TIME_LIMIT_S[1]}")
+            return (
+                f"Error executing request, Exception : maxTimeSeconds {t!r} must be between {TIME_LIMIT_S[0]} and "
+                f"{TIME_LIMIT_S[1]}"
+            )
     return None

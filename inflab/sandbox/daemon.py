@@ -48,8 +48,14 @@ def _start_sshd(state_dir: Path, port: int) -> int:
     try:
         from moto.ec2.responses import general
 
-        block = "\n".join(["-----BEGIN SSH HOST KEY FINGERPRINTS-----", *sshd.host_key_fingerprints(state_dir),
-                           "-----END SSH HOST KEY FINGERPRINTS-----", ""])
+        block = "\n".join(
+            [
+                "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+                *sshd.host_key_fingerprints(state_dir),
+                "-----END SSH HOST KEY FINGERPRINTS-----",
+                "",
+            ]
+        )
         general.SAMPLE_CONSOLE_OUTPUT = general.SAMPLE_CONSOLE_OUTPUT + block
     except (ImportError, AttributeError):
         pass
@@ -140,8 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     pid = os.getpid()
     _write_private(state_dir / SECRET_FILE, {"pid": pid, "endpoint": f"http://127.0.0.1:{port}", **access})
     ssh_port = _start_sshd(state_dir, args.ssh_port)
-    _write_private(state_dir / STATE_FILE, {"pid": pid, "port": port, "ssh_port": ssh_port,
-                                            "iam_policy": args.iam_policy or "", "aws_like": args.aws_like})
+    _write_private(
+        state_dir / STATE_FILE,
+        {
+            "pid": pid,
+            "port": port,
+            "ssh_port": ssh_port,
+            "iam_policy": args.iam_policy or "",
+            "aws_like": args.aws_like,
+        },
+    )
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -28,8 +28,9 @@ MESSAGES = {
     "Client.InternalError": "Client.InternalError: Client error on launch",
     "Client.VolumeLimitExceeded": "Client.VolumeLimitExceeded: Volume limit exceeded",
 }
-TERMINATED_TOKEN = ("The client token you have provided is associated with a terminated instance. "
-                    "Please use a different client token.")
+TERMINATED_TOKEN = (
+    "The client token you have provided is associated with a terminated instance. Please use a different client token."
+)
 MISMATCH = "Arguments on this idempotent request are inconsistent with arguments used in previous request(s)."
 
 _installed = False
@@ -75,7 +76,8 @@ def install(layer: Any) -> None:
                     first = earlier.instances[0]
                     asked_type = kwargs.get("instance_type") if not kwargs.get("is_instance_type_default") else None
                     if (asked_type and asked_type != first.instance_type) or (
-                            kwargs.get("subnet_id") and kwargs["subnet_id"] != first.subnet_id):
+                        kwargs.get("subnet_id") and kwargs["subnet_id"] != first.subnet_id
+                    ):
                         raise EC2ClientError("IdempotentParameterMismatch", MISMATCH)
                     return earlier
             reservation = run_instances(self, image_id, count, user_data, security_group_names, **kwargs)

@@ -92,17 +92,28 @@ KEYS: dict[str, Any] = {
     "run_instances": MAP,
     "assume_role": MAP,
     "ec2": {"client_tokens": bool, "deprecated_amis": bool, "pending_death": MAP},
-    "batch": {"queue_disable_lag_s": float, "ce_disable_lag_s": float, "delete_ce_failures": int,
-              "ce_role_propagation_s": float, "unplaceable_jobs": bool, "runnable_time_scale": float,
-              "awslogs_group_required": bool, "retired_image_types": bool},
+    "batch": {
+        "queue_disable_lag_s": float,
+        "ce_disable_lag_s": float,
+        "delete_ce_failures": int,
+        "ce_role_propagation_s": float,
+        "unplaceable_jobs": bool,
+        "runnable_time_scale": float,
+        "awslogs_group_required": bool,
+        "retired_image_types": bool,
+    },
     "sagemaker": {"role_propagation_s": float},
 }
 BATCH_KEYS = KEYS["batch"]
 #: what AWS does that the emulator does not: ``inflab sandbox start --aws-like``
 AWS_LIKE: dict[str, dict[str, Any]] = {
     "ec2": {"client_tokens": True, "deprecated_amis": True},
-    "batch": {"ce_role_propagation_s": 3, "unplaceable_jobs": True, "awslogs_group_required": True,
-              "retired_image_types": True},
+    "batch": {
+        "ce_role_propagation_s": 3,
+        "unplaceable_jobs": True,
+        "awslogs_group_required": True,
+        "retired_image_types": True,
+    },
     "sagemaker": {"role_propagation_s": 3},
 }
 
@@ -113,7 +124,7 @@ class BadFaults(InputError, ValueError):
 
 def _check_map(where: str, value: Any) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise BadFaults(f"{where}: an object of names to codes, e.g. {{\"*\": \"InsufficientInstanceCapacity\"}}")
+        raise BadFaults(f'{where}: an object of names to codes, e.g. {{"*": "InsufficientInstanceCapacity"}}')
 
 
 def _check_value(where: str, kind: Any, value: Any) -> None:
@@ -122,14 +133,19 @@ def _check_value(where: str, kind: Any, value: Any) -> None:
     elif kind is bool:
         if not isinstance(value, bool):
             raise BadFaults(f"{where}: must be true or false")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (kind is int and value != int(value)):
+    elif (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (kind is int and value != int(value))
+    ):
         raise BadFaults(f"{where}: must be a {'whole ' if kind is int else ''}number >= 0")
 
 
 def validated(body: Any) -> dict[str, dict]:
     """The table ``body`` describes, or :class:`BadFaults` naming the first entry that is wrong."""
     if not isinstance(body, dict) or not all(isinstance(v, dict) for v in body.values()):
-        raise BadFaults("faults: an object of objects, e.g. {\"batch\": {\"delete_ce_failures\": 1}}")
+        raise BadFaults('faults: an object of objects, e.g. {"batch": {"delete_ce_failures": 1}}')
     for section, entries in body.items():
         spec = KEYS.get(section)
         if spec is None:
@@ -199,8 +215,11 @@ class FaultLayer:
                 try:
                     table = validated(json.loads(environ["wsgi.input"].read(size) or b"{}"))
                 except ValueError as e:
-                    return self._json(start_response, "400 Bad Request",
-                                      {"error": str(e) if isinstance(e, BadFaults) else "body is not JSON"})
+                    return self._json(
+                        start_response,
+                        "400 Bad Request",
+                        {"error": str(e) if isinstance(e, BadFaults) else "body is not JSON"},
+                    )
                 with self.lock:
                     self.faults = table
             with self.lock:
@@ -226,10 +245,14 @@ class FaultLayer:
         return self.app(environ, start_response)
 
     def _sts_error(self, start_response, code: str, role: str):
-        message = (f"User: arn:aws:iam::{self.account}:user/instructor is not authorized to perform: sts:AssumeRole "
-                   f"on resource: {role}")
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
-                "<RequestId>inflab-sandbox-fault</RequestId></ErrorResponse>").encode()
+        message = (
+            f"User: arn:aws:iam::{self.account}:user/instructor is not authorized to perform: sts:AssumeRole "
+            f"on resource: {role}"
+        )
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+            "<RequestId>inflab-sandbox-fault</RequestId></ErrorResponse>"
+        ).encode()
         start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -247,7 +270,7 @@ class FaultLayer:
 
     def _ec2_error(self, start_response, code: str, message: str):
         body = (
-            f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+            f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
             f"<Message>{message}</Message></Error></Errors><RequestID>inflab-sandbox-fault</RequestID></Response>"
         ).encode()
         start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])

@@ -16,8 +16,10 @@ from typing import Callable, Iterable
 
 SECRET_HEADER = "X-Inflab-Sandbox-Secret"
 HEALTH_PATH = "/inflab-sandbox/health"
-REFUSED = ("This is the inflab sandbox: it answers only the lab's own clients "
-           "(requests carrying the secret in its state directory).")
+REFUSED = (
+    "This is the inflab sandbox: it answers only the lab's own clients "
+    "(requests carrying the secret in its state directory)."
+)
 ERROR_CODE = "AccessDeniedException"
 
 _ENVIRON_KEY = "HTTP_" + SECRET_HEADER.upper().replace("-", "_")
@@ -28,8 +30,10 @@ def _refusal(environ: dict) -> tuple[bytes, str]:
     otherwise an AWS XML error document (which is also what a person with curl sees)."""
     if "json" in environ.get("CONTENT_TYPE", ""):
         return json.dumps({"__type": ERROR_CODE, "message": REFUSED}).encode(), "application/json"
-    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Code>{ERROR_CODE}</Code>"
-            f"<Message>{REFUSED}</Message></Error></ErrorResponse>\n")
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Code>{ERROR_CODE}</Code>'
+        f"<Message>{REFUSED}</Message></Error></ErrorResponse>\n"
+    )
     return body.encode(), "text/xml"
 
 
@@ -47,7 +51,9 @@ class Gate:
         given = environ.get(_ENVIRON_KEY, "").encode("latin-1")
         if not hmac.compare_digest(given, self._secret):
             body, content_type = _refusal(environ)
-            start_response("403 Forbidden", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                             ("x-amzn-ErrorType", ERROR_CODE)])
+            start_response(
+                "403 Forbidden",
+                [("Content-Type", content_type), ("Content-Length", str(len(body))), ("x-amzn-ErrorType", ERROR_CODE)],
+            )
             return [body]
         return self.app(environ, start_response)

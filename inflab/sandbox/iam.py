@@ -120,8 +120,10 @@ def load_documents(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise PolicyFileError(f"{path}{which}: not a valid IAM policy document") from None
         for s in _as_list(doc["Statement"]):
             if "Principal" in s or "NotPrincipal" in s:
-                raise PolicyFileError(f"{path}{which}: a statement names a Principal: that is a resource or trust "
-                                      "policy, not one a user holds")
+                raise PolicyFileError(
+                    f"{path}{which}: a statement names a Principal: that is a resource or trust "
+                    "policy, not one a user holds"
+                )
     return docs
 
 
@@ -158,8 +160,11 @@ def emulator_copy(doc: dict[str, Any]) -> dict[str, Any]:
             statements.append(s)  # NotAction / NotResource: as written
             continue
         actions, resources = _as_list(s["Action"]), _as_list(s["Resource"])
-        actions = list(dict.fromkeys(actions + [m for a in actions
-                                                for m in MOTO_S3_NAMES.get(a, ()) + MOTO_OTHER_NAMES.get(a, ())]))
+        actions = list(
+            dict.fromkeys(
+                actions + [m for a in actions for m in MOTO_S3_NAMES.get(a, ()) + MOTO_OTHER_NAMES.get(a, ())]
+            )
+        )
         kept = [a for a in actions if _resolvable(a, resources, role_actions)]
         widened = [a for a in actions if a not in kept]
         base = {k: v for k, v in s.items() if k not in ("Action", "Resource", "Sid")}
@@ -167,8 +172,9 @@ def emulator_copy(doc: dict[str, Any]) -> dict[str, Any]:
         if kept:
             statements.append({**({"Sid": sid} if sid else {}), **base, "Action": kept, "Resource": resources})
         if widened:
-            statements.append({**({"Sid": f"{sid}AnyResource"} if sid else {}), **base, "Action": widened,
-                               "Resource": "*"})
+            statements.append(
+                {**({"Sid": f"{sid}AnyResource"} if sid else {}), **base, "Action": widened, "Resource": "*"}
+            )
     return {**doc, "Statement": statements}
 
 
@@ -225,14 +231,29 @@ def enforce(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     _log_refusals()
     iam = iam_backends[ACCOUNT]["aws"]
     keys = {}
-    for who, user, docs in (("lab", LAB_USER, documents),
-                            ("admin", ADMIN_USER, [{"Version": "2012-10-17", "Statement": [
-                                {"Sid": "SandboxInternals", "Effect": "Allow", "Action": "*", "Resource": "*"}]}])):
+    for who, user, docs in (
+        ("lab", LAB_USER, documents),
+        (
+            "admin",
+            ADMIN_USER,
+            [
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Sid": "SandboxInternals", "Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
+            ],
+        ),
+    ):
         iam.create_user(region_name="us-east-1", user_name=user, path="/inflab-sandbox/")
         for i, doc in enumerate(docs, 1):
             body = emulator_copy(doc) if who == "lab" else doc
-            policy = iam.create_policy(description=f"inflab sandbox: {user}", path="/inflab-sandbox/",
-                                       policy_document=json.dumps(body), policy_name=f"{user}-{i}", tags=[])
+            policy = iam.create_policy(
+                description=f"inflab sandbox: {user}",
+                path="/inflab-sandbox/",
+                policy_document=json.dumps(body),
+                policy_name=f"{user}-{i}",
+                tags=[],
+            )
             iam.attach_user_policy(policy.arn, user)
         key = iam.create_access_key(user)
         keys[who] = {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}

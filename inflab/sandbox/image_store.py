@@ -87,12 +87,16 @@ def prune(home: Path) -> Usage:
 
     info = status(home)
     if info:
-        raise PruneRefused(f"the sandbox is running (pid {info.pid}) and its jobs may use an image: "
-                           "stop it first (inflab sandbox stop), then prune")
+        raise PruneRefused(
+            f"the sandbox is running (pid {info.pid}) and its jobs may use an image: "
+            "stop it first (inflab sandbox stop), then prune"
+        )
     jobs = running_jobs(home)
     if jobs:
-        raise PruneRefused(f"{len(jobs)} job(s) of an emulated instance still run and may use an image "
-                           f"({', '.join(jobs[:3])}): inflab sandbox stop stops them")
+        raise PruneRefused(
+            f"{len(jobs)} job(s) of an emulated instance still run and may use an image "
+            f"({', '.join(jobs[:3])}): inflab sandbox stop stops them"
+        )
     freed = usage(home)
     store = store_dir(home)
     for image in [p for p in store.iterdir() if p.is_dir() and not p.is_symlink()] if store.is_dir() else []:

@@ -51,15 +51,18 @@ class Image:
 
 
 def _neuron(os_name: str, date: str, sdk: tuple[int, int, int]) -> Image:
-    supported = ("Inf1, Inf2, Trn1, Trn1n, Trn2" if sdk <= INF1_LAST else "Inf2, Trn1, Trn1n, Trn2")
+    supported = "Inf1, Inf2, Trn1, Trn1n, Trn2" if sdk <= INF1_LAST else "Inf2, Trn1, Trn1n, Trn2"
     version = ".".join(map(str, sdk))
     return Image(
         name=f"Deep Learning AMI Neuron ({os_name}) {date}",
-        description=(f"Deep Learning AMI Neuron ({os_name}) with Neuron SDK {version}: the Neuron driver, runtime and "
-                     f"tools, docker, and PyTorch, JAX and TensorFlow virtual environments. Supported EC2 instances: "
-                     f"{supported}."),
+        description=(
+            f"Deep Learning AMI Neuron ({os_name}) with Neuron SDK {version}: the Neuron driver, runtime and "
+            f"tools, docker, and PyTorch, JAX and TensorFlow virtual environments. Supported EC2 instances: "
+            f"{supported}."
+        ),
         created=datetime.strptime(date, "%Y%m%d").replace(tzinfo=timezone.utc),
-        parameter=f"/aws/service/neuron/dlami/multi-framework/{os_name.lower().replace(' ', '-')}/latest/image_id")
+        parameter=f"/aws/service/neuron/dlami/multi-framework/{os_name.lower().replace(' ', '-')}/latest/image_id",
+    )
 
 
 CATALOGUE: tuple[Image, ...] = (
@@ -73,12 +76,16 @@ CATALOGUE: tuple[Image, ...] = (
     _neuron("Ubuntu 22.04", "20251223", (2, 27, 0)),
     _neuron("Ubuntu 24.04", "20251105", (2, 26, 1)),
     _neuron("Ubuntu 24.04", "20260601", (2, 29, 0)),
-    Image(name="Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20261120",
-          description=("Supported EC2 instances: G4dn, G5, G6, Gr6, G6e, P4d, P4de, P5, P5e, P5en. NVIDIA driver, CUDA, "
-                       "docker and the NVIDIA container toolkit. Release notes: "
-                       "https://aws.amazon.com/releasenotes/aws-deep-learning-base-gpu-ami-ubuntu-22-04/"),
-          created=datetime(2026, 11, 20, tzinfo=timezone.utc),
-          parameter="/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"),
+    Image(
+        name="Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20261120",
+        description=(
+            "Supported EC2 instances: G4dn, G5, G6, Gr6, G6e, P4d, P4de, P5, P5e, P5en. NVIDIA driver, CUDA, "
+            "docker and the NVIDIA container toolkit. Release notes: "
+            "https://aws.amazon.com/releasenotes/aws-deep-learning-base-gpu-ami-ubuntu-22-04/"
+        ),
+        created=datetime(2026, 11, 20, tzinfo=timezone.utc),
+        parameter="/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    ),
 )
 PARAMETER_PREFIXES = ("/aws/service/neuron/", "/aws/service/deeplearning/")
 
@@ -92,7 +99,9 @@ def deprecated(image: Any, now: datetime | None = None) -> bool:
     when = getattr(image, "deprecation_time", None)
     if not when:
         return False
-    return datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=timezone.utc) <= (now or datetime.now(timezone.utc))
+    return datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=timezone.utc) <= (
+        now or datetime.now(timezone.utc)
+    )
 
 
 def newest_per_parameter(region: str) -> dict[str, str]:
@@ -120,10 +129,24 @@ def install() -> None:
     def _load_amis(self) -> None:
         load_amis(self)
         for image in CATALOGUE:
-            ami = Ami(self, ami_id=image.ami_id(self.region_name), name=image.name, description=image.description,
-                      owner_id=AWS_DLAMI_OWNER, owner_alias="amazon", public=True, virtualization_type="hvm",
-                      architecture="x86_64", state="available", creation_date=image.created, hypervisor="xen",
-                      root_device_type="ebs", root_device_name=image.root_device, sriov="simple", image_type="machine")
+            ami = Ami(
+                self,
+                ami_id=image.ami_id(self.region_name),
+                name=image.name,
+                description=image.description,
+                owner_id=AWS_DLAMI_OWNER,
+                owner_alias="amazon",
+                public=True,
+                virtualization_type="hvm",
+                architecture="x86_64",
+                state="available",
+                creation_date=image.created,
+                hypervisor="xen",
+                root_device_type="ebs",
+                root_device_name=image.root_device,
+                sriov="simple",
+                image_type="machine",
+            )
             ami.deprecation_time = aws_time(image.deprecation)  # answered as DeprecationTime, as EC2 does
             self.amis[ami.id] = ami
 
@@ -135,9 +158,20 @@ def install() -> None:
             self.inflab_images_loaded = True
             for name, value in newest_per_parameter(self.region_name).items():
                 versions = dict.setdefault(self, name, [])
-                versions.append(Parameter(account_id=self.account_id, name=name, value=value, parameter_type="String",
-                                          description=None, allowed_pattern=None, keyid=None,
-                                          last_modified_date=datetime.now(timezone.utc), version=1, data_type="aws:ec2:image"))
+                versions.append(
+                    Parameter(
+                        account_id=self.account_id,
+                        name=name,
+                        value=value,
+                        parameter_type="String",
+                        description=None,
+                        allowed_pattern=None,
+                        keyid=None,
+                        last_modified_date=datetime.now(timezone.utc),
+                        version=1,
+                        data_type="aws:ec2:image",
+                    )
+                )
 
     AmiBackend._load_amis = _load_amis
     ParameterDict._check_loading_status = _check_loading_status

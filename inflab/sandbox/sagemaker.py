@@ -67,14 +67,22 @@ STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL (SageMaker waits 30 s)
 INVOKE_TIMEOUT_S = 60.0  # SageMaker's limit on a container's answer
 NAMESPACE = "AWS/SageMaker"
 PASSED_ENV = ("PATH", "HOME", "LANG", "JAVA_HOME")
-PING_FAILED = ("The primary container for production variant {variant} did not pass the ping health check. "
-               "Please check CloudWatch logs for this endpoint.")
-NO_MODEL_DATA = ("Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is an object "
-                 "located at the URL and that the role passed to CreateModel has permissions to download the model.")
-NO_IMAGE = ("Failed to pull the image {image} for production variant {variant}: the sandbox's image store has no "
-            "image of that hash (run the build-image step)")
-ASSUME = ("Could not assume role {arn}. Please ensure that the role exists and allows principal "
-          "'sagemaker.amazonaws.com' to assume the role.")
+PING_FAILED = (
+    "The primary container for production variant {variant} did not pass the ping health check. "
+    "Please check CloudWatch logs for this endpoint."
+)
+NO_MODEL_DATA = (
+    "Failed to download model data(bucket: {bucket}, key: {key}). Please ensure that there is an object "
+    "located at the URL and that the role passed to CreateModel has permissions to download the model."
+)
+NO_IMAGE = (
+    "Failed to pull the image {image} for production variant {variant}: the sandbox's image store has no "
+    "image of that hash (run the build-image step)"
+)
+ASSUME = (
+    "Could not assume role {arn}. Please ensure that the role exists and allows principal "
+    "'sagemaker.amazonaws.com' to assume the role."
+)
 SERVE = ("payload", "sagemaker_serve.py")  # the image's serve, in an image store entry
 IMAGES = "images"  # the image store (see .image_store)
 
@@ -192,12 +200,17 @@ class Hosting:
     def create(self, backend: Any, endpoint: Any) -> None:
         """Called by CreateEndpoint: the endpoint is Creating until its instances answer /ping."""
         endpoint.endpoint_status, endpoint.failure_reason = "Creating", None
-        ep = _Endpoint(backend.account_id, backend.region_name, endpoint.endpoint_name,
-                       self.root / f"{backend.account_id}-{backend.region_name}" / endpoint.endpoint_name)
+        ep = _Endpoint(
+            backend.account_id,
+            backend.region_name,
+            endpoint.endpoint_name,
+            self.root / f"{backend.account_id}-{backend.region_name}" / endpoint.endpoint_name,
+        )
         with self.lock:
             self.endpoints[_key(ep.account, ep.region, ep.name)] = ep
-        threading.Thread(target=self._bring_up, args=(backend, endpoint, ep), name=f"sandbox-endpoint-{ep.name}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._bring_up, args=(backend, endpoint, ep), name=f"sandbox-endpoint-{ep.name}", daemon=True
+        ).start()
 
     def _bring_up(self, backend: Any, endpoint: Any, ep: _Endpoint) -> None:
         try:
@@ -212,17 +225,21 @@ class Hosting:
                 ep.weights[name] = float(variant.get("InitialVariantWeight", 1.0) or 0.0)
                 model = backend._models.get(variant["ModelName"])
                 if model is None:
-                    raise _Failed(f"Could not find model \"{variant['ModelName']}\" for production variant {name}")
+                    raise _Failed(f'Could not find model "{variant["ModelName"]}" for production variant {name}')
                 container = model.primary_container or (model.containers or [{}])[0]
                 python, serve = self._image(container.get("Image", ""), name)
                 model_dir = self._model_data(backend, container.get("ModelDataUrl", ""), ep.directory / name / "model")
                 for _ in range(int(variant.get("InitialInstanceCount") or 1)):
                     if ep.stopping:
                         return
-                    ep.instances.append(self._start_instance(backend, ep, name, python, serve, model_dir,
-                                                             container.get("Environment") or {}))
+                    ep.instances.append(
+                        self._start_instance(
+                            backend, ep, name, python, serve, model_dir, container.get("Environment") or {}
+                        )
+                    )
                 deadlines[name] = time.monotonic() + float(
-                    variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or HEALTH_TIMEOUT_S)
+                    variant.get("ContainerStartupHealthCheckTimeoutInSeconds") or HEALTH_TIMEOUT_S
+                )
             self._wait_healthy(ep, deadlines)
             if not ep.stopping:
                 endpoint.endpoint_status = "InService"
@@ -265,8 +282,9 @@ class Hosting:
             raise _Failed(f"Could not extract the model data {url}: {type(e).__name__}: {e}") from None
         return into
 
-    def _start_instance(self, backend: Any, ep: _Endpoint, variant: str, python: Path, serve: Path, model_dir: Path,
-                        environment: dict) -> _Instance:
+    def _start_instance(
+        self, backend: Any, ep: _Endpoint, variant: str, python: Path, serve: Path, model_dir: Path, environment: dict
+    ) -> _Instance:
         from .batch import _Log
 
         instance_id = "i-" + secrets.token_hex(8) + "0"
@@ -276,20 +294,52 @@ class Hosting:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
         env.update({str(k): str(v) for k, v in environment.items()})
-        env.update({"SAGEMAKER_BIND_TO_PORT": str(port), "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                    "PYTHONUNBUFFERED": "1"})
-        argv = [str(python), "-u", str(serve), "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1",
-                "--run-dir", str(run), "--token-auth"]
+        env.update(
+            {
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "PATH": f"{python.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        argv = [
+            str(python),
+            "-u",
+            str(serve),
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--run-dir",
+            str(run),
+            "--token-auth",
+        ]
         try:
-            proc = subprocess.Popen(argv, cwd=run, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=run,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as e:
             raise _Failed(f"Could not start the container of production variant {variant}: {e.strerror or e}") from None
         (directory / "pgid").write_text(str(proc.pid))
         logs = _LogsBackend(backend.account_id, backend.region_name)
-        inst = _Instance(variant, instance_id, directory, port, proc,
-                         log=_Log(logs, f"/aws/sagemaker/Endpoints/{ep.name}", f"{variant}/{instance_id}"))
-        threading.Thread(target=_copy_output, args=(inst,), name=f"sandbox-endpoint-log-{instance_id}", daemon=True).start()
+        inst = _Instance(
+            variant,
+            instance_id,
+            directory,
+            port,
+            proc,
+            log=_Log(logs, f"/aws/sagemaker/Endpoints/{ep.name}", f"{variant}/{instance_id}"),
+        )
+        threading.Thread(
+            target=_copy_output, args=(inst,), name=f"sandbox-endpoint-log-{instance_id}", daemon=True
+        ).start()
         return inst
 
     def _wait_healthy(self, ep: _Endpoint, deadlines: dict[str, float]) -> None:
@@ -363,8 +413,9 @@ class Hosting:
         self._flush()
 
     # -- serving ---------------------------------------------------------------------------------
-    def invoke(self, account: str, region: str, name: str, body: bytes, headers: Any,
-               received: float | None = None) -> tuple[int, dict, bytes]:
+    def invoke(
+        self, account: str, region: str, name: str, body: bytes, headers: Any, received: float | None = None
+    ) -> tuple[int, dict, bytes]:
         """InvokeEndpoint: (status, headers, body) as SageMaker's runtime answers (the emulator takes
         the status from the headers' ``status``). ``received``: when the emulator took the request
         (``time.perf_counter``), where SageMaker's OverheadLatency starts."""
@@ -377,8 +428,11 @@ class Hosting:
         if ep is None or endpoint is None:
             return _error(400, "ValidationError", f"Endpoint {name} of account {account} not found.")
         if endpoint.endpoint_status != "InService":
-            return _error(400, "ValidationError", f"Endpoint {name} of account {account} is not InService "
-                                                  f"(it is {endpoint.endpoint_status}).")
+            return _error(
+                400,
+                "ValidationError",
+                f"Endpoint {name} of account {account} is not InService (it is {endpoint.endpoint_status}).",
+            )
         variant = headers.get("X-Amzn-SageMaker-Target-Variant") or ""
         if variant and variant not in ep.weights:
             return _error(400, "ValidationError", f"Variant {variant} not found for endpoint {name}.")
@@ -391,8 +445,11 @@ class Hosting:
                 return _error(400, "ValidationError", f"Endpoint {name} has no running instance of variant {variant}.")
             ep.turn += 1
             inst = ready[ep.turn % len(ready)]
-        sent = {"Content-Type": headers.get("Content-Type") or "application/octet-stream",
-                "Accept": headers.get("Accept") or "*/*", "Authorization": f"Bearer {inst.key}"}
+        sent = {
+            "Content-Type": headers.get("Content-Type") or "application/octet-stream",
+            "Accept": headers.get("Accept") or "*/*",
+            "Authorization": f"Bearer {inst.key}",
+        }
         if headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             sent["X-Amzn-SageMaker-Custom-Attributes"] = headers["X-Amzn-SageMaker-Custom-Attributes"]
         t1 = time.perf_counter()
@@ -403,9 +460,15 @@ class Hosting:
             answer, status, ctype = resp.read(), resp.status, resp.getheader("Content-Type") or "application/json"
             conn.close()
         except TimeoutError:
-            status, answer, ctype = 0, (f"Your invocation timed out while waiting for a response from container "
-                                        f"{variant}. Review the latency metrics for each container in Amazon CloudWatch, "
-                                        "resolve the issue, and try again.").encode(), "text/plain"
+            status, answer, ctype = (
+                0,
+                (
+                    f"Your invocation timed out while waiting for a response from container "
+                    f"{variant}. Review the latency metrics for each container in Amazon CloudWatch, "
+                    "resolve the issue, and try again."
+                ).encode(),
+                "text/plain",
+            )
         except (OSError, http.client.HTTPException) as e:
             status, answer, ctype = 0, f"the container did not answer ({type(e).__name__})".encode(), "text/plain"
         model_us = (time.perf_counter() - t1) * 1e6
@@ -439,9 +502,19 @@ class Hosting:
             data = []
             for metric, values in metrics.items():
                 unit = "Microseconds" if metric.endswith("Latency") else "None"
-                data.append({"MetricName": metric, "Dimensions": dims, "Unit": unit,
-                             "StatisticValues": {"SampleCount": len(values), "Sum": sum(values), "Minimum": min(values),
-                                                 "Maximum": max(values)}})
+                data.append(
+                    {
+                        "MetricName": metric,
+                        "Dimensions": dims,
+                        "Unit": unit,
+                        "StatisticValues": {
+                            "SampleCount": len(values),
+                            "Sum": sum(values),
+                            "Minimum": min(values),
+                            "Maximum": max(values),
+                        },
+                    }
+                )
             try:
                 cloudwatch_backends[account][region].put_metric_data(NAMESPACE, data)
             except Exception:  # metrics are best effort, as they are on AWS
@@ -474,8 +547,11 @@ def _copy_output(inst: _Instance) -> None:
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, bytes]:
-    return status, {"status": str(status), "Content-Type": "application/json", "x-amzn-ErrorType": code}, \
-        json.dumps({"message": message}).encode()
+    return (
+        status,
+        {"status": str(status), "Content-Type": "application/json", "x-amzn-ErrorType": code},
+        json.dumps({"message": message}).encode(),
+    )
 
 
 def _model_error(ep: _Endpoint, inst: _Instance, status: int, text: str) -> tuple[int, dict, bytes]:
@@ -483,13 +559,23 @@ def _model_error(ep: _Endpoint, inst: _Instance, status: int, text: str) -> tupl
     kind = "client" if 400 <= status < 500 else "server"
     group = f"/aws/sagemaker/Endpoints/{ep.name}"
     arn = f"arn:aws:logs:{ep.region}:{ep.account}:log-group:{group}"
-    message = (f"Received {kind} error ({status}) from {inst.variant} with message \"{text[:1000]}\". See "
-               f"https://{ep.region}.console.aws.amazon.com/cloudwatch/home?region={ep.region}#logEventViewer:group={group} "
-               f"in account {ep.account} for more information.")
-    body = {"ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL", "LogStreamArn": arn, "Message": message,
-            "OriginalMessage": text[:1000], "OriginalStatusCode": status}
-    return 424, {"status": "424", "Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"}, \
-        json.dumps(body).encode()
+    message = (
+        f'Received {kind} error ({status}) from {inst.variant} with message "{text[:1000]}". See '
+        f"https://{ep.region}.console.aws.amazon.com/cloudwatch/home?region={ep.region}#logEventViewer:group={group} "
+        f"in account {ep.account} for more information."
+    )
+    body = {
+        "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
+        "LogStreamArn": arn,
+        "Message": message,
+        "OriginalMessage": text[:1000],
+        "OriginalStatusCode": status,
+    }
+    return (
+        424,
+        {"status": "424", "Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"},
+        json.dumps(body).encode(),
+    )
 
 
 # -- installing into the emulator --------------------------------------------------------------
@@ -537,9 +623,11 @@ def install(state_dir: Path, layer: Any = None) -> Hosting:
 
     def validate_instance_type(self, instance_type: str) -> None:
         if instance_type not in types:
-            raise ValidationError(message=f"1 validation error detected: Value '{instance_type}' at "
-                                          "'productionVariants.1.member.instanceType' failed to satisfy constraint: "
-                                          "Member must satisfy enum value set")
+            raise ValidationError(
+                message=f"1 validation error detected: Value '{instance_type}' at "
+                "'productionVariants.1.member.instanceType' failed to satisfy constraint: "
+                "Member must satisfy enum value set"
+            )
 
     create_model = SageMakerModelBackend.create_model
     create_config = SageMakerModelBackend.create_endpoint_config
@@ -549,20 +637,20 @@ def install(state_dir: Path, layer: Any = None) -> Hosting:
     def model(self, model_name, execution_role_arn, primary_container, vpc_config, containers, tags):
         if model_name in self._models:
             arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:model/{model_name}"
-            raise ValidationError(message=f"Cannot create already existing model \"{arn}\".")
+            raise ValidationError(message=f'Cannot create already existing model "{arn}".')
         _check_role(layer, self.account_id, execution_role_arn)
         return create_model(self, model_name, execution_role_arn, primary_container, vpc_config, containers, tags)
 
     def config(self, endpoint_config_name, *args, **kwargs):
         if endpoint_config_name in self.endpoint_configs:
             arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint-config/{endpoint_config_name}"
-            raise ValidationError(message=f"Cannot create already existing endpoint configuration \"{arn}\".")
+            raise ValidationError(message=f'Cannot create already existing endpoint configuration "{arn}".')
         return create_config(self, endpoint_config_name, *args, **kwargs)
 
     def endpoint(self, endpoint_name, endpoint_config_name, tags):
         if endpoint_name in self.endpoints:
             arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:endpoint/{endpoint_name}"
-            raise ValidationError(message=f"Cannot create already existing endpoint \"{arn}\".")
+            raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
         made = create_endpoint(self, endpoint_name, endpoint_config_name, tags)
         hosting.create(self, made)
         return made
@@ -581,8 +669,9 @@ def install(state_dir: Path, layer: Any = None) -> Hosting:
     def invoke_endpoint(self):
         name = self._get_param("EndpointName") or self.path.split("/endpoints/", 1)[-1].split("/", 1)[0]
         body = self.raw_body if isinstance(self.raw_body, bytes) else str(self.raw_body or "").encode()
-        return hosting.invoke(self.current_account, self.region, name, body, self.headers,
-                              getattr(self, "inflab_received", None))
+        return hosting.invoke(
+            self.current_account, self.region, name, body, self.headers, getattr(self, "inflab_received", None)
+        )
 
     FakeEndpointConfig.validate_instance_type = validate_instance_type
     SageMakerModelBackend.create_model = model

@@ -111,7 +111,9 @@ class _Server(asyncssh.SSHServer):
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # The emulated EC2 API has no authentication, so a key registered there is not enough:
         # it must also be one of this lab's session keys on disk.
-        if tuple(key.export_public_key("openssh").decode().split()[:2]) not in lab_keys(self.instances_dir.parent.parent):
+        if tuple(key.export_public_key("openssh").decode().split()[:2]) not in lab_keys(
+            self.instances_dir.parent.parent
+        ):
             return False
         iid = running_instance_for_key(key)
         if iid is None:
@@ -159,8 +161,13 @@ def _kill_group(pid: int) -> None:
 
 async def _run_pipes(process: asyncssh.SSHServerProcess, argv: list[str], env: dict, cwd: str) -> int:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=cwd, env=env, start_new_session=True,
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
     )
 
     async def feed_stdin():
@@ -180,7 +187,9 @@ async def _run_pipes(process: asyncssh.SSHServerProcess, argv: list[str], env: d
     feeder = asyncio.create_task(feed_stdin())
     try:
         # Copy both output streams to the end, then exit: exiting early loses output.
-        await asyncio.gather(_pump_reader(proc.stdout, process.stdout.write), _pump_reader(proc.stderr, process.stderr.write))
+        await asyncio.gather(
+            _pump_reader(proc.stdout, process.stdout.write), _pump_reader(proc.stderr, process.stderr.write)
+        )
         return await proc.wait()
     except ConnectionResetError:
         _kill_group(proc.pid)  # nobody reads its output any more
@@ -195,7 +204,13 @@ async def _run_pty(process: asyncssh.SSHServerProcess, argv: list[str], env: dic
     _set_winsize(master, process.term_size)
     env["TERM"] = process.term_type or "xterm-256color"
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, start_new_session=True,
+        *argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(slave)

@@ -32,7 +32,7 @@ class _Args(argparse.ArgumentParser):
 def _target(url: str) -> tuple[str, str]:
     if not url.startswith("s3://"):
         raise ValueError(f"{url!r} is not an s3://BUCKET/PREFIX address")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     if not bucket:
         raise ValueError(f"{url!r} names no bucket")
     return bucket, prefix.strip("/")
@@ -58,8 +58,11 @@ def _client(endpoint: str, headers: dict[str, str], region: str, key: tuple[str,
 
     key_id, secret = key or ("inflab-sandbox", "inflab-sandbox")  # placeholders, not credentials
     session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region)
-    client = session.client("s3", endpoint_url=endpoint,
-                            config=Config(s3={"addressing_style": "path"}, retries={"mode": "adaptive", "max_attempts": 5}))
+    client = session.client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "adaptive", "max_attempts": 5}),
+    )
 
     def add(request, **_) -> None:
         request.headers.update(headers)
@@ -84,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     info = read_state(Path(args.home))
     if info is None:
-        print(f"inflab.sandbox.upload: the sandbox is not running (no state in {Path(args.home) / 'sandbox'})",
-              file=sys.stderr)
+        print(
+            f"inflab.sandbox.upload: the sandbox is not running (no state in {Path(args.home) / 'sandbox'})",
+            file=sys.stderr,
+        )
         return 1
     from botocore.exceptions import BotoCoreError, ClientError
 

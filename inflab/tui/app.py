@@ -22,8 +22,16 @@ class LabCommands(Provider):
         if not isinstance(screen, Wizard):
             return []
         out = [
-            ("Run all remaining steps", screen.action_run_all, "Every step not done yet; asks whether to terminate at the end"),
-            ("Run the whole session again", screen.action_run_again, "For a finished session: each step checks, then runs"),
+            (
+                "Run all remaining steps",
+                screen.action_run_all,
+                "Every step not done yet; asks whether to terminate at the end",
+            ),
+            (
+                "Run the whole session again",
+                screen.action_run_again,
+                "For a finished session: each step checks, then runs",
+            ),
             ("Clean up the whole session", screen.action_cleanup, "Terminates the instance and deletes everything"),
             ("Cancel the running work", screen.action_cancel, "Stops at the next safe point"),
         ]
@@ -63,8 +71,16 @@ class InflabApp(App):
     BINDINGS = [("q", "quit_lab", "Quit"), ("f1", "help", "Keys")]
     NOTIFICATION_TIMEOUT = 4
 
-    def __init__(self, store: Store, *, engines: Callable[..., Any], mode: str = "picker", name: str | None = None,
-                 config=None, sandbox: bool = False):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        engines: Callable[..., Any],
+        mode: str = "picker",
+        name: str | None = None,
+        config=None,
+        sandbox: bool = False,
+    ):
         """``engines``: what opens a session's engine — ``engines(store, name, listener=...)`` — given by
         the command that starts the app (the TUI is a view on the engine; it does not make one itself)."""
         super().__init__()
@@ -117,8 +133,14 @@ class InflabApp(App):
                     screen.engine.detach()
                     self.exit()
 
-            self.push_screen(ConfirmModal(f"Quit while '{screen.busy}' runs? It stops at the next safe point; a job on the "
-                                          "instance, or the sweep's jobs on AWS Batch, keep running and are picked up "
-                                          "when you resume.", "Quit"), answered)
+            self.push_screen(
+                ConfirmModal(
+                    f"Quit while '{screen.busy}' runs? It stops at the next safe point; a job on the "
+                    "instance, or the sweep's jobs on AWS Batch, keep running and are picked up "
+                    "when you resume.",
+                    "Quit",
+                ),
+                answered,
+            )
             return
         self.exit()

@@ -61,8 +61,12 @@ FIXED = frozenset(key for key, _, width in COLUMNS if width)
 STUCK_STYLE = "bold on dark_goldenrod"
 LIVE_INSTANCE = ("pending", "running")
 #: Batch job states, counted in these words
-JOB_WORDS = (("run", ("RUNNING", "STARTING")), ("wait", ("SUBMITTED", "PENDING", "RUNNABLE")),
-             ("ok", ("SUCCEEDED",)), ("failed", ("FAILED",)))
+JOB_WORDS = (
+    ("run", ("RUNNING", "STARTING")),
+    ("wait", ("SUBMITTED", "PENDING", "RUNNABLE")),
+    ("ok", ("SUCCEEDED",)),
+    ("failed", ("FAILED",)),
+)
 
 
 def step_text(row: Row) -> str:
@@ -76,7 +80,7 @@ def reason_row(row: Row) -> bool:
 
 
 def instances_text(row: Row) -> str:
-    """"1 inf1.2xlarge": the live instances by type, then any others by state."""
+    """ "1 inf1.2xlarge": the live instances by type, then any others by state."""
     live = Counter(i.type for i in row.instances if i.state in LIVE_INSTANCE)
     other = Counter(i.state for i in row.instances if i.state not in LIVE_INSTANCE)
     parts = [f"{n} {t}" for t, n in live.items()] + [f"{n} {s}" for s, n in other.items()]
@@ -84,7 +88,7 @@ def instances_text(row: Row) -> str:
 
 
 def batch_text(row: Row) -> str:
-    """"jobs 2 run · 1 ok / 1 CE": the sweep's jobs by state and its compute environments."""
+    """ "jobs 2 run · 1 ok / 1 CE": the sweep's jobs by state and its compute environments."""
     known = {s for _, states in JOB_WORDS for s in states}
     counts = [(word, sum(row.batch_jobs.get(s, 0) for s in states)) for word, states in JOB_WORDS]
     counts += [(s.lower(), n) for s, n in row.batch_jobs.items() if s not in known]
@@ -98,11 +102,17 @@ def batch_text(row: Row) -> str:
 def ticking_cells(row: Row, now: float) -> dict[str, Text]:
     """The cells that move with the clock: state (STUCK), time on step, last beacon."""
     if row.state == UNREACHABLE:
-        return {"state": Text(UNREACHABLE, style="red"), "on_step": Text(DASH, style="dim"),
-                "updated": Text(DASH, style="dim")}
+        return {
+            "state": Text(UNREACHABLE, style="red"),
+            "on_step": Text(DASH, style="dim"),
+            "updated": Text(DASH, style="dim"),
+        }
     if row.state == UNREADABLE:
-        return {"state": Text(UNREADABLE, style="bold red"), "on_step": Text(DASH, style="dim"),
-                "updated": Text(ago_text(now - row.updated) if row.updated else DASH, style="dim", justify="right")}
+        return {
+            "state": Text(UNREADABLE, style="bold red"),
+            "on_step": Text(DASH, style="dim"),
+            "updated": Text(ago_text(now - row.updated) if row.updated else DASH, style="dim", justify="right"),
+        }
     stuck = row.stuck(now)
     on_step = row.on_step_s(now)
     if stuck:
@@ -111,8 +121,9 @@ def ticking_cells(row: Row, now: float) -> dict[str, Text]:
         state = Text(row.state, style=STATE_STYLES.get(row.state, ""))
     return {
         "state": state,
-        "on_step": Text(elapsed_text(on_step) if on_step is not None else DASH, style=STUCK_STYLE if stuck else "",
-                        justify="right"),
+        "on_step": Text(
+            elapsed_text(on_step) if on_step is not None else DASH, style=STUCK_STYLE if stuck else "", justify="right"
+        ),
         "updated": Text(ago_text(now - row.updated) if row.updated else DASH, style="dim", justify="right"),
     }
 
@@ -121,9 +132,12 @@ def row_cells(row: Row, now: float) -> dict[str, Text]:
     """Every cell of a participant's row, by column key."""
     if row.state == UNREACHABLE:
         cells = {key: Text(DASH, style="dim") for key, _, _ in COLUMNS}
-        cells.update(label=shown_text(row.label), account=shown_text(row.account or DASH, "dim"),
-                     region=shown_text(row.region or DASH, "dim"),
-                     step=shown_text(row.reason or "could not be read", "dim red", limit=300))
+        cells.update(
+            label=shown_text(row.label),
+            account=shown_text(row.account or DASH, "dim"),
+            region=shown_text(row.region or DASH, "dim"),
+            step=shown_text(row.reason or "could not be read", "dim red", limit=300),
+        )
     else:
         cells = {
             "label": shown_text(row.label),
@@ -160,8 +174,15 @@ class RoomTable(DataTable):
         self._keep_drawn = True  # off if this Textual's table does not have what the cache reads
         super().__init__(*args, **kwargs)
 
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False):
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ):
         if row_index < 0 or column_index < 0 or not self._keep_drawn:  # the header, row labels
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         try:
@@ -169,8 +190,19 @@ class RoomTable(DataTable):
             column_key = self._column_locations.get_key(column_index)
             value = self._data[row_key][column_key]
             shows = (value.plain, str(value.style), value.justify) if isinstance(value, Text) else str(value)
-            key = (row_key, column_key, shows, row_index, self.rows[row_key].height, base_style, width, cursor, hover,
-                   self._show_hover_cursor, self._pseudo_class_state)
+            key = (
+                row_key,
+                column_key,
+                shows,
+                row_index,
+                self.rows[row_key].height,
+                base_style,
+                width,
+                cursor,
+                hover,
+                self._show_hover_cursor,
+                self._pseudo_class_state,
+            )
         except (AttributeError, KeyError, TypeError):
             self._keep_drawn = False
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
@@ -350,8 +382,10 @@ class DashboardScreen(Screen):
             return text
         if self.error:
             where = f" · showing the room as read at {clock(self.room.at)}" if self.room is not None else ""
-            return Text(f"refresh failed at {clock(self.error_at)}: {shown(self.error, 300)}{where} · {next_in}",
-                        style="bold red")
+            return Text(
+                f"refresh failed at {clock(self.error_at)}: {shown(self.error, 300)}{where} · {next_in}",
+                style="bold red",
+            )
         if self.room is None:
             return Text("")
         return Text(f"refreshed {clock(self.room.at)} in {self.room.took_s:.1f} s · {next_in}")
@@ -407,15 +441,19 @@ class DashboardScreen(Screen):
             return
         row = self.rows.get(label)
         where = f" in {shown(where_text(row.account, row.region, row.reach))}" if row is not None else ""
-        question = (f"Clean up {label}? This deletes everything {label}'s sessions made{where}: the instance, the "
-                    "Batch sweep, roles, key pair, security group and image repository. It cannot be undone.")
+        question = (
+            f"Clean up {label}? This deletes everything {label}'s sessions made{where}: the instance, the "
+            "Batch sweep, roles, key pair, security group and image repository. It cannot be undone."
+        )
         self._confirm_cleanup(question, label, [label])
 
     def action_cleanup_all(self) -> None:
         labels = list(self.source.labels)
-        question = (f"Clean up all {len(labels)} participants? This deletes everything every participant's sessions "
-                    "made in their accounts: instances, Batch sweeps, roles, key pairs, security groups and image "
-                    "repositories. It cannot be undone.")
+        question = (
+            f"Clean up all {len(labels)} participants? This deletes everything every participant's sessions "
+            "made in their accounts: instances, Batch sweeps, roles, key pairs, security groups and image "
+            "repositories. It cannot be undone."
+        )
         self._confirm_cleanup(question, EVERYONE, labels)
 
     def _confirm_cleanup(self, question: str, expected: str, labels: list[str]) -> None:
@@ -468,6 +506,11 @@ class InstructorApp(App):
             if yes:
                 self.exit()
 
-        self.push_screen(ConfirmModal("A cleanup is running. Quit anyway? It goes on until it ends (inflab exits "
-                                      "then) but you will not see what it left: run the cleanup again later to check.",
-                                      "Quit"), answered)
+        self.push_screen(
+            ConfirmModal(
+                "A cleanup is running. Quit anyway? It goes on until it ends (inflab exits "
+                "then) but you will not see what it left: run the cleanup again later to check.",
+                "Quit",
+            ),
+            answered,
+        )

@@ -40,11 +40,27 @@ from .widgets import LogPane
 
 DASH = "—"
 EVERYONE = "everyone"
-STATE_STYLES = {RUNNING: "yellow", WAITING: "", FAILED: "bold red", CANCELLED: "magenta", FINISHED: "green",
-                NOT_STARTED: "dim", NO_SESSION: "dim", UNREACHABLE: "dim red", UNREADABLE: "bold red"}
+STATE_STYLES = {
+    RUNNING: "yellow",
+    WAITING: "",
+    FAILED: "bold red",
+    CANCELLED: "magenta",
+    FINISHED: "green",
+    NOT_STARTED: "dim",
+    NO_SESSION: "dim",
+    UNREACHABLE: "dim red",
+    UNREADABLE: "bold red",
+}
 CHECK_MARKS = {True: ("✓", "green"), False: ("✗", "bold red"), None: ("?", "yellow")}
-MARK_STYLES = {"done": "green", "failed": "bold red", "running": "yellow", "cancelled": "magenta", "stale": "dim",
-               "undone": "dim", "skipped": "dim"}
+MARK_STYLES = {
+    "done": "green",
+    "failed": "bold red",
+    "running": "yellow",
+    "cancelled": "magenta",
+    "stale": "dim",
+    "undone": "dim",
+    "skipped": "dim",
+}
 
 
 # -- formatting (plain functions: the screens and the tests share them) ------------------------------
@@ -152,9 +168,15 @@ class ParticipantScreen(Screen):
                 took = f"{elapsed_text(max(0.0, now - mark.started))} so far"
             else:
                 took = DASH
-            history.add_row(shown_text(mark.step, limit=60),
-                            shown_text(mark.state, MARK_STYLES.get(mark.state, ""), limit=30), clock(mark.started), Text(took, justify="right"), shown_text(mark.error, "red", limit=1000),
-                            key=f"{n}:{mark.step}", height=None if mark.error else 1)
+            history.add_row(
+                shown_text(mark.step, limit=60),
+                shown_text(mark.state, MARK_STYLES.get(mark.state, ""), limit=30),
+                clock(mark.started),
+                Text(took, justify="right"),
+                shown_text(mark.error, "red", limit=1000),
+                key=f"{n}:{mark.step}",
+                height=None if mark.error else 1,
+            )
         if not self.row.history:
             history.display = False
         table = self.query_one("#resources", DataTable)
@@ -169,7 +191,9 @@ class ParticipantScreen(Screen):
         text = Text()
         text.append(shown(r.label), style="bold")
         text.append(shown(f"   account {r.account or DASH} · {r.region} · {r.reach}") + "\n")
-        text.append(shown(f"session {r.session or DASH} · track {r.track or DASH} · inflab {r.version or DASH}", 300) + "\n")
+        text.append(
+            shown(f"session {r.session or DASH} · track {r.track or DASH} · inflab {r.version or DASH}", 300) + "\n"
+        )
         state = f"{r.state} at {r.exercise} · {r.step}" if r.exercise else shown(f"{r.state} {r.step}".strip(), 80)
         on = r.on_step_s()
         text.append("now: ")
@@ -185,7 +209,9 @@ class ParticipantScreen(Screen):
     def _error_text(self) -> Text:
         r = self.row
         if r.state in (UNREACHABLE, UNREADABLE) or r.reason:
-            return shown_text(f"Could not read this participant: {r.reason or 'no reason given'}", "bold red", limit=1000)
+            return shown_text(
+                f"Could not read this participant: {r.reason or 'no reason given'}", "bold red", limit=1000
+            )
         if r.error:
             return shown_text(f"Last error: {r.error}", "red", limit=1100)
         return Text("Last error: none", style="dim")
@@ -288,10 +314,14 @@ class PreflightScreen(Screen):
         if self.started is None:
             return
         n = len(self.source.labels)
-        what = (f"{self.accounts} account(s) for {n} participant(s)" if self.accounts
-                else f"the accounts of {n} participant(s)")
+        what = (
+            f"{self.accounts} account(s) for {n} participant(s)"
+            if self.accounts
+            else f"the accounts of {n} participant(s)"
+        )
         self.query_one("#preflight-status", Static).update(
-            f"checking {what}… ({elapsed_text(time.monotonic() - self.started)})")
+            f"checking {what}… ({elapsed_text(time.monotonic() - self.started)})"
+        )
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def _check(self) -> None:
@@ -306,13 +336,16 @@ class PreflightScreen(Screen):
         took = elapsed_text(time.monotonic() - (self.started or time.monotonic()))
         self.started = None
         self.query_one("#preflight-status", Static).update(
-            Text(f"Preflight failed after {took}: {line} (f5: check again)", style="bold red"))
+            Text(f"Preflight failed after {took}: {line} (f5: check again)", style="bold red")
+        )
 
     def _done(self, results: list[AccountPreflight]) -> None:
         took = elapsed_text(time.monotonic() - (self.started or time.monotonic()))
         self.started = None
         self.results = results
-        self.query_one("#preflight-status", Static).update(f"checked at {clock(time.time())} in {took} (f5: check again)")
+        self.query_one("#preflight-status", Static).update(
+            f"checked at {clock(time.time())} in {took} (f5: check again)"
+        )
         summary = Text()
         for n, (line, style) in enumerate(preflight_lines(results)):
             summary.append(("\n" if n else "") + shown(line), style=style)
@@ -343,10 +376,15 @@ class PreflightScreen(Screen):
                     account.append(shown(where), style="bold" if a.failing else "")
                     if a.account and a.reach:
                         account.append("\n" + shown(a.reach), style="dim")
-                table.add_row(account,
-                              shown_text(people if first else "", "dim"), shown_text(c.name), mark,
-                              shown_text(c.detail, "red" if c.ok is False else ""), key=f"{where}:{a.reach}:{n}",
-                              height=None)
+                table.add_row(
+                    account,
+                    shown_text(people if first else "", "dim"),
+                    shown_text(c.name),
+                    mark,
+                    shown_text(c.detail, "red" if c.ok is False else ""),
+                    key=f"{where}:{a.reach}:{n}",
+                    height=None,
+                )
         table.display = bool(results)
         if results:
             table.focus()
@@ -416,8 +454,11 @@ def leftovers_text(result: CleanupResult) -> Text:
 
 def result_text(result: CleanupResult) -> Text:
     """The Result cell: ok or what failed, and whether a session was still active when cleaned."""
-    text = (Text("✓ ok", style="green") if result.ok
-            else shown_text("✗ " + ("; ".join(result.errors) if result.errors else "something is left"), "red", limit=1000))
+    text = (
+        Text("✓ ok", style="green")
+        if result.ok
+        else shown_text("✗ " + ("; ".join(result.errors) if result.errors else "something is left"), "red", limit=1000)
+    )
     for busy in result.active:
         text.append("\n" + shown(f"⚠ looked still active: {busy}", 300), style="bold yellow")
     return text
@@ -428,8 +469,9 @@ class CleanupScreen(Screen):
 
     BINDINGS = [Binding("escape", "close", "Back")]
 
-    def __init__(self, source: RoomSource, labels: list[str], delete_data: bool,
-                 on_done: Callable[[], None] | None = None):
+    def __init__(
+        self, source: RoomSource, labels: list[str], delete_data: bool, on_done: Callable[[], None] | None = None
+    ):
         super().__init__()
         self.source = source
         self.labels = list(labels)
@@ -469,7 +511,8 @@ class CleanupScreen(Screen):
             return
         data = " and their results buckets" if self.delete_data else ""
         self.query_one("#cleanup-status", Static).update(
-            f"cleaning up {self._who()}{data}… ({elapsed_text(time.monotonic() - self.started)})")
+            f"cleaning up {self._who()}{data}… ({elapsed_text(time.monotonic() - self.started)})"
+        )
 
     @work(thread=True, exclusive=True, group="cleanup", exit_on_error=False)
     def _run(self) -> None:
@@ -497,8 +540,13 @@ class CleanupScreen(Screen):
     def _failed(self, line: str) -> None:
         took = self._finished()
         self.query_one("#cleanup-status", Static).update(
-            shown_text(f"The cleanup stopped after {took}: {line}. What it did not delete is still there: "
-                       "run it again (Esc: back to the room)", "bold red", limit=800))
+            shown_text(
+                f"The cleanup stopped after {took}: {line}. What it did not delete is still there: "
+                "run it again (Esc: back to the room)",
+                "bold red",
+                limit=800,
+            )
+        )
 
     def _done(self, results: list[CleanupResult]) -> None:
         took = self._finished()
@@ -506,30 +554,54 @@ class CleanupScreen(Screen):
         clean = sum(r.ok for r in results)
         style = "bold green" if clean == len(results) else "bold red"
         self.query_one("#cleanup-status", Static).update(
-            Text(f"Done in {took}: {clean} of {len(results)} participant(s) clean. Esc: back to the room.", style=style))
+            Text(f"Done in {took}: {clean} of {len(results)} participant(s) clean. Esc: back to the room.", style=style)
+        )
         table = self.query_one("#cleanup-table", DataTable)
         table.clear(columns=True)
-        fitted = [max([len(heading)] + [len(value(r)) for r in results]) for heading, value in (
-            ("Participant", lambda r: r.label), ("Account", lambda r: r.account or DASH), ("Region", lambda r: r.region))]
+        fitted = [
+            max([len(heading)] + [len(value(r)) for r in results])
+            for heading, value in (
+                ("Participant", lambda r: r.label),
+                ("Account", lambda r: r.account or DASH),
+                ("Region", lambda r: r.region),
+            )
+        ]
         # Long errors and leftovers wrap inside their columns; Leftovers gets what the others leave.
         leftovers_w = max(30, self.app.size.width - sum(fitted) - (18 + 26 + 24) - 2 * 7 - 6)
         for (key, heading), width in zip(
-                (("label", "Participant"), ("account", "Account"), ("region", "Region"), ("sessions", "Sessions"),
-                 ("ok", "Result"), ("leftovers", "Leftovers"), ("kept", "Kept")),
-                (*fitted, 18, 26, leftovers_w, 24), strict=True):
+            (
+                ("label", "Participant"),
+                ("account", "Account"),
+                ("region", "Region"),
+                ("sessions", "Sessions"),
+                ("ok", "Result"),
+                ("leftovers", "Leftovers"),
+                ("kept", "Kept"),
+            ),
+            (*fitted, 18, 26, leftovers_w, 24),
+            strict=True,
+        ):
             table.add_column(heading, key=key, width=width)
         for n, r in enumerate(results):
             kept = ", ".join(k.get("name") or k.get("id", "?") for k in r.kept)
-            table.add_row(shown_text(r.label), shown_text(r.account or DASH), shown_text(r.region),
-                          shown_text(", ".join(r.sessions), limit=200) if r.sessions else Text("none found", style="dim"),
-                          result_text(r), leftovers_text(r), shown_text(kept or DASH, limit=200), key=f"{n}:{r.label}",
-                          height=None)
+            table.add_row(
+                shown_text(r.label),
+                shown_text(r.account or DASH),
+                shown_text(r.region),
+                shown_text(", ".join(r.sessions), limit=200) if r.sessions else Text("none found", style="dim"),
+                result_text(r),
+                leftovers_text(r),
+                shown_text(kept or DASH, limit=200),
+                key=f"{n}:{r.label}",
+                height=None,
+            )
         table.display = True
         table.focus()
 
     def action_close(self) -> None:
         if self.running:
-            self.notify("The cleanup is still running: this screen stays until it ends (q quits anyway).",
-                        severity="warning")
+            self.notify(
+                "The cleanup is still running: this screen stays until it ends (q quits anyway).", severity="warning"
+            )
             return
         self.app.pop_screen()

@@ -20,13 +20,20 @@ from ..events import BatchJob, BatchJobsChanged, elapsed_text
 
 FINAL = ("SUCCEEDED", "FAILED")
 STATE_STYLES = {"SUCCEEDED": "green", "FAILED": "bold red", "RUNNING": "yellow", "STARTING": "cyan", "RUNNABLE": "cyan"}
-COLUMNS = (("name", "Job"), ("state", "State"), ("time", "In state"), ("instance_type", "Instance"),
-           ("batch_size", "Batch"), ("attempt", "Attempt"), ("reason", "Reason"))
+COLUMNS = (
+    ("name", "Job"),
+    ("state", "State"),
+    ("time", "In state"),
+    ("instance_type", "Instance"),
+    ("batch_size", "Batch"),
+    ("attempt", "Attempt"),
+    ("reason", "Reason"),
+)
 FOLLOWING = "▸"
 
 
 def progress_line(done: int, total: int, jobs: tuple[BatchJob, ...]) -> str:
-    """"5 of 9 done", with the failures and what is still running named by count."""
+    """ "5 of 9 done", with the failures and what is still running named by count."""
     failed = sum(j.state == "FAILED" for j in jobs)
     running = sum(j.state == "RUNNING" for j in jobs)
     extra = ([f"{failed} failed"] if failed else []) + ([f"{running} running"] if running else [])
@@ -68,8 +75,11 @@ class JobsPane(Vertical):
         self.done = self.total = 0
 
     def compose(self) -> ComposeResult:
-        yield Static("No sweep jobs yet: they appear here when batch-submit has submitted them.", id="jobs-progress",
-                     markup=False)
+        yield Static(
+            "No sweep jobs yet: they appear here when batch-submit has submitted them.",
+            id="jobs-progress",
+            markup=False,
+        )
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="jobs-detail", markup=False)
 
@@ -119,8 +129,11 @@ class JobsPane(Vertical):
             text = f"{job.name} ({job.job_id}): {job.state}"
             if job.reason:
                 text += f" — {job.reason}"
-            text += ("  ·  its log streams into the Job tab (4)" if job.job_id == self.following
-                     else "  ·  Enter: stream its log into the Job tab (4)")
+            text += (
+                "  ·  its log streams into the Job tab (4)"
+                if job.job_id == self.following
+                else "  ·  Enter: stream its log into the Job tab (4)"
+            )
         self.query_one("#jobs-detail", Static).update(text)
 
     def _cells(self, job: BatchJob) -> list[Text]:

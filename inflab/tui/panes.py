@@ -116,7 +116,7 @@ class JobOutput(Vertical):
         cut = data.rfind("\n")
         if cut >= 0:
             self.log.push(data[:cut])
-            data = data[cut + 1:]
+            data = data[cut + 1 :]
         self._partial = data
         if "\r" in data or "\x1b" in data:
             shown = ANSI_RE.sub("", data).split("\r")
@@ -252,7 +252,9 @@ class MonitorPane(LivePane, Vertical):
             self.say(f"The connection dropped ({e.__class__.__name__}: {e}): press 2 to reconnect", problem=True)
             return
         if code == NO_AGENT:
-            self.say("The monitor agent is not on the instance yet: run the monitor step (it installs it)", problem=True)
+            self.say(
+                "The monitor agent is not on the instance yet: run the monitor step (it installs it)", problem=True
+            )
         else:
             self.say(f"The monitor agent stopped (exit {code}): press 2 to start it again", problem=True)
 
@@ -271,8 +273,11 @@ class MonitorPane(LivePane, Vertical):
             hist = self.history.setdefault(name, deque(maxlen=self.HISTORY))
             hist.append(pct)
             if name not in self._rows:
-                widgets = (Label(name, classes="core-name"), Static(gauge(pct), classes="core-gauge", markup=False),
-                           Sparkline(list(hist), summary_function=max))
+                widgets = (
+                    Label(name, classes="core-name"),
+                    Static(gauge(pct), classes="core-gauge", markup=False),
+                    Sparkline(list(hist), summary_function=max),
+                )
                 self._rows[name] = widgets
                 rows.mount(Horizontal(*widgets, classes="core-row"))
             else:

@@ -101,9 +101,15 @@ def series(rows: list[dict[str, Any]], measure: str) -> dict[str, list[tuple[int
     families = {r.get("family") for r in ok}
     points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in ok:
-        parts = ([r.get("family") or "?"] if len(families) > 1 else []) + [r["instance_type"], r["target"], r["precision"]]
+        parts = ([r.get("family") or "?"] if len(families) > 1 else []) + [
+            r["instance_type"],
+            r["target"],
+            r["precision"],
+        ]
         points[" · ".join(str(p) for p in parts)][r["batch_size"]].append(r[measure])
-    return {label: [(b, sum(v) / len(v)) for b, v in sorted(by_batch.items())] for label, by_batch in sorted(points.items())}
+    return {
+        label: [(b, sum(v) / len(v)) for b, v in sorted(by_batch.items())] for label, by_batch in sorted(points.items())
+    }
 
 
 class ResultsTable(DataTable):
@@ -113,7 +119,7 @@ class ResultsTable(DataTable):
     def _edges(self) -> list[int]:
         """Where each scrolling column starts, in the scrolled part of the table."""
         x, edges = 0, []
-        for column in self.ordered_columns[self.fixed_columns:]:
+        for column in self.ordered_columns[self.fixed_columns :]:
             edges.append(x)
             x += column.get_render_width(self)
         return edges
@@ -132,9 +138,11 @@ class ResultsTable(DataTable):
 
 
 def empty_sentence(name: str) -> str:
-    return (f"No results in session {name} yet. Measure the model with `inflab run --name {name} --until benchmark`, "
-            f"or run the sweep over instance types and batch sizes with `inflab run --name {name} --until report` "
-            "(or run those steps in the wizard). Results appear here as they are stored.")
+    return (
+        f"No results in session {name} yet. Measure the model with `inflab run --name {name} --until benchmark`, "
+        f"or run the sweep over instance types and batch sizes with `inflab run --name {name} --until report` "
+        "(or run those steps in the wizard). Results appear here as they are stored."
+    )
 
 
 class ReportScreen(Screen):
@@ -183,8 +191,9 @@ class ReportScreen(Screen):
                     yield Static("", id="limit-error", markup=False)
                 with Vertical(id="percentile-box"):
                     yield Label("applies to", classes="section")
-                    yield Select([(p, p) for p in report.PERCENTILES], value=self.percentile, allow_blank=False,
-                                 id="percentile")
+                    yield Select(
+                        [(p, p) for p in report.PERCENTILES], value=self.percentile, allow_blank=False, id="percentile"
+                    )
                 yield Static("Loading the results…", id="recommendation", markup=False)
             yield Static("", id="report-empty", markup=False)
             with TabbedContent(id="report-tabs", initial="tab-table"):
@@ -230,8 +239,9 @@ class ReportScreen(Screen):
         try:
             report.save_view(self.store, self.session_name, limit_ms, percentile)
         except Exception as e:  # the store could not be written: the screen goes on, and says so
-            self.app.call_from_thread(self.notify, f"The limit and percentile were not saved: {e}", severity="warning",
-                                      markup=False)
+            self.app.call_from_thread(
+                self.notify, f"The limit and percentile were not saved: {e}", severity="warning", markup=False
+            )
 
     @staticmethod
     def _price_note(rows: list[dict[str, Any]], region: str | None = None) -> str:
@@ -242,15 +252,18 @@ class ReportScreen(Screen):
         elif rows:
             notes.append("No prices: no row ran on a priced instance type.")
         if any(r.get("sandbox") for r in rows if report.is_ok(r)):
-            notes.append("Sandbox rows ran on this machine's CPU: a priced one is costed as the type it stands in for, "
-                         "so its cost only illustrates.")
+            notes.append(
+                "Sandbox rows ran on this machine's CPU: a priced one is costed as the type it stands in for, "
+                "so its cost only illustrates."
+            )
         return " ".join(notes)
 
     def _failed(self, line: str) -> None:
         self.query_one("#recommendation", Static).update(line)
 
-    def _loaded(self, rows: list[dict[str, Any]], warnings: list[str], note: str,
-                view: tuple[float | None, str] = (None, "p90")) -> None:
+    def _loaded(
+        self, rows: list[dict[str, Any]], warnings: list[str], note: str, view: tuple[float | None, str] = (None, "p90")
+    ) -> None:
         self.rows, self.warnings, self.price_note, self.loaded = list(rows), list(warnings), note, True
         if not self.saved_view_shown:  # the limit and percentile chosen last time, once (a reload keeps the edits)
             self.saved_view_shown = True
@@ -318,8 +331,9 @@ class ReportScreen(Screen):
         if rec.ties:
             marks.append(f"{TIED} within noise of a pick")
         if marks:
-            text.append("\n" + "   ".join(marks) + " in the table; dim rows are off the cost/latency frontier",
-                        style="italic")
+            text.append(
+                "\n" + "   ".join(marks) + " in the table; dim rows are off the cost/latency frontier", style="italic"
+            )
         for i, line in enumerate(report.deployment_lines(self.rows, self.limit_ms, self.percentile)):
             text.append("\n" + line.strip(), style="bold" if i == 0 else "")
         return text
@@ -337,8 +351,9 @@ class ReportScreen(Screen):
         rec = self.recommendation
         if rec is None:
             return ""
-        picked = ((CHEAPEST if rec.cheapest is not None and rec.cheapest == row else "")
-                  + (FASTEST if rec.fastest is not None and rec.fastest == row else ""))
+        picked = (CHEAPEST if rec.cheapest is not None and rec.cheapest == row else "") + (
+            FASTEST if rec.fastest is not None and rec.fastest == row else ""
+        )
         return picked or (TIED if row.get("run_id") in rec.tied_runs() else "")
 
     def _fill_table(self) -> None:
@@ -352,14 +367,20 @@ class ReportScreen(Screen):
             arrow = (" ▼" if self.descending else " ▲") if key == self.sort_key else ""
             table.add_column(heading + arrow, key=key, width=MODEL_WIDTH if key == "model" else None)
         order = self._ordered()
-        groups = [(gid, title, [i for i in order if (self.rows[i].get("deployment") or "instance") in deps])
-                  for gid, title, deps in GROUPS]
+        groups = [
+            (gid, title, [i for i in order if (self.rows[i].get("deployment") or "instance") in deps])
+            for gid, title, deps in GROUPS
+        ]
         groups = [g for g in groups if g[2]]
         headed = len(groups) > 1  # one kind of row (a sweep only): no headings
         for gid, title, members in groups:
             if headed:
-                table.add_row(Text(""), Text(f"▸ {title} ({len(members)})", style="bold"), *[Text("")] * (len(COLUMNS) - 1),
-                              key=GROUP_KEY + gid)
+                table.add_row(
+                    Text(""),
+                    Text(f"▸ {title} ({len(members)})", style="bold"),
+                    *[Text("")] * (len(COLUMNS) - 1),
+                    key=GROUP_KEY + gid,
+                )
             self._add_rows(table, members)
         if keep is not None and keep in {str(i) for i in range(len(self.rows))}:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
@@ -439,25 +460,42 @@ class ReportScreen(Screen):
             ci = row.get("throughput_ci95")
             parts.append(f"{row['repeats']} trial(s)" + (f", 95% CI {ci[0]:,.1f}–{ci[1]:,.1f} samples/s" if ci else ""))
         if row.get("stable") is False:
-            parts.append("not stable: its trials disagree" if (row.get("repeats") or 1) > 1
-                         else "not stable: throughput still moved when the run ended")
+            parts.append(
+                "not stable: its trials disagree"
+                if (row.get("repeats") or 1) > 1
+                else "not stable: throughput still moved when the run ended"
+            )
         if row.get("interference") is not None and not row.get("served"):
-            parts.append(f"{row.get('quality')}: other processes took {row['interference']:.0%} of the CPU while it measured")
+            parts.append(
+                f"{row.get('quality')}: other processes took {row['interference']:.0%} of the CPU while it measured"
+            )
         if row.get("harness") == "loadgen":
             parts.append(f"measured by MLPerf LoadGen: {row.get('validity') or '?'}")
         if row.get("deployment") == "sagemaker":
             over, seen = row.get("overhead_ms_p50"), row.get("model_latency_ms")
-            parts.append(f"SageMaker endpoint, {row.get('instance_count')} × {row.get('instance_type')} at "
-                         f"{row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
-                         + ("" if over is None else f", {over:+.2f} ms p50 against the direct run")
-                         + ("" if seen is None else f", ModelLatency {seen:.2f} ms and OverheadLatency "
-                                                     f"{row.get('overhead_latency_ms') or 0:.2f} ms (CloudWatch)")
-                         + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit")
+            parts.append(
+                f"SageMaker endpoint, {row.get('instance_count')} × {row.get('instance_type')} at "
+                f"{row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
+                + ("" if over is None else f", {over:+.2f} ms p50 against the direct run")
+                + (
+                    ""
+                    if seen is None
+                    else f", ModelLatency {seen:.2f} ms and OverheadLatency "
+                    f"{row.get('overhead_latency_ms') or 0:.2f} ms (CloudWatch)"
+                )
+                + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit"
+            )
         elif row.get("served"):
             over = row.get("overhead_ms_p50")
-            parts.append(f"served by TorchServe at {row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
-                         + ("" if over is None else f", overhead {over:+.2f} ms p50 vs the direct run {row.get('direct_run_id')}")
-                         + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit")
+            parts.append(
+                f"served by TorchServe at {row.get('offered_rps'):g} requests/s offered, {row.get('errors')} error(s)"
+                + (
+                    ""
+                    if over is None
+                    else f", overhead {over:+.2f} ms p50 vs the direct run {row.get('direct_run_id')}"
+                )
+                + f", {'meets' if row.get('meets_limit') else 'over'} the {row.get('limit_ms'):g} ms p99 limit"
+            )
         detail.update(" · ".join(parts))
 
     # -- the plots ---------------------------------------------------------------------
@@ -477,8 +515,11 @@ class ReportScreen(Screen):
                 pad = max(1, (batches[-1] - batches[0]) * 0.05)
                 plot.set_xlimits(batches[0] - pad, batches[-1] + pad)
             # Room above the highest point: a point on the axis's very edge is not drawn.
-            top = max([p[1] for points in lines.values() for p in points]
-                      + ([self.limit_ms] if pid == "plot-latency" and self.limit_ms is not None else []), default=0.0)
+            top = max(
+                [p[1] for points in lines.values() for p in points]
+                + ([self.limit_ms] if pid == "plot-latency" and self.limit_ms is not None else []),
+                default=0.0,
+            )
             plot.set_ylimits(0, top * 1.15 if top > 0 else None)
             for label, points in lines.items():
                 xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -489,8 +530,13 @@ class ReportScreen(Screen):
                 else:  # one point draws no line: a marker carries the label
                     plot.scatter(xs, ys, marker="●", marker_style=colour, label=label)
             if pid == "plot-latency" and self.limit_ms is not None and batches:
-                plot.plot([batches[0], batches[-1]], [self.limit_ms, self.limit_ms], line_style="red",
-                          hires_mode=HiResMode.BRAILLE, label=f"limit {self.limit_ms:g} ms")
+                plot.plot(
+                    [batches[0], batches[-1]],
+                    [self.limit_ms, self.limit_ms],
+                    line_style="red",
+                    hires_mode=HiResMode.BRAILLE,
+                    label=f"limit {self.limit_ms:g} ms",
+                )
             self.plotted[pid] = lines
         # One legend under both plots (a legend inside a small plot hides its points).
         legend = Text("Lines: ")

@@ -67,10 +67,20 @@ class SessionPicker(Screen):
                 progress = f"{done}/{len(states)}"
                 where_now = "finished" if engine.finished() else (engine.next_step() or "—")
             snapshot = s.config if isinstance(s.config, dict) else {}
-            table.add_row(s.name, "sandbox" if s.sandbox else "AWS", (snapshot.get("aws") or {}).get("region", "?"),
-                          (snapshot.get("instance") or {}).get("type", "?"), progress, where_now, _ago(s.updated), key=s.name)
+            table.add_row(
+                s.name,
+                "sandbox" if s.sandbox else "AWS",
+                (snapshot.get("aws") or {}).get("region", "?"),
+                (snapshot.get("instance") or {}).get("type", "?"),
+                progress,
+                where_now,
+                _ago(s.updated),
+                key=s.name,
+            )
         empty = self.query_one("#picker-empty", Static)
-        empty.update("" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed).")
+        empty.update(
+            "" if sessions else "No saved sessions yet. Press [b]n[/b] for a sandbox session (no AWS account needed)."
+        )
         if sessions:
             table.focus()
         else:
@@ -106,7 +116,9 @@ class SessionPicker(Screen):
     def action_new(self, sandbox: bool) -> None:
         from .. import config
 
-        self.app.push_screen(ConfigReview(self.app.store.new_session_name(), config.load(None, sandbox=sandbox), sandbox))
+        self.app.push_screen(
+            ConfigReview(self.app.store.new_session_name(), config.load(None, sandbox=sandbox), sandbox)
+        )
 
 
 class ConfigReview(Screen):
@@ -126,7 +138,11 @@ class ConfigReview(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="review"):
-            where = "the sandbox — AWS emulated on this machine, nothing is billed" if self.sandbox else "your AWS account — this creates billed resources"
+            where = (
+                "the sandbox — AWS emulated on this machine, nothing is billed"
+                if self.sandbox
+                else "your AWS account — this creates billed resources"
+            )
             yield Static(f"New session [b]{self.session_name}[/b] in {where}.", id="review-where")
             yield Static(
                 "This is the lab's configuration (TOML): PageDown reads on, and you can change what you need. "
@@ -162,9 +178,11 @@ class ConfigReview(Screen):
             return
         image = cfg.host_image
         where = image.ssm_parameter or image.name
-        label.update(f"[b]{escape(cfg.instance_type)}[/b] ({cfg.instance_kind}) boots {escape(image.what)}"
-                     + (f" — {escape(where)}" if where and where not in image.what else "")
-                     + f"; it logs in as [b]{escape(cfg.login_user)}[/b]")
+        label.update(
+            f"[b]{escape(cfg.instance_type)}[/b] ({cfg.instance_kind}) boots {escape(image.what)}"
+            + (f" — {escape(where)}" if where and where not in image.what else "")
+            + f"; it logs in as [b]{escape(cfg.login_user)}[/b]"
+        )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":

@@ -19,11 +19,29 @@ from .panes import CONNECTING, Connect, LivePane, reach
 TOP_COMMAND = "if command -v neuron-top >/dev/null; then exec neuron-top; elif command -v htop >/dev/null; then exec htop; else exec top; fi"
 
 KEYS = {
-    "enter": b"\r", "tab": b"\t", "backspace": b"\x7f", "escape": b"\x1b", "delete": b"\x1b[3~",
-    "up": b"\x1b[A", "down": b"\x1b[B", "right": b"\x1b[C", "left": b"\x1b[D",
-    "home": b"\x1b[H", "end": b"\x1b[F", "pageup": b"\x1b[5~", "pagedown": b"\x1b[6~",
-    "f1": b"\x1bOP", "f2": b"\x1bOQ", "f3": b"\x1bOR", "f4": b"\x1bOS", "f5": b"\x1b[15~", "f6": b"\x1b[17~",
-    "f7": b"\x1b[18~", "f8": b"\x1b[19~", "f9": b"\x1b[20~", "f10": b"\x1b[21~",
+    "enter": b"\r",
+    "tab": b"\t",
+    "backspace": b"\x7f",
+    "escape": b"\x1b",
+    "delete": b"\x1b[3~",
+    "up": b"\x1b[A",
+    "down": b"\x1b[B",
+    "right": b"\x1b[C",
+    "left": b"\x1b[D",
+    "home": b"\x1b[H",
+    "end": b"\x1b[F",
+    "pageup": b"\x1b[5~",
+    "pagedown": b"\x1b[6~",
+    "f1": b"\x1bOP",
+    "f2": b"\x1bOQ",
+    "f3": b"\x1bOR",
+    "f4": b"\x1bOS",
+    "f5": b"\x1b[15~",
+    "f6": b"\x1b[17~",
+    "f7": b"\x1b[18~",
+    "f8": b"\x1b[19~",
+    "f9": b"\x1b[20~",
+    "f10": b"\x1b[21~",
 }
 # Keys the app keeps for itself while the terminal has focus.
 RESERVED = {"ctrl+p", "ctrl+q", "ctrl+o"}
@@ -93,8 +111,9 @@ class TerminalPane(LivePane, Widget, can_focus=True):
         try:
             async with conn:
                 cols, rows = self.screen_model.columns, self.screen_model.lines
-                proc = await conn.create_process(self.command, term_type="xterm-256color", term_size=(cols, rows),
-                                                 encoding=None)
+                proc = await conn.create_process(
+                    self.command, term_type="xterm-256color", term_size=(cols, rows), encoding=None
+                )
                 self.screen_model.reset()
                 self.send = proc.stdin.write
                 self.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
@@ -128,7 +147,8 @@ class TerminalPane(LivePane, Widget, can_focus=True):
                 style = Style(
                     color=None if ch.fg == "default" else _color(ch.fg),
                     bgcolor=None if ch.bg == "default" else _color(ch.bg),
-                    bold=ch.bold, reverse=ch.reverse or (self.has_focus and x == scr.cursor.x and y == scr.cursor.y),
+                    bold=ch.bold,
+                    reverse=ch.reverse or (self.has_focus and x == scr.cursor.x and y == scr.cursor.y),
                     underline=ch.underscore,
                 )
                 out.append(ch.data or " ", style)

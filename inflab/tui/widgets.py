@@ -247,8 +247,11 @@ class KeyBar(Footer):
         self.compact = self.stage != self.FULL
         leave_out = self._secondary() if self.stage == self.ESSENTIAL else frozenset()
         for widget in super().compose():
-            if self.stage == self.ESSENTIAL and isinstance(widget, FooterKey) and (
-                    widget.action in leave_out or widget.has_class("-command-palette")):
+            if (
+                self.stage == self.ESSENTIAL
+                and isinstance(widget, FooterKey)
+                and (widget.action in leave_out or widget.has_class("-command-palette"))
+            ):
                 continue
             yield widget
 

@@ -39,8 +39,15 @@ from .terminal import TerminalPane
 from .widgets import ChoiceModal, ConfirmModal, KeyBar, LogPane
 
 ICONS = {PENDING: "○", RUNNING: "▶", DONE: "✓", SKIPPED: "»", FAILED: "✗", UNDONE: "↺", CANCELLED: "■", STALE: "!"}
-STYLES = {DONE: "green", FAILED: "red", RUNNING: "yellow", CANCELLED: "magenta", SKIPPED: "dim", UNDONE: "cyan",
-          STALE: "bold yellow"}
+STYLES = {
+    DONE: "green",
+    FAILED: "red",
+    RUNNING: "yellow",
+    CANCELLED: "magenta",
+    SKIPPED: "dim",
+    UNDONE: "cyan",
+    STALE: "bold yellow",
+}
 #: the answers to `a`
 ALL_BUT_TERMINATE, EVERYTHING = "all-but-terminate", "everything"
 KEEP_DATA, DELETE_DATA = "keep-data", "delete-data"
@@ -135,7 +142,9 @@ class Wizard(Screen):
 
     def on_mount(self) -> None:
         self.title = "inflab"
-        self.sub_title = f"{self.session_name} · {'sandbox' if self.engine.info.sandbox else 'AWS ' + self.engine.config.region}"
+        self.sub_title = (
+            f"{self.session_name} · {'sandbox' if self.engine.info.sandbox else 'AWS ' + self.engine.config.region}"
+        )
         nxt = self.engine.next_step() or self.engine.steps[-1].id
         self._highlight(nxt)
         self.query_one("#steps", OptionList).focus()
@@ -151,7 +160,9 @@ class Wizard(Screen):
         from ..session import SessionBusy, SessionLock
 
         try:  # one process drives a session at a time; a second one only looks
-            self._lock = SessionLock(self.app_store.home, self.session_name).acquire(f"inflab TUI on {self.session_name}")
+            self._lock = SessionLock(self.app_store.home, self.session_name).acquire(
+                f"inflab TUI on {self.session_name}"
+            )
         except SessionBusy as e:
             self.read_only = str(e)
             self.sub_title += " · read-only"
@@ -193,7 +204,9 @@ class Wizard(Screen):
             status += " — press `Enter` or `r` for the report screen (`R` from any step; Ctrl+P runs the step again)"
         # The status right under the title, where a short screen still shows it.
         title, newline, body = step.instructions().partition("\n")
-        text = f"{title}\n\n{status}\n{newline}{body}" if title.startswith("# ") else f"{status}\n\n{title}{newline}{body}"
+        text = (
+            f"{title}\n\n{status}\n{newline}{body}" if title.startswith("# ") else f"{status}\n\n{title}{newline}{body}"
+        )
         self.query_one("#instructions", Markdown).update(text)
         try:
             cmds = self.engine.cli_lines(step_id)
@@ -227,7 +240,7 @@ class Wizard(Screen):
     def _next_not_done(self, after: str) -> str | None:
         states = self.engine.states()
         ids = [s.id for s in self.engine.steps]
-        return next((i for i in ids[ids.index(after) + 1:] if states[i]["state"] not in (DONE, SKIPPED)), None)
+        return next((i for i in ids[ids.index(after) + 1 :] if states[i]["state"] not in (DONE, SKIPPED)), None)
 
     # -- engine events: posted from the worker thread, handled here one kind each ---------
     def _from_engine(self, event: EngineEvent) -> None:
@@ -327,8 +340,10 @@ class Wizard(Screen):
                 self._highlight(stale[0])
         self._show_step(self.selected)
         if message.finished:
-            self.notify("The session has finished: nothing to run. Ctrl+P → “Run the whole session again” to start over",
-                        timeout=6)
+            self.notify(
+                "The session has finished: nothing to run. Ctrl+P → “Run the whole session again” to start over",
+                timeout=6,
+            )
         elif message.ok and message.what != OPENING:
             self.notify(f"{message.what}: done", timeout=3)
         elif message.error == "cancelled":
@@ -360,8 +375,11 @@ class Wizard(Screen):
 
     def action_run_selected(self) -> None:
         """Run the highlighted step; on the report step once it is done, open the report screen."""
-        if (self.selected and self.engine.step(self.selected).spec.opens_report
-                and self.engine.states()[self.selected]["state"] == DONE):
+        if (
+            self.selected
+            and self.engine.step(self.selected).spec.opens_report
+            and self.engine.states()[self.selected]["state"] == DONE
+        ):
             self.action_report()
             return
         self.run_highlighted()
@@ -371,8 +389,12 @@ class Wizard(Screen):
         sid = self.selected
         step = self.engine.step(sid)
         if step.destructive:
-            self._confirm(f"{step.title}? This cannot be undone.",
-                          lambda: self._ask_data([sid], lambda data: self._go(f"step {sid}", self.engine.run_one, sid, delete_data=data)))
+            self._confirm(
+                f"{step.title}? This cannot be undone.",
+                lambda: self._ask_data(
+                    [sid], lambda data: self._go(f"step {sid}", self.engine.run_one, sid, delete_data=data)
+                ),
+            )
         else:
             self._go(f"step {sid}", self.engine.run_one, sid)
 
@@ -380,12 +402,19 @@ class Wizard(Screen):
         """Run steps in order up to the highlighted one; ask first when that would do something destructive."""
         until = self.selected
         states = self.engine.states()
-        risky = [s for s in self.engine.steps[: self.engine.index(until) + 1]
-                 if s.destructive and states[s.id]["state"] not in (DONE, SKIPPED)]
+        risky = [
+            s
+            for s in self.engine.steps[: self.engine.index(until) + 1]
+            if s.destructive and states[s.id]["state"] not in (DONE, SKIPPED)
+        ]
         what = f"steps up to {until}"
         if risky:
-            self._confirm(f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
-                          lambda: self._ask_data([s.id for s in risky], lambda data: self._go(what, self.engine.run, until, delete_data=data)))
+            self._confirm(
+                f"Run {what}? That includes '{risky[0].title}', which cannot be undone.",
+                lambda: self._ask_data(
+                    [s.id for s in risky], lambda data: self._go(what, self.engine.run, until, delete_data=data)
+                ),
+            )
         else:
             self._go(what, self.engine.run, until)
 
@@ -401,14 +430,24 @@ class Wizard(Screen):
                 before = self.engine.steps[self.engine.index(ender.id) - 1].id if ender else None
                 self._go("all steps but terminate", self.engine.run, before)
             elif choice == EVERYTHING:
-                self._ask_data([s.id for s in self.engine.steps], lambda data: self._go("all steps", self.engine.run, delete_data=data))
+                self._ask_data(
+                    [s.id for s in self.engine.steps],
+                    lambda data: self._go("all steps", self.engine.run, delete_data=data),
+                )
 
-        self.app.push_screen(ChoiceModal(
-            "Run every remaining step? Steps already done are checked, not redone. "
-            "All but terminate stops before terminate and leaves the instance running; All + terminate goes on "
-            "through the Batch sweep and its report, and ends by taking everything down.",
-            [(ALL_BUT_TERMINATE, "All but terminate", "primary", "a"), (EVERYTHING, "All + terminate", "error", "t"),
-             ("cancel", "Cancel", "default", "n")]), answered)
+        self.app.push_screen(
+            ChoiceModal(
+                "Run every remaining step? Steps already done are checked, not redone. "
+                "All but terminate stops before terminate and leaves the instance running; All + terminate goes on "
+                "through the Batch sweep and its report, and ends by taking everything down.",
+                [
+                    (ALL_BUT_TERMINATE, "All but terminate", "primary", "a"),
+                    (EVERYTHING, "All + terminate", "error", "t"),
+                    ("cancel", "Cancel", "default", "n"),
+                ],
+            ),
+            answered,
+        )
 
     def _ask_data(self, step_ids: list[str], then: Callable[[bool], None]) -> None:
         """Before a range whose teardown could take the results: keep the results bucket, or delete it
@@ -421,14 +460,23 @@ class Wizard(Screen):
             if choice in (KEEP_DATA, DELETE_DATA):
                 then(choice == DELETE_DATA)
 
-        self.app.push_screen(ChoiceModal(
-            "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
-            [(KEEP_DATA, "Keep the results", "primary", "k"), (DELETE_DATA, "Delete them too", "error", "d"),
-             ("cancel", "Cancel", "default", "n")]), answered)
+        self.app.push_screen(
+            ChoiceModal(
+                "The teardown keeps the S3 bucket with your results (models, logs, the report) unless you say so.",
+                [
+                    (KEEP_DATA, "Keep the results", "primary", "k"),
+                    (DELETE_DATA, "Delete them too", "error", "d"),
+                    ("cancel", "Cancel", "default", "n"),
+                ],
+            ),
+            answered,
+        )
 
     def action_run_again(self) -> None:
-        self._confirm("Run the whole session again? Every step checks first, so what still exists is kept.",
-                      lambda: self._go("the session again", self.engine.run, again=True))
+        self._confirm(
+            "Run the whole session again? Every step checks first, so what still exists is kept.",
+            lambda: self._go("the session again", self.engine.run, again=True),
+        )
 
     def action_skip(self) -> None:
         if self.read_only:
@@ -442,12 +490,17 @@ class Wizard(Screen):
     def action_undo(self) -> None:
         sid = self.selected
         step = self.engine.step(sid)
-        self._confirm(f"Undo '{step.title}'? This deletes what the step created.", lambda: self._go(f"undo {sid}", self.engine.undo, sid))
+        self._confirm(
+            f"Undo '{step.title}'? This deletes what the step created.",
+            lambda: self._go(f"undo {sid}", self.engine.undo, sid),
+        )
 
     def action_cleanup(self) -> None:
         def cleanup() -> RunResult:
             errors, leftovers = self.engine.cleanup()
-            return RunResult(not errors and not leftovers, None, "; ".join(errors) or ("leftovers" if leftovers else ""))
+            return RunResult(
+                not errors and not leftovers, None, "; ".join(errors) or ("leftovers" if leftovers else "")
+            )
 
         self._confirm(
             f"Clean up session {self.session_name}? This terminates the instance and deletes everything the session created.",

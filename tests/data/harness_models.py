@@ -14,6 +14,7 @@ def _sleeper(seconds):
     def call(*inputs):
         time.sleep(seconds)
         return inputs
+
     return call
 
 
@@ -34,9 +35,11 @@ def service10(batch_size, target):
 
 def shifting(batch_size, target):
     """Fast (1 ms) and slow (6 ms) in turns of 0.5 s, so throughput never settles."""
+
     def call(*inputs):
         phase = int(time.monotonic() / 0.5) % 2
         time.sleep(0.001 if phase == 0 else 0.006)
+
     return call, ()
 
 
@@ -49,13 +52,15 @@ def _record(**extra):
 
 def recorder(batch_size, target):
     """Writes this process's pid, pinning env and CPU affinity to $HARNESS_RECORD_DIR/<pid>.json."""
-    _record(**{
-        "NEURON_RT_VISIBLE_CORES": os.environ.get("NEURON_RT_VISIBLE_CORES"),
-        "INFLAB_CPU_CORES": os.environ.get("INFLAB_CPU_CORES"),
-        "affinity": sorted(os.sched_getaffinity(0)),
-        "batch_size": batch_size,
-        "target": target,
-    })
+    _record(
+        **{
+            "NEURON_RT_VISIBLE_CORES": os.environ.get("NEURON_RT_VISIBLE_CORES"),
+            "INFLAB_CPU_CORES": os.environ.get("INFLAB_CPU_CORES"),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "batch_size": batch_size,
+            "target": target,
+        }
+    )
     return _sleeper(0.002), ()
 
 
@@ -77,4 +82,5 @@ def crashes_later(batch_size, target):
         if doomed and calls[0] > 30:
             print("segfault in the runtime (test)", flush=True)  # goes to stderr, not the protocol
             os._exit(139)
+
     return call, ()

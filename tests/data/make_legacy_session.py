@@ -28,7 +28,11 @@ SHORT = {
     "model": {"int8": False},
 }
 TABLES = {  # what a session is on disk, but the event log (what was said, not what is)
-    "sessions": "name", "steps": "session", "state": "session", "resources": "session", "jobs": "session",
+    "sessions": "name",
+    "steps": "session",
+    "state": "session",
+    "resources": "session",
+    "jobs": "session",
     "results": "session",
 }
 

@@ -90,8 +90,11 @@ def forget(store: Store, session: str, cls: type[Record]) -> None:
 # ------------------------------------------------------------------------- conversion
 def _plain(value: Any) -> Any:
     if isinstance(value, Record):
-        return {json_key(f): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (f.metadata.get("omit") and getattr(value, f.name) == _default(f))}
+        return {
+            json_key(f): _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit") and getattr(value, f.name) == _default(f))
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {json_key(f): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
@@ -129,8 +132,11 @@ def _build(cls: type, data: Any, where: str, owner: type[Record] | None = None) 
     if missing:
         raise fail(where, f"missing {'fields' if len(missing) > 1 else 'field'} {', '.join(map(repr, missing))}", owner)
     hints = _hints(cls)
-    values = {f.name: convert(data[json_key(f)], hints[f.name], f"{where}, field {json_key(f)!r}", owner)
-              for f in fields if f.init and json_key(f) in data}
+    values = {
+        f.name: convert(data[json_key(f)], hints[f.name], f"{where}, field {json_key(f)!r}", owner)
+        for f in fields
+        if f.init and json_key(f) in data
+    }
     return cls(**values)
 
 
@@ -181,7 +187,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _name(hint: Any) -> str:
-    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
 
 
 def _shown(value: Any) -> str:

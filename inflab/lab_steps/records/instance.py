@@ -182,8 +182,12 @@ class HostJobs(Record):
     @classmethod
     def from_json(cls, value: Any) -> Self:
         data = convert(value, Mapping[str, Any], cls.where(), cls)
-        current = {k: convert(v, str, f"{cls.where()}, field {k!r}", cls) for k, v in data.items() if not k.endswith("#")}
-        attempts = {k[:-1]: convert(v, int, f"{cls.where()}, field {k!r}", cls) for k, v in data.items() if k.endswith("#")}
+        current = {
+            k: convert(v, str, f"{cls.where()}, field {k!r}", cls) for k, v in data.items() if not k.endswith("#")
+        }
+        attempts = {
+            k[:-1]: convert(v, int, f"{cls.where()}, field {k!r}", cls) for k, v in data.items() if k.endswith("#")
+        }
         return cls(current=current, attempts=attempts)
 
     def started(self, kind: str) -> tuple[HostJobs, str]:

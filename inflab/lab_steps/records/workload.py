@@ -68,7 +68,9 @@ class CompiledModel:
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> CompiledModel:
         """The model a compile job's manifest describes (what the lab keeps of it)."""
-        made: CompiledModel = convert({f.name: manifest.get(f.name) for f in fields(cls)}, cls, "the compile job's manifest")
+        made: CompiledModel = convert(
+            {f.name: manifest.get(f.name) for f in fields(cls)}, cls, "the compile job's manifest"
+        )
         return made
 
 
@@ -127,8 +129,11 @@ class ModelArchive(Record):
         missing = [k for k in ("settings", "instance_id") if k not in data]
         if missing:
             raise cls.error(f"{where}: missing field {', '.join(map(repr, missing))}")
-        return cls(settings=data["settings"], instance_id=data["instance_id"],
-                   archive={k: v for k, v in data.items() if k not in ("settings", "instance_id")})
+        return cls(
+            settings=data["settings"],
+            instance_id=data["instance_id"],
+            archive={k: v for k, v in data.items() if k not in ("settings", "instance_id")},
+        )
 
     @property
     def sha256(self) -> str | None:

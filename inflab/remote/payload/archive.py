@@ -56,7 +56,9 @@ def archiver() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "torch-model-archiver")
     found = beside if os.access(beside, os.X_OK) else shutil.which("torch-model-archiver")
     if not found:
-        raise FileNotFoundError("torch-model-archiver is not installed in this environment (pip install torch-model-archiver)")
+        raise FileNotFoundError(
+            "torch-model-archiver is not installed in this environment (pip install torch-model-archiver)"
+        )
     return found
 
 
@@ -94,34 +96,62 @@ def main(argv=None) -> int:
         if manifest.get("tokenizer") and os.path.isdir(tok):
             shutil.copytree(tok, os.path.join(tmp, "tokenizer"))
             extra.append(os.path.join(tmp, "tokenizer"))
-        cmd = [archiver(), "--model-name", args.name, "--version", VERSION, "--serialized-file", args.model,
-               "--handler", os.path.join(HERE, "inflab_handler.py"), "--extra-files", ",".join(extra),
-               "--export-path", args.out, "--force"]
+        cmd = [
+            archiver(),
+            "--model-name",
+            args.name,
+            "--version",
+            VERSION,
+            "--serialized-file",
+            args.model,
+            "--handler",
+            os.path.join(HERE, "inflab_handler.py"),
+            "--extra-files",
+            ",".join(extra),
+            "--export-path",
+            args.out,
+            "--force",
+        ]
         say("$ " + " ".join(os.path.basename(c) if c == cmd[0] else c for c in cmd))
         # torch-model-archiver stages the files in $TMPDIR/<model name>, a name every archiver on the host
         # shares and empties first: in /tmp, two at once mix their files, and another user could plant
         # one (or a link) there. Its TMPDIR is our own 0700 temporary directory.
         staging = os.path.join(tmp, "staging")
         os.mkdir(staging, 0o700)
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "TMPDIR": staging})
+        done = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": staging}
+        )
         for line in done.stdout.splitlines():
             say(line)
         if done.returncode != 0:
             say(f"torch-model-archiver failed (exit {done.returncode})")
             return 1
     mar = os.path.join(args.out, f"{args.name}.mar")
-    info = {"format": FORMAT, "name": args.name, "version": VERSION, "mar": os.path.basename(mar),
-            "bytes": os.path.getsize(mar), "sha256": sha256(mar), "model_file": os.path.basename(args.model),
-            "family": manifest.get("family"), "target": manifest.get("target"), "precision": manifest.get("precision"),
-            "batch_size": manifest.get("batch_size"), "labels": len(labels), "label_names": labels[:5],
-            "tokenizer": bool(manifest.get("tokenizer") and os.path.isdir(tok)), "weights": manifest.get("weights")}
+    info = {
+        "format": FORMAT,
+        "name": args.name,
+        "version": VERSION,
+        "mar": os.path.basename(mar),
+        "bytes": os.path.getsize(mar),
+        "sha256": sha256(mar),
+        "model_file": os.path.basename(args.model),
+        "family": manifest.get("family"),
+        "target": manifest.get("target"),
+        "precision": manifest.get("precision"),
+        "batch_size": manifest.get("batch_size"),
+        "labels": len(labels),
+        "label_names": labels[:5],
+        "tokenizer": bool(manifest.get("tokenizer") and os.path.isdir(tok)),
+        "weights": manifest.get("weights"),
+    }
     tmp_info = os.path.join(args.out, f"{args.name}.json.tmp")
     with open(tmp_info, "w") as f:
         json.dump(info, f, indent=2)
     os.replace(tmp_info, os.path.join(args.out, f"{args.name}.json"))
-    say(f"{info['mar']}: {info['bytes'] / 1e6:.1f} MB, {len(labels)} classes ({', '.join(labels[:3])}"
-        f"{', …' if len(labels) > 3 else ''}), handler inflab_handler.py, packaged in {time.perf_counter() - t0:.1f} s")
+    say(
+        f"{info['mar']}: {info['bytes'] / 1e6:.1f} MB, {len(labels)} classes ({', '.join(labels[:3])}"
+        f"{', …' if len(labels) > 3 else ''}), handler inflab_handler.py, packaged in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

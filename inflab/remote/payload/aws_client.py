@@ -19,8 +19,12 @@ from typing import Any
 _settings: dict[str, Any] = {"endpoint_url": None, "headers": {}, "credentials": None}
 
 
-def configure(*, endpoint_url: str | None = None, headers: dict[str, str] | None = None,
-              credentials: tuple[str, str] | None = None) -> None:
+def configure(
+    *,
+    endpoint_url: str | None = None,
+    headers: dict[str, str] | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> None:
     """Where the clients made from now on go, what every request carries and what signs them."""
     _settings.update(endpoint_url=endpoint_url, headers=dict(headers or {}), credentials=credentials)
 
@@ -35,11 +39,18 @@ def client(service: str, region: str, *, timeout: float = 60.0, pool: int = 10, 
     key = _settings["credentials"]
     if key is not None:
         session.set_credentials(*key)
-    config = Config(region_name=region, max_pool_connections=pool, read_timeout=timeout, connect_timeout=10,
-                    retries={"mode": "standard", "total_max_attempts": max(1, retries)}, user_agent_extra="inflab")
+    config = Config(
+        region_name=region,
+        max_pool_connections=pool,
+        read_timeout=timeout,
+        connect_timeout=10,
+        retries={"mode": "standard", "total_max_attempts": max(1, retries)},
+        user_agent_extra="inflab",
+    )
     made = session.create_client(service, region_name=region, endpoint_url=_settings["endpoint_url"], config=config)
     headers = dict(_settings["headers"])
     if headers:
+
         def add(request, **_: Any) -> None:  # after signing, as the request goes out
             request.headers.update(headers)
 

@@ -36,13 +36,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="directory for models/, results/ and job.log")
     p.add_argument("--label", default="", help="recorded in each result (the session's name)")
     p.add_argument("--runtime", default="", help="recorded in each result (aws, sandbox)")
-    p.add_argument("--compile", nargs=argparse.REMAINDER, default=[],
-                   help="compile.py's arguments (without --batch-size, --out, --instance-type), then --bench ...")
+    p.add_argument(
+        "--compile",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="compile.py's arguments (without --batch-size, --out, --instance-type), then --bench ...",
+    )
     args = p.parse_args(argv)
     if "--bench" not in args.compile:
         p.error("--compile ARGS --bench ARGS: both lists are needed")
     i = args.compile.index("--bench")
-    args.compile, args.bench = args.compile[:i], args.compile[i + 1:]
+    args.compile, args.bench = args.compile[:i], args.compile[i + 1 :]
     return args
 
 
@@ -66,8 +70,15 @@ class Tee:
 
     def run(self, argv: list[str], cwd: Path) -> int:
         self.line("$ python " + " ".join(argv[1:]))
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             self.line(line.rstrip("\n"))
@@ -89,17 +100,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     py = sys.executable
-    code = tee.run([py, "-u", str(HERE / "compile.py"), *args.compile, "--batch-size", batch, "--out", "models",
-                    "--instance-type", itype], cwd=out)
+    code = tee.run(
+        [
+            py,
+            "-u",
+            str(HERE / "compile.py"),
+            *args.compile,
+            "--batch-size",
+            batch,
+            "--out",
+            "models",
+            "--instance-type",
+            itype,
+        ],
+        cwd=out,
+    )
     if code != 0:
         tee.line(f"[sweep] compile failed (exit {code})")
         return code
     index = json.loads((out / "models" / "index.json").read_text())
     models = [json.loads((out / "models" / name).read_text())["file"] for name in index]  # each manifest names its file
     # One harness for every precision: one start-up and one runtime import, and their trials take turns.
-    code = tee.run([py, "-u", str(HERE / "bench.py"), *[f"models/{m}" for m in models], *args.bench,
-                    "--instance-type", itype, "--run-id", run_id_prefix(job_id, itype, batch), "--label", args.label,
-                    "--runtime", args.runtime, "--out-dir", "results"], cwd=out)
+    code = tee.run(
+        [
+            py,
+            "-u",
+            str(HERE / "bench.py"),
+            *[f"models/{m}" for m in models],
+            *args.bench,
+            "--instance-type",
+            itype,
+            "--run-id",
+            run_id_prefix(job_id, itype, batch),
+            "--label",
+            args.label,
+            "--runtime",
+            args.runtime,
+            "--out-dir",
+            "results",
+        ],
+        cwd=out,
+    )
     if code != 0:
         tee.line(f"[sweep] benchmark of {', '.join(models)} failed (exit {code})")
         return code

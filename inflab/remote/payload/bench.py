@@ -83,6 +83,7 @@ PERCENTILES = (("p0", 0), ("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("
 
 # ---------------------------------------------------------------- statistics
 
+
 def percentile(sorted_values, p):
     """The p-th percentile (0..100) of ascending values, interpolating linearly between the
     closest ranks — the same as ``numpy.percentile``'s default method."""
@@ -104,6 +105,7 @@ def spread(values):
 
 # ---------------------------------------------------------------- command line
 
+
 def _number(kind, low, inclusive=True, high=None):
     def parse(text):
         try:
@@ -115,12 +117,15 @@ def _number(kind, low, inclusive=True, high=None):
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high}, not {text}")
         return value
+
     return parse
 
 
 def _run_id(text):
     if not RUN_ID.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (1-64 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a run id (1-64 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)"
+        )
     return text
 
 
@@ -131,18 +136,39 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=_number(int, 1), help="py: models (default 1); a .pt has its manifest's")
     p.add_argument("--n-models", type=_number(int, 0), default=0, help="model processes (0: one per device)")
     p.add_argument("--workers", type=_number(int, 1), default=2, help="worker threads per model")
-    p.add_argument("--repeats", type=_number(int, limits.REPEATS.low, high=limits.REPEATS.high), default=3, metavar="R",
-                   help=f"independent trials per model ({limits.REPEATS})")
-    p.add_argument("--harness", choices=limits.HARNESSES, default="inflab",
-                   help="inflab (this harness) or loadgen (MLPerf LoadGen on the same model)")
+    p.add_argument(
+        "--repeats",
+        type=_number(int, limits.REPEATS.low, high=limits.REPEATS.high),
+        default=3,
+        metavar="R",
+        help=f"independent trials per model ({limits.REPEATS})",
+    )
+    p.add_argument(
+        "--harness",
+        choices=limits.HARNESSES,
+        default="inflab",
+        help="inflab (this harness) or loadgen (MLPerf LoadGen on the same model)",
+    )
     p.add_argument("--min-duration", type=_number(float, 0), default=10.0, metavar="S", help="per trial")
     p.add_argument("--min-queries", type=_number(int, 0), default=500, metavar="Q", help="per trial")
-    p.add_argument("--max-duration", type=_number(float, 0, inclusive=False), default=120.0, metavar="S", help="per trial")
-    p.add_argument("--window", type=_number(float, 0, inclusive=False), default=None, metavar="S",
-                   help="seconds per measuring window (default 1; open loop: long enough for ~%d arrivals)" % OPEN_WINDOW_ARRIVALS)
+    p.add_argument(
+        "--max-duration", type=_number(float, 0, inclusive=False), default=120.0, metavar="S", help="per trial"
+    )
+    p.add_argument(
+        "--window",
+        type=_number(float, 0, inclusive=False),
+        default=None,
+        metavar="S",
+        help="seconds per measuring window (default 1; open loop: long enough for ~%d arrivals)" % OPEN_WINDOW_ARRIVALS,
+    )
     p.add_argument("--stability", type=_number(float, 0), default=0.10, metavar="F")
-    p.add_argument("--intra-op-threads", type=_number(int, 0), default=0, metavar="T",
-                   help="torch threads per worker (0: cpu target, the model's cores / workers; else the default)")
+    p.add_argument(
+        "--intra-op-threads",
+        type=_number(int, 0),
+        default=0,
+        metavar="T",
+        help="torch threads per worker (0: cpu target, the model's cores / workers; else the default)",
+    )
     p.add_argument("--warmup", type=_number(int, 0), default=10, metavar="N", help="calls per worker, each trial")
     p.add_argument("--mode", choices=("closed", "open"), default="closed")
     p.add_argument("--rate", type=_number(float, 0, inclusive=False), metavar="R", help="queries/s over all models")
@@ -150,10 +176,16 @@ def parse_args(argv):
     p.add_argument("--instance-type", default="", help="recorded in the result (default: $INFLAB_INSTANCE_TYPE)")
     p.add_argument("--run-id", type=_run_id, default=None, metavar="ID", help="default: 8 random hex digits")
     p.add_argument("--label", default="", metavar="TEXT", help="recorded in the result, e.g. the session's name")
-    p.add_argument("--runtime", default="", metavar="NAME",
-                   help=f"where this runs, recorded in the result ({SANDBOX_RUNTIME!r}: the local sandbox host)")
+    p.add_argument(
+        "--runtime",
+        default="",
+        metavar="NAME",
+        help=f"where this runs, recorded in the result ({SANDBOX_RUNTIME!r}: the local sandbox host)",
+    )
     p.add_argument("--out", metavar="FILE", help="the result file (one MODEL)")
-    p.add_argument("--out-dir", metavar="DIR", help="where the results go, as X.bench.json (default: beside each model)")
+    p.add_argument(
+        "--out-dir", metavar="DIR", help="where the results go, as X.bench.json (default: beside each model)"
+    )
     p.add_argument("--no-neuronperf", action="store_true")
     args = p.parse_intermixed_args(argv)  # models may come before and after the flags
     if args.mode == "open" and args.rate is None:
@@ -177,8 +209,13 @@ def resolve_model(text, args, error):
             error(f"argument MODEL: expected py:FILE:FUNC, got {text!r}")
         if not os.path.isfile(file):
             error(f"argument MODEL: no such file: {file}")
-        return {"kind": "py", "file": os.path.abspath(file), "func": func,
-                "target": args.target or "cpu", "batch_size": args.batch_size or 1}, None
+        return {
+            "kind": "py",
+            "file": os.path.abspath(file),
+            "func": func,
+            "target": args.target or "cpu",
+            "batch_size": args.batch_size or 1,
+        }, None
     path = Path(text)
     if not path.is_file():
         error(f"argument MODEL: no such file: {path}")
@@ -195,13 +232,15 @@ def resolve_model(text, args, error):
     if args.target and args.target != target:
         error(f"argument --target: {args.target} does not match the model, traced for {target} ({mpath.name})")
     if args.batch_size and args.batch_size != batch:
-        error(f"argument --batch-size: {args.batch_size} does not match the model, "
-              f"traced at batch {batch} ({mpath.name})")
+        error(
+            f"argument --batch-size: {args.batch_size} does not match the model, traced at batch {batch} ({mpath.name})"
+        )
     spec = {"kind": "pt", "path": str(path.resolve()), "target": target, "batch_size": batch, "inputs": inputs}
     return spec, manifest
 
 
 # ---------------------------------------------------------------- measuring
+
 
 def measure(args, procs, events, batch, trial, label=""):
     """Merge the processes' windows of one trial until the stop rule holds; returns the
@@ -229,20 +268,34 @@ def measure(args, procs, events, batch, trial, label=""):
         elapsed = k * args.window  # nominal, so the rule does not hinge on wake-up jitter
         rows.append(Window(t=round(elapsed, 6), queries=len(window), throughput=throughput, trial=trial))
         recent = [r.throughput for r in rows[-STABLE_WINDOWS:]]
-        waiting = [what for what, missing in (
-            ("duration", elapsed < args.min_duration - 1e-9),
-            ("queries", len(latencies) < args.min_queries),
-            ("stability", len(recent) < STABLE_WINDOWS or spread(recent) > args.stability)) if missing]
+        waiting = [
+            what
+            for what, missing in (
+                ("duration", elapsed < args.min_duration - 1e-9),
+                ("queries", len(latencies) < args.min_queries),
+                ("stability", len(recent) < STABLE_WINDOWS or spread(recent) > args.stability),
+            )
+            if missing
+        ]
         done = not waiting or elapsed >= args.max_duration - 1e-9
-        note = (f"stopping: {'stable' if not waiting else 'max duration'}" if done
-                else f"waiting for: {', '.join(waiting)}")
+        note = (
+            f"stopping: {'stable' if not waiting else 'max duration'}" if done else f"waiting for: {', '.join(waiting)}"
+        )
         p50 = _ms(percentile(sorted(window), 50) / 1e6) if window else "-"
-        print(f"[bench] {label}{elapsed:.{digits}f} s  {len(latencies):,} queries  {throughput:,.1f} samples/s  "
-              f"p50 {p50}  ({note})", flush=True)
+        print(
+            f"[bench] {label}{elapsed:.{digits}f} s  {len(latencies):,} queries  {throughput:,.1f} samples/s  "
+            f"p50 {p50}  ({note})",
+            flush=True,
+        )
         if done:
-            return {"windows": rows, "latencies": latencies, "per_model": per_model,
-                    "duration_s": sum(last_t) / n, "stable": not waiting,
-                    "stop_reason": "stable" if not waiting else "max-duration"}
+            return {
+                "windows": rows,
+                "latencies": latencies,
+                "per_model": per_model,
+                "duration_s": sum(last_t) / n,
+                "stable": not waiting,
+                "stop_reason": "stable" if not waiting else "max-duration",
+            }
 
 
 def _ms(value):
@@ -256,9 +309,16 @@ def trial_of(index, m, batch, share):
     if not ordered:
         raise BenchError(f"no query completed in {m['duration_s']:.1f} s (trial {index})")
     lat = {f"latency_ms_{name}": percentile(ordered, p) / 1e6 for name, p in PERCENTILES if name not in ("p0", "p100")}
-    return Trial(index=index, throughput=len(ordered) * batch / m["duration_s"], **lat, queries=len(ordered),
-                 duration_s=m["duration_s"], stop_reason=m["stop_reason"], interference=share.interference,
-                 steal=share.steal)
+    return Trial(
+        index=index,
+        throughput=len(ordered) * batch / m["duration_s"],
+        **lat,
+        queries=len(ordered),
+        duration_s=m["duration_s"],
+        stop_reason=m["stop_reason"],
+        interference=share.interference,
+        steal=share.steal,
+    )
 
 
 def _trial_label(args, spec, trial, several):
@@ -280,16 +340,28 @@ def run_inflab(args, specs, n):
     try:
         for i in range(n):
             env = targets.pin_env(target, i, n)
-            config = {"index": i, "specs": specs, "workers": args.workers, "warmup": args.warmup, "seed": args.seed,
-                      "window": args.window, "rate": args.rate / n if args.rate else None,
-                      "threads": targets.intra_op_threads(target, env, args.workers, args.intra_op_threads)}
+            config = {
+                "index": i,
+                "specs": specs,
+                "workers": args.workers,
+                "warmup": args.warmup,
+                "seed": args.seed,
+                "window": args.window,
+                "rate": args.rate / n if args.rate else None,
+                "threads": targets.intra_op_threads(target, env, args.workers, args.intra_op_threads),
+            }
             procs.append(ModelProcess(i, config, env, events))
         for index, msg in sorted(wait_for(events, procs, "loaded").items()):
             p = procs[index]
-            pin = " ".join(f"{k}={v}" for k, v in p.env.items()) + (f" intra-op threads {p.threads}" if p.threads else "")
+            pin = " ".join(f"{k}={v}" for k, v in p.env.items()) + (
+                f" intra-op threads {p.threads}" if p.threads else ""
+            )
             loads = ", ".join(f"{ms:.0f}" for ms in msg["load_ms"])
-            print(f"[bench] model process {index} loaded {len(specs)} model(s) in {loads} ms "
-                  f"(pid {msg['pid']} {pin}); input pool {', '.join(map(str, msg['pool']))} batch(es)", flush=True)
+            print(
+                f"[bench] model process {index} loaded {len(specs)} model(s) in {loads} ms "
+                f"(pid {msg['pid']} {pin}); input pool {', '.join(map(str, msg['pool']))} batch(es)",
+                flush=True,
+            )
             for m, measured in enumerate(out):
                 measured.copies[index] = {"pid": msg["pid"], "load_ms": msg["load_ms"][m], "warmup_ms": None}
                 measured.pool = msg["pool"][m]
@@ -317,8 +389,11 @@ def run_inflab(args, specs, n):
                 out[m].windows.extend(measured["windows"])
                 out[m].latencies.extend(measured["latencies"])
                 out[m].per_copy = [a + b for a, b in zip(out[m].per_copy, measured["per_model"])]
-                print(f"[bench] {label}{trial.throughput:,.1f} samples/s, p50 {_ms(trial.latency_ms_p50)}, "
-                      f"other processes took {trial.interference:.0%} of the CPU", flush=True)
+                print(
+                    f"[bench] {label}{trial.throughput:,.1f} samples/s, p50 {_ms(trial.latency_ms_p50)}, "
+                    f"other processes took {trial.interference:.0%} of the CPU",
+                    flush=True,
+                )
         stop_all(procs)
     finally:
         end_all(procs)
@@ -331,18 +406,29 @@ def run_loadgen(args, specs, n):
     events = queue.Queue()
     env = targets.pin_env(target, 0, 1)  # one process: every core the copies would share
     threads = targets.intra_op_threads(target, targets.pin_env(target, 0, n), args.workers, args.intra_op_threads)
-    config = {"specs": specs, "n_models": n, "workers": args.workers, "threads": threads, "warmup": args.warmup,
-              "seed": args.seed, "repeats": args.repeats, "min_duration": args.min_duration,
-              "min_queries": args.min_queries, "max_duration": args.max_duration,
-              "rate": args.rate if args.mode == "open" else None, "logs": str(args.loadgen_logs)}
+    config = {
+        "specs": specs,
+        "n_models": n,
+        "workers": args.workers,
+        "threads": threads,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "min_duration": args.min_duration,
+        "min_queries": args.min_queries,
+        "max_duration": args.max_duration,
+        "rate": args.rate if args.mode == "open" else None,
+        "logs": str(args.loadgen_logs),
+    }
     out = [Measured(per_copy=[0] * n) for _ in specs]
     procs = [ModelProcess(0, config, env, events, script="loadgen_harness.py")]
     try:
         msg = wait_for(events, procs, "loaded")[0]
         for m, measured in enumerate(out):
             measured.pool = msg["pool"][m]
-            measured.copies = {i: {"pid": msg["pid"], "load_ms": msg["load_ms"][m], "warmup_ms": msg["warmup_ms"][m]}
-                               for i in range(n)}
+            measured.copies = {
+                i: {"pid": msg["pid"], "load_ms": msg["load_ms"][m], "warmup_ms": msg["warmup_ms"][m]} for i in range(n)
+            }
             if msg["warmup_ms"][m] is not None:
                 measured.warmups.append(msg["warmup_ms"][m])
         while True:
@@ -377,9 +463,14 @@ def run_neuronperf(spec, n_models, workers, duration, seed, result_path):
         return None
     try:
         print("[bench] cross-checking with neuronperf ...", flush=True)
-        reports = neuronperf.torch.benchmark(spec["path"], [build_inputs(spec["inputs"], seed)],
-                                             batch_sizes=[spec["batch_size"]], n_models=n_models,
-                                             workers_per_model=workers, duration=max(1, round(duration)))
+        reports = neuronperf.torch.benchmark(
+            spec["path"],
+            [build_inputs(spec["inputs"], seed)],
+            batch_sizes=[spec["batch_size"]],
+            n_models=n_models,
+            workers_per_model=workers,
+            duration=max(1, round(duration)),
+        )
         path = result_path.with_name(result_path.name.removesuffix(".json") + ".neuronperf.json")
         neuronperf.write_json(reports, filename=str(path))
         print(f"[bench] neuronperf report: {path}", flush=True)
@@ -390,6 +481,7 @@ def run_neuronperf(spec, n_models, workers, duration, seed, result_path):
 
 
 # ---------------------------------------------------------------- the result
+
 
 def out_path(args, spec):
     stem = Path(spec["path"]).stem if spec["kind"] == "pt" else spec["func"]
@@ -406,15 +498,20 @@ def run(args, error):
     resolved = [resolve_model(text, args, error) for text in args.model]
     kinds = {spec["target"] for spec, _ in resolved}
     if len(kinds) > 1:
-        error(f"argument MODEL: the models are for different targets ({', '.join(sorted(kinds))}); one run measures one target")
+        error(
+            f"argument MODEL: the models are for different targets ({', '.join(sorted(kinds))}); one run measures one target"
+        )
     target = resolved[0][0]["target"]
     n = args.n_models or targets.device_count(target)
     if args.window is None:
         args.window = 1.0
         if args.mode == "open" and args.rate * args.window < OPEN_WINDOW_ARRIVALS:
             args.window = math.ceil(OPEN_WINDOW_ARRIVALS / args.rate)
-            print(f"[bench] open loop at {args.rate:g}/s: {args.window:g} s windows, so each holds about "
-                  f"{OPEN_WINDOW_ARRIVALS:,} arrivals", flush=True)
+            print(
+                f"[bench] open loop at {args.rate:g}/s: {args.window:g} s windows, so each holds about "
+                f"{OPEN_WINDOW_ARRIVALS:,} arrivals",
+                flush=True,
+            )
     started_at = utc_now()
     base_id = args.run_id or new_run_id()
     run_ids = [base_id] if len(resolved) == 1 else [f"{base_id}.{i}"[:64] for i in range(1, len(resolved) + 1)]
@@ -422,10 +519,14 @@ def run(args, error):
     paths = [out_path(args, spec) for spec, _ in resolved]
     args.loadgen_logs = paths[0].with_name(paths[0].name.removesuffix(".json") + ".loadgen")
     for (spec, _), text in zip(resolved, args.model):
-        print(f"[bench] {text}: target {target}, batch {spec['batch_size']}, {n} model(s) x {args.workers} worker(s), "
-              f"{args.mode} loop" + (f" at {args.rate:g} queries/s" if args.rate else "")
-              + f", {args.repeats} trial(s)" + (", measured by MLPerf LoadGen" if args.harness == "loadgen" else ""),
-              flush=True)
+        print(
+            f"[bench] {text}: target {target}, batch {spec['batch_size']}, {n} model(s) x {args.workers} worker(s), "
+            f"{args.mode} loop"
+            + (f" at {args.rate:g} queries/s" if args.rate else "")
+            + f", {args.repeats} trial(s)"
+            + (", measured by MLPerf LoadGen" if args.harness == "loadgen" else ""),
+            flush=True,
+        )
     specs = [spec for spec, _ in resolved]
     measured = run_inflab(args, specs, n) if args.harness == "inflab" else run_loadgen(args, specs, n)
     results = []
@@ -451,25 +552,38 @@ def write_json(path, data):
 
 def print_summary(r, args, out_path):
     if r.harness == "loadgen":
-        why = f"MLPerf LoadGen: {r.loadgen['validity']}" + (f" ({'; '.join(r.loadgen['reasons'])})" if r.loadgen["reasons"] else "")
+        why = f"MLPerf LoadGen: {r.loadgen['validity']}" + (
+            f" ({'; '.join(r.loadgen['reasons'])})" if r.loadgen["reasons"] else ""
+        )
     elif r.repeats > 1:
-        why = ("stable (the median's 95% CI within 5%)" if r.stable else "not stable: the trials disagree by more than 5%")
+        why = (
+            "stable (the median's 95% CI within 5%)" if r.stable else "not stable: the trials disagree by more than 5%"
+        )
     else:
-        why = (f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})" if r.stable
-               else f"max duration {args.max_duration:g} s reached before stability")
+        why = (
+            f"stable (last {STABLE_WINDOWS} windows within {args.stability:.0%})"
+            if r.stable
+            else f"max duration {args.max_duration:g} s reached before stability"
+        )
     ci = r.throughput_ci95
     lines = [
         f"model       {r.name or r.model_filename} ({r.model_filename})",
         f"setup       {r.target}, batch {r.batch_size}, {r.n_models} model(s) x {r.workers_per_model} "
-        f"worker(s), {r.mode} loop" + (f" at {r.target_rate:g} queries/s" if r.target_rate else "")
+        f"worker(s), {r.mode} loop"
+        + (f" at {r.target_rate:g} queries/s" if r.target_rate else "")
         + f"; harness {r.harness}",
-        f"throughput  {r.throughput_avg:,.1f} samples/s" + (f" (95% CI {ci[0]:,.1f} – {ci[1]:,.1f})" if ci else "")
+        f"throughput  {r.throughput_avg:,.1f} samples/s"
+        + (f" (95% CI {ci[0]:,.1f} – {ci[1]:,.1f})" if ci else "")
         + f", median of {r.repeats} trial(s); {r.total_infs:,} queries in {r.duration_s:.1f} s",
         f"latency     p50 {_ms(r.latency_ms_p50)}  p90 {_ms(r.latency_ms_p90)}  "
         f"p99 {_ms(r.latency_ms_p99)}  max {_ms(r.latency_ms_max)}",
         f"stopped     {why}",
-        f"quality     {r.quality}" + ("" if r.interference is None else
-                                      f" (other processes took {r.interference:.0%} of the host's CPU while it measured)"),
+        f"quality     {r.quality}"
+        + (
+            ""
+            if r.interference is None
+            else f" (other processes took {r.interference:.0%} of the host's CPU while it measured)"
+        ),
         f"result      {out_path} (run {r.run_id})",
     ]
     print("\n".join(f"[bench] {line}" for line in lines), flush=True)

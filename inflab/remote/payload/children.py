@@ -35,8 +35,13 @@ class ModelProcess:
         self.stderr_tail = collections.deque(maxlen=STDERR_TAIL)
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / script), json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, **env}, text=True, bufsize=1)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+            text=True,
+            bufsize=1,
+        )
         self.pid = self.proc.pid
         self._stderr = threading.Thread(target=self._pump_stderr, daemon=True)
         self._stderr.start()
@@ -69,9 +74,11 @@ class ModelProcess:
             pass
         self._stderr.join(timeout=2)
         code, tail = self.proc.returncode, "\n".join(f"  | {line}" for line in self.stderr_tail)
-        return BenchError(f"model process {self.index} (pid {self.pid}) {what}"
-                          + (f", exit code {code}" if code is not None else "")
-                          + (f"; its stderr ends:\n{tail}" if tail else ""))
+        return BenchError(
+            f"model process {self.index} (pid {self.pid}) {what}"
+            + (f", exit code {code}" if code is not None else "")
+            + (f"; its stderr ends:\n{tail}" if tail else "")
+        )
 
     def kill(self):
         if self.proc.poll() is None:

@@ -43,16 +43,24 @@ DEFAULT_NAMES = {"bert": "bert-base-cased-finetuned-mrpc", "resnet": "microsoft/
 SEED = 0  # random weights and example inputs are reproducible (the tests rebuild the same model)
 
 # Configs for building a model without the hub (random weights).
-_BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                  max_position_embeddings=512, type_vocab_size=2)
+_BERT_BASE = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
 KNOWN_CONFIGS = {
     "bert-base-cased-finetuned-mrpc": ("bert", dict(_BERT_BASE, vocab_size=28996, num_labels=2)),
     "bert-base-cased": ("bert", dict(_BERT_BASE, vocab_size=28996, num_labels=2)),
     "bert-base-uncased": ("bert", dict(_BERT_BASE, vocab_size=30522, num_labels=2)),
     "bert-base-multilingual-cased": ("bert", dict(_BERT_BASE, vocab_size=119547, num_labels=2)),
     "microsoft/resnet-50": ("resnet", dict(num_labels=1000)),  # ResNetConfig's defaults are ResNet-50
-    "microsoft/resnet-18": ("resnet", dict(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic",
-                                           num_labels=1000)),
+    "microsoft/resnet-18": (
+        "resnet",
+        dict(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic", num_labels=1000),
+    ),
     "microsoft/resnet-101": ("resnet", dict(depths=[3, 4, 23, 3], num_labels=1000)),
 }
 FAMILY_BASE = {"bert": "bert-base-uncased", "resnet": "microsoft/resnet-50"}
@@ -67,8 +75,10 @@ TINY = {  # --size tiny: the same family, small enough for a 2-core sandbox
 # Neuron auto-casts fp32 matmuls to bf16 (inf1, inf2 with its defaults): 5%. CUDA may use TF32.
 REL_TOL = {"cpu": 1e-4, "cuda": 1e-3, "inf1": 5e-2, "inf2": 5e-2, "int8": 1e-1}
 # The workshop's paraphrase example (sentence pairs for MRPC).
-PAIRS = [("The company HuggingFace is based in New York City", "HuggingFace's headquarters are situated in Manhattan"),
-         ("The company HuggingFace is based in New York City", "Apples are especially bad for your health")]
+PAIRS = [
+    ("The company HuggingFace is based in New York City", "HuggingFace's headquarters are situated in Manhattan"),
+    ("The company HuggingFace is based in New York City", "Apples are especially bad for your health"),
+]
 
 
 def say(msg: str) -> None:
@@ -85,27 +95,38 @@ def _within(bound: limits.Bound):
         if not bound.allows(value):
             raise argparse.ArgumentTypeError(f"must be within {bound}, not {value}")
         return value
+
     return parse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = cmdline.Parser(prog="compile.py", description="Trace BERT/ResNet for a target and check it against eager PyTorch.")
+    p = cmdline.Parser(
+        prog="compile.py", description="Trace BERT/ResNet for a target and check it against eager PyTorch."
+    )
     p.add_argument("--family", required=True, choices=("bert", "resnet"))
     p.add_argument("--name", help="Hugging Face model id or local directory (default: the family's workshop model)")
     p.add_argument("--target", required=True, choices=targets.TARGETS)
     p.add_argument("--batch-size", required=True, type=_within(limits.BATCH_SIZE))
-    p.add_argument("--max-length", type=_within(limits.MAX_LENGTH), default=128, help="BERT sequence length (default 128)")
+    p.add_argument(
+        "--max-length", type=_within(limits.MAX_LENGTH), default=128, help="BERT sequence length (default 128)"
+    )
     p.add_argument("--image-size", type=_within(limits.IMAGE_SIZE), default=224, help="ResNet image side (default 224)")
     p.add_argument("--size", choices=("full", "tiny"), default="full", help="tiny: a small config, random weights")
     p.add_argument("--offline", action="store_true", help="do not use the hub: random weights from a known config")
     p.add_argument("--int8", action="store_true", help="also write a dynamically quantized int8 model (cpu only)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--instance-type", default="", help="recorded in the manifest")
-    p.add_argument("--checked-by", default="", metavar="TEXT",
-                   help="skip the check against eager: TEXT says where these settings were checked (in the manifest)")
+    p.add_argument(
+        "--checked-by",
+        default="",
+        metavar="TEXT",
+        help="skip the check against eager: TEXT says where these settings were checked (in the manifest)",
+    )
     args = p.parse_args(argv)
     if args.int8 and args.target != "cpu":
-        p.error(f"argument --int8: dynamic int8 quantization runs on the CPU: use it with --target cpu, not {args.target}")
+        p.error(
+            f"argument --int8: dynamic int8 quantization runs on the CPU: use it with --target cpu, not {args.target}"
+        )
     args.name = args.name or DEFAULT_NAMES[args.family]
     return args
 
@@ -118,8 +139,9 @@ def known_config(family: str, name: str) -> tuple[dict, str | None]:
     if fam == family:
         return dict(kwargs), None
     base = FAMILY_BASE[family]
-    return dict(KNOWN_CONFIGS[base][1]), (f"{name} is not in the offline config table: using {base}'s architecture "
-                                          f"(the {family} base model) instead")
+    return dict(KNOWN_CONFIGS[base][1]), (
+        f"{name} is not in the offline config table: using {base}'s architecture (the {family} base model) instead"
+    )
 
 
 def no_hub(name: str, timeout: float = 5.0) -> str | None:
@@ -150,12 +172,18 @@ def random_model(family: str, name: str, size: str, attn: str | None):
         kwargs.update(TINY[family])
     config = BertConfig(**kwargs) if family == "bert" else ResNetConfig(**kwargs)
     torch.manual_seed(SEED)
-    model = (AutoModelForSequenceClassification.from_config(config, **({"attn_implementation": attn} if attn else {}))
-             if family == "bert" else ResNetForImageClassification(config))
+    model = (
+        AutoModelForSequenceClassification.from_config(config, **({"attn_implementation": attn} if attn else {}))
+        if family == "bert"
+        else ResNetForImageClassification(config)
+    )
     arch = f"{FAMILY_BASE[family] if warning else name}'s"
     if size == "tiny":
-        shape = (f"hidden {kwargs['hidden_size']}, {kwargs['num_hidden_layers']} layers, {kwargs['num_attention_heads']} heads"
-                 if family == "bert" else f"depths {kwargs['depths']}, widths {kwargs['hidden_sizes']}, basic blocks")
+        shape = (
+            f"hidden {kwargs['hidden_size']}, {kwargs['num_hidden_layers']} layers, {kwargs['num_attention_heads']} heads"
+            if family == "bert"
+            else f"depths {kwargs['depths']}, widths {kwargs['hidden_sizes']}, basic blocks"
+        )
         arch = f"a tiny config in the shape of {arch} ({shape})"
     else:
         arch = f"the architecture is {arch}"
@@ -184,8 +212,13 @@ def load_model(family: str, name: str, size: str, offline: bool, target: str):
         cls = AutoModelForSequenceClassification if family == "bert" else ResNetForImageClassification
         kw = {"attn_implementation": attn} if attn else {}
         model, info = cls.from_pretrained(name, local_files_only=bool(hubless), output_loading_info=True, **kw)
-        where = (f"loaded from {name}" if local else "downloaded from the Hugging Face hub (or its cache)" if not hubless
-                 else f"loaded from the local Hugging Face cache ({hubless})")
+        where = (
+            f"loaded from {name}"
+            if local
+            else "downloaded from the Hugging Face hub (or its cache)"
+            if not hubless
+            else f"loaded from the local Hugging Face cache ({hubless})"
+        )
         missing = sorted((info or {}).get("missing_keys", []))
         if missing:  # e.g. a base checkpoint without a classification head
             where += f"; {len(missing)} tensors were not in the checkpoint and are random ({', '.join(missing[:3])}…)"
@@ -198,8 +231,11 @@ def load_model(family: str, name: str, size: str, offline: bool, target: str):
         return model.float().eval(), "pretrained", where, tokenizer
     except Exception as e:  # noqa: BLE001 - not found, gated, no cache, bad files: fall back, and say why
         why = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        reason = (f"{hubless} and {name} is not in the local cache" if hubless
-                  else f"loading {name} failed ({type(e).__name__}: {why})")
+        reason = (
+            f"{hubless} and {name} is not in the local cache"
+            if hubless
+            else f"loading {name} failed ({type(e).__name__}: {why})"
+        )
         model, arch = random_model(family, name, size, attn)
         return model, "random", f"{reason}; {arch} with random weights; {timing_only}", None
 
@@ -231,9 +267,14 @@ def wrap(model, family: str):
             return _logits(self.model(pixel_values=pixel_values))
 
     wrapped = (TextLogits if family == "bert" else ImageLogits)(model).eval()
-    wrapped.input_names = ["pixel_values"] if family != "bert" else (
-        ["input_ids", "attention_mask"]
-        + (["token_type_ids"] if "token_type_ids" in inspect.signature(model.forward).parameters else []))
+    wrapped.input_names = (
+        ["pixel_values"]
+        if family != "bert"
+        else (
+            ["input_ids", "attention_mask"]
+            + (["token_type_ids"] if "token_type_ids" in inspect.signature(model.forward).parameters else [])
+        )
+    )
     return wrapped
 
 
@@ -247,8 +288,10 @@ def input_spec(family: str, names: list, batch: int, length: int, image_size: in
     if family == "resnet":
         return [{"name": "pixel_values", "shape": [batch, 3, image_size, image_size], "dtype": "float32"}]
     ranges = {"input_ids": (0, vocab), "attention_mask": (1, 2), "token_type_ids": (0, 2)}
-    return [{"name": n, "shape": [batch, length], "dtype": "int64", "low": ranges[n][0], "high": ranges[n][1]}
-            for n in names]
+    return [
+        {"name": n, "shape": [batch, length], "dtype": "int64", "low": ranges[n][0], "high": ranges[n][1]}
+        for n in names
+    ]
 
 
 def synthetic_text(batch: int, length: int, vocab: int, names: list, seed: int) -> tuple:
@@ -265,13 +308,14 @@ def synthetic_text(batch: int, length: int, vocab: int, names: list, seed: int) 
         first = max(1, used // 2)
         ids[row, 0], ids[row, first], ids[row, used - 1] = 101 % vocab, 102 % vocab, 102 % vocab  # [CLS] [SEP] [SEP]
         mask[row, :used] = 1
-        types[row, first + 1:used] = 1
+        types[row, first + 1 : used] = 1
     full = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
     return tuple(full[n] for n in names)
 
 
-def make_inputs(family: str, names: list, tokenizer, batch: int, length: int, image_size: int, vocab: int,
-                seed: int) -> tuple:
+def make_inputs(
+    family: str, names: list, tokenizer, batch: int, length: int, image_size: int, vocab: int, seed: int
+) -> tuple:
     """Model inputs: the example to trace with (seed SEED; the workshop's sentence pairs when there is
     a tokenizer) or another input of the same shape for the check (another seed, other padding)."""
     import torch
@@ -281,8 +325,14 @@ def make_inputs(family: str, names: list, tokenizer, batch: int, length: int, im
     if tokenizer is None or seed != SEED:
         return synthetic_text(batch, length, vocab, names, seed)
     rows = [PAIRS[i % len(PAIRS)] for i in range(batch)]  # paraphrase / not paraphrase, repeated to the batch
-    enc = tokenizer([a for a, _ in rows], [b for _, b in rows], max_length=length, padding="max_length",
-                    truncation=True, return_tensors="pt")
+    enc = tokenizer(
+        [a for a, _ in rows],
+        [b for _, b in rows],
+        max_length=length,
+        padding="max_length",
+        truncation=True,
+        return_tensors="pt",
+    )
     return tuple((enc[n] if n in enc else torch.zeros_like(enc["input_ids"])).to(torch.long) for n in names)
 
 
@@ -325,7 +375,9 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch)(\.|$)")
-    warnings.filterwarnings("ignore", message=r"(?s).*(torch\.(jit\.trace|ao\.quantization)|quantized tensor creation).*deprecated")
+    warnings.filterwarnings(
+        "ignore", message=r"(?s).*(torch\.(jit\.trace|ao\.quantization)|quantized tensor creation).*deprecated"
+    )
 
 
 def write_json(path: str, obj) -> None:
@@ -359,8 +411,10 @@ def main(argv=None) -> int:
     config = model.config
     bert = args.family == "bert"
     if bert and args.max_length > getattr(config, "max_position_embeddings", args.max_length):
-        sys.stderr.write(f"compile.py: error: argument --max-length: {args.max_length} is more than this model's "
-                         f"{config.max_position_embeddings} positions\n")
+        sys.stderr.write(
+            f"compile.py: error: argument --max-length: {args.max_length} is more than this model's "
+            f"{config.max_position_embeddings} positions\n"
+        )
         return 2
     num_labels = int(config.num_labels)
     id2label = getattr(config, "id2label", None) or {}
@@ -369,12 +423,15 @@ def main(argv=None) -> int:
         tokenizer.save_pretrained(os.path.join(args.out, "tokenizer"))
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     wrapped = wrap(model, args.family)
-    say(f"loaded in {time.perf_counter() - t0:.1f} s: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
-        f"{num_labels} labels" + (f", attention {config._attn_implementation}" if bert else ""))
+    say(
+        f"loaded in {time.perf_counter() - t0:.1f} s: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+        f"{num_labels} labels" + (f", attention {config._attn_implementation}" if bert else "")
+    )
 
     B, L, S = args.batch_size, args.max_length, args.image_size
-    example, second = (make_inputs(args.family, wrapped.input_names, tokenizer, B, L, S, vocab, seed)
-                       for seed in (SEED, SEED + 1))
+    example, second = (
+        make_inputs(args.family, wrapped.input_names, tokenizer, B, L, S, vocab, seed) for seed in (SEED, SEED + 1)
+    )
     cases = []
     if not args.checked_by:
         with torch.no_grad():
@@ -384,10 +441,17 @@ def main(argv=None) -> int:
 
     builds = [("fp32", args.target, lambda: wrapped)]
     if args.int8:
-        say("int8: dynamic quantization of the nn.Linear layers (qint8 weights, activations quantized per batch)"
-            + ("" if bert else " — for ResNet that is only the classifier"))
-        builds.append(("int8", "cpu", lambda: torch.ao.quantization.quantize_dynamic(
-            wrapped, {torch.nn.Linear}, dtype=torch.qint8)))
+        say(
+            "int8: dynamic quantization of the nn.Linear layers (qint8 weights, activations quantized per batch)"
+            + ("" if bert else " — for ResNet that is only the classifier")
+        )
+        builds.append(
+            (
+                "int8",
+                "cpu",
+                lambda: torch.ao.quantization.quantize_dynamic(wrapped, {torch.nn.Linear}, dtype=torch.qint8),
+            )
+        )
 
     all_ok = True
     for precision, target, make in builds:
@@ -405,8 +469,14 @@ def main(argv=None) -> int:
         torch.jit.save(traced, path)
         say(f"traced in {compile_s:.1f} s; saved {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
         if args.checked_by:  # checked once for these settings, elsewhere: said, and recorded
-            result = {"max_abs_diff": None, "tolerance": None, "ok": True, "reference": "eager fp32", "skipped": True,
-                      "checked_by": args.checked_by}
+            result = {
+                "max_abs_diff": None,
+                "tolerance": None,
+                "ok": True,
+                "reference": "eager fp32",
+                "skipped": True,
+                "checked_by": args.checked_by,
+            }
             say(f"check: skipped — these settings are checked against eager once, by {args.checked_by}")
             per_input = None
         else:
@@ -415,31 +485,52 @@ def main(argv=None) -> int:
         if result.get("skipped"):
             pass
         elif result["ok"]:
-            say(f"check: max abs diff {result['max_abs_diff']:.1e} (tolerance {result['tolerance']:.1e}) ok"
-                f" — example {per_input[0]:.1e}, random {per_input[1]:.1e}")
+            say(
+                f"check: max abs diff {result['max_abs_diff']:.1e} (tolerance {result['tolerance']:.1e}) ok"
+                f" — example {per_input[0]:.1e}, random {per_input[1]:.1e}"
+            )
         elif result.get("error"):
             say(f"check FAILED: {result['error']}")
         else:
-            say(f"check FAILED: max abs diff {result['max_abs_diff']:.1e} is over the tolerance {result['tolerance']:.1e} "
-                f"({REL_TOL['int8' if precision == 'int8' else target]:g} x max(1, max |eager logit|))")
+            say(
+                f"check FAILED: max abs diff {result['max_abs_diff']:.1e} is over the tolerance {result['tolerance']:.1e} "
+                f"({REL_TOL['int8' if precision == 'int8' else target]:g} x max(1, max |eager logit|))"
+            )
         all_ok &= result["ok"]
         manifest = {
-            "format": FORMAT, "family": args.family, "name": args.name, "size": args.size,
-            "weights": weights, "weights_note": note, "target": target, "precision": precision, "batch_size": B,
+            "format": FORMAT,
+            "family": args.family,
+            "name": args.name,
+            "size": args.size,
+            "weights": weights,
+            "weights_note": note,
+            "target": target,
+            "precision": precision,
+            "batch_size": B,
             **({"max_length": L} if bert else {"image_size": S}),
-            "file": f"{stem}.pt", "inputs": spec, "num_labels": num_labels, "labels": labels,
-            **({"tokenizer": "tokenizer"} if tokenizer is not None else {}), "check": result, "compile_s": round(compile_s, 3),
+            "file": f"{stem}.pt",
+            "inputs": spec,
+            "num_labels": num_labels,
+            "labels": labels,
+            **({"tokenizer": "tokenizer"} if tokenizer is not None else {}),
+            "check": result,
+            "compile_s": round(compile_s, 3),
             "system": sysinfo.system_info(args.instance_type),
         }
         write_json(os.path.join(args.out, f"{stem}.json"), manifest)
         index.append(f"{stem}.json")
         write_json(index_path, index)
         diff = "n/a" if result["max_abs_diff"] is None else f"{result['max_abs_diff']:.1e}"
-        checked = ("check skipped (checked once for these settings)" if result.get("skipped") else
-                   f"check {'ok' if result['ok'] else 'FAILED'} (max abs diff {diff}, tolerance {result['tolerance']:.1e})")
+        checked = (
+            "check skipped (checked once for these settings)"
+            if result.get("skipped")
+            else f"check {'ok' if result['ok'] else 'FAILED'} (max abs diff {diff}, tolerance {result['tolerance']:.1e})"
+        )
         say(f"done {stem}.pt: {weights} weights, output [{B}, {num_labels}], compile {compile_s:.1f} s, {checked}")
-    say(f"finished in {time.perf_counter() - t0:.1f} s: {len(index)} model(s) in {args.out}"
-        + ("" if all_ok else " — at least one FAILED"))
+    say(
+        f"finished in {time.perf_counter() - t0:.1f} s: {len(index)} model(s) in {args.out}"
+        + ("" if all_ok else " — at least one FAILED")
+    )
     return 0 if all_ok else 1
 
 

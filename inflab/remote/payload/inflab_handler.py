@@ -58,10 +58,13 @@ def sentence_pair(body) -> tuple[str, str]:
         try:
             body = json.loads(body if isinstance(body, str) else body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
-            raise ValueError(f"expected a JSON object with sentence1 and sentence2, got something else "
-                             f"({type(e).__name__}: {str(e)[:100]})") from None
-    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body.get(k).strip()
-                                             for k in ("sentence1", "sentence2")):
+            raise ValueError(
+                f"expected a JSON object with sentence1 and sentence2, got something else "
+                f"({type(e).__name__}: {str(e)[:100]})"
+            ) from None
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(k), str) and body.get(k).strip() for k in ("sentence1", "sentence2")
+    ):
         raise ValueError("expected a JSON object with two non-empty strings, sentence1 and sentence2")
     return body["sentence1"], body["sentence2"]
 
@@ -101,14 +104,22 @@ class InflabHandler(BaseHandler):
         else:
             self.size = int(self.spec["inputs"][0]["shape"][-1])
         self.initialized = True
-        log.info("inflab handler: %s for %s, batch %d, %d labels%s", serialized, self.target, self.batch,
-                 len(self.labels), "" if self.family != "bert" or self.tokenizer else ", no tokenizer (hashed words)")
+        log.info(
+            "inflab handler: %s for %s, batch %d, %d labels%s",
+            serialized,
+            self.target,
+            self.batch,
+            len(self.labels),
+            "" if self.family != "bert" or self.tokenizer else ", no tokenizer (hashed words)",
+        )
 
     # -- requests -> tensors -------------------------------------------------------------
     def _text_row(self, body) -> list[torch.Tensor]:
         a, b = sentence_pair(body)
         if self.tokenizer is not None:
-            enc = self.tokenizer(a, b, max_length=self.length, padding="max_length", truncation=True, return_tensors="pt")
+            enc = self.tokenizer(
+                a, b, max_length=self.length, padding="max_length", truncation=True, return_tensors="pt"
+            )
             full = {n: enc[n][0] if n in enc else torch.zeros(self.length, dtype=torch.long) for n in self.input_names}
         else:
             ia, ib = hashed_ids(a, self.vocab), hashed_ids(b, self.vocab)
@@ -118,9 +129,11 @@ class InflabHandler(BaseHandler):
             ids = [CLS] + ia + [SEP] + ib + [SEP]
             types = [0] * (len(ia) + 2) + [1] * (len(ib) + 1)
             n = len(ids)
-            full = {"input_ids": torch.tensor(ids + [PAD] * (self.length - n)),
-                    "attention_mask": torch.tensor([1] * n + [0] * (self.length - n)),
-                    "token_type_ids": torch.tensor(types + [0] * (self.length - n))}
+            full = {
+                "input_ids": torch.tensor(ids + [PAD] * (self.length - n)),
+                "attention_mask": torch.tensor([1] * n + [0] * (self.length - n)),
+                "token_type_ids": torch.tensor(types + [0] * (self.length - n)),
+            }
         return [full[n].to(torch.long) for n in self.input_names]
 
     def _image_row(self, body) -> list[torch.Tensor]:
@@ -130,8 +143,15 @@ class InflabHandler(BaseHandler):
             raise ValueError("expected an image file (JPEG, PNG, ...) as the request body")
         try:
             img = Image.open(io.BytesIO(body)).convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of refusing
-            raise ValueError(f"the body is not an image this server can read ({type(e).__name__}: {str(e)[:150]})") from None
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            Image.DecompressionBombError,
+        ) as e:  # PIL's ways of refusing
+            raise ValueError(
+                f"the body is not an image this server can read ({type(e).__name__}: {str(e)[:150]})"
+            ) from None
         w, h = img.size
         scale = self.size * 256 / 224 / min(w, h)  # resize the short side, then centre-crop (torchvision's recipe)
         img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR)
@@ -161,7 +181,7 @@ class InflabHandler(BaseHandler):
         outs = []
         with torch.no_grad():
             for start in range(0, len(good), self.batch):  # more than the compiled batch: several calls
-                chunk = good[start:start + self.batch]
+                chunk = good[start : start + self.batch]
                 n = len(chunk)
                 padded = chunk + [chunk[-1]] * (self.batch - n)  # the traced graph takes exactly its batch
                 inputs = tuple(torch.stack([r[j] for r in padded]) for j in range(len(padded[0])))

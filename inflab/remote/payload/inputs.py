@@ -25,8 +25,18 @@ POOL_MAX = 64  # batches
 POOL_MIN = 2
 POOL_BYTES = 64 * 1024 * 1024
 CLS, SEP = 101, 102  # BERT's [CLS] and [SEP] ids (taken modulo a smaller vocabulary)
-_ITEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2,
-               "int8": 1, "uint8": 1, "bool": 1}
+_ITEM_BYTES = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "int64": 8,
+    "int32": 4,
+    "int16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
 
 
 def batch_bytes(described: list[dict]) -> int:
@@ -101,6 +111,11 @@ def build_pool(described: list[dict], seed: int = 0, size: int | None = None) ->
 
 def describe(described: list[dict], size: int) -> dict:
     """What the result records about the inputs."""
-    kind = "sentence pairs of varied length, padded" if _is_text(described) else (
-        "random images" if any(item.get("dtype", "").startswith("float") for item in described) else "random ints")
+    kind = (
+        "sentence pairs of varied length, padded"
+        if _is_text(described)
+        else (
+            "random images" if any(item.get("dtype", "").startswith("float") for item in described) else "random ints"
+        )
+    )
     return {"pool": size, "order": "random", "kind": kind}

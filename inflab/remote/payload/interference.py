@@ -74,7 +74,7 @@ def parse_pid_stat(text: str) -> tuple[int, int]:
     """(parent pid, utime + stime) from a ``/proc/<pid>/stat`` line. The command name (field 2)
     is in parentheses and may itself hold spaces and parentheses: fields are counted after its
     last ``)``."""
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15
     return int(rest[1]), int(rest[11]) + int(rest[12])
 
@@ -135,9 +135,12 @@ def share(before: Sample, after: Sample, ticks_per_second: int | None = None) ->
     extra = max(0, after.extra - before.extra)
     others = after.host.busy - before.host.busy - own - extra
     hz = ticks_per_second or clock_ticks()
-    return Share(interference=min(1.0, max(0.0, others / total)),
-                 steal=min(1.0, max(0.0, (after.host.steal - before.host.steal) / total)),
-                 own=min(1.0, own / total), seconds_of_cpu=total / hz)
+    return Share(
+        interference=min(1.0, max(0.0, others / total)),
+        steal=min(1.0, max(0.0, (after.host.steal - before.host.steal) / total)),
+        own=min(1.0, own / total),
+        seconds_of_cpu=total / hz,
+    )
 
 
 def clock_ticks() -> int:
@@ -153,6 +156,9 @@ def combine(shares: list[Share]) -> Share:
     cap = sum(s.seconds_of_cpu for s in shares)
     if cap <= 0:
         return Share(0.0, 0.0, 0.0, 0.0)
-    return Share(interference=sum(s.interference * s.seconds_of_cpu for s in shares) / cap,
-                 steal=sum(s.steal * s.seconds_of_cpu for s in shares) / cap,
-                 own=sum(s.own * s.seconds_of_cpu for s in shares) / cap, seconds_of_cpu=cap)
+    return Share(
+        interference=sum(s.interference * s.seconds_of_cpu for s in shares) / cap,
+        steal=sum(s.steal * s.seconds_of_cpu for s in shares) / cap,
+        own=sum(s.own * s.seconds_of_cpu for s in shares) / cap,
+        seconds_of_cpu=cap,
+    )

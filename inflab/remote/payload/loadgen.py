@@ -168,8 +168,8 @@ class Response:
             if size == 0:
                 trailer_end = self.buf.find(b"\r\n\r\n", eol)
                 if trailer_end >= 0:
-                    return self.buf[trailer_end + 4:]
-                return self.buf[eol + 4:] if self.buf[eol:eol + 4] == b"\r\n\r\n" else None
+                    return self.buf[trailer_end + 4 :]
+                return self.buf[eol + 4 :] if self.buf[eol : eol + 4] == b"\r\n\r\n" else None
             at = eol + 2 + size + 2
             if len(self.buf) < at:
                 return None
@@ -181,8 +181,19 @@ class Connection:
     request on a reused connection that the server had closed meanwhile is sent again once, on
     a new one."""
 
-    __slots__ = ("client", "sock", "due", "out", "response", "connecting", "writing", "started", "reused", "busy",
-                 "retried")
+    __slots__ = (
+        "client",
+        "sock",
+        "due",
+        "out",
+        "response",
+        "connecting",
+        "writing",
+        "started",
+        "reused",
+        "busy",
+        "retried",
+    )
 
     def __init__(self, client):
         self.client, self.sock, self.due, self.out, self.response = client, None, 0.0, b"", None
@@ -338,15 +349,19 @@ class Loops:
         return outcomes
 
 
-
 class Client(Loops):
     """Up to ``connections`` requests in flight on one thread; records (due, end, outcome)."""
 
     def __init__(self, url: str, key: str, body: bytes, content_type: str, timeout: float, connections: int):
         u = urllib.parse.urlsplit(url)
         self.address = (u.hostname or "127.0.0.1", u.port or 80)
-        headers = [f"POST {u.path or '/'} HTTP/1.1", f"Host: {u.netloc}", f"Content-Type: {content_type}",
-                   f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        headers = [
+            f"POST {u.path or '/'} HTTP/1.1",
+            f"Host: {u.netloc}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+        ]
         if key:
             headers.append(f"Authorization: Bearer {key}")
         self.request = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
@@ -467,10 +482,12 @@ class Meter:
     def figures(self, requests: int) -> dict:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         host_cores = os.cpu_count() or cores
-        return {"generator_cpu_share": round(self.cpu / (self.wall * host_cores), 4) if self.wall > 0 else None,
-                "generator_cpu_us_per_request": round(self.cpu / requests * 1e6, 1) if requests else None,
-                "interference": round(self.share.interference, 4) if self.server_known else None,
-                "steal": round(self.share.steal, 4)}
+        return {
+            "generator_cpu_share": round(self.cpu / (self.wall * host_cores), 4) if self.wall > 0 else None,
+            "generator_cpu_us_per_request": round(self.cpu / requests * 1e6, 1) if requests else None,
+            "interference": round(self.share.interference, 4) if self.server_known else None,
+            "steal": round(self.share.steal, 4),
+        }
 
 
 def _cpu_seconds() -> float:
@@ -485,10 +502,18 @@ def summarise(records: list[tuple[float, float, str]], start: float) -> dict:
         if outcome != "ok":
             kinds[outcome] = kinds.get(outcome, 0) + 1
     span = max((end for _, end, _ in records), default=start) - start
-    return {"sent": len(records), "ok": len(ok), "errors": sum(kinds.values()), "error_kinds": kinds,
-            "duration_s": round(span, 3), "achieved_rps": round(len(ok) / span, 3) if span > 0 else 0.0,
-            "latency_ms_p50": percentile(ok, 50), "latency_ms_p90": percentile(ok, 90),
-            "latency_ms_p99": percentile(ok, 99), "latency_ms_max": ok[-1] if ok else None}
+    return {
+        "sent": len(records),
+        "ok": len(ok),
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+        "duration_s": round(span, 3),
+        "achieved_rps": round(len(ok) / span, 3) if span > 0 else 0.0,
+        "latency_ms_p50": percentile(ok, 50),
+        "latency_ms_p90": percentile(ok, 90),
+        "latency_ms_p99": percentile(ok, 99),
+        "latency_ms_max": ok[-1] if ok else None,
+    }
 
 
 def run_rate(client: Loops, rate: float, seconds: float, rng: random.Random, meter: Meter) -> dict:
@@ -521,7 +546,7 @@ def plan_rates(rates, probed: float | None, max_rates: int) -> list[float]:
     if rates != "auto":
         return list(rates)
     start = max(0.1, round2(probed * START_SHARE)) if probed else 1.0
-    return [round2(start * 2 ** i) for i in range(max_rates)]
+    return [round2(start * 2**i) for i in range(max_rates)]
 
 
 def write_json(path: str, obj) -> None:
@@ -536,20 +561,26 @@ def _fmt(v) -> str:
 
 
 def main(argv=None) -> int:
-    p = cmdline.Parser(prog="loadgen.py", description="Open-loop Poisson load on a TorchServe model: the highest rate "
-                                                      "meeting a latency limit.")
+    p = cmdline.Parser(
+        prog="loadgen.py",
+        description="Open-loop Poisson load on a TorchServe model: the highest rate meeting a latency limit.",
+    )
     p.add_argument("--url", required=True)
     p.add_argument("--key-file", help="TorchServe's key_file.json (leave out for a server without token authorization)")
     p.add_argument("--input", required=True, help="the request body (a file)")
     p.add_argument("--content-type", default="application/octet-stream")
-    p.add_argument("--rates", required=True, type=_rates, help="auto (probe, then rising) or requests/s, rising, comma-separated")
+    p.add_argument(
+        "--rates", required=True, type=_rates, help="auto (probe, then rising) or requests/s, rising, comma-separated"
+    )
     p.add_argument("--max-rates", type=int, default=8, help="--rates auto: at most this many rising steps")
     p.add_argument("--probe-s", type=float, default=PROBE_S, help="--rates auto: seconds of the probe")
     p.add_argument("--step-s", type=float, default=10.0, help="seconds at each rate")
     p.add_argument("--limit-ms", type=float, required=True, help="p99 limit: the rates stop rising once it is passed")
     p.add_argument("--connections", type=int, default=CONNECTIONS, help="requests in flight at most")
     p.add_argument("--timeout-s", type=float, default=30.0, help="a request not answered in this long is an error")
-    p.add_argument("--server-cpu", help="the server's CPU ledger (serve.py writes it): others' share excludes the server")
+    p.add_argument(
+        "--server-cpu", help="the server's CPU ledger (serve.py writes it): others' share excludes the server"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--run-id", required=True)
     args = p.parse_args(argv)
@@ -585,14 +616,27 @@ def main(argv=None) -> int:
 
 def _run(args, client: Loops, where: str) -> int:
     limit = args.limit_ms
-    result = {"format": FORMAT, "run_id": args.run_id, "path": urllib.parse.urlsplit(args.url).path,
-              "input": os.path.basename(args.input), "limit_ms": limit, "percentile": "p99",
-              "step_s": args.step_s, "connections": args.connections,
-              "generator": sagemaker_invoke.GENERATOR if isinstance(client, InvokeClient)
-              else "on the instance, beside the server (no SSH tunnel in the path)",
-              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "probe": None, "rates": [],
-              "stop_reason": "", "highest_rate_meeting_limit": None, "lowest_p99_ms": None, "lowest_p99_at": None,
-              "complete": False}
+    result = {
+        "format": FORMAT,
+        "run_id": args.run_id,
+        "path": urllib.parse.urlsplit(args.url).path,
+        "input": os.path.basename(args.input),
+        "limit_ms": limit,
+        "percentile": "p99",
+        "step_s": args.step_s,
+        "connections": args.connections,
+        "generator": sagemaker_invoke.GENERATOR
+        if isinstance(client, InvokeClient)
+        else "on the instance, beside the server (no SSH tunnel in the path)",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "probe": None,
+        "rates": [],
+        "stop_reason": "",
+        "highest_rate_meeting_limit": None,
+        "lowest_p99_ms": None,
+        "lowest_p99_at": None,
+        "complete": False,
+    }
     outcomes = client.warm(WARMUP_REQUESTS)
     if "ok" not in outcomes:
         say(f"the server did not answer a warm-up request ({', '.join(sorted(set(outcomes)))}): no load sent")
@@ -603,13 +647,17 @@ def _run(args, client: Loops, where: str) -> int:
         pr = probe(client, args.probe_s, meter)
         result["probe"] = pr
         probed = pr["achieved_rps"]
-        say(f"probe: {pr['connections']} connections sending back to back for {args.probe_s:g} s: {probed:.1f} requests/s "
+        say(
+            f"probe: {pr['connections']} connections sending back to back for {args.probe_s:g} s: {probed:.1f} requests/s "
             f"answered (p50 {_fmt(pr['latency_ms_p50'])} ms, p99 {_fmt(pr['latency_ms_p99'])} ms); "
-            f"the ladder starts at {START_SHARE:.0%} of it")
+            f"the ladder starts at {START_SHARE:.0%} of it"
+        )
     plan = plan_rates(args.rates, probed, args.max_rates)
-    say(f"open-loop Poisson load from this host ({where}), {args.step_s:g} s per rate from {plan[0]:g}/s, "
+    say(
+        f"open-loop Poisson load from this host ({where}), {args.step_s:g} s per rate from {plan[0]:g}/s, "
         f"at most {args.connections} requests in flight; a rate over p99 {limit:g} ms or with a failed request is "
-        f"measured again, then the answer is narrowed ({BISECT_STEPS} halvings)")
+        f"measured again, then the answer is narrowed ({BISECT_STEPS} halvings)"
+    )
     rng = random.Random(SEED)
     ok_rate, fail_rate, dead = None, None, False
 
@@ -621,17 +669,22 @@ def _run(args, client: Loops, where: str) -> int:
             return None
         r["phase"], r["meets_limit"] = phase, meets(r, limit)
         result["rates"].append(r)
-        if r["ok"] and r["latency_ms_p99"] is not None and (result["lowest_p99_ms"] is None
-                                                             or r["latency_ms_p99"] < result["lowest_p99_ms"]):
+        if (
+            r["ok"]
+            and r["latency_ms_p99"] is not None
+            and (result["lowest_p99_ms"] is None or r["latency_ms_p99"] < result["lowest_p99_ms"])
+        ):
             result["lowest_p99_ms"], result["lowest_p99_at"] = r["latency_ms_p99"], rate
         cpu = r.get("generator_cpu_share")
         other = r.get("interference")
-        say(f"{rate:g}/s offered ({phase}): {r['achieved_rps']:.1f}/s achieved, p50 {_fmt(r['latency_ms_p50'])} ms, "
+        say(
+            f"{rate:g}/s offered ({phase}): {r['achieved_rps']:.1f}/s achieved, p50 {_fmt(r['latency_ms_p50'])} ms, "
             f"p90 {_fmt(r['latency_ms_p90'])} ms, p99 {_fmt(r['latency_ms_p99'])} ms, {r['ok']}/{r['sent']} ok"
             + (f", errors {r['error_kinds']}" if r["errors"] else "")
             + ("" if cpu is None else f"; generator {cpu:.1%} of the CPU")
             + ("" if other is None else f", other processes {other:.0%}")
-            + ("" if r["meets_limit"] else " — over the limit"))
+            + ("" if r["meets_limit"] else " — over the limit")
+        )
         write_json(args.out, result)
         dead = r["ok"] == 0 and r["errors"] > 0 and all(k != "503" for k in r["error_kinds"])
         return r
@@ -670,17 +723,24 @@ def _run(args, client: Loops, where: str) -> int:
         result["stop_reason"] = f"every rate up to {plan[-1]:g}/s met the limit"
     else:
         first = next(r for r in result["rates"] if r["offered_rps"] == fail_rate)
-        why = (f"{first['errors']} request(s) failed" if first["errors"] else
-               f"p99 {_fmt(first['latency_ms_p99'])} ms is over the {limit:g} ms limit")
+        why = (
+            f"{first['errors']} request(s) failed"
+            if first["errors"]
+            else f"p99 {_fmt(first['latency_ms_p99'])} ms is over the {limit:g} ms limit"
+        )
         result["stop_reason"] = f"{why} at {fail_rate:g}/s (measured twice)"
     if ok_rate is None and result["lowest_p99_ms"] is not None:
         lowest = result["lowest_p99_ms"]
-        result["stop_reason"] += (f"; no rate met p99 ≤ {limit:g} ms: the lowest p99 was {lowest:.1f} ms, at "
-                                  f"{result['lowest_p99_at']:g}/s — a limit of {math.ceil(lowest):g} ms would have been met there")
+        result["stop_reason"] += (
+            f"; no rate met p99 ≤ {limit:g} ms: the lowest p99 was {lowest:.1f} ms, at "
+            f"{result['lowest_p99_at']:g}/s — a limit of {math.ceil(lowest):g} ms would have been met there"
+        )
     result["complete"] = True
     write_json(args.out, result)
-    say(f"done: {result['stop_reason']}; highest rate meeting the limit: "
-        f"{'none' if ok_rate is None else f'{ok_rate:g}/s'}")
+    say(
+        f"done: {result['stop_reason']}; highest rate meeting the limit: "
+        f"{'none' if ok_rate is None else f'{ok_rate:g}/s'}"
+    )
     return 0
 
 

@@ -64,7 +64,7 @@ def read_detail(path: str) -> dict:
         for line in f:
             if line.startswith(MLLOG):
                 try:
-                    entry = json.loads(line[len(MLLOG):])
+                    entry = json.loads(line[len(MLLOG) :])
                 except ValueError:
                     continue
                 out[entry.get("key")] = entry.get("value")
@@ -74,21 +74,33 @@ def read_detail(path: str) -> dict:
 def verdict(scenario: str, detail: dict) -> dict:
     """LoadGen's verdict of one scenario run: VALID/INVALID, the reasons, its checks and its
     early-stopping estimates (ms)."""
-    checks = {"min_duration_met": detail.get("result_min_duration_met"),
-              "min_queries_met": detail.get("result_min_queries_met"),
-              "early_stopping_met": detail.get("early_stopping_met")}
+    checks = {
+        "min_duration_met": detail.get("result_min_duration_met"),
+        "min_queries_met": detail.get("result_min_queries_met"),
+        "early_stopping_met": detail.get("early_stopping_met"),
+    }
     if "result_perf_constraints_met" in detail:
         checks["perf_constraints_met"] = detail["result_perf_constraints_met"]
-    words = {"min_duration_met": "min duration not met", "min_queries_met": "min query count not met",
-             "early_stopping_met": "early stopping not satisfied", "perf_constraints_met": "latency target not met"}
+    words = {
+        "min_duration_met": "min duration not met",
+        "min_queries_met": "min query count not met",
+        "early_stopping_met": "early stopping not satisfied",
+        "perf_constraints_met": "latency target not met",
+    }
     reasons = [f"{scenario}: {words[k]}" for k, v in checks.items() if v is False]
     if detail.get("result_invalid_reason"):
         reasons.append(f"{scenario}: {str(detail['result_invalid_reason']).strip()}")
     text = str(detail.get("early_stopping_result") or "")
     estimates = {f"p{float(p):g}".replace(".", "_"): int(ns) / 1e6 for p, ns in ESTIMATE.findall(text)}
-    return {"scenario": scenario, "validity": detail.get("result_validity", "INVALID"), "reasons": reasons,
-            **checks, "early_stopping": " ".join(text.replace("*", "").split()), "early_stopping_ms": estimates,
-            "query_count": detail.get("result_query_count")}
+    return {
+        "scenario": scenario,
+        "validity": detail.get("result_validity", "INVALID"),
+        "reasons": reasons,
+        **checks,
+        "early_stopping": " ".join(text.replace("*", "").split()),
+        "early_stopping_ms": estimates,
+        "query_count": detail.get("result_query_count"),
+    }
 
 
 def _inference_mode():
@@ -107,8 +119,10 @@ class Sut:
         self.completed = 0
         self.errors: list[BaseException] = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._worker, args=(i % len(copies), threads), daemon=True)
-                        for i in range(len(copies) * workers)]
+        self.threads = [
+            threading.Thread(target=self._worker, args=(i % len(copies), threads), daemon=True)
+            for i in range(len(copies) * workers)
+        ]
         for t in self.threads:
             t.start()
         self.handle = lg.ConstructSUT(self.issue, self.flush)
@@ -217,16 +231,31 @@ def trial_record(index, batch, runs, throughput_key) -> tuple[dict, dict, dict]:
     per_second = tdetail.get("result_samples_per_second", tdetail.get("result_completed_samples_per_sec", 0.0))
     share = interference.combine([r[4] for r in runs])
     seconds = sum(r[3] for r in runs)
-    lat = {f"latency_ms_{k}": ldetail.get(f"result_{v}_percentile_latency_ns", 0) / 1e6 for k, v in PERCENTILE_KEYS.items()}
+    lat = {
+        f"latency_ms_{k}": ldetail.get(f"result_{v}_percentile_latency_ns", 0) / 1e6 for k, v in PERCENTILE_KEYS.items()
+    }
     valid = all(r[2]["validity"] == "VALID" for r in runs)
-    fields = {"index": index, "throughput": float(per_second) * batch, **lat,
-              "queries": sum(int(r[2].get("samples") or 0) for r in runs), "duration_s": seconds,
-              "stop_reason": "VALID" if valid else "INVALID", "interference": share.interference, "steal": share.steal,
-              "loadgen": {"validity": "VALID" if valid else "INVALID",
-                          "reasons": [x for r in runs for x in r[2]["reasons"]], "scenarios": [r[2] for r in runs]}}
+    fields = {
+        "index": index,
+        "throughput": float(per_second) * batch,
+        **lat,
+        "queries": sum(int(r[2].get("samples") or 0) for r in runs),
+        "duration_s": seconds,
+        "stop_reason": "VALID" if valid else "INVALID",
+        "interference": share.interference,
+        "steal": share.steal,
+        "loadgen": {
+            "validity": "VALID" if valid else "INVALID",
+            "reasons": [x for r in runs for x in r[2]["reasons"]],
+            "scenarios": [r[2] for r in runs],
+        },
+    }
     fields["latency_ms_p99.9"] = fields.pop("latency_ms_p99_9")
-    extremes = {"min_ms": ldetail.get("result_min_latency_ns", 0) / 1e6, "max_ms": ldetail.get("result_max_latency_ns", 0) / 1e6,
-                "mean_ms": ldetail.get("result_mean_latency_ns", 0) / 1e6}
+    extremes = {
+        "min_ms": ldetail.get("result_min_latency_ns", 0) / 1e6,
+        "max_ms": ldetail.get("result_max_latency_ns", 0) / 1e6,
+        "mean_ms": ldetail.get("result_mean_latency_ns", 0) / 1e6,
+    }
     return fields, extremes, {"version": ldetail.get("loadgen_version")}
 
 
@@ -247,8 +276,10 @@ def child_main(config) -> None:
         try:
             import mlperf_loadgen as lg
         except ImportError as e:
-            raise RuntimeError("MLPerf LoadGen is not installed here (pip install mlcommons-loadgen; the images "
-                               f"and the sandbox's job environment have it): {e}") from None
+            raise RuntimeError(
+                "MLPerf LoadGen is not installed here (pip install mlcommons-loadgen; the images "
+                f"and the sandbox's job environment have it): {e}"
+            ) from None
         specs, n = config["specs"], config["n_models"]
         target = specs[0]["target"]
         targets.apply_pinning(target)
@@ -258,26 +289,36 @@ def child_main(config) -> None:
             copies = [load_model(spec, config["seed"]) for _ in range(n)]
             load_ms.append((time.perf_counter_ns() - t0) / 1e6 / n)
             loaded.append(([m for m, _ in copies], copies[0][1]))
-        warm_ms = [warm(models, pool, config["workers"], config["threads"], config["warmup"], target)
-                   for models, pool in loaded]
-        send(event="loaded", pid=os.getpid(), load_ms=load_ms, pool=[len(pool) for _, pool in loaded], warmup_ms=warm_ms)
+        warm_ms = [
+            warm(models, pool, config["workers"], config["threads"], config["warmup"], target)
+            for models, pool in loaded
+        ]
+        send(
+            event="loaded", pid=os.getpid(), load_ms=load_ms, pool=[len(pool) for _, pool in loaded], warmup_ms=warm_ms
+        )
         sut = Sut(lg, loaded[0][0], config["workers"], config["threads"], target)
         scenarios = ["Server"] if config.get("rate") else ["Offline", "SingleStream"]
         try:
             for t in range(1, config["repeats"] + 1):
                 for m, (models, pool) in enumerate(loaded):
                     sut.use(models, pool)
-                    estimate = warm(models, pool, config["workers"], config["threads"], config["warmup"], target) \
-                        or warm_ms[m] or 1.0
+                    estimate = (
+                        warm(models, pool, config["workers"], config["threads"], config["warmup"], target)
+                        or warm_ms[m]
+                        or 1.0
+                    )
                     runs = []
                     for scenario in scenarios:
                         outdir = os.path.join(config["logs"], f"model{m + 1}-trial{t}-{scenario}")
-                        detail, v, seconds, share = run_scenario(lg, sut, len(pool), scenario, config, estimate,
-                                                                 config["seed"] * 100 + t, outdir)
+                        detail, v, seconds, share = run_scenario(
+                            lg, sut, len(pool), scenario, config, estimate, config["seed"] * 100 + t, outdir
+                        )
                         runs.append((scenario, detail, v, seconds, share))
-                        say(f"model {m + 1} trial {t}/{config['repeats']} {scenario}: {v['validity']}"
+                        say(
+                            f"model {m + 1} trial {t}/{config['repeats']} {scenario}: {v['validity']}"
                             + (f" ({'; '.join(v['reasons'])})" if v["reasons"] else "")
-                            + f", {seconds:.1f} s, other processes took {share.interference:.0%} of the CPU")
+                            + f", {seconds:.1f} s, other processes took {share.interference:.0%} of the CPU"
+                        )
                     fields, extremes, verdicts = trial_record(t, specs[m]["batch_size"], runs, scenarios[0])
                     send(event="trial", model=m, trial=_trial_kwargs(fields), loadgen=verdicts, **extremes)
         finally:

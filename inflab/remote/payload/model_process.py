@@ -201,8 +201,15 @@ def child_main(config):
             if word.startswith("warm "):
                 count += 1
                 model, inputs = loaded[int(word.split()[1])]
-                trial = Trial(model, inputs, target, config["warmup"], n_workers,
-                              seed=(config["seed"] * 1000 + config["index"]) * 1000 + count, open_loop=bool(config["rate"]))
+                trial = Trial(
+                    model,
+                    inputs,
+                    target,
+                    config["warmup"],
+                    n_workers,
+                    seed=(config["seed"] * 1000 + config["index"]) * 1000 + count,
+                    open_loop=bool(config["rate"]),
+                )
                 for w in pool:
                     w.trials.put(trial)
                 for w, warmed in zip(pool, trial.warmed):
@@ -241,8 +248,9 @@ def _measure(trial, pool, config, control, send, count):
     start = time.perf_counter_ns()
     if trial.arrivals is not None:
         seed = (config["seed"] * 1000 + config["index"]) * 1000 + count  # each copy and trial its own stream
-        threading.Thread(target=schedule_arrivals, args=(trial.arrivals, config["rate"], seed, start, stop),
-                         daemon=True).start()
+        threading.Thread(
+            target=schedule_arrivals, args=(trial.arrivals, config["rate"], seed, start, stop), daemon=True
+        ).start()
     window_ns, k, stopped = int(config["window"] * 1e9), 0, False
     while True:
         k += 1

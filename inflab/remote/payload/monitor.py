@@ -46,8 +46,14 @@ def gpus():
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5,
+            [
+                "nvidia-smi",
+                "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -55,7 +61,14 @@ def gpus():
     for line in out.strip().splitlines():
         try:
             idx, util, used, total = [x.strip() for x in line.split(",")]
-            rows.append({"index": int(idx), "utilization": float(util), "memory_used_mib": float(used), "memory_total_mib": float(total)})
+            rows.append(
+                {
+                    "index": int(idx),
+                    "utilization": float(util),
+                    "memory_used_mib": float(used),
+                    "memory_total_mib": float(total),
+                }
+            )
         except ValueError:
             continue
     return rows
@@ -87,9 +100,16 @@ def run_proc(interval, count):
 
 
 def run_neuron_monitor(interval, count):
-    cfg = {"period": f"{max(1, int(interval))}s", "neuron_runtimes": [{"tag_filter": ".*", "metrics": [
-        {"type": "neuroncore_counters"}, {"type": "memory_used"}, {"type": "execution_stats"}]}],
-        "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}, {"type": "neuron_hw_counters"}]}
+    cfg = {
+        "period": f"{max(1, int(interval))}s",
+        "neuron_runtimes": [
+            {
+                "tag_filter": ".*",
+                "metrics": [{"type": "neuroncore_counters"}, {"type": "memory_used"}, {"type": "execution_stats"}],
+            }
+        ],
+        "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}, {"type": "neuron_hw_counters"}],
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cfg, f)
     proc = subprocess.Popen(["neuron-monitor", "-c", f.name], stdout=subprocess.PIPE, text=True)

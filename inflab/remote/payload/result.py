@@ -172,12 +172,15 @@ class BenchResult:
         if not isinstance(data, dict):
             raise SchemaError(f"a benchmark result is a JSON object, not {type(data).__name__}")
         if data.get("format", FORMAT) != FORMAT:
-            raise SchemaError(f"benchmark result field 'format': {data['format']!r} is not {FORMAT!r} "
-                              "(written by another version of the harness; run the benchmark again)")
+            raise SchemaError(
+                f"benchmark result field 'format': {data['format']!r} is not {FORMAT!r} "
+                "(written by another version of the harness; run the benchmark again)"
+            )
         return _build(cls, data, "benchmark result")
 
 
 # ---------------------------------------------------------------- conversion
+
 
 def _json_key(f: dataclasses.Field) -> str:
     return f.metadata.get("key", f.name)
@@ -203,8 +206,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
     if missing:
         raise SchemaError(f"{where} is missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
     hints = typing.get_type_hints(cls)
-    values = {f.name: _convert(data[_json_key(f)], hints[f.name], f"{where} field {_json_key(f)!r}")
-              for f in fields if _json_key(f) in data}
+    values = {
+        f.name: _convert(data[_json_key(f)], hints[f.name], f"{where} field {_json_key(f)!r}")
+        for f in fields
+        if _json_key(f) in data
+    }
     return cls(**values)
 
 

@@ -67,16 +67,26 @@ def _files_under(root: str) -> list[str]:
     out = []
     for base, dirs, names in os.walk(root):
         dirs.sort()
-        out += [os.path.join(base, n) for n in sorted(names) if os.path.isfile(os.path.join(base, n))
-                and not os.path.islink(os.path.join(base, n))]
+        out += [
+            os.path.join(base, n)
+            for n in sorted(names)
+            if os.path.isfile(os.path.join(base, n)) and not os.path.islink(os.path.join(base, n))
+        ]
     return out
 
 
 def spec_of(manifest: dict, model_file: str) -> dict:
-    return {"format": FORMAT, "serialized_file": model_file, "handler": "code/inflab_handler.py",
-            "code": [f"code/{c}" for c in CODE], "family": manifest.get("family"), "target": manifest.get("target"),
-            "precision": manifest.get("precision"), "batch_size": manifest.get("batch_size"),
-            "tokenizer": "tokenizer" if manifest.get("tokenizer") else None}
+    return {
+        "format": FORMAT,
+        "serialized_file": model_file,
+        "handler": "code/inflab_handler.py",
+        "code": [f"code/{c}" for c in CODE],
+        "family": manifest.get("family"),
+        "target": manifest.get("target"),
+        "precision": manifest.get("precision"),
+        "batch_size": manifest.get("batch_size"),
+        "tokenizer": "tokenizer" if manifest.get("tokenizer") else None,
+    }
 
 
 def build(model: str, out: str) -> dict:
@@ -96,8 +106,10 @@ def build(model: str, out: str) -> dict:
     raw = open(tmp, "wb")
     try:
         # gzip with no file name and time 0 in its header: the same input gives the same bytes
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             _add_file(tar, model_file, model)
             _add_bytes(tar, "model.json", json.dumps(manifest, sort_keys=True).encode())
             _add_bytes(tar, "index_to_name.json", json.dumps({str(i): n for i, n in enumerate(labels)}).encode())
@@ -110,10 +122,20 @@ def build(model: str, out: str) -> dict:
     finally:
         raw.close()
     os.replace(tmp, target)
-    info = {"format": FORMAT, "file": "model.tar.gz", "bytes": os.path.getsize(target), "sha256": archive.sha256(target),
-            "model_file": model_file, "family": spec["family"], "target": spec["target"], "precision": spec["precision"],
-            "batch_size": spec["batch_size"], "labels": len(labels), "tokenizer": bool(spec["tokenizer"]),
-            "weights": manifest.get("weights")}
+    info = {
+        "format": FORMAT,
+        "file": "model.tar.gz",
+        "bytes": os.path.getsize(target),
+        "sha256": archive.sha256(target),
+        "model_file": model_file,
+        "family": spec["family"],
+        "target": spec["target"],
+        "precision": spec["precision"],
+        "batch_size": spec["batch_size"],
+        "labels": len(labels),
+        "tokenizer": bool(spec["tokenizer"]),
+        "weights": manifest.get("weights"),
+    }
     return info
 
 
@@ -150,10 +172,13 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         say(f"packaging failed: {type(e).__name__}: {e}")
         return 1
-    say(f"{args.out}/model.tar.gz: {info['bytes'] / 1e6:.1f} MB, {info['precision']} model {info['model_file']} for "
+    say(
+        f"{args.out}/model.tar.gz: {info['bytes'] / 1e6:.1f} MB, {info['precision']} model {info['model_file']} for "
         f"{info['target']}, {info['labels']} classes, handler code/inflab_handler.py"
-        + (", tokenizer" if info["tokenizer"] else "") + f", sha256 {info['sha256'][:12]}… "
-        f"({time.perf_counter() - t0:.1f} s)")
+        + (", tokenizer" if info["tokenizer"] else "")
+        + f", sha256 {info['sha256'][:12]}… "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     if args.upload:
         t1 = time.perf_counter()
         try:

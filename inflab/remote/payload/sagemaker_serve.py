@@ -66,18 +66,44 @@ def _int_env(name: str, default: int, low: int = 0) -> int:
     return value
 
 
-def properties(host: str, port: int, loopback: dict, store: str, workers: int, batch: int, delay_ms: int,
-               timeout_s: int, token_auth: bool) -> str:
-    models = {MODEL: {"1.0": {"defaultVersion": True, "marName": MODEL, "minWorkers": workers, "maxWorkers": workers,
-                              "batchSize": batch, "maxBatchDelay": delay_ms, "responseTimeout": timeout_s}}}
+def properties(
+    host: str,
+    port: int,
+    loopback: dict,
+    store: str,
+    workers: int,
+    batch: int,
+    delay_ms: int,
+    timeout_s: int,
+    token_auth: bool,
+) -> str:
+    models = {
+        MODEL: {
+            "1.0": {
+                "defaultVersion": True,
+                "marName": MODEL,
+                "minWorkers": workers,
+                "maxWorkers": workers,
+                "batchSize": batch,
+                "maxBatchDelay": delay_ms,
+                "responseTimeout": timeout_s,
+            }
+        }
+    }
     lines = {
         "inference_address": f"http://{host}:{port}",
         "management_address": f"http://{serve.LOOPBACK}:{loopback['management']}",
         "metrics_address": f"http://{serve.LOOPBACK}:{loopback['metrics']}",
-        "grpc_inference_address": serve.LOOPBACK, "grpc_management_address": serve.LOOPBACK,
-        "grpc_inference_port": loopback["grpc_inference"], "grpc_management_port": loopback["grpc_management"],
-        "model_store": store, "load_models": MODEL, "models": json.dumps(models),
-        "default_workers_per_model": workers, "disable_system_metrics": "true", "install_py_dep_per_model": "false",
+        "grpc_inference_address": serve.LOOPBACK,
+        "grpc_management_address": serve.LOOPBACK,
+        "grpc_inference_port": loopback["grpc_inference"],
+        "grpc_management_port": loopback["grpc_management"],
+        "model_store": store,
+        "load_models": MODEL,
+        "models": json.dumps(models),
+        "default_workers_per_model": workers,
+        "disable_system_metrics": "true",
+        "install_py_dep_per_model": "false",
         "disable_token_authorization": "false" if token_auth else "true",
         **({"token_expiration_min": TOKEN_EXPIRATION_MIN} if token_auth else {}),
     }
@@ -92,7 +118,13 @@ def read_spec(model_dir: str) -> dict:
             spec = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not the lab's model data ({type(e).__name__}: {e})") from None
-    needed = [spec.get("serialized_file"), spec.get("handler"), "model.json", "index_to_name.json", *spec.get("code", [])]
+    needed = [
+        spec.get("serialized_file"),
+        spec.get("handler"),
+        "model.json",
+        "index_to_name.json",
+        *spec.get("code", []),
+    ]
     missing = [n for n in needed if not n or not os.path.isfile(os.path.join(model_dir, n))]
     if missing:
         raise ValueError(f"the model data in {model_dir} lacks {', '.join(str(m) for m in missing)}")
@@ -101,14 +133,29 @@ def read_spec(model_dir: str) -> dict:
 
 def archive_model(model_dir: str, spec: dict, store: str) -> None:
     """The model data as a TorchServe model in ``store`` (unzipped: a big model is not compressed again)."""
-    extra = [os.path.join(model_dir, n) for n in ("model.json", "index_to_name.json", *spec["code"])
-             if n != spec["handler"]]
+    extra = [
+        os.path.join(model_dir, n) for n in ("model.json", "index_to_name.json", *spec["code"]) if n != spec["handler"]
+    ]
     if spec.get("tokenizer") and os.path.isdir(os.path.join(model_dir, spec["tokenizer"])):
         extra.append(os.path.join(model_dir, spec["tokenizer"]))
-    cmd = [archive.archiver(), "--model-name", MODEL, "--version", "1.0",
-           "--serialized-file", os.path.join(model_dir, spec["serialized_file"]),
-           "--handler", os.path.join(model_dir, spec["handler"]), "--extra-files", ",".join(extra),
-           "--export-path", store, "--archive-format", "no-archive", "--force"]
+    cmd = [
+        archive.archiver(),
+        "--model-name",
+        MODEL,
+        "--version",
+        "1.0",
+        "--serialized-file",
+        os.path.join(model_dir, spec["serialized_file"]),
+        "--handler",
+        os.path.join(model_dir, spec["handler"]),
+        "--extra-files",
+        ",".join(extra),
+        "--export-path",
+        store,
+        "--archive-format",
+        "no-archive",
+        "--force",
+    ]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in done.stdout.splitlines():
         say(line)
@@ -155,15 +202,26 @@ def main(argv=None) -> int:
         return 1
     with open(os.path.join(run, "config.properties"), "w") as f:
         f.write(properties(args.host, port, loopback, store, workers, batch, delay, timeout, args.token_auth))
-    env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
-               METRICS_LOCATION=os.path.join(run, "logs"), **targets.serve_env(spec["target"], workers))
+    env = dict(
+        os.environ,
+        TMPDIR=tmp,
+        TEMP=tmp,
+        LOG_LOCATION=os.path.join(run, "logs"),
+        METRICS_LOCATION=os.path.join(run, "logs"),
+        **targets.serve_env(spec["target"], workers),
+    )
     version, version_text = serve.installed_version()
-    say(f"TorchServe {version_text or '(version unknown)'}: {spec.get('precision')} model {spec['serialized_file']} for "
+    say(
+        f"TorchServe {version_text or '(version unknown)'}: {spec.get('precision')} model {spec['serialized_file']} for "
         f"{spec['target']}, {workers} worker(s), batchSize {batch}, maxBatchDelay {delay} ms; SageMaker's contract "
         f"(GET /ping, POST /invocations) on {args.host}:{port}, "
-        + ("token authorization on" if args.token_auth else "token authorization off (SageMaker authorizes the calls)"))
-    child = subprocess.Popen([torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
-                              "--ncs"], env=env, cwd=run)
+        + ("token authorization on" if args.token_auth else "token authorization off (SageMaker authorizes the calls)")
+    )
+    child = subprocess.Popen(
+        [torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store, "--ncs"],
+        env=env,
+        cwd=run,
+    )
 
     def stopped(signum, frame):  # SageMaker stops the container: TorchServe goes with it
         try:

@@ -127,17 +127,32 @@ def token_auth_on(version: tuple[int, ...]) -> bool:
 
 
 def properties(store: str, model: str, ports: dict, workers: int, batch: int, delay_ms: int) -> str:
-    models = {model: {"1.0": {"defaultVersion": True, "marName": f"{model}.mar", "minWorkers": workers,
-                              "maxWorkers": workers, "batchSize": batch, "maxBatchDelay": delay_ms,
-                              "responseTimeout": RESPONSE_TIMEOUT_S}}}
+    models = {
+        model: {
+            "1.0": {
+                "defaultVersion": True,
+                "marName": f"{model}.mar",
+                "minWorkers": workers,
+                "maxWorkers": workers,
+                "batchSize": batch,
+                "maxBatchDelay": delay_ms,
+                "responseTimeout": RESPONSE_TIMEOUT_S,
+            }
+        }
+    }
     lines = {
         "inference_address": f"http://{LOOPBACK}:{ports['inference']}",
         "management_address": f"http://{LOOPBACK}:{ports['management']}",
         "metrics_address": f"http://{LOOPBACK}:{ports['metrics']}",
-        "grpc_inference_address": LOOPBACK, "grpc_management_address": LOOPBACK,
-        "grpc_inference_port": ports["grpc_inference"], "grpc_management_port": ports["grpc_management"],
-        "model_store": store, "load_models": f"{model}.mar", "models": json.dumps(models),
-        "default_workers_per_model": workers, "disable_system_metrics": "true",
+        "grpc_inference_address": LOOPBACK,
+        "grpc_management_address": LOOPBACK,
+        "grpc_inference_port": ports["grpc_inference"],
+        "grpc_management_port": ports["grpc_management"],
+        "model_store": store,
+        "load_models": f"{model}.mar",
+        "models": json.dumps(models),
+        "default_workers_per_model": workers,
+        "disable_system_metrics": "true",
         "install_py_dep_per_model": "false",
         # The keys in key_file.json stop working after this long (TorchServe's default: an hour).
         "token_expiration_min": TOKEN_EXPIRATION_MIN,
@@ -174,10 +189,18 @@ def main(argv=None) -> int:
     p.add_argument("--store", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True, choices=targets.TARGETS)
-    p.add_argument("--workers", type=_positive, default=0,
-                   help="0: one per NeuronCore / GPU; CPU: the direct benchmark's copies x --workers-per-copy")
-    p.add_argument("--workers-per-copy", type=_positive, default=1,
-                   help="CPU: the direct benchmark's worker threads per model copy (bench.workers_per_model)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=0,
+        help="0: one per NeuronCore / GPU; CPU: the direct benchmark's copies x --workers-per-copy",
+    )
+    p.add_argument(
+        "--workers-per-copy",
+        type=_positive,
+        default=1,
+        help="CPU: the direct benchmark's worker threads per model copy (bench.workers_per_model)",
+    )
     p.add_argument("--batch-size", type=_positive, required=True)
     p.add_argument("--max-batch-delay", type=_positive, required=True, help="milliseconds")
     p.add_argument("--dir", required=True)
@@ -190,7 +213,9 @@ def main(argv=None) -> int:
     torchserve = os.path.join(os.path.dirname(sys.executable), "torchserve")
     torchserve = torchserve if os.access(torchserve, os.X_OK) else shutil.which("torchserve")
     if not torchserve:
-        say("TorchServe is not installed in this environment (pip install torchserve torch-model-archiver; it needs Java 17)")
+        say(
+            "TorchServe is not installed in this environment (pip install torchserve torch-model-archiver; it needs Java 17)"
+        )
         return 1
     workers = workers_for(args.target, args.workers, args.workers_per_copy)
     names = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
@@ -205,29 +230,52 @@ def main(argv=None) -> int:
     with open(os.path.join(run, "config.properties"), "w") as f:
         f.write(properties(store, args.model, ports, workers, args.batch_size, args.max_batch_delay))
     worker_env = targets.serve_env(args.target, workers)
-    env = dict(os.environ, TMPDIR=tmp, TEMP=tmp, LOG_LOCATION=os.path.join(run, "logs"),
-               METRICS_LOCATION=os.path.join(run, "logs"), **worker_env)
+    env = dict(
+        os.environ,
+        TMPDIR=tmp,
+        TEMP=tmp,
+        LOG_LOCATION=os.path.join(run, "logs"),
+        METRICS_LOCATION=os.path.join(run, "logs"),
+        **worker_env,
+    )
     threads = int(worker_env["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in worker_env else None
     version, version_text = installed_version()
     token_auth = token_auth_on(version)
-    endpoints = {"host": LOOPBACK, **ports, "pid": os.getpid(), "workers": workers, "threads_per_worker": threads,
-                 "batch_size": args.batch_size,
-                 "max_batch_delay_ms": args.max_batch_delay, "model": args.model, "torchserve": version_text,
-                 "token_auth": token_auth}
+    endpoints = {
+        "host": LOOPBACK,
+        **ports,
+        "pid": os.getpid(),
+        "workers": workers,
+        "threads_per_worker": threads,
+        "batch_size": args.batch_size,
+        "max_batch_delay_ms": args.max_batch_delay,
+        "model": args.model,
+        "torchserve": version_text,
+        "token_auth": token_auth,
+    }
     with open(os.path.join(run, "endpoints.json.tmp"), "w") as f:
         json.dump(endpoints, f)
     os.replace(os.path.join(run, "endpoints.json.tmp"), os.path.join(run, "endpoints.json"))
-    guard = ("token authorization on" if token_auth else
-             f"no token authorization (TorchServe {version_text} has it only with a plugin): loopback and SSH are the guard")
-    say(f"TorchServe {version_text or '(version unknown)'} (0.12 is the last release; the project is in limited "
+    guard = (
+        "token authorization on"
+        if token_auth
+        else f"no token authorization (TorchServe {version_text} has it only with a plugin): loopback and SSH are the guard"
+    )
+    say(
+        f"TorchServe {version_text or '(version unknown)'} (0.12 is the last release; the project is in limited "
         f"maintenance): model {args.model}, {workers} worker(s) for {args.target}"
-        + (f" x {threads} intra-op thread(s)" if threads else "") + f", batchSize {args.batch_size}, "
+        + (f" x {threads} intra-op thread(s)" if threads else "")
+        + f", batchSize {args.batch_size}, "
         f"maxBatchDelay {args.max_batch_delay} ms; inference on {LOOPBACK}:{ports['inference']}, management on "
-        f"{LOOPBACK}:{ports['management']} (loopback only), {guard}")
+        f"{LOOPBACK}:{ports['management']} (loopback only), {guard}"
+    )
     # TorchServe runs as this script's child (its cwd is ``run``: key_file.json and the logs go
     # there), so the private temporary directory goes when the server does.
-    child = subprocess.Popen([torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store,
-                              "--ncs"], env=env, cwd=run)
+    child = subprocess.Popen(
+        [torchserve, "--foreground", "--ts-config", "config.properties", "--model-store", store, "--ncs"],
+        env=env,
+        cwd=run,
+    )
 
     def stopped(signum, frame):  # the job's process group got it too: TorchServe is stopping
         raise SystemExit(128 + signum)

@@ -46,8 +46,9 @@ def _quantile(ordered: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
 
 
-def median_ci(values, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
-              seed: int = SEED) -> tuple[float, float] | None:
+def median_ci(
+    values, confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = SEED
+) -> tuple[float, float] | None:
     """The percentile-bootstrap ``confidence`` interval of the median of ``values`` as (low,
     high), or None for fewer than two values. Deterministic: the draws are seeded."""
     values = [float(v) for v in values]
@@ -85,8 +86,9 @@ def is_stable(centre: float, ci: tuple[float, float] | None, stop_rule_stable: b
     return share is not None and share <= STABLE_HALF_WIDTH
 
 
-def quality(centre: float, ci: tuple[float, float] | None, interference: float | None,
-            stop_rule_stable: bool = True) -> str:
+def quality(
+    centre: float, ci: tuple[float, float] | None, interference: float | None, stop_rule_stable: bool = True
+) -> str:
     """``disturbed`` when other processes took more than ``DISTURBED_SHARE`` of the host's CPU
     while it measured; else ``noisy`` when it is not stable (:func:`is_stable`); else ``ok``."""
     if interference is not None and interference > DISTURBED_SHARE:

@@ -12,8 +12,18 @@ import subprocess
 from importlib import metadata
 
 # Packages whose versions matter for a result (those missing are left out).
-PACKAGES = ("torch", "transformers", "torch-neuron", "torch-neuronx", "neuron-cc", "neuronx-cc", "neuronperf",
-            "mlcommons-loadgen", "numpy", "tokenizers")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "torch-neuron",
+    "torch-neuronx",
+    "neuron-cc",
+    "neuronx-cc",
+    "neuronperf",
+    "mlcommons-loadgen",
+    "numpy",
+    "tokenizers",
+)
 
 
 def package_versions() -> dict:

@@ -104,7 +104,7 @@ def cpu_slice(cores: list, index: int, n_models: int) -> list:
     n = max(1, n_models)
     if n >= len(cores):
         return [cores[index * len(cores) // n]]
-    return cores[index * len(cores) // n:(index + 1) * len(cores) // n]
+    return cores[index * len(cores) // n : (index + 1) * len(cores) // n]
 
 
 def intra_op_threads(target: str, env: dict, workers: int, requested: int = 0) -> int | None:

@@ -53,9 +53,12 @@ def summarize(trials: list[Trial]) -> dict[str, Any]:
     throughputs = [t.throughput for t in trials]
     centre = stats.median(throughputs)
     ci = stats.median_ci(throughputs)
-    out: dict[str, Any] = {"repeats": len(trials), "throughput_avg": centre,
-                           "throughput_ci95": None if ci is None else [ci[0], ci[1]],
-                           "throughput_peak": max(throughputs)}  # of the trials (the result: of the windows)
+    out: dict[str, Any] = {
+        "repeats": len(trials),
+        "throughput_avg": centre,
+        "throughput_ci95": None if ci is None else [ci[0], ci[1]],
+        "throughput_peak": max(throughputs),
+    }  # of the trials (the result: of the windows)
     for name in CI_KEYS:
         values = [getattr(t, f"latency_ms_{name}") for t in trials]
         out[f"latency_ms_{name}"] = stats.median(values)
@@ -63,10 +66,14 @@ def summarize(trials: list[Trial]) -> dict[str, Any]:
     out["latency_ms_p99_9"] = stats.median([t.latency_ms_p99_9 for t in trials])
     interference = weighted_interference(trials)
     stop_rule_stable = all(t.stop_reason in ("stable", "VALID") for t in trials)
-    out.update(interference=interference, steal=weighted_interference(trials, "steal"),
-               stable=stats.is_stable(centre, ci, stop_rule_stable),
-               quality=stats.quality(centre, ci, interference, stop_rule_stable),
-               total_infs=sum(t.queries for t in trials), duration_s=sum(t.duration_s for t in trials))
+    out.update(
+        interference=interference,
+        steal=weighted_interference(trials, "steal"),
+        stable=stats.is_stable(centre, ci, stop_rule_stable),
+        quality=stats.quality(centre, ci, interference, stop_rule_stable),
+        total_infs=sum(t.queries for t in trials),
+        duration_s=sum(t.duration_s for t in trials),
+    )
     return out
 
 
@@ -77,8 +84,10 @@ def describe(trials: list[Trial], summary: dict[str, Any]) -> str:
     interval = f" (95% CI {ci[0]:,.1f} – {ci[1]:,.1f})" if ci else ""
     other = summary.get("interference")
     busy = "" if other is None else f"; other processes took {other:.0%} of the CPU"
-    return (f"{len(trials)} trial(s): {each} samples/s; median {summary['throughput_avg']:,.1f}{interval}{busy}; "
-            f"quality {summary['quality']}")
+    return (
+        f"{len(trials)} trial(s): {each} samples/s; median {summary['throughput_avg']:,.1f}{interval}{busy}; "
+        f"quality {summary['quality']}"
+    )
 
 
 @dataclasses.dataclass
@@ -96,8 +105,6 @@ class Measured:
     loadgen: list = dataclasses.field(default_factory=list)  # each trial's LoadGen verdicts
 
 
-
-
 def build_result(args, text, spec, manifest, n, run_id, started_at, system, m) -> BenchResult:
     """One model's result from its trials' measurements ``m`` and the run's arguments."""
     man = manifest or {}
@@ -113,37 +120,92 @@ def build_result(args, text, spec, manifest, n, run_id, started_at, system, m) -
     if args.harness == "loadgen":
         reasons = sorted({r for t in m.trials for r in (t.loadgen or {}).get("reasons", [])})
         valid = all((t.loadgen or {}).get("validity") == "VALID" for t in m.trials)
-        verdicts = {"validity": "VALID" if valid else "INVALID", "reasons": reasons,
-                    "version": next((v.get("version") for v in m.loadgen if v.get("version")), None),
-                    "sample": f"one batch of {batch} inputs", "logs": str(args.loadgen_logs)}
+        verdicts = {
+            "validity": "VALID" if valid else "INVALID",
+            "reasons": reasons,
+            "version": next((v.get("version") for v in m.loadgen if v.get("version")), None),
+            "sample": f"one batch of {batch} inputs",
+            "logs": str(args.loadgen_logs),
+        }
     return BenchResult(
-        run_id=run_id, timestamp=started_at, label=args.label, runtime=args.runtime,
+        run_id=run_id,
+        timestamp=started_at,
+        label=args.label,
+        runtime=args.runtime,
         instance_type=system["instance_type"],
         model_filename=os.path.basename(spec["path"]) if spec["kind"] == "pt" else text,
-        family=man.get("family"), name=man.get("name") or spec.get("func"), size=man.get("size"),
-        precision=man.get("precision"), target=spec["target"], weights=man.get("weights"),
-        batch_size=batch, n_models=n, workers_per_model=args.workers, mode=args.mode, target_rate=args.rate,
+        family=man.get("family"),
+        name=man.get("name") or spec.get("func"),
+        size=man.get("size"),
+        precision=man.get("precision"),
+        target=spec["target"],
+        weights=man.get("weights"),
+        batch_size=batch,
+        n_models=n,
+        workers_per_model=args.workers,
+        mode=args.mode,
+        target_rate=args.rate,
         throughput_avg=summary["throughput_avg"],
         throughput_peak=max(w.throughput for w in m.windows) if m.windows else summary["throughput_peak"],
-        latency_ms_p0=low, latency_ms_p50=summary["latency_ms_p50"], latency_ms_p90=summary["latency_ms_p90"],
-        latency_ms_p95=summary["latency_ms_p95"], latency_ms_p99=summary["latency_ms_p99"],
-        latency_ms_p99_9=summary["latency_ms_p99_9"], latency_ms_p100=high, latency_ms_max=high, latency_ms_mean=mean,
-        total_infs=summary["total_infs"], total_samples=summary["total_infs"] * batch, duration_s=summary["duration_s"],
-        stable=summary["stable"], stop_reason=_stop_reason(m.trials),
+        latency_ms_p0=low,
+        latency_ms_p50=summary["latency_ms_p50"],
+        latency_ms_p90=summary["latency_ms_p90"],
+        latency_ms_p95=summary["latency_ms_p95"],
+        latency_ms_p99=summary["latency_ms_p99"],
+        latency_ms_p99_9=summary["latency_ms_p99_9"],
+        latency_ms_p100=high,
+        latency_ms_max=high,
+        latency_ms_mean=mean,
+        total_infs=summary["total_infs"],
+        total_samples=summary["total_infs"] * batch,
+        duration_s=summary["duration_s"],
+        stable=summary["stable"],
+        stop_reason=_stop_reason(m.trials),
         load_avg_ms=sum(c["load_ms"] for c in m.copies.values()) / len(m.copies),
         warmup_avg_ms=sum(m.warmups) / len(m.warmups) if m.warmups else None,
         windows=m.windows,
-        models=[ModelCopy(index=i, pid=c["pid"], env=targets.pin_env(spec["target"], i, n) if args.harness == "inflab"
-                          else targets.pin_env(spec["target"], 0, 1), threads=_threads(args, spec, n, i),
-                          queries=m.per_copy[i], load_ms=c["load_ms"], warmup_ms=c["warmup_ms"])
-                for i, c in sorted(m.copies.items())],
-        settings={k: getattr(args, k) for k in ("min_duration", "min_queries", "max_duration", "window",
-                                                "stability", "warmup", "seed", "intra_op_threads", "repeats")},
-        system=system, harness=args.harness, repeats=summary["repeats"], throughput_ci95=summary["throughput_ci95"],
-        latency_ms_p50_ci95=summary["latency_ms_p50_ci95"], latency_ms_p90_ci95=summary["latency_ms_p90_ci95"],
-        latency_ms_p95_ci95=summary["latency_ms_p95_ci95"], latency_ms_p99_ci95=summary["latency_ms_p99_ci95"],
-        interference=summary["interference"], steal=summary["steal"], quality=summary["quality"], trials=m.trials,
-        inputs=_inputs(spec, m.pool), loadgen=verdicts,
+        models=[
+            ModelCopy(
+                index=i,
+                pid=c["pid"],
+                env=targets.pin_env(spec["target"], i, n)
+                if args.harness == "inflab"
+                else targets.pin_env(spec["target"], 0, 1),
+                threads=_threads(args, spec, n, i),
+                queries=m.per_copy[i],
+                load_ms=c["load_ms"],
+                warmup_ms=c["warmup_ms"],
+            )
+            for i, c in sorted(m.copies.items())
+        ],
+        settings={
+            k: getattr(args, k)
+            for k in (
+                "min_duration",
+                "min_queries",
+                "max_duration",
+                "window",
+                "stability",
+                "warmup",
+                "seed",
+                "intra_op_threads",
+                "repeats",
+            )
+        },
+        system=system,
+        harness=args.harness,
+        repeats=summary["repeats"],
+        throughput_ci95=summary["throughput_ci95"],
+        latency_ms_p50_ci95=summary["latency_ms_p50_ci95"],
+        latency_ms_p90_ci95=summary["latency_ms_p90_ci95"],
+        latency_ms_p95_ci95=summary["latency_ms_p95_ci95"],
+        latency_ms_p99_ci95=summary["latency_ms_p99_ci95"],
+        interference=summary["interference"],
+        steal=summary["steal"],
+        quality=summary["quality"],
+        trials=m.trials,
+        inputs=_inputs(spec, m.pool),
+        loadgen=verdicts,
     )
 
 
@@ -155,8 +217,9 @@ def _stop_reason(trial_list):
 
 
 def _threads(args, spec, n, index):
-    return targets.intra_op_threads(spec["target"], targets.pin_env(spec["target"], index, n), args.workers,
-                                    args.intra_op_threads)
+    return targets.intra_op_threads(
+        spec["target"], targets.pin_env(spec["target"], index, n), args.workers, args.intra_op_threads
+    )
 
 
 def _inputs(spec, pool):
