@@ -22,11 +22,16 @@ from inflab.events import BatchJobsChanged, JobLines, StepLogged
 
 pytestmark = pytest.mark.slow
 
+# The flow, not the figures: one trial per configuration, and the SageMaker exercise left to its
+# own tests (tests/test_sagemaker_sandbox.py runs it from the start).
 QUICK = """
 [bench]
 min_duration_s = 1
 min_queries = 20
 max_duration_s = 4
+repeats = 1
+[sagemaker]
+enabled = false
 [batch]
 min_duration_s = 1
 max_duration_s = 4

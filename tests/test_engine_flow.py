@@ -167,7 +167,8 @@ def _dropping(monkeypatch, ctx, seen: list[str], *, every: int, times: int):
     return drops
 
 
-COUNT = "for i in $(seq 1 60); do echo line $i; sleep 0.03; done"
+# Slow enough that the job is still printing after three drops and reconnects on a busy machine.
+COUNT = "for i in $(seq 1 60); do echo line $i; sleep 0.12; done"
 
 
 def test_run_job_reconnects_after_drops_without_losing_a_line(store, connected, monkeypatch):

@@ -217,6 +217,7 @@ def test_a_demo_room_reads_as_three_rows_with_step_state_and_resources(demo_room
         "provision": 2,
         "model": 1,
         "serving": 0,
+        "sagemaker": 0,
         "sweep": 0,
     }
     assert out["summary"]["spend_usd"] > 0 and "nothing is billed" in out["summary"]["price_source"]

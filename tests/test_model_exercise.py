@@ -40,6 +40,7 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     cfg.write_text(
         "[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 10\n"
         '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n'
+        "[sagemaker]\nenabled = false\n"  # tests/test_sagemaker_sandbox.py runs that exercise
     )
     r = run_cli(
         "run", "--sandbox", "--name", name, "--config", str(cfg), "--until", "benchmark", home=inflab_home, timeout=1200

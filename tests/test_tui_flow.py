@@ -32,6 +32,11 @@ SLOW_STEPS = (
     "serve-check",
     "load-test",
     "serve-stop",
+    "sagemaker-package",
+    "sagemaker-endpoint",
+    "sagemaker-check",
+    "sagemaker-load-test",
+    "sagemaker-delete",
 )
 # A job that prints a numbered line with the host's clock (ns) five times a second, for two minutes.
 TICKS = 'for i in $(seq 1 600); do echo "tick $i $(date +%s%N)"; sleep 0.2; done'

@@ -226,8 +226,14 @@ def allow_invoke(ctx: StepContext) -> bool:
 
 
 def _disallow_invoke(ctx: StepContext) -> None:
+    """Take the invoke permission off the instance role, when there is the role. IAM authorizes a call on a
+    role by its ARN, path included; a role that does not exist has no path, so DeleteRolePolicy on it is
+    AccessDenied under the lab's policy (its roles live under /inflab/), not NoSuchEntity: look first."""
+    iam = ctx.aws.client("iam")
+    role = names.instance_role(ctx.name)
     try:
-        ctx.aws.client("iam").delete_role_policy(RoleName=names.instance_role(ctx.name), PolicyName=INVOKE_POLICY)
+        iam.get_role(RoleName=role)
+        iam.delete_role_policy(RoleName=role, PolicyName=INVOKE_POLICY)
     except ClientError as e:
         if error_code(e) != "NoSuchEntity":
             raise
