@@ -317,7 +317,7 @@ def test_the_lab_attaches_only_the_managed_policies_the_policy_lets_it():
 def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
     from inflab import names
     from inflab.aws import beacon
-    from inflab.lab_steps import access, batch_setup, sweep_grid
+    from inflab.lab_steps import access, sweep_grid
 
     doc = pol.participant()
     ctx = SimpleNamespace(name="lab1", prefix="inflab-lab1")
@@ -329,7 +329,7 @@ def test_the_names_the_steps_make_are_inside_the_scoping_and_others_are_not():
     def ok(action: str, arn: str) -> bool:
         return pol.allowed(doc, action, arn)
 
-    assert batch_setup.IAM_PATH == pol.IAM_PATH
+    assert names.IAM_PATH == pol.IAM_PATH
     for r in roles:
         for action in ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DeleteRole", "iam:PassRole"):
             assert ok(action, f"arn:aws:iam::{acct}:role{pol.IAM_PATH}{r}"), (action, r)

@@ -40,24 +40,15 @@ from .batch_aws import (
     time_limits,
     wait_state,
 )
+from .iam_roles import ensure_role
 from .image import image_hash, image_tag
 from .records import BatchEnvironment, Repository
 from .sweep_grid import grid
 
 ECS_HOST_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 LOG_RETENTION_DAYS = 14
-IAM_PATH = "/inflab/"
 HOST_ROLE_TAG = {names.TAG_ROLE: names.BATCH_HOST}  # on the hosts Batch launches: not the lab's own instance
 REPAIR_WAITS_S = (10, 20, 40, 60)  # before each new try at a compute environment IAM has not caught up with
-
-
-def _trust(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-        }
-    )
 
 
 def job_policy(ctx: StepContext, bucket_name: str, account: str) -> dict:
@@ -111,7 +102,7 @@ class BatchSetup(Step):
         ]
         for role in names.batch_roles(ctx.name).values():
             cmds.append(
-                f"aws iam create-role --role-name {role} --path {IAM_PATH} --assume-role-policy-document file://trust.json"
+                f"aws iam create-role --role-name {role} --path {names.IAM_PATH} --assume-role-policy-document file://trust.json"
             )
         for itype in ctx.config.batch.instance_types:
             cmds.append(
@@ -217,23 +208,8 @@ class BatchSetup(Step):
             raise StepError("; ".join(missing))
 
     def _role(self, ctx, name: str, service: str, *, managed: str = "", inline: dict | None = None) -> str:
+        arn = ensure_role(ctx, name, service, purpose="sweep role")
         iam = ctx.aws.client("iam")
-        try:
-            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-        except ClientError as e:
-            if error_code(e) != "NoSuchEntity":
-                raise
-            rid = ctx.intend("iam:role", name)
-            arn = iam.create_role(
-                RoleName=name,
-                Path=IAM_PATH,
-                AssumeRolePolicyDocument=_trust(service),
-                Description=f"inflab sweep role for session {ctx.name}",
-                Tags=ctx.tags(),
-            )["Role"]["Arn"]
-            ctx.store.mark_created(rid, arn)
-            ctx.log(f"Created role {name} (trusted by {service})")
-        iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
         if managed:
             iam.attach_role_policy(RoleName=name, PolicyArn=managed)
         if inline:
@@ -258,7 +234,7 @@ class BatchSetup(Step):
             if error_code(e) != "NoSuchEntity":
                 raise
             rid = ctx.intend("iam:instance-profile", profile_name)
-            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=IAM_PATH, Tags=ctx.tags())[
+            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=names.IAM_PATH, Tags=ctx.tags())[
                 "InstanceProfile"
             ]
             ctx.store.mark_created(rid, prof["Arn"])

@@ -1,11 +1,48 @@
-"""The lab's IAM roles: taking one down (its instance profile, policies and the role itself)."""
+"""The lab's IAM roles: making one (trusted by one service, under the lab's path) and taking one down
+(its instance profile, policies and the role itself)."""
 
 from __future__ import annotations
 
+import json
+
 from botocore.exceptions import ClientError
 
+from .. import names
 from ..aws import error_code
 from .base import StepContext
+
+
+def trust(service: str) -> str:
+    """The trust policy of a role that ``service`` (e.g. ``ec2.amazonaws.com``) may assume."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+def ensure_role(ctx: StepContext, name: str, service: str, *, purpose: str) -> str:
+    """Role ``name`` trusted by ``service`` under the lab's IAM path: made if missing (its intent
+    recorded first, so a kill leaves it findable), then waited for until IAM has it; its ARN."""
+    iam = ctx.aws.client("iam")
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        rid = ctx.intend("iam:role", name)
+        arn = iam.create_role(
+            RoleName=name,
+            Path=names.IAM_PATH,
+            AssumeRolePolicyDocument=trust(service),
+            Description=f"inflab {purpose} for session {ctx.name}",
+            Tags=ctx.tags(),
+        )["Role"]["Arn"]
+        ctx.store.mark_created(rid, arn)
+        ctx.log(f"Created {purpose} {name} (trusted by {service})")
+    iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+    return arn
 
 
 def remove_role(ctx: StepContext, name: str) -> None:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from .. import names
 from ..aws import error_code, error_message, inventory, tag_dict
 from .base import StepContext, StepError
-from .iam_roles import remove_role
+from .iam_roles import ensure_role as make_role, remove_role
 from .image import image_uri, kind
 from .records import Endpoint, Package
 from .results_bucket import remove_prefix
@@ -27,12 +27,7 @@ from .sweep_grid import account, bucket
 
 INVOKE_POLICY = "inflab-sagemaker-invoke"  # on the instance role: the load generator may invoke the endpoint
 ROLE_POLICY = "inflab-sagemaker"  # the execution role's one inline policy
-IAM_PATH = "/inflab/"
 DELETE_TIMEOUT_S = 900
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
 
 
 def disabled(ctx: StepContext) -> str:
@@ -186,24 +181,9 @@ def invoke_policy(ctx: StepContext, acct: str) -> dict:
 
 def ensure_role(ctx: StepContext) -> str:
     """The execution role (made if missing, its policy put each time); returns its ARN."""
-    iam = ctx.aws.client("iam")
     name = names.sagemaker_role(ctx.name)
-    try:
-        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-    except ClientError as e:
-        if error_code(e) != "NoSuchEntity":
-            raise
-        rid = ctx.intend("iam:role", name)
-        arn = iam.create_role(
-            RoleName=name,
-            Path=IAM_PATH,
-            AssumeRolePolicyDocument=json.dumps(TRUST),
-            Description=f"inflab SageMaker execution role for session {ctx.name}",
-            Tags=ctx.tags(),
-        )["Role"]["Arn"]
-        ctx.store.mark_created(rid, arn)
-        ctx.log(f"Created execution role {name} (trusted by sagemaker.amazonaws.com)")
-    iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
+    arn = make_role(ctx, name, "sagemaker.amazonaws.com", purpose="SageMaker execution role")
+    iam = ctx.aws.client("iam")
     iam.put_role_policy(
         RoleName=name, PolicyName=ROLE_POLICY, PolicyDocument=json.dumps(role_policy(ctx, bucket(ctx), account(ctx)))
     )
