@@ -58,6 +58,37 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _lowest(pricing_client: Any, service: str, filters: list[dict[str, str]], read: Any) -> float | None:
+    """The lowest hourly USD price ``read`` finds in the Pricing API's products of ``service`` that match
+    ``filters`` (at most :data:`MAX_PAGES` pages), or None; one unreadable entry does not hide the others."""
+    found: list[float] = []
+    token = None
+    for _ in range(MAX_PAGES):
+        kwargs: dict[str, Any] = {
+            "ServiceCode": service,
+            "Filters": filters,
+            "FormatVersion": "aws_v1",
+            "MaxResults": 100,
+        }
+        if token:
+            kwargs["NextToken"] = token
+        try:
+            page = pricing_client.get_products(**kwargs)
+        except (BotoCoreError, ClientError) as e:
+            raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
+        for item in page.get("PriceList") or []:
+            try:
+                usd = read(item)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if usd:
+                found.append(usd)
+        token = page.get("NextToken")
+        if not token:
+            break
+    return min(found) if found else None
+
+
 def refresh(
     pricing_client: Any, instance_types: list[str] | tuple[str, ...], region: str, *, today: str | None = None
 ) -> Prices:
@@ -65,39 +96,14 @@ def refresh(
     boto3 ``pricing`` client for the us-east-1 endpoint). Names that are not instance types (the
     sandbox's ``"sandbox"``) are skipped; a type the API does not price falls back to the shipped
     table. Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
-    api_errors: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
     wanted = [t for t in dict.fromkeys(instance_types) if INSTANCE_TYPE.fullmatch(t or "")]
     if not wanted:
         raise PriceError("no instance type to price")
     table: dict[str, float] = {}
     for itype in wanted:
-        found: list[float] = []
-        token = None
-        for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {
-                "ServiceCode": "AmazonEC2",
-                "Filters": _filters(itype, region),
-                "FormatVersion": "aws_v1",
-                "MaxResults": 100,
-            }
-            if token:
-                kwargs["NextToken"] = token
-            try:
-                page = pricing_client.get_products(**kwargs)
-            except api_errors as e:
-                raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
-            for item in page.get("PriceList") or []:
-                try:
-                    usd = on_demand_usd(item, itype)
-                except (ValueError, TypeError, AttributeError):
-                    continue  # one unreadable entry does not hide the others
-                if usd:
-                    found.append(usd)
-            token = page.get("NextToken")
-            if not token:
-                break
-        if found:
-            table[itype] = min(found)
+        usd = _lowest(pricing_client, "AmazonEC2", _filters(itype, region), lambda item: on_demand_usd(item, itype))
+        if usd:
+            table[itype] = usd
     if not table:
         raise PriceError(f"the AWS Pricing API has no on-demand Linux price for {', '.join(wanted)} in {region}")
     date = today or datetime.now(timezone.utc).date().isoformat()
@@ -127,39 +133,19 @@ def refresh_sagemaker(
     """Prices of SageMaker real-time inference instances (``ml.*``) in ``region`` from the Pricing API
     (``ServiceCode`` AmazonSageMaker); a type it does not price falls back to the shipped table.
     Raises :class:`PriceError` (one line) on an API error or when nothing was priced."""
-    api_errors: tuple[type[BaseException], ...] = (BotoCoreError, ClientError)
     wanted = [t for t in dict.fromkeys(ml_types) if t.startswith("ml.") and INSTANCE_TYPE.fullmatch(t[3:])]
     if not wanted:
         raise PriceError("no SageMaker instance type to price")
     table: dict[str, float] = {}
     for ml_type in wanted:
-        found: list[float] = []
-        token = None
-        for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {
-                "ServiceCode": "AmazonSageMaker",
-                "Filters": _sagemaker_filters(ml_type, region),
-                "FormatVersion": "aws_v1",
-                "MaxResults": 100,
-            }
-            if token:
-                kwargs["NextToken"] = token
-            try:
-                page = pricing_client.get_products(**kwargs)
-            except api_errors as e:
-                raise PriceError(f"AWS Pricing API ({PRICING_REGION}): {_one_line(e)}") from None
-            for item in page.get("PriceList") or []:
-                try:
-                    usd = sagemaker_usd(item, ml_type)
-                except (ValueError, TypeError, AttributeError):
-                    continue
-                if usd:
-                    found.append(usd)
-            token = page.get("NextToken")
-            if not token:
-                break
-        if found:
-            table[ml_type] = min(found)
+        usd = _lowest(
+            pricing_client,
+            "AmazonSageMaker",
+            _sagemaker_filters(ml_type, region),
+            lambda item: sagemaker_usd(item, ml_type),
+        )
+        if usd:
+            table[ml_type] = usd
     if not table:
         raise PriceError(f"the AWS Pricing API has no SageMaker hosting price for {', '.join(wanted)} in {region}")
     date = today or datetime.now(timezone.utc).date().isoformat()
