@@ -548,3 +548,46 @@ async def test_at_80x24_the_report_table_scrolls_sideways_and_the_plots_have_the
         assert screen.plotted["plot-throughput"]  # the lines are drawn there
         await pilot.press("1")
         assert table.region.height - 1 >= 6
+
+
+async def test_the_deployments_are_groups_under_headings_read_whole_and_the_answer_names_each(home_store):
+    from test_report import served_record
+    from test_sagemaker import sagemaker_record
+
+    from inflab.tui.report_screen import GROUP_KEY, MODEL_WIDTH
+
+    new_session(home_store, "deps")
+    add_sweep(home_store, "deps", failed=False)
+    home_store.add_result("deps", "served", served_record(), key="load-test-1")
+    home_store.add_result("deps", "sagemaker", sagemaker_record(count=1), key="sagemaker-load-fp32-1")
+    app = InflabApp(home_store, engines=Engine, mode="picker")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_report(pilot, app)
+        table = screen.query_one("#report-table", DataTable)
+        rows = table_rows(screen)
+        headings = [
+            i
+            for i in range(table.row_count)
+            if str(table.coordinate_to_cell_key((i, 0)).row_key.value).startswith(GROUP_KEY)
+        ]
+        titles = [rows[i][1] for i in headings]
+        assert [t.split(",")[0].split(" (")[0] for t in titles] == [
+            "▸ Direct benchmarks",
+            "▸ TorchServe",
+            "▸ SageMaker",
+        ]
+        assert all(len(t) <= MODEL_WIDTH and "…" not in t for t in titles), titles  # read whole in the model column
+        counts = [int(t.rsplit("(", 1)[1].rstrip(")")) for t in titles]
+        assert counts == [len(SWEEP) + 1, 3, 3]  # the sweep and the exercise's row; one row per offered rate
+        below = rows[headings[2] + 1 :]
+        assert below and all(r[1].startswith("endpoint ") and r[INSTANCE] == "ml.c6i.xlarge" for r in below)
+        answer = recommendation_text(screen)
+        assert "Which deployment serves it cheapest" in answer
+        assert "TorchServe on the instance:" in answer and "SageMaker endpoint: ml.c6i.xlarge" in answer
+        table.focus()
+        table.move_cursor(row=headings[2])  # a heading row is not a run: no detail, no error
+        await pilot.pause()
+        assert screen.highlighted_row() is None
+        table.move_cursor(row=headings[2] + 1)
+        await pilot.pause()
+        assert screen.highlighted_row()["deployment"] == "sagemaker"

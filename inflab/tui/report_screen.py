@@ -48,9 +48,10 @@ SORTABLE = [key for key, *_ in COLUMNS if key != "throughput_pm"]  # a ±share r
 #: the table's groups, in order: the direct benchmarks (the instance's and the sweep's, compared with each other),
 #: then each served deployment on its own (their rows are per offered request rate)
 GROUPS: tuple[tuple[str, str, frozenset[str]], ...] = (
-    ("direct", "Direct benchmarks — on the instance and the Batch sweep", frozenset({"instance", "batch"})),
-    ("torchserve", "TorchServe on the instance — per offered rate", frozenset({"torchserve"})),
-    ("sagemaker", "SageMaker endpoint — per offered rate, priced per ml.* instance", frozenset({"sagemaker"})),
+    # the heading stands in the model column (MODEL_WIDTH): short enough to be read whole
+    ("direct", "Direct benchmarks", frozenset({"instance", "batch"})),
+    ("torchserve", "TorchServe, per rate", frozenset({"torchserve"})),
+    ("sagemaker", "SageMaker, per rate", frozenset({"sagemaker"})),
 )
 GROUP_KEY = "group-"  # the row key of a group's heading row
 MARK = "mark"  # the first, narrow column: ★ cheapest, ⚡ fastest, ≈ within noise of one of them
