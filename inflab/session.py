@@ -249,12 +249,18 @@ class Store:
             for sub in LAB_DIRS:
                 private_files.check_dir(self.home / sub)
             for side in ("", "-wal", "-shm"):
-                if side and not os.path.lexists(str(self.path) + side):
+                # Created 0600 before SQLite opens it, never through a link, and only a file of ours. SQLite's
+                # -wal and -shm files come and go (another process's last connection removes them): one that
+                # is not there, or is gone by the time it is opened, has nothing to check.
+                try:
+                    fd = private_files.open_own(
+                        Path(str(self.path) + side), os.O_RDONLY | (os.O_CREAT if not side else 0)
+                    )
+                except FileNotFoundError:
+                    if not side:
+                        raise
                     continue
-                # Created 0600 before SQLite opens it, never through a link, and only a file of ours.
-                os.close(
-                    private_files.open_own(Path(str(self.path) + side), os.O_RDONLY | (os.O_CREAT if not side else 0))
-                )
+                os.close(fd)
         except private_files.UnsafePath as e:
             raise StoreError(f"{where}: {e}") from None
         except OSError as e:

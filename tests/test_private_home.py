@@ -258,3 +258,23 @@ def test_the_sandbox_instance_accepts_only_keys_the_lab_made(tmp_path):
     found = lab_keys(home)
     assert ours in found
     assert not (set(keys[1:]) & found), "a key another user could have planted (or read) opens the sandbox instance"
+
+
+@pytest.mark.parametrize("side", ["-wal", "-shm"])
+def test_a_store_opened_while_another_process_ends_sqlites_side_files_opens(side, tmp_path, monkeypatch):
+    """SQLite removes the -wal and -shm files when its last connection closes: one seen a moment ago
+    and gone when opened is nothing to check, not "cannot write inflab.db" (two runs on one session
+    starting together met exactly this)."""
+    home = tmp_path / "home"
+    Store(home).create_session("s1", {}, sandbox=True, track="inf1")
+    gone = Path(str(home / "inflab.db") + side)
+    gone.touch(mode=0o600)  # there when the store looks ...
+    real = private_files.open_own
+
+    def vanishing(path, flags):
+        if Path(path) == gone:
+            gone.unlink(missing_ok=True)  # ... removed by the other process before it is opened
+        return real(path, flags)
+
+    monkeypatch.setattr(private_files, "open_own", vanishing)
+    assert Store(home).get_session("s1").name == "s1"
