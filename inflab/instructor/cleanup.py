@@ -37,7 +37,7 @@ from ..untrusted import shown
 from .records import CleanupResult
 
 LOCK_NAME = "instructor.cleanup"  # <home>/locks/instructor.cleanup.lock (a dot: never a session's lock)
-WORK_DIR = "instructor-cleanup"  # <home>/instructor-cleanup/<session>-XXXX: the stand-in stores
+WORK_DIR = "instructor-cleanup"  # <home>/instructor-cleanup/<session>-<random>: the stand-in stores
 ACTIVE_S = 60.0  # a beacon written this recently: the participant's lab is still going
 
 

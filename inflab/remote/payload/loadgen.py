@@ -41,6 +41,7 @@ limit: that is a finding), 1 when the server could not be reached at all, 2 on b
 
 from __future__ import annotations
 
+import abc
 import argparse
 import errno
 import json
@@ -288,7 +289,7 @@ def _error_name(code: int) -> str:
     return type(OSError(code, os.strerror(code))).__name__ if code != errno.ECONNREFUSED else "ConnectionRefusedError"
 
 
-class Loops:
+class Loops(abc.ABC):
     """The schedules every client runs, on its ``send(due)`` and ``poll(timeout)``: ``idle`` slots,
     ``in_flight`` requests, and ``records`` of (due, end, outcome)."""
 
@@ -297,14 +298,17 @@ class Loops:
     in_flight: int
     records: list[tuple[float, float, str]]
 
+    @abc.abstractmethod
     def send(self, due: float) -> None:
-        raise NotImplementedError
+        """Start a request due at ``due`` on an idle slot."""
 
+    @abc.abstractmethod
     def poll(self, timeout: float) -> None:
-        raise NotImplementedError
+        """Take the answers that come within ``timeout`` seconds into ``records``."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Let go of every connection (or thread)."""
 
     def open_loop(self, times: list[float], start: float) -> None:
         """Send a request at each of ``start + times`` (or as soon as a connection is free)."""
