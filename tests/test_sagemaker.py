@@ -588,3 +588,18 @@ def test_the_load_generator_keeps_invokeendpoint_calls_in_flight_on_its_schedule
         sagemaker_invoke._clients.clear()
         server.shutdown()
     assert len(_Runtime.seen) == 9 and all(s["path"] == "/endpoints/inflab-lab1/invocations" for s in _Runtime.seen)
+
+
+def test_the_sandbox_gives_each_endpoint_container_a_port_below_the_ephemeral_range():
+    """The container binds it seconds later: an ephemeral port could meanwhile be taken by any outgoing
+    connection on the machine (a load test beside it makes thousands)."""
+    import socket
+
+    from inflab.remote.payload.serve import ephemeral_low
+    from inflab.sandbox.sagemaker import free_port
+
+    ports = {free_port() for _ in range(20)}
+    assert all(20000 <= p < ephemeral_low() for p in ports), ports
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free

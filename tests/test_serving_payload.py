@@ -881,11 +881,12 @@ def test_properties_keep_every_address_on_loopback_and_set_the_model():
     assert version["batchSize"] == 8 and version["maxBatchDelay"] == 25
 
 
-def test_free_ports_are_distinct_and_free():
+def test_free_ports_are_distinct_free_and_below_the_ephemeral_range():
     import socket
 
     ports = serve.free_ports(5)
-    assert len(set(ports)) == 5 and all(0 < p < 65536 for p in ports)
+    # below the range the kernel gives outgoing connections: none of those can take one before TorchServe binds it
+    assert len(set(ports)) == 5 and all(serve.LISTEN_PORTS_FROM <= p < serve.ephemeral_low() for p in ports)
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # still free: they were closed again

@@ -50,6 +50,7 @@ except ImportError:  # run as a script on the host
     import targets
 
 LOOPBACK = "127.0.0.1"
+LISTEN_PORTS_FROM = 20000  # free_ports draws from here up to the ephemeral range
 RESPONSE_TIMEOUT_S = 120
 TOKEN_EXPIRATION_MIN = 480  # a workshop day
 TMP_PREFIX = "inflab-ts-"
@@ -71,11 +72,38 @@ def _positive(text: str) -> int:
     return value
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now (held open together, so never the same one twice)."""
-    socks = []
+def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    """Where the kernel's ephemeral port range starts (the ports it gives outgoing connections)."""
     try:
-        for _ in range(n):
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free right now (held open together, so never the same one twice).
+
+    TorchServe binds them seconds later, once its JVM is up. A port from the ephemeral range could be
+    taken meanwhile by any outgoing connection on the machine (a busy host makes thousands), so they
+    are drawn at random below that range, each one bound to be sure it is free; where there is no
+    room below it, the kernel picks (port 0)."""
+    import random
+
+    top = ephemeral_low()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(64 * n):
+            if len(socks) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind((LOOPBACK, random.randrange(LISTEN_PORTS_FROM, top) if top > LISTEN_PORTS_FROM + 1000 else 0))
+            except OSError:  # in use: draw again
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:  # nothing free below the range after many draws: the kernel's choice
             s = socket.socket()
             s.bind((LOOPBACK, 0))
             socks.append(s)
