@@ -116,6 +116,16 @@ def hosted(sandbox, inflab_home, compiled, tmp_path_factory):
     }
 
 
+def container_log(logs, endpoint: str) -> str:
+    """What the endpoint's containers printed (its CloudWatch log group), to explain a failure."""
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    lines = []
+    for stream in logs.describe_log_streams(logGroupName=group).get("logStreams", []):
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
+        lines += [f"{stream['logStreamName']}: {e['message']}" for e in events]
+    return "\n".join(lines)
+
+
 @pytest.fixture
 def endpoint(hosted, aws, name):
     """Makes ``name``'s role, model and endpoint from model data ``data`` (bytes) and waits for an end state;
@@ -166,7 +176,7 @@ def endpoint(hosted, aws, name):
             d = sm.describe_endpoint(EndpointName=f"inflab-{name}")
             seen.append(d["EndpointStatus"])
             if d["EndpointStatus"] not in ("Creating",):
-                return {**d, "seen": seen}
+                return {**d, "seen": seen, "log": container_log(aws("logs"), f"inflab-{name}")}
             time.sleep(1)
         raise AssertionError(f"still Creating after {timeout} s")
 
@@ -191,7 +201,7 @@ def endpoint(hosted, aws, name):
 
 def test_an_endpoint_runs_for_real_answers_through_invokeendpoint_and_only_there(endpoint, hosted, aws, sandbox, name):
     d = endpoint(hosted["good"].read_bytes())
-    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    assert d["EndpointStatus"] == "InService", f"{d.get('FailureReason')}\n{d['log'][-4000:]}"
     assert d["seen"][0] == "Creating", "Creating first, as SageMaker shows an endpoint it is starting"
     runtime = aws("sagemaker-runtime")
     answer = runtime.invoke_endpoint(EndpointName=f"inflab-{name}", Body=PAIR, ContentType="application/json")
@@ -253,7 +263,7 @@ def test_an_endpoint_runs_for_real_answers_through_invokeendpoint_and_only_there
 
 def test_deleting_an_endpoint_ends_its_processes(endpoint, hosted, aws, name):
     d = endpoint(hosted["good"].read_bytes(), count=2)
-    assert d["EndpointStatus"] == "InService", d.get("FailureReason")
+    assert d["EndpointStatus"] == "InService", f"{d.get('FailureReason')}\n{d['log'][-4000:]}"
     assert (
         len(
             [
@@ -331,12 +341,14 @@ def test_sagemaker_refuses_what_it_refuses_on_aws(aws, hosted, name):
 
 
 # ------------------------------------------------------------------------------ the exercise end to end
+# The direct benchmark in one short trial: these tests look at the endpoint, not at those figures.
 CONFIG = """
 [bench]
 batch_size = 4
-min_duration_s = 2
+min_duration_s = 1
 min_queries = 50
-max_duration_s = 10
+max_duration_s = 4
+repeats = 1
 [serve]
 rates = [5]
 step_s = 1
