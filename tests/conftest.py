@@ -35,6 +35,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") is None and item.get_closest_marker("sandbox") is None:
             item.add_marker(pytest.mark.unit)
+    # The longest files first (``make test`` hands out whole files, in this order, with
+    # --no-loadscope-reorder): a file of whole-track runs that started last would run on alone
+    # while the other test processes sit idle.
+    rank: dict[str, int] = {}
+    for item in items:
+        tier = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("sandbox") else 2
+        rank[item.nodeid.split("::")[0]] = min(tier, rank.get(item.nodeid.split("::")[0], 2))
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
 def _uses_sandbox(args: tuple[str, ...]) -> bool:
