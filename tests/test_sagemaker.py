@@ -603,3 +603,25 @@ def test_the_sandbox_gives_each_endpoint_container_a_port_below_the_ephemeral_ra
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free
+
+
+def test_each_container_stages_its_model_in_a_directory_of_its_own(tmp_path, monkeypatch):
+    """torch-model-archiver empties and fills $TMPDIR/<model name>: the two containers of an endpoint
+    with two instances start together, and in one shared directory one removed the other's files."""
+    model = fake_compiled(tmp_path / "models", tokenizer=False)
+    sagemaker_package.build(str(model), str(tmp_path / "pkg"))
+    data = tmp_path / "opt-ml-model"
+    with tarfile.open(tmp_path / "pkg" / "model.tar.gz") as tar:
+        tar.extractall(data, filter="data")
+    shared = tmp_path / "tmp"
+    (shared / sagemaker_serve.MODEL).mkdir(parents=True)
+    (shared / sagemaker_serve.MODEL / "planted.py").write_text("print('the other container')\n")
+    monkeypatch.setenv("TMPDIR", str(shared))
+    own, store = tmp_path / "own", tmp_path / "store"
+    own.mkdir(mode=0o700)
+    store.mkdir()
+    with contextlib.redirect_stdout(io.StringIO()):
+        sagemaker_serve.archive_model(str(data), sagemaker_serve.read_spec(str(data)), str(store), str(own))
+    assert (shared / sagemaker_serve.MODEL / "planted.py").is_file(), "the other container's staging was emptied"
+    made = {p.name for p in (store / sagemaker_serve.MODEL).rglob("*")}
+    assert "inflab_handler.py" in made and "planted.py" not in made

@@ -120,7 +120,11 @@ def container_log(logs, endpoint: str) -> str:
     """What the endpoint's containers printed (its CloudWatch log group), to explain a failure."""
     group = f"/aws/sagemaker/Endpoints/{endpoint}"
     lines = []
-    for stream in logs.describe_log_streams(logGroupName=group).get("logStreams", []):
+    try:
+        streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    except logs.exceptions.ResourceNotFoundException:
+        return "(no container started: the endpoint has no log group)"
+    for stream in streams:
         events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
         lines += [f"{stream['logStreamName']}: {e['message']}" for e in events]
     return "\n".join(lines)

@@ -62,6 +62,18 @@ def archiver() -> str:
     return found
 
 
+def run_archiver(cmd: list[str], private_dir: str) -> subprocess.CompletedProcess:
+    """Run torch-model-archiver ``cmd`` (output captured as text) staging under ``private_dir``.
+
+    It stages the files in $TMPDIR/<model name>, a name every archiver on the host shares and empties
+    first: in /tmp, two at once mix their files (two containers of one endpoint starting together),
+    and another user could plant one (or a link) there. Its TMPDIR is a new 0700 directory in ours."""
+    staging = tempfile.mkdtemp(prefix="staging-", dir=private_dir)
+    return subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": staging}
+    )
+
+
 def sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -113,14 +125,7 @@ def main(argv=None) -> int:
             "--force",
         ]
         say("$ " + " ".join(os.path.basename(c) if c == cmd[0] else c for c in cmd))
-        # torch-model-archiver stages the files in $TMPDIR/<model name>, a name every archiver on the host
-        # shares and empties first: in /tmp, two at once mix their files, and another user could plant
-        # one (or a link) there. Its TMPDIR is our own 0700 temporary directory.
-        staging = os.path.join(tmp, "staging")
-        os.mkdir(staging, 0o700)
-        done = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": staging}
-        )
+        done = run_archiver(cmd, tmp)
         for line in done.stdout.splitlines():
             say(line)
         if done.returncode != 0:

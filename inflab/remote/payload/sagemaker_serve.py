@@ -131,8 +131,9 @@ def read_spec(model_dir: str) -> dict:
     return spec
 
 
-def archive_model(model_dir: str, spec: dict, store: str) -> None:
-    """The model data as a TorchServe model in ``store`` (unzipped: a big model is not compressed again)."""
+def archive_model(model_dir: str, spec: dict, store: str, private_dir: str) -> None:
+    """The model data as a TorchServe model in ``store`` (unzipped: a big model is not compressed again),
+    staged in ``private_dir`` (the container's own)."""
     extra = [
         os.path.join(model_dir, n) for n in ("model.json", "index_to_name.json", *spec["code"]) if n != spec["handler"]
     ]
@@ -156,7 +157,7 @@ def archive_model(model_dir: str, spec: dict, store: str) -> None:
         "no-archive",
         "--force",
     ]
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = archive.run_archiver(cmd, private_dir)
     for line in done.stdout.splitlines():
         say(line)
     if done.returncode != 0:
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
     names = ("management", "metrics", "grpc_inference", "grpc_management")
     loopback = dict(zip(names, serve.free_ports(len(names))))
     try:
-        archive_model(args.model_dir, spec, store)
+        archive_model(args.model_dir, spec, store, tmp)
     except (OSError, RuntimeError) as e:
         say(f"could not make the TorchServe model: {e}")
         shutil.rmtree(tmp, ignore_errors=True)
