@@ -137,7 +137,7 @@ class FakeSource:
         item = self.rooms[min(self.refresh_calls, len(self.rooms) - 1)]
         self.refresh_calls += 1
         if self.gate is not None:
-            assert self.gate.wait(5), "the test never opened the gate"
+            assert self.gate.wait(30), "the test never opened the gate"
         time.sleep(self.delay)
         if isinstance(item, Exception):
             self.refreshed += 1
@@ -150,7 +150,7 @@ class FakeSource:
 
     def resources(self, label: str) -> list[dict[str, str]]:
         self.resources_asked.append(label)
-        assert self.resources_gate.wait(5), "the test never opened the resources gate"
+        assert self.resources_gate.wait(30), "the test never opened the resources gate"
         if label == "dave":
             raise RuntimeError("ProfileNotFound: " + REASON)
         return [
@@ -159,14 +159,14 @@ class FakeSource:
         ]
 
     def preflight(self) -> list[AccountPreflight]:
-        assert self.preflight_gate.wait(5), "the test never opened the preflight gate"
+        assert self.preflight_gate.wait(30), "the test never opened the preflight gate"
         return self.preflight_results
 
     def cleanup(self, labels: list[str], *, delete_data: bool, log: Callable[[str], None]) -> list[CleanupResult]:
         self.cleanup_calls.append((list(labels), delete_data))
         log("cleanup: 3 participants in 3 accounts")
         if self.cleanup_gate is not None:
-            assert self.cleanup_gate.wait(5), "the test never opened the cleanup gate"
+            assert self.cleanup_gate.wait(30), "the test never opened the cleanup gate"
         # progress comes from several threads, as the real one's does
         workers = [threading.Thread(target=log, args=(f"{label}: terminating the instance",)) for label in labels]
         for w in workers:
@@ -178,7 +178,9 @@ class FakeSource:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 5) -> bool:
+async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 15) -> bool:
+    """Until ``predicate()`` holds (True) or ``timeout`` seconds pass (what it says then): generous, as
+    it returns as soon as it holds, and a busy machine paints late."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -200,6 +202,12 @@ def screen_text(app) -> str:
     )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+async def shows(pilot, app, *texts: str) -> bool:
+    """The screen shows every one of ``texts`` once it has painted (later than the widgets' state on a
+    busy machine)."""
+    return await wait_for(pilot, lambda: all(t in screen_text(app) for t in texts))
 
 
 def cells(screen, label: str) -> dict[str, str]:
@@ -246,13 +254,12 @@ async def test_the_room_shows_each_participant_and_the_summary():
         assert {dave[k] for k in ("instances", "batch", "spend", "on_step", "updated")} == {"—"}
         assert alice["updated"].endswith("s ago") and alice["on_step"].startswith("1:0")
 
-        shown = screen_text(app)
-        assert "The config profile (nope)" in shown and "could not be found" in shown  # wrapped in its Step cell
         summary = text_of(screen.query_one("#room-summary", Static))
         expected = summarize(source.last_room.rows).line()
         assert summary.startswith(expected), (summary, expected)
         assert "prices: AWS price list 2026-05-01" in summary
-        assert expected in shown
+        # the Step cell wraps the long reason; the summary line is on screen too
+        assert await shows(pilot, app, "The config profile (nope)", "could not be found", expected), screen_text(app)
         status = text_of(screen.query_one("#room-status", Static))
         assert status.startswith("refreshed ") and " in 0.3 s · next in " in status
         assert app.sub_title == "neuron-101" and app.title == "inflab instructor"
@@ -355,7 +362,7 @@ async def test_details_of_a_failed_and_an_unreachable_participant():
             ["ec2:key-pair", "lab-carol", "key-0c4", ""],
             ["ec2:security-group", "lab-carol-ssh", "sg-0c4", ""],
         ]
-        assert "Last error: InsufficientInstanceCapacity" in screen_text(app)
+        assert await shows(pilot, app, "Last error: InsufficientInstanceCapacity"), screen_text(app)
 
         await pilot.press("escape")
         assert app.screen is screen
@@ -407,8 +414,8 @@ async def test_preflight_shows_what_will_fail():
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         assert [r[2:4] for r in rows] == [["credentials", "✓"], ["quota", "✗"], ["offerings", "?"]]
         assert rows[1][4] == QUOTA_DETAIL
-        shown = screen_text(app)
-        assert "L-1945791B" in shown  # the long detail wraps inside its column, its end still on screen
+        # the long detail wraps inside its column, its end still on screen
+        assert await shows(pilot, app, "L-1945791B"), screen_text(app)
         await pilot.press("escape")
         assert app.screen is screen
 
@@ -490,8 +497,9 @@ async def test_cleanup_everyone_after_typing_everyone():
         ]
         assert rows["carol"][4:6] == ["✗ terminate: timed out", "ec2:instance lab-carol [shutting-down]"]
         assert rows["dave"][4:6] == [f"✗ {REASON}", "not looked at: the account could not be read"]
-        shown = screen_text(app)
-        assert "terminating the instance" in shown and "ec2:instance lab-carol [shutting-down]" in shown
+        assert await shows(pilot, app, "terminating the instance", "ec2:instance lab-carol [shutting-down]"), (
+            screen_text(app)
+        )
         assert await wait_for(pilot, lambda: screen.refreshes == 2)  # the room is read again after a cleanup
         assert not app.cleaning
         await pilot.press("escape")
@@ -510,7 +518,7 @@ async def test_the_screen_answers_while_a_refresh_is_slow():
             table = screen.query_one("#room", DataTable)
             assert table.row_count == 4  # the roster is there before the first answer
             await pilot.press("down")
-            assert await wait_for(pilot, lambda: table.cursor_row == 1, timeout=1)
+            assert await wait_for(pilot, lambda: table.cursor_row == 1, timeout=10)
             assert source.refreshed == 0  # the refresh is still waiting: the keys went through anyway
             assert text_of(screen.query_one("#room-status", Static)).startswith("refreshing… (")
             gate.set()
