@@ -35,12 +35,13 @@ $(TSTAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-# The whole suite in three test processes (each with its own INFLAB_HOME and sandbox daemon): many
-# tests wait on a daemon, a job or a subprocess, so three keep two cores busy. A test file stays in
+# The whole suite in four test processes (each with its own INFLAB_HOME and sandbox daemon): many
+# tests wait on a daemon, a job or a subprocess, so it takes four to keep two cores busy (two left a
+# third of them idle, three a sixth). A test file stays in
 # one process (its module fixtures are set up once); files go out in conftest's order, the whole-track
 # ones first, so none of them starts last and runs on alone.
 test: $(TSTAMP) system-deps lint
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The unit tier only (no sandbox, no sshd, no model): seconds per file, for every edit.
 test-fast: $(TSTAMP)
