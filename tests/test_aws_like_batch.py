@@ -24,8 +24,8 @@ from inflab.session import Store
 
 pytestmark = pytest.mark.slow
 QUICK = {
-    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4},
-    "batch": {"min_duration_s": 1, "max_duration_s": 4, "sizes": [2]},
+    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 2},
+    "batch": {"min_duration_s": 1, "max_duration_s": 2, "sizes": [2]},
     "model": {"int8": False},
 }
 

@@ -28,14 +28,14 @@ QUICK = """
 [bench]
 min_duration_s = 1
 min_queries = 20
-max_duration_s = 4
+max_duration_s = 2
 repeats = 1
 [sagemaker]
 enabled = false
 [batch]
 sizes = [2, 8]
 min_duration_s = 1
-max_duration_s = 4
+max_duration_s = 2
 [serve]
 step_s = 1
 rates = [5]
@@ -43,9 +43,9 @@ rates = [5]
 SWEEP_STEPS = ("batch-setup", "batch-submit", "batch-monitor", "report")
 # The sweep-only tests measure less: two batch sizes, fp32 only.
 SMALL = {
-    "batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4},
+    "batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 2},
     "model": {"int8": False},
-    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 4},
+    "bench": {"min_duration_s": 1, "min_queries": 20, "max_duration_s": 2},
 }
 
 

@@ -36,9 +36,9 @@ def lab(sandbox, inflab_home, tmp_path_factory):
     d = tmp_path_factory.mktemp("cfg")
     cfg = d / "short.toml"  # a shorter measurement: these tests look at the flow
     (d / "pair.json").write_text(PAIR)  # the serving check's input (a test swaps in a bad one)
-    # trials of one to three seconds (three of them, the default): these tests look at the flow and the record
+    # trials of one to two seconds (three of them, the default): these tests look at the flow and the record
     cfg.write_text(
-        "[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 3\n"
+        "[bench]\nmin_duration_s = 1\nmin_queries = 50\nmax_duration_s = 2\n"
         '[serve]\nstep_s = 1\nrates = [4, 8, 200]\nlatency_limit_ms = 2000\ninput = "pair.json"\n'
         "[sagemaker]\nenabled = false\n"  # tests/test_sagemaker_sandbox.py runs that exercise
     )

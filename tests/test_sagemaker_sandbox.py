@@ -351,7 +351,7 @@ CONFIG = """
 batch_size = 4
 min_duration_s = 1
 min_queries = 50
-max_duration_s = 4
+max_duration_s = 2
 repeats = 1
 [serve]
 rates = [5]

@@ -24,7 +24,7 @@ from inflab.tui.jobs_pane import JobsPane
 from inflab.tui.widgets import ConfirmModal, LogPane
 from inflab.tui.wizard import Wizard
 
-SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 4}, "model": {"int8": False}}
+SMALL = {"batch": {"sizes": [2, 4], "min_duration_s": 1, "max_duration_s": 2}, "model": {"int8": False}}
 SIZE = (160, 48)
 
 
