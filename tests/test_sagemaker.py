@@ -595,7 +595,7 @@ def test_the_sandbox_gives_each_endpoint_container_a_port_below_the_ephemeral_ra
     connection on the machine (a load test beside it makes thousands)."""
     import socket
 
-    from inflab.remote.payload.serve import ephemeral_low
+    from inflab.remote.payload.ports import ephemeral_low
     from inflab.sandbox.sagemaker import free_port
 
     ports = {free_port() for _ in range(20)}

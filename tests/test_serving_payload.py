@@ -43,7 +43,7 @@ from PIL import Image
 
 from inflab import config
 from inflab.config import ConfigError
-from inflab.remote.payload import archive, loadgen, serve
+from inflab.remote.payload import archive, loadgen, ports as payload_ports, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "inflab" / "assets" / "samples"
@@ -884,9 +884,11 @@ def test_properties_keep_every_address_on_loopback_and_set_the_model():
 def test_free_ports_are_distinct_free_and_below_the_ephemeral_range():
     import socket
 
-    ports = serve.free_ports(5)
+    ports = payload_ports.free_ports(5)
     # below the range the kernel gives outgoing connections: none of those can take one before TorchServe binds it
-    assert len(set(ports)) == 5 and all(serve.LISTEN_PORTS_FROM <= p < serve.ephemeral_low() for p in ports)
+    assert len(set(ports)) == 5 and all(
+        payload_ports.LISTEN_PORTS_FROM <= p < payload_ports.ephemeral_low() for p in ports
+    )
     for port in ports:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # still free: they were closed again

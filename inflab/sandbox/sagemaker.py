@@ -61,6 +61,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..remote.payload.ports import free_ports
+
 DIR = "sagemaker"  # under the sandbox's state directory
 HEALTH_TIMEOUT_S = 600.0  # a variant's ContainerStartupHealthCheckTimeoutInSeconds when it names none
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL (SageMaker waits 30 s)
@@ -114,26 +116,10 @@ class _Endpoint:
     stopping: bool = False
 
 
-def free_port(low: int = 20000) -> int:
-    """A loopback port free right now, drawn below the kernel's ephemeral range: the container binds it
-    seconds later, and meanwhile any outgoing connection on this machine could take an ephemeral one
-    (there, each container has a network of its own). Port 0 (the kernel's choice) where no draw is free."""
-    import socket
-
-    try:
-        top = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        top = 32768
-    for _ in range(64 if top > low + 1000 else 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", random.randrange(low, top)))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port() -> int:
+    """A loopback port for an endpoint's container, drawn as TorchServe's are (below the ephemeral range:
+    the container binds it seconds later; there, each container has a network of its own)."""
+    return free_ports(1)[0]
 
 
 def _key(account: str, region: str, name: str) -> tuple[str, str, str]:

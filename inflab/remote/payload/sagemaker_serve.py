@@ -36,10 +36,11 @@ import sys
 import tempfile
 
 try:
-    from . import archive, cmdline, serve, targets
+    from . import archive, cmdline, ports, serve, targets
 except ImportError:  # run as a script on the host
     import archive
     import cmdline
+    import ports
     import serve
     import targets
 
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
     store = os.path.join(tmp, "store")
     os.makedirs(store)
     names = ("management", "metrics", "grpc_inference", "grpc_management")
-    loopback = dict(zip(names, serve.free_ports(len(names))))
+    loopback = dict(zip(names, ports.free_ports(len(names))))
     try:
         archive_model(args.model_dir, spec, store, tmp)
     except (OSError, RuntimeError) as e:

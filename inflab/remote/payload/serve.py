@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,13 +43,14 @@ import time
 
 try:
     from . import cmdline, interference, targets
+    from .ports import free_ports
 except ImportError:  # run as a script on the host
     import cmdline
     import interference
     import targets
+    from ports import free_ports
 
 LOOPBACK = "127.0.0.1"
-LISTEN_PORTS_FROM = 20000  # free_ports draws from here up to the ephemeral range
 RESPONSE_TIMEOUT_S = 120
 TOKEN_EXPIRATION_MIN = 480  # a workshop day
 TMP_PREFIX = "inflab-ts-"
@@ -70,47 +70,6 @@ def _positive(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
-
-
-def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
-    """Where the kernel's ephemeral port range starts (the ports it gives outgoing connections)."""
-    try:
-        with open(path) as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now (held open together, so never the same one twice).
-
-    TorchServe binds them seconds later, once its JVM is up. A port from the ephemeral range could be
-    taken meanwhile by any outgoing connection on the machine (a busy host makes thousands), so they
-    are drawn at random below that range, each one bound to be sure it is free; where there is no
-    room below it, the kernel picks (port 0)."""
-    import random
-
-    top = ephemeral_low()
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(64 * n):
-            if len(socks) == n:
-                break
-            s = socket.socket()
-            try:
-                s.bind((LOOPBACK, random.randrange(LISTEN_PORTS_FROM, top) if top > LISTEN_PORTS_FROM + 1000 else 0))
-            except OSError:  # in use: draw again
-                s.close()
-                continue
-            socks.append(s)
-        while len(socks) < n:  # nothing free below the range after many draws: the kernel's choice
-            s = socket.socket()
-            s.bind((LOOPBACK, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def fresh_tmp(run: str) -> str:
