@@ -41,8 +41,8 @@ def pytest_collection_modifyitems(config, items):
     rank: dict[str, int] = {}
     for item in items:
         tier = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("sandbox") else 2
-        rank[item.nodeid.split("::")[0]] = min(tier, rank.get(item.nodeid.split("::")[0], 2))
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+        rank[item.path] = min(tier, rank.get(item.path, 2))
+    items.sort(key=lambda item: rank[item.path])
 
 
 def _uses_sandbox(args: tuple[str, ...]) -> bool:
