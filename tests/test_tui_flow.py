@@ -344,3 +344,66 @@ async def test_a_session_driven_elsewhere_opens_read_only(sandbox, store, name):
     async with app.run_test(size=(140, 45)) as pilot:
         wizard = await open_wizard(pilot, app)
         assert wizard.read_only is None
+
+
+async def test_a_pane_resized_while_the_program_starts_tells_the_program_its_new_size():
+    """The program learns the pane's size even when the pane changed while the remote PTY was opening
+    (on a busy machine, e.g. focus drawing the border): else top draws for a taller screen and its
+    header scrolls away."""
+    import asyncio as aio
+
+    from textual.app import App, ComposeResult
+
+    opened = aio.Event()
+    go_on = aio.Event()
+
+    class Process:
+        def __init__(self, size):
+            self.size = size
+            self.stdin = self
+            self.stdout = self
+
+        def write(self, data):
+            pass
+
+        def change_terminal_size(self, cols, rows):
+            self.size = (cols, rows)
+
+        async def read(self, n):
+            await aio.Event().wait()
+
+    class Conn:
+        process: Process | None = None
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def create_process(self, command, *, term_type, term_size, encoding):
+            opened.set()
+            await go_on.wait()  # the PTY is being opened: the pane changes size meanwhile
+            Conn.process = Process(term_size)
+            return Conn.process
+
+    async def connect():
+        return Conn()
+
+    class Panes(App):
+        def compose(self) -> ComposeResult:
+            yield TerminalPane()
+
+    app = Panes()
+    async with app.run_test(size=(100, 40)) as pilot:
+        term = app.query_one(TerminalPane)
+        await pilot.pause()
+        term.start(connect)
+        assert await wait_for(pilot, opened.is_set)
+        await pilot.resize_terminal(80, 24)
+        assert await wait_for(pilot, lambda: term.screen_model.lines < 30)
+        go_on.set()
+        assert await wait_for(pilot, lambda: term.attached)
+        await pilot.pause()
+        assert Conn.process.size == (term.screen_model.columns, term.screen_model.lines)
+        term.stop()

@@ -117,6 +117,10 @@ class TerminalPane(LivePane, Widget, can_focus=True):
                 self.screen_model.reset()
                 self.send = proc.stdin.write
                 self.on_resize_pty = lambda c, r: proc.change_terminal_size(c, r)
+                if (self.screen_model.columns, self.screen_model.lines) != (cols, rows):
+                    # the pane changed size while the PTY opened: tell the program, or it draws
+                    # for the old size (top's header scrolls off a shorter pane)
+                    proc.change_terminal_size(self.screen_model.columns, self.screen_model.lines)
                 self.attached = True
                 self.status = ""
                 while True:
