@@ -233,11 +233,11 @@ class BatchSetup(Step):
         except ClientError as e:
             if error_code(e) != "NoSuchEntity":
                 raise
-            rid = ctx.intend("iam:instance-profile", profile_name)
-            prof = iam.create_instance_profile(InstanceProfileName=profile_name, Path=names.IAM_PATH, Tags=ctx.tags())[
-                "InstanceProfile"
-            ]
-            ctx.store.mark_created(rid, prof["Arn"])
+            with ctx.creating("iam:instance-profile", profile_name) as made:
+                prof = iam.create_instance_profile(
+                    InstanceProfileName=profile_name, Path=names.IAM_PATH, Tags=ctx.tags()
+                )["InstanceProfile"]
+                made(prof["Arn"])
         if not any(r["RoleName"] == profile_name for r in prof.get("Roles", [])):
             iam.add_role_to_instance_profile(InstanceProfileName=profile_name, RoleName=profile_name)
         iam.get_waiter("instance_profile_exists").wait(
@@ -267,14 +267,14 @@ class BatchSetup(Step):
         if found["SecurityGroups"]:
             group_id = found["SecurityGroups"][0]["GroupId"]
         else:
-            rid = ctx.intend("ec2:security-group", name)
-            group_id = ec2.create_security_group(
-                GroupName=name,
-                VpcId=vpc,
-                Description="inflab sweep hosts: no inbound",
-                TagSpecifications=[ctx.tag_spec("security-group")],
-            )["GroupId"]
-            ctx.store.mark_created(rid, group_id)
+            with ctx.creating("ec2:security-group", name) as made:
+                group_id = ec2.create_security_group(
+                    GroupName=name,
+                    VpcId=vpc,
+                    Description="inflab sweep hosts: no inbound",
+                    TagSpecifications=[ctx.tag_spec("security-group")],
+                )["GroupId"]
+                made(group_id)
             ctx.log(f"Created security group {name} ({group_id}): no inbound rule")
         return group_id, [s["SubnetId"] for s in subnets if s["VpcId"] == vpc]
 
@@ -326,27 +326,27 @@ class BatchSetup(Step):
         self, ctx, itype: str, arns: dict, group_id: str, subnets: list[str], image_type: str, ami: str
     ) -> None:
         name = names.compute_environment(ctx.name, itype)
-        rid = ctx.intend("batch:compute-environment", name)
-        ce = ctx.aws.client("batch").create_compute_environment(
-            computeEnvironmentName=name,
-            type="MANAGED",
-            state="ENABLED",  # no serviceRole: Batch's service-linked role
-            computeResources={
-                "type": "EC2",
-                "allocationStrategy": "BEST_FIT_PROGRESSIVE",
-                "minvCpus": 0,
-                "desiredvCpus": 0,
-                "maxvCpus": ctx.config.batch.max_vcpus,
-                "instanceTypes": [itype],
-                "subnets": subnets,
-                "securityGroupIds": [group_id],
-                "instanceRole": arns["profile"],
-                "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
-                "tags": {"Name": name, **tag_dict(ctx.tags()), **HOST_ROLE_TAG},
-            },
-            tags=tag_dict(ctx.tags()),
-        )
-        ctx.store.mark_created(rid, ce["computeEnvironmentArn"])
+        with ctx.creating("batch:compute-environment", name) as made:
+            ce = ctx.aws.client("batch").create_compute_environment(
+                computeEnvironmentName=name,
+                type="MANAGED",
+                state="ENABLED",  # no serviceRole: Batch's service-linked role
+                computeResources={
+                    "type": "EC2",
+                    "allocationStrategy": "BEST_FIT_PROGRESSIVE",
+                    "minvCpus": 0,
+                    "desiredvCpus": 0,
+                    "maxvCpus": ctx.config.batch.max_vcpus,
+                    "instanceTypes": [itype],
+                    "subnets": subnets,
+                    "securityGroupIds": [group_id],
+                    "instanceRole": arns["profile"],
+                    "ec2Configuration": [{"imageType": image_type, "imageIdOverride": ami}],
+                    "tags": {"Name": name, **tag_dict(ctx.tags()), **HOST_ROLE_TAG},
+                },
+                tags=tag_dict(ctx.tags()),
+            )
+            made(ce["computeEnvironmentArn"])
         ctx.log(
             f"Created compute environment {name}: {itype}, 0–{ctx.config.batch.max_vcpus} vCPUs, AMI {ami} ({image_type})"
         )
@@ -357,16 +357,16 @@ class BatchSetup(Step):
         batch = ctx.aws.client("batch")
         q = describe_queue(ctx, name)
         if q is None:
-            rid = ctx.intend("batch:job-queue", name)
-            q = batch.create_job_queue(
-                jobQueueName=name,
-                state="ENABLED",
-                priority=1,
-                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-                jobStateTimeLimitActions=limits,
-                tags=tag_dict(ctx.tags()),
-            )
-            ctx.store.mark_created(rid, q["jobQueueArn"])
+            with ctx.creating("batch:job-queue", name) as made:
+                q = batch.create_job_queue(
+                    jobQueueName=name,
+                    state="ENABLED",
+                    priority=1,
+                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+                    jobStateTimeLimitActions=limits,
+                    tags=tag_dict(ctx.tags()),
+                )
+                made(q["jobQueueArn"])
             ctx.log(
                 f"Created job queue {name} → {ce}; a job Batch cannot place is cancelled after "
                 f"{ctx.config.batch.runnable_timeout_min} min"
@@ -384,18 +384,18 @@ class BatchSetup(Step):
             if k in ("image", "command", "environment", "jobRoleArn")
         ):
             return current["jobDefinitionArn"]
-        rid = ctx.intend("batch:job-definition", name)
         timeout = ctx.config.batch.max_duration_s * 3 + 1800  # compile + benchmark(s) + copying, with room
-        arn = ctx.aws.client("batch").register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties=container,
-            retryStrategy={"attempts": 1},
-            timeout={"attemptDurationSeconds": timeout},
-            propagateTags=True,
-            tags=tag_dict(ctx.tags()),
-        )["jobDefinitionArn"]
-        ctx.store.mark_created(rid, arn)
+        with ctx.creating("batch:job-definition", name) as made:
+            arn = ctx.aws.client("batch").register_job_definition(
+                jobDefinitionName=name,
+                type="container",
+                containerProperties=container,
+                retryStrategy={"attempts": 1},
+                timeout={"attemptDurationSeconds": timeout},
+                propagateTags=True,
+                tags=tag_dict(ctx.tags()),
+            )["jobDefinitionArn"]
+            made(arn)
         ctx.log(f"Registered job definition {arn.rsplit('/', 1)[-1]}: image {container['image'].rsplit('/', 1)[-1]}")
         return arn
 

@@ -31,15 +31,15 @@ def ensure_role(ctx: StepContext, name: str, service: str, *, purpose: str) -> s
     except ClientError as e:
         if error_code(e) != "NoSuchEntity":
             raise
-        rid = ctx.intend("iam:role", name)
-        arn = iam.create_role(
-            RoleName=name,
-            Path=names.IAM_PATH,
-            AssumeRolePolicyDocument=trust(service),
-            Description=f"inflab {purpose} for session {ctx.name}",
-            Tags=ctx.tags(),
-        )["Role"]["Arn"]
-        ctx.store.mark_created(rid, arn)
+        with ctx.creating("iam:role", name) as made:
+            arn = iam.create_role(
+                RoleName=name,
+                Path=names.IAM_PATH,
+                AssumeRolePolicyDocument=trust(service),
+                Description=f"inflab {purpose} for session {ctx.name}",
+                Tags=ctx.tags(),
+            )["Role"]["Arn"]
+            made(arn)
         ctx.log(f"Created {purpose} {name} (trusted by {service})")
     iam.get_waiter("role_exists").wait(RoleName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 30})
     return arn

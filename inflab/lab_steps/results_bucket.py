@@ -33,10 +33,10 @@ def ensure(ctx: StepContext) -> str:
         if tags.get(names.TAG_SESSION) != ctx.name:
             raise StepError(f"An S3 bucket named {name} exists but does not belong to this session")
     else:
-        rid = ctx.intend("s3:bucket", name)
         kwargs = {} if ctx.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ctx.region}}
-        s3.create_bucket(Bucket=name, **kwargs)
-        ctx.store.mark_created(rid, name)
+        with ctx.creating("s3:bucket", name) as made:
+            s3.create_bucket(Bucket=name, **kwargs)
+            made(name)
         ctx.log(f"Created S3 bucket {name}")
     s3.put_public_access_block(
         Bucket=name,

@@ -323,11 +323,12 @@ class SageMakerEndpoint(Step):
             remove_endpoint(ctx, endpoint)
             found = None
         if found is None:
-            rid = ctx.intend("sagemaker:endpoint", endpoint, {"config": config})
-            arn = ctx.aws.client("sagemaker").create_endpoint(
-                EndpointName=endpoint, EndpointConfigName=config, Tags=ctx.tags(Name=endpoint)
-            )["EndpointArn"]
-            ctx.store.mark_created(rid, arn)
+            with ctx.creating("sagemaker:endpoint", endpoint, {"config": config}) as made:
+                made(
+                    ctx.aws.client("sagemaker").create_endpoint(
+                        EndpointName=endpoint, EndpointConfigName=config, Tags=ctx.tags(Name=endpoint)
+                    )["EndpointArn"]
+                )
             ctx.log(
                 f"Created endpoint {endpoint}: {len(models)} variant(s) ({', '.join(rec.variants)}) on "
                 f"{rec.instance_count} × {rec.instance_type} each, billed from now until it is deleted"
@@ -372,20 +373,21 @@ class SageMakerEndpoint(Step):
                 f"{state.next_action.sleep:.0f} s"
             )
 
-        rid = ctx.intend("sagemaker:model", name)
-        for attempt in Retrying(
-            retry=retry_if_exception(_could_not_assume),
-            stop=stop_after_delay(ROLE_WAIT_S),
-            wait=wait_exponential(multiplier=2, min=2, max=20),
-            sleep=ctx.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        ):
-            with attempt:
-                arn = sm.create_model(
-                    ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container, Tags=ctx.tags(Name=name)
-                )["ModelArn"]
-        ctx.store.mark_created(rid, arn)
+        with ctx.creating("sagemaker:model", name) as made:
+            for attempt in Retrying(
+                retry=retry_if_exception(_could_not_assume),
+                stop=stop_after_delay(ROLE_WAIT_S),
+                wait=wait_exponential(multiplier=2, min=2, max=20),
+                sleep=ctx.sleep,
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    made(
+                        sm.create_model(
+                            ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container, Tags=ctx.tags(Name=name)
+                        )["ModelArn"]
+                    )
         ctx.log(
             f"Created model {name}: image {container['Image'].rsplit('/', 1)[-1]}, data {container['ModelDataUrl']}"
         )
@@ -397,11 +399,12 @@ class SageMakerEndpoint(Step):
             if running.get("EndpointConfigName") == name:
                 return  # the endpoint made from it (a run cut short after CreateEndpoint) keeps it
             remove_config(ctx, name)  # left by a run cut short before its endpoint: made again as it should be
-        rid = ctx.intend("sagemaker:endpoint-config", name)
-        arn = ctx.aws.client("sagemaker").create_endpoint_config(
-            EndpointConfigName=name, ProductionVariants=wanted, Tags=ctx.tags(Name=name)
-        )["EndpointConfigArn"]
-        ctx.store.mark_created(rid, arn)
+        with ctx.creating("sagemaker:endpoint-config", name) as made:
+            made(
+                ctx.aws.client("sagemaker").create_endpoint_config(
+                    EndpointConfigName=name, ProductionVariants=wanted, Tags=ctx.tags(Name=name)
+                )["EndpointConfigArn"]
+            )
         ctx.log(
             f"Created endpoint configuration {name}: "
             + "; ".join(
