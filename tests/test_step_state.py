@@ -3,7 +3,8 @@
 - a session written before the typed records opens: its states, its host, what is in flight, the
   sweep's jobs, every step's commands, and the check of everything against what exists;
 - a damaged record stops the step that reads it with one line naming the key and the step to run again;
-- ``ctx.creating`` leaves the ledger's intent when the create call fails;
+- ``ctx.creating`` leaves the ledger's intent when the create call fails; ``ctx.retrying`` calls again
+  while AWS catches up, saying why each time;
 - ``ctx.emit`` reaches the engine's listener, and what a front end asks of a step
   (``Engine.ask``) reaches that step's ``ctx.asked`` and no other's.
 """
@@ -150,6 +151,50 @@ def test_a_create_call_that_fails_leaves_its_intent_for_cleanup(own_home):
         ("ec2:launch-template", INTENDED),
         ("iam:role", INTENDED),
     ]
+
+
+def test_retrying_calls_again_while_aws_catches_up_and_says_why_each_time(own_home):
+    """A call AWS refuses for now (a new role, a resource in use) is made again with growing waits,
+    each announced in the step's log; any other error, or one that outlasts the limit, is raised."""
+    logged: list[str] = []
+    slept: list[float] = []
+    ctx = StepContext(
+        name="s",
+        config=config.load(None, sandbox=True),
+        runtime=for_session(True, own_home.home),
+        store=own_home,
+        log=logged.append,
+    )
+    ctx.sleep = slept.append  # (the waits themselves: cancel's test is the engine's)
+    answers = iter([LookupError("not yet"), LookupError("not yet"), "arn:made"])
+
+    def call():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def say(err, wait, attempt):
+        return f"{err} (attempt {attempt}); again in {wait:.0f} s"
+
+    wanted = dict(when=lambda e: isinstance(e, LookupError), within_s=60, say=say)
+    assert ctx.retrying(call, **wanted) == "arn:made"
+    assert slept == [2, 4]
+    assert logged == ["not yet (attempt 1); again in 2 s", "not yet (attempt 2); again in 4 s"]
+
+    def refused():
+        raise PermissionError("AccessDenied")
+
+    logged.clear()
+    with pytest.raises(PermissionError):  # not a "not yet": raised at once, nothing said
+        ctx.retrying(refused, **wanted)
+    assert logged == []
+
+    def never():
+        raise LookupError("still not")
+
+    with pytest.raises(LookupError, match="still not"):
+        ctx.retrying(never, **{**wanted, "within_s": 0})  # the limit is spent: the last error
 
 
 # ------------------------------------------------------------------ events and answers while a step runs

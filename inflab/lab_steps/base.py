@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from .. import track
 from ..aws import Aws, tags
 from ..config import LabConfig
@@ -31,6 +33,7 @@ from . import records
 from .records import HostRecord, PinnedHostKey, Record
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 class StepError(InflabError, RuntimeError):
@@ -159,6 +162,34 @@ class StepContext:
     def sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
             raise Cancelled("cancelled")
+
+    def retrying(
+        self,
+        call: Callable[[], T],
+        *,
+        when: Callable[[BaseException], bool],
+        within_s: float,
+        say: Callable[[BaseException | None, float, int], str],
+    ) -> T:
+        """What ``call()`` returns, calling it again while it fails with an error ``when`` accepts
+        (AWS not caught up yet: a new role, a resource still in use). Waits 2 s, doubling to 20 s,
+        for at most ``within_s`` (then the last error is raised); cancel stops the wait.
+        ``say(error, wait_s, attempt)`` is logged before each wait, so the learner sees why."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            err = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            self.log(say(err, wait, state.attempt_number))
+
+        retry = Retrying(
+            retry=retry_if_exception(when),
+            stop=stop_after_delay(within_s),
+            wait=wait_exponential(multiplier=2, min=2, max=20),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retry(call)
 
     def wait_for(
         self,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 from botocore.exceptions import ClientError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from .. import accelerators, names
 from ..aws import error_code, error_message, instances, inventory, tag_dict
@@ -141,25 +140,16 @@ def _in_use(e: BaseException) -> bool:
 
 
 def retry_in_use(ctx: StepContext, what: str, call) -> None:
-    """``call()`` until AWS stops answering "in use" (backoff 2 s → 20 s, at most RETRY_FOR_S)."""
-
-    def before_sleep(state: RetryCallState) -> None:
-        err = state.outcome.exception() if state.outcome else None
-        ctx.log(
+    """``call()`` until AWS stops answering "in use" (at most RETRY_FOR_S)."""
+    ctx.retrying(
+        call,
+        when=_in_use,
+        within_s=RETRY_FOR_S,
+        say=lambda err, wait, attempt: (
             f"{what}: AWS says it is still in use ({error_message(err) if err else '?'}); "
-            f"retrying in {state.next_action.sleep:.0f} s (attempt {state.attempt_number})"
-        )
-
-    for attempt in Retrying(
-        retry=retry_if_exception(_in_use),
-        stop=stop_after_delay(RETRY_FOR_S),
-        wait=wait_exponential(multiplier=2, min=2, max=20),
-        sleep=ctx.sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    ):
-        with attempt:
-            call()
+            f"retrying in {wait:.0f} s (attempt {attempt})"
+        ),
+    )
 
 
 def _names(ctx: StepContext, kind: str, from_config: list[str]) -> list[str]:

@@ -20,7 +20,6 @@ import hashlib
 import time
 
 from botocore.exceptions import ClientError
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from .. import faultpoints, ml_types, names
 from ..aws import error_code, error_message
@@ -367,27 +366,20 @@ class SageMakerEndpoint(Step):
             remove_model(ctx, name)
         sm = ctx.aws.client("sagemaker")
 
-        def before_sleep(state) -> None:
-            ctx.log(
-                f"SageMaker cannot assume the new role yet (IAM is still publishing it); trying again in "
-                f"{state.next_action.sleep:.0f} s"
-            )
-
         with ctx.creating("sagemaker:model", name) as made:
-            for attempt in Retrying(
-                retry=retry_if_exception(_could_not_assume),
-                stop=stop_after_delay(ROLE_WAIT_S),
-                wait=wait_exponential(multiplier=2, min=2, max=20),
-                sleep=ctx.sleep,
-                before_sleep=before_sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    made(
-                        sm.create_model(
-                            ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container, Tags=ctx.tags(Name=name)
-                        )["ModelArn"]
-                    )
+            made(
+                ctx.retrying(
+                    lambda: sm.create_model(
+                        ModelName=name, ExecutionRoleArn=role, PrimaryContainer=container, Tags=ctx.tags(Name=name)
+                    )["ModelArn"],
+                    when=_could_not_assume,
+                    within_s=ROLE_WAIT_S,
+                    say=lambda err, wait, attempt: (
+                        "SageMaker cannot assume the new role yet (IAM is still publishing it); "
+                        f"trying again in {wait:.0f} s"
+                    ),
+                )
+            )
         ctx.log(
             f"Created model {name}: image {container['Image'].rsplit('/', 1)[-1]}, data {container['ModelDataUrl']}"
         )
