@@ -19,7 +19,19 @@ from .base import Step, StepContext, StepError
 from .payload_jobs import RESULTS, digest, instance_id, instance_label, payload_command
 from .records import LoadTestDone, LoadTestRun, ModelArchive, ServerJob
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
-from .served import MODEL, RUN, SAMPLES, request_input, serve_batch, served_artifact, ship_input
+from .served import (
+    MODEL,
+    RUN,
+    SAMPLES,
+    direct_brief,
+    loadgen_fields,
+    rate_line,
+    request_input,
+    serve_batch,
+    served_artifact,
+    ship_input,
+    verdict,
+)
 
 FORMAT = "inflab-served/1"
 
@@ -180,47 +192,21 @@ class LoadTest(Step):
             "max_batch_delay_ms": s["max_batch_delay_ms"],
             "workers": srv.workers,
             "archive": pkg.mar if pkg else None,
-            "limit_ms": result.get("limit_ms"),
-            "step_s": result.get("step_s"),
-            "stop_reason": result.get("stop_reason"),
-            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"),
-            "generator": result.get("generator"),
-            "input": result.get("input"),
-            "rates": result.get("rates") or [],
+            **loadgen_fields(result),
             "threads_per_worker": (endpoints or {}).get("threads_per_worker"),
             "probe": result.get("probe"),
             "connections": result.get("connections"),
             "lowest_p99_ms": result.get("lowest_p99_ms"),
             "lowest_p99_at": result.get("lowest_p99_at"),
-            "direct": None
-            if direct is None
-            else {
-                k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99", "throughput_avg", "batch_size")
-            },
+            "direct": direct_brief(direct),
         }
 
     def _summarise(self, ctx, record: dict) -> None:
-        d = record["direct"] or {}
         for r in record["rates"]:
-            p50 = r.get("latency_ms_p50")
-            over = (
-                f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50"
-                if p50 is not None and d.get("latency_ms_p50") is not None
-                else ""
-            )
-            cpu, other = r.get("generator_cpu_share"), r.get("interference")
-            ctx.log(
-                f"{r['offered_rps']:g}/s offered{' (' + r['phase'] + ')' if r.get('phase') else ''} → "
-                f"{r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, p90 {_ms(r.get('latency_ms_p90'))}, "
-                f"p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
-                + ("" if cpu is None else f"; the generator took {cpu:.1%} of the CPU")
-                + ("" if other is None else f", other processes {other:.0%}")
-            )
-        best = record["highest_rate_meeting_limit"]
+            ctx.log(rate_line(r, record["direct"]))
         threads = record.get("threads_per_worker")
         ctx.log(
-            f"{record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
-            + ("none" if best is None else f"{best:g} requests/s")
+            verdict(record)
             + f" ({record.get('workers')} TorchServe worker(s)"
             + (f" × {threads} thread(s)" if threads else "")
             + ")"
@@ -228,7 +214,3 @@ class LoadTest(Step):
 
     def undo(self, ctx):
         ctx.forget(LoadTestDone)  # results stay in the session
-
-
-def _ms(v) -> str:
-    return "-" if v is None else f"{v:.2f} ms"

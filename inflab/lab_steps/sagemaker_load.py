@@ -32,7 +32,7 @@ from .payload_jobs import RESULTS, digest, instance_id
 from .records import EndpointChecked, EndpointLoadDone, EndpointLoadRun, HostJobs, ModelData, RefreshedSageMakerPrices
 from .remote_job import WORK_DIR, host_run, job_id, read_file, run_job
 from .sagemaker_aws import aws_payload_command, disabled, endpoint_record, package
-from .served import SAMPLES, check_answer, request_input, ship_input
+from .served import SAMPLES, check_answer, direct_brief, loadgen_fields, rate_line, request_input, ship_input, verdict
 
 FORMAT = "inflab-sagemaker-load/1"
 TOP_K = 5
@@ -402,34 +402,14 @@ class SageMakerLoadTest(Step):
             "weights": d.weights,
             "model_filename": d.model_file,
             "batch_size": d.batch_size,
-            "limit_ms": result.get("limit_ms"),
-            "step_s": result.get("step_s"),
-            "stop_reason": result.get("stop_reason"),
-            "highest_rate_meeting_limit": result.get("highest_rate_meeting_limit"),
-            "generator": result.get("generator"),
-            "input": result.get("input"),
-            "rates": result.get("rates") or [],
+            **loadgen_fields(result),
             "cloudwatch": cloudwatch,
-            "direct": None
-            if direct is None
-            else {
-                k: direct.get(k) for k in ("run_id", "latency_ms_p50", "latency_ms_p99", "throughput_avg", "batch_size")
-            },
+            "direct": direct_brief(direct),
         }
 
     def _summarise(self, ctx, record: dict) -> None:
-        d = record["direct"] or {}
         for r in record["rates"]:
-            p50 = r.get("latency_ms_p50")
-            over = (
-                f", overhead {p50 - d['latency_ms_p50']:+.2f} ms vs direct p50"
-                if p50 is not None and d.get("latency_ms_p50") is not None
-                else ""
-            )
-            ctx.log(
-                f"{record['variant']} {r['offered_rps']:g}/s offered → {r['achieved_rps']:.1f}/s, p50 {_ms(p50)}, "
-                f"p90 {_ms(r.get('latency_ms_p90'))}, p99 {_ms(r.get('latency_ms_p99'))}, {r['errors']} error(s){over}"
-            )
+            ctx.log(f"{record['variant']} {rate_line(r, record['direct'])}")
         cw = record.get("cloudwatch") or {}
         if cw.get("model_latency_ms") and cw.get("overhead_latency_ms"):
             calls, mine = cw["model_latency_ms"]["calls"], cw.get("run_calls") or 0
@@ -442,11 +422,7 @@ class SageMakerLoadTest(Step):
                 f"{record['variant']} as SageMaker saw it (CloudWatch): ModelLatency {cw['model_latency_ms']['avg_ms']:.2f} ms, "
                 f"OverheadLatency {cw['overhead_latency_ms']['avg_ms']:.2f} ms on average over {calls:,} calls{others}"
             )
-        best = record["highest_rate_meeting_limit"]
-        ctx.log(
-            f"{record['variant']}: {record['stop_reason']}. Highest rate meeting p99 ≤ {record['limit_ms']:g} ms: "
-            + ("none" if best is None else f"{best:g} requests/s")
-        )
+        ctx.log(f"{record['variant']}: {verdict(record)}")
 
     def in_flight(self, ctx):
         """A variant's load job still running on the instance (by the record): opening the session reattaches it."""
@@ -461,7 +437,3 @@ class SageMakerLoadTest(Step):
 
     def undo(self, ctx):
         ctx.forget(EndpointLoadDone)  # the results stay in the session
-
-
-def _ms(v) -> str:
-    return "-" if v is None else f"{v:.2f} ms"
