@@ -4,7 +4,10 @@ leaves on purpose."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 
 from conftest import run_cli
 from test_report_screen import SIZE, add_sweep, marked, new_session, open_report, set_limit
@@ -12,7 +15,7 @@ from test_tui_wizard import wait_for, wait_idle
 from textual.app import App
 from textual.widgets import Button, Select, Static, TextArea
 
-from inflab import config, prices
+from inflab import config, prices, report
 from inflab.engine import Engine
 from inflab.events import RunResult, StepLogged
 from inflab.tui.app import InflabApp
@@ -113,6 +116,9 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
         screen.query_one("#percentile", Select).value = "p50"
         await pilot.pause()
         assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
+        assert await wait_for(
+            pilot, lambda: report.saved_view(home_store, "lab") == (15.0, "p50")
+        )  # kept as last chosen
         await pilot.press("escape")
     app = InflabApp(home_store, engines=Engine, mode="picker")  # another day: a new app
     async with app.run_test(size=SIZE) as pilot:
@@ -127,6 +133,33 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
         table.move_cursor(row=table.get_row_index("other"))  # its own: none chosen there yet
         screen = await open_report(pilot, app)
         assert screen.limit_ms is None and screen.percentile == "p90" and screen.query_one("#limit").value == ""
+
+
+async def test_quick_changes_on_the_report_screen_are_saved_in_the_order_they_were_made(home_store, monkeypatch):
+    """A slow write of an earlier choice (a busy disk) does not land over the later one."""
+    new_session(home_store, "lab")
+    add_sweep(home_store, "lab")
+    slow_first = threading.Event()
+    real = report.save_view
+
+    def save_view(store, name, limit_ms, percentile):
+        if not slow_first.is_set():
+            slow_first.set()
+            time.sleep(1.0)  # the first save is slow; the second starts meanwhile
+        real(store, name, limit_ms, percentile)
+
+    monkeypatch.setattr(report, "save_view", save_view)
+    app = InflabApp(home_store, engines=Engine, mode="picker")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sessions")
+        table.move_cursor(row=table.get_row_index("lab"))
+        screen = await open_report(pilot, app)
+        await set_limit(pilot, screen, "15")
+        assert await wait_for(pilot, slow_first.is_set)
+        screen.query_one("#percentile", Select).value = "p50"
+        assert await wait_for(pilot, lambda: report.saved_view(home_store, "lab") == (15.0, "p50"))
+        await asyncio.sleep(1.5)  # the slow first save has ended by now
+        assert report.saved_view(home_store, "lab") == (15.0, "p50")
 
 
 async def test_a_price_list_of_another_region_says_so_on_the_screen_and_in_the_report(home_store, tmp_path):

@@ -9,6 +9,7 @@ screen and ``inflab report`` never disagree.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -176,6 +177,7 @@ class ReportScreen(Screen):
         self.limit_ms: float | None = None
         self.percentile = "p90"
         self.saved_view_shown = False
+        self._saving = threading.Lock()  # one save at a time, and the last one writes the newest choice
         self.recommendation: report.Recommendation | None = None
         self.on_frontier: list[bool] = []
         #: what the plots show now (label -> points), for tests and screen readers
@@ -235,10 +237,13 @@ class ReportScreen(Screen):
         self.app.call_from_thread(self._loaded, rows, warnings, note, view)
 
     @work(thread=True, exclusive=True, group="report-save", exit_on_error=False)
-    def _save_view(self, limit_ms: float | None, percentile: str) -> None:
-        """The limit and percentile, kept with the session for the next time the report opens."""
+    def _save_view(self) -> None:
+        """The limit and percentile, kept with the session for the next time the report opens. Each
+        save writes the screen's choice as it is when the save runs, one save at a time: saves started
+        by quick changes (typing a limit, then a percentile) cannot land out of order."""
         try:
-            report.save_view(self.store, self.session_name, limit_ms, percentile)
+            with self._saving:
+                report.save_view(self.store, self.session_name, self.limit_ms, self.percentile)
         except Exception as e:  # the store could not be written: the screen goes on, and says so
             self.app.call_from_thread(
                 self.notify, f"The limit and percentile were not saved: {e}", severity="warning", markup=False
@@ -291,7 +296,7 @@ class ReportScreen(Screen):
         if limit != self.limit_ms:
             self.limit_ms = limit
             self._recompute()
-            self._save_view(self.limit_ms, self.percentile)
+            self._save_view()
 
     @on(Input.Submitted, "#limit")
     def _limit_submitted(self) -> None:
@@ -302,7 +307,7 @@ class ReportScreen(Screen):
         if isinstance(event.value, str) and event.value != self.percentile:
             self.percentile = event.value
             self._recompute()
-            self._save_view(self.limit_ms, self.percentile)
+            self._save_view()
 
     def _recompute(self) -> None:
         if not self.loaded:
