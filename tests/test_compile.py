@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -220,7 +219,6 @@ def test_resnet_traced_agrees_with_eager(tmp_path):
 @pytest.mark.slow
 def test_unreachable_hub_falls_back_to_random_weights_quickly(tmp_path):
     out = tmp_path / "models"
-    start = time.monotonic()
     proc = run_compile(
         "--family",
         "bert",
@@ -235,7 +233,6 @@ def test_unreachable_hub_falls_back_to_random_weights_quickly(tmp_path):
         home=tmp_path,
         env={"HF_ENDPOINT": UNREACHABLE},
     )
-    took = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [m] = manifests(out)
     assert (m["size"], m["weights"], m["name"]) == ("full", "random", "bert-base-cased-finetuned-mrpc")
@@ -243,7 +240,6 @@ def test_unreachable_hub_falls_back_to_random_weights_quickly(tmp_path):
     line = next(x for x in proc.stdout.splitlines() if x.startswith("[compile] weights:"))
     assert "random" in line and "the hub was unreachable" in line and "bert-base-cased-finetuned-mrpc's" in line
     assert "Retrying" not in proc.stderr  # the hub client's ~25 s of retries were never started
-    assert took < 60, took  # sanity bound only
 
 
 @pytest.mark.slow

@@ -295,6 +295,18 @@ def screen_text(app) -> str:
     return console.export_text()
 
 
+async def painted(pilot, app, *texts: str, timeout: float = 15) -> str:
+    """The screen once it shows every one of ``texts`` (a busy machine paints after the widgets
+    change), or as it is when ``timeout`` ends: the asserts that follow then say what is missing."""
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    seen = screen_text(app)
+    while not all(t in seen for t in texts) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        seen = screen_text(app)
+    return seen
+
+
 async def test_the_dashboard_and_every_drill_in_survive_the_room(room, inflab_home):
     """Every participant opened in turn: markup shows as text, escapes are made visible, nothing crashes."""
     from inflab.tui.instructor import InstructorApp
@@ -310,7 +322,7 @@ async def test_the_dashboard_and_every_drill_in_survive_the_room(room, inflab_ho
                     break
                 await pilot.pause(0.05)
             assert dashboard.refreshes >= 1, dashboard.status_text()
-            seen = screen_text(app)
+            seen = await painted(pilot, app, "\\x1b]52", MARKUP, "unreadable")
             assert "\x1b" not in seen and "\\x1b]52" in seen and MARKUP in seen
             assert "unreadable" in seen
             table = dashboard.query_one("#room", DataTable)
@@ -325,8 +337,8 @@ async def test_the_dashboard_and_every_drill_in_survive_the_room(room, inflab_ho
                     ):
                         break
                     await pilot.pause(0.05)
-                await pilot.pause()
-                seen = screen_text(app)
+                expected = {"ana": ("Last error: boom",), "deep": ("nested 1901 levels deep",)}.get(label, ())
+                seen = await painted(pilot, app, *expected)
                 assert "\x1b" not in seen and "\x9b" not in seen, label
                 if label == "ana":
                     history = details.query_one("#history", DataTable)

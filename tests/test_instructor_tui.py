@@ -277,10 +277,10 @@ async def test_a_row_becomes_stuck_while_you_watch():
                 step="compile",
                 state=RUNNING,
                 since=now - 5,
-                stuck_after_s=9,
+                stuck_after_s=12,
                 updated=now,
             )
-        ]  # stuck 4 s after the fetch
+        ]  # stuck 7 s after the fetch (time enough to read the row first on a busy machine)
 
     source = FakeSource([rows], labels=("erin",), delay=0.05)
     app = InstructorApp(source, refresh_s=60)
@@ -290,7 +290,7 @@ async def test_a_row_becomes_stuck_while_you_watch():
         first = cells(screen, "erin")
         assert first["state"] == "running" and "STUCK" not in first["state"]
         assert cell(screen, "erin", "on_step").style == ""
-        assert await wait_for(pilot, lambda: cells(screen, "erin")["state"] == "STUCK · running", timeout=10)
+        assert await wait_for(pilot, lambda: cells(screen, "erin")["state"] == "STUCK · running", timeout=20)
         assert await wait_for(pilot, lambda: time.monotonic() - seen_at >= 1.5)
         await pilot.pause(0.6)
         later = cells(screen, "erin")

@@ -346,16 +346,14 @@ def test_a_bad_input_is_a_clear_error_in_the_check_step(served, inflab_home, tmp
     good = Store(inflab_home).get_session(name).config["serve"]["input"]
     Path(good).write_text("hello, this is not a sentence pair")
     try:
-        t0 = time.monotonic()
         r = run_cli(
             "run", "--name", name, "--from", "serve-check", "--until", "serve-check", home=inflab_home, timeout=180
         )
-        took = time.monotonic() - t0
     finally:
         Path(good).write_text(PAIR)
     assert r.returncode == 1, r.stdout[-2000:]
     assert "TorchServe answered HTTP 400" in r.stdout and "sentence1 and sentence2" in r.stdout
-    assert took < 90, "an error, not a wait"
+    assert "got no answer within" not in r.stdout  # TorchServe's answer, not a wait for one
     r = run_cli("run", "--name", name, "--until", "serve-check", home=inflab_home, timeout=180)
     assert r.returncode == 0 and "Prediction: " in r.stdout, r.stdout[-2000:]
 

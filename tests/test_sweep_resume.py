@@ -99,10 +99,9 @@ async def test_quitting_while_the_sweep_runs_and_opening_again_picks_it_up(own_s
         app = InflabApp(store, engines=Engine, mode="resume", name=name)
         async with app.run_test(size=SIZE) as pilot:
             wizard = app.screen
-            await pilot.pause()
+            assert await wait_for(pilot, lambda: set(jobs_tab(wizard)) == {"2", "4"}), jobs_tab(wizard)
             assert wizard.read_only and not wizard.busy
             rows = jobs_tab(wizard)
-            assert set(rows) == {"2", "4"}, rows
             assert "RUNNING" in rows["2"] and "RUNNABLE" in rows["4"], rows
             assert "No sweep jobs yet" not in wizard.query_one(JobsPane).progress
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from test_tui_wizard import wait_for
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
@@ -28,12 +29,11 @@ async def test_chunks_cut_anywhere_progress_bars_and_ansi():
         )
         for i in range(0, len(stream), 7):  # 7-byte chunks: lines and escapes are cut mid-way
             pane.feed(stream[i : i + 7])
-        await pilot.pause(0.2)
-        assert pane.log.lines == ["compiling", "green text", "step 3/3", "done: 42 samples/s"]
+        want = ["compiling", "green text", "step 3/3", "done: 42 samples/s"]
+        assert await wait_for(pilot, lambda: pane.log.lines == want), pane.log.lines  # (written in batches)
         assert str(pane.query_one("#live", Static).render()) == "Downloading 55%"
         pane.feed("\rDownloading 100%\n")
-        await pilot.pause(0.2)
-        assert pane.log.lines[-1] == "Downloading 100%"
+        assert await wait_for(pilot, lambda: pane.log.lines[-1] == "Downloading 100%"), pane.log.lines
         assert str(pane.query_one("#live", Static).render()) == ""
 
 
@@ -43,9 +43,8 @@ async def test_memory_is_bounded_and_the_last_line_is_kept():
         pane = app.query_one(JobOutput)
         pane.feed("".join(f"line {i}\n" for i in range(5000)) + "tail without newline")
         pane.finish()
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: pane.log.lines[-1:] == ["tail without newline"]), pane.log.lines[-3:]
         assert len(pane.log.lines) <= 1000
-        assert pane.log.lines[-1] == "tail without newline"
         assert pane.log.lines[-2] == "line 4999"
 
 
@@ -54,7 +53,7 @@ async def test_search_jumps_to_the_match_and_stops_following():
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.query_one(JobOutput)
         pane.feed("".join(f"line {i}\n" for i in range(500)))
-        await pilot.pause(0.2)
+        assert await wait_for(pilot, lambda: len(pane.log.lines) == 500)
         pane.log.focus()
         assert pane.follow
         await pilot.press("slash")
