@@ -15,6 +15,7 @@ import asyncssh
 import pyte
 import pytest
 
+from inflab.remote.payload.ports import free_ports
 from inflab.remote.ssh import ConnectFailed, HostKeyMismatch, HostKeyPin, Target, connect, console_fingerprints
 
 SSHD = "/usr/sbin/sshd"
@@ -23,9 +24,9 @@ pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason=NO_SSHD)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port below the ephemeral range: sshd binds it later, and an ephemeral port could be
+    taken meanwhile by any outgoing connection on the machine."""
+    return free_ports(1)[0]
 
 
 class OpenSSHServer:
@@ -59,7 +60,7 @@ class OpenSSHServer:
             "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
         )
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -147,15 +148,18 @@ async def test_connect_gives_up_with_a_clear_message(tmp_path):
 
 
 async def test_output_streams_line_by_line(sshd):
+    """Each line arrives while the program runs: it prints a line, then waits for an answer to it."""
     conn = await connect(sshd.target(), HostKeyPin(), timeout=20)
     async with conn:
-        proc = await conn.create_process("for i in 1 2 3; do echo line $i; sleep 0.3; done")
-        arrivals = []
-        async for line in proc.stdout:
-            if line.strip():
-                arrivals.append((time.monotonic(), line.strip()))
-    assert [text for _, text in arrivals] == ["line 1", "line 2", "line 3"]
-    assert arrivals[-1][0] - arrivals[0][0] > 0.4  # they came as printed, not all at the end
+        proc = await conn.create_process("echo line 1; read a; echo line 2 $a; read b; echo line 3 $b")
+        lines = []
+        for answer in ("after-1", "after-2", None):
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)  # held back until the end: never comes
+            lines.append(line.strip())
+            if answer:
+                proc.stdin.write(answer + "\n")
+        await proc.wait_closed()
+    assert lines == ["line 1", "line 2 after-1", "line 3 after-2"]
 
 
 async def render_top(target: Target, pin: HostKeyPin) -> str:
@@ -165,7 +169,7 @@ async def render_top(target: Target, pin: HostKeyPin) -> str:
     conn = await connect(target, pin, timeout=20)
     async with conn:
         proc = await conn.create_process("top -d 1", term_type="xterm", term_size=(100, 30), encoding=None)
-        deadline = asyncio.get_running_loop().time() + 8
+        deadline = asyncio.get_running_loop().time() + 30
         while asyncio.get_running_loop().time() < deadline:
             try:
                 data = await asyncio.wait_for(proc.stdout.read(65536), 1)
@@ -173,7 +177,7 @@ async def render_top(target: Target, pin: HostKeyPin) -> str:
                 continue
             stream.feed(data)
             text = "\n".join(screen.display)
-            if "load average" in text and "PID" in text:
+            if all(word in text for word in ("load average", "PID", "COMMAND")):  # the whole first frame
                 break
         proc.stdin.write(b"q")
         proc.close()
