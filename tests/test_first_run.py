@@ -102,6 +102,13 @@ async def test_run_all_answers_n_without_running_anything(sandbox, store, name):
         assert app.screen is wizard and wizard.busy is None
 
 
+async def report_of(pilot, app, name: str):
+    """From the session picker: the report screen of session ``name``."""
+    table = app.screen.query_one("#sessions")
+    table.move_cursor(row=table.get_row_index(name))
+    return await open_report(pilot, app)
+
+
 async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(home_store):
     new_session(home_store, "lab")
     add_sweep(home_store, "lab")
@@ -109,29 +116,22 @@ async def test_the_report_screen_remembers_the_limit_and_percentile_per_session(
     add_sweep(home_store, "other")
     app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sessions")
-        table.move_cursor(row=table.get_row_index("lab"))
-        screen = await open_report(pilot, app)
+        screen = await report_of(pilot, app, "lab")
         await set_limit(pilot, screen, "15")
         screen.query_one("#percentile", Select).value = "p50"
         await pilot.pause()
         assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
-        assert await wait_for(
-            pilot, lambda: report.saved_view(home_store, "lab") == (15.0, "p50")
-        )  # kept as last chosen
+        assert await wait_for(pilot, lambda: report.saved_view(home_store, "lab") == (15.0, "p50"))  # as chosen last
         await pilot.press("escape")
     app = InflabApp(home_store, engines=Engine, mode="picker")  # another day: a new app
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sessions")
-        table.move_cursor(row=table.get_row_index("lab"))
-        screen = await open_report(pilot, app)
+        screen = await report_of(pilot, app, "lab")
         assert await wait_for(pilot, lambda: screen.limit_ms == 15 and screen.percentile == "p50")
         assert screen.query_one("#limit").value == "15" and screen.query_one("#percentile", Select).value == "p50"
         assert marked(screen, CHEAPEST) == [("inf1.2xlarge", "8")]
         assert "Under 15 ms p50" in str(screen.query_one("#recommendation", Static).render())
         await pilot.press("escape")
-        table.move_cursor(row=table.get_row_index("other"))  # its own: none chosen there yet
-        screen = await open_report(pilot, app)
+        screen = await report_of(pilot, app, "other")  # its own: none chosen there yet
         assert screen.limit_ms is None and screen.percentile == "p90" and screen.query_one("#limit").value == ""
 
 
@@ -151,9 +151,7 @@ async def test_quick_changes_on_the_report_screen_are_saved_in_the_order_they_we
     monkeypatch.setattr(report, "save_view", save_view)
     app = InflabApp(home_store, engines=Engine, mode="picker")
     async with app.run_test(size=SIZE) as pilot:
-        table = app.screen.query_one("#sessions")
-        table.move_cursor(row=table.get_row_index("lab"))
-        screen = await open_report(pilot, app)
+        screen = await report_of(pilot, app, "lab")
         await set_limit(pilot, screen, "15")
         assert await wait_for(pilot, slow_first.is_set)
         screen.query_one("#percentile", Select).value = "p50"
