@@ -51,24 +51,45 @@ class OpenSSHServer:
         return asyncssh.read_public_key(str(self.root / "host.pub")).get_fingerprint("sha256")
 
     def start(self) -> None:
+        """Start sshd and wait until it listens: it writes its pid file once its socket is bound. Should
+        something else have taken the port since it was drawn, sshd cannot bind it and exits: it is
+        started again on another port (``target()`` names the port it got)."""
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        failures: list[str] = []
+        for _ in range(5):
+            error = self._start_on(self.port)
+            if error is None:
+                return
+            failures.append(f"port {self.port}: {error}")
+            if "Address already in use" not in error and "Cannot bind" not in error:
+                break
+            self.port = free_port()
+        raise RuntimeError("sshd did not start: " + "; ".join(failures))
+
+    def _start_on(self, port: int) -> str | None:
+        """None once sshd listens on ``port``, or why it did not (what it said as it exited)."""
         cfg = self.root / "sshd_config"
+        pid_file = self.root / "sshd.pid"
+        pid_file.unlink(missing_ok=True)
         cfg.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.root / 'host'}\n"
-            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPidFile {self.root / 'sshd.pid'}\n"
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {self.root / 'host'}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPidFile {pid_file}\n"
             "UsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
         )
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.proc.stderr.read().decode()}")
+                return self.proc.stderr.read().decode().strip() or f"exit status {self.proc.returncode}"
+            try:  # our sshd's own pid: not a listener someone else has on the port
+                if int(pid_file.read_text()) == self.proc.pid:
+                    return None
+            except (OSError, ValueError):  # not written yet, or half written
+                pass
             time.sleep(0.05)
-        raise RuntimeError("sshd did not listen")
+        self.stop()
+        return "did not listen within 30 s"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -88,6 +109,21 @@ def sshd(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def test_sshd_moves_to_another_port_when_its_own_was_taken(tmp_path):
+    """A port drawn free can be taken before sshd binds it: sshd cannot bind, and starts on another."""
+    server = OpenSSHServer(tmp_path)
+    taken = server.port
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        server.start()
+        try:
+            assert server.port != taken and server.target().port == server.port
+            assert int((tmp_path / "sshd.pid").read_text()) == server.proc.pid
+        finally:
+            server.stop()
 
 
 async def test_connect_pins_the_key_on_first_use_and_runs_commands(sshd):
@@ -158,30 +194,40 @@ async def test_output_streams_line_by_line(sshd):
             lines.append(line.strip())
             if answer:
                 proc.stdin.write(answer + "\n")
-        await proc.wait_closed()
+        await asyncio.wait_for(proc.wait_closed(), 30)
     assert lines == ["line 1", "line 2 after-1", "line 3 after-2"]
 
 
-async def render_top(target: Target, pin: HostKeyPin) -> str:
-    """Run `top` on a PTY over SSH and render what it draws with pyte."""
+TOP_FRAME = ("load average", "PID", "COMMAND")  # top's whole first frame: its header and its columns
+
+
+async def render_top(target: Target, pin: HostKeyPin, within_s: float = 30) -> str:
+    """Run `top` on a PTY over SSH and render what it draws with pyte, until its whole first frame
+    (:data:`TOP_FRAME`) is on the screen; fails with the screen as it is if that takes over ``within_s``."""
     screen = pyte.Screen(100, 30)
     stream = pyte.ByteStream(screen)
     conn = await connect(target, pin, timeout=20)
     async with conn:
         proc = await conn.create_process("top -d 1", term_type="xterm", term_size=(100, 30), encoding=None)
-        deadline = asyncio.get_running_loop().time() + 30
-        while asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        text, ended = "", False
+        while not all(word in text for word in TOP_FRAME) and not ended and loop.time() < deadline:
             try:
-                data = await asyncio.wait_for(proc.stdout.read(65536), 1)
+                data = await asyncio.wait_for(proc.stdout.read(65536), min(1.0, max(deadline - loop.time(), 0.01)))
             except asyncio.TimeoutError:
                 continue
+            ended = not data  # top is gone: nothing more will come
             stream.feed(data)
             text = "\n".join(screen.display)
-            if all(word in text for word in ("load average", "PID", "COMMAND")):  # the whole first frame
-                break
         proc.stdin.write(b"q")
         proc.close()
-    return "\n".join(screen.display)
+    missing = [word for word in TOP_FRAME if word not in text]
+    assert not missing, (
+        f"top's first frame is missing {missing} after {within_s:.0f} s"
+        f"{' (top ended)' if ended else ''}; the screen:\n{text}"
+    )
+    return text
 
 
 @pytest.mark.skipif(shutil.which("top") is None, reason="top (procps) is not installed")

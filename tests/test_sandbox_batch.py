@@ -382,7 +382,7 @@ def test_the_upload_module_puts_a_directory_into_s3(aws, sandbox, inflab_home, t
 
 def test_a_disabled_queue_stays_enabled_and_updating_for_the_injected_lag(aws, batch_env, faults):
     batch = aws("batch")
-    faults({"batch": {"queue_disable_lag_s": 6}})  # time to look twice on a busy machine
+    faults({"batch": {"queue_disable_lag_s": 30}})  # time to look twice however busy the machine...
     batch.update_job_queue(jobQueue=batch_env["queue"], state="DISABLED")
     queue = batch.describe_job_queues(jobQueues=[batch_env["queue"]])["jobQueues"][0]
     assert (queue["state"], queue["status"]) == ("ENABLED", "UPDATING")
@@ -390,6 +390,9 @@ def test_a_disabled_queue_stays_enabled_and_updating_for_the_injected_lag(aws, b
         batch.delete_job_queue(jobQueue=batch_env["queue"])
     assert err.value.response["Error"]["Code"] == "ClientException"
     assert "DISABLED" in err.value.response["Error"]["Message"]
+    queue = batch.describe_job_queues(jobQueues=[batch_env["queue"]])["jobQueues"][0]
+    assert (queue["state"], queue["status"]) == ("ENABLED", "UPDATING")  # a refused delete changes nothing
+    faults({"batch": {"queue_disable_lag_s": 0}})  # ...and the lag ends through the fault, not a wait
 
     def settled():
         q = batch.describe_job_queues(jobQueues=[batch_env["queue"]])["jobQueues"][0]
@@ -403,13 +406,18 @@ def test_a_compute_environment_is_deleted_only_when_free_and_the_injected_in_use
     aws, batch_env, faults, sandbox
 ):
     batch = aws("batch")
-    faults({"batch": {"delete_ce_failures": 1, "ce_disable_lag_s": 5}})
+    faults({"batch": {"delete_ce_failures": 1, "ce_disable_lag_s": 30}})  # a lag no busy machine outlasts
     with pytest.raises(ClientError) as err:  # still ENABLED
         batch.delete_compute_environment(computeEnvironment=batch_env["ce"])
     assert "DISABLED" in err.value.response["Error"]["Message"]
     batch.update_compute_environment(computeEnvironment=batch_env["ce"], state="DISABLED")
     ce = batch.describe_compute_environments(computeEnvironments=[batch_env["ce"]])["computeEnvironments"][0]
     assert (ce["state"], ce["status"]) == ("ENABLED", "UPDATING")
+    with pytest.raises(ClientError) as err:  # DISABLED, but not shown so yet: still refused
+        batch.delete_compute_environment(computeEnvironment=batch_env["ce"])
+    assert "not in DISABLED state (state ENABLED, status UPDATING)" in err.value.response["Error"]["Message"]
+    # the lag ends through the fault (the table as it is now, the injected failure not used up)
+    faults({"batch": {**faults_now(sandbox)["batch"], "ce_disable_lag_s": 0}})
     wait_for(
         "the environment to settle",
         lambda: (

@@ -67,7 +67,8 @@ class BatchRules:
     def __init__(self, layer: Any):
         self.layer = layer
         self.lock = threading.Lock()
-        self.lagging: dict[str, tuple[str, float]] = {}  # ARN -> (state shown, until when: monotonic)
+        # ARN -> (state shown, since when: monotonic, the fault whose seconds it lasts: read as the table is now)
+        self.lagging: dict[str, tuple[str, float, str]] = {}
 
     def _backend(self, region: str):
         from moto.batch.models import batch_backends
@@ -75,17 +76,21 @@ class BatchRules:
         return batch_backends[self.layer.account][region]
 
     def shown(self, arn: str, state: str) -> tuple[str, str]:
-        """(state, status) a describe shows for a resource whose emulated state is ``state``."""
+        """(state, status) a describe shows for a resource whose emulated state is ``state``. A lag lasts
+        as many seconds as its fault says now: lowering the fault (or a table without it) ends it sooner."""
         with self.lock:
             lag = self.lagging.get(arn)
-            if lag and time.monotonic() < lag[1]:
+        if lag is not None:
+            if time.monotonic() < lag[1] + self.layer.fault_value("batch", lag[2]):
                 return lag[0], "UPDATING"
-            self.lagging.pop(arn, None)
+            with self.lock:
+                if self.lagging.get(arn) is lag:  # not one an update set meanwhile
+                    del self.lagging[arn]
         return state, "VALID"
 
-    def _lag(self, arn: str, shown_state: str, seconds: float) -> None:
+    def _lag(self, arn: str, shown_state: str, fault: str) -> None:
         with self.lock:
-            self.lagging[arn] = (shown_state, time.monotonic() + seconds)
+            self.lagging[arn] = (shown_state, time.monotonic(), fault)
 
     def __call__(self, environ, start_response):
         action = environ.get("PATH_INFO", "").split("/")[2].lower()
@@ -137,9 +142,10 @@ class BatchRules:
             )
             before = (found.state, self.shown(found.arn, found.state)[0]) if found is not None else None
             status, headers, data = self._call(environ)
-            lag = self.layer.fault_value("batch", "queue_disable_lag_s" if queue else "ce_disable_lag_s")
+            fault = "queue_disable_lag_s" if queue else "ce_disable_lag_s"
+            lag = self.layer.fault_value("batch", fault)
             if before is not None and status.startswith("2") and lag > 0 and found.state != before[0]:
-                self._lag(found.arn, before[1], lag)  # it goes on showing what it showed
+                self._lag(found.arn, before[1], fault)  # it goes on showing what it showed
             if found is not None and not queue and status.startswith("2"):
                 self._check_roles(backend, found.name)  # an update makes Batch look at the roles again
             return self._respond(start_response, status, headers, data)

@@ -36,7 +36,8 @@ AWS refuses a caller the role's trust policy does not name.
 
 - ``queue_disable_lag_s`` / ``ce_disable_lag_s``: after an UpdateJobQueue / UpdateComputeEnvironment
   that changes the state, the resource keeps showing its old state with status UPDATING for that
-  many seconds, then the new state and VALID.
+  many seconds, then the new state and VALID. The seconds are read as the table is now: lowering
+  the entry (or a table without it) ends a lag already under way sooner.
 - ``delete_ce_failures``: the next N DeleteComputeEnvironment calls that would otherwise succeed fail
   with "Cannot delete, found existing JobQueue relationship". GET shows how many are left.
 - ``ce_role_propagation_s``: a compute environment created less than that many seconds after its
